@@ -1,0 +1,366 @@
+//! Configuration: defaults, then a TOML file, then `PLUGPOS_*` environment overrides, then the
+//! command line. Validated once at startup; every error is one line that names the key.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// The commented example printed by `plugpos config default`. A test checks that it parses to
+/// exactly the defaults, so the two cannot drift apart.
+pub const EXAMPLE: &str = include_str!("plugpos.example.toml");
+
+/// Environment variable that names the config file (read by the CLI, not a config key).
+pub const CONFIG_FILE_ENV: &str = "PLUGPOS_CONFIG";
+const ENV_PREFIX: &str = "PLUGPOS_";
+
+/// The whole configuration of one instance.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the managed cluster, backups, logs, keys and the setup token live.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub log: LogConfig,
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Address to bind; `127.0.0.1` by default. Binding to the LAN is an explicit choice.
+    pub bind: IpAddr,
+    /// TCP port; 0 picks a free port (the chosen one is logged).
+    pub port: u16,
+    /// A request that takes longer is answered 408 `request.timeout`.
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body; larger ones are answered 413 `request.too_large`.
+    pub body_limit_bytes: usize,
+    /// How long a shutdown waits for in-flight requests before it stops anyway.
+    pub shutdown_grace_secs: u64,
+}
+
+/// The database: the managed cluster by default, or an external PostgreSQL.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://...` of an existing database. Unset means the managed cluster under `<data_dir>/pg`.
+    pub url: Option<SecretString>,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// Directory holding `initdb`, `pg_ctl` and `postgres`; searched on PATH and under
+    /// `/usr/lib/postgresql/<version>/bin` when unset.
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+impl PartialEq for DatabaseConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.url.as_ref().map(|u| u.expose_secret().to_owned())
+            == other.url.as_ref().map(|u| u.expose_secret().to_owned())
+            && self.max_connections == other.max_connections
+            && self.pg_bin_dir == other.pg_bin_dir
+    }
+}
+
+/// System logs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `warn,plugpos=debug`); `RUST_LOG` overrides it.
+    pub level: String,
+    /// Days of rotated log files kept in `<data_dir>/logs`.
+    pub retention_days: usize,
+    /// Also write JSON lines to standard output.
+    pub stdout: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./plugpos-data"),
+            http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::from([127, 0, 0, 1]),
+            port: 8470,
+            request_timeout_secs: 30,
+            body_limit_bytes: 1024 * 1024,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 16,
+            pg_bin_dir: None,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            retention_days: 14,
+            stdout: true,
+        }
+    }
+}
+
+/// A configuration error: one line, naming the key (and where its value came from).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn key(key: &str, source: Option<&String>, message: impl std::fmt::Display) -> Self {
+        match source {
+            Some(source) => Self(format!("config key `{key}` ({source}): {message}")),
+            None => Self(format!("config key `{key}`: {message}")),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `PLUGPOS_*` variables from `env`, and validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut table = toml::Table::new();
+        let mut sources: BTreeMap<String, String> = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError(format!("cannot read config file {}: {e}", path.display()))
+            })?;
+            table = text.parse::<toml::Table>().map_err(|e| {
+                let msg = e.message().to_owned();
+                ConfigError(format!(
+                    "config file {} is not valid TOML: {msg}",
+                    path.display()
+                ))
+            })?;
+            collect_sources(
+                &table,
+                "",
+                &format!("from {}", path.display()),
+                &mut sources,
+            );
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if name == CONFIG_FILE_ENV {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+            let key = path.join(".");
+            if path.iter().any(String::is_empty) {
+                return Err(ConfigError(format!(
+                    "environment variable {name} does not name a config key"
+                )));
+            }
+            insert_path(&mut table, &path, env_value(&value))
+                .map_err(|m| ConfigError::key(&key, Some(&format!("from {name}")), m))?;
+            sources.insert(key, format!("from {name}"));
+        }
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                let inner = e.into_inner();
+                let message = inner.message().to_owned();
+                // An unknown key is reported at its parent; name the key itself.
+                if let Some(unknown) = unknown_field(&message) {
+                    // serde_path_to_error already ends the path with the unknown key.
+                    let full = if key == unknown || key.ends_with(&format!(".{unknown}")) {
+                        key.clone()
+                    } else if key == "." || key.is_empty() {
+                        unknown.to_owned()
+                    } else {
+                        format!("{key}.{unknown}")
+                    };
+                    return ConfigError::key(&full, sources.get(&full), "unknown key");
+                }
+                ConfigError::key(&key, sources.get(&key), message)
+            })?;
+        config.validate(&sources)?;
+        Ok(config)
+    }
+
+    /// Checks the values that types alone cannot (ranges, formats).
+    pub fn validate(&self, sources: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let fail = |key: &str, msg: &str| Err(ConfigError::key(key, sources.get(key), msg));
+        if self.data_dir.as_os_str().is_empty() {
+            return fail("data_dir", "must not be empty");
+        }
+        if self.http.request_timeout_secs == 0 {
+            return fail("http.request_timeout_secs", "must be at least 1");
+        }
+        if self.http.body_limit_bytes < 1024 {
+            return fail("http.body_limit_bytes", "must be at least 1024");
+        }
+        if self.database.max_connections == 0 {
+            return fail("database.max_connections", "must be at least 1");
+        }
+        if let Some(url) = &self.database.url {
+            let url = url.expose_secret();
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return fail(
+                    "database.url",
+                    "must start with postgres:// or postgresql://",
+                );
+            }
+        }
+        if self.log.retention_days == 0 {
+            return fail("log.retention_days", "must be at least 1");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return fail(
+                "log.level",
+                "is not a valid level or filter (e.g. \"info\" or \"warn,plugpos=debug\")",
+            );
+        }
+        Ok(())
+    }
+
+    /// The external database URL, if one is configured.
+    pub fn external_database_url(&self) -> Option<&str> {
+        self.database.url.as_ref().map(|u| u.expose_secret())
+    }
+}
+
+/// Environment values are strings; numbers and booleans are recognised so that
+/// `PLUGPOS_HTTP__PORT=9000` means the number 9000.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(n) = raw.parse::<i64>() {
+        return toml::Value::Integer(n);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn insert_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{part}` is not a section"))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+fn collect_sources(
+    table: &toml::Table,
+    prefix: &str,
+    source: &str,
+    out: &mut BTreeMap<String, String>,
+) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if let toml::Value::Table(inner) = v {
+            collect_sources(inner, &key, source, out);
+        }
+        out.insert(key, source.to_owned());
+    }
+}
+
+/// Extracts `name` from serde's "unknown field `name`, expected ..." message.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    rest.split('`').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let parsed: Config = toml::from_str(EXAMPLE).expect("example parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn env_overrides_nested_keys_with_types() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("PLUGPOS_HTTP__PORT", "9001"),
+                ("PLUGPOS_DATA_DIR", "/srv/x"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.http.port, 9001);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/x"));
+    }
+
+    #[test]
+    fn unknown_env_key_is_named() {
+        let err = Config::load(None, env(&[("PLUGPOS_HTTP__PROT", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "config key `http.prot` (from PLUGPOS_HTTP__PROT): unknown key"
+        );
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::load(None, env(&[("PLUGPOS_HTTP__PORT", "eighty")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config key `http.port` (from PLUGPOS_HTTP__PORT): "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Config::load(
+            None,
+            env(&[("PLUGPOS_DATABASE__URL", "postgres://u:hunter2hunter2@db/x")]),
+        )
+        .expect("valid");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2hunter2"), "{shown}");
+        assert_eq!(
+            c.external_database_url(),
+            Some("postgres://u:hunter2hunter2@db/x")
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! Small common types used by core and the plugs.
+
+pub mod ids;
