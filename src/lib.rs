@@ -5,3 +5,6 @@
 pub mod core;
 pub mod plugs;
 pub mod shared;
+
+pub use crate::core::http::app;
+pub use crate::core::state::AppState;

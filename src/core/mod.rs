@@ -1,5 +1,13 @@
 //! Shared infrastructure every plug goes through.
 
+pub mod auth;
 pub mod config;
 pub mod data_dir;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
 pub mod postgres;
+pub mod setup;
+pub mod state;

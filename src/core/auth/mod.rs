@@ -1,0 +1,3 @@
+//! Authentication. For now: the password policy and argon2id hashing that setup uses.
+
+pub mod password;

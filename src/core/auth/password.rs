@@ -1,0 +1,135 @@
+//! Passwords: the policy, and argon2id hashing with at least OWASP's minimum parameters
+//! (19 MiB of memory, 2 iterations, 1 lane).
+
+use anyhow::Context;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+
+/// Memory cost in KiB (19 MiB).
+pub const MEMORY_KIB: u32 = 19 * 1024;
+/// Iterations.
+pub const ITERATIONS: u32 = 2;
+/// Lanes.
+pub const PARALLELISM: u32 = 1;
+/// Shortest accepted password, in characters.
+pub const MIN_LENGTH: usize = 10;
+/// Longest accepted password, in characters; longer ones are refused, never truncated.
+pub const MAX_LENGTH: usize = 256;
+
+/// Passwords long enough to pass the length rule that still top the breached-password lists.
+const COMMON: &[&str] = &[
+    "1234567890",
+    "0123456789",
+    "12345678910",
+    "123456789a",
+    "1q2w3e4r5t",
+    "1qaz2wsx3edc",
+    "qwertyuiop",
+    "qwerty1234",
+    "qwerty12345",
+    "password12",
+    "password123",
+    "password1!",
+    "passw0rd12",
+    "iloveyou12",
+    "abc1234567",
+    "abcdefghij",
+    "aaaaaaaaaa",
+    "1111111111",
+    "0000000000",
+    "123123123123",
+    "administrator",
+    "letmein123",
+    "welcome123",
+    "changeme123",
+    "football12",
+    "princess12",
+    "sunshine12",
+    "trustno1234",
+];
+
+/// Checks `password` against the policy; the error says what to change.
+pub fn check_policy(password: &str, username: &str) -> Result<(), String> {
+    let chars = password.chars().count();
+    if chars < MIN_LENGTH {
+        return Err(format!("must be at least {MIN_LENGTH} characters"));
+    }
+    if chars > MAX_LENGTH {
+        return Err(format!("must be at most {MAX_LENGTH} characters"));
+    }
+    let lower = password.to_lowercase();
+    if lower == username.to_lowercase()
+        || lower.contains(&username.to_lowercase()) && !username.is_empty()
+    {
+        return Err("must not contain the username".to_owned());
+    }
+    if COMMON.contains(&lower.as_str()) {
+        return Err("is one of the most common passwords".to_owned());
+    }
+    Ok(())
+}
+
+fn hasher() -> anyhow::Result<Argon2<'static>> {
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
+        .map_err(|e| anyhow::anyhow!("invalid argon2 parameters: {e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes `password` into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`), off the async runtime.
+pub async fn hash(password: SecretString) -> anyhow::Result<String> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        rand::rng().fill_bytes(&mut salt);
+        let hash = hasher()?
+            .hash_password_with_salt(password.expose_secret().as_bytes(), &salt)
+            .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+        Ok(hash.to_string())
+    })
+    .await
+    .context("the password hashing task failed")?
+}
+
+/// Does `password` match the stored PHC string? (Off the async runtime.)
+pub async fn verify(password: SecretString, phc: String) -> anyhow::Result<bool> {
+    tokio::task::spawn_blocking(move || {
+        Ok(hasher()?
+            .verify_password(password.expose_secret().as_bytes(), phc.as_str())
+            .is_ok())
+    })
+    .await
+    .context("the password verification task failed")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy() {
+        assert!(check_policy("short", "admin").is_err());
+        assert!(check_policy("password123", "admin").is_err());
+        assert!(check_policy("admin-admin-admin", "admin").is_err());
+        assert!(check_policy(&"x".repeat(257), "admin").is_err());
+        assert!(check_policy("correct horse battery", "admin").is_ok());
+    }
+
+    #[tokio::test]
+    async fn hashes_with_owasp_parameters_and_verifies() {
+        let phc = hash(SecretString::from("correct horse battery"))
+            .await
+            .unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        assert!(
+            verify(SecretString::from("correct horse battery"), phc.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify(SecretString::from("wrong horse battery"), phc)
+                .await
+                .unwrap()
+        );
+    }
+}

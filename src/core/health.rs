@@ -1,0 +1,181 @@
+//! `GET /health/live` and `GET /health/ready`.
+//!
+//! Live means the process answers. Ready means every startup check passes now: the data
+//! directory is writable, the database answers, the schema is current and (with the managed
+//! cluster) PostgreSQL is running. A load balancer or the desktop client waits for ready.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::core::db;
+use crate::core::db::migrations;
+use crate::core::http::problem::Problem;
+use crate::core::postgres::supervisor::ClusterState;
+use crate::core::state::AppState;
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Live {
+    #[schema(example = "live")]
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Readiness, with every check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` or `unready`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub checks: Vec<Check>,
+}
+
+/// One readiness check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    /// `data_dir`, `postgres`, `database` or `migrations`.
+    pub name: &'static str,
+    pub ok: bool,
+    /// What was found; on failure, why.
+    pub detail: String,
+}
+
+/// The process is up.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    responses(
+        (status = 200, description = "The process answers", body = Live),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn live() -> Json<Live> {
+    Json(Live {
+        status: "live",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+/// Every check that gates readiness, with its state.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    responses(
+        (status = 200, description = "Ready: every check passed", body = Ready),
+        (status = 503, description = "Unready: at least one check failed (see `checks`)", body = Ready),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
+    let checks = run_checks(&state).await;
+    let ok = checks.iter().all(|c| c.ok);
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Ready {
+            status: if ok { "ready" } else { "unready" },
+            checks,
+        }),
+    )
+}
+
+/// Runs the readiness checks (also used by the server at startup).
+pub async fn run_checks(state: &AppState) -> Vec<Check> {
+    let mut checks = Vec::with_capacity(4);
+    let data_dir = state.data_dir().clone();
+    let writable = tokio::task::spawn_blocking(move || data_dir.check_writable()).await;
+    checks.push(match writable {
+        Ok(Ok(())) => Check {
+            name: "data_dir",
+            ok: true,
+            detail: format!("{} is writable", state.data_dir().root().display()),
+        },
+        Ok(Err(e)) => Check {
+            name: "data_dir",
+            ok: false,
+            detail: format!("{e:#}"),
+        },
+        Err(e) => Check {
+            name: "data_dir",
+            ok: false,
+            detail: format!("check failed: {e}"),
+        },
+    });
+    if let Some(cluster) = state.cluster_state() {
+        checks.push(match cluster {
+            ClusterState::Running { pid } => Check {
+                name: "postgres",
+                ok: true,
+                detail: format!("managed cluster running (pid {pid})"),
+            },
+            ClusterState::Restarting { reason } => Check {
+                name: "postgres",
+                ok: false,
+                detail: reason,
+            },
+            ClusterState::Stopped => Check {
+                name: "postgres",
+                ok: false,
+                detail: "managed cluster stopped".to_owned(),
+            },
+        });
+    }
+    let database = tokio::time::timeout(CHECK_TIMEOUT, db::ping(state.pool())).await;
+    let database_ok = matches!(database, Ok(Ok(())));
+    checks.push(match database {
+        Ok(Ok(())) => Check {
+            name: "database",
+            ok: true,
+            detail: "answers".to_owned(),
+        },
+        Ok(Err(e)) => Check {
+            name: "database",
+            ok: false,
+            detail: format!("unreachable: {e}"),
+        },
+        Err(_) => Check {
+            name: "database",
+            ok: false,
+            detail: format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+        },
+    });
+    checks.push(if !database_ok {
+        Check {
+            name: "migrations",
+            ok: false,
+            detail: "unknown: the database is unreachable".to_owned(),
+        }
+    } else {
+        match tokio::time::timeout(CHECK_TIMEOUT, migrations::check_current(state.pool())).await {
+            Ok(Ok(())) => Check {
+                name: "migrations",
+                ok: true,
+                detail: "schema is current".to_owned(),
+            },
+            Ok(Err(e)) => Check {
+                name: "migrations",
+                ok: false,
+                detail: e.to_string(),
+            },
+            Err(_) => Check {
+                name: "migrations",
+                ok: false,
+                detail: "no answer in time".to_owned(),
+            },
+        }
+    });
+    checks
+}

@@ -1,0 +1,141 @@
+//! The one error type of the HTTP boundary, mapped to problem documents with stable codes.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::core::http::problem::{FieldError, Problem};
+
+/// Everything a handler can fail with. Each variant has one stable `code`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the instance is not set up yet")]
+    SetupRequired,
+    #[error("the setup token is wrong")]
+    SetupInvalidToken,
+    #[error("the instance is already set up")]
+    SetupAlreadyDone,
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request body must be JSON")]
+    UnsupportedMediaType,
+    #[error("the request body is too large")]
+    TooLarge,
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// `what` is shown to the client; `cause` only goes to the log (5xx bodies carry no internals).
+    #[error("{what} is unavailable: {cause}")]
+    Unavailable { what: &'static str, cause: String },
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A validation failure of one field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// The stable machine code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::SetupRequired => "setup.required",
+            ApiError::SetupInvalidToken => "setup.invalid_token",
+            ApiError::SetupAlreadyDone => "setup.already_done",
+            ApiError::MalformedJson(_) => "request.malformed_json",
+            ApiError::UnsupportedMediaType => "request.unsupported_media_type",
+            ApiError::TooLarge => "request.too_large",
+            ApiError::Validation(_) => "validation.failed",
+            ApiError::Unavailable { .. } => "service.unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::SetupRequired | ApiError::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::SetupInvalidToken => StatusCode::FORBIDDEN,
+            ApiError::SetupAlreadyDone => StatusCode::CONFLICT,
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::SetupRequired => "Setup required",
+            ApiError::SetupInvalidToken => "Invalid setup token",
+            ApiError::SetupAlreadyDone => "Already set up",
+            ApiError::MalformedJson(_) => "Malformed JSON",
+            ApiError::UnsupportedMediaType => "Unsupported media type",
+            ApiError::TooLarge => "Request body too large",
+            ApiError::Validation(_) => "Validation failed",
+            ApiError::Unavailable { .. } => "Service unavailable",
+            ApiError::Internal(_) => "Internal server error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::SetupRequired => {
+                "This instance is not set up yet: call POST /api/v1/setup with the token from <data_dir>/setup-token, \
+                 or run `plugpos init`."
+                    .to_owned()
+            }
+            ApiError::SetupInvalidToken => {
+                "The setup token does not match the one in <data_dir>/setup-token.".to_owned()
+            }
+            ApiError::SetupAlreadyDone => "This instance is already set up; setup runs once.".to_owned(),
+            ApiError::MalformedJson(why) => format!("The request body is not valid JSON: {why}."),
+            ApiError::UnsupportedMediaType => {
+                "Send the request body as JSON with `Content-Type: application/json`.".to_owned()
+            }
+            ApiError::TooLarge => "The request body is larger than the server accepts.".to_owned(),
+            ApiError::Validation(errors) => {
+                let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+                format!("Invalid field(s): {}.", fields.join(", "))
+            }
+            ApiError::Unavailable { what, .. } => format!("The {what} is unavailable; try again shortly."),
+            // 5xx bodies never carry internals; the cause is in the log under the same request id.
+            ApiError::Internal(_) => "The server failed to handle the request; see its log.".to_owned(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            ApiError::Unavailable { what, cause } => {
+                tracing::warn!(%what, %cause, "request failed: dependency unavailable")
+            }
+            _ => {}
+        }
+        let status = self.status();
+        let mut problem = Problem::new(status, self.code(), self.title(), self.detail());
+        if let ApiError::Validation(errors) = self {
+            problem = problem.with_errors(errors);
+        }
+        problem.into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ApiError::Unavailable {
+                    what: "database",
+                    cause: e.to_string(),
+                }
+            }
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! The layers every request passes: request context (id, span, log, metrics), problem
+//! documents for bare error statuses, security headers, and the setup gate.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::core::http::error::ApiError;
+use crate::core::http::problem::{PROBLEM_JSON, Problem};
+use crate::core::http::request_id;
+use crate::core::state::AppState;
+
+/// Routes that answer while the instance is not set up yet.
+const SETUP_EXEMPT: [&str; 3] = [
+    "/api/v1/setup",
+    "/api/v1/setup/status",
+    "/api/v1/openapi.json",
+];
+
+/// Gives the request its id and span, logs and measures it, and makes sure every error leaves
+/// as a problem document carrying that id.
+pub async fn request_context(req: Request, next: Next) -> Response {
+    let id = request_id::from_headers(req.headers());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.uri().path());
+    let started = Instant::now();
+    let is_docs = req.uri().path().starts_with("/docs");
+
+    let mut response = request_id::scope(id.clone(), async {
+        let response = next.run(req).await;
+        problem_for_bare_errors(response)
+    })
+    .instrument(span.clone())
+    .await;
+
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(
+                status = status.as_u16(),
+                latency_ms = elapsed.as_millis() as u64,
+                "request finished"
+            );
+        } else {
+            tracing::info!(
+                status = status.as_u16(),
+                latency_ms = elapsed.as_millis() as u64,
+                "request finished"
+            );
+        }
+    });
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(HeaderName::from_static(request_id::HEADER), value);
+    }
+    set_security_headers(headers, is_docs);
+    response
+}
+
+/// Turns an error status without a problem body (routing's 404 and 405, the timeout's 408, a
+/// caught panic's 500) into a problem document, keeping headers such as `Allow`.
+fn problem_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return response;
+    }
+    let (parts, _body) = response.into_parts();
+    let mut problem = Problem::for_status(status).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+fn set_security_headers(headers: &mut axum::http::HeaderMap, is_docs: bool) {
+    let csp = if is_docs {
+        // The vendored Swagger UI loads its own scripts and styles (and inline styles).
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+    } else {
+        "default-src 'none'; frame-ancestors 'none'"
+    };
+    let pairs = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CONTENT_SECURITY_POLICY, csp),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in pairs {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+}
+
+/// While the instance is not set up, every `/api/v1` route except setup (and the API
+/// description) answers 503 `setup.required`.
+pub async fn setup_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let guarded = req.extensions().get::<MatchedPath>().is_some_and(|p| {
+        let p = p.as_str();
+        p.starts_with("/api/v1/") && !SETUP_EXEMPT.contains(&p)
+    });
+    if guarded && !state.is_initialized().await {
+        return ApiError::SetupRequired.into_response();
+    }
+    next.run(req).await
+}

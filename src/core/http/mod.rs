@@ -1,0 +1,52 @@
+//! The HTTP surface: `app(state)` builds the whole router (tests drive it in-process; `serve`
+//! binds it to a socket).
+
+pub mod error;
+pub mod json;
+pub mod middleware;
+pub mod problem;
+pub mod request_id;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::core::http::problem::Problem;
+use crate::core::openapi;
+use crate::core::state::AppState;
+
+pub use error::ApiError;
+pub use json::ApiJson;
+
+/// The whole HTTP application: health, metrics, `/api/v1`, the OpenAPI document and `/docs`.
+pub fn app(state: AppState) -> Router {
+    let (routes, _api) = openapi::router().split_for_parts();
+    let http = &state.config().http;
+    let layers = ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .layer(CatchPanicLayer::new())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(http.request_timeout_secs),
+        ))
+        .layer(DefaultBodyLimit::max(http.body_limit_bytes));
+    routes
+        .merge(openapi::docs())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::setup_gate,
+        ))
+        .layer(layers)
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    Problem::for_status(StatusCode::NOT_FOUND)
+}

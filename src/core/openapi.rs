@@ -1,0 +1,72 @@
+//! The OpenAPI 3.1 document (generated from the handlers by utoipa), `/api/v1/openapi.json`,
+//! and the browsable docs at `/docs` (Swagger UI vendored into the binary: no CDN, works offline).
+
+use std::sync::OnceLock;
+
+use axum::Json;
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::core::http::problem::{FieldError, Problem};
+use crate::core::state::AppState;
+use crate::core::{health, metrics, setup};
+
+/// Where the document is served.
+pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "3PlugPOS server API",
+        description = "Point-of-sale backend API. Every error is an RFC 9457 problem document \
+                       (`application/problem+json`) with a stable `code` and the `request_id`."
+    ),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "health", description = "Liveness, readiness and metrics"),
+        (name = "setup", description = "First-run setup"),
+        (name = "meta", description = "The API description itself"),
+    )
+)]
+struct ApiDoc;
+
+/// Every documented route; `app()` adds the docs UI and the fallback.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::scrape))
+        .routes(routes!(setup::routes::status))
+        .routes(routes!(setup::routes::run))
+        .routes(routes!(document_json))
+}
+
+/// The OpenAPI document (built once).
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOCUMENT.get_or_init(|| router().split_for_parts().1)
+}
+
+/// The Swagger UI at `/docs`, reading the document from [`DOCUMENT_PATH`].
+pub fn docs() -> Router<AppState> {
+    SwaggerUi::new("/docs")
+        .config(utoipa_swagger_ui::Config::new([DOCUMENT_PATH]))
+        .into()
+}
+
+/// This API's OpenAPI 3.1 description.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn document_json() -> Json<&'static utoipa::openapi::OpenApi> {
+    Json(document())
+}

@@ -1,0 +1,275 @@
+//! First-run setup: the business, its settings, a default branch, location and register, the
+//! built-in roles and the first super admin. Runs once, over HTTP (with the one-time token) or
+//! from `plugpos init`.
+
+pub mod routes;
+pub mod token;
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::core::auth::password;
+use crate::core::http::problem::FieldError;
+use crate::shared::ids::new_id;
+
+/// The built-in role templates of SPEC section 4 (name, description).
+pub const BUILTIN_ROLES: [(&str, &str); 5] = [
+    (
+        "cashier",
+        "Sell, take payments, own cash session, create returns; catalog without cost prices",
+    ),
+    (
+        "manager",
+        "Everything a cashier can, plus voids, price overrides, return approval, catalog and stock, reports",
+    ),
+    (
+        "accountant",
+        "Reports, closings, audit read and export, catalog with cost prices; no selling",
+    ),
+    (
+        "auditor",
+        "Read-only: audit read, export and verify, reports, catalog",
+    ),
+    (
+        "super_admin",
+        "Everything, including users, roles, modules, settings, backups, restore, diagnostics",
+    ),
+];
+
+/// Setup input as received, before validation.
+pub struct SetupInput {
+    pub business_name: String,
+    pub currency: String,
+    pub timezone: String,
+    pub admin_username: String,
+    pub admin_password: SecretString,
+}
+
+/// Setup input that passed validation.
+pub struct ValidSetup {
+    pub business_name: String,
+    pub currency: iso_currency::Currency,
+    pub timezone: chrono_tz::Tz,
+    pub admin_username: String,
+    pub admin_password: SecretString,
+}
+
+/// What setup created.
+#[derive(Debug, Clone)]
+pub struct SetupOutcome {
+    pub business_name: String,
+    pub currency: String,
+    pub timezone: String,
+    pub admin_id: Uuid,
+    pub admin_username: String,
+    pub branch_id: Uuid,
+    pub location_id: Uuid,
+    pub register_id: Uuid,
+}
+
+/// Why setup did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("this instance is already set up; setup runs once")]
+    AlreadyDone,
+    #[error("invalid setup input")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+impl SetupInput {
+    /// Validates every field and reports all problems at once, named by their JSON path.
+    pub fn validate(self) -> Result<ValidSetup, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let name = self.business_name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 200 {
+            errors.push(FieldError::new(
+                "business.name",
+                "must be 1 to 200 characters",
+            ));
+        }
+        let currency =
+            iso_currency::Currency::from_code(&self.currency.trim().to_ascii_uppercase());
+        if currency.is_none() {
+            errors.push(FieldError::new(
+                "business.currency",
+                "not an ISO 4217 currency code (e.g. \"EUR\")",
+            ));
+        }
+        let timezone = chrono_tz::Tz::from_str(self.timezone.trim()).ok();
+        if timezone.is_none() {
+            errors.push(FieldError::new(
+                "business.timezone",
+                "not an IANA time zone (e.g. \"Europe/Berlin\")",
+            ));
+        }
+        let username = self.admin_username.trim().to_owned();
+        let username_ok = (3..=64).contains(&username.chars().count())
+            && username
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c));
+        if !username_ok {
+            errors.push(FieldError::new(
+                "admin.username",
+                "must be 3 to 64 characters of letters, digits, . _ - @",
+            ));
+        }
+        if let Err(why) = password::check_policy(self.admin_password.expose_secret(), &username) {
+            errors.push(FieldError::new("admin.password", why));
+        }
+        match (currency, timezone, errors.is_empty()) {
+            (Some(currency), Some(timezone), true) => Ok(ValidSetup {
+                business_name: name,
+                currency,
+                timezone,
+                admin_username: username,
+                admin_password: self.admin_password,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Has setup run in this database?
+pub async fn is_initialized(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM business)")
+        .fetch_one(pool)
+        .await
+}
+
+/// Validates and runs setup in one transaction. A concurrent or repeated setup gets `AlreadyDone`.
+pub async fn run(pool: &PgPool, input: SetupInput) -> Result<SetupOutcome, SetupError> {
+    if is_initialized(pool)
+        .await
+        .context("cannot read the setup state")?
+    {
+        return Err(SetupError::AlreadyDone);
+    }
+    let setup = input.validate().map_err(SetupError::Invalid)?;
+    let password_hash = password::hash(setup.admin_password.clone()).await?;
+    let mut tx = pool
+        .begin()
+        .await
+        .context("cannot start the setup transaction")?;
+    let outcome = create_everything(&mut tx, &setup, &password_hash).await?;
+    tx.commit().await.context("cannot commit setup")?;
+    tracing::info!(
+        business = %outcome.business_name,
+        admin = %outcome.admin_username,
+        "setup complete: business, default branch, location, register, built-in roles and super admin created"
+    );
+    Ok(outcome)
+}
+
+async fn create_everything(
+    conn: &mut PgConnection,
+    setup: &ValidSetup,
+    password_hash: &str,
+) -> Result<SetupOutcome, SetupError> {
+    // The singleton row is the lock: a racing setup inserts nothing and gets AlreadyDone.
+    let inserted = sqlx::query(
+        "INSERT INTO business (id, name, currency, timezone) VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&setup.business_name)
+    .bind(setup.currency.code())
+    .bind(setup.timezone.name())
+    .execute(&mut *conn)
+    .await
+    .context("cannot create the business")?;
+    if inserted.rows_affected() == 0 {
+        return Err(SetupError::AlreadyDone);
+    }
+    for (key, value) in baseline_settings(setup) {
+        sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2)")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("cannot store setting {key}"))?;
+    }
+    let (branch_id, location_id, register_id) = (new_id(), new_id(), new_id());
+    sqlx::query("INSERT INTO branches (id, name) VALUES ($1, 'Main branch')")
+        .bind(branch_id)
+        .execute(&mut *conn)
+        .await
+        .context("cannot create the default branch")?;
+    sqlx::query("INSERT INTO locations (id, branch_id, name) VALUES ($1, $2, 'Shop floor')")
+        .bind(location_id)
+        .bind(branch_id)
+        .execute(&mut *conn)
+        .await
+        .context("cannot create the default location")?;
+    sqlx::query("INSERT INTO registers (id, branch_id, location_id, name) VALUES ($1, $2, $3, 'Register 1')")
+        .bind(register_id)
+        .bind(branch_id)
+        .bind(location_id)
+        .execute(&mut *conn)
+        .await
+        .context("cannot create the default register")?;
+    let mut super_admin = None;
+    for (name, description) in BUILTIN_ROLES {
+        let id = new_id();
+        sqlx::query("INSERT INTO roles (id, name, description, builtin) VALUES ($1, $2, $3, true)")
+            .bind(id)
+            .bind(name)
+            .bind(description)
+            .execute(&mut *conn)
+            .await
+            .with_context(|| format!("cannot create the {name} role"))?;
+        if name == "super_admin" {
+            super_admin = Some(id);
+        }
+    }
+    let super_admin =
+        super_admin.context("the super_admin role is missing from the built-in roles")?;
+    let admin_id = new_id();
+    sqlx::query(
+        "INSERT INTO users (id, username, display_name, password_hash, password_change_required) \
+         VALUES ($1, $2, $2, $3, false)",
+    )
+    .bind(admin_id)
+    .bind(&setup.admin_username)
+    .bind(password_hash)
+    .execute(&mut *conn)
+    .await
+    .context("cannot create the admin user")?;
+    sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")
+        .bind(admin_id)
+        .bind(super_admin)
+        .execute(&mut *conn)
+        .await
+        .context("cannot give the admin the super_admin role")?;
+    Ok(SetupOutcome {
+        business_name: setup.business_name.clone(),
+        currency: setup.currency.code().to_owned(),
+        timezone: setup.timezone.name().to_owned(),
+        admin_id,
+        admin_username: setup.admin_username.clone(),
+        branch_id,
+        location_id,
+        register_id,
+    })
+}
+
+/// The settings every business starts with; administration edits them later.
+fn baseline_settings(setup: &ValidSetup) -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "business.currency_scale",
+            json!(setup.currency.exponent().unwrap_or(0)),
+        ),
+        ("tax.prices_include_tax", json!(true)),
+        ("numbering.receipt_prefix", json!("R")),
+        ("numbering.receipt_digits", json!(6)),
+        ("security.password_min_length", json!(password::MIN_LENGTH)),
+        ("security.mfa_required_roles", json!([])),
+        ("security.max_sessions_per_user", json!(5)),
+        ("security.lockout_threshold", json!(10)),
+    ]
+}
