@@ -1,13 +1,16 @@
 //! Shared infrastructure every plug goes through.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod postgres;
+pub mod server;
 pub mod setup;
 pub mod state;

@@ -1,6 +1,7 @@
 //! The connection pool and the schema's migrations.
 
 pub mod migrations;
+pub mod open;
 
 use std::time::Duration;
 

@@ -1,0 +1,122 @@
+//! The command line (`plugpos <command>`). Every command exits non-zero with a one-line reason
+//! on failure.
+
+mod db;
+mod init;
+mod migrate;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::core::config::{CONFIG_FILE_ENV, Config, EXAMPLE};
+use crate::core::{logging, openapi, server};
+
+/// 3PlugPOS server: an offline-first, on-premise point-of-sale backend.
+#[derive(Debug, Parser)]
+#[command(name = "plugpos", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML). `PLUGPOS_*` environment variables override it.
+    #[arg(long, global = true, env = CONFIG_FILE_ENV, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (managed PostgreSQL, backups, logs, keys); overrides `data_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (starts the managed PostgreSQL unless `database.url` is set).
+    Serve(ServeArgs),
+    /// First-run setup without the HTTP API (for installers); refuses to run twice.
+    Init(init::InitArgs),
+    /// Apply pending migrations; `status` lists them, `--dry-run` tries them and rolls back.
+    Migrate(migrate::MigrateArgs),
+    /// Check the configuration or print a commented example.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Start, stop or inspect the managed PostgreSQL cluster by hand.
+    #[command(subcommand)]
+    Db(db::DbCommand),
+    /// Print the OpenAPI 3.1 document.
+    Openapi,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`http.bind`); 127.0.0.1 by default.
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+    /// TCP port (`http.port`); 0 picks a free one.
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration (file and environment) and report the first problem.
+    Check,
+    /// Print a commented example configuration with every default.
+    Default,
+}
+
+impl Cli {
+    /// Loads the configuration the command runs with: defaults, file, environment, flags.
+    fn load_config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Command::Serve(args) = &self.command {
+            if let Some(bind) = args.bind {
+                config.http.bind = bind;
+            }
+            if let Some(port) = args.port {
+                config.http.port = port;
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Config(ConfigCommand::Default) => {
+            print!("{EXAMPLE}");
+            return Ok(());
+        }
+        Command::Openapi => {
+            let json = openapi::document()
+                .to_pretty_json()
+                .context("cannot render the OpenAPI document")?;
+            println!("{json}");
+            return Ok(());
+        }
+        _ => {}
+    }
+    let config = cli.load_config()?;
+    match cli.command {
+        Command::Serve(_) => server::serve(config).await,
+        Command::Config(ConfigCommand::Check) => {
+            match &cli.config {
+                Some(file) => println!("configuration OK ({})", file.display()),
+                None => println!("configuration OK (defaults and environment; no file given)"),
+            }
+            Ok(())
+        }
+        command => {
+            logging::init_command();
+            match command {
+                Command::Init(args) => init::run(&config, args).await,
+                Command::Migrate(args) => migrate::run(&config, args).await,
+                Command::Db(command) => db::run(&config, command).await,
+                Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! `plugpos serve`: start the database, migrate, check, listen, and shut down cleanly.
+
+pub mod pid_file;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::core::config::Config;
+use crate::core::data_dir::DataDir;
+use crate::core::db::migrations;
+use crate::core::db::open::external_options;
+use crate::core::db::{self, lazy_pool};
+use crate::core::postgres::supervisor::{ClusterState, Supervisor};
+use crate::core::postgres::{ClusterOptions, DATABASE_NAME, ManagedCluster};
+use crate::core::server::pid_file::PidFile;
+use crate::core::state::AppState;
+use crate::core::{health, logging, metrics, setup};
+
+/// Runs the server until SIGTERM or SIGINT, then drains requests, closes the pool and stops
+/// the managed cluster.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Registered first, so a signal during startup is not fatal: it is handled once we are up.
+    let mut shutdown = ShutdownSignal::register()?;
+    let data_dir = DataDir::prepare(&config.data_dir)?;
+    let _log = logging::init_server(&config.log, &data_dir.logs())?;
+    let _pid_file = PidFile::acquire(&data_dir)?;
+    metrics::handle();
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.root().display(), "plugpos starting");
+
+    let (pool, supervisor) = match config.external_database_url() {
+        Some(url) => {
+            tracing::info!("using the external database from database.url");
+            (
+                lazy_pool(external_options(url)?, config.database.max_connections),
+                None,
+            )
+        }
+        None => {
+            let cluster = ManagedCluster::new(
+                &data_dir,
+                config.database.pg_bin_dir.as_deref(),
+                ClusterOptions::default(),
+            )?;
+            let supervisor = Supervisor::start(cluster.clone()).await?;
+            if let Err(e) = cluster.ensure_database(DATABASE_NAME).await {
+                supervisor.shutdown().await;
+                return Err(e);
+            }
+            (
+                lazy_pool(
+                    cluster.connect_options(DATABASE_NAME),
+                    config.database.max_connections,
+                ),
+                Some(supervisor),
+            )
+        }
+    };
+    let cluster_state = supervisor.as_ref().map(Supervisor::state);
+    let result = run(config, data_dir, pool.clone(), cluster_state, &mut shutdown).await;
+    pool.close().await;
+    if let Some(supervisor) = supervisor {
+        supervisor.shutdown().await;
+    }
+    match &result {
+        Ok(()) => tracing::info!("plugpos stopped"),
+        Err(e) => tracing::error!(error = format!("{e:#}"), "plugpos stopped on an error"),
+    }
+    result
+}
+
+async fn run(
+    config: Config,
+    data_dir: DataDir,
+    pool: PgPool,
+    cluster: Option<tokio::sync::watch::Receiver<ClusterState>>,
+    shutdown: &mut ShutdownSignal,
+) -> anyhow::Result<()> {
+    db::ping(&pool)
+        .await
+        .context("the database is unreachable")?;
+    let applied = migrations::apply(&pool).await?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "migrations applied");
+    }
+    let initialized = setup::is_initialized(&pool)
+        .await
+        .context("cannot read the setup state")?;
+    if !initialized {
+        let path = setup::token::ensure(&data_dir)?;
+        tracing::warn!(
+            token_file = %path.display(),
+            "this instance is not set up yet: POST /api/v1/setup with the token from the token file, or run `plugpos init`"
+        );
+    }
+    let state = AppState::new(config.clone(), data_dir, pool, cluster, initialized);
+    let failed: Vec<String> = health::run_checks(&state)
+        .await
+        .into_iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    if !failed.is_empty() {
+        bail!("startup checks failed: {}", failed.join("; "));
+    }
+
+    let address = SocketAddr::new(config.http.bind, config.http.port);
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    tracing::info!(address = %local, "listening on http://{local}");
+    eprintln!(
+        "plugpos {} listening on http://{local}",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server =
+        axum::serve(listener, crate::core::http::app(state)).with_graceful_shutdown(async {
+            let _ = stop_rx.await;
+        });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => return result.context("the HTTP server failed"),
+        name = shutdown.recv() => tracing::info!(signal = name, "shutting down: draining in-flight requests"),
+    }
+    let _ = stop_tx.send(());
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result.context("the HTTP server failed while draining")?,
+        Err(_) => tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "in-flight requests did not finish in time; stopping anyway"
+        ),
+    }
+    Ok(())
+}
+
+/// SIGTERM (systemd, `kill`) and SIGINT (Ctrl-C).
+struct ShutdownSignal {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn register() -> anyhow::Result<ShutdownSignal> {
+        Ok(ShutdownSignal {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
