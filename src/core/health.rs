@@ -114,7 +114,9 @@ pub async fn run_checks(state: &AppState) -> Vec<Check> {
             detail: format!("check failed: {e}"),
         },
     });
-    if let Some(cluster) = state.cluster_state() {
+    let cluster = state.cluster_state();
+    let cluster_down = matches!(&cluster, Some(c) if !matches!(c, ClusterState::Running { .. }));
+    if let Some(cluster) = cluster {
         checks.push(match cluster {
             ClusterState::Running { pid } => Check {
                 name: "postgres",
@@ -132,6 +134,17 @@ pub async fn run_checks(state: &AppState) -> Vec<Check> {
                 detail: "managed cluster stopped".to_owned(),
             },
         });
+    }
+    if cluster_down {
+        // Asking a database that is known to be down would only wait for the pool's timeout.
+        for name in ["database", "migrations"] {
+            checks.push(Check {
+                name,
+                ok: false,
+                detail: "skipped: the managed PostgreSQL is not running".to_owned(),
+            });
+        }
+        return checks;
     }
     let database = tokio::time::timeout(CHECK_TIMEOUT, db::ping(state.pool())).await;
     let database_ok = matches!(database, Ok(Ok(())));

@@ -14,3 +14,4 @@ pub mod postgres;
 pub mod server;
 pub mod setup;
 pub mod state;
+pub mod version;

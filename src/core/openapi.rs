@@ -12,7 +12,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::state::AppState;
-use crate::core::{health, metrics, setup};
+use crate::core::{health, metrics, setup, version};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
@@ -41,6 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(metrics::scrape))
         .routes(routes!(setup::routes::status))
         .routes(routes!(setup::routes::run))
+        .routes(routes!(version::version))
         .routes(routes!(document_json))
 }
 

@@ -75,18 +75,23 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     response
 }
 
-/// Turns an error status without a problem body (routing's 404 and 405, the timeout's 408, a
+/// Turns an error status without a JSON body (routing's 404 and 405, the timeout's 408, a
 /// caught panic's 500) into a problem document, keeping headers such as `Allow`.
 fn problem_for_bare_errors(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let is_problem = response
+    // A handler that answers an error status with JSON on purpose (readiness's 503 lists its
+    // checks) keeps its body; only bodies that are not JSON (empty, plain text) are replaced.
+    let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if is_problem {
+        .is_some_and(|v| {
+            let v = v.as_bytes();
+            v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+        });
+    if is_json {
         return response;
     }
     let (parts, _body) = response.into_parts();

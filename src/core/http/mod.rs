@@ -26,6 +26,8 @@ pub use json::ApiJson;
 
 /// The whole HTTP application: health, metrics, `/api/v1`, the OpenAPI document and `/docs`.
 pub fn app(state: AppState) -> Router {
+    // Installed before the first request, so no request goes uncounted.
+    crate::core::metrics::handle();
     let (routes, _api) = openapi::router().split_for_parts();
     let http = &state.config().http;
     let layers = ServiceBuilder::new()

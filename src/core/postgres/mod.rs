@@ -351,13 +351,23 @@ impl ManagedCluster {
                 last_lines(&String::from_utf8_lossy(&out.stderr), 2)
             );
         }
+        self.remove_socket_link();
         Ok(())
+    }
+
+    /// Removes the short /tmp link of a deep data directory once the cluster is stopped.
+    pub fn remove_socket_link(&self) {
+        if self.socket_dir != self.run_dir {
+            let _ = fs::remove_file(&self.socket_dir);
+        }
     }
 
     /// Starts `postgres` as a child of this process (for the supervisor). The child gets its own
     /// process group, so a Ctrl-C in the terminal reaches plugpos, which then drains requests
     /// before it stops the cluster.
     pub fn spawn_child(&self) -> anyhow::Result<tokio::process::Child> {
+        // The directories (and a deep data directory's socket link) may have been removed by a stop.
+        self.prepare_dirs()?;
         let log = fs::OpenOptions::new()
             .append(true)
             .create(true)

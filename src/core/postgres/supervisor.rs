@@ -107,6 +107,7 @@ async fn supervise(
             }
             _ = stop.changed() => {
                 stop_child(&mut child).await;
+                cluster.remove_socket_link();
                 break;
             }
         }

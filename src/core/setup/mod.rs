@@ -94,8 +94,10 @@ impl SetupInput {
                 "must be 1 to 200 characters",
             ));
         }
+        // Codes without a minor unit (XXX "no currency", XAU gold, XDR...) are not money a shop takes.
         let currency =
-            iso_currency::Currency::from_code(&self.currency.trim().to_ascii_uppercase());
+            iso_currency::Currency::from_code(&self.currency.trim().to_ascii_uppercase())
+                .filter(|c| c.exponent().is_some());
         if currency.is_none() {
             errors.push(FieldError::new(
                 "business.currency",

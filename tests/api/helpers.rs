@@ -1,0 +1,266 @@
+//! Test helpers: one throwaway PostgreSQL cluster per test run (started with the product's own
+//! managed-cluster code), a migrated template database, and one database cloned from it per test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use plugpos::core::config::Config;
+use plugpos::core::data_dir::DataDir;
+use plugpos::core::db::{lazy_pool, migrations};
+use plugpos::core::postgres::{ClusterOptions, ManagedCluster};
+use plugpos::core::setup::token;
+use plugpos::core::state::AppState;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection, PgPool};
+
+const TEMPLATE: &str = "plugpos_template";
+
+/// The shared test cluster.
+pub struct TestCluster {
+    pub cluster: ManagedCluster,
+}
+
+/// The cluster, started on first use. A watchdog process stops it and deletes its directory
+/// once this test process has exited, however it exits.
+pub fn cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        // Started on a runtime of its own: tests each run on their own runtime, which may end first.
+        std::thread::spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(start_cluster())
+        })
+        .join()
+        .expect("the test cluster failed to start")
+    })
+}
+
+async fn start_cluster() -> TestCluster {
+    let root = PathBuf::from(format!(
+        "/tmp/plugpos-test-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
+    let data_dir = DataDir::prepare(&root).unwrap();
+    let cluster =
+        ManagedCluster::new(&data_dir, None, ClusterOptions { unsafe_fast: true }).unwrap();
+    cluster.start_detached().await.unwrap();
+    spawn_watchdog(&cluster, &root);
+    let mut conn = PgConnection::connect_with(&cluster.connect_options("postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let pool = lazy_pool(cluster.connect_options(TEMPLATE), 1);
+    migrations::apply(&pool).await.unwrap();
+    pool.close().await;
+    TestCluster { cluster }
+}
+
+/// Immediate shutdown (SIGQUIT to the postmaster) and cleanup after the test process is gone.
+fn spawn_watchdog(cluster: &ManagedCluster, root: &Path) {
+    let script = format!(
+        "while [ -d /proc/{parent} ]; do sleep 1; done; \
+         kill -QUIT $(head -1 '{pgdata}/postmaster.pid') 2>/dev/null; sleep 2; rm -rf '{root}'",
+        parent = std::process::id(),
+        pgdata = cluster.pgdata().display(),
+        root = root.display(),
+    );
+    use std::os::unix::process::CommandExt;
+    // Never waited for on purpose: its job starts when this process is gone.
+    #[allow(clippy::zombie_processes)]
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("watchdog");
+}
+
+/// A new database cloned from the migrated template (`migrated = false`: an empty one).
+pub async fn create_database(migrated: bool) -> String {
+    let cluster = cluster();
+    let name = format!("test_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = PgConnection::connect_with(&cluster.cluster.connect_options("postgres"))
+        .await
+        .unwrap();
+    let ddl = if migrated {
+        format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+    } else {
+        format!("CREATE DATABASE {name}")
+    };
+    // Concurrent clones of one template can collide briefly; retry.
+    for attempt in 0.. {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(ddl.clone()))
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => break,
+            Err(e) if attempt < 20 => {
+                eprintln!("retrying CREATE DATABASE: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot create {name}: {e}"),
+        }
+    }
+    conn.close().await.unwrap();
+    name
+}
+
+/// A pool on `database` of the test cluster.
+pub fn pool(database: &str) -> PgPool {
+    lazy_pool(cluster().cluster.connect_options(database), 5)
+}
+
+/// `postgres://` URL of `database` in the test cluster (for `database.url` and the binary).
+pub fn database_url(database: &str) -> String {
+    format!(
+        "postgres://postgres@localhost/{database}?host={}",
+        cluster().cluster.socket_dir().display()
+    )
+}
+
+/// One server on its own database, served in-process on a free port.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+    pub pool: PgPool,
+    pub data_dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// An uninitialized instance (a setup token is on disk).
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`spawn`](Self::spawn), with configuration changes.
+    pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        let database = create_database(true).await;
+        let pool = pool(&database);
+        Self::serve(pool, configure).await
+    }
+
+    /// Serves an app on an existing pool (e.g. one whose database is unreachable).
+    pub async fn serve(pool: PgPool, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let data_dir = tempfile::Builder::new()
+            .prefix("plugpos-app-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut config = Config {
+            data_dir: data_dir.path().to_owned(),
+            ..Config::default()
+        };
+        configure(&mut config);
+        let prepared = DataDir::prepare(data_dir.path()).unwrap();
+        token::ensure(&prepared).unwrap();
+        let state = AppState::new(config, prepared, pool.clone(), None, false);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, plugpos::app(state)).await });
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            pool,
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.data_dir.path().join("setup-token")
+    }
+
+    pub fn setup_token(&self) -> String {
+        std::fs::read_to_string(self.token_path())
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// A valid setup request with this instance's token.
+    pub fn setup_body(&self) -> Value {
+        json!({
+            "setup_token": self.setup_token(),
+            "business": {"name": "Corner Shop", "currency": "EUR", "timezone": "Europe/Berlin"},
+            "admin": {"username": "admin", "password": "correct horse battery"}
+        })
+    }
+
+    /// Runs setup; panics unless it succeeds.
+    pub async fn initialize(&self) {
+        let response = self.post_json("/api/v1/setup", &self.setup_body()).await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+}
+
+/// Reads a problem document, checking the media type and the fields every problem has.
+pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let header_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["type"], format!("urn:plugpos:problem:{code}"));
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    assert_eq!(
+        body["request_id"],
+        header_id.as_str(),
+        "the body carries the request id of the header"
+    );
+    body
+}
+
+/// The `plugpos` binary, with no `PLUGPOS_*` variables inherited.
+pub fn plugpos() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugpos"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("PLUGPOS_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}

@@ -1,0 +1,14 @@
+//! The one integration test binary. Each module covers one area, talking to the server the
+//! way the desktop client does (HTTP and JSON) or running the `plugpos` binary like an admin.
+
+// A test should fail loudly at the first surprise; unwrap is how it says so.
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod health;
+mod helpers;
+mod http_basics;
+mod lifecycle;
+mod migrations;
+mod openapi;
+mod setup;
