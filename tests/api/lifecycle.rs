@@ -225,7 +225,10 @@ async fn zero_config_start_survives_postgres_dying_and_stops_cleanly() {
     // Once plugpos has reaped its child, the supervisor has noticed; readiness must say so now.
     let deadline = Instant::now() + Duration::from_secs(10);
     while Path::new(&format!("/proc/{old_pid}")).exists() {
-        assert!(Instant::now() < deadline, "the killed postmaster was never reaped");
+        assert!(
+            Instant::now() < deadline,
+            "the killed postmaster was never reaped"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let body = wait_for_ready(&server, 503).await;

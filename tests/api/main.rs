@@ -4,6 +4,7 @@
 // A test should fail loudly at the first surprise; unwrap is how it says so.
 #![allow(clippy::unwrap_used)]
 
+mod architecture;
 mod cli;
 mod health;
 mod helpers;

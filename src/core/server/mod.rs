@@ -96,6 +96,10 @@ async fn run(
             token_file = %path.display(),
             "this instance is not set up yet: POST /api/v1/setup with the token from the token file, or run `plugpos init`"
         );
+        eprintln!(
+            "plugpos: not set up yet; the one-time setup token is in {} (POST /api/v1/setup, or run `plugpos init`)",
+            path.display()
+        );
     }
     let state = AppState::new(config.clone(), data_dir, pool, cluster, initialized);
     let failed: Vec<String> = health::run_checks(&state)
