@@ -76,6 +76,13 @@ async fn second_setup_is_refused() {
     )
     .await;
     assert!(body["detail"].as_str().unwrap().contains("already set up"));
+    // Whatever the body: setup runs once.
+    problem(
+        app.post_json("/api/v1/setup", &json!({})).await,
+        409,
+        "setup.already_done",
+    )
+    .await;
 }
 
 #[tokio::test]

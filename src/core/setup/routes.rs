@@ -1,7 +1,7 @@
 //! `GET /api/v1/setup/status` and `POST /api/v1/setup`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::StatusCode;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -110,12 +110,14 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<SetupStatus>, 
 )]
 pub async fn run(
     State(state): State<AppState>,
-    ApiJson(request): ApiJson<SetupRequest>,
+    request: Request,
 ) -> Result<(StatusCode, Json<SetupCreated>), ApiError> {
     let _guard = state.setup_lock().lock().await;
+    // "Already set up" comes before anything about the body: setup runs once, whatever is sent.
     if setup::is_initialized(state.pool()).await? {
         return Err(ApiError::SetupAlreadyDone);
     }
+    let ApiJson(request) = ApiJson::<SetupRequest>::from_request(request, &state).await?;
     if !token::matches(state.data_dir(), &request.setup_token) {
         tracing::warn!("setup refused: wrong setup token");
         return Err(ApiError::SetupInvalidToken);
