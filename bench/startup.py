@@ -6,7 +6,8 @@ Measures, in one run and interleaved so machine noise hits all alike:
   cold      `plugpos serve` on an empty data directory until /health/ready is 200
             (initdb, start, create database, migrations, checks)
   warm      `plugpos serve` on an existing data directory until /health/ready is 200
-and prints medians and the ratio cold/baseline.
+and prints medians and the ratio cold/baseline, plus plugpos's own resident memory once ready
+(idle, PostgreSQL excluded; SPEC target: under 40 MB).
 
 Usage: bench/startup.py [--runs N] [--binary target/release/plugpos]
 (build first: cargo build --release). Runs as root too (PostgreSQL then runs as `postgres`).
@@ -62,6 +63,14 @@ def baseline(root, bindir):
     return elapsed
 
 
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def plugpos(binary, data_dir):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGPOS_")}
@@ -76,7 +85,9 @@ def plugpos(binary, data_dir):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as r:
                     if r.status == 200:
-                        return time.monotonic() - start
+                        elapsed = time.monotonic() - start
+                        time.sleep(0.5)
+                        return elapsed, rss_mib(proc.pid)
             except OSError:
                 pass
             time.sleep(0.01)
@@ -92,17 +103,21 @@ def main():
     args = ap.parse_args()
     bindir = pg_bin()
     results = {"baseline": [], "cold": [], "warm": []}
+    memory = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="plugpos-bench-", dir="/tmp") as root:
             os.chmod(root, 0o755)
             results["baseline"].append(baseline(os.path.join(root, "base"), bindir))
             data = os.path.join(root, "data")
-            results["cold"].append(plugpos(args.binary, data))
-            results["warm"].append(plugpos(args.binary, data))
+            results["cold"].append(plugpos(args.binary, data)[0])
+            warm, rss = plugpos(args.binary, data)
+            results["warm"].append(warm)
+            memory.append(rss)
     for name, values in results.items():
         print(f"{name:9} median {statistics.median(values):.3f} s  (runs: {', '.join(f'{v:.3f}' for v in values)})")
     ratio = statistics.median(results["cold"]) / statistics.median(results["baseline"])
     print(f"cold/baseline ratio {ratio:.2f}")
+    print(f"idle RSS  median {statistics.median(memory):.1f} MiB (runs: {', '.join(f'{m:.1f}' for m in memory)})")
 
 
 if __name__ == "__main__":
