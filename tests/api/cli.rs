@@ -199,6 +199,7 @@ async fn init_sets_up_once_from_a_password_file_or_stdin() {
 
 #[tokio::test]
 async fn migrate_status_dry_run_and_apply() {
+    let n = crate::migrations::all_versions().len();
     let database = create_database(false).await;
     let dir = tempfile::tempdir().unwrap();
     let migrate = |args: &[&str]| {
@@ -228,10 +229,10 @@ async fn migrate_status_dry_run_and_apply() {
         .await
         .unwrap();
     assert!(!exists, "the dry run left the schema unchanged");
-    assert!(stdout(&migrate(&["status"])).contains("0 applied, 1 pending"));
+    assert!(stdout(&migrate(&["status"])).contains(&format!("0 applied, {n} pending")));
 
     let output = migrate(&[]);
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stdout(&output).contains("applied 1 migration(s)"));
-    assert!(stdout(&migrate(&["status"])).contains("1 applied, 0 pending"));
+    assert!(stdout(&output).contains(&format!("applied {n} migration(s)")));
+    assert!(stdout(&migrate(&["status"])).contains(&format!("{n} applied, 0 pending")));
 }

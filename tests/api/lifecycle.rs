@@ -353,7 +353,10 @@ async fn deep_data_directory_and_db_commands() {
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&output.stdout).contains("0 applied, 1 pending"),
+        String::from_utf8_lossy(&output.stdout).contains(&format!(
+            "0 applied, {} pending",
+            crate::migrations::all_versions().len()
+        )),
         "{output:?}"
     );
     assert!(db("status").1.contains("running"));

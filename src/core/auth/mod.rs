@@ -1,3 +1,5 @@
-//! Authentication. For now: the password policy and argon2id hashing that setup uses.
+//! Authentication: passwords, tokens, sessions, login throttling, and the request's auth context.
 
 pub mod password;
+pub mod permissions;
+pub mod tokens;

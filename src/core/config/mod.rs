@@ -25,6 +25,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub database: DatabaseConfig,
     pub log: LogConfig,
+    pub auth: AuthConfig,
 }
 
 /// The HTTP listener.
@@ -65,6 +66,51 @@ impl PartialEq for DatabaseConfig {
     }
 }
 
+/// Logins, tokens and sessions.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Lifetime of an access token (JWT).
+    pub access_token_minutes: u64,
+    /// Absolute lifetime of a session: refreshing never extends it past this.
+    pub session_lifetime_hours: u64,
+    /// Most sessions one user may have open at once.
+    pub max_sessions_per_user: u32,
+    /// At the limit: `end_oldest` (the oldest session ends) or `refuse_new` (the login is refused).
+    pub session_limit: SessionLimitPolicy,
+    /// Consecutive failed logins after which each further attempt must wait (progressively longer).
+    pub throttle_after_failures: u32,
+    /// Consecutive failed logins after which the account is locked.
+    pub lockout_after_failures: u32,
+    /// How long a lockout lasts unless an admin unlocks the account sooner.
+    pub lockout_minutes: u64,
+    /// Password hashes computed at once (each takes 19 MiB and a core for a moment).
+    pub max_concurrent_hashes: usize,
+}
+
+/// What happens when a user already has the most sessions allowed.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionLimitPolicy {
+    EndOldest,
+    RefuseNew,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_minutes: 15,
+            session_lifetime_hours: 12,
+            max_sessions_per_user: 5,
+            session_limit: SessionLimitPolicy::EndOldest,
+            throttle_after_failures: 5,
+            lockout_after_failures: 10,
+            lockout_minutes: 30,
+            max_concurrent_hashes: 2,
+        }
+    }
+}
+
 /// System logs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -84,6 +130,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
             log: LogConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -224,6 +271,31 @@ impl Config {
                     "must start with postgres:// or postgresql://",
                 );
             }
+        }
+        let auth = &self.auth;
+        if auth.access_token_minutes == 0 || auth.access_token_minutes > 24 * 60 {
+            return fail("auth.access_token_minutes", "must be between 1 and 1440");
+        }
+        if auth.session_lifetime_hours == 0 {
+            return fail("auth.session_lifetime_hours", "must be at least 1");
+        }
+        if auth.max_sessions_per_user == 0 {
+            return fail("auth.max_sessions_per_user", "must be at least 1");
+        }
+        if auth.throttle_after_failures == 0 {
+            return fail("auth.throttle_after_failures", "must be at least 1");
+        }
+        if auth.lockout_after_failures <= auth.throttle_after_failures {
+            return fail(
+                "auth.lockout_after_failures",
+                "must be greater than auth.throttle_after_failures",
+            );
+        }
+        if auth.lockout_minutes == 0 {
+            return fail("auth.lockout_minutes", "must be at least 1");
+        }
+        if auth.max_concurrent_hashes == 0 {
+            return fail("auth.max_concurrent_hashes", "must be at least 1");
         }
         if self.log.retention_days == 0 {
             return fail("log.retention_days", "must be at least 1");

@@ -1,0 +1,90 @@
+//! Permissions: strings `<plug>.<module>.<action>`, declared with a description by the module
+//! that checks them, and the built-in role templates of SPEC section 4.
+
+/// One declared permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Permission {
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// The permissions core declares. Plugs add theirs through the module registry.
+pub const CORE: &[Permission] = &[
+    Permission {
+        name: "administration.users.read",
+        description: "List and view users",
+    },
+    Permission {
+        name: "administration.users.manage",
+        description: "Create, edit, disable, unlock users and reset passwords",
+    },
+    Permission {
+        name: "administration.users.contact_read",
+        description: "See users' contact details",
+    },
+    Permission {
+        name: "administration.roles.read",
+        description: "List roles and their permissions",
+    },
+    Permission {
+        name: "administration.roles.manage",
+        description: "Create roles, change their permissions, assign roles",
+    },
+    Permission {
+        name: "administration.security_events.read",
+        description: "Read security events",
+    },
+    Permission {
+        name: "administration.sessions.read",
+        description: "See sessions, including IP addresses",
+    },
+];
+
+/// Every permission known to this build.
+pub fn all() -> Vec<Permission> {
+    CORE.to_vec()
+}
+
+/// Is `name` a declared permission?
+pub fn exists(name: &str) -> bool {
+    CORE.iter().any(|p| p.name == name)
+}
+
+/// The permissions a built-in role starts with (roles are editable afterwards).
+pub fn builtin_template(role: &str) -> Vec<&'static str> {
+    match role {
+        "super_admin" => CORE.iter().map(|p| p.name).collect(),
+        "manager" => vec!["administration.users.read"],
+        "accountant" => vec!["administration.security_events.read"],
+        "auditor" => vec![
+            "administration.security_events.read",
+            "administration.roles.read",
+            "administration.users.read",
+        ],
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_well_formed_and_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for p in CORE {
+            assert_eq!(p.name.split('.').count(), 3, "{}", p.name);
+            assert!(
+                p.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_'),
+                "{}",
+                p.name
+            );
+            assert!(seen.insert(p.name), "duplicate {}", p.name);
+        }
+        for role in ["cashier", "manager", "accountant", "auditor", "super_admin"] {
+            assert!(builtin_template(role).iter().all(|p| exists(p)), "{role}");
+        }
+    }
+}

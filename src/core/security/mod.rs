@@ -1,0 +1,3 @@
+//! Security events: who tried what, from where, and what came of it.
+
+pub mod events;
