@@ -12,7 +12,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::state::AppState;
-use crate::core::{health, metrics, setup, version};
+use crate::core::{auth, health, metrics, setup, version};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
@@ -25,13 +25,34 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
                        (`application/problem+json`) with a stable `code` and the `request_id`."
     ),
     components(schemas(Problem, FieldError)),
+    modifiers(&BearerAuth),
     tags(
         (name = "health", description = "Liveness, readiness and metrics"),
         (name = "setup", description = "First-run setup"),
+        (name = "auth", description = "Login, tokens, sessions"),
         (name = "meta", description = "The API description itself"),
     )
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` security scheme that authenticated operations refer to.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// Every documented route; `app()` adds the docs UI and the fallback.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -42,6 +63,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(setup::routes::status))
         .routes(routes!(setup::routes::run))
         .routes(routes!(version::version))
+        .routes(routes!(auth::routes::login_handler))
+        .routes(routes!(auth::routes::refresh_handler))
+        .routes(routes!(auth::routes::logout_handler))
+        .routes(routes!(auth::routes::me_handler))
+        .routes(routes!(auth::routes::password_handler))
         .routes(routes!(document_json))
 }
 

@@ -6,10 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::core::auth::password::PasswordHashing;
+use crate::core::auth::tokens::SigningKey;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::postgres::supervisor::ClusterState;
 use crate::core::setup;
+use crate::shared::clock::Clock;
 
 /// Shared, cheaply cloned application state.
 #[derive(Clone)]
@@ -24,6 +27,9 @@ struct Inner {
     initialized: AtomicBool,
     cluster: Option<watch::Receiver<ClusterState>>,
     setup_lock: tokio::sync::Mutex<()>,
+    signing_key: SigningKey,
+    hashing: PasswordHashing,
+    clock: Clock,
 }
 
 impl AppState {
@@ -34,7 +40,10 @@ impl AppState {
         pool: PgPool,
         cluster: Option<watch::Receiver<ClusterState>>,
         initialized: bool,
+        signing_key: SigningKey,
+        clock: Clock,
     ) -> AppState {
+        let hashing = PasswordHashing::new(config.auth.max_concurrent_hashes);
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -43,6 +52,9 @@ impl AppState {
                 initialized: AtomicBool::new(initialized),
                 cluster,
                 setup_lock: tokio::sync::Mutex::new(()),
+                signing_key,
+                hashing,
+                clock,
             }),
         }
     }
@@ -86,6 +98,21 @@ impl AppState {
     /// Records that setup has run.
     pub fn mark_initialized(&self) {
         self.inner.initialized.store(true, Ordering::Release);
+    }
+
+    /// The key that signs access tokens.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.inner.signing_key
+    }
+
+    /// Password hashing, bounded in concurrency.
+    pub fn hashing(&self) -> &PasswordHashing {
+        &self.inner.hashing
+    }
+
+    /// The clock every time-dependent rule reads.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 
     /// Serialises setup attempts within this process (the database's singleton row does it across processes).

@@ -1,3 +1,4 @@
 //! Small common types used by core and the plugs.
 
+pub mod clock;
 pub mod ids;

@@ -7,12 +7,14 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use plugpos::core::auth::tokens::SigningKey;
 use plugpos::core::config::Config;
 use plugpos::core::data_dir::DataDir;
 use plugpos::core::db::{lazy_pool, migrations};
 use plugpos::core::postgres::{ClusterOptions, ManagedCluster};
 use plugpos::core::setup::token;
 use plugpos::core::state::AppState;
+use plugpos::shared::clock::Clock;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -138,6 +140,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub pool: PgPool,
     pub data_dir: tempfile::TempDir,
+    /// The app's clock: tests move it instead of sleeping.
+    pub clock: Clock,
 }
 
 impl TestApp {
@@ -164,17 +168,28 @@ impl TestApp {
             ..Config::default()
         };
         configure(&mut config);
+        let clock = Clock::manual(chrono::Utc::now());
         let prepared = DataDir::prepare(data_dir.path()).unwrap();
         token::ensure(&prepared).unwrap();
-        let state = AppState::new(config, prepared, pool.clone(), None, false);
+        let state = AppState::new(
+            config,
+            prepared,
+            pool.clone(),
+            None,
+            false,
+            SigningKey::random(),
+            clock.clone(),
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, plugpos::app(state)).await });
+        let service = plugpos::app(state).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await });
         TestApp {
             address,
             client: reqwest::Client::new(),
             pool,
             data_dir,
+            clock,
         }
     }
 
@@ -213,6 +228,89 @@ impl TestApp {
             "business": {"name": "Corner Shop", "currency": "EUR", "timezone": "Europe/Berlin"},
             "admin": {"username": "admin", "password": "correct horse battery"}
         })
+    }
+
+    /// An instance that is set up, with the admin `admin` / `correct horse battery`.
+    pub async fn spawn_initialized_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        let app = Self::spawn_with(configure).await;
+        app.initialize().await;
+        app
+    }
+
+    /// Logs in; returns the raw response.
+    pub async fn login(&self, username: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/login",
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Logs in and returns the token response; panics unless it succeeds.
+    pub async fn login_ok(&self, username: &str, password: &str) -> Value {
+        let response = self.login(username, password).await;
+        assert_eq!(response.status(), 200, "login as {username}");
+        response.json().await.unwrap()
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POST JSON with a bearer token.
+    pub async fn post_as(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Adds a user directly in the database (until the users API exists) with the given roles.
+    pub async fn add_user(
+        &self,
+        username: &str,
+        password: &str,
+        roles: &[&str],
+        change_required: bool,
+    ) -> uuid::Uuid {
+        let hash = plugpos::core::auth::password::hash(secrecy::SecretString::from(password))
+            .await
+            .unwrap();
+        let id = uuid::Uuid::now_v7();
+        sqlx::query("INSERT INTO users (id, username, password_hash, password_change_required) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(username)
+            .bind(hash)
+            .bind(change_required)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        for role in roles {
+            sqlx::query("INSERT INTO user_roles (user_id, role_id) SELECT $1, id FROM roles WHERE name = $2")
+                .bind(id)
+                .bind(role)
+                .execute(&self.pool)
+                .await
+                .unwrap();
+        }
+        id
+    }
+
+    /// The kinds of security events recorded so far, oldest first.
+    pub async fn security_event_kinds(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT kind FROM security_events ORDER BY occurred_at, id")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// Runs setup; panics unless it succeeds.

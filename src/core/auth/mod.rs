@@ -1,5 +1,10 @@
 //! Authentication: passwords, tokens, sessions, login throttling, and the request's auth context.
 
+pub mod context;
+pub mod login;
 pub mod password;
 pub mod permissions;
+pub mod routes;
+pub mod sessions;
+pub mod throttle;
 pub mod tokens;

@@ -77,6 +77,58 @@ fn hasher() -> anyhow::Result<Argon2<'static>> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// Password hashing with a bound on how many hashes run at once, so a login storm cannot
+/// exhaust memory (19 MiB each) or starve other requests of CPU.
+pub struct PasswordHashing {
+    permits: tokio::sync::Semaphore,
+    /// Verified against for unknown usernames, so they cost the same time as real ones.
+    dummy: tokio::sync::OnceCell<String>,
+}
+
+impl PasswordHashing {
+    /// At most `concurrent` hashes at once.
+    pub fn new(concurrent: usize) -> PasswordHashing {
+        PasswordHashing {
+            permits: tokio::sync::Semaphore::new(concurrent.max(1)),
+            dummy: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Hashes a new password.
+    pub async fn hash(&self, password: SecretString) -> anyhow::Result<String> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .context("password hashing is shut down")?;
+        hash(password).await
+    }
+
+    /// Checks a password against a stored hash.
+    pub async fn verify(&self, password: SecretString, phc: String) -> anyhow::Result<bool> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .context("password hashing is shut down")?;
+        verify(password, phc).await
+    }
+
+    /// Spends the same effort as [`verify`](Self::verify) and always answers false (unknown users).
+    pub async fn verify_unknown_user(&self, password: SecretString) -> anyhow::Result<bool> {
+        let dummy = self
+            .dummy
+            .get_or_try_init(|| {
+                hash(SecretString::from(
+                    "plugpos dummy password for unknown users",
+                ))
+            })
+            .await?
+            .clone();
+        self.verify(password, dummy).await.map(|_| false)
+    }
+}
+
 /// Hashes `password` into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`), off the async runtime.
 pub async fn hash(password: SecretString) -> anyhow::Result<String> {
     tokio::task::spawn_blocking(move || {

@@ -1,6 +1,6 @@
 //! The one error type of the HTTP boundary, mapped to problem documents with stable codes.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::core::http::problem::{FieldError, Problem};
@@ -22,6 +22,30 @@ pub enum ApiError {
     TooLarge,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("too many failed logins; retry after {retry_after_secs}s")]
+    Throttled { retry_after_secs: u64 },
+    #[error("account locked; retry after {retry_after_secs}s")]
+    Locked { retry_after_secs: u64 },
+    #[error("no access token")]
+    Unauthenticated,
+    #[error("invalid access token")]
+    InvalidToken,
+    #[error("the session has ended")]
+    SessionEnded,
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    #[error("refresh token reused")]
+    RefreshReused,
+    #[error("user disabled")]
+    UserDisabled,
+    #[error("password change required")]
+    PasswordChangeRequired,
+    #[error("session limit reached")]
+    SessionLimit,
+    #[error("missing permission {0}")]
+    Forbidden(String),
     /// `what` is shown to the client; `cause` only goes to the log (5xx bodies carry no internals).
     #[error("{what} is unavailable: {cause}")]
     Unavailable { what: &'static str, cause: String },
@@ -47,6 +71,18 @@ impl ApiError {
             ApiError::Validation(_) => "validation.failed",
             ApiError::Unavailable { .. } => "service.unavailable",
             ApiError::Internal(_) => "internal",
+            ApiError::InvalidCredentials => "auth.invalid_credentials",
+            ApiError::Throttled { .. } => "auth.throttled",
+            ApiError::Locked { .. } => "auth.locked",
+            ApiError::Unauthenticated => "auth.unauthenticated",
+            ApiError::InvalidToken => "auth.invalid_token",
+            ApiError::SessionEnded => "auth.session_ended",
+            ApiError::InvalidRefreshToken => "auth.invalid_refresh_token",
+            ApiError::RefreshReused => "auth.refresh_reused",
+            ApiError::UserDisabled => "auth.user_disabled",
+            ApiError::PasswordChangeRequired => "auth.password_change_required",
+            ApiError::SessionLimit => "auth.session_limit",
+            ApiError::Forbidden(_) => "rbac.forbidden",
         }
     }
 
@@ -62,6 +98,17 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::InvalidCredentials
+            | ApiError::Unauthenticated
+            | ApiError::InvalidToken
+            | ApiError::SessionEnded
+            | ApiError::InvalidRefreshToken
+            | ApiError::RefreshReused => StatusCode::UNAUTHORIZED,
+            ApiError::Throttled { .. } | ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UserDisabled | ApiError::PasswordChangeRequired | ApiError::Forbidden(_) => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::SessionLimit => StatusCode::CONFLICT,
         }
     }
 
@@ -76,6 +123,18 @@ impl ApiError {
             ApiError::Validation(_) => "Validation failed",
             ApiError::Unavailable { .. } => "Service unavailable",
             ApiError::Internal(_) => "Internal server error",
+            ApiError::InvalidCredentials => "Invalid credentials",
+            ApiError::Throttled { .. } => "Too many failed logins",
+            ApiError::Locked { .. } => "Account locked",
+            ApiError::Unauthenticated => "Authentication required",
+            ApiError::InvalidToken => "Invalid access token",
+            ApiError::SessionEnded => "Session ended",
+            ApiError::InvalidRefreshToken => "Invalid refresh token",
+            ApiError::RefreshReused => "Refresh token reused",
+            ApiError::UserDisabled => "User disabled",
+            ApiError::PasswordChangeRequired => "Password change required",
+            ApiError::SessionLimit => "Too many sessions",
+            ApiError::Forbidden(_) => "Forbidden",
         }
     }
 
@@ -102,6 +161,28 @@ impl ApiError {
             ApiError::Unavailable { what, .. } => format!("The {what} is unavailable; try again shortly."),
             // 5xx bodies never carry internals; the cause is in the log under the same request id.
             ApiError::Internal(_) => "The server failed to handle the request; see its log.".to_owned(),
+            ApiError::InvalidCredentials => "The username or password is wrong.".to_owned(),
+            ApiError::Throttled { retry_after_secs } => {
+                format!("Too many failed logins for this account; try again in {retry_after_secs} s.")
+            }
+            ApiError::Locked { retry_after_secs } => format!(
+                "This account is locked after too many failed logins; try again in {retry_after_secs} s or ask an admin to unlock it."
+            ),
+            ApiError::Unauthenticated => "Send an access token: `Authorization: Bearer <token>`.".to_owned(),
+            ApiError::InvalidToken => "The access token is invalid or expired; refresh it or log in again.".to_owned(),
+            ApiError::SessionEnded => "This session has ended; log in again.".to_owned(),
+            ApiError::InvalidRefreshToken => "The refresh token is not known; log in again.".to_owned(),
+            ApiError::RefreshReused => {
+                "This refresh token was already used; the session has been ended for safety. Log in again.".to_owned()
+            }
+            ApiError::UserDisabled => "This user is disabled.".to_owned(),
+            ApiError::PasswordChangeRequired => {
+                "Change your password first (POST /api/v1/auth/password).".to_owned()
+            }
+            ApiError::SessionLimit => {
+                "This user has the most sessions allowed open; log out elsewhere first.".to_owned()
+            }
+            ApiError::Forbidden(permission) => format!("Missing permission `{permission}`."),
         }
     }
 }
@@ -118,11 +199,23 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let status = self.status();
+        let mut headers = Vec::new();
+        match &self {
+            ApiError::Throttled { retry_after_secs } | ApiError::Locked { retry_after_secs } => {
+                headers.push((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
+            }
+            _ if status == StatusCode::UNAUTHORIZED => {
+                headers.push((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            _ => {}
+        }
         let mut problem = Problem::new(status, self.code(), self.title(), self.detail());
         if let ApiError::Validation(errors) = self {
             problem = problem.with_errors(errors);
         }
-        problem.into_response()
+        let mut response = problem.into_response();
+        response.headers_mut().extend(headers);
+        response
     }
 }
 

@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::core::auth::tokens::SigningKey;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::migrations;
@@ -20,6 +21,7 @@ use crate::core::postgres::{ClusterOptions, DATABASE_NAME, ManagedCluster};
 use crate::core::server::pid_file::PidFile;
 use crate::core::state::AppState;
 use crate::core::{health, logging, metrics, setup};
+use crate::shared::clock::Clock;
 
 /// Runs the server until SIGTERM or SIGINT, then drains requests, closes the pool and stops
 /// the managed cluster.
@@ -101,7 +103,16 @@ async fn run(
             path.display()
         );
     }
-    let state = AppState::new(config.clone(), data_dir, pool, cluster, initialized);
+    let signing_key = SigningKey::load_or_create(&data_dir.keys())?;
+    let state = AppState::new(
+        config.clone(),
+        data_dir,
+        pool,
+        cluster,
+        initialized,
+        signing_key,
+        Clock::system(),
+    );
     let failed: Vec<String> = health::run_checks(&state)
         .await
         .into_iter()
@@ -126,10 +137,13 @@ async fn run(
     );
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server =
-        axum::serve(listener, crate::core::http::app(state)).with_graceful_shutdown(async {
-            let _ = stop_rx.await;
-        });
+    let server = axum::serve(
+        listener,
+        crate::core::http::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = stop_rx.await;
+    });
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
         result = &mut server => return result.context("the HTTP server failed"),

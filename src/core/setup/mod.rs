@@ -13,7 +13,7 @@ use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::core::auth::password;
+use crate::core::auth::{password, permissions};
 use crate::core::http::problem::FieldError;
 use crate::shared::ids::new_id;
 
@@ -224,6 +224,14 @@ async fn create_everything(
             .execute(&mut *conn)
             .await
             .with_context(|| format!("cannot create the {name} role"))?;
+        for permission in permissions::builtin_template(name) {
+            sqlx::query("INSERT INTO role_permissions (role_id, permission) VALUES ($1, $2)")
+                .bind(id)
+                .bind(permission)
+                .execute(&mut *conn)
+                .await
+                .with_context(|| format!("cannot grant {permission} to the {name} role"))?;
+        }
         if name == "super_admin" {
             super_admin = Some(id);
         }

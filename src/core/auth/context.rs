@@ -1,0 +1,198 @@
+//! Who is calling: the request's origin (IP, user agent) and its authenticated user, checked
+//! against the session on every request, so logout, disabling a user or changing their
+//! password or roles takes effect at once rather than when the access token expires.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::header;
+use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::core::http::ApiError;
+use crate::core::security::events::{self, EventKind, Origin, SecurityEvent};
+use crate::core::state::AppState;
+
+/// Where the request came from.
+#[derive(Debug, Clone, Default)]
+pub struct RequestOrigin(pub Origin);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect());
+        Ok(RequestOrigin(Origin {
+            ip,
+            user_agent,
+            workstation_id: None,
+        }))
+    }
+}
+
+/// An authenticated caller, even one who must change their password first (only the password
+/// change, `me` and logout accept this; everything else takes [`AuthContext`]).
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user_id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub session_id: Uuid,
+    pub roles: Vec<String>,
+    pub permissions: BTreeSet<String>,
+    pub password_change_required: bool,
+    pub origin: Origin,
+}
+
+/// An authenticated caller who may use the API.
+#[derive(Debug, Clone)]
+pub struct AuthContext(pub Authenticated);
+
+impl std::ops::Deref for AuthContext {
+    type Target = Authenticated;
+    fn deref(&self) -> &Authenticated {
+        &self.0
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let RequestOrigin(mut origin) = RequestOrigin::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .ok_or(ApiError::Unauthenticated)?;
+        let now = state.clock().now();
+        let claims = state
+            .signing_key()
+            .verify(token.trim(), u64::try_from(now.timestamp()).unwrap_or(0))
+            .map_err(|_| ApiError::InvalidToken)?;
+        type SessionRow = (
+            Uuid,
+            Option<DateTime<Utc>>,
+            DateTime<Utc>,
+            bool,
+            Option<DateTime<Utc>>,
+            String,
+            String,
+            bool,
+            Option<String>,
+        );
+        let row: Option<SessionRow> = sqlx::query_as(
+            "SELECT s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp, u.disabled_at, \
+                    u.username, u.display_name, u.password_change_required, s.workstation_id \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+        )
+        .bind(claims.sid)
+        .fetch_optional(state.pool())
+        .await?;
+        let Some((
+            user_id,
+            ended_at,
+            expires_at,
+            stamp_current,
+            disabled_at,
+            username,
+            display_name,
+            change_required,
+            workstation,
+        )) = row
+        else {
+            return Err(ApiError::SessionEnded);
+        };
+        if user_id != claims.sub
+            || ended_at.is_some()
+            || expires_at <= now
+            || !stamp_current
+            || disabled_at.is_some()
+        {
+            return Err(ApiError::SessionEnded);
+        }
+        origin.workstation_id = workstation;
+        let grants: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT r.name, rp.permission FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+             LEFT JOIN role_permissions rp ON rp.role_id = r.id WHERE ur.user_id = $1 ORDER BY r.name",
+        )
+        .bind(user_id)
+        .fetch_all(state.pool())
+        .await?;
+        let mut roles: Vec<String> = grants.iter().map(|(role, _)| role.clone()).collect();
+        roles.dedup();
+        let permissions = grants.into_iter().filter_map(|(_, p)| p).collect();
+        Ok(Authenticated {
+            user_id,
+            username,
+            display_name,
+            session_id: claims.sid,
+            roles,
+            permissions,
+            password_change_required: change_required,
+            origin,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for AuthContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Authenticated::from_request_parts(parts, state).await?;
+        if caller.password_change_required {
+            return Err(ApiError::PasswordChangeRequired);
+        }
+        Ok(AuthContext(caller))
+    }
+}
+
+impl Authenticated {
+    /// Does the caller hold `permission`?
+    pub fn has(&self, permission: &str) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    /// Refuses with 403 `rbac.forbidden` (and records the denial) unless the caller holds `permission`.
+    pub async fn require(&self, state: &AppState, permission: &str) -> Result<(), ApiError> {
+        if self.has(permission) {
+            return Ok(());
+        }
+        let mut conn = state.pool().acquire().await?;
+        events::record(
+            &mut conn,
+            SecurityEvent {
+                kind: EventKind::PermissionDenied,
+                user_id: Some(self.user_id),
+                username: Some(&self.username),
+                origin: &self.origin,
+                details: json!({"permission": permission}),
+            },
+        )
+        .await?;
+        Err(ApiError::Forbidden(permission.to_owned()))
+    }
+}

@@ -1,0 +1,223 @@
+//! `/api/v1/auth/...`: login, refresh, logout, me, password change.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::context::{Authenticated, RequestOrigin};
+use crate::core::auth::login::{self, Issued};
+use crate::core::http::problem::Problem;
+use crate::core::http::{ApiError, ApiJson};
+use crate::core::state::AppState;
+
+/// Credentials.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schema(example = "cashier1")]
+    pub username: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    /// The registered workstation (till) this login comes from, stored with the session.
+    #[schema(example = "till-2")]
+    pub workstation_id: Option<String>,
+}
+
+/// A refresh token to rotate.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schema(value_type = String, format = Password)]
+    pub refresh_token: SecretString,
+}
+
+/// Tokens for a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Opaque, single use: exchange it at `/api/v1/auth/refresh` for a new pair.
+    pub refresh_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub user: UserSummary,
+    /// When true, every endpoint but password change, `me` and logout answers 403 until the password is changed.
+    pub password_change_required: bool,
+}
+
+/// The user a session belongs to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserSummary {
+    pub id: Uuid,
+    pub username: String,
+    pub roles: Vec<String>,
+}
+
+/// The caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<String>,
+    /// Effective permissions (the union of the roles').
+    pub permissions: Vec<String>,
+    pub password_change_required: bool,
+    pub session_id: Uuid,
+}
+
+/// A password change.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    #[schema(value_type = String, format = Password)]
+    pub new_password: SecretString,
+}
+
+fn tokens(issued: Issued) -> Json<TokenResponse> {
+    Json(TokenResponse {
+        access_token: issued.access_token,
+        refresh_token: issued.refresh_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        user: UserSummary {
+            id: issued.user_id,
+            username: issued.username,
+            roles: issued.roles,
+        },
+        password_change_required: issued.password_change_required,
+    })
+}
+
+/// Log in with username and password.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = TokenResponse),
+        (status = 401, description = "Wrong username or password (`auth.invalid_credentials`), the same for unknown users", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "User disabled (`auth.user_disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Session limit reached with `refuse_new` (`auth.session_limit`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Throttled (`auth.throttled`) or locked (`auth.locked`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn login_handler(
+    State(state): State<AppState>,
+    RequestOrigin(mut origin): RequestOrigin,
+    ApiJson(request): ApiJson<LoginRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    if let Some(workstation) = &request.workstation_id
+        && (workstation.is_empty() || workstation.chars().count() > 128)
+    {
+        return Err(ApiError::invalid(
+            "workstation_id",
+            "must be 1 to 128 characters",
+        ));
+    }
+    origin.workstation_id = request.workstation_id;
+    login::login(&state, &request.username, request.password, &origin)
+        .await
+        .map(tokens)
+}
+
+/// Exchange a refresh token for a new access and refresh token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens; the presented refresh token is now used", body = TokenResponse),
+        (status = 401, description = "Unknown (`auth.invalid_refresh_token`), reused (`auth.refresh_reused`: the session is ended) or ended session (`auth.session_ended`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn refresh_handler(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    ApiJson(request): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    use secrecy::ExposeSecret;
+    login::refresh(&state, request.refresh_token.expose_secret(), &origin)
+        .await
+        .map(tokens)
+}
+
+/// End this session.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out; the access and refresh tokens no longer work"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn logout_handler(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<StatusCode, ApiError> {
+    login::logout(&state, &caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller, their roles and effective permissions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn me_handler(caller: Authenticated) -> Json<Me> {
+    Json(Me {
+        id: caller.user_id,
+        username: caller.username,
+        display_name: caller.display_name,
+        roles: caller.roles,
+        permissions: caller.permissions.into_iter().collect(),
+        password_change_required: caller.password_change_required,
+        session_id: caller.session_id,
+    })
+}
+
+/// Change one's own password. Every session of the user ends; log in again with the new password.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    tag = "auth",
+    security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong current password or weak new one (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn password_handler(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiJson(request): ApiJson<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    login::change_password(
+        &state,
+        &caller,
+        request.current_password,
+        request.new_password,
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
