@@ -10,6 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::core::auth::access::{Access, declare};
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::state::AppState;
 use crate::core::{auth, health, metrics, setup, version};
@@ -56,19 +57,23 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every documented route; `app()` adds the docs UI and the fallback.
 pub fn router() -> OpenApiRouter<AppState> {
+    use Access::{Public, SelfService};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(health::live))
-        .routes(routes!(health::ready))
-        .routes(routes!(metrics::scrape))
-        .routes(routes!(setup::routes::status))
-        .routes(routes!(setup::routes::run))
-        .routes(routes!(version::version))
-        .routes(routes!(auth::routes::login_handler))
-        .routes(routes!(auth::routes::refresh_handler))
-        .routes(routes!(auth::routes::logout_handler))
-        .routes(routes!(auth::routes::me_handler))
-        .routes(routes!(auth::routes::password_handler))
-        .routes(routes!(document_json))
+        .routes(declare(Public, routes!(health::live)))
+        .routes(declare(Public, routes!(health::ready)))
+        .routes(declare(Public, routes!(metrics::scrape)))
+        .routes(declare(Public, routes!(setup::routes::status)))
+        .routes(declare(Public, routes!(setup::routes::run)))
+        .routes(declare(Public, routes!(version::version)))
+        .routes(declare(Public, routes!(document_json)))
+        .routes(declare(Public, routes!(auth::routes::login_handler)))
+        .routes(declare(Public, routes!(auth::routes::refresh_handler)))
+        .routes(declare(SelfService, routes!(auth::routes::logout_handler)))
+        .routes(declare(SelfService, routes!(auth::routes::me_handler)))
+        .routes(declare(
+            SelfService,
+            routes!(auth::routes::password_handler),
+        ))
 }
 
 /// The OpenAPI document (built once).

@@ -73,6 +73,13 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // The route guard has already checked this request.
+        if let Some(caller) = parts.extensions.get::<Authenticated>() {
+            return Ok(caller.clone());
+        }
+        if let Some(AuthContext(caller)) = parts.extensions.get::<AuthContext>() {
+            return Ok(caller.clone());
+        }
         let RequestOrigin(mut origin) = RequestOrigin::from_request_parts(parts, state)
             .await
             .unwrap_or_default();
@@ -162,6 +169,9 @@ impl FromRequestParts<AppState> for AuthContext {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(caller) = parts.extensions.get::<AuthContext>() {
+            return Ok(caller.clone());
+        }
         let caller = Authenticated::from_request_parts(parts, state).await?;
         if caller.password_change_required {
             return Err(ApiError::PasswordChangeRequired);

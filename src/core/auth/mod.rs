@@ -1,5 +1,6 @@
 //! Authentication: passwords, tokens, sessions, login throttling, and the request's auth context.
 
+pub mod access;
 pub mod context;
 pub mod login;
 pub mod password;

@@ -45,6 +45,8 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::setup_gate,
         ))
+        // Route guards (core::auth::access) find the state here.
+        .layer(axum::Extension(state.clone()))
         .layer(layers)
         .with_state(state)
 }

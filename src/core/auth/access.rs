@@ -1,0 +1,113 @@
+//! Deny by default: every route declares, where it is registered, who may call it. The
+//! declaration both guards the route and is published in the OpenAPI document as
+//! `x-permission`, which the route-coverage and role-matrix tests read.
+
+use axum::extract::{FromRequestParts, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa_axum::router::UtoipaMethodRouter;
+
+use crate::core::auth::context::{AuthContext, Authenticated};
+use crate::core::http::ApiError;
+use crate::core::state::AppState;
+
+/// The OpenAPI extension that carries a route's access rule.
+pub const EXTENSION: &str = "x-permission";
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, setup, login, refresh, the API description).
+    Public,
+    /// Any logged-in user, even one who must change their password first (me, logout, password change).
+    SelfService,
+    /// Logged-in users holding this permission.
+    Permission(&'static str),
+}
+
+impl Access {
+    /// How the rule appears in the OpenAPI document.
+    pub fn label(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::SelfService => "authenticated",
+            Access::Permission(p) => p,
+        }
+    }
+}
+
+/// Registers `routes` under `access`: guards them and records the rule in their documentation.
+pub fn declare(
+    access: Access,
+    (schemas, mut paths, router): UtoipaMethodRouter<AppState>,
+) -> UtoipaMethodRouter<AppState> {
+    for item in paths.paths.values_mut() {
+        for operation in operations_mut(item) {
+            let extensions = operation.extensions.get_or_insert_with(Extensions::default);
+            extensions.insert(
+                EXTENSION.to_owned(),
+                serde_json::Value::from(access.label()),
+            );
+        }
+    }
+    let router = match access {
+        Access::Public => router,
+        Access::SelfService | Access::Permission(_) => router.route_layer(
+            axum::middleware::from_fn(move |req: Request, next: Next| guard(access, req, next)),
+        ),
+    };
+    (schemas, paths, router)
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.options.as_mut(),
+        item.head.as_mut(),
+        item.patch.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+async fn guard(access: Access, req: Request, next: Next) -> Response {
+    let Some(state) = req.extensions().get::<AppState>().cloned() else {
+        return ApiError::Internal(anyhow::anyhow!(
+            "the application state is not attached to the request"
+        ))
+        .into_response();
+    };
+    let (mut parts, body) = req.into_parts();
+    let checked = match access {
+        Access::Public => Ok(()),
+        Access::SelfService => match Authenticated::from_request_parts(&mut parts, &state).await {
+            Ok(caller) => {
+                parts.extensions.insert(caller);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        },
+        Access::Permission(permission) => {
+            match AuthContext::from_request_parts(&mut parts, &state).await {
+                Ok(caller) => match caller.require(&state, permission).await {
+                    Ok(()) => {
+                        parts.extensions.insert(caller);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match checked {
+        Ok(()) => next.run(Request::from_parts(parts, body)).await,
+        Err(e) => e.into_response(),
+    }
+}
