@@ -4,6 +4,10 @@
 -- session remembers the stamp it was opened under and dies the moment they differ.
 ALTER TABLE users ADD COLUMN security_stamp uuid NOT NULL DEFAULT gen_random_uuid();
 
+-- Contact details: read and written only with the users.contact_* permissions (field-level).
+ALTER TABLE users ADD COLUMN email text CHECK (length(email) <= 254);
+ALTER TABLE users ADD COLUMN phone text CHECK (length(phone) <= 40);
+
 CREATE TABLE role_permissions (
     role_id     uuid        NOT NULL REFERENCES roles (id) ON DELETE CASCADE,
     permission  text        NOT NULL CHECK (permission ~ '^[a-z][a-z_]*\.[a-z][a-z_]*\.[a-z][a-z_.]*$'),

@@ -11,6 +11,7 @@ pub mod logging;
 pub mod metrics;
 pub mod openapi;
 pub mod postgres;
+pub mod rbac;
 pub mod security;
 pub mod server;
 pub mod setup;

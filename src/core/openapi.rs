@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::core::auth::access::{Access, declare};
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::state::AppState;
-use crate::core::{auth, health, metrics, setup, version};
+use crate::core::{auth, health, metrics, rbac, security, setup, version};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
@@ -31,6 +31,8 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         (name = "health", description = "Liveness, readiness and metrics"),
         (name = "setup", description = "First-run setup"),
         (name = "auth", description = "Login, tokens, sessions"),
+        (name = "rbac", description = "Users, roles and permissions"),
+        (name = "security", description = "Security events"),
         (name = "meta", description = "The API description itself"),
     )
 )]
@@ -57,7 +59,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every documented route; `app()` adds the docs UI and the fallback.
 pub fn router() -> OpenApiRouter<AppState> {
-    use Access::{Public, SelfService};
+    use Access::{Permission, Public, SelfService};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(declare(Public, routes!(health::live)))
         .routes(declare(Public, routes!(health::ready)))
@@ -73,6 +75,58 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(declare(
             SelfService,
             routes!(auth::routes::password_handler),
+        ))
+        .routes(declare(
+            Permission("administration.roles.read"),
+            routes!(rbac::roles::list_permissions),
+        ))
+        .routes(declare(
+            Permission("administration.roles.read"),
+            routes!(rbac::roles::list),
+        ))
+        .routes(declare(
+            Permission("administration.roles.manage"),
+            routes!(rbac::roles::create),
+        ))
+        .routes(declare(
+            Permission("administration.roles.manage"),
+            routes!(rbac::roles::set_permissions),
+        ))
+        .routes(declare(
+            Permission("administration.users.read"),
+            routes!(rbac::users::list),
+        ))
+        .routes(declare(
+            Permission("administration.users.read"),
+            routes!(rbac::users::get),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(rbac::users::create),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(rbac::users::update),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(rbac::users::disable),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(rbac::users::enable),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(rbac::users::reset_password),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(rbac::users::unlock),
+        ))
+        .routes(declare(
+            Permission("administration.security_events.read"),
+            routes!(security::routes::list),
         ))
 }
 

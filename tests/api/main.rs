@@ -13,4 +13,5 @@ mod http_basics;
 mod lifecycle;
 mod migrations;
 mod openapi;
+mod rbac;
 mod setup;

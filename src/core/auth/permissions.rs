@@ -20,7 +20,11 @@ pub const CORE: &[Permission] = &[
     },
     Permission {
         name: "administration.users.contact_read",
-        description: "See users' contact details",
+        description: "See users' contact details (email, phone)",
+    },
+    Permission {
+        name: "administration.users.contact_write",
+        description: "Set users' contact details (email, phone)",
     },
     Permission {
         name: "administration.roles.read",

@@ -16,6 +16,7 @@ pub enum EndReason {
     RefreshReused,
     SessionLimit,
     PasswordChanged,
+    Disabled,
 }
 
 impl EndReason {
@@ -25,6 +26,7 @@ impl EndReason {
             EndReason::RefreshReused => "refresh_reused",
             EndReason::SessionLimit => "session_limit",
             EndReason::PasswordChanged => "password_changed",
+            EndReason::Disabled => "user_disabled",
         }
     }
 }

@@ -46,6 +46,12 @@ pub enum ApiError {
     SessionLimit,
     #[error("missing permission {0}")]
     Forbidden(String),
+    #[error("may not write field {field} without {permission}")]
+    FieldForbidden { field: String, permission: String },
+    #[error("{detail}")]
+    NotFound { code: &'static str, detail: String },
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
     /// `what` is shown to the client; `cause` only goes to the log (5xx bodies carry no internals).
     #[error("{what} is unavailable: {cause}")]
     Unavailable { what: &'static str, cause: String },
@@ -83,6 +89,8 @@ impl ApiError {
             ApiError::PasswordChangeRequired => "auth.password_change_required",
             ApiError::SessionLimit => "auth.session_limit",
             ApiError::Forbidden(_) => "rbac.forbidden",
+            ApiError::FieldForbidden { .. } => "rbac.field_forbidden",
+            ApiError::NotFound { code, .. } | ApiError::Conflict { code, .. } => code,
         }
     }
 
@@ -105,9 +113,12 @@ impl ApiError {
             | ApiError::InvalidRefreshToken
             | ApiError::RefreshReused => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } | ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::UserDisabled | ApiError::PasswordChangeRequired | ApiError::Forbidden(_) => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::UserDisabled
+            | ApiError::PasswordChangeRequired
+            | ApiError::Forbidden(_)
+            | ApiError::FieldForbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::SessionLimit => StatusCode::CONFLICT,
         }
     }
@@ -135,6 +146,9 @@ impl ApiError {
             ApiError::PasswordChangeRequired => "Password change required",
             ApiError::SessionLimit => "Too many sessions",
             ApiError::Forbidden(_) => "Forbidden",
+            ApiError::FieldForbidden { .. } => "Field forbidden",
+            ApiError::NotFound { .. } => "Not found",
+            ApiError::Conflict { .. } => "Conflict",
         }
     }
 
@@ -183,6 +197,10 @@ impl ApiError {
                 "This user has the most sessions allowed open; log out elsewhere first.".to_owned()
             }
             ApiError::Forbidden(permission) => format!("Missing permission `{permission}`."),
+            ApiError::FieldForbidden { field, permission } => {
+                format!("Setting `{field}` needs permission `{permission}`.")
+            }
+            ApiError::NotFound { detail, .. } | ApiError::Conflict { detail, .. } => detail.clone(),
         }
     }
 }

@@ -1,0 +1,79 @@
+//! Roles, users and who may change them. Privilege changes are security events; nobody can
+//! grant a permission they do not hold, and the instance always keeps an enabled super admin.
+
+pub mod roles;
+pub mod users;
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::core::auth::context::Authenticated;
+use crate::core::http::ApiError;
+use crate::core::security::events::{self, EventKind, SecurityEvent};
+
+/// The permissions that keep the instance administrable; super_admin never loses them.
+pub const ADMINISTRABLE: [&str; 4] = [
+    "administration.users.read",
+    "administration.users.manage",
+    "administration.roles.read",
+    "administration.roles.manage",
+];
+
+/// Refuses (and records) granting any permission the caller does not hold.
+pub async fn refuse_escalation(
+    conn: &mut PgConnection,
+    caller: &Authenticated,
+    granted: &[String],
+) -> Result<(), ApiError> {
+    if let Some(missing) = granted.iter().find(|p| !caller.has(p)) {
+        record(
+            conn,
+            caller,
+            EventKind::PermissionDenied,
+            None,
+            serde_json::json!({"permission": missing, "reason": "grant_not_held"}),
+        )
+        .await?;
+        return Err(ApiError::Forbidden(missing.clone()));
+    }
+    Ok(())
+}
+
+/// Records a security event caused by `caller`.
+pub async fn record(
+    conn: &mut PgConnection,
+    caller: &Authenticated,
+    kind: EventKind,
+    subject: Option<Uuid>,
+    mut details: Value,
+) -> Result<(), ApiError> {
+    if let (Some(subject), Some(map)) = (subject, details.as_object_mut()) {
+        map.insert(
+            "subject_user_id".to_owned(),
+            Value::from(subject.to_string()),
+        );
+    }
+    events::record(
+        conn,
+        SecurityEvent {
+            kind,
+            user_id: Some(caller.user_id),
+            username: Some(&caller.username),
+            origin: &caller.origin,
+            details,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Enabled users holding the super_admin role.
+pub async fn enabled_super_admins(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(DISTINCT u.id) FROM users u JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id \
+         WHERE r.name = 'super_admin' AND u.disabled_at IS NULL",
+    )
+    .fetch_one(conn)
+    .await
+}

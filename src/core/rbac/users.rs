@@ -1,0 +1,587 @@
+//! `/api/v1/users`: list, create, view, edit, disable/enable, reset password, unlock.
+//!
+//! Contact fields (email, phone) are field-level protected: absent from responses without
+//! `administration.users.contact_read`, and a write that sets them without
+//! `administration.users.contact_write` is refused with 403 `rbac.field_forbidden`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{Acquire, PgConnection};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::core::auth::context::{AuthContext, Authenticated};
+use crate::core::auth::sessions::{self, EndReason};
+use crate::core::auth::{password, throttle};
+use crate::core::http::problem::{FieldError, Problem};
+use crate::core::http::{ApiError, ApiJson};
+use crate::core::rbac::{enabled_super_admins, record, refuse_escalation};
+use crate::core::security::events::EventKind;
+use crate::core::state::AppState;
+use crate::shared::ids::new_id;
+
+const CONTACT_READ: &str = "administration.users.contact_read";
+const CONTACT_WRITE: &str = "administration.users.contact_write";
+const ROLES_MANAGE: &str = "administration.roles.manage";
+
+/// A user as administrators see them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<String>,
+    pub disabled: bool,
+    pub password_change_required: bool,
+    /// Present only with `administration.users.contact_read`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
+    /// Present only with `administration.users.contact_read`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    pub created_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserPage {
+    pub items: Vec<User>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Paging.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// A new user; they must change the password at first login.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// Changes to a user; absent fields stay as they are.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// The complete new role list (a privilege change).
+    pub roles: Option<Vec<String>>,
+}
+
+/// A password set by an administrator; the user must change it at next login.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordReset {
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    id: Uuid,
+    username: String,
+    display_name: String,
+    roles: Vec<String>,
+    disabled: bool,
+    password_change_required: bool,
+    email: Option<String>,
+    phone: Option<String>,
+    created_at: DateTime<Utc>,
+    version: i64,
+}
+
+const SELECT_USERS: &str = "SELECT u.id, u.username, u.display_name, \
+    COALESCE(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles, \
+    u.disabled_at IS NOT NULL AS disabled, u.password_change_required, u.email, u.phone, u.created_at, u.version \
+    FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id";
+
+fn present(row: UserRow, caller: &Authenticated) -> User {
+    let contact = caller.has(CONTACT_READ);
+    User {
+        id: row.id,
+        username: row.username,
+        display_name: row.display_name,
+        roles: row.roles,
+        disabled: row.disabled,
+        password_change_required: row.password_change_required,
+        email: contact.then_some(row.email),
+        phone: contact.then_some(row.phone),
+        created_at: row.created_at,
+        version: row.version,
+    }
+}
+
+async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<UserRow, ApiError> {
+    let sql = format!("{SELECT_USERS} WHERE u.id = $1 GROUP BY u.id");
+    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            code: "user.not_found",
+            detail: format!("No user with id {id}."),
+        })
+}
+
+/// Refuses (and records) setting contact fields without the permission to write them.
+async fn check_contact_write(
+    conn: &mut PgConnection,
+    caller: &Authenticated,
+    email: &Option<String>,
+    phone: &Option<String>,
+) -> Result<(), ApiError> {
+    let field = if email.is_some() {
+        "email"
+    } else if phone.is_some() {
+        "phone"
+    } else {
+        return Ok(());
+    };
+    if caller.has(CONTACT_WRITE) {
+        return Ok(());
+    }
+    record(
+        conn,
+        caller,
+        EventKind::PermissionDenied,
+        None,
+        json!({"permission": CONTACT_WRITE, "field": field}),
+    )
+    .await?;
+    Err(ApiError::FieldForbidden {
+        field: field.to_owned(),
+        permission: CONTACT_WRITE.to_owned(),
+    })
+}
+
+/// Resolves role names, refusing unknown ones and any whose permissions the caller lacks.
+async fn resolve_roles(
+    conn: &mut PgConnection,
+    caller: &Authenticated,
+    names: &[String],
+) -> Result<Vec<Uuid>, ApiError> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !caller.has(ROLES_MANAGE) {
+        record(
+            conn,
+            caller,
+            EventKind::PermissionDenied,
+            None,
+            json!({"permission": ROLES_MANAGE, "reason": "assign_roles"}),
+        )
+        .await?;
+        return Err(ApiError::Forbidden(ROLES_MANAGE.to_owned()));
+    }
+    let found: Vec<(Uuid, String)> =
+        sqlx::query_as("SELECT id, name FROM roles WHERE name = ANY($1)")
+            .bind(names)
+            .fetch_all(&mut *conn)
+            .await?;
+    let unknown: Vec<FieldError> = names
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !found.iter().any(|(_, f)| f == *n))
+        .map(|(i, n)| FieldError::new(format!("roles[{i}]"), format!("unknown role `{n}`")))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::Validation(unknown));
+    }
+    let ids: Vec<Uuid> = found.iter().map(|(id, _)| *id).collect();
+    let granted: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT permission FROM role_permissions WHERE role_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    refuse_escalation(conn, caller, &granted).await?;
+    Ok(ids)
+}
+
+fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &Option<String>, max: usize) {
+    if let Some(v) = value
+        && v.chars().count() > max
+    {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+}
+
+/// Users, oldest first.
+#[utoipa::path(get, path = "/api/v1/users", tag = "rbac", security(("bearer" = [])), params(PageQuery),
+    responses(
+        (status = 200, description = "A page of users", body = UserPage),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<UserPage>, ApiError> {
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 200"));
+    }
+    let after = match &page.cursor {
+        Some(c) => Some(
+            c.parse::<Uuid>()
+                .map_err(|_| ApiError::invalid("cursor", "is not a cursor from this list"))?,
+        ),
+        None => None,
+    };
+    let sql = format!(
+        "{SELECT_USERS} WHERE $1::uuid IS NULL OR u.id > $1 GROUP BY u.id ORDER BY u.id LIMIT $2"
+    );
+    let mut rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(after)
+        .bind(limit + 1)
+        .fetch_all(state.pool())
+        .await?;
+    let next_cursor = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        rows.last().map(|r| r.id.to_string())
+    });
+    let items = rows.into_iter().map(|r| present(r, &caller)).collect();
+    Ok(Json(UserPage {
+        items,
+        next_cursor: next_cursor.flatten(),
+    }))
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "rbac", security(("bearer" = [])), params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<User>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    Ok(Json(present(fetch(&mut conn, id).await?, &caller)))
+}
+
+/// Create a user (they change the password at first login).
+#[utoipa::path(post, path = "/api/v1/users", tag = "rbac", security(("bearer" = [])), request_body = NewUser,
+    responses(
+        (status = 201, description = "Created", body = User),
+        (status = 403, description = "Missing permission (`rbac.forbidden`) or a protected field (`rbac.field_forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Username taken (`user.username_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    ApiJson(new): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let username = new.username.trim().to_owned();
+    let mut errors = Vec::new();
+    if !((3..=64).contains(&username.chars().count())
+        && username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c)))
+    {
+        errors.push(FieldError::new(
+            "username",
+            "must be 3 to 64 characters of letters, digits, . _ - @",
+        ));
+    }
+    if let Err(why) = password::check_policy(new.password.expose_secret(), &username) {
+        errors.push(FieldError::new("password", why));
+    }
+    check_text(&mut errors, "display_name", &new.display_name, 200);
+    check_text(&mut errors, "email", &new.email, 254);
+    check_text(&mut errors, "phone", &new.phone, 40);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut conn = state.pool().acquire().await?;
+    check_contact_write(&mut conn, &caller, &new.email, &new.phone).await?;
+    let role_ids = resolve_roles(&mut conn, &caller, &new.roles).await?;
+    let hash = state.hashing().hash(new.password).await?;
+    let mut tx = conn.begin().await?;
+    let id = new_id();
+    let inserted = sqlx::query(
+        "INSERT INTO users (id, username, display_name, password_hash, password_change_required, email, phone) \
+         VALUES ($1, $2, $3, $4, true, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&username)
+    .bind(new.display_name.as_deref().unwrap_or(&username))
+    .bind(hash)
+    .bind(&new.email)
+    .bind(&new.phone)
+    .execute(&mut *tx)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(ApiError::Conflict {
+            code: "user.username_taken",
+            detail: format!("The username `{username}` is taken."),
+        });
+    }
+    for role in &role_ids {
+        sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")
+            .bind(id)
+            .bind(role)
+            .execute(&mut *tx)
+            .await?;
+    }
+    record(
+        &mut tx,
+        &caller,
+        EventKind::PrivilegeChanged,
+        Some(id),
+        json!({"created": username, "roles": new.roles}),
+    )
+    .await?;
+    let user = present(fetch(&mut tx, id).await?, &caller);
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// Edit a user. A new role list is a privilege change: their sessions end at once.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "rbac", security(("bearer" = [])), request_body = UserPatch,
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Updated", body = User),
+        (status = 403, description = "Missing permission (`rbac.forbidden`) or a protected field (`rbac.field_forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Would leave no enabled super admin (`rbac.would_lock_out`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> Result<Json<User>, ApiError> {
+    let mut errors = Vec::new();
+    check_text(&mut errors, "display_name", &patch.display_name, 200);
+    check_text(&mut errors, "email", &patch.email, 254);
+    check_text(&mut errors, "phone", &patch.phone, 40);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut conn = state.pool().acquire().await?;
+    check_contact_write(&mut conn, &caller, &patch.email, &patch.phone).await?;
+    let role_ids = match &patch.roles {
+        Some(names) if names.is_empty() => {
+            if !caller.has(ROLES_MANAGE) {
+                return Err(ApiError::Forbidden(ROLES_MANAGE.to_owned()));
+            }
+            Some(Vec::new())
+        }
+        Some(names) => Some(resolve_roles(&mut conn, &caller, names).await?),
+        None => None,
+    };
+    let mut tx = conn.begin().await?;
+    let before = fetch(&mut tx, id).await?;
+    sqlx::query(
+        "UPDATE users SET display_name = COALESCE($2, display_name), email = COALESCE($3, email), phone = COALESCE($4, phone), \
+         updated_at = now(), version = version + 1 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&patch.display_name)
+    .bind(&patch.email)
+    .bind(&patch.phone)
+    .execute(&mut *tx)
+    .await?;
+    if let Some(role_ids) = role_ids {
+        sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        for role in &role_ids {
+            sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")
+                .bind(id)
+                .bind(role)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if enabled_super_admins(&mut tx).await? == 0 {
+            return Err(ApiError::Conflict {
+                code: "rbac.would_lock_out",
+                detail: "This would leave no enabled super admin.".to_owned(),
+            });
+        }
+        sqlx::query("UPDATE users SET security_stamp = gen_random_uuid() WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        record(
+            &mut tx,
+            &caller,
+            EventKind::PrivilegeChanged,
+            Some(id),
+            json!({"roles_before": before.roles, "roles_after": patch.roles}),
+        )
+        .await?;
+    }
+    let user = present(fetch(&mut tx, id).await?, &caller);
+    tx.commit().await?;
+    Ok(Json(user))
+}
+
+async fn set_disabled(
+    state: &AppState,
+    caller: &AuthContext,
+    id: Uuid,
+    disable: bool,
+) -> Result<Json<User>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let mut tx = conn.begin().await?;
+    fetch(&mut tx, id).await?;
+    if disable {
+        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, now()), security_stamp = gen_random_uuid(), version = version + 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if enabled_super_admins(&mut tx).await? == 0 {
+            return Err(ApiError::Conflict {
+                code: "rbac.would_lock_out",
+                detail: "This would leave no enabled super admin.".to_owned(),
+            });
+        }
+        sessions::end_all(&mut tx, id, EndReason::Disabled, state.clock().now()).await?;
+    } else {
+        sqlx::query("UPDATE users SET disabled_at = NULL, version = version + 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let kind = if disable {
+        EventKind::UserDisabled
+    } else {
+        EventKind::UserEnabled
+    };
+    record(&mut tx, caller, kind, Some(id), json!({})).await?;
+    let user = present(fetch(&mut tx, id).await?, caller);
+    tx.commit().await?;
+    Ok(Json(user))
+}
+
+/// Disable a user: their sessions end at once and they cannot log in.
+#[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "rbac", security(("bearer" = [])), params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Disabled", body = User),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Would leave no enabled super admin (`rbac.would_lock_out`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn disable(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<User>, ApiError> {
+    set_disabled(&state, &caller, id, true).await
+}
+
+/// Enable a disabled user.
+#[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "rbac", security(("bearer" = [])), params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 200, description = "Enabled", body = User),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn enable(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<User>, ApiError> {
+    set_disabled(&state, &caller, id, false).await
+}
+
+/// Set a new password for a user; they must change it at next login, and their sessions end.
+#[utoipa::path(post, path = "/api/v1/users/{id}/reset-password", tag = "rbac", security(("bearer" = [])), request_body = PasswordReset,
+    params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Reset"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Weak password (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+    ApiJson(body): ApiJson<PasswordReset>,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let user = fetch(&mut conn, id).await?;
+    password::check_policy(body.password.expose_secret(), &user.username)
+        .map_err(|why| ApiError::invalid("password", why))?;
+    let hash = state.hashing().hash(body.password).await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("UPDATE users SET password_hash = $2, password_change_required = true, security_stamp = gen_random_uuid(), version = version + 1 WHERE id = $1")
+        .bind(id)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+    sessions::end_all(&mut tx, id, EndReason::PasswordChanged, state.clock().now()).await?;
+    record(
+        &mut tx,
+        &caller,
+        EventKind::PasswordReset,
+        Some(id),
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lift a login throttle or lockout.
+#[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "rbac", security(("bearer" = [])), params(("id" = Uuid, Path, description = "User id")),
+    responses(
+        (status = 204, description = "Unlocked (or was not locked)"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn unlock(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let user = fetch(&mut conn, id).await?;
+    let was_locked = throttle::clear(&mut conn, &throttle::key(&user.username)).await?;
+    record(
+        &mut conn,
+        &caller,
+        EventKind::AccountUnlocked,
+        Some(id),
+        json!({"was_locked": was_locked}),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
