@@ -345,6 +345,49 @@ async fn bad_access_tokens_are_refused() {
         "auth.invalid_token",
     )
     .await;
+    // The right key, but the wrong audience, type or algorithm.
+    let sign = |header: jsonwebtoken::Header, claims: &Value| {
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_secret(&app.signing_secret),
+        )
+        .unwrap()
+    };
+    let mut at_jwt = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    at_jwt.typ = Some("at+jwt".to_owned());
+    assert_eq!(
+        app.get_as("/api/v1/auth/me", &sign(at_jwt.clone(), &claims))
+            .await
+            .status(),
+        200,
+        "control"
+    );
+    let mut other_audience = claims.clone();
+    other_audience["aud"] = json!("someone-else");
+    problem(
+        app.get_as("/api/v1/auth/me", &sign(at_jwt.clone(), &other_audience))
+            .await,
+        401,
+        "auth.invalid_token",
+    )
+    .await;
+    let plain_jwt = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    problem(
+        app.get_as("/api/v1/auth/me", &sign(plain_jwt, &claims))
+            .await,
+        401,
+        "auth.invalid_token",
+    )
+    .await;
+    let mut hs512 = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS512);
+    hs512.typ = Some("at+jwt".to_owned());
+    problem(
+        app.get_as("/api/v1/auth/me", &sign(hs512, &claims)).await,
+        401,
+        "auth.invalid_token",
+    )
+    .await;
     // Expired: the app's clock moves past 15 minutes.
     app.clock.advance(chrono::Duration::minutes(16));
     problem(

@@ -142,6 +142,8 @@ pub struct TestApp {
     pub data_dir: tempfile::TempDir,
     /// The app's clock: tests move it instead of sleeping.
     pub clock: Clock,
+    /// The secret the app signs access tokens with (to forge near-miss tokens).
+    pub signing_secret: [u8; 32],
 }
 
 impl TestApp {
@@ -169,6 +171,7 @@ impl TestApp {
         };
         configure(&mut config);
         let clock = Clock::manual(chrono::Utc::now());
+        let signing_secret: [u8; 32] = rand::random();
         let prepared = DataDir::prepare(data_dir.path()).unwrap();
         token::ensure(&prepared).unwrap();
         let state = AppState::new(
@@ -177,7 +180,7 @@ impl TestApp {
             pool.clone(),
             None,
             false,
-            SigningKey::random(),
+            SigningKey::from_bytes(&signing_secret),
             clock.clone(),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -190,6 +193,7 @@ impl TestApp {
             pool,
             data_dir,
             clock,
+            signing_secret,
         }
     }
 
