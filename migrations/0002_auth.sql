@@ -66,3 +66,22 @@ CREATE TABLE security_events (
 CREATE INDEX security_events_by_time ON security_events (occurred_at, id);
 CREATE INDEX security_events_by_user ON security_events (user_id, occurred_at);
 CREATE INDEX security_events_by_kind ON security_events (kind, occurred_at);
+
+-- TOTP (RFC 6238) per user. A secret is pending until a first code confirms it; the last
+-- accepted time step is kept so a code is never accepted twice.
+CREATE TABLE user_mfa (
+    user_id         uuid        PRIMARY KEY REFERENCES users (id) ON DELETE CASCADE,
+    secret          bytea       NOT NULL CHECK (length(secret) >= 16),
+    confirmed_at    timestamptz,
+    last_used_step  bigint,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- One-time recovery codes, stored as SHA-256 hashes.
+CREATE TABLE mfa_recovery_codes (
+    code_hash   bytea       PRIMARY KEY CHECK (length(code_hash) = 32),
+    user_id     uuid        NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    used_at     timestamptz
+);
+CREATE INDEX mfa_recovery_codes_by_user ON mfa_recovery_codes (user_id);

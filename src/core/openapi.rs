@@ -76,6 +76,8 @@ pub fn router() -> OpenApiRouter<AppState> {
             SelfService,
             routes!(auth::routes::password_handler),
         ))
+        .routes(declare(SelfService, routes!(auth::mfa::enroll)))
+        .routes(declare(SelfService, routes!(auth::mfa::verify)))
         .routes(declare(
             Permission("administration.roles.read"),
             routes!(rbac::roles::list_permissions),

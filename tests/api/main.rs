@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod http_basics;
 mod lifecycle;
+mod mfa;
 mod migrations;
 mod openapi;
 mod rbac;

@@ -52,7 +52,23 @@ pub struct Authenticated {
     pub roles: Vec<String>,
     pub permissions: BTreeSet<String>,
     pub password_change_required: bool,
+    /// The user's role requires two-factor authentication and they have not enrolled yet.
+    pub mfa_enrollment_required: bool,
     pub origin: Origin,
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    user_id: Uuid,
+    ended_at: Option<DateTime<Utc>>,
+    expires_at: DateTime<Utc>,
+    stamp_current: bool,
+    disabled_at: Option<DateTime<Utc>>,
+    username: String,
+    display_name: String,
+    password_change_required: bool,
+    workstation_id: Option<String>,
+    mfa_enrollment_required: bool,
 }
 
 /// An authenticated caller who may use the API.
@@ -97,48 +113,32 @@ impl FromRequestParts<AppState> for Authenticated {
             .signing_key()
             .verify(token.trim(), u64::try_from(now.timestamp()).unwrap_or(0))
             .map_err(|_| ApiError::InvalidToken)?;
-        type SessionRow = (
-            Uuid,
-            Option<DateTime<Utc>>,
-            DateTime<Utc>,
-            bool,
-            Option<DateTime<Utc>>,
-            String,
-            String,
-            bool,
-            Option<String>,
-        );
         let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp, u.disabled_at, \
-                    u.username, u.display_name, u.password_change_required, s.workstation_id \
+            "SELECT s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp AS stamp_current, \
+                    u.disabled_at, u.username, u.display_name, u.password_change_required, s.workstation_id, \
+                    (EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+                             JOIN settings st ON st.key = 'security.mfa_required_roles' \
+                             WHERE ur.user_id = u.id AND st.value ? r.name) \
+                     AND NOT EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL)) \
+                    AS mfa_enrollment_required \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
         )
         .bind(claims.sid)
         .fetch_optional(state.pool())
         .await?;
-        let Some((
-            user_id,
-            ended_at,
-            expires_at,
-            stamp_current,
-            disabled_at,
-            username,
-            display_name,
-            change_required,
-            workstation,
-        )) = row
-        else {
+        let Some(row) = row else {
             return Err(ApiError::SessionEnded);
         };
-        if user_id != claims.sub
-            || ended_at.is_some()
-            || expires_at <= now
-            || !stamp_current
-            || disabled_at.is_some()
+        if row.user_id != claims.sub
+            || row.ended_at.is_some()
+            || row.expires_at <= now
+            || !row.stamp_current
+            || row.disabled_at.is_some()
         {
             return Err(ApiError::SessionEnded);
         }
-        origin.workstation_id = workstation;
+        origin.workstation_id = row.workstation_id;
+        let user_id = row.user_id;
         let grants: Vec<(String, Option<String>)> = sqlx::query_as(
             "SELECT r.name, rp.permission FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
              LEFT JOIN role_permissions rp ON rp.role_id = r.id WHERE ur.user_id = $1 ORDER BY r.name",
@@ -151,12 +151,13 @@ impl FromRequestParts<AppState> for Authenticated {
         let permissions = grants.into_iter().filter_map(|(_, p)| p).collect();
         Ok(Authenticated {
             user_id,
-            username,
-            display_name,
+            username: row.username,
+            display_name: row.display_name,
             session_id: claims.sid,
             roles,
             permissions,
-            password_change_required: change_required,
+            password_change_required: row.password_change_required,
+            mfa_enrollment_required: row.mfa_enrollment_required,
             origin,
         })
     }
@@ -175,6 +176,9 @@ impl FromRequestParts<AppState> for AuthContext {
         let caller = Authenticated::from_request_parts(parts, state).await?;
         if caller.password_change_required {
             return Err(ApiError::PasswordChangeRequired);
+        }
+        if caller.mfa_enrollment_required {
+            return Err(ApiError::MfaEnrollmentRequired);
         }
         Ok(AuthContext(caller))
     }

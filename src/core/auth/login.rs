@@ -9,12 +9,19 @@ use uuid::Uuid;
 use crate::core::auth::context::Authenticated;
 use crate::core::auth::sessions::{self, EndReason};
 use crate::core::auth::throttle::{self, Gate};
-use crate::core::auth::{password, tokens};
+use crate::core::auth::{mfa, password, tokens};
 use crate::core::config::SessionLimitPolicy;
 use crate::core::http::ApiError;
 use crate::core::http::problem::FieldError;
 use crate::core::security::events::{self, EventKind, Origin, SecurityEvent};
 use crate::core::state::AppState;
+
+/// The second factor sent with a login, if any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SecondFactor<'a> {
+    pub totp_code: Option<&'a str>,
+    pub recovery_code: Option<&'a str>,
+}
 
 /// Tokens handed out by a login or a refresh.
 #[derive(Debug, Clone)]
@@ -65,6 +72,7 @@ pub async fn login(
     state: &AppState,
     username: &str,
     password: SecretString,
+    second: SecondFactor<'_>,
     origin: &Origin,
 ) -> Result<Issued, ApiError> {
     let config = &state.config().auth;
@@ -148,6 +156,53 @@ pub async fn login(
         }
         return Err(ApiError::InvalidCredentials);
     };
+    if let Some(factor) = mfa::second_factor(&mut conn, user.id).await? {
+        let ok = mfa::check_login(
+            &mut conn,
+            user.id,
+            &user.username,
+            factor,
+            second.totp_code,
+            second.recovery_code,
+            now,
+        )
+        .await?;
+        if !ok {
+            let failure = throttle::fail(&mut conn, &key, now, config).await?;
+            event(
+                &mut conn,
+                EventKind::LoginFailed,
+                Some(user.id),
+                &user.username,
+                origin,
+                json!({"reason": "second_factor", "consecutive_failures": failure.failures}),
+            )
+            .await?;
+            if let Some(until) = failure.locked_until {
+                event(
+                    &mut conn,
+                    EventKind::AccountLocked,
+                    Some(user.id),
+                    &user.username,
+                    origin,
+                    json!({"until": until}),
+                )
+                .await?;
+            }
+            return Err(ApiError::MfaInvalid);
+        }
+        if second.totp_code.is_none() {
+            event(
+                &mut conn,
+                EventKind::MfaChanged,
+                Some(user.id),
+                &user.username,
+                origin,
+                json!({"recovery_code_used": true}),
+            )
+            .await?;
+        }
+    }
     throttle::clear(&mut conn, &key).await?;
     if user.disabled_at.is_some() {
         event(

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod context;
 pub mod login;
+pub mod mfa;
 pub mod password;
 pub mod permissions;
 pub mod routes;

@@ -25,6 +25,10 @@ pub struct LoginRequest {
     /// The registered workstation (till) this login comes from, stored with the session.
     #[schema(example = "till-2")]
     pub workstation_id: Option<String>,
+    /// The current code of the authenticator app, for users with two-factor authentication.
+    pub totp_code: Option<String>,
+    /// A one-time recovery code instead of `totp_code`.
+    pub recovery_code: Option<String>,
 }
 
 /// A refresh token to rotate.
@@ -69,6 +73,8 @@ pub struct Me {
     /// Effective permissions (the union of the roles').
     pub permissions: Vec<String>,
     pub password_change_required: bool,
+    /// When true, every endpoint but the self-service ones answers 403 until MFA is enrolled.
+    pub mfa_enrollment_required: bool,
     pub session_id: Uuid,
 }
 
@@ -105,7 +111,7 @@ fn tokens(issued: Issued) -> Json<TokenResponse> {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 401, description = "Wrong username or password (`auth.invalid_credentials`), the same for unknown users", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong username or password (`auth.invalid_credentials`), the same for unknown users; second factor missing (`auth.mfa_required`) or wrong (`auth.mfa_invalid`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "User disabled (`auth.user_disabled`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Session limit reached with `refuse_new` (`auth.session_limit`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Throttled (`auth.throttled`) or locked (`auth.locked`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
@@ -125,7 +131,11 @@ pub async fn login_handler(
         ));
     }
     origin.workstation_id = request.workstation_id;
-    login::login(&state, &request.username, request.password, &origin)
+    let second = login::SecondFactor {
+        totp_code: request.totp_code.as_deref(),
+        recovery_code: request.recovery_code.as_deref(),
+    };
+    login::login(&state, &request.username, request.password, second, &origin)
         .await
         .map(tokens)
 }
@@ -190,6 +200,7 @@ pub async fn me_handler(caller: Authenticated) -> Json<Me> {
         roles: caller.roles,
         permissions: caller.permissions.into_iter().collect(),
         password_change_required: caller.password_change_required,
+        mfa_enrollment_required: caller.mfa_enrollment_required,
         session_id: caller.session_id,
     })
 }

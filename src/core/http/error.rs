@@ -44,6 +44,12 @@ pub enum ApiError {
     PasswordChangeRequired,
     #[error("session limit reached")]
     SessionLimit,
+    #[error("a second factor is required")]
+    MfaRequired,
+    #[error("wrong second factor")]
+    MfaInvalid,
+    #[error("MFA enrollment required")]
+    MfaEnrollmentRequired,
     #[error("missing permission {0}")]
     Forbidden(String),
     #[error("may not write field {field} without {permission}")]
@@ -88,6 +94,9 @@ impl ApiError {
             ApiError::UserDisabled => "auth.user_disabled",
             ApiError::PasswordChangeRequired => "auth.password_change_required",
             ApiError::SessionLimit => "auth.session_limit",
+            ApiError::MfaRequired => "auth.mfa_required",
+            ApiError::MfaInvalid => "auth.mfa_invalid",
+            ApiError::MfaEnrollmentRequired => "auth.mfa_enrollment_required",
             ApiError::Forbidden(_) => "rbac.forbidden",
             ApiError::FieldForbidden { .. } => "rbac.field_forbidden",
             ApiError::NotFound { code, .. } | ApiError::Conflict { code, .. } => code,
@@ -111,12 +120,15 @@ impl ApiError {
             | ApiError::InvalidToken
             | ApiError::SessionEnded
             | ApiError::InvalidRefreshToken
-            | ApiError::RefreshReused => StatusCode::UNAUTHORIZED,
+            | ApiError::RefreshReused
+            | ApiError::MfaRequired
+            | ApiError::MfaInvalid => StatusCode::UNAUTHORIZED,
             ApiError::Throttled { .. } | ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UserDisabled
             | ApiError::PasswordChangeRequired
             | ApiError::Forbidden(_)
-            | ApiError::FieldForbidden { .. } => StatusCode::FORBIDDEN,
+            | ApiError::FieldForbidden { .. }
+            | ApiError::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::SessionLimit => StatusCode::CONFLICT,
@@ -145,6 +157,9 @@ impl ApiError {
             ApiError::UserDisabled => "User disabled",
             ApiError::PasswordChangeRequired => "Password change required",
             ApiError::SessionLimit => "Too many sessions",
+            ApiError::MfaRequired => "Second factor required",
+            ApiError::MfaInvalid => "Wrong second factor",
+            ApiError::MfaEnrollmentRequired => "MFA enrollment required",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::FieldForbidden { .. } => "Field forbidden",
             ApiError::NotFound { .. } => "Not found",
@@ -195,6 +210,13 @@ impl ApiError {
             }
             ApiError::SessionLimit => {
                 "This user has the most sessions allowed open; log out elsewhere first.".to_owned()
+            }
+            ApiError::MfaRequired => {
+                "This account uses two-factor authentication: send `totp_code` (or a `recovery_code`) with the login.".to_owned()
+            }
+            ApiError::MfaInvalid => "The authentication code or recovery code is wrong or already used.".to_owned(),
+            ApiError::MfaEnrollmentRequired => {
+                "Your role requires two-factor authentication: enroll first (POST /api/v1/auth/mfa/enroll, then /verify).".to_owned()
             }
             ApiError::Forbidden(permission) => format!("Missing permission `{permission}`."),
             ApiError::FieldForbidden { field, permission } => {

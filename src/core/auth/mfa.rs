@@ -1,0 +1,263 @@
+//! Two-factor authentication: TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps, one step of skew)
+//! and one-time recovery codes. A code is never accepted twice (the last used step is kept).
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use sqlx::{Acquire, PgConnection};
+use totp_rs::{Algorithm, Builder, Secret, Totp};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::auth::context::Authenticated;
+use crate::core::http::problem::Problem;
+use crate::core::http::{ApiError, ApiJson};
+use crate::core::security::events::{self, EventKind, SecurityEvent};
+use crate::core::state::AppState;
+
+const ISSUER: &str = "PlugPOS";
+const RECOVERY_CODES: usize = 10;
+const RECOVERY_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+fn totp(secret: &[u8], account: &str) -> Result<Totp, ApiError> {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_step_duration(30)
+        .with_skew(1)
+        .with_secret(secret.to_vec())
+        .with_issuer(Some(ISSUER))
+        .with_account_name(account.replace(':', "_"))
+        .build()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot set up TOTP: {e:?}")))
+}
+
+fn unix(time: DateTime<Utc>) -> u64 {
+    u64::try_from(time.timestamp()).unwrap_or(0)
+}
+
+fn normalize_recovery(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+fn hash_recovery(code: &str) -> [u8; 32] {
+    Sha256::digest(normalize_recovery(code).as_bytes()).into()
+}
+
+fn new_recovery_code() -> String {
+    let mut bytes = [0u8; 10];
+    rand::rng().fill_bytes(&mut bytes);
+    let chars: String = bytes
+        .iter()
+        .map(|b| char::from(RECOVERY_ALPHABET[usize::from(*b) % RECOVERY_ALPHABET.len()]))
+        .collect();
+    format!("{}-{}", &chars[..5], &chars[5..])
+}
+
+/// What a login must satisfy for `user`: `None` when MFA is not enabled.
+pub async fn second_factor(
+    conn: &mut PgConnection,
+    user: Uuid,
+) -> Result<Option<(Vec<u8>, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as("SELECT secret, last_used_step FROM user_mfa WHERE user_id = $1 AND confirmed_at IS NOT NULL")
+        .bind(user)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Checks a TOTP code or a recovery code at login; true when one is valid (and now used).
+pub async fn check_login(
+    conn: &mut PgConnection,
+    user: Uuid,
+    username: &str,
+    (secret, last_step): (Vec<u8>, Option<i64>),
+    totp_code: Option<&str>,
+    recovery_code: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, ApiError> {
+    if let Some(code) = totp_code {
+        let step = totp(&secret, username)?
+            .check(code.trim(), unix(now))
+            .and_then(|s| i64::try_from(s).ok());
+        let Some(step) = step.filter(|s| last_step.is_none_or(|last| *s > last)) else {
+            return Ok(false);
+        };
+        let updated = sqlx::query("UPDATE user_mfa SET last_used_step = $2 WHERE user_id = $1 AND (last_used_step IS NULL OR last_used_step < $2)")
+            .bind(user)
+            .bind(step)
+            .execute(conn)
+            .await?;
+        return Ok(updated.rows_affected() == 1);
+    }
+    if let Some(code) = recovery_code {
+        let used = sqlx::query("UPDATE mfa_recovery_codes SET used_at = $3 WHERE code_hash = $1 AND user_id = $2 AND used_at IS NULL")
+            .bind(&hash_recovery(code)[..])
+            .bind(user)
+            .bind(now)
+            .execute(conn)
+            .await?;
+        return Ok(used.rows_affected() == 1);
+    }
+    Err(ApiError::MfaRequired)
+}
+
+/// A new TOTP secret to add to an authenticator app.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enrollment {
+    /// Base32, for typing into an authenticator app.
+    pub secret: String,
+    /// `otpauth://totp/...`, for a QR code.
+    pub otpauth_uri: String,
+}
+
+/// A code from the authenticator app.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCode {
+    #[schema(example = "492039")]
+    pub code: String,
+}
+
+/// Recovery codes: shown once, each usable once instead of a TOTP code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// Start TOTP enrollment (replaces an unconfirmed one).
+#[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Secret to add to an authenticator app; confirm with /verify", body = Enrollment),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "MFA already enabled (`auth.mfa_already_enabled`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn enroll(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<Json<Enrollment>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    if second_factor(&mut conn, caller.user_id).await?.is_some() {
+        return Err(ApiError::Conflict {
+            code: "auth.mfa_already_enabled",
+            detail: "Two-factor authentication is already enabled.".to_owned(),
+        });
+    }
+    let mut secret = [0u8; 20];
+    rand::rng().fill_bytes(&mut secret);
+    sqlx::query(
+        "INSERT INTO user_mfa (user_id, secret) VALUES ($1, $2) \
+         ON CONFLICT (user_id) DO UPDATE SET secret = $2, confirmed_at = NULL, last_used_step = NULL, created_at = now()",
+    )
+    .bind(caller.user_id)
+    .bind(&secret[..])
+    .execute(&mut *conn)
+    .await?;
+    let otpauth_uri = totp(&secret, &caller.username)?
+        .to_url()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot build the otpauth URI: {e:?}")))?;
+    Ok(Json(Enrollment {
+        secret: Secret::from(secret).to_base32(),
+        otpauth_uri,
+    }))
+}
+
+/// Confirm enrollment with a first code; returns the recovery codes (shown only now).
+#[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", security(("bearer" = [])), request_body = VerifyCode,
+    responses(
+        (status = 200, description = "MFA enabled", body = RecoveryCodes),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No enrollment pending (`auth.mfa_not_enrolling`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong code (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiJson(body): ApiJson<VerifyCode>,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let pending: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT secret FROM user_mfa WHERE user_id = $1 AND confirmed_at IS NULL",
+    )
+    .bind(caller.user_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(secret) = pending else {
+        return Err(ApiError::Conflict {
+            code: "auth.mfa_not_enrolling",
+            detail: "Start with POST /api/v1/auth/mfa/enroll.".to_owned(),
+        });
+    };
+    let now = state.clock().now();
+    let step = totp(&secret, &caller.username)?
+        .check(body.code.trim(), unix(now))
+        .and_then(|s| i64::try_from(s).ok());
+    let Some(step) = step else {
+        return Err(ApiError::invalid(
+            "code",
+            "is not the current code of the authenticator app",
+        ));
+    };
+    let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
+    let mut tx = conn.begin().await?;
+    sqlx::query("UPDATE user_mfa SET confirmed_at = $2, last_used_step = $3 WHERE user_id = $1")
+        .bind(caller.user_id)
+        .bind(now)
+        .bind(step)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+        .bind(caller.user_id)
+        .execute(&mut *tx)
+        .await?;
+    for code in &codes {
+        sqlx::query("INSERT INTO mfa_recovery_codes (code_hash, user_id) VALUES ($1, $2)")
+            .bind(&hash_recovery(code)[..])
+            .bind(caller.user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    events::record(
+        &mut tx,
+        SecurityEvent {
+            kind: EventKind::MfaChanged,
+            user_id: Some(caller.user_id),
+            username: Some(&caller.username),
+            origin: &caller.origin,
+            details: json!({"enabled": true}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(RecoveryCodes {
+        recovery_codes: codes,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_check_within_one_step_and_recovery_codes_normalize() {
+        let totp = totp(&[7u8; 20], "kim").unwrap();
+        let code = totp.generate(1_000_000).to_string();
+        assert_eq!(code.len(), 6);
+        assert!(
+            totp.check(&code, 1_000_000 + 30).is_some(),
+            "one step of skew"
+        );
+        assert!(totp.check(&code, 1_000_000 + 90).is_none());
+        let recovery = new_recovery_code();
+        assert_eq!(
+            hash_recovery(&recovery),
+            hash_recovery(&recovery.to_lowercase().replace('-', " "))
+        );
+    }
+}
