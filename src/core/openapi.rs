@@ -66,7 +66,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(declare(Public, routes!(metrics::scrape)))
         .routes(declare(Public, routes!(setup::routes::status)))
         .routes(declare(Public, routes!(setup::routes::run)))
-        .routes(declare(Public, routes!(version::version)))
+        .routes(declare(SelfService, routes!(version::version)))
         .routes(declare(Public, routes!(document_json)))
         .routes(declare(Public, routes!(auth::routes::login_handler)))
         .routes(declare(Public, routes!(auth::routes::refresh_handler)))

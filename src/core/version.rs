@@ -27,8 +27,10 @@ pub struct VersionInfo {
     get,
     path = "/api/v1/version",
     tag = "meta",
+    security(("bearer" = [])),
     responses(
         (status = 200, description = "Versions", body = VersionInfo),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Not set up yet (`setup.required`) or database unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]

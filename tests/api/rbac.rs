@@ -38,12 +38,12 @@ async fn every_route_declares_who_may_call_it() {
         "/api/v1/setup",
         "/api/v1/setup/status",
         "/api/v1/openapi.json",
-        "/api/v1/version",
         "/api/v1/auth/login",
         "/api/v1/auth/refresh",
     ];
     let self_service = [
         "/api/v1/auth/me",
+        "/api/v1/version",
         "/api/v1/auth/logout",
         "/api/v1/auth/password",
         "/api/v1/auth/mfa/enroll",

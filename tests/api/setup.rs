@@ -285,7 +285,16 @@ async fn every_api_route_requires_setup_first() {
     }
     assert!(gated.contains(&"/api/v1/version".to_owned()), "{gated:?}");
     app.initialize().await;
-    let version: Value = app.get("/api/v1/version").await.json().await.unwrap();
+    let token = app.login_ok("admin", "correct horse battery").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let version: Value = app
+        .get_as("/api/v1/version", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(version["api"], "v1");
     assert_eq!(
         version["schema_version"],
