@@ -128,32 +128,19 @@ pub async fn login(
     };
     let now = state.clock().now();
     let Some(user) = user.filter(|_| valid) else {
-        let failure = throttle::fail(&mut conn, &key, now, config).await?;
         let user_id: Option<Uuid> =
             sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = $1")
                 .bind(&key)
                 .fetch_optional(&mut *conn)
                 .await?;
-        event(
-            &mut conn,
-            EventKind::LoginFailed,
+        let failed = FailedLogin {
+            key: &key,
             user_id,
-            &key,
+            username: &key,
             origin,
-            json!({"consecutive_failures": failure.failures}),
-        )
-        .await?;
-        if let Some(until) = failure.locked_until {
-            event(
-                &mut conn,
-                EventKind::AccountLocked,
-                user_id,
-                &key,
-                origin,
-                json!({"until": until}),
-            )
-            .await?;
-        }
+            now,
+        };
+        count_failure(&mut conn, state, failed, json!({"reason": "password"})).await?;
         return Err(ApiError::InvalidCredentials);
     };
     if let Some(factor) = mfa::second_factor(&mut conn, user.id).await? {
@@ -168,27 +155,14 @@ pub async fn login(
         )
         .await?;
         if !ok {
-            let failure = throttle::fail(&mut conn, &key, now, config).await?;
-            event(
-                &mut conn,
-                EventKind::LoginFailed,
-                Some(user.id),
-                &user.username,
+            let failed = FailedLogin {
+                key: &key,
+                user_id: Some(user.id),
+                username: &user.username,
                 origin,
-                json!({"reason": "second_factor", "consecutive_failures": failure.failures}),
-            )
-            .await?;
-            if let Some(until) = failure.locked_until {
-                event(
-                    &mut conn,
-                    EventKind::AccountLocked,
-                    Some(user.id),
-                    &user.username,
-                    origin,
-                    json!({"until": until}),
-                )
-                .await?;
-            }
+                now,
+            };
+            count_failure(&mut conn, state, failed, json!({"reason": "second_factor"})).await?;
             return Err(ApiError::MfaInvalid);
         }
         if second.totp_code.is_none() {
@@ -275,6 +249,49 @@ pub async fn login(
         now,
         expires_at,
     )
+}
+
+/// A failed login attempt, for counting and recording.
+struct FailedLogin<'a> {
+    key: &'a str,
+    user_id: Option<Uuid>,
+    username: &'a str,
+    origin: &'a Origin,
+    now: DateTime<Utc>,
+}
+
+/// Counts a failed attempt towards throttling and lockout and records it (and a lockout).
+async fn count_failure(
+    conn: &mut PgConnection,
+    state: &AppState,
+    failed: FailedLogin<'_>,
+    mut details: serde_json::Value,
+) -> Result<(), ApiError> {
+    let failure = throttle::fail(conn, failed.key, failed.now, &state.config().auth).await?;
+    if let Some(map) = details.as_object_mut() {
+        map.insert("consecutive_failures".to_owned(), json!(failure.failures));
+    }
+    event(
+        conn,
+        EventKind::LoginFailed,
+        failed.user_id,
+        failed.username,
+        failed.origin,
+        details,
+    )
+    .await?;
+    if let Some(until) = failure.locked_until {
+        event(
+            conn,
+            EventKind::AccountLocked,
+            failed.user_id,
+            failed.username,
+            failed.origin,
+            json!({"until": until}),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 async fn role_names(conn: &mut PgConnection, user: Uuid) -> Result<Vec<String>, sqlx::Error> {
