@@ -130,6 +130,10 @@ pub async fn login_handler(
             "must be 1 to 128 characters",
         ));
     }
+    // Longer names cannot exist; refusing them keeps junk out of the attempt counters.
+    if request.username.is_empty() || request.username.chars().count() > 128 {
+        return Err(ApiError::invalid("username", "must be 1 to 128 characters"));
+    }
     origin.workstation_id = request.workstation_id;
     let second = login::SecondFactor {
         totp_code: request.totp_code.as_deref(),
