@@ -1,5 +1,6 @@
 //! Shared infrastructure every plug goes through.
 
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;

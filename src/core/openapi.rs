@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::core::auth::access::{Access, declare};
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::state::AppState;
-use crate::core::{auth, health, metrics, rbac, security, setup, version};
+use crate::core::{audit, auth, health, metrics, rbac, security, setup, version};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
@@ -33,6 +33,7 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         (name = "auth", description = "Login, tokens, sessions"),
         (name = "rbac", description = "Users, roles and permissions"),
         (name = "security", description = "Security events"),
+        (name = "audit", description = "The tamper-evident audit log"),
         (name = "meta", description = "The API description itself"),
     )
 )]
@@ -75,6 +76,10 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(declare(
             SelfService,
             routes!(auth::routes::password_handler),
+        ))
+        .routes(declare(
+            Permission("administration.audit.verify"),
+            routes!(audit::routes::verify_handler),
         ))
         .routes(declare(SelfService, routes!(auth::mfa::enroll)))
         .routes(declare(SelfService, routes!(auth::mfa::verify)))

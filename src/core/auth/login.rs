@@ -6,6 +6,7 @@ use serde_json::json;
 use sqlx::{Acquire, PgConnection};
 use uuid::Uuid;
 
+use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::Authenticated;
 use crate::core::auth::sessions::{self, EndReason};
 use crate::core::auth::throttle::{self, Gate};
@@ -475,8 +476,7 @@ pub async fn change_password(
     }
     let hash = state.hashing().hash(new).await?;
     let now = state.clock().now();
-    let mut conn = state.pool().acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), now).await?;
     sqlx::query(
         "UPDATE users SET password_hash = $2, password_change_required = false, security_stamp = gen_random_uuid(), \
          updated_at = $3, version = version + 1 WHERE id = $1",
@@ -496,6 +496,9 @@ pub async fn change_password(
         json!({"by": "self"}),
     )
     .await?;
+    let change = Change::new("core.auth", "user", caller.user_id, "user.change_password")
+        .after(json!({"password_change_required": false}));
+    tx.record(change).await?;
     tx.commit().await?;
     Ok(())
 }

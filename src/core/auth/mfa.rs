@@ -8,11 +8,12 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::{Acquire, PgConnection};
+use sqlx::PgConnection;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::Authenticated;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
@@ -205,7 +206,8 @@ pub async fn verify(
         ));
     };
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-    let mut tx = conn.begin().await?;
+    drop(conn);
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     sqlx::query("UPDATE user_mfa SET confirmed_at = $2, last_used_step = $3 WHERE user_id = $1")
         .bind(caller.user_id)
         .bind(now)
@@ -234,6 +236,9 @@ pub async fn verify(
         },
     )
     .await?;
+    let change = Change::new("core.auth", "user", caller.user_id, "user.enable_mfa")
+        .after(json!({"mfa": "totp", "recovery_codes": RECOVERY_CODES}));
+    tx.record(change).await?;
     tx.commit().await?;
     Ok(Json(RecoveryCodes {
         recovery_codes: codes,

@@ -39,6 +39,18 @@ pub const CORE: &[Permission] = &[
         description: "Read security events",
     },
     Permission {
+        name: "administration.audit.read",
+        description: "Query the audit log",
+    },
+    Permission {
+        name: "administration.audit.export",
+        description: "Export the audit log (CSV, PDF)",
+    },
+    Permission {
+        name: "administration.audit.verify",
+        description: "Verify the audit chain and checkpoints",
+    },
+    Permission {
         name: "administration.sessions.read",
         description: "See sessions, including IP addresses",
     },
@@ -59,8 +71,16 @@ pub fn builtin_template(role: &str) -> Vec<&'static str> {
     match role {
         "super_admin" => CORE.iter().map(|p| p.name).collect(),
         "manager" => vec!["administration.users.read"],
-        "accountant" => vec!["administration.security_events.read"],
+        "accountant" => vec![
+            "administration.security_events.read",
+            "administration.audit.read",
+            "administration.audit.export",
+            "administration.audit.verify",
+        ],
         "auditor" => vec![
+            "administration.audit.read",
+            "administration.audit.export",
+            "administration.audit.verify",
             "administration.security_events.read",
             "administration.roles.read",
             "administration.users.read",

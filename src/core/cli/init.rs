@@ -59,7 +59,7 @@ async fn initialize(
         admin_username: args.admin_username,
         admin_password: password,
     };
-    match setup::run(&db.pool, input).await {
+    match setup::run(&db.pool, input, chrono::Utc::now()).await {
         Ok(outcome) => {
             token::remove(data_dir);
             println!(

@@ -1,6 +1,7 @@
 //! The command line (`plugpos <command>`). Every command exits non-zero with a one-line reason
 //! on failure.
 
+mod audit;
 mod db;
 mod init;
 mod migrate;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Start, stop or inspect the managed PostgreSQL cluster by hand.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Verify the tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print the OpenAPI 3.1 document.
     Openapi,
 }
@@ -115,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Init(args) => init::run(&config, args).await,
                 Command::Migrate(args) => migrate::run(&config, args).await,
                 Command::Db(command) => db::run(&config, command).await,
+                Command::Audit(command) => audit::run(&config, command).await,
                 Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),
             }
         }

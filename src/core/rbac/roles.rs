@@ -7,10 +7,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{Acquire, PgConnection};
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::auth::permissions;
 use crate::core::http::problem::{FieldError, Problem};
@@ -19,6 +20,9 @@ use crate::core::rbac::{ADMINISTRABLE, record, refuse_escalation};
 use crate::core::security::events::EventKind;
 use crate::core::state::AppState;
 use crate::shared::ids::new_id;
+
+/// The module role changes are audited under.
+const MODULE: &str = "core.rbac";
 
 /// A declared permission.
 #[derive(Debug, Serialize, ToSchema)]
@@ -158,7 +162,7 @@ pub async fn create(
     let granted = validate_permissions("permissions", &new.permissions)?;
     let mut conn = state.pool().acquire().await?;
     refuse_escalation(&mut conn, &caller, &granted).await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let id = new_id();
     let inserted = sqlx::query("INSERT INTO roles (id, name, description) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
         .bind(id)
@@ -191,6 +195,9 @@ pub async fn create(
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("created role vanished")))?;
+    let after = json!({"name": name, "description": role.description, "permissions": granted});
+    tx.record(Change::new(MODULE, "role", id, "role.create").after(after))
+        .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(role)))
 }
@@ -213,8 +220,7 @@ pub async fn set_permissions(
     ApiJson(body): ApiJson<RolePermissions>,
 ) -> Result<Json<Role>, ApiError> {
     let wanted = validate_permissions("permissions", &body.permissions)?;
-    let mut conn = state.pool().acquire().await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let role: Option<(String,)> = sqlx::query_as("SELECT name FROM roles WHERE id = $1 FOR UPDATE")
         .bind(id)
         .fetch_optional(&mut *tx)
@@ -281,6 +287,10 @@ pub async fn set_permissions(
         .await?
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("role vanished")))?;
+    let change = Change::new(MODULE, "role", id, "role.set_permissions")
+        .before(json!({"permissions": current}))
+        .after(json!({"permissions": wanted}));
+    tx.record(change).await?;
     tx.commit().await?;
     Ok(Json(role))
 }

@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sqlx::{Acquire, PgConnection};
+use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::{AuthContext, Authenticated};
 use crate::core::auth::sessions::{self, EndReason};
 use crate::core::auth::{password, throttle};
@@ -25,6 +26,8 @@ use crate::core::security::events::EventKind;
 use crate::core::state::AppState;
 use crate::shared::ids::new_id;
 
+/// The module user changes are audited under.
+const MODULE: &str = "core.rbac";
 const CONTACT_READ: &str = "administration.users.contact_read";
 const CONTACT_WRITE: &str = "administration.users.contact_write";
 const ROLES_MANAGE: &str = "administration.roles.manage";
@@ -117,6 +120,20 @@ const SELECT_USERS: &str = "SELECT u.id, u.username, u.display_name, \
     COALESCE(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles, \
     u.disabled_at IS NOT NULL AS disabled, u.password_change_required, u.email, u.phone, u.created_at, u.version \
     FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id";
+
+/// What the audit log keeps of a user: no password hash, and contact details only as "set or not"
+/// (the audit log is read by people who may not see them).
+fn audit_view(row: &UserRow) -> serde_json::Value {
+    json!({
+        "username": row.username,
+        "display_name": row.display_name,
+        "roles": row.roles,
+        "disabled": row.disabled,
+        "password_change_required": row.password_change_required,
+        "email_set": row.email.is_some(),
+        "phone_set": row.phone.is_some(),
+    })
+}
 
 fn present(row: UserRow, caller: &Authenticated) -> User {
     let contact = caller.has(CONTACT_READ);
@@ -329,7 +346,9 @@ pub async fn create(
     check_contact_write(&mut conn, &caller, &new.email, &new.phone).await?;
     let role_ids = resolve_roles(&mut conn, &caller, &new.roles).await?;
     let hash = state.hashing().hash(new.password).await?;
-    let mut tx = conn.begin().await?;
+    drop(conn);
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+
     let id = new_id();
     let inserted = sqlx::query(
         "INSERT INTO users (id, username, display_name, password_hash, password_change_required, email, phone) \
@@ -364,7 +383,10 @@ pub async fn create(
         json!({"created": username, "roles": new.roles}),
     )
     .await?;
-    let user = present(fetch(&mut tx, id).await?, &caller);
+    let created = fetch(&mut tx, id).await?;
+    tx.record(Change::new(MODULE, "user", id, "user.create").after(audit_view(&created)))
+        .await?;
+    let user = present(created, &caller);
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
@@ -404,7 +426,9 @@ pub async fn update(
         Some(names) => Some(resolve_roles(&mut conn, &caller, names).await?),
         None => None,
     };
-    let mut tx = conn.begin().await?;
+    drop(conn);
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+
     let before = fetch(&mut tx, id).await?;
     sqlx::query(
         "UPDATE users SET display_name = COALESCE($2, display_name), email = COALESCE($3, email), phone = COALESCE($4, phone), \
@@ -447,7 +471,12 @@ pub async fn update(
         )
         .await?;
     }
-    let user = present(fetch(&mut tx, id).await?, &caller);
+    let after = fetch(&mut tx, id).await?;
+    let change = Change::new(MODULE, "user", id, "user.update")
+        .before(audit_view(&before))
+        .after(audit_view(&after));
+    tx.record(change).await?;
+    let user = present(after, &caller);
     tx.commit().await?;
     Ok(Json(user))
 }
@@ -458,9 +487,8 @@ async fn set_disabled(
     id: Uuid,
     disable: bool,
 ) -> Result<Json<User>, ApiError> {
-    let mut conn = state.pool().acquire().await?;
-    let mut tx = conn.begin().await?;
-    fetch(&mut tx, id).await?;
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), state.clock().now()).await?;
+    let before = fetch(&mut tx, id).await?;
     if disable {
         sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, now()), security_stamp = gen_random_uuid(), version = version + 1 WHERE id = $1")
             .bind(id)
@@ -485,7 +513,19 @@ async fn set_disabled(
         EventKind::UserEnabled
     };
     record(&mut tx, caller, kind, Some(id), json!({})).await?;
-    let user = present(fetch(&mut tx, id).await?, caller);
+    let after = fetch(&mut tx, id).await?;
+    let action = if disable {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
+    tx.record(
+        Change::new(MODULE, "user", id, action)
+            .before(audit_view(&before))
+            .after(audit_view(&after)),
+    )
+    .await?;
+    let user = present(after, caller);
     tx.commit().await?;
     Ok(Json(user))
 }
@@ -541,7 +581,9 @@ pub async fn reset_password(
     password::check_policy(body.password.expose_secret(), &user.username)
         .map_err(|why| ApiError::invalid("password", why))?;
     let hash = state.hashing().hash(body.password).await?;
-    let mut tx = conn.begin().await?;
+    drop(conn);
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+
     sqlx::query("UPDATE users SET password_hash = $2, password_change_required = true, security_stamp = gen_random_uuid(), version = version + 1 WHERE id = $1")
         .bind(id)
         .bind(hash)
@@ -556,6 +598,9 @@ pub async fn reset_password(
         json!({}),
     )
     .await?;
+    let change = Change::new(MODULE, "user", id, "user.reset_password")
+        .after(json!({"password_change_required": true}));
+    tx.record(change).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -572,16 +617,21 @@ pub async fn unlock(
     caller: AuthContext,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    let mut conn = state.pool().acquire().await?;
-    let user = fetch(&mut conn, id).await?;
-    let was_locked = throttle::clear(&mut conn, &throttle::key(&user.username)).await?;
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+    let user = fetch(&mut tx, id).await?;
+    let was_locked = throttle::clear(&mut tx, &throttle::key(&user.username)).await?;
     record(
-        &mut conn,
+        &mut tx,
         &caller,
         EventKind::AccountUnlocked,
         Some(id),
         json!({"was_locked": was_locked}),
     )
     .await?;
+    tx.record(
+        Change::new(MODULE, "user", id, "user.unlock").after(json!({"was_locked": was_locked})),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

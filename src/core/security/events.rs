@@ -27,6 +27,7 @@ pub enum EventKind {
     UserDisabled,
     UserEnabled,
     Logout,
+    AuditVerificationFailed,
 }
 
 impl EventKind {
@@ -47,6 +48,7 @@ impl EventKind {
             EventKind::UserDisabled => "user_disabled",
             EventKind::UserEnabled => "user_enabled",
             EventKind::Logout => "logout",
+            EventKind::AuditVerificationFailed => "audit_verification_failed",
         }
     }
 }

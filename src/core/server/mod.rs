@@ -20,7 +20,7 @@ use crate::core::postgres::supervisor::{ClusterState, Supervisor};
 use crate::core::postgres::{ClusterOptions, DATABASE_NAME, ManagedCluster};
 use crate::core::server::pid_file::PidFile;
 use crate::core::state::AppState;
-use crate::core::{health, logging, metrics, setup};
+use crate::core::{audit, health, logging, metrics, setup};
 use crate::shared::clock::Clock;
 
 /// Runs the server until SIGTERM or SIGINT, then drains requests, closes the pool and stops
@@ -89,6 +89,28 @@ async fn run(
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }
+    // Records committed before a crash but not chained yet are chained now, then every few
+    // seconds (writers chain their own records right after commit; this is the safety net).
+    let chained = audit::chain::chain_pending(&pool)
+        .await
+        .context("cannot extend the audit chain")?;
+    if chained > 0 {
+        tracing::warn!(
+            chained,
+            "chained audit records left pending by an earlier run"
+        );
+    }
+    let chainer_pool = pool.clone();
+    let chainer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Err(e) = audit::chain::chain_pending(&chainer_pool).await {
+                tracing::warn!(error = %e, "cannot extend the audit chain; retrying");
+            }
+        }
+    });
+    let _chainer = AbortOnDrop(chainer);
     let initialized = setup::is_initialized(&pool)
         .await
         .context("cannot read the setup state")?;
@@ -159,6 +181,15 @@ async fn run(
         ),
     }
     Ok(())
+}
+
+/// Stops a background task when the server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// SIGTERM (systemd, `kill`) and SIGINT (Ctrl-C).

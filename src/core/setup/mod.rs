@@ -8,14 +8,19 @@ pub mod token;
 use std::str::FromStr;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::{password, permissions};
 use crate::core::http::problem::FieldError;
 use crate::shared::ids::new_id;
+
+/// The module setup's audit records are filed under.
+const MODULE: &str = "core.setup";
 
 /// The built-in role templates of SPEC section 4 (name, description).
 pub const BUILTIN_ROLES: [(&str, &str); 5] = [
@@ -146,7 +151,11 @@ pub async fn is_initialized(pool: &PgPool) -> Result<bool, sqlx::Error> {
 }
 
 /// Validates and runs setup in one transaction. A concurrent or repeated setup gets `AlreadyDone`.
-pub async fn run(pool: &PgPool, input: SetupInput) -> Result<SetupOutcome, SetupError> {
+pub async fn run(
+    pool: &PgPool,
+    input: SetupInput,
+    now: DateTime<Utc>,
+) -> Result<SetupOutcome, SetupError> {
     if is_initialized(pool)
         .await
         .context("cannot read the setup state")?
@@ -155,8 +164,7 @@ pub async fn run(pool: &PgPool, input: SetupInput) -> Result<SetupOutcome, Setup
     }
     let setup = input.validate().map_err(SetupError::Invalid)?;
     let password_hash = password::hash(setup.admin_password.clone()).await?;
-    let mut tx = pool
-        .begin()
+    let mut tx = AuditedTx::begin(pool, Actor::system("setup"), now)
         .await
         .context("cannot start the setup transaction")?;
     let outcome = create_everything(&mut tx, &setup, &password_hash).await?;
@@ -170,7 +178,7 @@ pub async fn run(pool: &PgPool, input: SetupInput) -> Result<SetupOutcome, Setup
 }
 
 async fn create_everything(
-    conn: &mut PgConnection,
+    conn: &mut AuditedTx,
     setup: &ValidSetup,
     password_hash: &str,
 ) -> Result<SetupOutcome, SetupError> {
@@ -181,39 +189,66 @@ async fn create_everything(
     .bind(&setup.business_name)
     .bind(setup.currency.code())
     .bind(setup.timezone.name())
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await
     .context("cannot create the business")?;
     if inserted.rows_affected() == 0 {
         return Err(SetupError::AlreadyDone);
     }
+    let business = json!({"name": setup.business_name, "currency": setup.currency.code(), "timezone": setup.timezone.name()});
+    conn.record(Change::new(MODULE, "business", 1, "business.create").after(business))
+        .await
+        .context("cannot audit setup")?;
+    let settings: serde_json::Map<String, serde_json::Value> = baseline_settings(setup)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    conn.record(
+        Change::new(MODULE, "settings", "baseline", "settings.create").after(settings.into()),
+    )
+    .await
+    .context("cannot audit setup")?;
     for (key, value) in baseline_settings(setup) {
         sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2)")
             .bind(key)
             .bind(value)
-            .execute(&mut *conn)
+            .execute(&mut **conn)
             .await
             .with_context(|| format!("cannot store setting {key}"))?;
     }
     let (branch_id, location_id, register_id) = (new_id(), new_id(), new_id());
     sqlx::query("INSERT INTO branches (id, name) VALUES ($1, 'Main branch')")
         .bind(branch_id)
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await
         .context("cannot create the default branch")?;
     sqlx::query("INSERT INTO locations (id, branch_id, name) VALUES ($1, $2, 'Shop floor')")
         .bind(location_id)
         .bind(branch_id)
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await
         .context("cannot create the default location")?;
     sqlx::query("INSERT INTO registers (id, branch_id, location_id, name) VALUES ($1, $2, $3, 'Register 1')")
         .bind(register_id)
         .bind(branch_id)
         .bind(location_id)
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await
         .context("cannot create the default register")?;
+    for (entity, id, name) in [
+        ("branch", branch_id, "Main branch"),
+        ("location", location_id, "Shop floor"),
+        ("register", register_id, "Register 1"),
+    ] {
+        let action = match entity {
+            "branch" => "branch.create",
+            "location" => "location.create",
+            _ => "register.create",
+        };
+        conn.record(Change::new(MODULE, entity, id, action).after(json!({"name": name})))
+            .await
+            .context("cannot audit setup")?;
+    }
     let mut super_admin = None;
     for (name, description) in BUILTIN_ROLES {
         let id = new_id();
@@ -221,17 +256,24 @@ async fn create_everything(
             .bind(id)
             .bind(name)
             .bind(description)
-            .execute(&mut *conn)
+            .execute(&mut **conn)
             .await
             .with_context(|| format!("cannot create the {name} role"))?;
         for permission in permissions::builtin_template(name) {
             sqlx::query("INSERT INTO role_permissions (role_id, permission) VALUES ($1, $2)")
                 .bind(id)
                 .bind(permission)
-                .execute(&mut *conn)
+                .execute(&mut **conn)
                 .await
                 .with_context(|| format!("cannot grant {permission} to the {name} role"))?;
         }
+        let granted = permissions::builtin_template(name);
+        conn.record(
+            Change::new(MODULE, "role", id, "role.create")
+                .after(json!({"name": name, "builtin": true, "permissions": granted})),
+        )
+        .await
+        .context("cannot audit setup")?;
         if name == "super_admin" {
             super_admin = Some(id);
         }
@@ -246,15 +288,21 @@ async fn create_everything(
     .bind(admin_id)
     .bind(&setup.admin_username)
     .bind(password_hash)
-    .execute(&mut *conn)
+    .execute(&mut **conn)
     .await
     .context("cannot create the admin user")?;
     sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")
         .bind(admin_id)
         .bind(super_admin)
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await
         .context("cannot give the admin the super_admin role")?;
+    conn.record(
+        Change::new(MODULE, "user", admin_id, "user.create")
+            .after(json!({"username": setup.admin_username, "roles": ["super_admin"]})),
+    )
+    .await
+    .context("cannot audit setup")?;
     Ok(SetupOutcome {
         business_name: setup.business_name.clone(),
         currency: setup.currency.code().to_owned(),

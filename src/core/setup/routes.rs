@@ -129,11 +129,13 @@ pub async fn run(
         admin_username: request.admin.username,
         admin_password: request.admin.password,
     };
-    let outcome = setup::run(state.pool(), input).await.map_err(|e| match e {
-        SetupError::AlreadyDone => ApiError::SetupAlreadyDone,
-        SetupError::Invalid(errors) => ApiError::Validation(errors),
-        SetupError::Failed(cause) => ApiError::Internal(cause),
-    })?;
+    let outcome = setup::run(state.pool(), input, state.clock().now())
+        .await
+        .map_err(|e| match e {
+            SetupError::AlreadyDone => ApiError::SetupAlreadyDone,
+            SetupError::Invalid(errors) => ApiError::Validation(errors),
+            SetupError::Failed(cause) => ApiError::Internal(cause),
+        })?;
     state.mark_initialized();
     token::remove(state.data_dir());
     let created = SetupCreated {

@@ -1,0 +1,11 @@
+//! The tamper-evident audit log: the audited write path ([`write::AuditedTx`]), the canonical
+//! encoding and hash chain ([`encoding`], [`chain`]), and verification ([`verify`]).
+//! Only this module writes the audit tables.
+
+pub mod chain;
+pub mod encoding;
+pub mod routes;
+pub mod verify;
+pub mod write;
+
+pub use write::{Actor, AuditedTx, Change};

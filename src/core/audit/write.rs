@@ -1,0 +1,203 @@
+//! The audited write path: the one way to make a business write. An [`AuditedTx`] is a
+//! transaction that refuses to commit unless it has recorded at least one audit record.
+
+use std::ops::{Deref, DerefMut};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::core::audit::chain;
+use crate::core::auth::context::Authenticated;
+use crate::core::http::request_id;
+use crate::shared::ids::new_id;
+
+/// Who is writing.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user_id: Option<Uuid>,
+    pub username: Option<String>,
+    /// The actor's roles at the time, comma-separated.
+    pub role: Option<String>,
+    pub workstation_id: Option<String>,
+    pub branch_id: Option<Uuid>,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    /// A logged-in user, on the current request.
+    pub fn user(caller: &Authenticated) -> Actor {
+        Actor {
+            user_id: Some(caller.user_id),
+            username: Some(caller.username.clone()),
+            role: Some(caller.roles.join(",")),
+            workstation_id: caller.origin.workstation_id.clone(),
+            branch_id: None,
+            request_id: request_id::current(),
+        }
+    }
+
+    /// The system itself (setup, `plugpos init`, jobs), named by what it is doing.
+    pub fn system(name: &str) -> Actor {
+        Actor {
+            username: Some(name.to_owned()),
+            request_id: request_id::current(),
+            ..Actor::default()
+        }
+    }
+}
+
+/// One change to record.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The module that owns the entity (`core.rbac`, `operations.sales`...).
+    pub module: &'static str,
+    pub entity: &'static str,
+    pub entity_id: Option<String>,
+    /// `<entity>.<verb>`, e.g. `user.create`.
+    pub action: &'static str,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    pub reason_code: Option<String>,
+    pub approval_ref: Option<String>,
+}
+
+impl Change {
+    /// A change of `entity` `entity_id` by `action`.
+    pub fn new(
+        module: &'static str,
+        entity: &'static str,
+        entity_id: impl ToString,
+        action: &'static str,
+    ) -> Change {
+        Change {
+            module,
+            entity,
+            entity_id: Some(entity_id.to_string()),
+            action,
+            before: None,
+            after: None,
+            reason_code: None,
+            approval_ref: None,
+        }
+    }
+
+    pub fn before(mut self, value: Value) -> Change {
+        self.before = Some(value);
+        self
+    }
+
+    pub fn after(mut self, value: Value) -> Change {
+        self.after = Some(value);
+        self
+    }
+}
+
+/// Why an audited write did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("a business write must record at least one audit record before it commits")]
+    NothingRecorded,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+impl From<AuditError> for crate::core::http::ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::Database(e) => e.into(),
+            other => crate::core::http::ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// A business transaction that commits only with its audit records.
+pub struct AuditedTx {
+    tx: Transaction<'static, Postgres>,
+    pool: PgPool,
+    actor: Actor,
+    at: DateTime<Utc>,
+    recorded: usize,
+}
+
+impl AuditedTx {
+    /// Starts a transaction for `actor`; its records are stamped `now` (at the stored precision).
+    pub async fn begin(
+        pool: &PgPool,
+        actor: Actor,
+        now: DateTime<Utc>,
+    ) -> Result<AuditedTx, sqlx::Error> {
+        let tx = pool.begin().await?;
+        Ok(AuditedTx {
+            tx,
+            pool: pool.clone(),
+            actor,
+            at: now.trunc_subsecs(6),
+            recorded: 0,
+        })
+    }
+
+    /// Appends an audit record in this transaction.
+    pub async fn record(&mut self, change: Change) -> Result<Uuid, sqlx::Error> {
+        let id = new_id();
+        let json = |v: Option<Value>| v.map(|v| v.to_string());
+        sqlx::query(
+            "INSERT INTO audit_records (id, at, actor_user_id, actor_username, actor_role, workstation_id, branch_id, \
+             module, entity, entity_id, action, before_json, after_json, reason_code, approval_ref, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+        )
+        .bind(id)
+        .bind(self.at)
+        .bind(self.actor.user_id)
+        .bind(&self.actor.username)
+        .bind(&self.actor.role)
+        .bind(&self.actor.workstation_id)
+        .bind(self.actor.branch_id)
+        .bind(change.module)
+        .bind(change.entity)
+        .bind(&change.entity_id)
+        .bind(change.action)
+        .bind(json(change.before))
+        .bind(json(change.after))
+        .bind(&change.reason_code)
+        .bind(&change.approval_ref)
+        .bind(&self.actor.request_id)
+        .execute(&mut *self.tx)
+        .await?;
+        sqlx::query("INSERT INTO audit_pending (record_id) VALUES ($1)")
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        self.recorded += 1;
+        Ok(id)
+    }
+
+    /// Commits, provided at least one record was appended, then extends the chain.
+    pub async fn commit(self) -> Result<(), AuditError> {
+        if self.recorded == 0 {
+            self.tx.rollback().await?;
+            return Err(AuditError::NothingRecorded);
+        }
+        self.tx.commit().await?;
+        // The write is durable; chaining now keeps the chain current. If it fails, the record
+        // stays pending and the periodic chainer (and every start) picks it up.
+        if let Err(e) = chain::chain_pending(&self.pool).await {
+            tracing::warn!(error = %e, "audit records committed but not chained yet; the chainer will retry");
+        }
+        Ok(())
+    }
+}
+
+impl Deref for AuditedTx {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for AuditedTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
