@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod architecture;
+mod audit;
 mod auth;
 mod cli;
 mod health;

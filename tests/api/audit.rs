@@ -1,0 +1,442 @@
+//! The audit log: every write leaves its record, the chain stays linear under concurrent
+//! writers, the database refuses changes, and tampering is found with the first bad record.
+
+use plugpos::core::audit::encoding::{AuditRecord, chain_hash};
+use plugpos::core::audit::{Actor, AuditedTx, Change, chain, verify};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, create_database, database_url, plugpos, pool, problem};
+
+const ADMIN_PASSWORD: &str = "correct horse battery";
+
+async fn actions(app: &TestApp) -> Vec<(i64, String, Option<String>)> {
+    chain::chain_pending(&app.pool).await.unwrap();
+    sqlx::query_as(
+        "SELECT c.seq, r.action, r.actor_username FROM audit_chain c JOIN audit_records r ON r.id = c.record_id ORDER BY c.seq",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_write_leaves_exactly_its_audit_record() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let setup: Vec<String> = actions(&app).await.into_iter().map(|(_, a, _)| a).collect();
+    assert_eq!(
+        setup,
+        [
+            "business.create",
+            "settings.create",
+            "branch.create",
+            "location.create",
+            "register.create",
+            "role.create",
+            "role.create",
+            "role.create",
+            "role.create",
+            "role.create",
+            "user.create",
+        ]
+    );
+    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created: Value = app
+        .client
+        .post(app.url("/api/v1/users"))
+        .bearer_auth(&admin)
+        .header("x-request-id", "audit-test-1")
+        .json(&json!({"username": "kim", "password": "first day pass 1", "roles": ["cashier"], "email": "kim@example.org"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let patch = app
+        .client
+        .patch(app.url(&format!("/api/v1/users/{id}")))
+        .bearer_auth(&admin)
+        .json(&json!({"display_name": "Kim K.", "roles": ["manager"]}));
+    assert_eq!(patch.send().await.unwrap().status(), 200);
+    for step in ["disable", "enable", "unlock"] {
+        assert!(
+            app.post_as(&format!("/api/v1/users/{id}/{step}"), &admin, &json!({}))
+                .await
+                .status()
+                .is_success()
+        );
+    }
+    let reset = json!({"password": "reset by admin 1"});
+    assert_eq!(
+        app.post_as(
+            &format!("/api/v1/users/{id}/reset-password"),
+            &admin,
+            &reset
+        )
+        .await
+        .status(),
+        204
+    );
+    let role: Value = app
+        .post_as(
+            "/api/v1/roles",
+            &admin,
+            &json!({"name": "shift_lead", "permissions": ["administration.users.read"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let url = format!("/api/v1/roles/{}/permissions", role["id"].as_str().unwrap());
+    let response = app
+        .client
+        .put(app.url(&url))
+        .bearer_auth(&admin)
+        .json(&json!({"permissions": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let kim = app.login_ok("kim", "reset by admin 1").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let change =
+        json!({"current_password": "reset by admin 1", "new_password": "kims own secret 9"});
+    assert_eq!(
+        app.post_as("/api/v1/auth/password", &kim, &change)
+            .await
+            .status(),
+        204
+    );
+    // Reads, logins and refused writes leave no audit record.
+    app.get_as("/api/v1/users", &admin).await;
+    problem(
+        app.post_as("/api/v1/roles", &admin, &json!({"name": "shift_lead"}))
+            .await,
+        409,
+        "role.name_taken",
+    )
+    .await;
+
+    let after: Vec<(i64, String, Option<String>)> =
+        actions(&app).await.into_iter().skip(setup.len()).collect();
+    let names: Vec<&str> = after.iter().map(|(_, a, _)| a.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "user.create",
+            "user.update",
+            "user.disable",
+            "user.enable",
+            "user.unlock",
+            "user.reset_password",
+            "role.create",
+            "role.set_permissions",
+            "user.change_password",
+        ]
+    );
+    assert_eq!(after[0].2.as_deref(), Some("admin"));
+    assert_eq!(after.last().unwrap().2.as_deref(), Some("kim"));
+
+    let (role, request_id, before, after_json): (Option<String>, Option<String>, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT actor_role, request_id, before_json, after_json FROM audit_records WHERE action = 'user.update'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(role.as_deref(), Some("super_admin"));
+    assert!(request_id.is_some());
+    let before: Value = serde_json::from_str(&before.unwrap()).unwrap();
+    let after_json: Value = serde_json::from_str(&after_json.unwrap()).unwrap();
+    assert_eq!(
+        (
+            before["display_name"].as_str(),
+            after_json["display_name"].as_str()
+        ),
+        (Some("kim"), Some("Kim K."))
+    );
+    assert_eq!(
+        (before["roles"].clone(), after_json["roles"].clone()),
+        (json!(["cashier"]), json!(["manager"]))
+    );
+    assert_eq!(
+        after_json["email_set"], true,
+        "contact details are not copied into the audit log"
+    );
+    let create_request: Option<String> = sqlx::query_scalar("SELECT request_id FROM audit_records WHERE action = 'user.create' AND actor_username = 'admin'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(create_request.as_deref(), Some("audit-test-1"));
+
+    let report: Value = app
+        .get_as("/api/v1/audit/verify", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["verified"], 20);
+    assert_eq!(report["head"]["seq"], 20);
+}
+
+#[tokio::test]
+async fn a_write_without_an_audit_record_cannot_commit() {
+    let pool = pool(&create_database(true).await);
+    let mut tx = AuditedTx::begin(&pool, Actor::system("test"), chrono::Utc::now())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO branches (id, name) VALUES ($1, 'Sneaky')")
+        .bind(uuid::Uuid::now_v7())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let err = tx.commit().await.unwrap_err().to_string();
+    assert!(err.contains("at least one audit record"), "{err}");
+    let branches: i64 = sqlx::query_scalar("SELECT count(*) FROM branches")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(branches, 0, "the write was rolled back");
+}
+
+#[tokio::test]
+async fn the_database_refuses_to_change_audit_rows() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    chain::chain_pending(&app.pool).await.unwrap();
+    for statement in [
+        "UPDATE audit_records SET action = 'user.delete' WHERE action = 'user.create'",
+        "DELETE FROM audit_records",
+        "TRUNCATE audit_records CASCADE",
+        "UPDATE audit_chain SET hash = prev_hash",
+        "DELETE FROM audit_chain WHERE seq = 1",
+        "TRUNCATE audit_chain",
+    ] {
+        let err = sqlx::raw_sql(statement)
+            .execute(&app.pool)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("append-only"), "{statement}: {err}");
+    }
+}
+
+/// 16 writers at once, 150 audited writes each, with rollbacks mixed in: one linear chain.
+#[tokio::test]
+async fn concurrent_writers_make_one_chain_without_gaps() {
+    let pool = pool(&create_database(true).await);
+    let mut writers = Vec::new();
+    for writer in 0..16 {
+        let pool = pool.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..150 {
+                let mut tx = AuditedTx::begin(&pool, Actor::system("load"), chrono::Utc::now())
+                    .await
+                    .unwrap();
+                tx.record(
+                    Change::new("test.load", "thing", format!("{writer}-{i}"), "thing.touch")
+                        .after(json!({"i": i})),
+                )
+                .await
+                .unwrap();
+                if i % 10 == 9 {
+                    // A writer that gives up (or dies) mid-transaction leaves nothing behind.
+                    drop(tx);
+                } else {
+                    tx.commit().await.unwrap();
+                }
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    chain::chain_pending(&pool).await.unwrap();
+    let report = verify::verify(&pool).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.verified, 16 * 135);
+    assert_eq!(report.pending, 0);
+    let (min, max, count): (i64, i64, i64) =
+        sqlx::query_as("SELECT min(seq), max(seq), count(*) FROM audit_chain")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((min, max, count), (1, 16 * 135, 16 * 135));
+}
+
+/// Tampering as the database superuser with the append-only triggers switched off.
+async fn tamper(pool: &sqlx::PgPool, sql: &str) {
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET session_replication_role = replica; {sql}; SET session_replication_role = origin;"
+    )))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
+async fn chained_app() -> TestApp {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    chain::chain_pending(&app.pool).await.unwrap();
+    assert!(verify::verify(&app.pool).await.unwrap().ok);
+    app
+}
+
+#[tokio::test]
+async fn a_changed_field_is_found() {
+    let app = chained_app().await;
+    tamper(&app.pool, "UPDATE audit_records SET actor_username = 'mallory' WHERE id = (SELECT record_id FROM audit_chain WHERE seq = 4)").await;
+    let report = verify::verify(&app.pool).await.unwrap();
+    assert_eq!(
+        (report.ok, report.first_bad_seq, report.verified),
+        (false, Some(4), 3)
+    );
+    assert!(report.reason.unwrap().contains("changed"));
+    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body: Value = app
+        .get_as("/api/v1/audit/verify", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["first_bad_seq"], 4);
+    assert!(
+        app.security_event_kinds()
+            .await
+            .contains(&"audit_verification_failed".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_middle_record_is_found() {
+    let app = chained_app().await;
+    tamper(&app.pool, "DELETE FROM audit_chain WHERE seq = 6").await;
+    let report = verify::verify(&app.pool).await.unwrap();
+    assert_eq!((report.ok, report.first_bad_seq), (false, Some(6)));
+    assert!(report.reason.unwrap().contains("missing"));
+}
+
+#[tokio::test]
+async fn swapped_records_are_found() {
+    let app = chained_app().await;
+    tamper(
+        &app.pool,
+        "UPDATE audit_chain SET seq = 999999999 WHERE seq = 7; UPDATE audit_chain SET seq = 7 WHERE seq = 8; \
+         UPDATE audit_chain SET seq = 8 WHERE seq = 999999999",
+    )
+    .await;
+    let report = verify::verify(&app.pool).await.unwrap();
+    assert_eq!((report.ok, report.first_bad_seq), (false, Some(7)));
+}
+
+#[tokio::test]
+async fn a_record_inserted_in_the_middle_is_found() {
+    let app = chained_app().await;
+    // A forger who knows the encoding: shift records 5.. up by one and put a well-hashed fake at 5.
+    let fake = AuditRecord {
+        id: uuid::Uuid::now_v7(),
+        at: chrono::Utc::now(),
+        actor_user_id: None,
+        actor_username: Some("setup".to_owned()),
+        actor_role: None,
+        workstation_id: None,
+        branch_id: None,
+        module: "core.setup".to_owned(),
+        entity: "user".to_owned(),
+        entity_id: Some("ghost".to_owned()),
+        action: "user.create".to_owned(),
+        before_json: None,
+        after_json: Some(r#"{"username":"ghost"}"#.to_owned()),
+        reason_code: None,
+        approval_ref: None,
+        request_id: None,
+    };
+    let prev: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_chain WHERE seq = 4")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let stored: AuditRecord = sqlx::query_as("SELECT * FROM audit_records LIMIT 1")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let at = stored.at; // a timestamp at the stored precision
+    let fake = AuditRecord { at, ..fake };
+    let hash = chain_hash(&prev.clone().try_into().unwrap(), 5, &fake);
+    tamper(
+        &app.pool,
+        &format!(
+            "CREATE TEMP TABLE shifted AS SELECT * FROM audit_chain WHERE seq >= 5; DELETE FROM audit_chain WHERE seq >= 5; \
+             INSERT INTO audit_chain (seq, record_id, prev_hash, hash, chained_at) SELECT seq + 1, record_id, prev_hash, hash, chained_at FROM shifted; \
+             INSERT INTO audit_records (id, at, actor_username, module, entity, entity_id, action, after_json) \
+               VALUES ('{}', '{}', 'setup', 'core.setup', 'user', 'ghost', 'user.create', '{{\"username\":\"ghost\"}}'); \
+             INSERT INTO audit_chain (seq, record_id, prev_hash, hash) VALUES (5, '{}', '\\x{}', '\\x{}')",
+            fake.id,
+            at.to_rfc3339(),
+            fake.id,
+            hex::encode(&prev),
+            hex::encode(hash)
+        ),
+    )
+    .await;
+    let report = verify::verify(&app.pool).await.unwrap();
+    assert_eq!(
+        (report.ok, report.first_bad_seq),
+        (false, Some(6)),
+        "{report:?}"
+    );
+    assert!(report.reason.unwrap().contains("previous hash"));
+}
+
+#[tokio::test]
+async fn a_record_slipped_in_outside_the_chain_is_found() {
+    let app = chained_app().await;
+    tamper(
+        &app.pool,
+        "INSERT INTO audit_records (id, at, module, entity, action) VALUES (gen_random_uuid(), now(), 'core.setup', 'user', 'user.create')",
+    )
+    .await;
+    let report = verify::verify(&app.pool).await.unwrap();
+    assert!(!report.ok);
+    assert!(report.reason.unwrap().contains("outside the chain"));
+}
+
+#[tokio::test]
+async fn cli_verifies_and_fails_on_a_broken_chain() {
+    let app = chained_app().await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let run = || {
+        plugpos()
+            .args(["audit", "verify", "--data-dir"])
+            .arg(app.data_dir.path())
+            .env("PLUGPOS_DATABASE__URL", database_url(&database))
+            .output()
+            .unwrap()
+    };
+    let output = run();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    tamper(&app.pool, "UPDATE audit_records SET action = 'user.delete' WHERE id = (SELECT record_id FROM audit_chain WHERE seq = 2)").await;
+    let output = run();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the audit chain is broken at record 2"),
+        "{stderr}"
+    );
+}
