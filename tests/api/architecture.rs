@@ -38,3 +38,65 @@ fn shared_imports_neither_core_nor_plugs() {
     let found = offenders("src/shared", &["crate::core", "crate::plugs"]);
     assert!(found.is_empty(), "shared depends outward in {found:?}");
 }
+
+/// Tables whose rows are business data: writing them without an `AuditedTx` bypasses the audit log.
+const BUSINESS_TABLES: [&str; 11] = [
+    "business",
+    "settings",
+    "branches",
+    "locations",
+    "registers",
+    "roles",
+    "role_permissions",
+    "users",
+    "user_roles",
+    "user_mfa",
+    "mfa_recovery_codes",
+];
+
+/// A source file that writes a business table must do so through `AuditedTx`.
+#[test]
+fn business_writes_go_through_the_audited_transaction() {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut offenders = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let upper = text.to_uppercase();
+        let writes_business = BUSINESS_TABLES.iter().any(|table| {
+            let t = table.to_uppercase();
+            [
+                format!("INSERT INTO {t} "),
+                format!("INSERT INTO {t}("),
+                format!("UPDATE {t} "),
+                format!("DELETE FROM {t} "),
+            ]
+            .iter()
+            .any(|needle| upper.contains(needle.as_str()))
+        });
+        if writes_business && !text.contains("AuditedTx") {
+            offenders.push(file.display().to_string());
+        }
+        // Raw transactions outside the audit module and the security bookkeeping are suspicious.
+        let allowed_raw = [
+            "core/audit/",
+            "core/auth/login.rs",
+            "core/auth/mfa.rs",
+            "core/db/",
+        ];
+        if text.contains(".begin().await")
+            && !allowed_raw
+                .iter()
+                .any(|a| file.to_string_lossy().contains(a))
+        {
+            offenders.push(format!("{} (opens a raw transaction)", file.display()));
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "business writes bypass AuditedTx in {offenders:?}"
+    );
+}
