@@ -52,3 +52,18 @@ CREATE TRIGGER audit_chain_append_only BEFORE UPDATE OR DELETE ON audit_chain
     FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
 CREATE TRIGGER audit_chain_no_truncate BEFORE TRUNCATE ON audit_chain
     FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+
+-- Signed checkpoints (ed25519 over seq, head hash and time): kept outside the database too, they
+-- reveal a truncated tail or a chain rewritten from scratch.
+CREATE TABLE audit_checkpoints (
+    id          uuid        PRIMARY KEY,
+    seq         bigint      NOT NULL CHECK (seq >= 0),
+    hash        bytea       NOT NULL CHECK (length(hash) = 32),
+    at          timestamptz NOT NULL,
+    public_key  bytea       NOT NULL CHECK (length(public_key) = 32),
+    signature   bytea       NOT NULL CHECK (length(signature) = 64)
+);
+CREATE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();

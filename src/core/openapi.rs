@@ -81,6 +81,14 @@ pub fn router() -> OpenApiRouter<AppState> {
             Permission("administration.audit.verify"),
             routes!(audit::routes::verify_handler),
         ))
+        .routes(declare(
+            Permission("administration.audit.verify"),
+            routes!(audit::routes::create_checkpoint),
+        ))
+        .routes(declare(
+            Permission("administration.audit.read"),
+            routes!(audit::routes::list_checkpoints),
+        ))
         .routes(declare(SelfService, routes!(auth::mfa::enroll)))
         .routes(declare(SelfService, routes!(auth::mfa::verify)))
         .routes(declare(

@@ -440,3 +440,149 @@ async fn cli_verifies_and_fails_on_a_broken_chain() {
         "{stderr}"
     );
 }
+
+async fn checkpoint_file(app: &TestApp, admin: &str) -> (Value, std::path::PathBuf) {
+    let response = app
+        .post_as("/api/v1/audit/checkpoints", admin, &json!({}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let checkpoint: Value = response.json().await.unwrap();
+    let path = app.data_dir.path().join("exports/checkpoint.json");
+    std::fs::write(&path, checkpoint.to_string()).unwrap();
+    (checkpoint, path)
+}
+
+fn cli_verify(app: &TestApp, database: &str, checkpoint: &std::path::Path) -> std::process::Output {
+    plugpos()
+        .args(["audit", "verify", "--data-dir"])
+        .arg(app.data_dir.path())
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .env("PLUGPOS_DATABASE__URL", database_url(database))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_truncated_tail_is_found_through_a_checkpoint() {
+    let app = chained_app().await;
+    use std::os::unix::fs::PermissionsExt;
+    let key = app.data_dir.path().join("keys/audit-signing.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "created at setup"
+    );
+    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (checkpoint, file) = checkpoint_file(&app, &admin).await;
+    assert_eq!(checkpoint["seq"], 11);
+    let listed: Value = app
+        .get_as("/api/v1/audit/checkpoints", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed[0], checkpoint);
+
+    // Remove the last three records, and the stored checkpoints with them.
+    tamper(
+        &app.pool,
+        "CREATE TEMP TABLE gone AS SELECT record_id FROM audit_chain WHERE seq >= 9; DELETE FROM audit_chain WHERE seq >= 9; \
+         DELETE FROM audit_records WHERE id IN (SELECT record_id FROM gone); DELETE FROM audit_checkpoints",
+    )
+    .await;
+    assert!(
+        verify::verify(&app.pool).await.unwrap().ok,
+        "recomputation alone cannot see a shorter chain"
+    );
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let output = cli_verify(&app, &database, &file);
+    assert!(!output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["first_bad_seq"], 9, "{report}");
+    assert!(
+        report["reason"]
+            .as_str()
+            .unwrap()
+            .contains("tail was removed"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn a_rewritten_chain_is_found_through_a_checkpoint() {
+    let app = chained_app().await;
+    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, file) = checkpoint_file(&app, &admin).await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(cli_verify(&app, &database, &file).status.success());
+    // A forged checkpoint (edited after signing) is refused as such.
+    let mut forged: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    forged["seq"] = json!(3);
+    let forged_file = app.data_dir.path().join("exports/forged.json");
+    std::fs::write(&forged_file, forged.to_string()).unwrap();
+    let report: Value =
+        serde_json::from_slice(&cli_verify(&app, &database, &forged_file).stdout).unwrap();
+    assert!(
+        report["reason"].as_str().unwrap().contains("signature"),
+        "{report}"
+    );
+
+    // Rewrite history consistently: change record 2, then recompute every hash from the start.
+    tamper(&app.pool, "UPDATE audit_records SET actor_username = 'mallory' WHERE id = (SELECT record_id FROM audit_chain WHERE seq = 2)").await;
+    let records: Vec<(i64, AuditRecord)> = {
+        let ids: Vec<(i64, uuid::Uuid)> =
+            sqlx::query_as("SELECT seq, record_id FROM audit_chain ORDER BY seq")
+                .fetch_all(&app.pool)
+                .await
+                .unwrap();
+        let mut out = Vec::new();
+        for (seq, id) in ids {
+            out.push((
+                seq,
+                sqlx::query_as("SELECT * FROM audit_records WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&app.pool)
+                    .await
+                    .unwrap(),
+            ));
+        }
+        out
+    };
+    let mut prev = [0u8; 32];
+    let mut sql = String::from("DELETE FROM audit_chain;");
+    for (seq, record) in &records {
+        let hash = chain_hash(&prev, *seq, record);
+        sql.push_str(&format!(
+            "INSERT INTO audit_chain (seq, record_id, prev_hash, hash) VALUES ({seq}, '{}', '\\x{}', '\\x{}');",
+            record.id,
+            hex::encode(prev),
+            hex::encode(hash)
+        ));
+        prev = hash;
+    }
+    tamper(&app.pool, sql.trim_end_matches(';')).await;
+    assert!(
+        verify::verify(&app.pool).await.unwrap().ok,
+        "a consistent rewrite passes recomputation"
+    );
+    let output = cli_verify(&app, &database, &file);
+    assert!(!output.status.success());
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        report["reason"].as_str().unwrap().contains("rewritten"),
+        "{report}"
+    );
+}

@@ -3,6 +3,7 @@
 //! Only this module writes the audit tables.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod encoding;
 pub mod routes;
 pub mod verify;

@@ -1,9 +1,12 @@
-//! `GET /api/v1/audit/verify`.
+//! `GET /api/v1/audit/verify`, `POST/GET /api/v1/audit/checkpoints`.
 
 use axum::Json;
 use axum::extract::State;
 use serde_json::json;
 
+use axum::http::StatusCode;
+
+use crate::core::audit::checkpoint::{self, Checkpoint};
 use crate::core::audit::{chain, verify};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
@@ -22,7 +25,11 @@ pub async fn verify_handler(
     caller: AuthContext,
 ) -> Result<Json<verify::Report>, ApiError> {
     chain::chain_pending(state.pool()).await?;
-    let report = verify::verify(state.pool()).await?;
+    let checkpoints = checkpoint::list(state.pool()).await?;
+    let instance_key = checkpoint::public_key(&state.data_dir().keys());
+    let report =
+        verify::verify_with_checkpoints(state.pool(), &checkpoints, instance_key.as_deref())
+            .await?;
     if !report.ok {
         let mut conn = state.pool().acquire().await?;
         events::record(
@@ -38,4 +45,34 @@ pub async fn verify_handler(
         .await?;
     }
     Ok(Json(report))
+}
+
+/// Sign the current chain head. Save the returned JSON outside this machine: `plugpos audit
+/// verify --checkpoint FILE` then detects a truncated or rewritten chain.
+#[utoipa::path(post, path = "/api/v1/audit/checkpoints", tag = "audit", security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The signed checkpoint", body = Checkpoint),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create_checkpoint(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+) -> Result<(StatusCode, Json<Checkpoint>), ApiError> {
+    chain::chain_pending(state.pool()).await?;
+    let key = checkpoint::load_or_create_key(&state.data_dir().keys())?;
+    let created = checkpoint::create(state.pool(), &key, state.clock().now()).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Every signed checkpoint, oldest first.
+#[utoipa::path(get, path = "/api/v1/audit/checkpoints", tag = "audit", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Checkpoints", body = [Checkpoint]),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_checkpoints(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+) -> Result<Json<Vec<Checkpoint>>, ApiError> {
+    Ok(Json(checkpoint::list(state.pool()).await?))
 }

@@ -7,6 +7,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use utoipa::ToSchema;
 
+use crate::core::audit::checkpoint::{Checkpoint, check_signature};
 use crate::core::audit::encoding::{AuditRecord, GENESIS, chain_hash};
 
 /// The chain's last link.
@@ -29,6 +30,8 @@ pub struct Report {
     pub head: Option<Head>,
     /// Committed records not chained yet (normally 0; the chainer catches up within milliseconds).
     pub pending: i64,
+    /// Signed checkpoints compared with the chain.
+    pub checkpoints_checked: usize,
 }
 
 struct Link {
@@ -74,6 +77,7 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
         reason: Some(reason),
         head,
         pending,
+        checkpoints_checked: 0,
     };
     while let Some(link) = rows.try_next().await? {
         let verified = expected - 1;
@@ -143,5 +147,57 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
         reason: None,
         head,
         pending,
+        checkpoints_checked: 0,
     })
+}
+
+/// Verifies the chain, then compares it with `checkpoints` (signed by `instance_key` when given):
+/// a checkpoint beyond the head means a truncated tail, one whose hash differs means a rewrite.
+pub async fn verify_with_checkpoints(
+    pool: &PgPool,
+    checkpoints: &[Checkpoint],
+    instance_key: Option<&str>,
+) -> Result<Report, sqlx::Error> {
+    let mut report = verify(pool).await?;
+    if !report.ok {
+        return Ok(report);
+    }
+    let head_seq = report.head.as_ref().map_or(0, |h| h.seq);
+    for checkpoint in checkpoints {
+        let problem = if let Err(why) = check_signature(checkpoint) {
+            Some((checkpoint.seq.max(1), why))
+        } else if instance_key.is_some_and(|key| key != checkpoint.public_key) {
+            Some((
+                checkpoint.seq.max(1),
+                "the checkpoint was signed by another key than this instance's".to_owned(),
+            ))
+        } else if checkpoint.seq > head_seq {
+            Some((
+                head_seq + 1,
+                format!(
+                    "the chain ends at record {head_seq} but a checkpoint covers record {}: the tail was removed",
+                    checkpoint.seq
+                ),
+            ))
+        } else if checkpoint.seq > 0 {
+            let stored: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT hash FROM audit_chain WHERE seq = $1")
+                    .bind(checkpoint.seq)
+                    .fetch_optional(pool)
+                    .await?;
+            (stored.map(hex::encode).as_deref() != Some(checkpoint.hash.as_str())).then(|| {
+                (checkpoint.seq, format!("record {} differs from the signed checkpoint: the chain up to it was rewritten", checkpoint.seq))
+            })
+        } else {
+            None
+        };
+        if let Some((seq, reason)) = problem {
+            report.ok = false;
+            report.first_bad_seq = Some(seq);
+            report.reason = Some(reason);
+            return Ok(report);
+        }
+        report.checkpoints_checked += 1;
+    }
+    Ok(report)
 }

@@ -1,8 +1,11 @@
 //! `plugpos audit verify`.
 
-use anyhow::bail;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use clap::Subcommand;
 
+use crate::core::audit::checkpoint::{self, Checkpoint};
 use crate::core::audit::{chain, verify};
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
@@ -11,16 +14,39 @@ use crate::core::db::open::CommandDatabase;
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Recompute the audit chain; prints the report as JSON and fails if the chain is broken.
-    Verify,
+    Verify {
+        /// A checkpoint saved from `POST /api/v1/audit/checkpoints`: also detects a truncated or
+        /// rewritten chain.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+    },
 }
 
 pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::Verify = command;
+    let AuditCommand::Verify { checkpoint: file } = command;
+    let mut external = Vec::new();
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let parsed: Checkpoint = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a checkpoint saved from POST /api/v1/audit/checkpoints",
+                path.display()
+            )
+        })?;
+        external.push(parsed);
+    }
     let data_dir = DataDir::prepare(&config.data_dir)?;
+    let instance_key = checkpoint::public_key(&data_dir.keys());
     let db = CommandDatabase::open(config, &data_dir).await?;
     let result = async {
         chain::chain_pending(&db.pool).await?;
-        Ok::<_, anyhow::Error>(verify::verify(&db.pool).await?)
+        let mut checkpoints = checkpoint::list(&db.pool).await?;
+        checkpoints.extend(external);
+        Ok::<_, anyhow::Error>(
+            verify::verify_with_checkpoints(&db.pool, &checkpoints, instance_key.as_deref())
+                .await?,
+        )
     }
     .await;
     db.close().await;

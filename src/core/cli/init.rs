@@ -7,6 +7,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use secrecy::SecretString;
 
+use crate::core::audit::checkpoint;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::migrations;
@@ -62,6 +63,7 @@ async fn initialize(
     match setup::run(&db.pool, input, chrono::Utc::now()).await {
         Ok(outcome) => {
             token::remove(data_dir);
+            checkpoint::load_or_create_key(&data_dir.keys())?;
             println!(
                 "initialized \"{}\" ({}, {}); super admin \"{}\"",
                 outcome.business_name, outcome.currency, outcome.timezone, outcome.admin_username

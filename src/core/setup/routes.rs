@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::core::audit::checkpoint;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::setup::{self, SetupError, SetupInput, token};
@@ -138,6 +139,8 @@ pub async fn run(
         })?;
     state.mark_initialized();
     token::remove(state.data_dir());
+    // The key that signs audit checkpoints is born with the business.
+    checkpoint::load_or_create_key(&state.data_dir().keys())?;
     let created = SetupCreated {
         business: BusinessCreated {
             name: outcome.business_name,
