@@ -586,3 +586,47 @@ async fn a_rewritten_chain_is_found_through_a_checkpoint() {
         "{report}"
     );
 }
+
+/// The server works as a role that may only INSERT and SELECT audit rows: even without the
+/// triggers it could not change them.
+#[tokio::test]
+async fn the_application_role_cannot_change_audit_rows() {
+    let app = chained_app().await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let app_role = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            crate::helpers::cluster()
+                .cluster
+                .connect_options_as(&database, plugpos::core::postgres::APP_ROLE),
+        )
+        .await
+        .unwrap();
+    let me: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&app_role)
+        .await
+        .unwrap();
+    assert_eq!(me, "plugpos_app");
+    for statement in [
+        "UPDATE audit_records SET action = 'user.delete'",
+        "DELETE FROM audit_chain",
+        "TRUNCATE audit_records CASCADE",
+        "DELETE FROM audit_checkpoints",
+        "SET session_replication_role = replica",
+    ] {
+        let err = sqlx::raw_sql(statement)
+            .execute(&app_role)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("permission denied"), "{statement}: {err}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_records")
+        .fetch_one(&app_role)
+        .await
+        .unwrap();
+    assert_eq!(count, 11, "it can read them");
+}

@@ -39,7 +39,7 @@ async fn ready_lists_each_check() {
 #[tokio::test]
 async fn unreachable_database_makes_it_unready_with_the_reason() {
     let database = "test_does_not_exist".to_owned();
-    let app = TestApp::serve(pool(&database), |_| {}).await;
+    let app = TestApp::serve(pool(&database), pool(&database), |_| {}).await;
     let response = app.get("/health/ready").await;
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
@@ -65,7 +65,7 @@ async fn unreachable_database_makes_it_unready_with_the_reason() {
 #[tokio::test]
 async fn pending_migrations_make_it_unready() {
     let database = create_database(false).await;
-    let app = TestApp::serve(pool(&database), |_| {}).await;
+    let app = TestApp::serve(pool(&database), pool(&database), |_| {}).await;
     let body: Value = app.get("/health/ready").await.json().await.unwrap();
     let check = body["checks"]
         .as_array()

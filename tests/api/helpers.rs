@@ -11,7 +11,7 @@ use plugpos::core::auth::tokens::SigningKey;
 use plugpos::core::config::Config;
 use plugpos::core::data_dir::DataDir;
 use plugpos::core::db::{lazy_pool, migrations};
-use plugpos::core::postgres::{ClusterOptions, ManagedCluster};
+use plugpos::core::postgres::{APP_ROLE, ClusterOptions, ManagedCluster};
 use plugpos::core::setup::token;
 use plugpos::core::state::AppState;
 use plugpos::shared::clock::Clock;
@@ -54,14 +54,8 @@ async fn start_cluster() -> TestCluster {
         ManagedCluster::new(&data_dir, None, ClusterOptions { unsafe_fast: true }).unwrap();
     cluster.start_detached().await.unwrap();
     spawn_watchdog(&cluster, &root);
-    let mut conn = PgConnection::connect_with(&cluster.connect_options("postgres"))
-        .await
-        .unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {TEMPLATE}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
+    // The product's own bootstrap: the template database and the application role.
+    cluster.ensure_database(TEMPLATE).await.unwrap();
     let pool = lazy_pool(cluster.connect_options(TEMPLATE), 1);
     migrations::apply(&pool).await.unwrap();
     pool.close().await;
@@ -155,12 +149,17 @@ impl TestApp {
     /// Like [`spawn`](Self::spawn), with configuration changes.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         let database = create_database(true).await;
-        let pool = pool(&database);
-        Self::serve(pool, configure).await
+        let app_pool = lazy_pool(cluster().cluster.connect_options_as(&database, APP_ROLE), 5);
+        Self::serve(app_pool, pool(&database), configure).await
     }
 
-    /// Serves an app on an existing pool (e.g. one whose database is unreachable).
-    pub async fn serve(pool: PgPool, configure: impl FnOnce(&mut Config)) -> TestApp {
+    /// Serves an app working on `app_pool` (e.g. one whose database is unreachable); the test
+    /// inspects (and tampers) through `pool`, as the database superuser.
+    pub async fn serve(
+        app_pool: PgPool,
+        pool: PgPool,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let data_dir = tempfile::Builder::new()
             .prefix("plugpos-app-")
             .tempdir_in("/tmp")
@@ -177,7 +176,7 @@ impl TestApp {
         let state = AppState::new(
             config,
             prepared,
-            pool.clone(),
+            app_pool,
             None,
             false,
             SigningKey::from_bytes(&signing_secret),

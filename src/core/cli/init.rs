@@ -52,7 +52,7 @@ async fn initialize(
     args: InitArgs,
     password: SecretString,
 ) -> anyhow::Result<()> {
-    migrations::apply(&db.pool).await?;
+    migrations::apply(&db.owner).await?;
     let input = SetupInput {
         business_name: args.business_name,
         currency: args.currency,

@@ -34,7 +34,7 @@ pub async fn run(config: &Config, args: MigrateArgs) -> anyhow::Result<()> {
 async fn execute(db: &CommandDatabase, args: MigrateArgs) -> anyhow::Result<()> {
     match (args.action, args.dry_run) {
         (Some(MigrateAction::Status), _) => {
-            let status = migrations::status(&db.pool).await?;
+            let status = migrations::status(&db.owner).await?;
             for m in &status {
                 println!(
                     "{:>14}  {:<9}  {}",
@@ -51,7 +51,7 @@ async fn execute(db: &CommandDatabase, args: MigrateArgs) -> anyhow::Result<()> 
             Ok(())
         }
         (None, true) => {
-            let tried = migrations::dry_run(&db.pool).await?;
+            let tried = migrations::dry_run(&db.owner).await?;
             if tried.is_empty() {
                 println!("dry run: nothing pending; the schema is current");
             } else {
@@ -63,7 +63,7 @@ async fn execute(db: &CommandDatabase, args: MigrateArgs) -> anyhow::Result<()> 
             Ok(())
         }
         (None, false) => {
-            let applied = migrations::apply(&db.pool).await?;
+            let applied = migrations::apply(&db.owner).await?;
             if applied.is_empty() {
                 println!("nothing to apply; the schema is current");
             } else {

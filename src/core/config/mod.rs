@@ -49,7 +49,11 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `postgres://...` of an existing database. Unset means the managed cluster under `<data_dir>/pg`.
+    /// The server works as this user; give it only the grants of `plugpos_app` (see operations.md).
     pub url: Option<SecretString>,
+    /// `postgres://...` of the same database as its owner, used only to run migrations. Unset: `url`
+    /// runs them too (then the audit log is protected by triggers only, not by grants).
+    pub owner_url: Option<SecretString>,
     /// Largest number of pooled connections.
     pub max_connections: u32,
     /// Directory holding `initdb`, `pg_ctl` and `postgres`; searched on PATH and under
@@ -61,6 +65,14 @@ impl PartialEq for DatabaseConfig {
     fn eq(&self, other: &Self) -> bool {
         self.url.as_ref().map(|u| u.expose_secret().to_owned())
             == other.url.as_ref().map(|u| u.expose_secret().to_owned())
+            && self
+                .owner_url
+                .as_ref()
+                .map(|u| u.expose_secret().to_owned())
+                == other
+                    .owner_url
+                    .as_ref()
+                    .map(|u| u.expose_secret().to_owned())
             && self.max_connections == other.max_connections
             && self.pg_bin_dir == other.pg_bin_dir
     }
@@ -151,6 +163,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: None,
+            owner_url: None,
             max_connections: 16,
             pg_bin_dir: None,
         }
@@ -263,14 +276,22 @@ impl Config {
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1");
         }
-        if let Some(url) = &self.database.url {
-            let url = url.expose_secret();
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return fail(
-                    "database.url",
-                    "must start with postgres:// or postgresql://",
-                );
+        for (key, url) in [
+            ("database.url", &self.database.url),
+            ("database.owner_url", &self.database.owner_url),
+        ] {
+            if let Some(url) = url {
+                let url = url.expose_secret();
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return fail(key, "must start with postgres:// or postgresql://");
+                }
             }
+        }
+        if self.database.owner_url.is_some() && self.database.url.is_none() {
+            return fail(
+                "database.owner_url",
+                "is only used together with database.url",
+            );
         }
         let auth = &self.auth;
         if auth.access_token_minutes == 0 || auth.access_token_minutes > 24 * 60 {
@@ -312,6 +333,11 @@ impl Config {
     /// The external database URL, if one is configured.
     pub fn external_database_url(&self) -> Option<&str> {
         self.database.url.as_ref().map(|u| u.expose_secret())
+    }
+
+    /// The external database's owner URL (for migrations), if one is configured.
+    pub fn external_owner_url(&self) -> Option<&str> {
+        self.database.owner_url.as_ref().map(|u| u.expose_secret())
     }
 }
 

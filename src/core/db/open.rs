@@ -9,7 +9,7 @@ use sqlx::{ConnectOptions, PgPool};
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::lazy_pool;
-use crate::core::postgres::{ClusterOptions, DATABASE_NAME, ManagedCluster};
+use crate::core::postgres::{APP_ROLE, ClusterOptions, DATABASE_NAME, ManagedCluster};
 
 /// Connection options for `database.url`; the URL itself is never put into an error message
 /// (it may hold a password).
@@ -24,7 +24,10 @@ pub fn external_options(url: &str) -> anyhow::Result<PgConnectOptions> {
 /// The database as a one-off command (`migrate`, `init`...) uses it: the external database, the
 /// running managed cluster, or the managed cluster started for this command only.
 pub struct CommandDatabase {
+    /// As the application role (what the server works as).
     pub pool: PgPool,
+    /// As the schema's owner (migrations only).
+    pub owner: PgPool,
     started: Option<ManagedCluster>,
 }
 
@@ -33,8 +36,13 @@ impl CommandDatabase {
     pub async fn open(config: &Config, data_dir: &DataDir) -> anyhow::Result<CommandDatabase> {
         if let Some(url) = config.external_database_url() {
             let pool = lazy_pool(external_options(url)?, 2);
+            let owner = match config.external_owner_url() {
+                Some(owner_url) => lazy_pool(external_options(owner_url)?, 1),
+                None => lazy_pool(external_options(url)?, 1),
+            };
             return Ok(CommandDatabase {
                 pool,
+                owner,
                 started: None,
             });
         }
@@ -50,7 +58,8 @@ impl CommandDatabase {
             Some(cluster.clone())
         };
         let db = CommandDatabase {
-            pool: lazy_pool(cluster.connect_options(DATABASE_NAME), 2),
+            pool: lazy_pool(cluster.connect_options_as(DATABASE_NAME, APP_ROLE), 2),
+            owner: lazy_pool(cluster.connect_options(DATABASE_NAME), 1),
             started,
         };
         if let Err(e) = cluster.ensure_database(DATABASE_NAME).await {
@@ -63,6 +72,7 @@ impl CommandDatabase {
     /// Closes the pool and stops the cluster if this command started it.
     pub async fn close(self) {
         self.pool.close().await;
+        self.owner.close().await;
         if let Some(cluster) = self.started
             && let Err(e) = cluster
                 .stop()

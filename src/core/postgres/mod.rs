@@ -22,8 +22,11 @@ use crate::core::data_dir::DataDir;
 
 /// The name of the business database inside the managed cluster.
 pub const DATABASE_NAME: &str = "plugpos";
-/// The cluster's superuser (created by initdb; trusted only over the private socket).
+/// The cluster's superuser (created by initdb; trusted only over the private socket). It owns
+/// the schema and runs migrations.
 pub const SUPERUSER: &str = "postgres";
+/// The least-privileged role the server works as (see `migrations/0004_app_role.sql`).
+pub const APP_ROLE: &str = "plugpos_app";
 /// The system user the cluster runs as when plugpos runs as root.
 pub const SYSTEM_USER: &str = "postgres";
 /// Longest socket path the kernel accepts is 107 bytes; leave room for the terminating NUL.
@@ -194,9 +197,14 @@ impl ManagedCluster {
 
     /// Connection options for `database` over the private socket.
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        self.connect_options_as(database, SUPERUSER)
+    }
+
+    /// Connection options for `database` as `role` over the private socket.
+    pub fn connect_options_as(&self, database: &str, role: &str) -> PgConnectOptions {
         PgConnectOptions::new()
             .socket(&self.socket_dir)
-            .username(SUPERUSER)
+            .username(role)
             .database(database)
             .application_name("plugpos")
             .disable_statement_logging()
@@ -425,11 +433,23 @@ impl ManagedCluster {
         }
     }
 
-    /// Creates the business database if it does not exist yet.
+    /// Creates the business database and the application role if they do not exist yet.
     pub async fn ensure_database(&self, name: &str) -> anyhow::Result<()> {
         let mut conn = PgConnection::connect_with(&self.connect_options(SUPERUSER))
             .await
             .context("cannot connect to the managed PostgreSQL")?;
+        let role_exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+                .bind(APP_ROLE)
+                .fetch_one(&mut conn)
+                .await?;
+        if !role_exists {
+            // Trusted over the private socket only, like the superuser; it owns nothing.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE ROLE {APP_ROLE} LOGIN")))
+                .execute(&mut conn)
+                .await
+                .context("cannot create the application role")?;
+        }
         let exists: bool =
             sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
                 .bind(name)

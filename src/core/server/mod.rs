@@ -17,7 +17,7 @@ use crate::core::db::migrations;
 use crate::core::db::open::external_options;
 use crate::core::db::{self, lazy_pool};
 use crate::core::postgres::supervisor::{ClusterState, Supervisor};
-use crate::core::postgres::{ClusterOptions, DATABASE_NAME, ManagedCluster};
+use crate::core::postgres::{APP_ROLE, ClusterOptions, DATABASE_NAME, ManagedCluster};
 use crate::core::server::pid_file::PidFile;
 use crate::core::state::AppState;
 use crate::core::{audit, health, logging, metrics, setup};
@@ -34,13 +34,22 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     metrics::handle();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.root().display(), "plugpos starting");
 
-    let (pool, supervisor) = match config.external_database_url() {
+    let (pool, owner, supervisor) = match config.external_database_url() {
         Some(url) => {
             tracing::info!("using the external database from database.url");
-            (
-                lazy_pool(external_options(url)?, config.database.max_connections),
-                None,
-            )
+            let pool = lazy_pool(external_options(url)?, config.database.max_connections);
+            let owner = match config.external_owner_url() {
+                Some(owner_url) => lazy_pool(external_options(owner_url)?, 1),
+                None => {
+                    tracing::warn!(
+                        "database.owner_url is not set: migrations run as the database.url user, and the audit log is \
+                         protected by triggers only, not by grants (see docs/operations.md)"
+                    );
+                    // A pool of its own: it is closed once migrations ran.
+                    lazy_pool(external_options(url)?, 1)
+                }
+            };
+            (pool, owner, None)
         }
         None => {
             let cluster = ManagedCluster::new(
@@ -53,18 +62,26 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 supervisor.shutdown().await;
                 return Err(e);
             }
-            (
-                lazy_pool(
-                    cluster.connect_options(DATABASE_NAME),
-                    config.database.max_connections,
-                ),
-                Some(supervisor),
-            )
+            let pool = lazy_pool(
+                cluster.connect_options_as(DATABASE_NAME, APP_ROLE),
+                config.database.max_connections,
+            );
+            let owner = lazy_pool(cluster.connect_options(DATABASE_NAME), 1);
+            (pool, owner, Some(supervisor))
         }
     };
     let cluster_state = supervisor.as_ref().map(Supervisor::state);
-    let result = run(config, data_dir, pool.clone(), cluster_state, &mut shutdown).await;
+    let result = run(
+        config,
+        data_dir,
+        pool.clone(),
+        owner.clone(),
+        cluster_state,
+        &mut shutdown,
+    )
+    .await;
     pool.close().await;
+    owner.close().await;
     if let Some(supervisor) = supervisor {
         supervisor.shutdown().await;
     }
@@ -79,13 +96,16 @@ async fn run(
     config: Config,
     data_dir: DataDir,
     pool: PgPool,
+    owner: PgPool,
     cluster: Option<tokio::sync::watch::Receiver<ClusterState>>,
     shutdown: &mut ShutdownSignal,
 ) -> anyhow::Result<()> {
     db::ping(&pool)
         .await
         .context("the database is unreachable")?;
-    let applied = migrations::apply(&pool).await?;
+    // Migrations run as the schema's owner; the server works as the least-privileged role.
+    let applied = migrations::apply(&owner).await?;
+    owner.close().await;
     if !applied.is_empty() {
         tracing::info!(?applied, "migrations applied");
     }
