@@ -82,6 +82,14 @@ pub fn router() -> OpenApiRouter<AppState> {
             routes!(audit::routes::verify_handler),
         ))
         .routes(declare(
+            Permission("administration.audit.read"),
+            routes!(audit::query::list),
+        ))
+        .routes(declare(
+            Permission("administration.audit.export"),
+            routes!(audit::query::export),
+        ))
+        .routes(declare(
             Permission("administration.audit.verify"),
             routes!(audit::routes::create_checkpoint),
         ))

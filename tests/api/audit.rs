@@ -630,3 +630,96 @@ async fn the_application_role_cannot_change_audit_rows() {
         .unwrap();
     assert_eq!(count, 11, "it can read them");
 }
+
+#[tokio::test]
+async fn the_log_is_queried_by_filter_and_exported_as_csv() {
+    let app = chained_app().await;
+    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page: Value = app
+        .get_as("/api/v1/audit?action=role.create&limit=2", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["action"], "role.create");
+    assert_eq!(items[0]["actor"]["username"], "setup");
+    assert_eq!(
+        items[0]["after"]["builtin"], true,
+        "before/after come back as JSON"
+    );
+    assert_eq!(
+        items[1]["prev_hash"], items[0]["hash"],
+        "consecutive roles are consecutive links here"
+    );
+    let next = page["next_cursor"].as_str().unwrap();
+    let rest: Value = app
+        .get_as(
+            &format!("/api/v1/audit?action=role.create&cursor={next}"),
+            &admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"].as_array().unwrap().len(), 3);
+    assert!(rest["next_cursor"].is_null());
+    let users: Value = app
+        .get_as("/api/v1/audit?entity=user&module=core.setup", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users["items"].as_array().unwrap().len(), 1);
+    problem(
+        app.get_as("/api/v1/audit?cursor=abc", &admin).await,
+        422,
+        "validation.failed",
+    )
+    .await;
+
+    let response = app
+        .get_as("/api/v1/audit/export?format=csv&action=role.create", &admin)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let text = response.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(&headers[0], "seq");
+    assert_eq!(&headers[17], "hash");
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| &r[10] == "role.create"));
+    let after: Value = serde_json::from_str(&rows[0][12]).unwrap();
+    assert_eq!(after["builtin"], true);
+
+    problem(
+        app.get_as("/api/v1/audit/export?format=xlsx", &admin).await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    // The export itself is audited and flagged as a sensitive export.
+    let exports: Value = app
+        .get_as("/api/v1/audit?action=audit_log.export", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exports["items"][0]["after"]["records"], 5);
+    assert!(
+        app.security_event_kinds()
+            .await
+            .contains(&"sensitive_export".to_owned())
+    );
+}

@@ -27,8 +27,11 @@ pub async fn chain_pending(pool: &PgPool) -> Result<usize, sqlx::Error> {
             sqlx::query_as("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *tx)
                 .await?;
+        // Take a batch by the pending table's key (record ids are time-ordered UUIDv7, so this is
+        // oldest first) and order it by time; the cost is per batch, not per pending record.
         let batch: Vec<AuditRecord> = sqlx::query_as(
-            "SELECT r.* FROM audit_pending p JOIN audit_records r ON r.id = p.record_id ORDER BY r.at, r.id LIMIT $1",
+            "SELECT r.* FROM (SELECT record_id FROM audit_pending ORDER BY record_id LIMIT $1) p \
+             JOIN audit_records r ON r.id = p.record_id ORDER BY r.at, r.id",
         )
         .bind(BATCH)
         .fetch_all(&mut *tx)

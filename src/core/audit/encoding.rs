@@ -128,7 +128,10 @@ fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
 pub fn encode_into(out: &mut Vec<u8>, seq: i64, record: &RecordRef<'_>) {
     let mut uuid_buf = [0u8; 36];
     let mut uuid = |out: &mut Vec<u8>, u: Option<Uuid>| match u {
-        Some(u) => field(out, Some(u.hyphenated().encode_lower(&mut uuid_buf).as_bytes())),
+        Some(u) => field(
+            out,
+            Some(u.hyphenated().encode_lower(&mut uuid_buf).as_bytes()),
+        ),
         None => field(out, None),
     };
     let text = |out: &mut Vec<u8>, t: Option<&str>| field(out, t.map(str::as_bytes));
@@ -168,7 +171,12 @@ pub fn chain_hash(prev_hash: &[u8; 32], seq: i64, record: &AuditRecord) -> [u8; 
 }
 
 /// [`chain_hash`] reusing `buf` (cleared first) for the encoding.
-pub fn chain_hash_with(buf: &mut Vec<u8>, prev_hash: &[u8; 32], seq: i64, record: &RecordRef<'_>) -> [u8; 32] {
+pub fn chain_hash_with(
+    buf: &mut Vec<u8>,
+    prev_hash: &[u8; 32],
+    seq: i64,
+    record: &RecordRef<'_>,
+) -> [u8; 32] {
     buf.clear();
     encode_into(buf, seq, record);
     let mut hasher = Sha256::new();

@@ -35,7 +35,10 @@ pub struct Report {
 
 /// The last link that verified, when `expected` is the next seq to check.
 fn last_good(expected: i64, prev: &[u8; 32]) -> Option<Head> {
-    (expected > 1).then(|| Head { seq: expected - 1, hash: hex::encode(prev) })
+    (expected > 1).then(|| Head {
+        seq: expected - 1,
+        hash: hex::encode(prev),
+    })
 }
 
 /// Verifies the whole chain.
@@ -46,7 +49,9 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
     // Columns by position and borrowed from the row: verification reads millions of them. The
     // ordered join sorts in memory rather than spilling to disk.
     let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL work_mem = '256MB'").execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL work_mem = '256MB'")
+        .execute(&mut *tx)
+        .await?;
     let mut rows = sqlx::query(
         "SELECT c.seq, c.prev_hash, c.hash, r.id IS NOT NULL, r.id, r.at, r.actor_user_id, r.actor_username, r.actor_role, \
                 r.workstation_id, r.branch_id, r.module, r.entity, r.entity_id, r.action, r.before_json, r.after_json, \
@@ -70,15 +75,30 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
         let verified = expected - 1;
         let seq: i64 = row.try_get(0)?;
         if seq != expected {
-            return Ok(fail(expected, format!("record {expected} is missing (the chain jumps to {seq})"), verified, last_good(expected, &prev)));
+            return Ok(fail(
+                expected,
+                format!("record {expected} is missing (the chain jumps to {seq})"),
+                verified,
+                last_good(expected, &prev),
+            ));
         }
         let present: bool = row.try_get(3)?;
         if !present {
-            return Ok(fail(seq, "the record's content is missing".to_owned(), verified, last_good(expected, &prev)));
+            return Ok(fail(
+                seq,
+                "the record's content is missing".to_owned(),
+                verified,
+                last_good(expected, &prev),
+            ));
         }
         let stored_prev: &[u8] = row.try_get(1)?;
         if stored_prev != prev {
-            return Ok(fail(seq, "its previous hash does not match the record before it".to_owned(), verified, last_good(expected, &prev)));
+            return Ok(fail(
+                seq,
+                "its previous hash does not match the record before it".to_owned(),
+                verified,
+                last_good(expected, &prev),
+            ));
         }
         let record = RecordRef {
             id: row.try_get(4)?,
@@ -101,7 +121,12 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
         let hash = chain_hash_with(&mut buf, &prev, seq, &record);
         let stored: &[u8] = row.try_get(2)?;
         if stored != hash {
-            return Ok(fail(seq, "its hash does not match its content (the record was changed or moved)".to_owned(), verified, last_good(expected, &prev)));
+            return Ok(fail(
+                seq,
+                "its hash does not match its content (the record was changed or moved)".to_owned(),
+                verified,
+                last_good(expected, &prev),
+            ));
         }
         prev = hash;
         expected += 1;

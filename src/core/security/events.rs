@@ -28,6 +28,7 @@ pub enum EventKind {
     UserEnabled,
     Logout,
     AuditVerificationFailed,
+    SensitiveExport,
 }
 
 impl EventKind {
@@ -49,6 +50,7 @@ impl EventKind {
             EventKind::UserEnabled => "user_enabled",
             EventKind::Logout => "logout",
             EventKind::AuditVerificationFailed => "audit_verification_failed",
+            EventKind::SensitiveExport => "sensitive_export",
         }
     }
 }

@@ -1,0 +1,320 @@
+//! `GET /api/v1/audit` (filtered, cursor-paginated) and `GET /api/v1/audit/export?format=csv`.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::core::audit::encoding::format_time;
+use crate::core::audit::{Actor, AuditedTx, Change, chain};
+use crate::core::auth::context::AuthContext;
+use crate::core::http::ApiError;
+use crate::core::http::problem::Problem;
+use crate::core::security::events::{self, EventKind, SecurityEvent};
+use crate::core::state::AppState;
+
+/// Most records one export holds.
+const EXPORT_LIMIT: i64 = 100_000;
+
+/// Filters (all optional) and paging.
+#[derive(Debug, Clone, Deserialize, Serialize, IntoParams)]
+pub struct AuditFilter {
+    /// Inclusive, RFC 3339.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive, RFC 3339.
+    pub to: Option<DateTime<Utc>>,
+    pub user_id: Option<Uuid>,
+    pub entity: Option<String>,
+    pub entity_id: Option<String>,
+    pub action: Option<String>,
+    pub module: Option<String>,
+    /// 1 to 500 (default 100); not used by exports.
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Exports only: `csv`.
+    pub format: Option<String>,
+}
+
+/// Who acted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditActor {
+    pub user_id: Option<Uuid>,
+    pub username: Option<String>,
+    pub role: Option<String>,
+}
+
+/// One chained audit record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub seq: i64,
+    pub at: String,
+    pub actor: AuditActor,
+    pub workstation_id: Option<String>,
+    pub branch_id: Option<Uuid>,
+    pub module: String,
+    pub entity: String,
+    pub entity_id: Option<String>,
+    pub action: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<Value>,
+    pub reason_code: Option<String>,
+    pub approval_ref: Option<String>,
+    pub request_id: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A page of records, in chain order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    seq: i64,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+    at: DateTime<Utc>,
+    actor_user_id: Option<Uuid>,
+    actor_username: Option<String>,
+    actor_role: Option<String>,
+    workstation_id: Option<String>,
+    branch_id: Option<Uuid>,
+    module: String,
+    entity: String,
+    entity_id: Option<String>,
+    action: String,
+    before_json: Option<String>,
+    after_json: Option<String>,
+    reason_code: Option<String>,
+    approval_ref: Option<String>,
+    request_id: Option<String>,
+}
+
+impl Row {
+    fn entry(self) -> AuditEntry {
+        let parse = |text: Option<String>| {
+            text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
+        };
+        AuditEntry {
+            seq: self.seq,
+            at: format_time(&self.at),
+            actor: AuditActor {
+                user_id: self.actor_user_id,
+                username: self.actor_username,
+                role: self.actor_role,
+            },
+            workstation_id: self.workstation_id,
+            branch_id: self.branch_id,
+            module: self.module,
+            entity: self.entity,
+            entity_id: self.entity_id,
+            action: self.action,
+            before: parse(self.before_json),
+            after: parse(self.after_json),
+            reason_code: self.reason_code,
+            approval_ref: self.approval_ref,
+            request_id: self.request_id,
+            prev_hash: hex::encode(self.prev_hash),
+            hash: hex::encode(self.hash),
+        }
+    }
+}
+
+async fn fetch(
+    pool: &PgPool,
+    filter: &AuditFilter,
+    after_seq: i64,
+    limit: i64,
+) -> Result<Vec<Row>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT c.seq, c.prev_hash, c.hash, r.at, r.actor_user_id, r.actor_username, r.actor_role, r.workstation_id, \
+                r.branch_id, r.module, r.entity, r.entity_id, r.action, r.before_json, r.after_json, r.reason_code, \
+                r.approval_ref, r.request_id \
+         FROM audit_chain c JOIN audit_records r ON r.id = c.record_id \
+         WHERE c.seq > $1 \
+           AND ($2::timestamptz IS NULL OR r.at >= $2) AND ($3::timestamptz IS NULL OR r.at < $3) \
+           AND ($4::uuid IS NULL OR r.actor_user_id = $4) AND ($5::text IS NULL OR r.entity = $5) \
+           AND ($6::text IS NULL OR r.entity_id = $6) AND ($7::text IS NULL OR r.action = $7) \
+           AND ($8::text IS NULL OR r.module = $8) \
+         ORDER BY c.seq LIMIT $9",
+    )
+    .bind(after_seq)
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(filter.user_id)
+    .bind(&filter.entity)
+    .bind(&filter.entity_id)
+    .bind(&filter.action)
+    .bind(&filter.module)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Query the audit log, in chain order.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditFilter),
+    responses(
+        (status = 200, description = "A page of records", body = AuditPage),
+        (status = 400, description = "Unparseable filter (`request.bad`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Query(filter): Query<AuditFilter>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let limit = filter.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 500"));
+    }
+    let after = match &filter.cursor {
+        Some(c) => c
+            .parse::<i64>()
+            .map_err(|_| ApiError::invalid("cursor", "is not a cursor from this list"))?,
+        None => 0,
+    };
+    chain::chain_pending(state.pool()).await?;
+    let mut rows = fetch(state.pool(), &filter, after, limit + 1).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        rows.last().map(|r| r.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Json(AuditPage {
+        items: rows.into_iter().map(Row::entry).collect(),
+        next_cursor,
+    }))
+}
+
+/// Export the (filtered) audit log as CSV. The export is itself audited.
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = [])), params(AuditFilter),
+    responses(
+        (status = 200, description = "CSV with a header row, one row per record in chain order", body = String, content_type = "text/csv"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unsupported format or too many records (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Query(filter): Query<AuditFilter>,
+) -> Result<Response, ApiError> {
+    match filter.format.as_deref() {
+        Some("csv") | None => {}
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "format",
+                format!("`{other}` is not supported; use csv"),
+            ));
+        }
+    }
+    chain::chain_pending(state.pool()).await?;
+    let rows = fetch(state.pool(), &filter, 0, EXPORT_LIMIT + 1).await?;
+    if rows.len() as i64 > EXPORT_LIMIT {
+        return Err(ApiError::invalid(
+            "from",
+            format!("more than {EXPORT_LIMIT} records match; narrow the period"),
+        ));
+    }
+    let count = rows.len();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let csv_error = |e: csv::Error| ApiError::Internal(anyhow::Error::new(e));
+    writer
+        .write_record([
+            "seq",
+            "at",
+            "actor_user_id",
+            "actor_username",
+            "actor_role",
+            "workstation_id",
+            "branch_id",
+            "module",
+            "entity",
+            "entity_id",
+            "action",
+            "before",
+            "after",
+            "reason_code",
+            "approval_ref",
+            "request_id",
+            "prev_hash",
+            "hash",
+        ])
+        .map_err(csv_error)?;
+    for row in rows {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let uuid = |v: &Option<Uuid>| v.map(|u| u.to_string()).unwrap_or_default();
+        writer
+            .write_record([
+                row.seq.to_string(),
+                format_time(&row.at),
+                uuid(&row.actor_user_id),
+                opt(&row.actor_username),
+                opt(&row.actor_role),
+                opt(&row.workstation_id),
+                uuid(&row.branch_id),
+                row.module.clone(),
+                row.entity.clone(),
+                opt(&row.entity_id),
+                row.action.clone(),
+                opt(&row.before_json),
+                opt(&row.after_json),
+                opt(&row.reason_code),
+                opt(&row.approval_ref),
+                opt(&row.request_id),
+                hex::encode(&row.prev_hash),
+                hex::encode(&row.hash),
+            ])
+            .map_err(csv_error)?;
+    }
+    let body = writer
+        .into_inner()
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot finish the CSV: {e}")))?;
+    // Exporting the audit log is itself a sensitive, audited act.
+    let filters = json!({
+        "from": filter.from, "to": filter.to, "user_id": filter.user_id, "entity": filter.entity,
+        "entity_id": filter.entity_id, "action": filter.action, "module": filter.module,
+    });
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+    tx.record(
+        Change::new("core.audit", "audit_log", "export", "audit_log.export")
+            .after(json!({"format": "csv", "records": count, "filters": filters})),
+    )
+    .await?;
+    events::record(
+        &mut tx,
+        SecurityEvent {
+            kind: EventKind::SensitiveExport,
+            user_id: Some(caller.user_id),
+            username: Some(&caller.username),
+            origin: &caller.origin,
+            details: json!({"what": "audit_log", "format": "csv", "records": count}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit-log.csv\"".to_owned(),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
