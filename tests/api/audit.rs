@@ -723,3 +723,64 @@ async fn the_log_is_queried_by_filter_and_exported_as_csv() {
             .contains(&"sensitive_export".to_owned())
     );
 }
+
+#[tokio::test]
+async fn the_pdf_report_opens_and_reads_right() {
+    let app = chained_app().await;
+    for i in 0..120 {
+        let mut tx = AuditedTx::begin(&app.pool, Actor::system("test"), chrono::Utc::now())
+            .await
+            .unwrap();
+        tx.record(
+            Change::new("test.load", "thing", i, "thing.touch")
+                .after(json!({"note": "Grüße – 店", "i": i})),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = app.get_as("/api/v1/audit/export?format=pdf", &admin).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/pdf");
+    let bytes = response.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF-"));
+    let mut warnings = Vec::new();
+    let document =
+        printpdf::PdfDocument::parse(&bytes, &printpdf::PdfParseOptions::default(), &mut warnings)
+            .unwrap();
+    assert!(
+        document.pages.len() >= 3,
+        "131 rows need several pages, got {}",
+        document.pages.len()
+    );
+    let text: String = document
+        .extract_text()
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("\n");
+    for expected in [
+        "Audit log - Corner Shop",
+        "Verification: intact: 131 records verified",
+        "business.create",
+        "thing.touch",
+        "Page 3",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} not in the PDF text:\n{}",
+            &text[..text.len().min(2000)]
+        );
+    }
+    let exports: Value = app
+        .get_as("/api/v1/audit?action=audit_log.export", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(exports["items"][0]["after"]["format"], "pdf");
+}

@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod encoding;
+pub mod pdf;
 pub mod query;
 pub mod routes;
 pub mod verify;

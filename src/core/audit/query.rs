@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::core::audit::encoding::format_time;
-use crate::core::audit::{Actor, AuditedTx, Change, chain};
+use crate::core::audit::{Actor, AuditedTx, Change, chain, checkpoint, pdf, verify};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
@@ -38,7 +38,7 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Exports only: `csv`.
+    /// Exports only: `csv` (default) or `pdf`.
     pub format: Option<String>,
 }
 
@@ -200,10 +200,10 @@ pub async fn list(
     }))
 }
 
-/// Export the (filtered) audit log as CSV. The export is itself audited.
+/// Export the (filtered) audit log as CSV or as a PDF report. The export is itself audited.
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = [])), params(AuditFilter),
     responses(
-        (status = 200, description = "CSV with a header row, one row per record in chain order", body = String, content_type = "text/csv"),
+        (status = 200, description = "CSV (a header row, one row per record in chain order) or a PDF report", body = String, content_type = "text/csv"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unsupported format or too many records (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -212,15 +212,16 @@ pub async fn export(
     caller: AuthContext,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, ApiError> {
-    match filter.format.as_deref() {
-        Some("csv") | None => {}
+    let format = match filter.format.as_deref() {
+        Some("csv") | None => "csv",
+        Some("pdf") => "pdf",
         Some(other) => {
             return Err(ApiError::invalid(
                 "format",
-                format!("`{other}` is not supported; use csv"),
+                format!("`{other}` is not supported; use csv or pdf"),
             ));
         }
-    }
+    };
     chain::chain_pending(state.pool()).await?;
     let rows = fetch(state.pool(), &filter, 0, EXPORT_LIMIT + 1).await?;
     if rows.len() as i64 > EXPORT_LIMIT {
@@ -230,6 +231,55 @@ pub async fn export(
         ));
     }
     let count = rows.len();
+    let (body, content_type, file_name) = match format {
+        "pdf" => (
+            pdf_report(&state, &caller, &filter, &rows).await?,
+            "application/pdf",
+            "audit-log.pdf",
+        ),
+        _ => (
+            csv_report(rows)?,
+            "text/csv; charset=utf-8",
+            "audit-log.csv",
+        ),
+    };
+    // Exporting the audit log is itself a sensitive, audited act.
+    let filters = json!({
+        "from": filter.from, "to": filter.to, "user_id": filter.user_id, "entity": filter.entity,
+        "entity_id": filter.entity_id, "action": filter.action, "module": filter.module,
+    });
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+    tx.record(
+        Change::new("core.audit", "audit_log", "export", "audit_log.export")
+            .after(json!({"format": format, "records": count, "filters": filters})),
+    )
+    .await?;
+    events::record(
+        &mut tx,
+        SecurityEvent {
+            kind: EventKind::SensitiveExport,
+            user_id: Some(caller.user_id),
+            username: Some(&caller.username),
+            origin: &caller.origin,
+            details: json!({"what": "audit_log", "format": format, "records": count}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn csv_report(rows: Vec<Row>) -> Result<Vec<u8>, ApiError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let csv_error = |e: csv::Error| ApiError::Internal(anyhow::Error::new(e));
     writer
@@ -280,41 +330,85 @@ pub async fn export(
             ])
             .map_err(csv_error)?;
     }
-    let body = writer
+    writer
         .into_inner()
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot finish the CSV: {e}")))?;
-    // Exporting the audit log is itself a sensitive, audited act.
-    let filters = json!({
-        "from": filter.from, "to": filter.to, "user_id": filter.user_id, "entity": filter.entity,
-        "entity_id": filter.entity_id, "action": filter.action, "module": filter.module,
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot finish the CSV: {e}")))
+}
+
+async fn pdf_report(
+    state: &AppState,
+    caller: &AuthContext,
+    filter: &AuditFilter,
+    rows: &[Row],
+) -> Result<Vec<u8>, ApiError> {
+    let business: Option<String> = sqlx::query_scalar("SELECT name FROM business")
+        .fetch_optional(state.pool())
+        .await?;
+    let checkpoints = checkpoint::list(state.pool()).await?;
+    let instance_key = checkpoint::public_key(&state.data_dir().keys());
+    let report =
+        verify::verify_with_checkpoints(state.pool(), &checkpoints, instance_key.as_deref())
+            .await?;
+    let head = report.head.as_ref().map_or("empty".to_owned(), |h| {
+        format!("record {} ({})", h.seq, h.hash)
     });
-    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
-    tx.record(
-        Change::new("core.audit", "audit_log", "export", "audit_log.export")
-            .after(json!({"format": "csv", "records": count, "filters": filters})),
-    )
-    .await?;
-    events::record(
-        &mut tx,
-        SecurityEvent {
-            kind: EventKind::SensitiveExport,
-            user_id: Some(caller.user_id),
-            username: Some(&caller.username),
-            origin: &caller.origin,
-            details: json!({"what": "audit_log", "format": "csv", "records": count}),
+    let verification = if report.ok {
+        format!(
+            "intact: {} records verified, {} signed checkpoint(s) matched",
+            report.verified, report.checkpoints_checked
+        )
+    } else {
+        format!(
+            "BROKEN at record {}: {}",
+            report.first_bad_seq.unwrap_or_default(),
+            report.reason.clone().unwrap_or_default()
+        )
+    };
+    let time = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| format_time(&t));
+    let filters: Vec<String> = [
+        ("user", filter.user_id.map(|u| u.to_string())),
+        ("entity", filter.entity.clone()),
+        ("entity_id", filter.entity_id.clone()),
+        ("action", filter.action.clone()),
+        ("module", filter.module.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+    .collect();
+    let header = pdf::ReportHeader {
+        business: business.unwrap_or_else(|| "(not set up)".to_owned()),
+        period: format!("{} to {}", time(filter.from), time(filter.to)),
+        filters: if filters.is_empty() {
+            "none".to_owned()
+        } else {
+            filters.join(", ")
         },
+        head,
+        verification,
+        generated: format!(
+            "{} by {}",
+            format_time(&state.clock().now()),
+            caller.username
+        ),
+    };
+    let table: Vec<pdf::ReportRow> = rows
+        .iter()
+        .map(|r| pdf::ReportRow {
+            seq: r.seq.to_string(),
+            at: format_time(&r.at),
+            user: r.actor_username.clone().unwrap_or_default(),
+            action: r.action.clone(),
+            entity: format!("{} {}", r.entity, r.entity_id.clone().unwrap_or_default()),
+            details: r
+                .after_json
+                .clone()
+                .or_else(|| r.before_json.clone())
+                .unwrap_or_default(),
+        })
+        .collect();
+    Ok(
+        tokio::task::spawn_blocking(move || pdf::render(&header, &table))
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("the PDF renderer failed: {e}")))?,
     )
-    .await?;
-    tx.commit().await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                "attachment; filename=\"audit-log.csv\"".to_owned(),
-            ),
-        ],
-        body,
-    )
-        .into_response())
 }
