@@ -406,9 +406,7 @@ async fn pdf_report(
                 .unwrap_or_default(),
         })
         .collect();
-    Ok(
-        tokio::task::spawn_blocking(move || pdf::render(&header, &table))
-            .await
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("the PDF renderer failed: {e}")))?,
-    )
+    tokio::task::spawn_blocking(move || pdf::render(&header, &table))
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("the PDF renderer failed: {e}")))
 }
