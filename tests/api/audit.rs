@@ -784,3 +784,38 @@ async fn the_pdf_report_opens_and_reads_right() {
         .unwrap();
     assert_eq!(exports["items"][0]["after"]["format"], "pdf");
 }
+
+#[tokio::test]
+async fn a_sensitive_action_needs_a_reason_code() {
+    let pool = pool(&create_database(true).await);
+    let mut tx = AuditedTx::begin(&pool, Actor::system("test"), chrono::Utc::now())
+        .await
+        .unwrap();
+    let void = || Change::new("operations.sales", "sale", "s-1", "sale.void").sensitive();
+    let err = tx.record(void()).await.unwrap_err().to_string();
+    assert!(
+        err.contains("sale.void is a sensitive action: a reason code is required"),
+        "{err}"
+    );
+    let blank = void().reason(Some("  ".to_owned()), None);
+    assert!(
+        tx.record(blank).await.is_err(),
+        "a blank reason is no reason"
+    );
+    tx.record(void().reason(
+        Some("customer_changed_mind".to_owned()),
+        Some("APR-7".to_owned()),
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let (reason, approval): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT reason_code, approval_ref FROM audit_records")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (reason.as_deref(), approval.as_deref()),
+        (Some("customer_changed_mind"), Some("APR-7"))
+    );
+}

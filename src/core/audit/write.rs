@@ -61,6 +61,8 @@ pub struct Change {
     pub after: Option<Value>,
     pub reason_code: Option<String>,
     pub approval_ref: Option<String>,
+    /// Sensitive actions (voids, refunds, overrides...) cannot be recorded without a reason code.
+    pub sensitive: bool,
 }
 
 impl Change {
@@ -80,7 +82,21 @@ impl Change {
             after: None,
             reason_code: None,
             approval_ref: None,
+            sensitive: false,
         }
+    }
+
+    /// Marks the action sensitive: recording it requires a reason code.
+    pub fn sensitive(mut self) -> Change {
+        self.sensitive = true;
+        self
+    }
+
+    /// The reason code (mandatory for sensitive actions) and the approval that allowed it, if any.
+    pub fn reason(mut self, reason_code: Option<String>, approval_ref: Option<String>) -> Change {
+        self.reason_code = reason_code.filter(|r| !r.trim().is_empty());
+        self.approval_ref = approval_ref.filter(|r| !r.trim().is_empty());
+        self
     }
 
     pub fn before(mut self, value: Value) -> Change {
@@ -99,6 +115,8 @@ impl Change {
 pub enum AuditError {
     #[error("a business write must record at least one audit record before it commits")]
     NothingRecorded,
+    #[error("{0} is a sensitive action: a reason code is required")]
+    ReasonRequired(&'static str),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -107,6 +125,10 @@ impl From<AuditError> for crate::core::http::ApiError {
     fn from(e: AuditError) -> Self {
         match e {
             AuditError::Database(e) => e.into(),
+            AuditError::ReasonRequired(action) => crate::core::http::ApiError::invalid(
+                "reason_code",
+                format!("is required for {action}"),
+            ),
             other => crate::core::http::ApiError::Internal(anyhow::Error::new(other)),
         }
     }
@@ -139,7 +161,10 @@ impl AuditedTx {
     }
 
     /// Appends an audit record in this transaction.
-    pub async fn record(&mut self, change: Change) -> Result<Uuid, sqlx::Error> {
+    pub async fn record(&mut self, change: Change) -> Result<Uuid, AuditError> {
+        if change.sensitive && change.reason_code.is_none() {
+            return Err(AuditError::ReasonRequired(change.action));
+        }
         let id = new_id();
         let json = |v: Option<Value>| v.map(|v| v.to_string());
         sqlx::query(
