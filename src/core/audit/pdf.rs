@@ -31,15 +31,22 @@ const PAGE_H: f32 = 210.0;
 const MARGIN: f32 = 12.0;
 const LINE: f32 = 4.2;
 const FONT_SIZE: f32 = 7.5;
-/// Column x positions (mm) and widths in characters.
-const COLUMNS: [(f32, usize); 6] = [
-    (MARGIN, 8),
-    (MARGIN + 14.0, 27),
-    (MARGIN + 52.0, 18),
-    (MARGIN + 80.0, 24),
-    (MARGIN + 115.0, 40),
-    (MARGIN + 170.0, 80),
+/// Width of one Courier character at FONT_SIZE, in mm (Courier advances 0.6 em).
+const CHAR_MM: f32 = FONT_SIZE * 0.6 * 25.4 / 72.0;
+/// Column x positions and widths (mm); cells are cut to what fits.
+const COLUMNS: [(f32, f32); 6] = [
+    (MARGIN, 11.0),
+    (MARGIN + 12.0, 44.0),
+    (MARGIN + 57.0, 25.0),
+    (MARGIN + 83.0, 38.0),
+    (MARGIN + 122.0, 52.0),
+    (MARGIN + 175.0, PAGE_W - 2.0 * MARGIN - 175.0),
 ];
+
+fn fits(width_mm: f32) -> usize {
+    // Truncation is the intent: a partial character does not fit.
+    (width_mm / CHAR_MM).floor() as usize
+}
 
 fn latin1(text: &str, max: usize) -> String {
     let mut out: String = text
@@ -88,7 +95,7 @@ fn table_header(ops: &mut Vec<Op>, y: f32) {
             y,
             BuiltinFont::HelveticaBold,
             FONT_SIZE,
-            latin1(title, *width),
+            latin1(title, fits(*width)),
         );
     }
 }
@@ -165,7 +172,7 @@ pub fn render(header: &ReportHeader, rows: &[ReportRow]) -> Vec<u8> {
                 y,
                 BuiltinFont::Courier,
                 FONT_SIZE,
-                latin1(cell, *width),
+                latin1(cell, fits(*width)),
             );
         }
         y -= LINE;

@@ -364,7 +364,7 @@ async fn pdf_report(
             report.reason.clone().unwrap_or_default()
         )
     };
-    let time = |t: Option<DateTime<Utc>>| t.map_or("-".to_owned(), |t| format_time(&t));
+    let time = |t: Option<DateTime<Utc>>| t.map_or("open".to_owned(), |t| format_time(&t));
     let filters: Vec<String> = [
         ("user", filter.user_id.map(|u| u.to_string())),
         ("entity", filter.entity.clone()),
@@ -377,7 +377,10 @@ async fn pdf_report(
     .collect();
     let header = pdf::ReportHeader {
         business: business.unwrap_or_else(|| "(not set up)".to_owned()),
-        period: format!("{} to {}", time(filter.from), time(filter.to)),
+        period: match (filter.from, filter.to) {
+            (None, None) => "all records".to_owned(),
+            (from, to) => format!("{} to {}", time(from), time(to)),
+        },
         filters: if filters.is_empty() {
             "none".to_owned()
         } else {
