@@ -16,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(plugpos::core::cli::run(cli)) {
+    match runtime.block_on(plugpos::core::cli::run(cli, plugpos::plugs::modules)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // One line: the whole cause chain, joined.

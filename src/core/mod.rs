@@ -10,6 +10,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod modules;
 pub mod openapi;
 pub mod postgres;
 pub mod rbac;

@@ -1,10 +1,9 @@
 //! The OpenAPI 3.1 document (generated from the handlers by utoipa), `/api/v1/openapi.json`,
 //! and the browsable docs at `/docs` (Swagger UI vendored into the binary: no CDN, works offline).
 
-use std::sync::OnceLock;
-
 use axum::Json;
 use axum::Router;
+use axum::extract::State;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -12,8 +11,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::core::auth::access::{Access, declare};
 use crate::core::http::problem::{FieldError, Problem};
+use crate::core::modules::Registry;
 use crate::core::state::AppState;
-use crate::core::{audit, auth, health, metrics, rbac, security, setup, version};
+use crate::core::{audit, auth, health, metrics, modules, rbac, security, setup, version};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
@@ -34,6 +34,7 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         (name = "rbac", description = "Users, roles and permissions"),
         (name = "security", description = "Security events"),
         (name = "audit", description = "The tamper-evident audit log"),
+        (name = "modules", description = "The module registry"),
         (name = "meta", description = "The API description itself"),
     )
 )]
@@ -80,6 +81,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(declare(
             Permission("administration.audit.verify"),
             routes!(audit::routes::verify_handler),
+        ))
+        .routes(declare(SelfService, routes!(modules::routes::list)))
+        .routes(declare(
+            Permission("administration.modules.manage"),
+            routes!(modules::routes::enable),
+        ))
+        .routes(declare(
+            Permission("administration.modules.manage"),
+            routes!(modules::routes::disable),
         ))
         .routes(declare(
             Permission("administration.audit.read"),
@@ -153,10 +163,14 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
 }
 
-/// The OpenAPI document (built once).
-pub fn document() -> &'static utoipa::openapi::OpenApi {
-    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOCUMENT.get_or_init(|| router().split_for_parts().1)
+/// Core's routes and the registered modules' routes.
+pub fn full_router(registry: &Registry) -> OpenApiRouter<AppState> {
+    router().merge(registry.router())
+}
+
+/// The OpenAPI document of core and the registered modules.
+pub fn document(registry: &Registry) -> utoipa::openapi::OpenApi {
+    full_router(registry).split_for_parts().1
 }
 
 /// The Swagger UI at `/docs`, reading the document from [`DOCUMENT_PATH`].
@@ -176,6 +190,6 @@ pub fn docs() -> Router<AppState> {
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn document_json() -> Json<&'static utoipa::openapi::OpenApi> {
-    Json(document())
+pub async fn document_json(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
+    Json(state.openapi_document().clone())
 }

@@ -10,6 +10,7 @@ use crate::core::auth::password::PasswordHashing;
 use crate::core::auth::tokens::SigningKey;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
+use crate::core::modules::{ModuleStates, Registry};
 use crate::core::postgres::supervisor::ClusterState;
 use crate::core::setup;
 use crate::shared::clock::Clock;
@@ -30,31 +31,45 @@ struct Inner {
     signing_key: SigningKey,
     hashing: PasswordHashing,
     clock: Clock,
+    registry: Arc<Registry>,
+    modules: ModuleStates,
+    openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
+}
+
+/// What an [`AppState`] is made of.
+pub struct AppParts {
+    pub config: Config,
+    pub data_dir: DataDir,
+    /// Connected as the application role.
+    pub pool: PgPool,
+    /// The supervisor's view of the managed cluster (`None` with an external database).
+    pub cluster: Option<watch::Receiver<ClusterState>>,
+    /// Has setup run?
+    pub initialized: bool,
+    pub signing_key: SigningKey,
+    pub clock: Clock,
+    pub registry: Arc<Registry>,
+    pub modules: ModuleStates,
 }
 
 impl AppState {
-    /// `cluster` is the supervisor's view of the managed cluster (`None` with an external database).
-    pub fn new(
-        config: Config,
-        data_dir: DataDir,
-        pool: PgPool,
-        cluster: Option<watch::Receiver<ClusterState>>,
-        initialized: bool,
-        signing_key: SigningKey,
-        clock: Clock,
-    ) -> AppState {
-        let hashing = PasswordHashing::new(config.auth.max_concurrent_hashes);
+    /// Assembles the state.
+    pub fn new(parts: AppParts) -> AppState {
+        let hashing = PasswordHashing::new(parts.config.auth.max_concurrent_hashes);
         AppState {
             inner: Arc::new(Inner {
-                config,
-                data_dir,
-                pool,
-                initialized: AtomicBool::new(initialized),
-                cluster,
+                config: parts.config,
+                data_dir: parts.data_dir,
+                pool: parts.pool,
+                initialized: AtomicBool::new(parts.initialized),
+                cluster: parts.cluster,
                 setup_lock: tokio::sync::Mutex::new(()),
-                signing_key,
+                signing_key: parts.signing_key,
                 hashing,
-                clock,
+                clock: parts.clock,
+                registry: parts.registry,
+                modules: parts.modules,
+                openapi: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -113,6 +128,23 @@ impl AppState {
     /// The clock every time-dependent rule reads.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// The registered modules.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// The OpenAPI document of core and the registered modules (built once).
+    pub fn openapi_document(&self) -> &utoipa::openapi::OpenApi {
+        self.inner
+            .openapi
+            .get_or_init(|| crate::core::openapi::document(&self.inner.registry))
+    }
+
+    /// Which modules are enabled.
+    pub fn modules(&self) -> &ModuleStates {
+        &self.inner.modules
     }
 
     /// Serialises setup attempts within this process (the database's singleton row does it across processes).

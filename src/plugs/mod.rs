@@ -1,4 +1,16 @@
-//! Domain modules (operations, management, administration).
+//! Domain modules, grouped by plug: operations, management, administration.
 //!
-//! The plugs arrive with the module registry; until then the foundation serves only core routes
-//! (health, metrics, setup, OpenAPI). Plugs may depend on `core` and `shared`, never the reverse.
+//! Plugs depend on `core` and `shared`, never the reverse; `main` hands [`modules`] to core.
+//! A plug uses another plug only through that plug's `api` module, and only when one of its
+//! modules declares the dependency.
+
+pub mod administration;
+
+use std::sync::Arc;
+
+use crate::core::modules::Module;
+
+/// Every module of every plug, in registration order.
+pub fn modules() -> Vec<Arc<dyn Module>> {
+    vec![Arc::new(administration::places::Places)]
+}

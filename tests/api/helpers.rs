@@ -4,16 +4,17 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use plugpos::core::auth::tokens::SigningKey;
 use plugpos::core::config::Config;
 use plugpos::core::data_dir::DataDir;
 use plugpos::core::db::{lazy_pool, migrations};
+use plugpos::core::modules::{ModuleStates, Registry};
 use plugpos::core::postgres::{APP_ROLE, ClusterOptions, ManagedCluster};
 use plugpos::core::setup::token;
-use plugpos::core::state::AppState;
+use plugpos::core::state::{AppParts, AppState};
 use plugpos::shared::clock::Clock;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -173,15 +174,19 @@ impl TestApp {
         let signing_secret: [u8; 32] = rand::random();
         let prepared = DataDir::prepare(data_dir.path()).unwrap();
         token::ensure(&prepared).unwrap();
-        let state = AppState::new(
+        let registry = Arc::new(Registry::new(plugpos::plugs::modules()).unwrap());
+        let module_states = registry.sync(&app_pool).await.unwrap_or_default();
+        let state = AppState::new(AppParts {
             config,
-            prepared,
-            app_pool,
-            None,
-            false,
-            SigningKey::from_bytes(&signing_secret),
-            clock.clone(),
-        );
+            data_dir: prepared,
+            pool: app_pool,
+            cluster: None,
+            initialized: false,
+            signing_key: SigningKey::from_bytes(&signing_secret),
+            clock: clock.clone(),
+            registry,
+            modules: ModuleStates::new(module_states),
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let service = plugpos::app(state).into_make_service_with_connect_info::<SocketAddr>();

@@ -14,6 +14,7 @@ mod http_basics;
 mod lifecycle;
 mod mfa;
 mod migrations;
+mod modules;
 mod openapi;
 mod rbac;
 mod setup;

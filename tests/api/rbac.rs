@@ -44,6 +44,7 @@ async fn every_route_declares_who_may_call_it() {
     let self_service = [
         "/api/v1/auth/me",
         "/api/v1/version",
+        "/api/v1/modules",
         "/api/v1/auth/logout",
         "/api/v1/auth/password",
         "/api/v1/auth/mfa/enroll",

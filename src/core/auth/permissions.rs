@@ -1,6 +1,8 @@
 //! Permissions: strings `<plug>.<module>.<action>`, declared with a description by the module
 //! that checks them, and the built-in role templates of SPEC section 4.
 
+use crate::core::modules::ModulePermission;
+
 /// One declared permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Permission {
@@ -51,23 +53,66 @@ pub const CORE: &[Permission] = &[
         description: "Verify the audit chain and checkpoints",
     },
     Permission {
+        name: "administration.modules.manage",
+        description: "Enable and disable modules",
+    },
+    Permission {
         name: "administration.sessions.read",
         description: "See sessions, including IP addresses",
     },
 ];
 
-/// Every permission known to this build.
+/// Permissions declared by the registered modules (set when the registry is built).
+static MODULE_PERMISSIONS: std::sync::RwLock<Vec<ModulePermission>> =
+    std::sync::RwLock::new(Vec::new());
+
+/// Makes the modules' permissions known (called by the module registry; repeated calls are harmless).
+pub fn register_module_permissions(list: &[ModulePermission]) {
+    let mut known = MODULE_PERMISSIONS
+        .write()
+        .unwrap_or_else(|e| e.into_inner());
+    for permission in list {
+        if !known.iter().any(|k| k.name == permission.name) {
+            known.push(*permission);
+        }
+    }
+}
+
+fn module_permissions() -> Vec<ModulePermission> {
+    MODULE_PERMISSIONS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Every permission known to this build: core's and the registered modules'.
 pub fn all() -> Vec<Permission> {
-    CORE.to_vec()
+    let mut out = CORE.to_vec();
+    out.extend(module_permissions().iter().map(|p| Permission {
+        name: p.name,
+        description: p.description,
+    }));
+    out
 }
 
 /// Is `name` a declared permission?
 pub fn exists(name: &str) -> bool {
-    CORE.iter().any(|p| p.name == name)
+    CORE.iter().any(|p| p.name == name) || module_permissions().iter().any(|p| p.name == name)
 }
 
 /// The permissions a built-in role starts with (roles are editable afterwards).
 pub fn builtin_template(role: &str) -> Vec<&'static str> {
+    let mut granted = core_template(role);
+    granted.extend(
+        module_permissions()
+            .iter()
+            .filter(|p| role == "super_admin" || p.roles.contains(&role))
+            .map(|p| p.name),
+    );
+    granted
+}
+
+fn core_template(role: &str) -> Vec<&'static str> {
     match role {
         "super_admin" => CORE.iter().map(|p| p.name).collect(),
         "manager" => vec!["administration.users.read"],

@@ -9,10 +9,13 @@ mod migrate;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::core::config::{CONFIG_FILE_ENV, Config, EXAMPLE};
+use crate::core::modules::{Module, Registry};
 use crate::core::{logging, openapi, server};
 
 /// 3PlugPOS server: an offline-first, on-premise point-of-sale backend.
@@ -87,15 +90,17 @@ impl Cli {
     }
 }
 
-/// Runs the parsed command.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command with the plugs' modules (`main` passes them: core never imports a plug).
+pub async fn run(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow::Result<()> {
+    let registry =
+        Registry::new(modules()).context("the registered modules cannot run together")?;
     match &cli.command {
         Command::Config(ConfigCommand::Default) => {
             print!("{EXAMPLE}");
             return Ok(());
         }
         Command::Openapi => {
-            let json = openapi::document()
+            let json = openapi::document(&registry)
                 .to_pretty_json()
                 .context("cannot render the OpenAPI document")?;
             println!("{json}");
@@ -105,7 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let config = cli.load_config()?;
     match cli.command {
-        Command::Serve(_) => server::serve(config).await,
+        Command::Serve(_) => server::serve(config, registry).await,
         Command::Config(ConfigCommand::Check) => {
             match &cli.config {
                 Some(file) => println!("configuration OK ({})", file.display()),

@@ -28,7 +28,7 @@ pub use json::ApiJson;
 pub fn app(state: AppState) -> Router {
     // Installed before the first request, so no request goes uncounted.
     crate::core::metrics::handle();
-    let (routes, _api) = openapi::router().split_for_parts();
+    let (routes, _api) = openapi::full_router(state.registry()).split_for_parts();
     let http = &state.config().http;
     let layers = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(middleware::request_context))

@@ -3,6 +3,7 @@
 pub mod pid_file;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -16,16 +17,17 @@ use crate::core::data_dir::DataDir;
 use crate::core::db::migrations;
 use crate::core::db::open::external_options;
 use crate::core::db::{self, lazy_pool};
+use crate::core::modules::{ModuleStates, Registry};
 use crate::core::postgres::supervisor::{ClusterState, Supervisor};
 use crate::core::postgres::{APP_ROLE, ClusterOptions, DATABASE_NAME, ManagedCluster};
 use crate::core::server::pid_file::PidFile;
-use crate::core::state::AppState;
+use crate::core::state::{AppParts, AppState};
 use crate::core::{audit, health, logging, metrics, setup};
 use crate::shared::clock::Clock;
 
 /// Runs the server until SIGTERM or SIGINT, then drains requests, closes the pool and stops
 /// the managed cluster.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     // Registered first, so a signal during startup is not fatal: it is handled once we are up.
     let mut shutdown = ShutdownSignal::register()?;
     let data_dir = DataDir::prepare(&config.data_dir)?;
@@ -73,6 +75,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let cluster_state = supervisor.as_ref().map(Supervisor::state);
     let result = run(
         config,
+        registry,
         data_dir,
         pool.clone(),
         owner.clone(),
@@ -94,6 +97,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn run(
     config: Config,
+    registry: Registry,
     data_dir: DataDir,
     pool: PgPool,
     owner: PgPool,
@@ -146,15 +150,21 @@ async fn run(
         );
     }
     let signing_key = SigningKey::load_or_create(&data_dir.keys())?;
-    let state = AppState::new(
-        config.clone(),
+    let module_states = registry
+        .sync(&pool)
+        .await
+        .context("cannot record the modules")?;
+    let state = AppState::new(AppParts {
+        config: config.clone(),
         data_dir,
         pool,
         cluster,
         initialized,
         signing_key,
-        Clock::system(),
-    );
+        clock: Clock::system(),
+        registry: Arc::new(registry),
+        modules: ModuleStates::new(module_states),
+    });
     let failed: Vec<String> = health::run_checks(&state)
         .await
         .into_iter()

@@ -1,0 +1,4 @@
+//! The administration plug: places (branches, locations, registers); users, roles, settings,
+//! modules and closings follow.
+
+pub mod places;

@@ -1,0 +1,208 @@
+//! The module registry and the first plug module (administration.places), through the API.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, problem};
+
+const ADMIN_PASSWORD: &str = "correct horse battery";
+
+#[tokio::test]
+async fn places_are_listed_created_and_audited() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let branches: Value = app
+        .get_as("/api/v1/branches", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(branches[0]["name"], "Main branch", "setup created one");
+    let branch = branches[0]["id"].as_str().unwrap().to_owned();
+
+    let response = app
+        .post_as(
+            "/api/v1/locations",
+            &admin,
+            &json!({"name": "Back room", "branch_id": branch}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let location: Value = response.json().await.unwrap();
+    let response = app
+        .post_as(
+            "/api/v1/registers",
+            &admin,
+            &json!({"name": "Register 2", "location_id": location["id"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let register: Value = response.json().await.unwrap();
+    assert_eq!(register["branch_id"], branch.as_str());
+    problem(
+        app.post_as(
+            "/api/v1/registers",
+            &admin,
+            &json!({"name": "register 2", "location_id": location["id"]}),
+        )
+        .await,
+        409,
+        "place.name_taken",
+    )
+    .await;
+    problem(
+        app.post_as("/api/v1/registers", &admin, &json!({"name": "Register 3"}))
+            .await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    problem(
+        app.post_as(
+            "/api/v1/locations",
+            &admin,
+            &json!({"name": "Nowhere", "branch_id": uuid::Uuid::nil()}),
+        )
+        .await,
+        422,
+        "validation.failed",
+    )
+    .await;
+
+    let audit: Value = app
+        .get_as("/api/v1/audit?module=administration.places", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["location.create", "register.create"]);
+
+    // Cashiers may read places (to pick their register) but not create them.
+    app.add_user("till", "cashier pass 123", &["cashier"], false)
+        .await;
+    let cashier = app.login_ok("till", "cashier pass 123").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let registers: Value = app
+        .get_as("/api/v1/registers", &cashier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(registers.as_array().unwrap().len(), 2);
+    problem(
+        app.post_as("/api/v1/branches", &cashier, &json!({"name": "Pop-up"}))
+            .await,
+        403,
+        "rbac.forbidden",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_disabled_module_answers_404_until_enabled_again() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let modules: Value = app
+        .get_as("/api/v1/modules", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let places = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "administration.places")
+        .unwrap();
+    assert_eq!(
+        (places["enabled"].clone(), places["version"].clone()),
+        (json!(true), json!("1.0.0"))
+    );
+    let stored: String =
+        sqlx::query_scalar("SELECT version FROM modules WHERE id = 'administration.places'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, "1.0.0", "module versions are recorded");
+
+    let response = app
+        .post_as(
+            "/api/v1/modules/administration.places/disable",
+            &admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body = problem(
+        app.get_as("/api/v1/branches", &admin).await,
+        404,
+        "module.disabled",
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("administration.places")
+    );
+    let modules: Value = app
+        .get_as("/api/v1/modules", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        modules
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == "administration.places")
+            .unwrap()["enabled"],
+        false
+    );
+
+    assert_eq!(
+        app.post_as(
+            "/api/v1/modules/administration.places/enable",
+            &admin,
+            &json!({})
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(app.get_as("/api/v1/branches", &admin).await.status(), 200);
+    problem(
+        app.post_as("/api/v1/modules/core.audit/disable", &admin, &json!({}))
+            .await,
+        404,
+        "module.not_found",
+    )
+    .await;
+    let audit: Value = app
+        .get_as("/api/v1/audit?entity=module", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["module.disable", "module.enable"]);
+}
