@@ -100,3 +100,38 @@ fn business_writes_go_through_the_audited_transaction() {
         "business writes bypass AuditedTx in {offenders:?}"
     );
 }
+
+/// A plug reaches another plug only through that plug's `api` module.
+#[test]
+fn plugs_use_each_other_only_through_their_api() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/plugs");
+    let plugs: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(plugs.contains(&"administration".to_owned()));
+    let mut offenders = Vec::new();
+    for plug in &plugs {
+        let mut files = Vec::new();
+        rust_files(&root.join(plug), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for other in plugs.iter().filter(|o| *o != plug) {
+                for needle in [
+                    format!("crate::plugs::{other}::"),
+                    format!("plugpos::plugs::{other}::"),
+                ] {
+                    for (i, _) in text.match_indices(&needle) {
+                        if !text[i + needle.len()..].starts_with("api") {
+                            offenders
+                                .push(format!("{} uses {other} outside its api", file.display()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:?}");
+}
