@@ -5,6 +5,7 @@
 //! modules declares the dependency.
 
 pub mod administration;
+pub mod management;
 
 use std::sync::Arc;
 
@@ -12,5 +13,8 @@ use crate::core::modules::Module;
 
 /// Every module of every plug, in registration order.
 pub fn modules() -> Vec<Arc<dyn Module>> {
-    vec![Arc::new(administration::places::Places)]
+    vec![
+        Arc::new(administration::places::Places),
+        Arc::new(management::catalog::Catalog),
+    ]
 }

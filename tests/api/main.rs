@@ -7,6 +7,7 @@
 mod architecture;
 mod audit;
 mod auth;
+mod catalog;
 mod cli;
 mod health;
 mod helpers;

@@ -1,0 +1,82 @@
+//! `management.catalog`: tax classes and the category tree. Products (with barcodes, search and
+//! the field-protected cost price) join this module next.
+
+pub mod categories;
+pub mod tax_classes;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::core::auth::access::{Access, declare};
+use crate::core::modules::{Module, ModulePermission};
+use crate::core::state::AppState;
+
+pub const READ: &str = "management.catalog.read";
+pub const WRITE: &str = "management.catalog.write";
+pub const COST_PRICE_READ: &str = "management.catalog.cost_price.read";
+pub const COST_PRICE_WRITE: &str = "management.catalog.cost_price.write";
+
+const PERMISSIONS: &[ModulePermission] = &[
+    ModulePermission {
+        name: READ,
+        description: "Read the catalog (without cost prices)",
+        roles: &["cashier", "manager", "accountant", "auditor"],
+    },
+    ModulePermission {
+        name: WRITE,
+        description: "Create and change catalog entries",
+        roles: &["manager"],
+    },
+    ModulePermission {
+        name: COST_PRICE_READ,
+        description: "See cost prices",
+        roles: &["manager", "accountant"],
+    },
+    ModulePermission {
+        name: COST_PRICE_WRITE,
+        description: "Set cost prices",
+        roles: &["manager"],
+    },
+];
+
+/// The module.
+pub struct Catalog;
+
+impl Module for Catalog {
+    fn id(&self) -> &'static str {
+        "management.catalog"
+    }
+
+    fn version(&self) -> &'static str {
+        "1.0.0"
+    }
+
+    fn description(&self) -> &'static str {
+        "Tax classes and product categories"
+    }
+
+    fn permissions(&self) -> &'static [ModulePermission] {
+        PERMISSIONS
+    }
+
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(declare(
+                Access::Permission(READ),
+                routes!(tax_classes::list),
+            ))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(tax_classes::create),
+            ))
+            .routes(declare(Access::Permission(READ), routes!(categories::list)))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(categories::create),
+            ))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(categories::update),
+            ))
+    }
+}
