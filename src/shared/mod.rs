@@ -2,3 +2,5 @@
 
 pub mod clock;
 pub mod ids;
+pub mod money;
+pub mod text;

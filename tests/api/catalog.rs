@@ -223,3 +223,275 @@ async fn categories_form_a_tree_without_cycles() {
     )
     .await;
 }
+
+async fn tax_class(app: &TestApp, token: &str) -> String {
+    let created: Value = app
+        .post_as(
+            "/api/v1/tax-classes",
+            token,
+            &json!({"name": "Standard", "rate": "0.19"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    created["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn products_are_found_by_barcode_and_accent_free_search() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let token = manager(&app).await;
+    let tax = tax_class(&app, &token).await;
+    let new = |sku: &str, name: &str, barcodes: Vec<&str>| json!({"sku": sku, "name": name, "barcodes": barcodes, "price": "2.50", "tax_class_id": tax});
+    let response = app
+        .post_as(
+            "/api/v1/products",
+            &token,
+            &new("CB-1", "Crème Brûlée", vec!["4006381333931"]),
+        )
+        .await;
+    let status = response.status();
+    let creme: Value = response.json().await.unwrap();
+    assert_eq!(status, 201, "{creme}");
+    assert_eq!(
+        (creme["price"].clone(), creme["version"].clone()),
+        (json!("2.50"), json!(1))
+    );
+    for (sku, name) in [
+        ("AJ-1", "Apple juice"),
+        ("AP-2", "Apple pie"),
+        ("PA-3", "Pineapple"),
+    ] {
+        assert_eq!(
+            app.post_as("/api/v1/products", &token, &new(sku, name, vec![]))
+                .await
+                .status(),
+            201
+        );
+    }
+    problem(
+        app.post_as("/api/v1/products", &token, &new("cb-1", "Clash", vec![]))
+            .await,
+        409,
+        "product.sku_taken",
+    )
+    .await;
+    problem(
+        app.post_as(
+            "/api/v1/products",
+            &token,
+            &new("X-9", "Clash", vec!["4006381333931"]),
+        )
+        .await,
+        409,
+        "product.barcode_taken",
+    )
+    .await;
+    let body = problem(
+        app.post_as(
+            "/api/v1/products",
+            &token,
+            &json!({"sku": "Q", "name": "Q", "price": "2.505", "tax_class_id": tax}),
+        )
+        .await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    assert_eq!(body["errors"][0]["field"], "price", "EUR has two decimals");
+    problem(
+        app.post_as(
+            "/api/v1/products",
+            &token,
+            &json!({"sku": "Q", "name": "Q", "price": "1", "tax_class_id": uuid::Uuid::nil()}),
+        )
+        .await,
+        422,
+        "validation.failed",
+    )
+    .await;
+
+    let scanned: Value = app
+        .get_as("/api/v1/products?barcode=4006381333931", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(scanned["items"][0]["sku"], "CB-1");
+    let found: Value = app
+        .get_as("/api/v1/products?search=CREME%20brulee", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        found["items"][0]["name"], "Crème Brûlée",
+        "case and accents do not matter"
+    );
+    let apples: Value = app
+        .get_as("/api/v1/products?search=apple&limit=2", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = apples["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["Apple pie", "Apple juice"],
+        "prefix matches first, then shorter names"
+    );
+    let rest: Value = app
+        .get_as(
+            &format!(
+                "/api/v1/products?search=apple&cursor={}",
+                apples["next_cursor"].as_str().unwrap()
+            ),
+            &token,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["items"][0]["name"], "Pineapple");
+    let by_sku: Value = app
+        .get_as("/api/v1/products?search=aj-1", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_sku["items"][0]["name"], "Apple juice");
+    let none: Value = app
+        .get_as("/api/v1/products?search=%25", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        none["items"].as_array().unwrap().len(),
+        0,
+        "% is searched for, not a wildcard"
+    );
+}
+
+#[tokio::test]
+async fn cost_price_is_field_protected_and_updates_need_the_current_version() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let token = manager(&app).await;
+    let tax = tax_class(&app, &token).await;
+    let body = json!({"sku": "TEA", "name": "Green tea", "price": "3.20", "cost_price": "1.1000", "tax_class_id": tax, "barcodes": ["111"]});
+    let product: Value = app
+        .post_as("/api/v1/products", &token, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(product["cost_price"], "1.1000");
+    let id = product["id"].as_str().unwrap().to_owned();
+
+    app.add_user("till", "cashier pass 123", &["cashier"], false)
+        .await;
+    let cashier = app.login_ok("till", "cashier pass 123").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let seen: Value = app
+        .get_as(&format!("/api/v1/products/{id}"), &cashier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["name"], "Green tea");
+    assert!(
+        seen.get("cost_price").is_none(),
+        "cashiers never see cost prices: {seen}"
+    );
+    let listed: Value = app
+        .get_as("/api/v1/products?barcode=111", &cashier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["items"][0].get("cost_price").is_none());
+
+    // A catalog editor without the cost price permissions may not set it.
+    let role = json!({"name": "stocker", "permissions": ["management.catalog.read", "management.catalog.write"]});
+    let admin = app.login_ok("admin", "correct horse battery").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.post_as("/api/v1/roles", &admin, &role).await.status(),
+        201
+    );
+    app.add_user("stocker", "stocker pass 123", &["stocker"], false)
+        .await;
+    let stocker = app.login_ok("stocker", "stocker pass 123").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patch = |token: &str, body: Value| {
+        app.client
+            .patch(app.url(&format!("/api/v1/products/{id}")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let body = problem(
+        patch(&stocker, json!({"cost_price": "0.50", "version": 1}))
+            .await
+            .unwrap(),
+        403,
+        "rbac.field_forbidden",
+    )
+    .await;
+    assert!(body["detail"].as_str().unwrap().contains("cost_price"));
+    let renamed: Value = patch(&stocker, json!({"name": "Green tea (loose)", "version": 1}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            renamed["version"].clone(),
+            renamed.get("cost_price").is_none()
+        ),
+        (json!(2), true)
+    );
+
+    problem(
+        patch(&token, json!({"price": "3.50", "version": 1}))
+            .await
+            .unwrap(),
+        409,
+        "conflict.version_mismatch",
+    )
+    .await;
+    let repriced: Value = patch(
+        &token,
+        json!({"price": "3.50", "barcodes": ["111", "222"], "version": 2}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (repriced["price"].clone(), repriced["barcodes"].clone()),
+        (json!("3.50"), json!(["111", "222"]))
+    );
+    let audit: Value = app
+        .get_as("/api/v1/audit?entity=product&action=product.update", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(audit["items"][1]["before"]["price"], "3.2000");
+    assert_eq!(audit["items"][1]["after"]["price"], "3.5000");
+}

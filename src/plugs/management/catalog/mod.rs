@@ -1,7 +1,8 @@
-//! `management.catalog`: tax classes and the category tree. Products (with barcodes, search and
-//! the field-protected cost price) join this module next.
+//! `management.catalog`: tax classes, the category tree and products (barcodes, search, the
+//! field-protected cost price).
 
 pub mod categories;
+pub mod products;
 pub mod tax_classes;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -52,7 +53,7 @@ impl Module for Catalog {
     }
 
     fn description(&self) -> &'static str {
-        "Tax classes and product categories"
+        "Tax classes, categories and products"
     }
 
     fn permissions(&self) -> &'static [ModulePermission] {
@@ -77,6 +78,16 @@ impl Module for Catalog {
             .routes(declare(
                 Access::Permission(WRITE),
                 routes!(categories::update),
+            ))
+            .routes(declare(Access::Permission(READ), routes!(products::list)))
+            .routes(declare(Access::Permission(READ), routes!(products::get)))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(products::create),
+            ))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(products::update),
             ))
     }
 }

@@ -1,0 +1,547 @@
+//! `/api/v1/products`: the catalog's products, their barcodes, lookup by barcode (the scanner
+//! path) and search (case- and accent-insensitive substring of name or SKU). The cost price is
+//! field-protected: absent without `management.catalog.cost_price.read`, and setting it without
+//! `.write` is refused with 403 `rbac.field_forbidden`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::json;
+use sqlx::PgConnection;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{COST_PRICE_READ, COST_PRICE_WRITE};
+use crate::core::audit::{Actor, AuditedTx, Change};
+use crate::core::auth::context::{AuthContext, Authenticated};
+use crate::core::http::problem::{FieldError, Problem};
+use crate::core::http::{ApiError, ApiJson};
+use crate::core::rbac::record;
+use crate::core::security::events::EventKind;
+use crate::core::state::AppState;
+use crate::shared::ids::new_id;
+use crate::shared::money::parse_amount;
+use crate::shared::text::fold;
+
+const MODULE: &str = "management.catalog";
+
+/// A product.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Product {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub barcodes: Vec<String>,
+    /// Selling price (tax included, by the business setting), a decimal string.
+    #[schema(value_type = String, example = "2.50")]
+    pub price: String,
+    /// Present only with `management.catalog.cost_price.read`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub cost_price: Option<Option<String>>,
+    pub tax_class_id: Uuid,
+    pub category_id: Option<Uuid>,
+    pub track_stock: bool,
+    pub active: bool,
+    pub version: i64,
+}
+
+/// A new product.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    pub sku: String,
+    pub name: String,
+    #[serde(default)]
+    pub barcodes: Vec<String>,
+    #[schema(example = "2.50")]
+    pub price: String,
+    pub cost_price: Option<String>,
+    pub tax_class_id: Uuid,
+    pub category_id: Option<Uuid>,
+    pub track_stock: Option<bool>,
+    pub active: Option<bool>,
+}
+
+/// Changes to a product; absent fields stay; `version` must be current.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductPatch {
+    pub name: Option<String>,
+    pub price: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub cost_price: Option<Option<String>>,
+    /// The complete new list.
+    pub barcodes: Option<Vec<String>>,
+    pub tax_class_id: Option<Uuid>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Uuid>)]
+    pub category_id: Option<Option<Uuid>>,
+    pub track_stock: Option<bool>,
+    pub active: Option<bool>,
+    pub version: i64,
+}
+
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Lookup and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ProductQuery {
+    /// Exact barcode (the scanner path).
+    pub barcode: Option<String>,
+    /// Substring of the name or SKU, case- and accent-insensitive.
+    pub search: Option<String>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// A page of products.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<Product>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    sku: String,
+    name: String,
+    barcodes: Vec<String>,
+    price: Decimal,
+    cost_price: Option<Decimal>,
+    tax_class_id: Uuid,
+    category_id: Option<Uuid>,
+    track_stock: bool,
+    active: bool,
+    version: i64,
+}
+
+const SELECT: &str = "SELECT p.id, p.sku, p.name, \
+    COALESCE((SELECT array_agg(b.barcode ORDER BY b.barcode) FROM product_barcodes b WHERE b.product_id = p.id), '{}') AS barcodes, \
+    p.price, p.cost_price, p.tax_class_id, p.category_id, p.track_stock, p.active, p.version FROM products p";
+
+/// `scale` is the currency's number of decimals: prices are shown with exactly that many.
+fn present_row(row: Row, caller: &Authenticated, scale: u32) -> Product {
+    let mut price = row.price;
+    price.rescale(scale);
+    Product {
+        id: row.id,
+        sku: row.sku,
+        name: row.name,
+        barcodes: row.barcodes,
+        price: price.to_string(),
+        cost_price: caller
+            .has(COST_PRICE_READ)
+            .then(|| row.cost_price.map(|c| c.to_string())),
+        tax_class_id: row.tax_class_id,
+        category_id: row.category_id,
+        track_stock: row.track_stock,
+        active: row.active,
+        version: row.version,
+    }
+}
+
+async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Row, ApiError> {
+    sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE p.id = $1 AND p.archived_at IS NULL"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ApiError::NotFound {
+        code: "product.not_found",
+        detail: format!("No product with id {id}."),
+    })
+}
+
+/// The currency's number of decimals (from the settings setup stored).
+async fn currency_scale(conn: &mut PgConnection) -> Result<u32, sqlx::Error> {
+    let value: Option<serde_json::Value> =
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'business.currency_scale'")
+            .fetch_optional(conn)
+            .await?;
+    Ok(value
+        .and_then(|v| v.as_u64())
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(2))
+}
+
+fn audit_view(row: &Row) -> serde_json::Value {
+    json!({
+        "sku": row.sku, "name": row.name, "barcodes": row.barcodes, "price": row.price.to_string(),
+        "cost_price": row.cost_price.map(|c| c.to_string()), "tax_class_id": row.tax_class_id,
+        "category_id": row.category_id, "track_stock": row.track_stock, "active": row.active,
+    })
+}
+
+fn check_barcodes(list: &[String], errors: &mut Vec<FieldError>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, code) in list.iter().enumerate() {
+        let code = code.trim();
+        if code.is_empty()
+            || code.len() > 64
+            || !code.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            errors.push(FieldError::new(
+                format!("barcodes[{i}]"),
+                "must be 1 to 64 letters, digits or -",
+            ));
+        } else if out.iter().any(|c| c == code) {
+            errors.push(FieldError::new(format!("barcodes[{i}]"), "is listed twice"));
+        } else {
+            out.push(code.to_owned());
+        }
+    }
+    out
+}
+
+async fn refuse_cost_write(
+    conn: &mut PgConnection,
+    caller: &Authenticated,
+) -> Result<(), ApiError> {
+    if caller.has(COST_PRICE_WRITE) {
+        return Ok(());
+    }
+    record(
+        conn,
+        caller,
+        EventKind::PermissionDenied,
+        None,
+        json!({"permission": COST_PRICE_WRITE, "field": "cost_price"}),
+    )
+    .await?;
+    Err(ApiError::FieldForbidden {
+        field: "cost_price".to_owned(),
+        permission: COST_PRICE_WRITE.to_owned(),
+    })
+}
+
+/// Maps unique and foreign-key violations to what the client did wrong.
+fn map_write_error(e: sqlx::Error) -> ApiError {
+    let constraint = e
+        .as_database_error()
+        .and_then(|d| d.constraint())
+        .unwrap_or_default()
+        .to_owned();
+    match constraint.as_str() {
+        "products_sku_key" => ApiError::Conflict {
+            code: "product.sku_taken",
+            detail: "Another product has this SKU.".to_owned(),
+        },
+        "product_barcodes_pkey" => ApiError::Conflict {
+            code: "product.barcode_taken",
+            detail: "Another product has one of these barcodes.".to_owned(),
+        },
+        "products_tax_class_id_fkey" => ApiError::invalid("tax_class_id", "is not a tax class"),
+        "products_category_id_fkey" => ApiError::invalid("category_id", "is not a category"),
+        _ => e.into(),
+    }
+}
+
+async fn replace_barcodes(
+    conn: &mut PgConnection,
+    id: Uuid,
+    barcodes: &[String],
+) -> Result<(), ApiError> {
+    sqlx::query("DELETE FROM product_barcodes WHERE product_id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO product_barcodes (barcode, product_id) SELECT unnest($1::text[]), $2")
+        .bind(barcodes)
+        .bind(id)
+        .execute(conn)
+        .await
+        .map_err(map_write_error)?;
+    Ok(())
+}
+
+/// Find products by barcode or search text, or list them by name.
+#[utoipa::path(get, path = "/api/v1/products", tag = "catalog", security(("bearer" = [])), params(ProductQuery),
+    responses(
+        (status = 200, description = "A page of products", body = ProductPage),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Query(query): Query<ProductQuery>,
+) -> Result<Json<ProductPage>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 200"));
+    }
+    let offset: i64 = match &query.cursor {
+        Some(c) => c
+            .parse()
+            .ok()
+            .filter(|o| *o >= 0)
+            .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list"))?,
+        None => 0,
+    };
+    let rows: Vec<Row> = if let Some(barcode) = &query.barcode {
+        let sql = format!(
+            "{SELECT} JOIN product_barcodes pb ON pb.product_id = p.id WHERE pb.barcode = $1 AND p.archived_at IS NULL"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(barcode.trim())
+            .fetch_all(state.pool())
+            .await?
+    } else if let Some(search) = query
+        .search
+        .as_deref()
+        .map(fold)
+        .filter(|s| !s.trim().is_empty())
+    {
+        let pattern = format!(
+            "%{}%",
+            search
+                .trim()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let sql = format!(
+            "{SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $1 \
+             ORDER BY (p.search_text LIKE $2) DESC, length(p.name), p.name, p.id OFFSET $3 LIMIT $4"
+        );
+        let prefix = format!(
+            "{}%",
+            search
+                .trim()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(pattern)
+            .bind(prefix)
+            .bind(offset)
+            .bind(limit + 1)
+            .fetch_all(state.pool())
+            .await?
+    } else {
+        let sql = format!(
+            "{SELECT} WHERE p.archived_at IS NULL ORDER BY p.name, p.id OFFSET $1 LIMIT $2"
+        );
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(offset)
+            .bind(limit + 1)
+            .fetch_all(state.pool())
+            .await?
+    };
+    let mut rows = rows;
+    let next_cursor = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        (offset + limit).to_string()
+    });
+    let scale = currency_scale(&mut *state.pool().acquire().await?).await?;
+    Ok(Json(ProductPage {
+        items: rows
+            .into_iter()
+            .map(|r| present_row(r, &caller, scale))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+/// One product.
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product (`product.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Product>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let scale = currency_scale(&mut conn).await?;
+    Ok(Json(present_row(
+        fetch(&mut conn, id).await?,
+        &caller,
+        scale,
+    )))
+}
+
+/// Create a product (audited).
+#[utoipa::path(post, path = "/api/v1/products", tag = "catalog", security(("bearer" = [])), request_body = NewProduct,
+    responses(
+        (status = 201, description = "Created", body = Product),
+        (status = 403, description = "Missing permission (`rbac.forbidden`) or cost price (`rbac.field_forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "SKU or barcode taken (`product.sku_taken`, `product.barcode_taken`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    ApiJson(new): ApiJson<NewProduct>,
+) -> Result<(StatusCode, Json<Product>), ApiError> {
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+    if new.cost_price.is_some() {
+        refuse_cost_write(&mut tx, &caller).await?;
+    }
+    let scale = currency_scale(&mut tx).await?;
+    let mut errors = Vec::new();
+    let sku = new.sku.trim().to_owned();
+    if sku.is_empty()
+        || sku.len() > 64
+        || !sku
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._/-".contains(c))
+    {
+        errors.push(FieldError::new(
+            "sku",
+            "must be 1 to 64 letters, digits or . _ / -",
+        ));
+    }
+    let name = new.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 200 {
+        errors.push(FieldError::new("name", "must be 1 to 200 characters"));
+    }
+    let price = parse_amount(&new.price, scale)
+        .map_err(|why| errors.push(FieldError::new("price", why)))
+        .ok();
+    let cost_price = match &new.cost_price {
+        Some(text) => parse_amount(text, 4)
+            .map_err(|why| errors.push(FieldError::new("cost_price", why)))
+            .ok(),
+        None => None,
+    };
+    let barcodes = check_barcodes(&new.barcodes, &mut errors);
+    let (Some(price), true) = (price, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let id = new_id();
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, search_text, price, cost_price, tax_class_id, category_id, track_stock, active) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(id)
+    .bind(&sku)
+    .bind(&name)
+    .bind(fold(&format!("{name} {sku}")))
+    .bind(price)
+    .bind(cost_price)
+    .bind(new.tax_class_id)
+    .bind(new.category_id)
+    .bind(new.track_stock.unwrap_or(true))
+    .bind(new.active.unwrap_or(true))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_write_error)?;
+    replace_barcodes(&mut tx, id, &barcodes).await?;
+    let row = fetch(&mut tx, id).await?;
+    tx.record(Change::new(MODULE, "product", id, "product.create").after(audit_view(&row)))
+        .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(present_row(row, &caller, scale))))
+}
+
+/// Change a product. `version` must be the current one (409 `conflict.version_mismatch`).
+#[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])), request_body = ProductPatch,
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Updated", body = Product),
+        (status = 403, description = "Missing permission (`rbac.forbidden`) or cost price (`rbac.field_forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product (`product.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version (`conflict.version_mismatch`) or barcode taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+    ApiJson(patch): ApiJson<ProductPatch>,
+) -> Result<Json<Product>, ApiError> {
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+    if patch.cost_price.is_some() {
+        refuse_cost_write(&mut tx, &caller).await?;
+    }
+    let scale = currency_scale(&mut tx).await?;
+    // Lock the row so two edits cannot both pass the version check.
+    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let before = fetch(&mut tx, id).await?;
+    if before.version != patch.version {
+        return Err(ApiError::Conflict {
+            code: "conflict.version_mismatch",
+            detail: format!(
+                "The product is at version {}, not {}; reload it and try again.",
+                before.version, patch.version
+            ),
+        });
+    }
+    let mut errors = Vec::new();
+    let name = match &patch.name {
+        Some(n) if n.trim().is_empty() || n.trim().chars().count() > 200 => {
+            errors.push(FieldError::new("name", "must be 1 to 200 characters"));
+            None
+        }
+        other => other.as_ref().map(|n| n.trim().to_owned()),
+    };
+    let price = match &patch.price {
+        Some(text) => parse_amount(text, scale)
+            .map_err(|why| errors.push(FieldError::new("price", why)))
+            .ok(),
+        None => None,
+    };
+    let cost_price = match &patch.cost_price {
+        Some(Some(text)) => parse_amount(text, 4)
+            .map_err(|why| errors.push(FieldError::new("cost_price", why)))
+            .ok()
+            .map(Some),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let barcodes = patch
+        .barcodes
+        .as_ref()
+        .map(|list| check_barcodes(list, &mut errors));
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let name = name.unwrap_or_else(|| before.name.clone());
+    sqlx::query(
+        "UPDATE products SET name = $2, search_text = $3, price = $4, cost_price = $5, tax_class_id = $6, category_id = $7, \
+         track_stock = $8, active = $9, version = version + 1, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&name)
+    .bind(fold(&format!("{name} {}", before.sku)))
+    .bind(price.unwrap_or(before.price))
+    .bind(cost_price.unwrap_or(before.cost_price))
+    .bind(patch.tax_class_id.unwrap_or(before.tax_class_id))
+    .bind(patch.category_id.unwrap_or(before.category_id))
+    .bind(patch.track_stock.unwrap_or(before.track_stock))
+    .bind(patch.active.unwrap_or(before.active))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_write_error)?;
+    if let Some(barcodes) = &barcodes {
+        replace_barcodes(&mut tx, id, barcodes).await?;
+    }
+    let after = fetch(&mut tx, id).await?;
+    tx.record(
+        Change::new(MODULE, "product", id, "product.update")
+            .before(audit_view(&before))
+            .after(audit_view(&after)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(present_row(after, &caller, scale)))
+}
