@@ -22,6 +22,8 @@ CREATE TABLE products (
 );
 CREATE UNIQUE INDEX products_sku_key ON products (lower(sku));
 CREATE INDEX products_search ON products USING gin (search_text gin_trgm_ops);
+-- Prefix matches (what a cashier types first) come straight from a btree range scan.
+CREATE INDEX products_search_prefix ON products (search_text text_pattern_ops) WHERE archived_at IS NULL;
 
 -- A barcode identifies one product, across all products.
 CREATE TABLE product_barcodes (

@@ -343,8 +343,8 @@ async fn products_are_found_by_barcode_and_accent_free_search() {
         .collect();
     assert_eq!(
         names,
-        ["Apple pie", "Apple juice"],
-        "prefix matches first, then shorter names"
+        ["Apple juice", "Apple pie"],
+        "names starting with the text first, alphabetically; then other matches"
     );
     let rest: Value = app
         .get_as(

@@ -26,6 +26,8 @@ use crate::shared::money::parse_amount;
 use crate::shared::text::fold;
 
 const MODULE: &str = "management.catalog";
+/// Substring (not prefix) matches ranked per search: enough for a type-ahead list, bounded cost.
+const SEARCH_CANDIDATES: i64 = 200;
 
 /// A product.
 #[derive(Debug, Serialize, ToSchema)]
@@ -303,33 +305,32 @@ pub async fn list(
         .map(fold)
         .filter(|s| !s.trim().is_empty())
     {
-        let pattern = format!(
-            "%{}%",
-            search
-                .trim()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        // Ranked in two parts, each cheap at a million products: names/SKUs that start with the
+        // text (a btree range scan, alphabetical), then other substring matches (the trigram
+        // index, at most SEARCH_CANDIDATES of them, shortest names first).
+        let escaped = search
+            .trim()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let wanted = offset + limit + 1;
         let sql = format!(
-            "{SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $1 \
-             ORDER BY (p.search_text LIKE $2) DESC, length(p.name), p.name, p.id OFFSET $3 LIMIT $4"
+            "(SELECT * FROM ({SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $1 \
+               ORDER BY p.search_text, p.id LIMIT $3) prefix) \
+             UNION ALL \
+             (SELECT * FROM ({SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $2 AND p.search_text NOT LIKE $1 \
+               LIMIT {SEARCH_CANDIDATES}) other ORDER BY length(other.name), other.name, other.id LIMIT $3)"
         );
-        let prefix = format!(
-            "{}%",
-            search
-                .trim()
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(pattern)
-            .bind(prefix)
-            .bind(offset)
-            .bind(limit + 1)
+        let mut all: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(format!("{escaped}%"))
+            .bind(format!("%{escaped}%"))
+            .bind(wanted)
             .fetch_all(state.pool())
-            .await?
+            .await?;
+        all.truncate(usize::try_from(wanted).unwrap_or(0));
+        all.into_iter()
+            .skip(usize::try_from(offset).unwrap_or(0))
+            .collect()
     } else {
         let sql = format!(
             "{SELECT} WHERE p.archived_at IS NULL ORDER BY p.name, p.id OFFSET $1 LIMIT $2"
