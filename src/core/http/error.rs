@@ -71,6 +71,16 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
 
+    /// 409 `conflict.version_mismatch`: the client edited an outdated copy of `what`.
+    pub fn version_mismatch(what: &str, current: i64, sent: i64) -> ApiError {
+        ApiError::Conflict {
+            code: "conflict.version_mismatch",
+            detail: format!(
+                "The {what} is at version {current}, not {sent}; reload it and try again."
+            ),
+        }
+    }
+
     /// The stable machine code clients switch on.
     pub fn code(&self) -> &'static str {
         match self {

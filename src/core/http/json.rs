@@ -52,6 +52,16 @@ fn is_json(value: Option<&axum::http::HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>` field of a
+/// patch: absent stays `None` (keep the value), `null` becomes `Some(None)` (clear it).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
 /// Parses `bytes` as `T`, telling syntax errors (400) from shape errors (422, with the field path).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -42,15 +42,10 @@ pub struct NewCategory {
 pub struct CategoryPatch {
     pub name: Option<String>,
     /// A new parent; `null` moves the category to the top level; absent keeps it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::core::http::json::present")]
     #[schema(value_type = Option<Uuid>)]
     pub parent_id: Option<Option<Uuid>>,
     pub version: i64,
-}
-
-/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<Uuid>>, D::Error> {
-    Option::<Uuid>::deserialize(deserializer).map(Some)
 }
 
 fn check_name(name: &str) -> Result<String, ApiError> {
@@ -173,13 +168,11 @@ pub async fn update(
             detail: format!("No category with id {id}."),
         })?;
     if before.version != patch.version {
-        return Err(ApiError::Conflict {
-            code: "conflict.version_mismatch",
-            detail: format!(
-                "The category is at version {}, not {}; reload it and try again.",
-                before.version, patch.version
-            ),
-        });
+        return Err(ApiError::version_mismatch(
+            "category",
+            before.version,
+            patch.version,
+        ));
     }
     let parent = patch.parent_id.unwrap_or(before.parent_id);
     if let Some(parent) = parent {

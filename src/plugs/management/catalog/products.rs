@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
@@ -73,24 +73,18 @@ pub struct NewProduct {
 pub struct ProductPatch {
     pub name: Option<String>,
     pub price: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::core::http::json::present")]
     #[schema(value_type = Option<String>)]
     pub cost_price: Option<Option<String>>,
     /// The complete new list.
     pub barcodes: Option<Vec<String>>,
     pub tax_class_id: Option<Uuid>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "crate::core::http::json::present")]
     #[schema(value_type = Option<Uuid>)]
     pub category_id: Option<Option<Uuid>>,
     pub track_stock: Option<bool>,
     pub active: Option<bool>,
     pub version: i64,
-}
-
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    deserializer: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Lookup and paging.
@@ -479,13 +473,11 @@ pub async fn update(
         .await?;
     let before = fetch(&mut tx, id).await?;
     if before.version != patch.version {
-        return Err(ApiError::Conflict {
-            code: "conflict.version_mismatch",
-            detail: format!(
-                "The product is at version {}, not {}; reload it and try again.",
-                before.version, patch.version
-            ),
-        });
+        return Err(ApiError::version_mismatch(
+            "product",
+            before.version,
+            patch.version,
+        ));
     }
     let mut errors = Vec::new();
     let name = match &patch.name {
