@@ -39,10 +39,7 @@ async fn every_write_leaves_exactly_its_audit_record() {
             "user.create",
         ]
     );
-    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
     let created: Value = app
         .client
         .post(app.url("/api/v1/users"))
@@ -101,10 +98,7 @@ async fn every_write_leaves_exactly_its_audit_record() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let kim = app.login_ok("kim", "reset by admin 1").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let kim = app.token("kim", "reset by admin 1").await;
     let change =
         json!({"current_password": "reset by admin 1", "new_password": "kims own secret 9"});
     assert_eq!(
@@ -297,10 +291,7 @@ async fn a_changed_field_is_found() {
         (false, Some(4), 3)
     );
     assert!(report.reason.unwrap().contains("changed"));
-    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
     let body: Value = app
         .get_as("/api/v1/audit/verify", &admin)
         .await
@@ -473,10 +464,7 @@ async fn a_truncated_tail_is_found_through_a_checkpoint() {
         0o600,
         "created at setup"
     );
-    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
     let (checkpoint, file) = checkpoint_file(&app, &admin).await;
     assert_eq!(checkpoint["seq"], 11);
     let listed: Value = app
@@ -518,10 +506,7 @@ async fn a_truncated_tail_is_found_through_a_checkpoint() {
 #[tokio::test]
 async fn a_rewritten_chain_is_found_through_a_checkpoint() {
     let app = chained_app().await;
-    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
     let (_, file) = checkpoint_file(&app, &admin).await;
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&app.pool)
@@ -634,10 +619,7 @@ async fn the_application_role_cannot_change_audit_rows() {
 #[tokio::test]
 async fn the_log_is_queried_by_filter_and_exported_as_csv() {
     let app = chained_app().await;
-    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
     let page: Value = app
         .get_as("/api/v1/audit?action=role.create&limit=2", &admin)
         .await
@@ -739,10 +721,7 @@ async fn the_pdf_report_opens_and_reads_right() {
         .unwrap();
         tx.commit().await.unwrap();
     }
-    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
     let response = app.get_as("/api/v1/audit/export?format=pdf", &admin).await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/pdf");

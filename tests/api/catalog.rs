@@ -7,10 +7,7 @@ use crate::helpers::{TestApp, problem};
 async fn manager(app: &TestApp) -> String {
     app.add_user("boss", "manager pass 123", &["manager"], false)
         .await;
-    app.login_ok("boss", "manager pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.token("boss", "manager pass 123").await
 }
 
 #[tokio::test]
@@ -205,12 +202,9 @@ async fn categories_form_a_tree_without_cycles() {
     assert_eq!(audit["items"][0]["after"]["parent_id"], Value::Null);
 
     // Cashiers read the catalog but do not change it.
-    app.add_user("till", "cashier pass 123", &["cashier"], false)
+    let cashier = app
+        .user_token("till", "cashier pass 123", &["cashier"])
         .await;
-    let cashier = app.login_ok("till", "cashier pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     assert_eq!(
         app.get_as("/api/v1/categories", &cashier).await.status(),
         200
@@ -394,12 +388,9 @@ async fn cost_price_is_field_protected_and_updates_need_the_current_version() {
     assert_eq!(product["cost_price"], "1.1000");
     let id = product["id"].as_str().unwrap().to_owned();
 
-    app.add_user("till", "cashier pass 123", &["cashier"], false)
+    let cashier = app
+        .user_token("till", "cashier pass 123", &["cashier"])
         .await;
-    let cashier = app.login_ok("till", "cashier pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let seen: Value = app
         .get_as(&format!("/api/v1/products/{id}"), &cashier)
         .await
@@ -421,20 +412,14 @@ async fn cost_price_is_field_protected_and_updates_need_the_current_version() {
 
     // A catalog editor without the cost price permissions may not set it.
     let role = json!({"name": "stocker", "permissions": ["management.catalog.read", "management.catalog.write"]});
-    let admin = app.login_ok("admin", "correct horse battery").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", "correct horse battery").await;
     assert_eq!(
         app.post_as("/api/v1/roles", &admin, &role).await.status(),
         201
     );
-    app.add_user("stocker", "stocker pass 123", &["stocker"], false)
+    let stocker = app
+        .user_token("stocker", "stocker pass 123", &["stocker"])
         .await;
-    let stocker = app.login_ok("stocker", "stocker pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let patch = |token: &str, body: Value| {
         app.client
             .patch(app.url(&format!("/api/v1/products/{id}")))

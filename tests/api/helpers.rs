@@ -261,6 +261,20 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Logs in and returns the access token; panics unless it succeeds.
+    pub async fn token(&self, username: &str, password: &str) -> String {
+        self.login_ok(username, password).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Adds a user with `roles` (no forced password change) and returns their access token.
+    pub async fn user_token(&self, username: &str, password: &str, roles: &[&str]) -> String {
+        self.add_user(username, password, roles, false).await;
+        self.token(username, password).await
+    }
+
     /// GET with a bearer token.
     pub async fn get_as(&self, path: &str, token: &str) -> reqwest::Response {
         self.client

@@ -61,10 +61,7 @@ async fn login(app: &TestApp, extra: Value) -> reqwest::Response {
 #[tokio::test]
 async fn totp_login_with_replay_protection_and_recovery_codes() {
     let app = TestApp::spawn_initialized_with(|_| {}).await;
-    let token = app.login_ok("admin", "correct horse battery").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.token("admin", "correct horse battery").await;
     let (secret, codes) = enroll(&app, &token).await;
     assert_eq!(codes.len(), 10);
     problem(
@@ -130,12 +127,9 @@ async fn a_role_can_require_mfa() {
     .execute(&app.pool)
     .await
     .unwrap();
-    app.add_user("boss", "manager pass 123", &["manager"], false)
+    let token = app
+        .user_token("boss", "manager pass 123", &["manager"])
         .await;
-    let token = app.login_ok("boss", "manager pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let me: Value = app
         .get_as("/api/v1/auth/me", &token)
         .await
@@ -152,9 +146,6 @@ async fn a_role_can_require_mfa() {
     enroll(&app, &token).await;
     assert_eq!(app.get_as("/api/v1/users", &token).await.status(), 200);
     // The admin's role is not in the list.
-    let admin = app.login_ok("admin", "correct horse battery").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", "correct horse battery").await;
     assert_eq!(app.get_as("/api/v1/users", &admin).await.status(), 200);
 }

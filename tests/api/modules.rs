@@ -9,10 +9,7 @@ const ADMIN_PASSWORD: &str = "correct horse battery";
 #[tokio::test]
 async fn places_are_listed_created_and_audited() {
     let app = TestApp::spawn_initialized_with(|_| {}).await;
-    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
     let branches: Value = app
         .get_as("/api/v1/branches", &admin)
         .await
@@ -86,12 +83,9 @@ async fn places_are_listed_created_and_audited() {
     assert_eq!(actions, ["location.create", "register.create"]);
 
     // Cashiers may read places (to pick their register) but not create them.
-    app.add_user("till", "cashier pass 123", &["cashier"], false)
+    let cashier = app
+        .user_token("till", "cashier pass 123", &["cashier"])
         .await;
-    let cashier = app.login_ok("till", "cashier pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let registers: Value = app
         .get_as("/api/v1/registers", &cashier)
         .await
@@ -111,10 +105,7 @@ async fn places_are_listed_created_and_audited() {
 #[tokio::test]
 async fn a_disabled_module_answers_404_until_enabled_again() {
     let app = TestApp::spawn_initialized_with(|_| {}).await;
-    let admin = app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
     let modules: Value = app
         .get_as("/api/v1/modules", &admin)
         .await

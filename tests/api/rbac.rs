@@ -22,10 +22,7 @@ async fn operations(app: &TestApp) -> Vec<(String, String, String)> {
 }
 
 async fn admin_token(app: &TestApp) -> String {
-    app.login_ok("admin", ADMIN_PASSWORD).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    app.token("admin", ADMIN_PASSWORD).await
 }
 
 #[tokio::test]
@@ -186,12 +183,9 @@ async fn nobody_grants_what_they_do_not_hold() {
         app.post_as("/api/v1/roles", &admin, &role).await.status(),
         201
     );
-    app.add_user("delegate", "delegated pass 12", &["user_admin"], false)
+    let token = app
+        .user_token("delegate", "delegated pass 12", &["user_admin"])
         .await;
-    let token = app.login_ok("delegate", "delegated pass 12").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
 
     let wider = json!({"name": "snoop", "permissions": ["administration.security_events.read"]});
     let body = problem(
@@ -231,10 +225,7 @@ async fn role_changes_end_sessions_and_super_admin_cannot_be_lost() {
     let cashier = app
         .add_user("cashier2", "cashier pass 123", &["cashier"], false)
         .await;
-    let token = app.login_ok("cashier2", "cashier pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.token("cashier2", "cashier pass 123").await;
     let response = app
         .client
         .patch(app.url(&format!("/api/v1/users/{cashier}")))
@@ -320,10 +311,7 @@ async fn disable_reset_and_unlock() {
     let id = app
         .add_user("cashier3", "cashier pass 123", &["cashier"], false)
         .await;
-    let token = app.login_ok("cashier3", "cashier pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.token("cashier3", "cashier pass 123").await;
     let response = app
         .post_as(&format!("/api/v1/users/{id}/disable"), &admin, &json!({}))
         .await;
@@ -414,12 +402,9 @@ async fn contact_fields_need_their_own_permissions() {
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["email"], "kim@example.org");
 
-    app.add_user("boss", "manager pass 123", &["manager"], false)
+    let manager = app
+        .user_token("boss", "manager pass 123", &["manager"])
         .await;
-    let manager = app.login_ok("boss", "manager pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let seen: Value = app
         .get_as(
             &format!("/api/v1/users/{}", user["id"].as_str().unwrap()),
@@ -441,12 +426,7 @@ async fn contact_fields_need_their_own_permissions() {
         app.post_as("/api/v1/roles", &admin, &role).await.status(),
         201
     );
-    app.add_user("hr", "hr person pass 1", &["hr_lite"], false)
-        .await;
-    let hr = app.login_ok("hr", "hr person pass 1").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let hr = app.user_token("hr", "hr person pass 1", &["hr_lite"]).await;
     let response = app
         .client
         .patch(app.url(&format!("/api/v1/users/{}", user["id"].as_str().unwrap())))
@@ -506,12 +486,9 @@ async fn security_events_are_filtered_and_paged() {
     )
     .await;
 
-    app.add_user("inspector", "auditor pass 123", &["auditor"], false)
+    let auditor = app
+        .user_token("inspector", "auditor pass 123", &["auditor"])
         .await;
-    let auditor = app.login_ok("inspector", "auditor pass 123").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let page: Value = app
         .get_as("/api/v1/security-events?kind=login_failed", &auditor)
         .await

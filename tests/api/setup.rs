@@ -285,10 +285,7 @@ async fn every_api_route_requires_setup_first() {
     }
     assert!(gated.contains(&"/api/v1/version".to_owned()), "{gated:?}");
     app.initialize().await;
-    let token = app.login_ok("admin", "correct horse battery").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = app.token("admin", "correct horse battery").await;
     let version: Value = app
         .get_as("/api/v1/version", &token)
         .await
