@@ -119,16 +119,20 @@ struct Row {
     track_stock: bool,
     active: bool,
     version: i64,
+    /// The currency's decimals (read in the same query: no second round trip on the scanner path).
+    currency_scale: i32,
 }
 
 const SELECT: &str = "SELECT p.id, p.sku, p.name, \
     COALESCE((SELECT array_agg(b.barcode ORDER BY b.barcode) FROM product_barcodes b WHERE b.product_id = p.id), '{}') AS barcodes, \
-    p.price, p.cost_price, p.tax_class_id, p.category_id, p.track_stock, p.active, p.version FROM products p";
+    p.price, p.cost_price, p.tax_class_id, p.category_id, p.track_stock, p.active, p.version, \
+    COALESCE((SELECT (value #>> '{}')::int FROM settings WHERE key = 'business.currency_scale'), 2) AS currency_scale \
+    FROM products p";
 
-/// `scale` is the currency's number of decimals: prices are shown with exactly that many.
-fn present_row(row: Row, caller: &Authenticated, scale: u32) -> Product {
+/// Prices are shown with exactly the currency's number of decimals.
+fn present_row(row: Row, caller: &Authenticated) -> Product {
     let mut price = row.price;
-    price.rescale(scale);
+    price.rescale(u32::try_from(row.currency_scale).unwrap_or(2));
     Product {
         id: row.id,
         sku: row.sku,
@@ -340,12 +344,8 @@ pub async fn list(
         rows.truncate(usize::try_from(limit).unwrap_or(0));
         (offset + limit).to_string()
     });
-    let scale = currency_scale(&mut *state.pool().acquire().await?).await?;
     Ok(Json(ProductPage {
-        items: rows
-            .into_iter()
-            .map(|r| present_row(r, &caller, scale))
-            .collect(),
+        items: rows.into_iter().map(|r| present_row(r, &caller)).collect(),
         next_cursor,
     }))
 }
@@ -363,12 +363,7 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Product>, ApiError> {
     let mut conn = state.pool().acquire().await?;
-    let scale = currency_scale(&mut conn).await?;
-    Ok(Json(present_row(
-        fetch(&mut conn, id).await?,
-        &caller,
-        scale,
-    )))
+    Ok(Json(present_row(fetch(&mut conn, id).await?, &caller)))
 }
 
 /// Create a product (audited).
@@ -442,7 +437,7 @@ pub async fn create(
     tx.record(Change::new(MODULE, "product", id, "product.create").after(audit_view(&row)))
         .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(present_row(row, &caller, scale))))
+    Ok((StatusCode::CREATED, Json(present_row(row, &caller))))
 }
 
 /// Change a product. `version` must be the current one (409 `conflict.version_mismatch`).
@@ -536,5 +531,5 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(present_row(after, &caller, scale)))
+    Ok(Json(present_row(after, &caller)))
 }
