@@ -13,7 +13,7 @@ use crate::core::auth::access::{Access, declare};
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::modules::Registry;
 use crate::core::state::AppState;
-use crate::core::{audit, auth, health, metrics, modules, rbac, security, setup, version};
+use crate::core::{audit, auth, health, live, metrics, modules, rbac, security, setup, version};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
@@ -83,6 +83,14 @@ pub fn router() -> OpenApiRouter<AppState> {
             routes!(audit::routes::verify_handler),
         ))
         .routes(declare(SelfService, routes!(modules::routes::list)))
+        .routes({
+            let (schemas, paths, router) = declare(SelfService, routes!(live::ws::connect));
+            (
+                schemas,
+                paths,
+                router.layer(axum::middleware::from_fn(live::ws::token_from_query)),
+            )
+        })
         .routes(declare(
             Permission("administration.modules.manage"),
             routes!(modules::routes::enable),

@@ -10,6 +10,7 @@ use crate::core::auth::password::PasswordHashing;
 use crate::core::auth::tokens::SigningKey;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
+use crate::core::live::Hub;
 use crate::core::modules::{ModuleStates, Registry};
 use crate::core::postgres::supervisor::ClusterState;
 use crate::core::setup;
@@ -34,6 +35,7 @@ struct Inner {
     registry: Arc<Registry>,
     modules: ModuleStates,
     openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
+    live: Arc<Hub>,
 }
 
 /// What an [`AppState`] is made of.
@@ -56,6 +58,14 @@ impl AppState {
     /// Assembles the state.
     pub fn new(parts: AppParts) -> AppState {
         let hashing = PasswordHashing::new(parts.config.auth.max_concurrent_hashes);
+        let live = Arc::new(Hub::new(
+            parts
+                .registry
+                .modules()
+                .iter()
+                .flat_map(|m| m.topics().iter().copied()),
+            parts.config.websocket.queue_capacity,
+        ));
         AppState {
             inner: Arc::new(Inner {
                 config: parts.config,
@@ -70,8 +80,14 @@ impl AppState {
                 registry: parts.registry,
                 modules: parts.modules,
                 openapi: std::sync::OnceLock::new(),
+                live,
             }),
         }
+    }
+
+    /// The live-update hub behind `/api/v1/ws`.
+    pub fn live(&self) -> &Arc<Hub> {
+        &self.inner.live
     }
 
     pub fn config(&self) -> &Config {

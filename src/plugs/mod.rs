@@ -6,6 +6,7 @@
 
 pub mod administration;
 pub mod management;
+pub mod operations;
 
 use std::sync::Arc;
 
@@ -16,5 +17,8 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
     vec![
         Arc::new(administration::places::Places),
         Arc::new(management::catalog::Catalog),
+        Arc::new(management::stock::Stock),
+        Arc::new(operations::cash::Cash),
+        Arc::new(operations::sales::Sales),
     ]
 }

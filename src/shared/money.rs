@@ -18,9 +18,51 @@ pub fn parse_amount(text: &str, scale: u32) -> Result<Decimal, String> {
     Ok(value)
 }
 
+/// Quantities have three decimals.
+pub const QUANTITY_SCALE: u32 = 3;
+
+/// Parses a decimal string that may carry a leading `-` (a stock change, say), with at most
+/// `scale` decimals.
+pub fn parse_signed(text: &str, scale: u32) -> Result<Decimal, String> {
+    let text = text.trim();
+    match text.strip_prefix('-') {
+        Some(rest) => parse_amount(rest, scale).map(|v| -v).map_err(|_| {
+            format!("must be a decimal string such as \"-2.5\" with at most {scale} decimals")
+        }),
+        None => parse_amount(text, scale),
+    }
+}
+
+/// Rounds half away from zero (half-up for the positive amounts of a sale) to `scale` decimals.
+pub fn round_half_up(value: Decimal, scale: u32) -> Decimal {
+    let mut rounded =
+        value.round_dp_with_strategy(scale, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    rounded.rescale(scale);
+    rounded
+}
+
+/// `value` with exactly `scale` decimals, as the API shows money (`"12.50"`).
+pub fn show(value: Decimal, scale: u32) -> String {
+    round_half_up(value, scale).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_and_rounding() {
+        assert_eq!(parse_signed("-2.5", 3).unwrap().to_string(), "-2.5");
+        assert_eq!(parse_signed("4", 3).unwrap().to_string(), "4");
+        assert!(parse_signed("--1", 3).is_err());
+        assert!(parse_signed("-1.2345", 3).is_err());
+        let d = |s: &str| s.parse::<Decimal>().unwrap();
+        assert_eq!(round_half_up(d("0.125"), 2).to_string(), "0.13");
+        assert_eq!(round_half_up(d("0.124"), 2).to_string(), "0.12");
+        assert_eq!(round_half_up(d("-0.125"), 2).to_string(), "-0.13");
+        assert_eq!(round_half_up(d("3"), 2).to_string(), "3.00");
+        assert_eq!(show(d("1.5"), 0), "2");
+    }
 
     #[test]
     fn amounts() {

@@ -129,6 +129,9 @@ pub fn database_url(database: &str) -> String {
     )
 }
 
+/// The password of the admin that `initialize` creates.
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+
 /// One server on its own database, served in-process on a free port.
 pub struct TestApp {
     pub address: SocketAddr,

@@ -18,4 +18,6 @@ mod migrations;
 mod modules;
 mod openapi;
 mod rbac;
+mod sales;
 mod setup;
+mod shop;

@@ -129,16 +129,56 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             .unwrap();
     assert_eq!(stored, "1.0.0", "module versions are recorded");
 
-    let response = app
-        .post_as(
+    // Places is needed by stock, cash and sales: it cannot go while they are enabled.
+    let body = problem(
+        app.post_as(
             "/api/v1/modules/administration.places/disable",
             &admin,
             &json!({}),
         )
-        .await;
-    assert_eq!(response.status(), 200);
+        .await,
+        409,
+        "module.required",
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("depends on administration.places")
+    );
+    // Cash is needed by sales.
     let body = problem(
-        app.get_as("/api/v1/branches", &admin).await,
+        app.post_as(
+            "/api/v1/modules/operations.cash/disable",
+            &admin,
+            &json!({}),
+        )
+        .await,
+        409,
+        "module.required",
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("operations.sales")
+    );
+
+    // Sales depends on nothing enabled-only: it goes, and its routes answer 404.
+    assert_eq!(
+        app.post_as(
+            "/api/v1/modules/operations.sales/disable",
+            &admin,
+            &json!({})
+        )
+        .await
+        .status(),
+        200
+    );
+    let body = problem(
+        app.get_as("/api/v1/sales", &admin).await,
         404,
         "module.disabled",
     )
@@ -147,7 +187,7 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         body["detail"]
             .as_str()
             .unwrap()
-            .contains("administration.places")
+            .contains("operations.sales")
     );
     let modules: Value = app
         .get_as("/api/v1/modules", &admin)
@@ -155,19 +195,23 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        modules
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == "administration.places")
-            .unwrap()["enabled"],
-        false
+    let sales = modules
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "operations.sales")
+        .unwrap();
+    assert_eq!(sales["enabled"], false);
+    assert!(
+        sales["dependencies"]
+            .to_string()
+            .contains("operations.cash"),
+        "{sales}"
     );
-
+    // Now cash may go too; sales cannot come back until it does.
     assert_eq!(
         app.post_as(
-            "/api/v1/modules/administration.places/enable",
+            "/api/v1/modules/operations.cash/disable",
             &admin,
             &json!({})
         )
@@ -175,7 +219,26 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         .status(),
         200
     );
-    assert_eq!(app.get_as("/api/v1/branches", &admin).await.status(), 200);
+    problem(
+        app.post_as(
+            "/api/v1/modules/operations.sales/enable",
+            &admin,
+            &json!({}),
+        )
+        .await,
+        409,
+        "module.dependency_disabled",
+    )
+    .await;
+    for id in ["operations.cash", "operations.sales"] {
+        assert_eq!(
+            app.post_as(&format!("/api/v1/modules/{id}/enable"), &admin, &json!({}))
+                .await
+                .status(),
+            200
+        );
+    }
+    assert_eq!(app.get_as("/api/v1/sales", &admin).await.status(), 200);
     problem(
         app.post_as("/api/v1/modules/core.audit/disable", &admin, &json!({}))
             .await,
@@ -195,5 +258,13 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         .iter()
         .map(|i| i["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["module.disable", "module.enable"]);
+    assert_eq!(
+        actions,
+        [
+            "module.disable",
+            "module.disable",
+            "module.enable",
+            "module.enable"
+        ]
+    );
 }

@@ -210,3 +210,24 @@ impl Authenticated {
         Err(ApiError::Forbidden(permission.to_owned()))
     }
 }
+
+/// Is this session still usable (not ended or expired, password and roles unchanged since, user
+/// enabled)? Long-lived connections (the WebSocket) ask at every heartbeat.
+pub async fn session_is_current(
+    pool: &sqlx::PgPool,
+    session_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    let current: Option<bool> = sqlx::query_scalar(
+        "SELECT s.ended_at IS NULL AND s.expires_at > $3 AND s.security_stamp = u.security_stamp \
+                AND u.disabled_at IS NULL \
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.user_id = $2",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(now)
+    .fetch_optional(pool)
+    .await?;
+    Ok(current.unwrap_or(false))
+}

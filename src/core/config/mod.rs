@@ -26,6 +26,26 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub log: LogConfig,
     pub auth: AuthConfig,
+    pub websocket: WebSocketConfig,
+}
+
+/// Live updates on `/api/v1/ws`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSocketConfig {
+    /// Seconds between heartbeats; a client silent for two of them is disconnected.
+    pub heartbeat_secs: u64,
+    /// Events queued for one client; a client that falls this far behind is disconnected.
+    pub queue_capacity: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 20,
+            queue_capacity: 256,
+        }
+    }
 }
 
 /// The HTTP listener.
@@ -143,6 +163,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             log: LogConfig::default(),
             auth: AuthConfig::default(),
+            websocket: WebSocketConfig::default(),
         }
     }
 }
@@ -314,6 +335,12 @@ impl Config {
         }
         if auth.lockout_minutes == 0 {
             return fail("auth.lockout_minutes", "must be at least 1");
+        }
+        if !(1..=3600).contains(&self.websocket.heartbeat_secs) {
+            return fail("websocket.heartbeat_secs", "must be between 1 and 3600");
+        }
+        if !(1..=65536).contains(&self.websocket.queue_capacity) {
+            return fail("websocket.queue_capacity", "must be between 1 and 65536");
         }
         if auth.max_concurrent_hashes == 0 {
             return fail("auth.max_concurrent_hashes", "must be at least 1");

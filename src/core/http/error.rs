@@ -58,6 +58,12 @@ pub enum ApiError {
     NotFound { code: &'static str, detail: String },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 400 with a specific code (a missing or malformed header, say).
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    /// 422 with a specific code: well-formed, but a business rule refuses it.
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
     /// `what` is shown to the client; `cause` only goes to the log (5xx bodies carry no internals).
     #[error("{what} is unavailable: {cause}")]
     Unavailable { what: &'static str, cause: String },
@@ -109,7 +115,10 @@ impl ApiError {
             ApiError::MfaEnrollmentRequired => "auth.mfa_enrollment_required",
             ApiError::Forbidden(_) => "rbac.forbidden",
             ApiError::FieldForbidden { .. } => "rbac.field_forbidden",
-            ApiError::NotFound { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::NotFound { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::BadRequest { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
         }
     }
 
@@ -141,6 +150,8 @@ impl ApiError {
             | ApiError::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::SessionLimit => StatusCode::CONFLICT,
         }
     }
@@ -174,6 +185,8 @@ impl ApiError {
             ApiError::FieldForbidden { .. } => "Field forbidden",
             ApiError::NotFound { .. } => "Not found",
             ApiError::Conflict { .. } => "Conflict",
+            ApiError::BadRequest { .. } => "Bad request",
+            ApiError::Unprocessable { .. } => "Unprocessable request",
         }
     }
 
@@ -232,7 +245,10 @@ impl ApiError {
             ApiError::FieldForbidden { field, permission } => {
                 format!("Setting `{field}` needs permission `{permission}`.")
             }
-            ApiError::NotFound { detail, .. } | ApiError::Conflict { detail, .. } => detail.clone(),
+            ApiError::NotFound { detail, .. }
+            | ApiError::Conflict { detail, .. }
+            | ApiError::BadRequest { detail, .. }
+            | ApiError::Unprocessable { detail, .. } => detail.clone(),
         }
     }
 }

@@ -84,6 +84,19 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Converts an already parsed body into `T` (422 naming the field on a shape error), for
+/// handlers that also need the raw JSON (to hash it for idempotency, say).
+pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::Validation(vec![FieldError::new(
+            field,
+            strip_position(&e.into_inner().to_string()),
+        )])
+    })
+}
+
 /// serde_json appends " at line 1 column 42" to data errors; the field path says more.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {

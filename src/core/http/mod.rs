@@ -2,6 +2,7 @@
 //! binds it to a socket).
 
 pub mod error;
+pub mod idempotency;
 pub mod json;
 pub mod middleware;
 pub mod problem;

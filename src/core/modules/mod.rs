@@ -12,6 +12,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::core::state::AppState;
 
+pub use crate::core::live::Topic;
+
 pub use registry::{ModuleStates, Registry, RegistryError};
 
 /// A dependency on another module, with a semver requirement on its version (`"^1"`).
@@ -48,8 +50,8 @@ pub trait Module: Send + Sync + 'static {
     }
     /// Its routes, each registered through `core::auth::access::declare`.
     fn routes(&self) -> OpenApiRouter<AppState>;
-    /// WebSocket topics it publishes.
-    fn topics(&self) -> &'static [&'static str] {
+    /// WebSocket topics it publishes, each readable with one of its own permissions.
+    fn topics(&self) -> &'static [Topic] {
         &[]
     }
 }

@@ -97,6 +97,28 @@ impl Registry {
                 }
             }
         }
+        let mut topics = BTreeMap::new();
+        for module in &modules {
+            for topic in module.topics() {
+                if !module
+                    .permissions()
+                    .iter()
+                    .any(|p| p.name == topic.permission)
+                {
+                    return Err(RegistryError::BadPermission {
+                        module: module.id().to_owned(),
+                        permission: topic.permission.to_owned(),
+                    });
+                }
+                if let Some(other) = topics.insert(topic.name, module.id()) {
+                    return Err(RegistryError::Duplicate(format!(
+                        "topic {} (in {other} and {})",
+                        topic.name,
+                        module.id()
+                    )));
+                }
+            }
+        }
         let registry = Registry { modules };
         registry.check_cycles()?;
         crate::core::auth::permissions::register_module_permissions(&registry.permissions());

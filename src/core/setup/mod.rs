@@ -323,8 +323,19 @@ fn baseline_settings(setup: &ValidSetup) -> Vec<(&'static str, serde_json::Value
             json!(setup.currency.exponent().unwrap_or(0)),
         ),
         ("tax.prices_include_tax", json!(true)),
-        ("numbering.receipt_prefix", json!("R")),
+        (
+            "numbering.receipt_format",
+            json!(crate::core::settings::DEFAULT_RECEIPT_FORMAT),
+        ),
         ("numbering.receipt_digits", json!(6)),
+        (
+            "payment.cash_rounding",
+            json!(
+                rust_decimal::Decimal::new(1, setup.currency.exponent().unwrap_or(0).into())
+                    .to_string()
+            ),
+        ),
+        ("cash.variance_reason_threshold", json!("0")),
         ("security.password_min_length", json!(password::MIN_LENGTH)),
         ("security.mfa_required_roles", json!([])),
         ("security.max_sessions_per_user", json!(5)),

@@ -27,6 +27,9 @@ pub struct Place {
     pub branch_id: Option<Uuid>,
     /// The location (registers: where their sales take stock from).
     pub location_id: Option<Uuid>,
+    /// Registers: the short code that starts their receipt numbers (`R1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
     pub version: i64,
 }
 
@@ -39,6 +42,8 @@ pub struct NewPlace {
     pub branch_id: Option<Uuid>,
     /// Required for registers.
     pub location_id: Option<Uuid>,
+    /// Registers: 1 to 12 capital letters or digits, unique; the next free `R<n>` when absent.
+    pub code: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -69,13 +74,13 @@ impl Kind {
 async fn list(conn: &mut PgConnection, kind: Kind) -> Result<Vec<Place>, sqlx::Error> {
     let sql = match kind {
         Kind::Branch => {
-            "SELECT id, name, NULL::uuid AS branch_id, NULL::uuid AS location_id, version FROM branches WHERE deleted_at IS NULL ORDER BY name"
+            "SELECT id, name, NULL::uuid AS branch_id, NULL::uuid AS location_id, NULL::text AS code, version FROM branches WHERE deleted_at IS NULL ORDER BY name"
         }
         Kind::Location => {
-            "SELECT id, name, branch_id, NULL::uuid AS location_id, version FROM locations WHERE deleted_at IS NULL ORDER BY name"
+            "SELECT id, name, branch_id, NULL::uuid AS location_id, NULL::text AS code, version FROM locations WHERE deleted_at IS NULL ORDER BY name"
         }
         Kind::Register => {
-            "SELECT id, name, branch_id, location_id, version FROM registers WHERE deleted_at IS NULL ORDER BY name"
+            "SELECT id, name, branch_id, location_id, code, version FROM registers WHERE deleted_at IS NULL ORDER BY name"
         }
     };
     sqlx::query_as(sql).fetch_all(conn).await
@@ -124,13 +129,30 @@ async fn create(
             .await?;
             let branch =
                 branch.ok_or_else(|| ApiError::invalid("location_id", "is not a location"))?;
+            let code = match new.code.as_deref().map(str::trim) {
+                Some(code)
+                    if code.is_empty()
+                        || code.len() > 12
+                        || !code
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) =>
+                {
+                    return Err(ApiError::invalid(
+                        "code",
+                        "must be 1 to 12 capital letters or digits",
+                    ));
+                }
+                other => other.map(str::to_owned),
+            };
             sqlx::query(
-                "INSERT INTO registers (id, branch_id, location_id, name) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO registers (id, branch_id, location_id, name, code) \
+                 VALUES ($1, $2, $3, $4, COALESCE($5, 'R' || nextval('register_code_seq')))",
             )
             .bind(id)
             .bind(branch)
             .bind(location)
             .bind(&name)
+            .bind(code)
             .execute(&mut *tx)
             .await
         }
@@ -142,6 +164,10 @@ async fn create(
             .unwrap_or_default()
             .to_owned();
         return Err(match constraint.as_str() {
+            "registers_code_key" => ApiError::Conflict {
+                code: "place.code_taken",
+                detail: "Another register has this code.".to_owned(),
+            },
             c if c.ends_with("_name_key") => ApiError::Conflict {
                 code: "place.name_taken",
                 detail: format!("A {} named `{name}` exists already.", kind.entity()),
@@ -157,8 +183,7 @@ async fn create(
         .into_iter()
         .find(|p| p.id == id)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("created {} vanished", kind.entity())))?;
-    let after =
-        json!({"name": place.name, "branch_id": place.branch_id, "location_id": place.location_id});
+    let after = json!({"name": place.name, "branch_id": place.branch_id, "location_id": place.location_id, "code": place.code});
     tx.record(Change::new(MODULE, kind.entity(), id, kind.action()).after(after))
         .await?;
     tx.commit().await?;

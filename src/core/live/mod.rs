@@ -1,0 +1,185 @@
+//! Live updates: the hub that fans events out to WebSocket clients (`/api/v1/ws`, see `ws`).
+//!
+//! Modules declare their topics (each with the permission needed to read it); handlers publish
+//! after their transaction commits. Every client has a bounded queue: a client that falls
+//! `websocket.queue_capacity` events behind is disconnected instead of growing the server's memory.
+
+pub mod ws;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{SecondsFormat, Utc};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// A topic a module publishes, and who may read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topic {
+    pub name: &'static str,
+    /// Subscribing needs this permission.
+    pub permission: &'static str,
+    pub description: &'static str,
+}
+
+struct Subscriber {
+    topics: HashSet<&'static str>,
+    tx: mpsc::Sender<Arc<str>>,
+    overflowed: Arc<AtomicBool>,
+}
+
+/// One client's end of the hub.
+pub struct Connection {
+    pub id: u64,
+    pub events: mpsc::Receiver<Arc<str>>,
+    /// Set when the client's queue overflowed: the connection must close.
+    pub overflowed: Arc<AtomicBool>,
+}
+
+/// The fan-out of published events to connected clients.
+pub struct Hub {
+    topics: BTreeMap<&'static str, Topic>,
+    capacity: usize,
+    next_id: AtomicU64,
+    subscribers: Mutex<HashMap<u64, Subscriber>>,
+}
+
+impl Hub {
+    /// A hub serving `topics`, queueing at most `capacity` events per client.
+    pub fn new(topics: impl IntoIterator<Item = Topic>, capacity: usize) -> Hub {
+        Hub {
+            topics: topics.into_iter().map(|t| (t.name, t)).collect(),
+            capacity: capacity.max(1),
+            next_id: AtomicU64::new(1),
+            subscribers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The declared topic called `name`.
+    pub fn topic(&self, name: &str) -> Option<Topic> {
+        self.topics.get(name).copied()
+    }
+
+    /// Every declared topic.
+    pub fn topics(&self) -> impl Iterator<Item = &Topic> {
+        self.topics.values()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Subscriber>> {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a client with no subscriptions yet.
+    pub fn connect(&self) -> Connection {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, events) = mpsc::channel(self.capacity);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        self.lock().insert(
+            id,
+            Subscriber {
+                topics: HashSet::new(),
+                tx,
+                overflowed: overflowed.clone(),
+            },
+        );
+        metrics::gauge!("plugpos_websocket_clients").increment(1.0);
+        Connection {
+            id,
+            events,
+            overflowed,
+        }
+    }
+
+    /// Replaces the topics client `id` receives.
+    pub fn set_topics(&self, id: u64, topics: HashSet<&'static str>) {
+        if let Some(subscriber) = self.lock().get_mut(&id) {
+            subscriber.topics = topics;
+        }
+    }
+
+    /// Forgets client `id`.
+    pub fn disconnect(&self, id: u64) {
+        if self.lock().remove(&id).is_some() {
+            metrics::gauge!("plugpos_websocket_clients").decrement(1.0);
+        }
+    }
+
+    /// Connected clients.
+    pub fn clients(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Sends `{"type":"event","topic","event","data","time"}` to every client subscribed to
+    /// `topic`. Never waits: a client whose queue is full is cut off.
+    pub fn publish(&self, topic: &str, event: &str, data: Value) {
+        let message: Arc<str> = json!({
+            "type": "event",
+            "topic": topic,
+            "event": event,
+            "data": data,
+            "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        })
+        .to_string()
+        .into();
+        let mut dropped = 0.0;
+        self.lock().retain(|_, subscriber| {
+            if !subscriber.topics.contains(topic) {
+                return true;
+            }
+            match subscriber.tx.try_send(message.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    subscriber.overflowed.store(true, Ordering::Relaxed);
+                    dropped += 1.0;
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    dropped += 1.0;
+                    false
+                }
+            }
+        });
+        if dropped > 0.0 {
+            metrics::gauge!("plugpos_websocket_clients").decrement(dropped);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SALES: Topic = Topic {
+        name: "sales",
+        permission: "operations.sales.read",
+        description: "",
+    };
+
+    #[tokio::test]
+    async fn events_reach_subscribers_only() {
+        let hub = Hub::new([SALES], 4);
+        let mut a = hub.connect();
+        let mut b = hub.connect();
+        hub.set_topics(a.id, HashSet::from(["sales"]));
+        hub.publish("sales", "sale.completed", json!({"n": 1}));
+        let message: Value = serde_json::from_str(&a.events.recv().await.unwrap()).unwrap();
+        assert_eq!(message["event"], "sale.completed");
+        assert_eq!(message["data"]["n"], 1);
+        assert!(b.events.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_client_that_falls_behind_is_cut_off() {
+        let hub = Hub::new([SALES], 2);
+        let slow = hub.connect();
+        hub.set_topics(slow.id, HashSet::from(["sales"]));
+        for n in 0..3 {
+            hub.publish("sales", "sale.completed", json!({ "n": n }));
+        }
+        assert!(slow.overflowed.load(Ordering::Relaxed));
+        assert_eq!(hub.clients(), 0);
+    }
+}

@@ -1,0 +1,112 @@
+//! `operations.cash`: cash sessions per register (open with a float, cash in and out, close with
+//! the counted amount: expected vs counted), and the X report.
+
+pub mod report;
+pub mod routes;
+
+use sqlx::PgConnection;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::core::auth::access::{Access, declare};
+use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
+use crate::core::state::AppState;
+
+pub const OPEN: &str = "operations.cash.open";
+pub const CLOSE: &str = "operations.cash.close";
+pub const MOVEMENT: &str = "operations.cash.movement";
+pub const REPORT: &str = "operations.cash.report";
+
+const PERMISSIONS: &[ModulePermission] = &[
+    ModulePermission {
+        name: OPEN,
+        description: "Open a cash session on a register",
+        roles: &["cashier", "manager"],
+    },
+    ModulePermission {
+        name: CLOSE,
+        description: "Close a cash session with the counted cash",
+        roles: &["cashier", "manager"],
+    },
+    ModulePermission {
+        name: MOVEMENT,
+        description: "Record cash put into or taken out of a drawer",
+        roles: &["cashier", "manager"],
+    },
+    ModulePermission {
+        name: REPORT,
+        description: "See cash sessions and their X reports",
+        roles: &["cashier", "manager", "accountant", "auditor"],
+    },
+];
+
+const DEPENDENCIES: &[Dependency] = &[Dependency {
+    id: "administration.places",
+    requirement: "^1",
+}];
+
+const TOPICS: &[Topic] = &[Topic {
+    name: "cash",
+    permission: REPORT,
+    description: "cash_session.opened, cash_session.movement, cash_session.closed",
+}];
+
+/// The module.
+pub struct Cash;
+
+impl Module for Cash {
+    fn id(&self) -> &'static str {
+        "operations.cash"
+    }
+
+    fn version(&self) -> &'static str {
+        "1.0.0"
+    }
+
+    fn description(&self) -> &'static str {
+        "Cash sessions, cash movements and X reports"
+    }
+
+    fn dependencies(&self) -> &'static [Dependency] {
+        DEPENDENCIES
+    }
+
+    fn permissions(&self) -> &'static [ModulePermission] {
+        PERMISSIONS
+    }
+
+    fn topics(&self) -> &'static [Topic] {
+        TOPICS
+    }
+
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(declare(Access::Permission(OPEN), routes!(routes::open)))
+            .routes(declare(Access::Permission(REPORT), routes!(routes::list)))
+            .routes(declare(Access::Permission(REPORT), routes!(routes::get)))
+            .routes(declare(
+                Access::Permission(MOVEMENT),
+                routes!(routes::movement),
+            ))
+            .routes(declare(Access::Permission(CLOSE), routes!(routes::close)))
+            .routes(declare(
+                Access::Permission(REPORT),
+                routes!(report::x_report),
+            ))
+    }
+}
+
+/// The open session of `register_id`, share-locked until the caller's transaction ends, so that
+/// the session cannot close under a sale being recorded in it.
+pub async fn lock_open_session(
+    conn: &mut PgConnection,
+    register_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM cash_sessions WHERE register_id = $1 AND status = 'open' FOR SHARE",
+    )
+    .bind(register_id)
+    .fetch_optional(conn)
+    .await
+}

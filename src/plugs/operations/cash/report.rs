@@ -1,0 +1,193 @@
+//! The X report of a cash session (what it has taken so far; closing does not reset anything),
+//! and the expected cash in the drawer.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::routes::{CashSession, fetch_session};
+use crate::core::auth::context::AuthContext;
+use crate::core::http::ApiError;
+use crate::core::http::problem::Problem;
+use crate::core::settings::Business;
+use crate::core::state::AppState;
+use crate::shared::money::show;
+
+/// Where the drawer's cash comes from.
+#[derive(Debug, Default, Clone, Copy, sqlx::FromRow)]
+pub struct CashFlows {
+    pub opening_float: Decimal,
+    /// Cash payments received (before change).
+    pub cash_payments: Decimal,
+    pub change_given: Decimal,
+    pub cash_in: Decimal,
+    pub cash_out: Decimal,
+}
+
+impl CashFlows {
+    /// Opening float + cash payments - change + cash in - cash out.
+    pub fn expected(&self) -> Decimal {
+        self.opening_float + self.cash_payments - self.change_given + self.cash_in - self.cash_out
+    }
+}
+
+/// The cash flows of session `id`.
+pub async fn cash_flows(conn: &mut PgConnection, id: Uuid) -> Result<CashFlows, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT cs.opening_float, \
+           COALESCE((SELECT sum(p.amount) FROM sales s JOIN sale_payments p ON p.sale_id = s.id \
+                     WHERE s.cash_session_id = cs.id AND p.method = 'cash'), 0) AS cash_payments, \
+           COALESCE((SELECT sum(s.change_due) FROM sales s WHERE s.cash_session_id = cs.id), 0) AS change_given, \
+           COALESCE((SELECT sum(m.amount) FROM cash_movements m WHERE m.cash_session_id = cs.id AND m.kind = 'in'), 0) AS cash_in, \
+           COALESCE((SELECT sum(m.amount) FROM cash_movements m WHERE m.cash_session_id = cs.id AND m.kind = 'out'), 0) AS cash_out \
+         FROM cash_sessions cs WHERE cs.id = $1",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// Totals of one payment method.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MethodTotal {
+    pub method: String,
+    /// Payments with this method.
+    pub count: i64,
+    /// What was paid with it (cash before change).
+    #[schema(value_type = String)]
+    pub amount: String,
+}
+
+/// Totals of one tax rate.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateTotal {
+    #[schema(value_type = String, example = "0.19")]
+    pub rate: String,
+    #[schema(value_type = String)]
+    pub net: String,
+    #[schema(value_type = String)]
+    pub tax: String,
+    #[schema(value_type = String)]
+    pub gross: String,
+}
+
+/// The drawer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CashSummary {
+    #[schema(value_type = String)]
+    pub opening_float: String,
+    #[schema(value_type = String)]
+    pub cash_payments: String,
+    #[schema(value_type = String)]
+    pub change_given: String,
+    #[schema(value_type = String)]
+    pub cash_in: String,
+    #[schema(value_type = String)]
+    pub cash_out: String,
+    /// opening_float + cash_payments - change_given + cash_in - cash_out.
+    #[schema(value_type = String)]
+    pub expected_cash: String,
+}
+
+/// An X report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct XReport {
+    pub session: CashSession,
+    pub currency: String,
+    pub sales_count: i64,
+    #[schema(value_type = String)]
+    pub net: String,
+    #[schema(value_type = String)]
+    pub tax: String,
+    #[schema(value_type = String)]
+    pub total: String,
+    /// Cash rounding over all sales (positive: customers paid more than the exact totals).
+    #[schema(value_type = String)]
+    pub cash_rounding: String,
+    pub by_payment_method: Vec<MethodTotal>,
+    pub by_tax_rate: Vec<RateTotal>,
+    pub cash: CashSummary,
+}
+
+/// The X report of a cash session: sales count and totals by payment method and by tax rate.
+#[utoipa::path(get, path = "/api/v1/cash-sessions/{id}/report", tag = "cash", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Cash session id")),
+    responses(
+        (status = 200, description = "The X report", body = XReport),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session (`cash.session_not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn x_report(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<XReport>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let business = Business::load(&mut conn)
+        .await?
+        .ok_or(ApiError::SetupRequired)?;
+    let scale = business.currency_scale;
+    let session = fetch_session(&mut conn, id, scale).await?;
+    let (sales_count, net, tax, total, rounding): (i64, Decimal, Decimal, Decimal, Decimal) =
+        sqlx::query_as(
+            "SELECT count(*), COALESCE(sum(net), 0), COALESCE(sum(tax), 0), COALESCE(sum(total), 0), \
+                    COALESCE(sum(cash_rounding), 0) \
+             FROM sales WHERE cash_session_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    let methods: Vec<(String, i64, Decimal)> = sqlx::query_as(
+        "SELECT p.method, count(*), sum(p.amount) FROM sales s JOIN sale_payments p ON p.sale_id = s.id \
+         WHERE s.cash_session_id = $1 GROUP BY p.method ORDER BY p.method",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let rates: Vec<(Decimal, Decimal, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT t.rate, sum(t.net), sum(t.tax), sum(t.gross) FROM sales s JOIN sale_taxes t ON t.sale_id = s.id \
+         WHERE s.cash_session_id = $1 GROUP BY t.rate ORDER BY t.rate",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let flows = cash_flows(&mut conn, id).await?;
+    Ok(Json(XReport {
+        session,
+        currency: business.currency,
+        sales_count,
+        net: show(net, scale),
+        tax: show(tax, scale),
+        total: show(total, scale),
+        cash_rounding: show(rounding, scale),
+        by_payment_method: methods
+            .into_iter()
+            .map(|(method, count, amount)| MethodTotal {
+                method,
+                count,
+                amount: show(amount, scale),
+            })
+            .collect(),
+        by_tax_rate: rates
+            .into_iter()
+            .map(|(rate, net, tax, gross)| RateTotal {
+                rate: rate.normalize().to_string(),
+                net: show(net, scale),
+                tax: show(tax, scale),
+                gross: show(gross, scale),
+            })
+            .collect(),
+        cash: CashSummary {
+            opening_float: show(flows.opening_float, scale),
+            cash_payments: show(flows.cash_payments, scale),
+            change_given: show(flows.change_given, scale),
+            cash_in: show(flows.cash_in, scale),
+            cash_out: show(flows.cash_out, scale),
+            expected_cash: show(flows.expected(), scale),
+        },
+    }))
+}

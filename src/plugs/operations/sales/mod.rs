@@ -1,0 +1,97 @@
+//! `operations.sales`: idempotent sale creation (server-computed totals, taxes and change,
+//! gap-free receipt numbers per register, stock taken off in the same transaction), and reading
+//! sales back. A completed sale is immutable (the database refuses changes).
+
+pub mod pricing;
+pub mod routes;
+pub mod store;
+
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::core::auth::access::{Access, declare};
+use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
+use crate::core::state::AppState;
+
+pub const CREATE: &str = "operations.sales.create";
+pub const READ: &str = "operations.sales.read";
+pub const PRICE_OVERRIDE: &str = "operations.sales.price_override";
+
+const PERMISSIONS: &[ModulePermission] = &[
+    ModulePermission {
+        name: CREATE,
+        description: "Ring up sales and take payments",
+        roles: &["cashier", "manager"],
+    },
+    ModulePermission {
+        name: READ,
+        description: "See sales",
+        roles: &["cashier", "manager", "accountant", "auditor"],
+    },
+    ModulePermission {
+        name: PRICE_OVERRIDE,
+        description: "Sell at a price other than the catalog's",
+        roles: &["manager"],
+    },
+];
+
+const DEPENDENCIES: &[Dependency] = &[
+    Dependency {
+        id: "management.catalog",
+        requirement: "^1",
+    },
+    Dependency {
+        id: "management.stock",
+        requirement: "^1",
+    },
+    Dependency {
+        id: "operations.cash",
+        requirement: "^1",
+    },
+    Dependency {
+        id: "administration.places",
+        requirement: "^1",
+    },
+];
+
+const TOPICS: &[Topic] = &[Topic {
+    name: "sales",
+    permission: READ,
+    description: "sale.completed",
+}];
+
+/// The module.
+pub struct Sales;
+
+impl Module for Sales {
+    fn id(&self) -> &'static str {
+        "operations.sales"
+    }
+
+    fn version(&self) -> &'static str {
+        "1.0.0"
+    }
+
+    fn description(&self) -> &'static str {
+        "Sales with idempotent creation and gap-free receipt numbers"
+    }
+
+    fn dependencies(&self) -> &'static [Dependency] {
+        DEPENDENCIES
+    }
+
+    fn permissions(&self) -> &'static [ModulePermission] {
+        PERMISSIONS
+    }
+
+    fn topics(&self) -> &'static [Topic] {
+        TOPICS
+    }
+
+    fn routes(&self) -> OpenApiRouter<AppState> {
+        OpenApiRouter::new()
+            .routes(declare(Access::Permission(CREATE), routes!(routes::create)))
+            .routes(declare(Access::Permission(READ), routes!(routes::list)))
+            .routes(declare(Access::Permission(READ), routes!(routes::get)))
+    }
+}

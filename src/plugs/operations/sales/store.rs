@@ -1,0 +1,222 @@
+//! A sale as the API shows it, and reading one back from the database (GET and replays give
+//! exactly the body the creating request got).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
+
+/// A sale.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Sale {
+    pub id: Uuid,
+    pub receipt_number: String,
+    /// `completed` (voids and returns are separate documents).
+    pub status: String,
+    pub register_id: Uuid,
+    pub cash_session_id: Uuid,
+    pub cashier_id: Uuid,
+    pub currency: String,
+    /// Whether the unit prices include tax (the business setting when the sale was made).
+    pub prices_include_tax: bool,
+    pub lines: Vec<SaleLine>,
+    pub totals: Totals,
+    /// Per tax rate, rates ascending.
+    pub taxes: Vec<TaxLine>,
+    pub payments: Vec<Payment>,
+    /// Added to (or taken off) the cash due by cash rounding (`payment.cash_rounding`).
+    #[schema(value_type = String, example = "0.00")]
+    pub cash_rounding: String,
+    #[schema(value_type = String, example = "3.01")]
+    pub change_due: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One line.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SaleLine {
+    pub line_no: i32,
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    #[schema(value_type = String, example = "2.000")]
+    pub quantity: String,
+    #[schema(value_type = String, example = "2.50")]
+    pub unit_price: String,
+    /// The catalog price at the time (differs from `unit_price` when overridden).
+    #[schema(value_type = String, example = "2.50")]
+    pub catalog_price: String,
+    #[schema(value_type = String, example = "0.00")]
+    pub discount: String,
+    /// round(quantity x unit_price) - discount.
+    #[schema(value_type = String, example = "5.00")]
+    pub total: String,
+    #[schema(value_type = String, example = "0.19")]
+    pub tax_rate: String,
+}
+
+/// Sale totals.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Totals {
+    #[schema(value_type = String)]
+    pub net: String,
+    #[schema(value_type = String)]
+    pub tax: String,
+    #[schema(value_type = String)]
+    pub total: String,
+}
+
+/// The taxes of one rate.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaxLine {
+    #[schema(value_type = String, example = "0.19")]
+    pub rate: String,
+    #[schema(value_type = String)]
+    pub net: String,
+    #[schema(value_type = String)]
+    pub tax: String,
+    #[schema(value_type = String)]
+    pub gross: String,
+}
+
+/// One payment.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Payment {
+    /// `cash`, `card`, `voucher` or `other`.
+    pub method: String,
+    #[schema(value_type = String, example = "10.00")]
+    pub amount: String,
+}
+
+/// Quantities show three decimals.
+pub fn show_quantity(q: Decimal) -> String {
+    round_half_up(q, QUANTITY_SCALE).to_string()
+}
+
+/// Rates show no trailing zeros (`0.19`, `0.07`, `0`).
+pub fn show_rate(rate: Decimal) -> String {
+    rate.normalize().to_string()
+}
+
+#[derive(sqlx::FromRow)]
+struct SaleRow {
+    id: Uuid,
+    receipt_number: String,
+    status: String,
+    register_id: Uuid,
+    cash_session_id: Uuid,
+    cashier_id: Uuid,
+    currency: String,
+    prices_include_tax: bool,
+    net: Decimal,
+    tax: Decimal,
+    total: Decimal,
+    cash_rounding: Decimal,
+    change_due: Decimal,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct LineRow {
+    line_no: i32,
+    product_id: Uuid,
+    sku: String,
+    name: String,
+    quantity: Decimal,
+    unit_price: Decimal,
+    catalog_price: Decimal,
+    discount: Decimal,
+    total: Decimal,
+    tax_rate: Decimal,
+}
+
+/// Sale `id`, or `None`.
+pub async fn load(
+    conn: &mut PgConnection,
+    id: Uuid,
+    scale: u32,
+) -> Result<Option<Sale>, sqlx::Error> {
+    let Some(row): Option<SaleRow> = sqlx::query_as(
+        "SELECT id, receipt_number, status, register_id, cash_session_id, cashier_id, currency::text AS currency, \
+                prices_include_tax, net, tax, total, cash_rounding, change_due, created_at \
+         FROM sales WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let lines: Vec<LineRow> = sqlx::query_as(
+        "SELECT line_no, product_id, sku, name, quantity, unit_price, catalog_price, discount, total, tax_rate \
+         FROM sale_lines WHERE sale_id = $1 ORDER BY line_no",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let taxes: Vec<(Decimal, Decimal, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT rate, net, tax, gross FROM sale_taxes WHERE sale_id = $1 ORDER BY rate",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let payments: Vec<(String, Decimal)> = sqlx::query_as(
+        "SELECT method, amount FROM sale_payments WHERE sale_id = $1 ORDER BY line_no",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(Sale {
+        id: row.id,
+        receipt_number: row.receipt_number,
+        status: row.status,
+        register_id: row.register_id,
+        cash_session_id: row.cash_session_id,
+        cashier_id: row.cashier_id,
+        currency: row.currency,
+        prices_include_tax: row.prices_include_tax,
+        lines: lines
+            .into_iter()
+            .map(|l| SaleLine {
+                line_no: l.line_no,
+                product_id: l.product_id,
+                sku: l.sku,
+                name: l.name,
+                quantity: show_quantity(l.quantity),
+                unit_price: show(l.unit_price, scale),
+                catalog_price: show(l.catalog_price, scale),
+                discount: show(l.discount, scale),
+                total: show(l.total, scale),
+                tax_rate: show_rate(l.tax_rate),
+            })
+            .collect(),
+        totals: Totals {
+            net: show(row.net, scale),
+            tax: show(row.tax, scale),
+            total: show(row.total, scale),
+        },
+        taxes: taxes
+            .into_iter()
+            .map(|(rate, net, tax, gross)| TaxLine {
+                rate: show_rate(rate),
+                net: show(net, scale),
+                tax: show(tax, scale),
+                gross: show(gross, scale),
+            })
+            .collect(),
+        payments: payments
+            .into_iter()
+            .map(|(method, amount)| Payment {
+                method,
+                amount: show(amount, scale),
+            })
+            .collect(),
+        cash_rounding: show(row.cash_rounding, scale),
+        change_due: show(row.change_due, scale),
+        created_at: row.created_at,
+    }))
+}

@@ -1,0 +1,458 @@
+//! operations.sales: totals, taxes, rounding, numbering, idempotency, immutability, through the API.
+
+use std::collections::BTreeSet;
+
+use chrono::Datelike;
+use serde_json::{Value, json};
+
+use crate::helpers::problem;
+use crate::shop::Shop;
+
+#[tokio::test]
+async fn a_sale_is_priced_numbered_stored_and_takes_stock() {
+    let shop = Shop::open().await;
+    let pen = shop.product("PEN", "2.50", &shop.standard, true).await;
+    let bread = shop.product("BREAD", "1.99", &shop.reduced, false).await;
+    let adjust = shop
+        .app
+        .post_as(
+            "/api/v1/stock/adjustments",
+            &shop.manager,
+            &json!({"product_id": pen, "quantity_delta": "10", "reason_code": "received"}),
+        )
+        .await;
+    assert_eq!(adjust.status(), 201);
+    let session = shop.open_session("100.00").await;
+
+    let body = json!({
+        "register_id": shop.register,
+        "lines": [{"product_id": pen, "quantity": "2"}, {"product_id": bread, "quantity": "1"}],
+        "payments": [{"method": "cash", "amount": "10.00"}],
+    });
+    let response = shop.sell(&shop.cashier, "sale-1", &body).await;
+    assert_eq!(response.status(), 201);
+    assert!(response.headers().get("idempotent-replayed").is_none());
+    let sale: Value = response.json().await.unwrap();
+    let year = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .year();
+    assert_eq!(sale["receipt_number"], format!("R1-{year}-000001"));
+    assert_eq!(sale["status"], "completed");
+    assert_eq!(sale["cash_session_id"], session.as_str());
+    assert_eq!(
+        sale["totals"],
+        json!({"net": "6.06", "tax": "0.93", "total": "6.99"})
+    );
+    assert_eq!(
+        sale["taxes"],
+        json!([
+            {"rate": "0.07", "net": "1.86", "tax": "0.13", "gross": "1.99"},
+            {"rate": "0.19", "net": "4.20", "tax": "0.80", "gross": "5.00"},
+        ])
+    );
+    assert_eq!(sale["change_due"], "3.01");
+    assert_eq!(sale["lines"][0]["total"], "5.00");
+    assert_eq!(sale["lines"][0]["quantity"], "2.000");
+    assert_eq!(sale["lines"][0]["sku"], "PEN");
+    assert_eq!(
+        sale["payments"],
+        json!([{"method": "cash", "amount": "10.00"}])
+    );
+
+    // Reading it back gives the same document.
+    let id = sale["id"].as_str().unwrap();
+    let read: Value = shop
+        .app
+        .get_as(&format!("/api/v1/sales/{id}"), &shop.cashier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, sale);
+    let list: Value = shop
+        .app
+        .get_as(
+            &format!("/api/v1/sales?register_id={}", shop.register),
+            &shop.manager,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["items"][0]["id"], id);
+    assert_eq!(list["items"][0]["total"], "6.99");
+
+    // Tracked stock went from 10 to 8 in the same transaction; untracked has no level.
+    assert_eq!(shop.stock(&pen).await.as_deref(), Some("8.000"));
+    assert_eq!(shop.stock(&bread).await, None);
+
+    // The sale is audited with its stock change.
+    let audit: Value = shop
+        .app
+        .get_as("/api/v1/audit?entity=sale", &shop.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let record = &audit["items"][0];
+    assert_eq!(record["action"], "sale.complete");
+    assert_eq!(record["entity_id"], id);
+    assert_eq!(record["after"]["stock"][0]["quantity"], "8.000");
+    assert_eq!(record["after"]["stock"][0]["delta"], "-2");
+}
+
+#[tokio::test]
+async fn discounts_cash_rounding_and_payment_rules() {
+    let shop = Shop::open().await;
+    shop.set("payment.cash_rounding", json!("0.05")).await;
+    let item = shop.product("ITEM", "10.03", &shop.standard, false).await;
+    shop.open_session("0").await;
+
+    // 10.03 in cash rounds to 10.05: a 20 note gets 9.95 back.
+    let sale: Value = shop
+        .sell(&shop.cashier, "r-1", &shop.cash_sale(&item, "1", "20"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sale["totals"]["total"], "10.03");
+    assert_eq!(sale["cash_rounding"], "0.02");
+    assert_eq!(sale["change_due"], "9.95");
+
+    // A discount comes off the line before tax; split card + cash.
+    let body = json!({
+        "register_id": shop.register,
+        "lines": [{"product_id": item, "quantity": "3", "discount": "1.09"}],
+        "payments": [{"method": "card", "amount": "20.00"}, {"method": "cash", "amount": "10"}],
+    });
+    let sale: Value = shop
+        .sell(&shop.cashier, "r-2", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // 3 x 10.03 = 30.09 - 1.09 = 29.00; tax 29 x 0.19 / 1.19 = 4.63; cash due 9.00.
+    assert_eq!(sale["lines"][0]["total"], "29.00");
+    assert_eq!(
+        sale["totals"],
+        json!({"net": "24.37", "tax": "4.63", "total": "29.00"})
+    );
+    assert_eq!(sale["change_due"], "1.00");
+    assert_eq!(sale["cash_rounding"], "0.00");
+
+    let refused = [
+        (
+            json!({"register_id": shop.register, "lines": [{"product_id": item, "quantity": "1", "discount": "10.04"}],
+                   "payments": [{"method": "cash", "amount": "1"}]}),
+            422,
+            "validation.failed",
+        ),
+        (
+            json!({"register_id": shop.register, "lines": [{"product_id": item, "quantity": "1"}],
+                   "payments": [{"method": "card", "amount": "10.04"}]}),
+            422,
+            "payment.overpaid",
+        ),
+        (
+            json!({"register_id": shop.register, "lines": [{"product_id": item, "quantity": "1"}],
+                   "payments": [{"method": "card", "amount": "5"}, {"method": "cash", "amount": "5.02"}]}),
+            422,
+            "payment.insufficient",
+        ),
+        (
+            json!({"register_id": shop.register, "lines": [{"product_id": item, "quantity": "0"}],
+                   "payments": [{"method": "cash", "amount": "1"}]}),
+            422,
+            "validation.failed",
+        ),
+        (
+            json!({"register_id": shop.register, "lines": [{"product_id": item, "quantity": "1"}],
+                   "payments": [{"method": "bitcoin", "amount": "11"}]}),
+            422,
+            "validation.failed",
+        ),
+        (
+            json!({"register_id": shop.register, "lines": [],
+                   "payments": [{"method": "cash", "amount": "1"}]}),
+            422,
+            "validation.failed",
+        ),
+        (
+            json!({"register_id": shop.register, "lines": [{"product_id": item, "quantity": 1}],
+                   "payments": [{"method": "cash", "amount": "11"}]}),
+            422,
+            "validation.failed",
+        ),
+    ];
+    for (i, (body, status, code)) in refused.into_iter().enumerate() {
+        let body = problem(
+            shop.sell(&shop.cashier, &format!("bad-{i}"), &body).await,
+            status,
+            code,
+        )
+        .await;
+        if code == "validation.failed" {
+            assert!(body["errors"][0]["field"].is_string(), "{body}");
+        }
+    }
+    // None of the refused sales consumed a receipt number.
+    let next: Value = shop
+        .sell(&shop.cashier, "r-3", &shop.cash_sale(&item, "1", "10.05"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        next["receipt_number"]
+            .as_str()
+            .unwrap()
+            .ends_with("-000003"),
+        "{next}"
+    );
+}
+
+#[tokio::test]
+async fn retries_replay_and_a_reused_key_is_refused() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "4.00", &shop.standard, true).await;
+    shop.open_session("0").await;
+    let body = shop.cash_sale(&item, "1", "5");
+    let first = shop.sell(&shop.cashier, "key-A", &body).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+
+    // The same body re-serialised (other key order) is the same request.
+    let reordered = json!({
+        "payments": [{"amount": "5", "method": "cash"}],
+        "lines": [{"quantity": "1", "product_id": item}],
+        "register_id": shop.register,
+    });
+    let retry = shop.sell(&shop.cashier, "key-A", &reordered).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first, "a replay returns the original body");
+
+    problem(
+        shop.sell(&shop.cashier, "key-A", &shop.cash_sale(&item, "2", "10"))
+            .await,
+        422,
+        "idempotency.key_reused",
+    )
+    .await;
+    let no_key = shop
+        .app
+        .post_as("/api/v1/sales", &shop.cashier, &body)
+        .await;
+    problem(no_key, 400, "idempotency.key_required").await;
+
+    // A client-made id that exists returns that sale, whatever the key.
+    let mut with_id = shop.cash_sale(&item, "1", "5");
+    with_id["id"] = json!("01938a6e-0000-7000-8000-000000000001");
+    let made = shop.sell(&shop.cashier, "key-B", &with_id).await;
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    assert_eq!(made["id"], "01938a6e-0000-7000-8000-000000000001");
+    let again = shop.sell(&shop.cashier, "key-C", &with_id).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), made);
+
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sales")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 2, "two sales, however many retries");
+    assert_eq!(
+        shop.stock(&item).await.as_deref(),
+        Some("-2.000"),
+        "stock taken once per sale (and allowed below zero)"
+    );
+}
+
+#[tokio::test]
+async fn racing_retries_record_one_sale() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "4.00", &shop.standard, false).await;
+    shop.open_session("0").await;
+    let body = shop.cash_sale(&item, "1", "5");
+    let attempts = (0..8).map(|_| shop.sell(&shop.cashier, "same-key", &body));
+    let responses = futures_util::future::join_all(attempts).await;
+    let mut ids = BTreeSet::new();
+    let mut originals = 0;
+    for response in responses {
+        assert_eq!(response.status(), 201);
+        if response.headers().get("idempotent-replayed").is_none() {
+            originals += 1;
+        }
+        let sale: Value = response.json().await.unwrap();
+        ids.insert(sale["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!((ids.len(), originals), (1, 1));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sales")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn receipt_numbers_are_gap_free_under_concurrent_sales() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "1.00", &shop.standard, true).await;
+    let inactive = shop.product("OLD", "1.00", &shop.standard, true).await;
+    let version: Value = shop
+        .app
+        .get_as(&format!("/api/v1/products/{inactive}"), &shop.manager)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let patch = shop
+        .app
+        .client
+        .patch(shop.app.url(&format!("/api/v1/products/{inactive}")))
+        .bearer_auth(&shop.manager)
+        .json(&json!({"active": false, "version": version["version"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch.status(), 200);
+    shop.open_session("0").await;
+
+    // 24 good sales and 8 that fail, all at once on one register.
+    let shop = &shop;
+    let requests = (0..32).map(|i| {
+        let body = if i % 4 == 3 {
+            shop.cash_sale(&inactive, "1", "1")
+        } else {
+            shop.cash_sale(&item, "1", "1")
+        };
+        let key = format!("k{i}");
+        async move { shop.sell(&shop.cashier, &key, &body).await.status() }
+    });
+    let statuses = futures_util::future::join_all(requests).await;
+    assert_eq!(statuses.iter().filter(|s| s.as_u16() == 201).count(), 24);
+    assert_eq!(statuses.iter().filter(|s| s.as_u16() == 422).count(), 8);
+    let numbers: Vec<i64> =
+        sqlx::query_scalar("SELECT receipt_seq FROM sales ORDER BY receipt_seq")
+            .fetch_all(&shop.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(numbers, (1..=24).collect::<Vec<i64>>());
+    assert_eq!(shop.stock(&item).await.as_deref(), Some("-24.000"));
+}
+
+#[tokio::test]
+async fn selling_needs_an_open_session_and_permissions() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "2.00", &shop.standard, false).await;
+    problem(
+        shop.sell(&shop.cashier, "k1", &shop.cash_sale(&item, "1", "2"))
+            .await,
+        409,
+        "cash.no_open_session",
+    )
+    .await;
+    shop.open_session("0").await;
+
+    // Another price than the catalog's needs price_override: cashiers lack it, managers have it.
+    let mut cheaper = shop.cash_sale(&item, "1", "2");
+    cheaper["lines"][0]["unit_price"] = json!("1.50");
+    let body = problem(
+        shop.sell(&shop.cashier, "k2", &cheaper).await,
+        403,
+        "rbac.forbidden",
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("operations.sales.price_override")
+    );
+    assert!(
+        shop.app
+            .security_event_kinds()
+            .await
+            .contains(&"permission_denied".to_owned())
+    );
+    let mut same = shop.cash_sale(&item, "1", "2");
+    same["lines"][0]["unit_price"] = json!("2.00");
+    assert_eq!(shop.sell(&shop.cashier, "k3", &same).await.status(), 201);
+    let sale: Value = shop
+        .sell(&shop.manager, "k4", &cheaper)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sale["lines"][0]["unit_price"], "1.50");
+    assert_eq!(sale["lines"][0]["catalog_price"], "2.00");
+    assert_eq!(sale["change_due"], "0.50");
+
+    // Accountants and auditors read sales but do not sell.
+    let auditor = shop
+        .app
+        .user_token("audrey", "auditor pass 123", &["auditor"])
+        .await;
+    problem(
+        shop.sell(&auditor, "k5", &shop.cash_sale(&item, "1", "2"))
+            .await,
+        403,
+        "rbac.forbidden",
+    )
+    .await;
+    assert_eq!(
+        shop.app.get_as("/api/v1/sales", &auditor).await.status(),
+        200
+    );
+    problem(
+        shop.app
+            .get_as(
+                "/api/v1/sales/01938a6e-0000-7000-8000-000000000009",
+                &auditor,
+            )
+            .await,
+        404,
+        "sale.not_found",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn completed_sales_are_immutable_in_the_database() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "2.00", &shop.standard, false).await;
+    shop.open_session("0").await;
+    let sale: Value = shop
+        .sell(&shop.cashier, "k", &shop.cash_sale(&item, "1", "2"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id: uuid::Uuid = sale["id"].as_str().unwrap().parse().unwrap();
+    // Even the database superuser is refused by the triggers.
+    for sql in [
+        "UPDATE sales SET total = 0 WHERE id = $1",
+        "UPDATE sales SET receipt_number = 'X' WHERE id = $1",
+        "DELETE FROM sales WHERE id = $1",
+        "UPDATE sale_lines SET quantity = 5 WHERE sale_id = $1",
+        "DELETE FROM sale_payments WHERE sale_id = $1",
+        "UPDATE sale_taxes SET tax = 0 WHERE sale_id = $1",
+    ] {
+        let error = sqlx::query(sql)
+            .bind(id)
+            .execute(&shop.app.pool)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("immutable"), "{sql}: {error}");
+    }
+    let read: Value = shop
+        .app
+        .get_as(&format!("/api/v1/sales/{id}"), &shop.cashier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(read, sale);
+}
