@@ -7,12 +7,14 @@
 mod architecture;
 mod audit;
 mod auth;
+mod cash;
 mod catalog;
 mod cli;
 mod health;
 mod helpers;
 mod http_basics;
 mod lifecycle;
+mod live;
 mod mfa;
 mod migrations;
 mod modules;

@@ -1,0 +1,196 @@
+//! The WebSocket (`/api/v1/ws`): authentication, topics and their permissions, events, heartbeats.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::shop::Shop;
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(shop: &Shop, token: &str) -> Socket {
+    let url = format!("ws://{}/api/v1/ws?access_token={token}", shop.app.address);
+    let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    socket
+}
+
+/// The next JSON message (skipping pings), within 5 s.
+async fn next(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a message within 5 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    socket
+        .send(Message::Text(message.to_string().into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_subscriber_sees_sale_completed_at_once() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "3.00", &shop.standard, false).await;
+
+    // The header form of the token.
+    let mut request = format!("ws://{}/api/v1/ws", shop.app.address)
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", shop.manager).parse().unwrap(),
+    );
+    let (mut manager, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let welcome = next(&mut manager).await;
+    assert_eq!(welcome["type"], "welcome");
+    assert!(
+        welcome["topics"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("sales")),
+        "{welcome}"
+    );
+    send(
+        &mut manager,
+        json!({"type": "subscribe", "topics": ["sales", "cash"]}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut manager).await,
+        json!({"type": "subscribed", "topics": ["cash", "sales"]})
+    );
+
+    let session = shop.open_session("0").await;
+    let opened = next(&mut manager).await;
+    assert_eq!(
+        (&opened["topic"], &opened["event"]),
+        (&json!("cash"), &json!("cash_session.opened"))
+    );
+    assert_eq!(opened["data"]["id"], session.as_str());
+
+    let sold_at = Instant::now();
+    let sale: Value = shop
+        .sell(&shop.cashier, "k", &shop.cash_sale(&item, "1", "5"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let event = next(&mut manager).await;
+    let latency = sold_at.elapsed();
+    assert_eq!(event["type"], "event");
+    assert_eq!(event["topic"], "sales");
+    assert_eq!(event["event"], "sale.completed");
+    assert_eq!(event["data"]["id"], sale["id"]);
+    assert_eq!(event["data"]["receipt_number"], sale["receipt_number"]);
+    assert_eq!(event["data"]["totals"]["total"], "3.00");
+    // Generous: the event is published right after the commit, before the HTTP answer.
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
+
+    send(&mut manager, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut manager).await, json!({"type": "pong"}));
+    send(
+        &mut manager,
+        json!({"type": "unsubscribe", "topics": ["sales"]}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut manager).await,
+        json!({"type": "subscribed", "topics": ["cash"]})
+    );
+}
+
+#[tokio::test]
+async fn topics_need_their_permission_and_tokens_are_checked() {
+    let shop = Shop::open().await;
+    // A user with no role holds no permission at all.
+    let nobody = shop.app.user_token("nobody", "nobody pass 123", &[]).await;
+    let mut socket = connect(&shop, &nobody).await;
+    let welcome = next(&mut socket).await;
+    assert_eq!(welcome["topics"], json!([]));
+    send(
+        &mut socket,
+        json!({"type": "subscribe", "topics": ["sales", "weather"]}),
+    )
+    .await;
+    let forbidden = next(&mut socket).await;
+    assert_eq!(
+        (&forbidden["code"], &forbidden["topic"]),
+        (&json!("rbac.forbidden"), &json!("sales"))
+    );
+    let unknown = next(&mut socket).await;
+    assert_eq!(unknown["code"], "ws.unknown_topic");
+    assert_eq!(
+        next(&mut socket).await,
+        json!({"type": "subscribed", "topics": []})
+    );
+    send(&mut socket, json!({"type": "dance"})).await;
+    assert_eq!(next(&mut socket).await["code"], "ws.bad_message");
+    assert!(
+        shop.app
+            .security_event_kinds()
+            .await
+            .contains(&"permission_denied".to_owned())
+    );
+
+    // No token, or a bad one: the upgrade is refused with 401.
+    for url in [
+        format!("ws://{}/api/v1/ws", shop.app.address),
+        format!("ws://{}/api/v1/ws?access_token=garbage", shop.app.address),
+    ] {
+        let error = tokio_tungstenite::connect_async(url).await.unwrap_err();
+        let tokio_tungstenite::tungstenite::Error::Http(response) = error else {
+            panic!("{error:?}")
+        };
+        assert_eq!(response.status(), 401);
+    }
+    // A plain GET is told to upgrade.
+    let plain = shop.app.get_as("/api/v1/ws", &shop.manager).await;
+    crate::helpers::problem(plain, 400, "ws.upgrade_required").await;
+}
+
+#[tokio::test]
+async fn heartbeats_flow_and_an_ended_session_is_disconnected() {
+    let shop = Shop::open_with(|c| c.websocket.heartbeat_secs = 1).await;
+    let login = shop.app.login_ok("boss", "manager pass 123").await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let mut socket = connect(&shop, &token).await;
+    assert_eq!(next(&mut socket).await["type"], "welcome");
+    let beat = next(&mut socket).await;
+    assert_eq!(beat["type"], "heartbeat");
+
+    // Logging out ends the session: the socket is closed at the next heartbeat.
+    let logout = shop
+        .app
+        .client
+        .post(shop.app.url("/api/v1/auth/logout"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(logout.status().is_success());
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed within 5 s");
+    assert_eq!(closed, Some(4401));
+}
