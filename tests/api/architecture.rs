@@ -40,7 +40,7 @@ fn shared_imports_neither_core_nor_plugs() {
 }
 
 /// Tables whose rows are business data: writing them without an `AuditedTx` bypasses the audit log.
-const BUSINESS_TABLES: [&str; 11] = [
+const BUSINESS_TABLES: [&str; 24] = [
     "business",
     "settings",
     "branches",
@@ -52,6 +52,19 @@ const BUSINESS_TABLES: [&str; 11] = [
     "user_roles",
     "user_mfa",
     "mfa_recovery_codes",
+    "tax_classes",
+    "categories",
+    "products",
+    "product_barcodes",
+    "stock_levels",
+    "stock_movements",
+    "cash_sessions",
+    "cash_movements",
+    "receipt_counters",
+    "sales",
+    "sale_lines",
+    "sale_payments",
+    "sale_taxes",
 ];
 
 /// A source file that writes a business table must do so through `AuditedTx`.
@@ -133,5 +146,85 @@ fn plugs_use_each_other_only_through_their_api() {
             }
         }
     }
+    assert!(offenders.is_empty(), "{offenders:?}");
+}
+
+/// ... and only when the using module declares a dependency on the module whose api it uses:
+/// `crate::plugs::management::api::stock` in `operations/sales/` needs `operations.sales` to
+/// depend on `management.stock`.
+#[test]
+fn plugs_use_only_the_apis_of_declared_dependencies() {
+    let modules = plugpos::plugs::modules();
+    let declared = |module: &str, dependency: &str| {
+        modules
+            .iter()
+            .find(|m| m.id() == module)
+            .is_some_and(|m| m.dependencies().iter().any(|d| d.id == dependency))
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/plugs");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut uses = 0;
+    let mut offenders = Vec::new();
+    for file in files {
+        let relative = file.strip_prefix(&root).unwrap().to_path_buf();
+        let parts: Vec<String> = relative
+            .components()
+            .map(|c| {
+                c.as_os_str()
+                    .to_string_lossy()
+                    .trim_end_matches(".rs")
+                    .to_owned()
+            })
+            .collect();
+        // src/plugs/<plug>/<module>/...: the module that owns this file.
+        let [plug, module, _, ..] = parts.as_slice() else {
+            continue;
+        };
+        if module == "api" {
+            continue;
+        }
+        let user = format!("{plug}.{module}");
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (i, _) in text.match_indices("plugs::") {
+            let rest = &text[i + "plugs::".len()..];
+            let Some((other, rest)) = rest.split_once("::api::") else {
+                continue;
+            };
+            if other == plug || other.contains(|c: char| !c.is_ascii_lowercase()) {
+                continue;
+            }
+            // `api::stock` or `api::{catalog, stock}`.
+            let names: Vec<&str> = match rest.strip_prefix('{') {
+                Some(group) => group
+                    .split('}')
+                    .next()
+                    .unwrap()
+                    .split(',')
+                    .map(|n| n.trim().split("::").next().unwrap().trim())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+                None => vec![
+                    rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                        .next()
+                        .unwrap(),
+                ],
+            };
+            for name in names {
+                uses += 1;
+                let dependency = format!("{other}.{name}");
+                if !declared(&user, &dependency) {
+                    offenders.push(format!(
+                        "{} uses {dependency} but {user} does not declare it",
+                        file.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        uses >= 2,
+        "the scan found the known uses (sales -> catalog, stock)"
+    );
     assert!(offenders.is_empty(), "{offenders:?}");
 }

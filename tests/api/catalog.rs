@@ -480,3 +480,120 @@ async fn cost_price_is_field_protected_and_updates_need_the_current_version() {
     assert_eq!(audit["items"][1]["before"]["price"], "3.2000");
     assert_eq!(audit["items"][1]["after"]["price"], "3.5000");
 }
+
+#[tokio::test]
+async fn products_are_deleted_until_sold_then_archived() {
+    let shop = crate::shop::Shop::open().await;
+    let delete = |id: String| {
+        let app = &shop.app;
+        let token = shop.manager.clone();
+        async move {
+            app.client
+                .delete(app.url(&format!("/api/v1/products/{id}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Never used: really deleted, and its SKU is free again.
+    let typo = shop.product("TYPO", "1.00", &shop.standard, true).await;
+    let gone: Value = delete(typo.clone()).await.json().await.unwrap();
+    assert_eq!(gone["outcome"], "deleted");
+    problem(
+        shop.app
+            .get_as(&format!("/api/v1/products/{typo}"), &shop.manager)
+            .await,
+        404,
+        "product.not_found",
+    )
+    .await;
+    shop.product("TYPO", "1.00", &shop.standard, true).await;
+
+    // Sold: archived, out of the catalog, barcode freed, the sale intact.
+    let response = shop
+        .app
+        .post_as(
+            "/api/v1/products",
+            &shop.manager,
+            &json!({"sku": "SOLD", "name": "Sold thing", "price": "3.00",
+                    "tax_class_id": shop.standard, "barcodes": ["4006381333931"]}),
+        )
+        .await;
+    let sold = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shop.open_session("0").await;
+    let sale: Value = shop
+        .sell(&shop.cashier, "k", &shop.cash_sale(&sold, "1", "3"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let by_cashier = shop
+        .app
+        .client
+        .delete(shop.app.url(&format!("/api/v1/products/{sold}")))
+        .bearer_auth(&shop.cashier)
+        .send()
+        .await
+        .unwrap();
+    problem(by_cashier, 403, "rbac.forbidden").await;
+    let archived: Value = delete(sold.clone()).await.json().await.unwrap();
+    assert_eq!(archived["outcome"], "archived");
+    let found: Value = shop
+        .app
+        .get_as("/api/v1/products?barcode=4006381333931", &shop.cashier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["items"], json!([]));
+    let reuse = shop
+        .app
+        .post_as(
+            "/api/v1/products",
+            &shop.manager,
+            &json!({"sku": "NEW", "name": "New thing", "price": "3.00",
+                    "tax_class_id": shop.standard, "barcodes": ["4006381333931"]}),
+        )
+        .await;
+    assert_eq!(
+        reuse.status(),
+        201,
+        "the archived product's barcode is free"
+    );
+    let still: Value = shop
+        .app
+        .get_as(
+            &format!("/api/v1/sales/{}", sale["id"].as_str().unwrap()),
+            &shop.cashier,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(still["lines"][0]["sku"], "SOLD");
+    problem(
+        shop.sell(&shop.cashier, "k2", &shop.cash_sale(&sold, "1", "3"))
+            .await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    let audit: Value = shop
+        .app
+        .get_as("/api/v1/audit?entity=product", &shop.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"product.delete") && actions.contains(&"product.archive"));
+}

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::core::audit::AuditedTx;
 use crate::shared::ids::new_id;
 
 /// A stock level after a change, for the caller's audit record.
@@ -20,11 +20,12 @@ pub struct LevelChange {
     pub quantity: Decimal,
 }
 
-/// Takes `lines` (product, quantity sold) off `location_id`'s stock in the caller's transaction,
+/// Takes `lines` (product, quantity sold) off `location_id`'s stock in the caller's audited
+/// transaction (whose audit record should carry the returned changes),
 /// and writes the movements with `reason_code` (`sale`) and the document that caused them.
 /// Levels may go negative: a sale is never refused because the shelf count is wrong.
 pub async fn take_for_document(
-    conn: &mut PgConnection,
+    tx: &mut AuditedTx,
     location_id: Uuid,
     lines: &[(Uuid, Decimal)],
     reason_code: &str,
@@ -51,7 +52,7 @@ pub async fn take_for_document(
     .bind(&products)
     .bind(&deltas)
     .bind(location_id)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut **tx)
     .await?;
     let changes: Vec<LevelChange> = after
         .into_iter()
@@ -79,7 +80,7 @@ pub async fn take_for_document(
     .bind(document_id)
     .bind(user_id)
     .bind(&after)
-    .execute(conn)
+    .execute(&mut **tx)
     .await?;
     Ok(changes)
 }

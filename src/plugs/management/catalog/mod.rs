@@ -89,5 +89,9 @@ impl Module for Catalog {
                 Access::Permission(WRITE),
                 routes!(products::update),
             ))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(products::remove),
+            ))
     }
 }

@@ -533,3 +533,93 @@ pub async fn update(
     tx.commit().await?;
     Ok(Json(present_row(after, &caller)))
 }
+
+/// What deleting a product did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Removal {
+    pub id: Uuid,
+    /// `deleted` (never used) or `archived` (sold or stocked before: kept for the records,
+    /// hidden from the catalog, its barcodes freed).
+    pub outcome: String,
+}
+
+/// Remove a product: deleted if nothing refers to it, otherwise archived (audited).
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "Deleted or archived", body = Removal),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such product (`product.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Removal>, ApiError> {
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let before = fetch(&mut tx, id).await?;
+    // Try a real delete; anything referring to the product (a sale line, stock) makes the
+    // database refuse it, and then the product is archived instead.
+    sqlx::query("SAVEPOINT product_delete")
+        .execute(&mut *tx)
+        .await?;
+    let deleted = async {
+        sqlx::query("DELETE FROM product_barcodes WHERE product_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM products WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+    }
+    .await;
+    let outcome = match deleted {
+        Ok(_) => {
+            sqlx::query("RELEASE SAVEPOINT product_delete")
+                .execute(&mut *tx)
+                .await?;
+            tx.record(
+                Change::new(MODULE, "product", id, "product.delete").before(audit_view(&before)),
+            )
+            .await?;
+            "deleted"
+        }
+        Err(e)
+            if e.as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "23503") =>
+        {
+            sqlx::query("ROLLBACK TO SAVEPOINT product_delete")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM product_barcodes WHERE product_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE products SET archived_at = now(), active = false, version = version + 1, updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            tx.record(
+                Change::new(MODULE, "product", id, "product.archive")
+                    .before(audit_view(&before))
+                    .after(json!({"archived": true, "active": false, "barcodes": []})),
+            )
+            .await?;
+            "archived"
+        }
+        Err(e) => return Err(e.into()),
+    };
+    tx.commit().await?;
+    Ok(Json(Removal {
+        id,
+        outcome: outcome.to_owned(),
+    }))
+}
