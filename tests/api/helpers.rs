@@ -179,6 +179,10 @@ impl TestApp {
         token::ensure(&prepared).unwrap();
         let registry = Arc::new(Registry::new(plugpos::plugs::modules()).unwrap());
         let module_states = registry.sync(&app_pool).await.unwrap_or_default();
+        tokio::spawn(plugpos::core::audit::chain::run(
+            app_pool.clone(),
+            std::time::Duration::from_secs(2),
+        ));
         let state = AppState::new(AppParts {
             config,
             data_dir: prepared,

@@ -137,7 +137,6 @@ impl From<AuditError> for crate::core::http::ApiError {
 /// A business transaction that commits only with its audit records.
 pub struct AuditedTx {
     tx: Transaction<'static, Postgres>,
-    pool: PgPool,
     actor: Actor,
     at: DateTime<Utc>,
     recorded: usize,
@@ -153,7 +152,6 @@ impl AuditedTx {
         let tx = pool.begin().await?;
         Ok(AuditedTx {
             tx,
-            pool: pool.clone(),
             actor,
             at: now.trunc_subsecs(6),
             recorded: 0,
@@ -167,10 +165,12 @@ impl AuditedTx {
         }
         let id = new_id();
         let json = |v: Option<Value>| v.map(|v| v.to_string());
+        // One round trip: the record and its pending marker.
         sqlx::query(
-            "INSERT INTO audit_records (id, at, actor_user_id, actor_username, actor_role, workstation_id, branch_id, \
+            "WITH r AS (INSERT INTO audit_records (id, at, actor_user_id, actor_username, actor_role, workstation_id, branch_id, \
              module, entity, entity_id, action, before_json, after_json, reason_code, approval_ref, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id) \
+             INSERT INTO audit_pending (record_id) SELECT id FROM r",
         )
         .bind(id)
         .bind(self.at)
@@ -190,26 +190,20 @@ impl AuditedTx {
         .bind(&self.actor.request_id)
         .execute(&mut *self.tx)
         .await?;
-        sqlx::query("INSERT INTO audit_pending (record_id) VALUES ($1)")
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await?;
         self.recorded += 1;
         Ok(id)
     }
 
-    /// Commits, provided at least one record was appended, then extends the chain.
+    /// Commits, provided at least one record was appended, then wakes the chainer.
     pub async fn commit(self) -> Result<(), AuditError> {
         if self.recorded == 0 {
             self.tx.rollback().await?;
             return Err(AuditError::NothingRecorded);
         }
         self.tx.commit().await?;
-        // The write is durable; chaining now keeps the chain current. If it fails, the record
-        // stays pending and the periodic chainer (and every start) picks it up.
-        if let Err(e) = chain::chain_pending(&self.pool).await {
-            tracing::warn!(error = %e, "audit records committed but not chained yet; the chainer will retry");
-        }
+        // The write is durable; the chainer links it within moments (a crash before that leaves
+        // it pending, and every start chains what is pending).
+        chain::wake();
         Ok(())
     }
 }

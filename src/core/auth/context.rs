@@ -69,6 +69,8 @@ struct SessionRow {
     password_change_required: bool,
     workstation_id: Option<String>,
     mfa_enrollment_required: bool,
+    roles: Vec<String>,
+    permissions: Vec<String>,
 }
 
 /// An authenticated caller who may use the API.
@@ -120,7 +122,11 @@ impl FromRequestParts<AppState> for Authenticated {
                              JOIN settings st ON st.key = 'security.mfa_required_roles' \
                              WHERE ur.user_id = u.id AND st.value ? r.name) \
                      AND NOT EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL)) \
-                    AS mfa_enrollment_required \
+                    AS mfa_enrollment_required, \
+                    ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+                          WHERE ur.user_id = u.id ORDER BY r.name) AS roles, \
+                    ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
+                          WHERE ur.user_id = u.id) AS permissions \
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
         )
         .bind(claims.sid)
@@ -139,16 +145,8 @@ impl FromRequestParts<AppState> for Authenticated {
         }
         origin.workstation_id = row.workstation_id;
         let user_id = row.user_id;
-        let grants: Vec<(String, Option<String>)> = sqlx::query_as(
-            "SELECT r.name, rp.permission FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-             LEFT JOIN role_permissions rp ON rp.role_id = r.id WHERE ur.user_id = $1 ORDER BY r.name",
-        )
-        .bind(user_id)
-        .fetch_all(state.pool())
-        .await?;
-        let mut roles: Vec<String> = grants.iter().map(|(role, _)| role.clone()).collect();
-        roles.dedup();
-        let permissions = grants.into_iter().filter_map(|(_, p)| p).collect();
+        let roles = row.roles;
+        let permissions = row.permissions.into_iter().collect();
         Ok(Authenticated {
             user_id,
             username: row.username,

@@ -114,7 +114,7 @@ async fn run(
         tracing::info!(?applied, "migrations applied");
     }
     // Records committed before a crash but not chained yet are chained now, then every few
-    // seconds (writers chain their own records right after commit; this is the safety net).
+    // seconds and whenever a writer commits.
     let chained = audit::chain::chain_pending(&pool)
         .await
         .context("cannot extend the audit chain")?;
@@ -124,16 +124,7 @@ async fn run(
             "chained audit records left pending by an earlier run"
         );
     }
-    let chainer_pool = pool.clone();
-    let chainer = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            tick.tick().await;
-            if let Err(e) = audit::chain::chain_pending(&chainer_pool).await {
-                tracing::warn!(error = %e, "cannot extend the audit chain; retrying");
-            }
-        }
-    });
+    let chainer = tokio::spawn(audit::chain::run(pool.clone(), Duration::from_secs(2)));
     let _chainer = AbortOnDrop(chainer);
     let initialized = setup::is_initialized(&pool)
         .await

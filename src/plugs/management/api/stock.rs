@@ -42,16 +42,26 @@ pub async fn take_for_document(
     }
     let products: Vec<Uuid> = totals.keys().copied().collect();
     let deltas: Vec<Decimal> = totals.values().map(|q| -*q).collect();
+    let movement_ids: Vec<Uuid> = products.iter().map(|_| new_id()).collect();
+    // One round trip: the levels and their ledger rows.
     let after: Vec<(Uuid, Decimal)> = sqlx::query_as(
-        "INSERT INTO stock_levels AS l (product_id, location_id, quantity) \
-         SELECT d.product_id, $3, d.delta FROM unnest($1::uuid[], $2::numeric[]) AS d(product_id, delta) \
-         ON CONFLICT (product_id, location_id) DO UPDATE \
-           SET quantity = l.quantity + EXCLUDED.quantity, version = l.version + 1, updated_at = now() \
-         RETURNING l.product_id, l.quantity",
+        "WITH d AS (SELECT * FROM unnest($1::uuid[], $2::numeric[], $3::uuid[]) AS d(product_id, delta, movement_id)), \
+         up AS (INSERT INTO stock_levels AS l (product_id, location_id, quantity) \
+                SELECT d.product_id, $4, d.delta FROM d \
+                ON CONFLICT (product_id, location_id) DO UPDATE \
+                  SET quantity = l.quantity + EXCLUDED.quantity, version = l.version + 1, updated_at = now() \
+                RETURNING l.product_id, l.quantity), \
+         mv AS (INSERT INTO stock_movements (id, product_id, location_id, quantity_delta, quantity_after, reason_code, document_id, user_id) \
+                SELECT d.movement_id, d.product_id, $4, d.delta, up.quantity, $5, $6, $7 FROM d JOIN up USING (product_id)) \
+         SELECT product_id, quantity FROM up",
     )
     .bind(&products)
     .bind(&deltas)
+    .bind(&movement_ids)
     .bind(location_id)
+    .bind(reason_code)
+    .bind(document_id)
+    .bind(user_id)
     .fetch_all(&mut **tx)
     .await?;
     let changes: Vec<LevelChange> = after
@@ -63,24 +73,5 @@ pub async fn take_for_document(
             quantity,
         })
         .collect();
-    let ids: Vec<Uuid> = changes.iter().map(|_| new_id()).collect();
-    let after: Vec<Decimal> = changes.iter().map(|c| c.quantity).collect();
-    let changed: Vec<Uuid> = changes.iter().map(|c| c.product_id).collect();
-    let changed_deltas: Vec<Decimal> = changes.iter().map(|c| c.delta).collect();
-    sqlx::query(
-        "INSERT INTO stock_movements (id, product_id, location_id, quantity_delta, quantity_after, reason_code, document_id, user_id) \
-         SELECT m.id, m.product_id, $4, m.delta, m.after, $5, $6, $7 \
-         FROM unnest($1::uuid[], $2::uuid[], $3::numeric[], $8::numeric[]) AS m(id, product_id, delta, after)",
-    )
-    .bind(&ids)
-    .bind(&changed)
-    .bind(&changed_deltas)
-    .bind(location_id)
-    .bind(reason_code)
-    .bind(document_id)
-    .bind(user_id)
-    .bind(&after)
-    .execute(&mut **tx)
-    .await?;
     Ok(changes)
 }

@@ -25,7 +25,7 @@ use crate::core::http::{ApiError, ApiJson};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::management::api::{catalog, stock};
-use crate::plugs::operations::cash::lock_open_session;
+use crate::plugs::operations::cash::lock_register_session;
 use crate::shared::ids::new_id;
 use crate::shared::money::{QUANTITY_SCALE, parse_amount, show};
 
@@ -165,12 +165,8 @@ pub async fn create(
             format!("must hold 1 to {MAX_PAYMENTS} payments"),
         ));
     }
-    let register: Option<(String, Uuid)> = sqlx::query_as(
-        "SELECT code, location_id FROM registers WHERE id = $1 AND deleted_at IS NULL",
-    )
-    .bind(new.register_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    // The register and its open cash session, share-locked until this sale commits.
+    let register = lock_register_session(&mut tx, new.register_id).await?;
     if register.is_none() {
         errors.push(FieldError::new("register_id", "is not a register"));
     }
@@ -272,7 +268,7 @@ pub async fn create(
             None => {}
         }
     }
-    let Some((register_code, location_id)) = register.filter(|_| errors.is_empty()) else {
+    let Some(register) = register.filter(|_| errors.is_empty()) else {
         return Err(ApiError::Validation(errors));
     };
     if !overridden.is_empty() {
@@ -309,8 +305,7 @@ pub async fn create(
         },
     })?;
 
-    // The session must be open; it stays open (share lock) until this sale commits.
-    let Some(session_id) = lock_open_session(&mut tx, new.register_id).await? else {
+    let Some(session_id) = register.session_id else {
         return Err(ApiError::Conflict {
             code: "cash.no_open_session",
             detail: "This register has no open cash session; open one first (POST /api/v1/cash-sessions).".to_owned(),
@@ -328,38 +323,7 @@ pub async fn create(
     .bind(year)
     .fetch_one(&mut *tx)
     .await?;
-    let receipt_number = business.receipt_number(&register_code, year, counter);
-
-    let inserted = sqlx::query(
-        "INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
-           status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'completed', $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(sale_id)
-    .bind(new.register_id)
-    .bind(session_id)
-    .bind(caller.user_id)
-    .bind(year)
-    .bind(counter)
-    .bind(&receipt_number)
-    .bind(&business.currency)
-    .bind(business.prices_include_tax)
-    .bind(priced.net)
-    .bind(priced.tax)
-    .bind(priced.total)
-    .bind(priced.cash_rounding)
-    .bind(priced.change_due)
-    .bind(now)
-    .execute(&mut *tx)
-    .await;
-    if let Err(e) = inserted {
-        if e.as_database_error().and_then(|d| d.constraint()) == Some("sales_pkey") {
-            // The same client id raced in under another key: that sale stands.
-            drop(tx);
-            return replay(&state, sale_id, scale).await;
-        }
-        return Err(e.into());
-    }
+    let receipt_number = business.receipt_number(&register.code, year, counter);
 
     let lines: Vec<SaleLine> = inputs
         .iter()
@@ -378,11 +342,36 @@ pub async fn create(
             tax_rate: show_rate(input.tax_rate),
         })
         .collect();
-    sqlx::query(
-        "INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, unit_price, discount, total, tax_class_id, tax_rate) \
-         SELECT $1, l.* FROM unnest($2::int[], $3::uuid[], $4::text[], $5::text[], $6::numeric[], $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::uuid[], $12::numeric[]) AS l",
+    let payment_methods: Vec<String> = new.payments.iter().map(|p| p.method.clone()).collect();
+    // One round trip: the sale, its lines, payments and tax buckets (foreign keys are checked at
+    // the end of the statement, when the sale row exists).
+    let inserted = sqlx::query(
+        "WITH s AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
+             status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'completed', $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id), \
+         l AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, unit_price, discount, total, tax_class_id, tax_rate) \
+           SELECT $1, l.* FROM unnest($16::int[], $17::uuid[], $18::text[], $19::text[], $20::numeric[], $21::numeric[], $22::numeric[], \
+                                      $23::numeric[], $24::numeric[], $25::uuid[], $26::numeric[]) AS l), \
+         p AS (INSERT INTO sale_payments (sale_id, line_no, method, amount) \
+           SELECT $1, p.n, p.method, p.amount FROM unnest($27::text[], $28::numeric[]) WITH ORDINALITY AS p(method, amount, n)) \
+         INSERT INTO sale_taxes (sale_id, rate, net, tax, gross) \
+           SELECT $1, t.* FROM unnest($29::numeric[], $30::numeric[], $31::numeric[], $32::numeric[]) AS t",
     )
     .bind(sale_id)
+    .bind(new.register_id)
+    .bind(session_id)
+    .bind(caller.user_id)
+    .bind(year)
+    .bind(counter)
+    .bind(&receipt_number)
+    .bind(&business.currency)
+    .bind(business.prices_include_tax)
+    .bind(priced.net)
+    .bind(priced.tax)
+    .bind(priced.total)
+    .bind(priced.cash_rounding)
+    .bind(priced.change_due)
+    .bind(now)
     .bind(lines.iter().map(|l| l.line_no).collect::<Vec<_>>())
     .bind(inputs.iter().map(|(p, _)| p.id).collect::<Vec<_>>())
     .bind(inputs.iter().map(|(p, _)| p.sku.clone()).collect::<Vec<_>>())
@@ -394,29 +383,22 @@ pub async fn create(
     .bind(&priced.line_totals)
     .bind(inputs.iter().map(|(p, _)| p.tax_class_id).collect::<Vec<_>>())
     .bind(inputs.iter().map(|(_, l)| l.tax_rate).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    let payment_methods: Vec<String> = new.payments.iter().map(|p| p.method.clone()).collect();
-    sqlx::query(
-        "INSERT INTO sale_payments (sale_id, line_no, method, amount) \
-         SELECT $1, p.n, p.method, p.amount FROM unnest($2::text[], $3::numeric[]) WITH ORDINALITY AS p(method, amount, n)",
-    )
-    .bind(sale_id)
     .bind(&payment_methods)
     .bind(payments.iter().map(|p| p.amount).collect::<Vec<_>>())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO sale_taxes (sale_id, rate, net, tax, gross) \
-         SELECT $1, t.* FROM unnest($2::numeric[], $3::numeric[], $4::numeric[], $5::numeric[]) AS t",
-    )
-    .bind(sale_id)
     .bind(priced.taxes.iter().map(|t| t.rate).collect::<Vec<_>>())
     .bind(priced.taxes.iter().map(|t| t.net).collect::<Vec<_>>())
     .bind(priced.taxes.iter().map(|t| t.tax).collect::<Vec<_>>())
     .bind(priced.taxes.iter().map(|t| t.gross).collect::<Vec<_>>())
     .execute(&mut *tx)
-    .await?;
+    .await;
+    if let Err(e) = inserted {
+        if e.as_database_error().and_then(|d| d.constraint()) == Some("sales_pkey") {
+            // The same client id raced in under another key: that sale stands.
+            drop(tx);
+            return replay(&state, sale_id, scale).await;
+        }
+        return Err(e.into());
+    }
 
     let tracked: Vec<(Uuid, Decimal)> = inputs
         .iter()
@@ -425,7 +407,7 @@ pub async fn create(
         .collect();
     let stock_changes = stock::take_for_document(
         &mut tx,
-        location_id,
+        register.location_id,
         &tracked,
         "sale",
         sale_id,

@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Sale completion over HTTP vs the same writes as raw SQL (SPEC section 9).
+
+In one scratch managed cluster and one run:
+  http      POST /api/v1/sales through plugpos (auth, RBAC, validation, idempotency key, pricing,
+            gap-free numbering, stock, cash session, audit): 32 registers each with an open cash
+            session and its own cashier, 200 products, three random lines per sale, paid in cash;
+            driven by examples/sale_load.rs (Rust, so the load generator is not the bottleneck);
+  baseline  ../shared/bench/raw_sale.pgbench (the same writes with a naive hash-chain head lock)
+            through pgbench on a database of the same cluster,
+alternating at 8 and 32 clients, --rounds times, and prints each run and the medians
+(throughput ratio http/baseline, p50 and p99 latency).
+
+Usage: bench/sale_throughput.py [--seconds 15] [--rounds 3]
+Build first: cargo build --release --bin plugpos --example sale_load
+"""
+import argparse, glob, json, os, shutil, signal, socket, statistics, subprocess, tempfile, time, urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close(); return port
+
+def call(url, method="GET", body=None, token=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None: req.add_header("content-type", "application/json")
+    if token: req.add_header("authorization", "Bearer " + token)
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read() or b"null")
+
+def pct(values, p):
+    values = sorted(values); return values[min(len(values) - 1, int(len(values) * p))]
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--binary", default=os.path.join(HERE, "../target/release/plugpos"))
+    ap.add_argument("--load", default=os.path.join(HERE, "../target/release/examples/sale_load"))
+    ap.add_argument("--shared", default=os.environ.get("SHARED_BENCH", os.path.join(HERE, "../../shared/bench")))
+    args = ap.parse_args()
+    root = tempfile.mkdtemp(prefix="plugpos-bench-sale-", dir="/tmp"); os.chmod(root, 0o777)
+    data = os.path.join(root, "data"); port = free_port(); base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGPOS_")}; env["PLUGPOS_LOG__STDOUT"] = "false"
+    proc = subprocess.Popen([args.binary, "serve", "--data-dir", data, "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    sock = os.path.join(data, "run")
+    try:
+        for _ in range(300):
+            try:
+                call(base + "/health/ready"); break
+            except Exception: time.sleep(0.1)
+        setup_token = open(os.path.join(data, "setup-token")).read().strip()
+        call(base + "/api/v1/setup", "POST", {"setup_token": setup_token,
+             "business": {"name": "Bench", "currency": "EUR", "timezone": "UTC"},
+             "admin": {"username": "admin", "password": "bench password 1"}})
+        admin = call(base + "/api/v1/auth/login", "POST", {"username": "admin", "password": "bench password 1"})["access_token"]
+        tax = call(base + "/api/v1/tax-classes", "POST", {"name": "Standard", "rate": "0.19"}, admin)["id"]
+        products = [call(base + "/api/v1/products", "POST", {"sku": f"SKU{i}", "name": f"Product {i}",
+                    "price": f"{i % 100}.99", "tax_class_id": tax, "track_stock": True}, admin)["id"] for i in range(1, 201)]
+        registers = call(base + "/api/v1/registers", token=admin)
+        location = registers[0]["location_id"]
+        registers = [registers[0]["id"]] + [call(base + "/api/v1/registers", "POST",
+                     {"name": f"Register {i}", "location_id": location}, admin)["id"] for i in range(2, 33)]
+        tokens = []
+        for i, register in enumerate(registers, 1):
+            name = f"cashier{i}"
+            call(base + "/api/v1/users", "POST", {"username": name, "password": "first password 1", "roles": ["cashier"]}, admin)
+            first = call(base + "/api/v1/auth/login", "POST", {"username": name, "password": "first password 1"})["access_token"]
+            call(base + "/api/v1/auth/password", "POST", {"current_password": "first password 1", "new_password": "cashier password 1"}, first)
+            token = call(base + "/api/v1/auth/login", "POST", {"username": name, "password": "cashier password 1"})["access_token"]
+            call(base + "/api/v1/cash-sessions", "POST", {"register_id": register, "opening_float": "100.00"}, token)
+            tokens.append(token)
+        setup = os.path.join(root, "setup.json")
+        json.dump({"tokens": tokens, "registers": registers, "products": products}, open(setup, "w"))
+
+        # The baseline database, in the same cluster.
+        for f in ("raw_sale_schema.sql", "raw_sale.pgbench"):
+            shutil.copy(os.path.join(args.shared, f), root); os.chmod(os.path.join(root, f), 0o644)
+        subprocess.run(as_pg + ["createdb", "-h", sock, "-U", "postgres", "rawbench"], check=True)
+        subprocess.run(as_pg + ["psql", "-X", "-q", "-h", sock, "-U", "postgres", "-d", "rawbench", "-f",
+                        os.path.join(root, "raw_sale_schema.sql")], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def baseline(clients):
+            logs = os.path.join(root, f"pgbench-{clients}-{time.time_ns()}"); os.mkdir(logs); os.chmod(logs, 0o777)
+            out = subprocess.run(as_pg + ["pgbench", "-n", "-h", sock, "-U", "postgres", "-f", os.path.join(root, "raw_sale.pgbench"),
+                                 "-c", str(clients), "-j", "2", "-T", str(args.seconds), "-l", "--log-prefix", os.path.join(logs, "tx"), "rawbench"],
+                                 check=True, capture_output=True, text=True, cwd=logs).stdout
+            lat = [int(line.split()[2]) / 1000.0 for f in glob.glob(os.path.join(logs, "tx*")) for line in open(f)]
+            return {"tps": len(lat) / args.seconds, "p50_ms": pct(lat, .5), "p99_ms": pct(lat, .99), "sales": len(lat), "errors": 0}
+
+        def http(clients):
+            out = subprocess.run([args.load, base, str(clients), str(args.seconds), setup], check=True, capture_output=True, text=True)
+            if out.stderr.strip(): print("  load tool:", out.stderr.strip().splitlines()[:3], flush=True)
+            return json.loads(out.stdout.strip().splitlines()[-1])
+
+        results = {}
+        for r in range(args.rounds):
+            for clients in (8, 32):
+                for name, run in (("baseline", baseline), ("http", http)):
+                    res = run(clients); results.setdefault((name, clients), []).append(res)
+                    print(f"round {r + 1} clients {clients:2} {name:8} {res['tps']:7.0f} sales/s  p50 {res['p50_ms']:6.1f} ms  p99 {res['p99_ms']:6.1f} ms  errors {res['errors']}", flush=True)
+        print("medians:")
+        for clients in (8, 32):
+            b = results[("baseline", clients)]; h = results[("http", clients)]
+            ratio = statistics.median(x["tps"] / y["tps"] for x, y in zip(h, b))
+            med = lambda rs, k: statistics.median(x[k] for x in rs)
+            print(f"clients {clients:2}: http {med(h, 'tps'):6.0f} sales/s (p50 {med(h, 'p50_ms'):5.1f} ms, p99 {med(h, 'p99_ms'):5.1f} ms)  "
+                  f"baseline {med(b, 'tps'):6.0f} (p50 {med(b, 'p50_ms'):5.1f} ms, p99 {med(b, 'p99_ms'):5.1f} ms)  ratio http/baseline {ratio:.2f}")
+        counted = subprocess.run(as_pg + ["psql", "-X", "-q", "-t", "-h", sock, "-U", "postgres", "-d", "plugpos", "-c",
+                                 "SELECT count(*), count(DISTINCT receipt_number), max(receipt_seq) FROM sales"], capture_output=True, text=True).stdout.split("|")
+        print("sales stored / distinct receipt numbers / highest counter:", " / ".join(c.strip() for c in counted))
+    finally:
+        proc.send_signal(signal.SIGTERM); proc.wait(timeout=60); shutil.rmtree(root, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()
