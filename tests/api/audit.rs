@@ -406,15 +406,15 @@ async fn cli_verifies_and_fails_on_a_broken_chain() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let run = || {
-        plugpos()
+    let verify = || {
+        let mut command = plugpos();
+        command
             .args(["audit", "verify", "--data-dir"])
             .arg(app.data_dir.path())
-            .env("PLUGPOS_DATABASE__URL", database_url(&database))
-            .output()
-            .unwrap()
+            .env("PLUGPOS_DATABASE__URL", database_url(&database));
+        crate::helpers::run(command)
     };
-    let output = run();
+    let output = verify().await;
     assert!(
         output.status.success(),
         "{}",
@@ -423,7 +423,7 @@ async fn cli_verifies_and_fails_on_a_broken_chain() {
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["ok"], true);
     tamper(&app.pool, "UPDATE audit_records SET action = 'user.delete' WHERE id = (SELECT record_id FROM audit_chain WHERE seq = 2)").await;
-    let output = run();
+    let output = verify().await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -443,15 +443,19 @@ async fn checkpoint_file(app: &TestApp, admin: &str) -> (Value, std::path::PathB
     (checkpoint, path)
 }
 
-fn cli_verify(app: &TestApp, database: &str, checkpoint: &std::path::Path) -> std::process::Output {
-    plugpos()
+async fn cli_verify(
+    app: &TestApp,
+    database: &str,
+    checkpoint: &std::path::Path,
+) -> std::process::Output {
+    let mut command = plugpos();
+    command
         .args(["audit", "verify", "--data-dir"])
         .arg(app.data_dir.path())
         .arg("--checkpoint")
         .arg(checkpoint)
-        .env("PLUGPOS_DATABASE__URL", database_url(database))
-        .output()
-        .unwrap()
+        .env("PLUGPOS_DATABASE__URL", database_url(database));
+    crate::helpers::run(command).await
 }
 
 #[tokio::test]
@@ -490,7 +494,7 @@ async fn a_truncated_tail_is_found_through_a_checkpoint() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let output = cli_verify(&app, &database, &file);
+    let output = cli_verify(&app, &database, &file).await;
     assert!(!output.status.success());
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report["first_bad_seq"], 9, "{report}");
@@ -512,14 +516,14 @@ async fn a_rewritten_chain_is_found_through_a_checkpoint() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert!(cli_verify(&app, &database, &file).status.success());
+    assert!(cli_verify(&app, &database, &file).await.status.success());
     // A forged checkpoint (edited after signing) is refused as such.
     let mut forged: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     forged["seq"] = json!(3);
     let forged_file = app.data_dir.path().join("exports/forged.json");
     std::fs::write(&forged_file, forged.to_string()).unwrap();
     let report: Value =
-        serde_json::from_slice(&cli_verify(&app, &database, &forged_file).stdout).unwrap();
+        serde_json::from_slice(&cli_verify(&app, &database, &forged_file).await.stdout).unwrap();
     assert!(
         report["reason"].as_str().unwrap().contains("signature"),
         "{report}"
@@ -563,7 +567,7 @@ async fn a_rewritten_chain_is_found_through_a_checkpoint() {
         verify::verify(&app.pool).await.unwrap().ok,
         "a consistent rewrite passes recomputation"
     );
-    let output = cli_verify(&app, &database, &file);
+    let output = cli_verify(&app, &database, &file).await;
     assert!(!output.status.success());
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(

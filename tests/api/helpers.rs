@@ -381,6 +381,15 @@ pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Va
     body
 }
 
+/// Runs `command` to completion off the test's runtime: a test runtime blocked in `output()`
+/// would stall the app's background tasks (the audit chainer holds a lock while it works, and a
+/// CLI waiting for that lock would wait forever).
+pub async fn run(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
 /// The `plugpos` binary, with no `PLUGPOS_*` variables inherited.
 pub fn plugpos() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_plugpos"));
