@@ -18,6 +18,18 @@ pub fn parse_amount(text: &str, scale: u32) -> Result<Decimal, String> {
     Ok(value)
 }
 
+/// Amounts a till handles stay below this; larger ones are typos.
+pub const MAX_AMOUNT: i64 = 10_000_000_000;
+
+/// [`parse_amount`] for money a cashier types: also refuses amounts of [`MAX_AMOUNT`] or more.
+pub fn parse_money(text: &str, scale: u32) -> Result<Decimal, String> {
+    let value = parse_amount(text, scale)?;
+    if value >= Decimal::from(MAX_AMOUNT) {
+        return Err("is too large".to_owned());
+    }
+    Ok(value)
+}
+
 /// Quantities have three decimals.
 pub const QUANTITY_SCALE: u32 = 3;
 

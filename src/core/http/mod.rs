@@ -55,3 +55,15 @@ pub fn app(state: AppState) -> Router {
 async fn not_found() -> impl IntoResponse {
     Problem::for_status(StatusCode::NOT_FOUND)
 }
+
+/// The offset encoded in a `cursor` of an offset-paged list (absent: the first page).
+pub fn offset_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
+    match cursor {
+        Some(c) => c
+            .parse()
+            .ok()
+            .filter(|o: &i64| *o >= 0)
+            .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list")),
+        None => Ok(0),
+    }
+}

@@ -281,14 +281,7 @@ pub async fn list(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 200"));
     }
-    let offset: i64 = match &query.cursor {
-        Some(c) => c
-            .parse()
-            .ok()
-            .filter(|o| *o >= 0)
-            .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list"))?,
-        None => 0,
-    };
+    let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let rows: Vec<Row> = if let Some(barcode) = &query.barcode {
         let sql = format!(
             "{SELECT} JOIN product_barcodes pb ON pb.product_id = p.id WHERE pb.barcode = $1 AND p.archived_at IS NULL"

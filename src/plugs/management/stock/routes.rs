@@ -112,14 +112,7 @@ pub async fn levels(
     if !(1..=500).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 500"));
     }
-    let offset: i64 = match &query.cursor {
-        Some(c) => c
-            .parse()
-            .ok()
-            .filter(|o| *o >= 0)
-            .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list"))?,
-        None => 0,
-    };
+    let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let mut items: Vec<StockLevel> = sqlx::query_as(
         "SELECT product_id, location_id, quantity, updated_at, version FROM stock_levels \
          WHERE ($1::uuid IS NULL OR product_id = $1) AND ($2::uuid IS NULL OR location_id = $2) \

@@ -19,11 +19,9 @@ use crate::core::http::{ApiError, ApiJson};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::shared::ids::new_id;
-use crate::shared::money::{parse_amount, show};
+use crate::shared::money::{parse_money, show};
 
 const MODULE: &str = "operations.cash";
-/// Amounts above this are refused as typos.
-const MAX_AMOUNT: i64 = 10_000_000_000;
 
 /// A cash session.
 #[derive(Debug, Serialize, ToSchema)]
@@ -121,17 +119,9 @@ async fn business(conn: &mut PgConnection) -> Result<Business, ApiError> {
 }
 
 fn amount(field: &str, text: &str, scale: u32, errors: &mut Vec<FieldError>) -> Option<Decimal> {
-    match parse_amount(text, scale) {
-        Ok(v) if v > Decimal::from(MAX_AMOUNT) => {
-            errors.push(FieldError::new(field, "is too large"));
-            None
-        }
-        Ok(v) => Some(v),
-        Err(why) => {
-            errors.push(FieldError::new(field, why));
-            None
-        }
-    }
+    parse_money(text, scale)
+        .map_err(|why| errors.push(FieldError::new(field, why)))
+        .ok()
 }
 
 fn event_data(session: &CashSession) -> serde_json::Value {
@@ -257,14 +247,7 @@ pub async fn list(
     {
         return Err(ApiError::invalid("status", "must be open or closed"));
     }
-    let offset: i64 = match &query.cursor {
-        Some(c) => c
-            .parse()
-            .ok()
-            .filter(|o| *o >= 0)
-            .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list"))?,
-        None => 0,
-    };
+    let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let mut conn = state.pool().acquire().await?;
     let scale = business(&mut conn).await?.currency_scale;
     let sql = format!(

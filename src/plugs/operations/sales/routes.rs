@@ -27,7 +27,7 @@ use crate::core::state::AppState;
 use crate::plugs::management::api::{catalog, stock};
 use crate::plugs::operations::cash::lock_register_session;
 use crate::shared::ids::new_id;
-use crate::shared::money::{QUANTITY_SCALE, parse_amount, show};
+use crate::shared::money::{QUANTITY_SCALE, parse_amount, parse_money, show};
 
 const MODULE: &str = "operations.sales";
 const MAX_LINES: usize = 500;
@@ -92,17 +92,9 @@ async fn replay(state: &AppState, id: Uuid, scale: u32) -> Result<Response, ApiE
 }
 
 fn money(field: String, text: &str, scale: u32, errors: &mut Vec<FieldError>) -> Option<Decimal> {
-    match parse_amount(text, scale) {
-        Ok(v) if v >= Decimal::from(10_000_000_000i64) => {
-            errors.push(FieldError::new(field, "is too large"));
-            None
-        }
-        Ok(v) => Some(v),
-        Err(why) => {
-            errors.push(FieldError::new(field, why));
-            None
-        }
-    }
+    parse_money(text, scale)
+        .map_err(|why| errors.push(FieldError::new(field, why)))
+        .ok()
 }
 
 /// Record a completed sale. Send an `Idempotency-Key`: a retry returns the first response with
