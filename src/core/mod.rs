@@ -2,12 +2,14 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod jobs;
 pub mod live;
 pub mod logging;
 pub mod metrics;

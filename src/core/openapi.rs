@@ -13,7 +13,9 @@ use crate::core::auth::access::{Access, declare};
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::modules::Registry;
 use crate::core::state::AppState;
-use crate::core::{audit, auth, health, live, metrics, modules, rbac, security, setup, version};
+use crate::core::{
+    audit, auth, backup, health, jobs, live, metrics, modules, rbac, security, setup, version,
+};
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
@@ -35,6 +37,8 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         (name = "security", description = "Security events"),
         (name = "audit", description = "The tamper-evident audit log"),
         (name = "modules", description = "The module registry"),
+        (name = "jobs", description = "Background jobs and schedules"),
+        (name = "backups", description = "Encrypted, verified backups and the guided restore"),
         (name = "meta", description = "The API description itself"),
     )
 )]
@@ -168,6 +172,42 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(declare(
             Permission("administration.security_events.read"),
             routes!(security::routes::list),
+        ))
+        .routes(declare(
+            Permission(jobs::routes::READ),
+            routes!(jobs::routes::list),
+        ))
+        .routes(declare(
+            Permission(jobs::routes::READ),
+            routes!(jobs::routes::get),
+        ))
+        .routes(declare(
+            Permission(jobs::routes::MANAGE),
+            routes!(jobs::routes::retry),
+        ))
+        .routes(declare(
+            Permission(jobs::routes::READ),
+            routes!(jobs::routes::schedules),
+        ))
+        .routes(declare(
+            Permission(backup::routes::READ),
+            routes!(backup::routes::list),
+        ))
+        .routes(declare(
+            Permission(backup::routes::MANAGE),
+            routes!(backup::routes::create),
+        ))
+        .routes(declare(
+            Permission(backup::routes::READ),
+            routes!(backup::routes::get),
+        ))
+        .routes(declare(
+            Permission(backup::routes::MANAGE),
+            routes!(backup::routes::verify),
+        ))
+        .routes(declare(
+            Permission(backup::routes::RESTORE_PERMISSION),
+            routes!(backup::routes::restore),
         ))
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::core::auth::password::PasswordHashing;
 use crate::core::auth::tokens::SigningKey;
+use crate::core::backup::{Backups, DbTarget};
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::live::Hub;
@@ -36,6 +37,41 @@ struct Inner {
     modules: ModuleStates,
     openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
     live: Arc<Hub>,
+    backup_target: DbTarget,
+    maintenance: Maintenance,
+}
+
+/// Maintenance mode: while a restore switches databases, the API answers 503 `maintenance`.
+#[derive(Debug, Default)]
+pub struct Maintenance {
+    reason: std::sync::Mutex<Option<String>>,
+}
+
+impl Maintenance {
+    /// Enters maintenance mode until the returned guard is dropped.
+    pub fn enter(&self, reason: String) -> MaintenanceGuard<'_> {
+        tracing::warn!(reason = %reason, "entering maintenance mode");
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        MaintenanceGuard(self)
+    }
+
+    /// Why the instance is in maintenance mode, if it is.
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Leaves maintenance mode when dropped (also when the restore fails or panics).
+pub struct MaintenanceGuard<'a>(&'a Maintenance);
+
+impl Drop for MaintenanceGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.reason.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        tracing::info!("left maintenance mode");
+    }
 }
 
 /// What an [`AppState`] is made of.
@@ -52,6 +88,8 @@ pub struct AppParts {
     pub clock: Clock,
     pub registry: Arc<Registry>,
     pub modules: ModuleStates,
+    /// The business database with the rights backups and restores need.
+    pub backup_target: DbTarget,
 }
 
 impl AppState {
@@ -59,11 +97,13 @@ impl AppState {
     pub fn new(parts: AppParts) -> AppState {
         let hashing = PasswordHashing::new(parts.config.auth.max_concurrent_hashes);
         let live = Arc::new(Hub::new(
-            parts
-                .registry
-                .modules()
-                .iter()
-                .flat_map(|m| m.topics().iter().copied()),
+            crate::core::jobs::routes::TOPICS.iter().copied().chain(
+                parts
+                    .registry
+                    .modules()
+                    .iter()
+                    .flat_map(|m| m.topics().iter().copied()),
+            ),
             parts.config.websocket.queue_capacity,
         ));
         AppState {
@@ -81,8 +121,25 @@ impl AppState {
                 modules: parts.modules,
                 openapi: std::sync::OnceLock::new(),
                 live,
+                backup_target: parts.backup_target,
+                maintenance: Maintenance::default(),
             }),
         }
+    }
+
+    /// Backups of this instance's database into `<data_dir>/backups`.
+    pub fn backups(&self) -> Backups {
+        Backups::new(
+            &self.inner.data_dir,
+            self.inner.backup_target.clone(),
+            self.inner.config.database.pg_bin_dir.as_deref(),
+            self.inner.clock.clone(),
+        )
+    }
+
+    /// Maintenance mode (a restore in progress).
+    pub fn maintenance(&self) -> &Maintenance {
+        &self.inner.maintenance
     }
 
     /// The live-update hub behind `/api/v1/ws`.

@@ -142,6 +142,8 @@ pub struct TestApp {
     pub clock: Clock,
     /// The secret the app signs access tokens with (to forge near-miss tokens).
     pub signing_secret: [u8; 32],
+    /// The application itself (to run its jobs, read its backups).
+    pub state: AppState,
 }
 
 impl TestApp {
@@ -183,6 +185,7 @@ impl TestApp {
             app_pool.clone(),
             std::time::Duration::from_secs(2),
         ));
+        let backup_url = database_url(pool.connect_options().get_database().unwrap_or("postgres"));
         let state = AppState::new(AppParts {
             config,
             data_dir: prepared,
@@ -193,10 +196,12 @@ impl TestApp {
             clock: clock.clone(),
             registry,
             modules: ModuleStates::new(module_states),
+            backup_target: plugpos::core::backup::DbTarget::new(backup_url.clone()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let service = plugpos::app(state).into_make_service_with_connect_info::<SocketAddr>();
+        let service =
+            plugpos::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, service).await });
         TestApp {
             address,
@@ -205,7 +210,22 @@ impl TestApp {
             data_dir,
             clock,
             signing_secret,
+            state,
         }
+    }
+
+    /// Runs due jobs (core's handlers) one after another until none is due; returns them as
+    /// they finished. Tests drive the queue this way instead of waiting for a background runner.
+    pub async fn run_jobs(&self) -> Vec<plugpos::core::jobs::Job> {
+        let runner = plugpos::core::jobs::runner::Runner::new(
+            self.state.clone(),
+            plugpos::core::jobs::runner::Handlers::builtin(),
+        );
+        let mut done = Vec::new();
+        while let Some(job) = runner.work_one().await.unwrap() {
+            done.push(job);
+        }
+        done
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -7,12 +7,14 @@
 mod architecture;
 mod audit;
 mod auth;
+mod backups;
 mod cash;
 mod catalog;
 mod cli;
 mod health;
 mod helpers;
 mod http_basics;
+mod jobs;
 mod lifecycle;
 mod live;
 mod mfa;

@@ -10,7 +10,7 @@ use crate::core::audit::checkpoint::{Checkpoint, check_signature};
 use crate::core::audit::encoding::{GENESIS, RecordRef, chain_hash_with};
 
 /// The chain's last link.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
 pub struct Head {
     pub seq: i64,
     /// Hex SHA-256.

@@ -60,6 +60,26 @@ pub const CORE: &[Permission] = &[
         name: "administration.sessions.read",
         description: "See sessions, including IP addresses",
     },
+    Permission {
+        name: "administration.jobs.read",
+        description: "See jobs and schedules, and follow the jobs topic",
+    },
+    Permission {
+        name: "administration.jobs.manage",
+        description: "Retry dead jobs",
+    },
+    Permission {
+        name: "administration.backups.read",
+        description: "List backups and their verification status",
+    },
+    Permission {
+        name: "administration.backups.manage",
+        description: "Take and verify backups",
+    },
+    Permission {
+        name: "administration.backups.restore",
+        description: "Restore a backup (super admins only)",
+    },
 ];
 
 /// Permissions declared by the registered modules (set when the registry is built).

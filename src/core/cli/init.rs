@@ -64,6 +64,7 @@ async fn initialize(
         Ok(outcome) => {
             token::remove(data_dir);
             checkpoint::load_or_create_key(&data_dir.keys())?;
+            crate::core::backup::key::ensure(&data_dir.keys(), chrono::Utc::now())?;
             println!(
                 "initialized \"{}\" ({}, {}); super admin \"{}\"",
                 outcome.business_name, outcome.currency, outcome.timezone, outcome.admin_username

@@ -2,6 +2,7 @@
 //! on failure.
 
 mod audit;
+mod backup;
 mod db;
 mod init;
 mod migrate;
@@ -46,6 +47,9 @@ pub enum Command {
     /// Start, stop or inspect the managed PostgreSQL cluster by hand.
     #[command(subcommand)]
     Db(db::DbCommand),
+    /// Take, list, verify and restore encrypted backups; export the backup key.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -125,6 +129,7 @@ pub async fn run(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow::Res
                 Command::Migrate(args) => migrate::run(&config, args).await,
                 Command::Db(command) => db::run(&config, command).await,
                 Command::Audit(command) => audit::run(&config, command).await,
+                Command::Backup(command) => backup::run(&config, command).await,
                 Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),
             }
         }

@@ -27,6 +27,84 @@ pub struct Config {
     pub log: LogConfig,
     pub auth: AuthConfig,
     pub websocket: WebSocketConfig,
+    pub jobs: JobsConfig,
+    pub schedules: SchedulesConfig,
+}
+
+/// The job runner.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// Jobs run at once.
+    pub workers: usize,
+    /// Seconds between looks at the queue when no enqueue woke the runner (retries fall due this way).
+    pub poll_secs: u64,
+    /// Seconds between heartbeats of a running job.
+    pub heartbeat_secs: u64,
+    /// A running job without a heartbeat for this long is rescued (its worker died) and runs again.
+    pub rescue_after_secs: u64,
+    /// Delay before the first retry; it doubles with every further failed attempt...
+    pub backoff_base_secs: u64,
+    /// ...up to this.
+    pub backoff_max_secs: u64,
+    /// Days finished (succeeded and dead) jobs are kept before they are pruned.
+    pub keep_days: u32,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            workers: 2,
+            poll_secs: 5,
+            heartbeat_secs: 10,
+            rescue_after_secs: 300,
+            backoff_base_secs: 30,
+            backoff_max_secs: 3600,
+            keep_days: 30,
+        }
+    }
+}
+
+/// When the built-in schedules run: five-field cron expressions (minute hour day-of-month month
+/// day-of-week) in the business timezone, or `"off"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulesConfig {
+    /// A full backup (kept by `backup.retention.full`).
+    pub backup_full: String,
+    /// A snapshot backup (the same kind of file, kept by `backup.retention.snapshot`).
+    pub backup_snapshot: String,
+    /// Deletes backups beyond the retention counts and leftovers of interrupted backups.
+    pub backup_retention: String,
+    /// Verifies the audit chain; a broken chain is a security event.
+    pub audit_verify: String,
+    /// Prunes finished jobs older than `jobs.keep_days` and expired idempotency keys.
+    pub prune: String,
+}
+
+impl Default for SchedulesConfig {
+    fn default() -> Self {
+        Self {
+            backup_full: "0 2 * * *".to_owned(),
+            backup_snapshot: "0 8-20/2 * * *".to_owned(),
+            backup_retention: "30 2 * * *".to_owned(),
+            audit_verify: "0 3 * * *".to_owned(),
+            prune: "30 3 * * *".to_owned(),
+        }
+    }
+}
+
+impl SchedulesConfig {
+    /// `(name, expression)` of every schedule, `"off"` ones included.
+    pub fn entries(&self) -> [(&'static str, &str); 5] {
+        [
+            ("backup_full", &self.backup_full),
+            ("backup_snapshot", &self.backup_snapshot),
+            ("backup_retention", &self.backup_retention),
+            ("audit_verify", &self.audit_verify),
+            ("prune", &self.prune),
+        ]
+    }
 }
 
 /// Live updates on `/api/v1/ws`.
@@ -164,6 +242,8 @@ impl Default for Config {
             log: LogConfig::default(),
             auth: AuthConfig::default(),
             websocket: WebSocketConfig::default(),
+            jobs: JobsConfig::default(),
+            schedules: SchedulesConfig::default(),
         }
     }
 }
@@ -347,6 +427,39 @@ impl Config {
         }
         if self.log.retention_days == 0 {
             return fail("log.retention_days", "must be at least 1");
+        }
+        let jobs = &self.jobs;
+        if !(1..=64).contains(&jobs.workers) {
+            return fail("jobs.workers", "must be between 1 and 64");
+        }
+        for (key, value) in [
+            ("jobs.poll_secs", jobs.poll_secs),
+            ("jobs.heartbeat_secs", jobs.heartbeat_secs),
+            ("jobs.backoff_base_secs", jobs.backoff_base_secs),
+        ] {
+            if !(1..=86_400).contains(&value) {
+                return fail(key, "must be between 1 and 86400");
+            }
+        }
+        if jobs.rescue_after_secs < 3 * jobs.heartbeat_secs {
+            return fail(
+                "jobs.rescue_after_secs",
+                "must be at least three times jobs.heartbeat_secs",
+            );
+        }
+        if jobs.backoff_max_secs < jobs.backoff_base_secs {
+            return fail(
+                "jobs.backoff_max_secs",
+                "must be at least jobs.backoff_base_secs",
+            );
+        }
+        if jobs.keep_days == 0 {
+            return fail("jobs.keep_days", "must be at least 1");
+        }
+        for (name, expression) in self.schedules.entries() {
+            if let Err(e) = crate::core::jobs::schedule::parse_cron(expression) {
+                return fail(&format!("schedules.{name}"), &e);
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return fail(

@@ -6,6 +6,7 @@ use anyhow::Context;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, PgPool};
 
+use crate::core::backup::DbTarget;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::lazy_pool;
@@ -28,6 +29,8 @@ pub struct CommandDatabase {
     pub pool: PgPool,
     /// As the schema's owner (migrations only).
     pub owner: PgPool,
+    /// The database with the rights backups and restores need.
+    pub target: DbTarget,
     started: Option<ManagedCluster>,
 }
 
@@ -43,6 +46,7 @@ impl CommandDatabase {
             return Ok(CommandDatabase {
                 pool,
                 owner,
+                target: DbTarget::new(config.external_owner_url().unwrap_or(url)),
                 started: None,
             });
         }
@@ -60,6 +64,7 @@ impl CommandDatabase {
         let db = CommandDatabase {
             pool: lazy_pool(cluster.connect_options_as(DATABASE_NAME, APP_ROLE), 2),
             owner: lazy_pool(cluster.connect_options(DATABASE_NAME), 1),
+            target: DbTarget::managed(cluster.socket_dir(), DATABASE_NAME),
             started,
         };
         if let Err(e) = cluster.ensure_database(DATABASE_NAME).await {

@@ -67,6 +67,9 @@ pub enum ApiError {
     /// `what` is shown to the client; `cause` only goes to the log (5xx bodies carry no internals).
     #[error("{what} is unavailable: {cause}")]
     Unavailable { what: &'static str, cause: String },
+    /// 503 while a restore switches databases (the reason is shown).
+    #[error("maintenance: {0}")]
+    Maintenance(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -91,6 +94,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::SetupRequired => "setup.required",
+            ApiError::Maintenance(_) => "maintenance",
             ApiError::SetupInvalidToken => "setup.invalid_token",
             ApiError::SetupAlreadyDone => "setup.already_done",
             ApiError::MalformedJson(_) => "request.malformed_json",
@@ -124,7 +128,7 @@ impl ApiError {
 
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::SetupRequired | ApiError::Unavailable { .. } => {
+            ApiError::SetupRequired | ApiError::Unavailable { .. } | ApiError::Maintenance(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::SetupInvalidToken => StatusCode::FORBIDDEN,
@@ -159,6 +163,7 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             ApiError::SetupRequired => "Setup required",
+            ApiError::Maintenance(_) => "Maintenance",
             ApiError::SetupInvalidToken => "Invalid setup token",
             ApiError::SetupAlreadyDone => "Already set up",
             ApiError::MalformedJson(_) => "Malformed JSON",
@@ -196,6 +201,9 @@ impl ApiError {
                 "This instance is not set up yet: call POST /api/v1/setup with the token from <data_dir>/setup-token, \
                  or run `plugpos init`."
                     .to_owned()
+            }
+            ApiError::Maintenance(reason) => {
+                format!("The server is in maintenance mode ({reason}); try again in a few minutes.")
             }
             ApiError::SetupInvalidToken => {
                 "The setup token does not match the one in <data_dir>/setup-token.".to_owned()

@@ -125,6 +125,23 @@ fn set_security_headers(headers: &mut axum::http::HeaderMap, is_docs: bool) {
     }
 }
 
+/// While a restore switches databases, every `/api/v1` route except following jobs (and the API
+/// description) answers 503 `maintenance`.
+pub async fn maintenance_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(reason) = state.maintenance().reason() {
+        let exempt = req.extensions().get::<MatchedPath>().is_none_or(|p| {
+            let p = p.as_str();
+            !p.starts_with("/api/v1/")
+                || p == "/api/v1/openapi.json"
+                || (req.method() == axum::http::Method::GET && p.starts_with("/api/v1/jobs"))
+        });
+        if !exempt {
+            return ApiError::Maintenance(reason).into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// While the instance is not set up, every `/api/v1` route except setup (and the API
 /// description) answers 503 `setup.required`.
 pub async fn setup_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {

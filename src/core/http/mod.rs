@@ -46,6 +46,10 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             middleware::setup_gate,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::maintenance_gate,
+        ))
         // Route guards (core::auth::access) find the state here.
         .layer(axum::Extension(state.clone()))
         .layer(layers)

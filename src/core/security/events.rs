@@ -29,6 +29,12 @@ pub enum EventKind {
     Logout,
     AuditVerificationFailed,
     SensitiveExport,
+    BackupFailed,
+    BackupInvalid,
+    BackupKeyExported,
+    RestoreStarted,
+    RestoreCompleted,
+    RestoreFailed,
 }
 
 impl EventKind {
@@ -51,6 +57,12 @@ impl EventKind {
             EventKind::Logout => "logout",
             EventKind::AuditVerificationFailed => "audit_verification_failed",
             EventKind::SensitiveExport => "sensitive_export",
+            EventKind::BackupFailed => "backup_failed",
+            EventKind::BackupInvalid => "backup_invalid",
+            EventKind::BackupKeyExported => "backup_key_exported",
+            EventKind::RestoreStarted => "restore_started",
+            EventKind::RestoreCompleted => "restore_completed",
+            EventKind::RestoreFailed => "restore_failed",
         }
     }
 }

@@ -12,11 +12,14 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::core::auth::tokens::SigningKey;
+use crate::core::backup::{self, DbTarget};
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::migrations;
 use crate::core::db::open::external_options;
 use crate::core::db::{self, lazy_pool};
+use crate::core::jobs::runner::{Handlers, Runner};
+use crate::core::jobs::schedule;
 use crate::core::modules::{ModuleStates, Registry};
 use crate::core::postgres::supervisor::{ClusterState, Supervisor};
 use crate::core::postgres::{APP_ROLE, ClusterOptions, DATABASE_NAME, ManagedCluster};
@@ -36,7 +39,7 @@ pub async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     metrics::handle();
     tracing::info!(version = env!("CARGO_PKG_VERSION"), data_dir = %data_dir.root().display(), "plugpos starting");
 
-    let (pool, owner, supervisor) = match config.external_database_url() {
+    let (pool, owner, supervisor, backup_target) = match config.external_database_url() {
         Some(url) => {
             tracing::info!("using the external database from database.url");
             let pool = lazy_pool(external_options(url)?, config.database.max_connections);
@@ -51,7 +54,8 @@ pub async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                     lazy_pool(external_options(url)?, 1)
                 }
             };
-            (pool, owner, None)
+            let target = DbTarget::new(config.external_owner_url().unwrap_or(url));
+            (pool, owner, None, target)
         }
         None => {
             let cluster = ManagedCluster::new(
@@ -69,20 +73,18 @@ pub async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
                 config.database.max_connections,
             );
             let owner = lazy_pool(cluster.connect_options(DATABASE_NAME), 1);
-            (pool, owner, Some(supervisor))
+            let target = DbTarget::managed(cluster.socket_dir(), DATABASE_NAME);
+            (pool, owner, Some(supervisor), target)
         }
     };
     let cluster_state = supervisor.as_ref().map(Supervisor::state);
-    let result = run(
-        config,
-        registry,
-        data_dir,
-        pool.clone(),
-        owner.clone(),
-        cluster_state,
-        &mut shutdown,
-    )
-    .await;
+    let database = Database {
+        pool: pool.clone(),
+        owner: owner.clone(),
+        cluster: cluster_state,
+        backup_target,
+    };
+    let result = run(config, registry, data_dir, database, &mut shutdown).await;
     pool.close().await;
     owner.close().await;
     if let Some(supervisor) = supervisor {
@@ -95,15 +97,31 @@ pub async fn serve(config: Config, registry: Registry) -> anyhow::Result<()> {
     result
 }
 
+/// The opened database, as the server uses it.
+struct Database {
+    /// As the application role.
+    pool: PgPool,
+    /// As the schema's owner (migrations only).
+    owner: PgPool,
+    /// The supervisor's view of the managed cluster (`None` with an external database).
+    cluster: Option<tokio::sync::watch::Receiver<ClusterState>>,
+    /// With the rights backups and restores need.
+    backup_target: DbTarget,
+}
+
 async fn run(
     config: Config,
     registry: Registry,
     data_dir: DataDir,
-    pool: PgPool,
-    owner: PgPool,
-    cluster: Option<tokio::sync::watch::Receiver<ClusterState>>,
+    database: Database,
     shutdown: &mut ShutdownSignal,
 ) -> anyhow::Result<()> {
+    let Database {
+        pool,
+        owner,
+        cluster,
+        backup_target,
+    } = database;
     db::ping(&pool)
         .await
         .context("the database is unreachable")?;
@@ -155,7 +173,9 @@ async fn run(
         clock: Clock::system(),
         registry: Arc::new(registry),
         modules: ModuleStates::new(module_states),
+        backup_target,
     });
+    recover_backups(&state).await;
     let failed: Vec<String> = health::run_checks(&state)
         .await
         .into_iter()
@@ -165,6 +185,18 @@ async fn run(
     if !failed.is_empty() {
         bail!("startup checks failed: {}", failed.join("; "));
     }
+
+    // Jobs and schedules run beside the HTTP server and stop with it (a job cut short is
+    // rescued at the next start).
+    let _runner = AbortOnDrop(tokio::spawn(
+        Runner::new(state.clone(), Handlers::builtin()).run(),
+    ));
+    let scheduling = state.clone();
+    let _scheduler = AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = schedule::run(scheduling).await {
+            tracing::error!(error = format!("{e:#}"), "the scheduler stopped");
+        }
+    }));
 
     let address = SocketAddr::new(config.http.bind, config.http.port);
     let listener = TcpListener::bind(address)
@@ -202,6 +234,44 @@ async fn run(
         ),
     }
     Ok(())
+}
+
+/// Cleans up after an interrupted backup, verification or restore, makes sure the backup key
+/// exists, and queues the verification of backups left unverified.
+async fn recover_backups(state: &AppState) {
+    let keys = state.data_dir().keys();
+    match backup::key::ensure(&keys, state.clock().now()) {
+        Ok(true) => tracing::warn!(
+            file = %backup::key::path(&keys).display(),
+            "created the backup key: export it with `plugpos backup export-key` and keep it off this machine"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::error!(
+            error = format!("{e:#}"),
+            "cannot create the backup key; backups will fail"
+        ),
+    }
+    let backups = state.backups();
+    match backup::restore::recover(&backups).await {
+        Ok(cleaned) if !cleaned.is_empty() => {
+            tracing::warn!(
+                ?cleaned,
+                "cleaned up after an interrupted backup or restore"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot check for leftovers of interrupted backups"),
+    }
+    if !state.is_initialized().await {
+        return;
+    }
+    for manifest in backups.list() {
+        if manifest.status == backup::Status::Pending
+            && let Err(e) = backup::jobs::queue_verify(state, manifest.id).await
+        {
+            tracing::warn!(backup_id = %manifest.id, error = format!("{e:#}"), "cannot queue a verification");
+        }
+    }
 }
 
 /// Stops a background task when the server stops.

@@ -141,6 +141,8 @@ pub async fn run(
     token::remove(state.data_dir());
     // The key that signs audit checkpoints is born with the business.
     checkpoint::load_or_create_key(&state.data_dir().keys())?;
+    // So is the key that decrypts its backups.
+    crate::core::backup::key::ensure(&state.data_dir().keys(), state.clock().now())?;
     let created = SetupCreated {
         business: BusinessCreated {
             name: outcome.business_name,

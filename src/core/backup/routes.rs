@@ -1,0 +1,221 @@
+//! `/api/v1/backups`: take, list, verify and restore backups. The work runs as jobs; the
+//! endpoints answer 202 with the job's id (follow it on `GET /api/v1/jobs/{id}` or the `jobs`
+//! WebSocket topic).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::audit::{Actor, AuditedTx, Change};
+use crate::core::auth::context::AuthContext;
+use crate::core::backup::jobs::{CREATE, RESTORE, VERIFY};
+use crate::core::backup::{BackupView, Status};
+use crate::core::http::problem::Problem;
+use crate::core::http::{ApiError, ApiJson};
+use crate::core::jobs;
+use crate::core::settings::Business;
+use crate::core::state::AppState;
+use crate::shared::ids::new_id;
+
+pub const READ: &str = "administration.backups.read";
+pub const MANAGE: &str = "administration.backups.manage";
+pub const RESTORE_PERMISSION: &str = "administration.backups.restore";
+
+/// A job was queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub job_id: Uuid,
+    /// The backup the job works on.
+    pub backup_id: Uuid,
+}
+
+/// Take a full backup now (verified automatically afterwards).
+#[utoipa::path(post, path = "/api/v1/backups", tag = "backups", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Queued", body = Accepted),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: AuthContext,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let backup_id = new_id();
+    let now = state.clock().now();
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
+    let job = jobs::enqueue(
+        &mut tx,
+        &CREATE,
+        json!({"backup_id": backup_id, "kind": "full"}),
+        None,
+        now,
+    )
+    .await?;
+    tx.record(
+        Change::new("core.backup", "backup", backup_id, "backup.request")
+            .after(json!({"kind": "full", "job_id": job.id()})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: job.id(),
+            backup_id,
+        }),
+    ))
+}
+
+/// Every backup, newest first. Only `valid` ones have been restored and checked.
+#[utoipa::path(get, path = "/api/v1/backups", tag = "backups", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The backups", body = [BackupView]),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(State(state): State<AppState>, _caller: AuthContext) -> Json<Vec<BackupView>> {
+    Json(
+        state
+            .backups()
+            .list()
+            .iter()
+            .map(BackupView::from)
+            .collect(),
+    )
+}
+
+/// One backup.
+#[utoipa::path(get, path = "/api/v1/backups/{id}", tag = "backups", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Backup id")),
+    responses(
+        (status = 200, description = "The backup", body = BackupView),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such backup (`backup.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<BackupView>, ApiError> {
+    Ok(Json(BackupView::from(&state.backups().load(id)?)))
+}
+
+/// Verify a backup again (restore into a scratch database and check it).
+#[utoipa::path(post, path = "/api/v1/backups/{id}/verify", tag = "backups", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Backup id")),
+    responses(
+        (status = 202, description = "Queued", body = Accepted),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such backup (`backup.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    state.backups().load(id)?;
+    let mut conn = state.pool().acquire().await?;
+    let job = jobs::enqueue(
+        &mut conn,
+        &VERIFY,
+        json!({"backup_id": id}),
+        Some(&format!("backup.verify:{id}")),
+        state.clock().now(),
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: job.id(),
+            backup_id: id,
+        }),
+    ))
+}
+
+/// What restoring asks for: the business name, typed, as confirmation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The business name exactly as set up.
+    pub confirm: String,
+}
+
+/// Restore a backup (super admins only; audited): verify it, enter maintenance mode, back up the
+/// current state, switch to the restored database, leave maintenance mode. On any failure the
+/// current database stays.
+#[utoipa::path(post, path = "/api/v1/backups/{id}/restore", tag = "backups", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Backup id")),
+    request_body = RestoreRequest,
+    responses(
+        (status = 202, description = "Queued", body = Accepted),
+        (status = 403, description = "Not a super admin (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such backup (`backup.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The backup is failed or invalid (`backup.not_restorable`), or a restore is already running (`restore.in_progress`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The confirmation is not the business name (`restore.confirmation_mismatch`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+    ApiJson(body): ApiJson<RestoreRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    if !caller.roles.iter().any(|r| r == "super_admin") {
+        // Recorded as a denial like any other.
+        caller.require(&state, "role:super_admin").await?;
+    }
+    let manifest = state.backups().load(id)?;
+    if matches!(manifest.status, Status::Failed | Status::Invalid) {
+        return Err(ApiError::Conflict {
+            code: "backup.not_restorable",
+            detail: format!(
+                "Backup {id} is {}; it cannot be restored.",
+                if manifest.status == Status::Failed {
+                    "failed"
+                } else {
+                    "invalid"
+                }
+            ),
+        });
+    }
+    let now = state.clock().now();
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
+    let business = Business::load(&mut tx)
+        .await?
+        .ok_or(ApiError::SetupRequired)?;
+    if body.confirm != business.name {
+        return Err(ApiError::Unprocessable {
+            code: "restore.confirmation_mismatch",
+            detail: "Type the business name exactly to confirm the restore.".to_owned(),
+        });
+    }
+    let job = jobs::enqueue(
+        &mut tx,
+        &RESTORE,
+        json!({"backup_id": id, "user_id": caller.user_id, "username": caller.username}),
+        Some("backup.restore"),
+        now,
+    )
+    .await?;
+    if let jobs::Enqueued::Existing(_) = job {
+        return Err(ApiError::Conflict {
+            code: "restore.in_progress",
+            detail: "A restore is already queued or running.".to_owned(),
+        });
+    }
+    tx.record(
+        Change::new("core.backup", "backup", id, "backup.restore_request").after(
+            json!({"backup_id": id, "job_id": job.id(), "backup_created_at": manifest.created_at}),
+        ),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            job_id: job.id(),
+            backup_id: id,
+        }),
+    ))
+}

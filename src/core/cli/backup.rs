@@ -1,0 +1,224 @@
+//! `plugpos backup create|list|verify ID|restore ID|export-key`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::core::audit::write::Actor;
+use crate::core::backup::pipeline::{self, Progress};
+use crate::core::backup::restore::{self, RestoreRequest};
+use crate::core::backup::{Backups, Kind, key};
+use crate::core::config::Config;
+use crate::core::data_dir::{DataDir, write_private_file};
+use crate::core::db::open::CommandDatabase;
+use crate::core::server::pid_file::running_server;
+use crate::core::settings::Business;
+use crate::shared::clock::Clock;
+use crate::shared::ids::new_id;
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a full backup now and verify it.
+    Create,
+    /// List the backups, newest first.
+    List,
+    /// Verify a backup: checksum, decrypt, restore into a scratch database, check it.
+    Verify { id: Uuid },
+    /// Restore a backup (verifies it, backs up the current state first, rolls back on failure).
+    /// The server must be stopped; with it running use POST /api/v1/backups/{id}/restore.
+    Restore {
+        id: Uuid,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Print the age identity that decrypts this instance's backups (or write it to FILE, 0600).
+    /// Keep it off this machine: without it no backup can be restored.
+    ExportKey {
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<()> {
+    let data_dir = DataDir::prepare(&config.data_dir)?;
+    if let BackupCommand::ExportKey { output } = &command {
+        let text = key::export(&data_dir.keys())?;
+        match output {
+            Some(file) => {
+                write_private_file(file, text.as_bytes())?;
+                eprintln!("backup key written to {} (mode 0600)", file.display());
+            }
+            None => print!("{text}"),
+        }
+        return Ok(());
+    }
+    if let BackupCommand::Restore { .. } = &command
+        && let Some(pid) = running_server(&data_dir)
+    {
+        bail!(
+            "plugpos serve (pid {pid}) is running with this data directory: restore through the API \
+             (POST /api/v1/backups/ID/restore), or stop the server first"
+        );
+    }
+    let db = CommandDatabase::open(config, &data_dir).await?;
+    let backups = Backups::new(
+        &data_dir,
+        db.target.clone(),
+        config.database.pg_bin_dir.as_deref(),
+        Clock::system(),
+    );
+    let result = execute(&db, &backups, command).await;
+    db.close().await;
+    result
+}
+
+async fn execute(
+    db: &CommandDatabase,
+    backups: &Backups,
+    command: BackupCommand,
+) -> anyhow::Result<()> {
+    match command {
+        BackupCommand::Create => {
+            let id = new_id();
+            let (progress, shown) = terminal_progress("backup");
+            let created = pipeline::create(backups, id, Kind::Full, None, &progress).await;
+            let verified = match created {
+                Ok(_) => pipeline::verify(backups, id, &progress).await,
+                Err(e) => Err(e),
+            };
+            drop(progress);
+            let _ = shown.await;
+            let manifest = verified.with_context(|| format!("backup {id} failed"))?;
+            println!(
+                "backup {id} is valid ({} bytes, sha256 {})",
+                manifest.size_bytes, manifest.sha256
+            );
+        }
+        BackupCommand::List => {
+            println!(
+                "{:<36}  {:<11}  {:<20}  {:>12}  {:<8}  verified",
+                "id", "kind", "created", "bytes", "status"
+            );
+            for m in backups.list() {
+                println!(
+                    "{:<36}  {:<11}  {:<20}  {:>12}  {:<8}  {}",
+                    m.id,
+                    m.kind.as_str(),
+                    m.created_at.format("%Y-%m-%d %H:%M:%S"),
+                    m.size_bytes,
+                    serde_json::to_value(m.status)?.as_str().unwrap_or_default(),
+                    m.verified_at
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_else(|| "-".to_owned()),
+                );
+            }
+        }
+        BackupCommand::Verify { id } => {
+            let (progress, shown) = terminal_progress("verify");
+            let verified = pipeline::verify(backups, id, &progress).await;
+            drop(progress);
+            let _ = shown.await;
+            let manifest = verified.with_context(|| format!("backup {id} is not valid"))?;
+            println!(
+                "backup {id} is valid (restored and checked; {} tables)",
+                manifest.row_counts.len()
+            );
+        }
+        BackupCommand::Restore { id, yes } => {
+            let manifest = backups.load(id)?;
+            if !yes {
+                let mut conn = db.pool.acquire().await?;
+                let name = Business::load(&mut conn)
+                    .await?
+                    .map(|b| b.name)
+                    .unwrap_or_default();
+                confirm(&name, &manifest.created_at.to_rfc3339())?;
+            }
+            let (progress, shown) = terminal_progress("restore");
+            let outcome = restore::restore(
+                backups,
+                RestoreRequest {
+                    backup_id: id,
+                    actor: Actor::system("plugpos backup restore"),
+                    pool: &db.owner,
+                    maintenance: None,
+                    job: None,
+                },
+                &progress,
+            )
+            .await;
+            drop(progress);
+            let _ = shown.await;
+            let outcome = outcome.with_context(|| {
+                format!("restore of backup {id} failed; the database was not changed")
+            })?;
+            let pre = outcome
+                .get("pre_restore_backup_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            // The safety backup is verified now, while we are here.
+            if let Ok(pre_id) = Uuid::parse_str(pre)
+                && let Err(e) = pipeline::verify(backups, pre_id, &Progress::default()).await
+            {
+                eprintln!("warning: the pre-restore backup {pre_id} did not verify: {e}");
+            }
+            println!("restored backup {id}; the previous state is in backup {pre}");
+        }
+        BackupCommand::ExportKey { .. } => {}
+    }
+    Ok(())
+}
+
+/// Asks the user to type the business name (refuses without a terminal: use `--yes`).
+fn confirm(business: &str, created: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("a restore replaces the whole database: confirm on a terminal or pass --yes");
+    }
+    eprint!(
+        "This replaces all data of \"{business}\" with the backup from {created}.\nType the business name to continue: "
+    );
+    std::io::stderr().flush().ok();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    if line.trim() != business {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
+}
+
+/// Shows the steps on a terminal (a spinner with the current step); nothing when not attached to one.
+fn terminal_progress(what: &'static str) -> (Progress, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let show = std::io::stderr().is_terminal();
+    let handle = tokio::spawn(async move {
+        let bar = show.then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        while let Some(step) = rx.recv().await {
+            if let Some(bar) = &bar {
+                let name = step
+                    .get("step")
+                    .and_then(Value::as_str)
+                    .unwrap_or("working");
+                let bytes = step
+                    .get("dumped_bytes")
+                    .or_else(|| step.get("restored_bytes"))
+                    .and_then(Value::as_u64)
+                    .map(|b| format!(" ({} MiB)", b >> 20))
+                    .unwrap_or_default();
+                bar.set_message(format!("{what}: {name}{bytes}"));
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+    });
+    (Progress::new(tx), handle)
+}

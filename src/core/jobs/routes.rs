@@ -1,0 +1,191 @@
+//! `GET /api/v1/jobs`, `GET /api/v1/jobs/{id}`, `POST /api/v1/jobs/{id}/retry`,
+//! `GET /api/v1/schedules`, and the `jobs` WebSocket topic.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::core::audit::{Actor, AuditedTx, Change};
+use crate::core::auth::context::AuthContext;
+use crate::core::http::problem::Problem;
+use crate::core::http::{ApiError, offset_cursor};
+use crate::core::jobs::schedule::{self, ScheduleView};
+use crate::core::jobs::{COLUMNS, Job, STATUSES};
+use crate::core::live::Topic;
+use crate::core::state::AppState;
+
+/// Read jobs and schedules, and follow the `jobs` topic.
+pub const READ: &str = "administration.jobs.read";
+/// Retry dead jobs.
+pub const MANAGE: &str = "administration.jobs.manage";
+
+/// The topics core publishes.
+pub const TOPICS: &[Topic] = &[Topic {
+    name: "jobs",
+    permission: READ,
+    description: "Job status and progress: job.started, job.progress, job.succeeded, job.failed, job.dead",
+}];
+
+/// Filters and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct JobQuery {
+    /// `queued`, `running`, `succeeded`, `failed` or `dead`.
+    pub status: Option<String>,
+    /// e.g. `backup.create`.
+    pub kind: Option<String>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// A page of jobs, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobPage {
+    pub items: Vec<Job>,
+    pub next_cursor: Option<String>,
+}
+
+/// Jobs, newest first.
+#[utoipa::path(get, path = "/api/v1/jobs", tag = "jobs", security(("bearer" = [])), params(JobQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobPage),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown status, bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Query(query): Query<JobQuery>,
+) -> Result<Json<JobPage>, ApiError> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be 1 to 200"));
+    }
+    if let Some(status) = &query.status
+        && !STATUSES.contains(&status.as_str())
+    {
+        return Err(ApiError::invalid(
+            "status",
+            "must be queued, running, succeeded, failed or dead",
+        ));
+    }
+    let offset = offset_cursor(query.cursor.as_deref())?;
+    let mut items: Vec<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2) \
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
+    )))
+    .bind(&query.status)
+    .bind(&query.kind)
+    .bind(limit + 1)
+    .bind(offset)
+    .fetch_all(state.pool())
+    .await?;
+    let next_cursor = (items.len() as i64 > limit).then(|| {
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+        (offset + limit).to_string()
+    });
+    Ok(Json(JobPage { items, next_cursor }))
+}
+
+fn not_found(id: Uuid) -> ApiError {
+    ApiError::NotFound {
+        code: "job.not_found",
+        detail: format!("There is no job {id}."),
+    }
+}
+
+/// One job, with its progress, result or last error.
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job (`job.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Job>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    crate::core::jobs::get(&mut conn, id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found(id))
+}
+
+/// Queue a dead job again, with a fresh set of attempts (audited).
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/retry", tag = "jobs", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job, queued again", body = Job),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job (`job.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Only dead jobs are retried (`job.not_dead`); the same unique job is already pending (`job.duplicate`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<Job>, ApiError> {
+    let now = state.clock().now();
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
+    let before: Job = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM jobs WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| not_found(id))?;
+    if before.status != "dead" {
+        return Err(ApiError::Conflict {
+            code: "job.not_dead",
+            detail: format!("The job is {}; only dead jobs are retried.", before.status),
+        });
+    }
+    let updated: Result<Job, sqlx::Error> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $2, finished_at = NULL, updated_at = $2 \
+         WHERE id = $1 RETURNING {COLUMNS}"
+    )))
+    .bind(id)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await;
+    let job = match updated {
+        Ok(job) => job,
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            return Err(ApiError::Conflict {
+                code: "job.duplicate",
+                detail: "The same unique job is already queued or running.".to_owned(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(crate::core::jobs::CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    tx.record(
+        Change::new("core.jobs", "job", id, "job.retry")
+            .before(serde_json::json!({"status": before.status, "attempts": before.attempts, "last_error": before.last_error}))
+            .after(serde_json::json!({"status": job.status, "kind": job.kind})),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(job))
+}
+
+/// The schedules: cron expression, timezone, last and next run.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "jobs", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The schedules", body = [ScheduleView]),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn schedules(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+    Ok(Json(schedule::views(&state).await?))
+}
