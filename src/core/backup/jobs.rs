@@ -106,7 +106,8 @@ pub async fn queue_verify(state: &AppState, id: Uuid) -> anyhow::Result<Uuid> {
 }
 
 async fn create(ctx: JobContext) -> anyhow::Result<Value> {
-    let id = backup_id(&ctx.job.payload)?;
+    // Scheduled backups carry no id: the job's id serves, stable across retries.
+    let id = backup_id(&ctx.job.payload).unwrap_or(ctx.job.id);
     let kind: Kind = ctx
         .job
         .payload
