@@ -23,7 +23,12 @@ use crate::shared::ids::new_id;
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
     /// Take a full backup now and verify it.
-    Create,
+    Create {
+        /// Leave the verification to the server (the backup is `pending`, never restorable, until
+        /// verified; `plugpos serve` verifies pending backups at startup).
+        #[arg(long)]
+        no_verify: bool,
+    },
     /// List the backups, newest first.
     List,
     /// Verify a backup: checksum, decrypt, restore into a scratch database, check it.
@@ -83,19 +88,25 @@ async fn execute(
     command: BackupCommand,
 ) -> anyhow::Result<()> {
     match command {
-        BackupCommand::Create => {
+        BackupCommand::Create { no_verify } => {
             let id = new_id();
             let (progress, shown) = terminal_progress("backup");
             let created = pipeline::create(backups, id, Kind::Full, None, &progress).await;
             let verified = match created {
+                Ok(manifest) if no_verify => Ok(manifest),
                 Ok(_) => pipeline::verify(backups, id, &progress).await,
                 Err(e) => Err(e),
             };
             drop(progress);
             let _ = shown.await;
             let manifest = verified.with_context(|| format!("backup {id} failed"))?;
+            let status = if no_verify {
+                "written, not verified yet"
+            } else {
+                "valid"
+            };
             println!(
-                "backup {id} is valid ({} bytes, sha256 {})",
+                "backup {id} is {status} ({} bytes, sha256 {})",
                 manifest.size_bytes, manifest.sha256
             );
         }

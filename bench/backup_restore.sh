@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Backup and verified restore of a ~1 GB database against the plain tools, in the same run.
+#
+#   cargo build --release --bin plugpos
+#   bench/backup_restore.sh [SCALE]      # pgbench scale; 70 is about 1 GB (default)
+#
+# Baselines: `pg_dump -Fc | zstd` (backup) and `zstd -d | pg_restore` into a new database (restore).
+# Ours:      `plugpos backup create --no-verify` (dump, compress, encrypt, fsync, manifest) and
+#            `plugpos backup restore ID --yes` (checksum, decrypt, restore into a new database,
+#            audit chain and row counts, pre-restore backup of the current state, switch).
+# Prints seconds and the ratios (ours / baseline). Run as root or as a user that can run PostgreSQL.
+set -euo pipefail
+SCALE="${1:-70}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="$ROOT/target/release/plugpos"
+[ -x "$BIN" ] || { echo "build first: cargo build --release --bin plugpos" >&2; exit 1; }
+WORK="$(mktemp -d /tmp/plugpos-bench-backup.XXXXXX)"
+chmod 755 "$WORK"
+DATA="$WORK/data"
+cleanup() { "$BIN" --data-dir "$DATA" db stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+echo "correct horse battery" > "$WORK/pw"
+"$BIN" --data-dir "$DATA" init --business-name "Bench Shop" --currency EUR --timezone Europe/Berlin \
+  --admin-username admin --admin-password-file "$WORK/pw" >/dev/null
+"$BIN" --data-dir "$DATA" db start >/dev/null
+SOCK="$("$BIN" --data-dir "$DATA" db status | sed -n 's/.*socket in \(.*\)$/\1/p' | head -1)"
+[ -n "$SOCK" ] || SOCK="$(dirname "$(find "$DATA" -name '.s.PGSQL.5432' | head -1)")"
+URL="postgresql://postgres@localhost/plugpos?host=$SOCK"
+echo "loading pgbench scale $SCALE into the business database..."
+pgbench -q -i -s "$SCALE" "$URL" >/dev/null 2>&1
+SIZE=$(psql "$URL" -Atc "SELECT pg_size_pretty(pg_database_size('plugpos'))")
+echo "database size: $SIZE"
+
+t() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$e - $s" | bc; }
+
+base_dump=$(t bash -c "pg_dump -Fc '$URL' | zstd -q -o '$WORK/base.dump.zst'")
+ours_out="$WORK/ours.out"
+ours_dump=$(t bash -c "'$BIN' --data-dir '$DATA' backup create --no-verify > '$ours_out'")
+ID=$(awk '{print $2}' "$ours_out")
+# The backup must verify before it can be restored (the restore verifies it again itself).
+"$BIN" --data-dir "$DATA" backup verify "$ID" >/dev/null
+
+psql "$URL&dbname=postgres" -qc "CREATE DATABASE bench_baseline TEMPLATE template0"
+base_restore=$(t bash -c "zstd -dc '$WORK/base.dump.zst' | pg_restore --no-owner --exit-on-error -d '$URL&dbname=bench_baseline'")
+ours_restore=$(t bash -c "'$BIN' --data-dir '$DATA' backup restore '$ID' --yes >/dev/null")
+
+printf 'backup:  pg_dump -Fc | zstd %6.1f s   plugpos %6.1f s   ratio %.2f (target <= 1.25)\n' \
+  "$base_dump" "$ours_dump" "$(echo "$ours_dump / $base_dump" | bc -l)"
+printf 'restore: zstd -d | pg_restore %6.1f s   plugpos (verified) %6.1f s   ratio %.2f (target <= 1.5)\n' \
+  "$base_restore" "$ours_restore" "$(echo "$ours_restore / $base_restore" | bc -l)"
+ls -l "$WORK/base.dump.zst" "$DATA"/backups/*.age | awk '{print $5, $9}'
