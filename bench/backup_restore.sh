@@ -2,15 +2,16 @@
 # Backup and verified restore of a ~1 GB database against the plain tools, in the same run.
 #
 #   cargo build --release --bin plugpos
-#   bench/backup_restore.sh [SCALE]      # pgbench scale; 70 is about 1 GB (default)
+#   bench/backup_restore.sh [SCALE] [ROUNDS]   # pgbench scale (70: about 1 GB, the default), rounds (3)
 #
 # Baselines: `pg_dump -Fc | zstd` (backup) and `zstd -d | pg_restore` into a new database (restore).
 # Ours:      `plugpos backup create --no-verify` (dump, compress, encrypt, fsync, manifest) and
 #            `plugpos backup restore ID --yes` (checksum, decrypt, restore into a new database,
 #            audit chain and row counts, pre-restore backup of the current state, switch).
-# Prints seconds and the ratios (ours / baseline). Run as root or as a user that can run PostgreSQL.
+# Prints each round and the medians with the ratios (ours / baseline). Run as root or as a user that can run PostgreSQL.
 set -euo pipefail
 SCALE="${1:-70}"
+ROUNDS="${2:-3}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="$ROOT/target/release/plugpos"
 [ -x "$BIN" ] || { echo "build first: cargo build --release --bin plugpos" >&2; exit 1; }
@@ -34,19 +35,25 @@ echo "database size: $SIZE"
 
 t() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$e - $s" | bc; }
 
-base_dump=$(t bash -c "pg_dump -Fc '$URL' | zstd -q -o '$WORK/base.dump.zst'")
-ours_out="$WORK/ours.out"
-ours_dump=$(t bash -c "'$BIN' --data-dir '$DATA' backup create --no-verify > '$ours_out'")
-ID=$(awk '{print $2}' "$ours_out")
-# The backup must verify before it can be restored (the restore verifies it again itself).
-"$BIN" --data-dir "$DATA" backup verify "$ID" >/dev/null
-
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+: > "$WORK/bd"; : > "$WORK/od"; : > "$WORK/br"; : > "$WORK/or"
 psql "$URL&dbname=postgres" -qc "CREATE DATABASE bench_baseline TEMPLATE template0"
-base_restore=$(t bash -c "zstd -dc '$WORK/base.dump.zst' | pg_restore --no-owner --exit-on-error -d '$URL&dbname=bench_baseline'")
-ours_restore=$(t bash -c "'$BIN' --data-dir '$DATA' backup restore '$ID' --yes >/dev/null")
-
+for round in $(seq "$ROUNDS"); do
+  t bash -c "pg_dump -Fc '$URL' | zstd -q -f -o '$WORK/base.dump.zst'" >> "$WORK/bd"
+  t bash -c "'$BIN' --data-dir '$DATA' backup create --no-verify > '$WORK/ours.out'" >> "$WORK/od"
+  ID=$(awk '{print $2}' "$WORK/ours.out")
+  # The backup must verify before it can be restored (the restore verifies it again itself).
+  "$BIN" --data-dir "$DATA" backup verify "$ID" >/dev/null
+  psql "$URL&dbname=postgres" -qc "DROP DATABASE bench_baseline" -c "CREATE DATABASE bench_baseline TEMPLATE template0"
+  t bash -c "zstd -dc '$WORK/base.dump.zst' | pg_restore --no-owner --exit-on-error -d '$URL&dbname=bench_baseline'" >> "$WORK/br"
+  t bash -c "'$BIN' --data-dir '$DATA' backup restore '$ID' --yes > '$WORK/restore.out'" >> "$WORK/or"
+  echo "round $round: dump $(tail -1 "$WORK/bd") / $(tail -1 "$WORK/od") s, restore $(tail -1 "$WORK/br") / $(tail -1 "$WORK/or") s; $(grep timings "$WORK/restore.out")"
+done
+base_dump=$(median < "$WORK/bd"); ours_dump=$(median < "$WORK/od")
+base_restore=$(median < "$WORK/br"); ours_restore=$(median < "$WORK/or")
+printf 'medians of %d rounds\n' "$ROUNDS"
 printf 'backup:  pg_dump -Fc | zstd %6.1f s   plugpos %6.1f s   ratio %.2f (target <= 1.25)\n' \
   "$base_dump" "$ours_dump" "$(echo "$ours_dump / $base_dump" | bc -l)"
 printf 'restore: zstd -d | pg_restore %6.1f s   plugpos (verified) %6.1f s   ratio %.2f (target <= 1.5)\n' \
   "$base_restore" "$ours_restore" "$(echo "$ours_restore / $base_restore" | bc -l)"
-ls -l "$WORK/base.dump.zst" "$DATA"/backups/*.age | awk '{print $5, $9}'
+ls -l "$WORK/base.dump.zst" "$DATA"/backups/*.age | awk '{print $5, $9}' | tail -3

@@ -194,3 +194,58 @@ async fn heartbeats_flow_and_an_ended_session_is_disconnected() {
     .expect("closed within 5 s");
     assert_eq!(closed, Some(4401));
 }
+
+#[tokio::test]
+async fn job_progress_is_published_on_the_jobs_topic() {
+    let shop = Shop::open().await;
+    let mut admin = connect(&shop, &shop.admin).await;
+    assert_eq!(next(&mut admin).await["type"], "welcome");
+    send(&mut admin, json!({"type": "subscribe", "topics": ["jobs"]})).await;
+    assert_eq!(next(&mut admin).await["type"], "subscribed");
+    let response = shop
+        .app
+        .post_as("/api/v1/backups", &shop.admin, &json!({}))
+        .await;
+    assert_eq!(response.status(), 202);
+    shop.app.run_jobs().await;
+    let mut events = Vec::new();
+    loop {
+        let message = next(&mut admin).await;
+        if message["type"] != "event" {
+            continue;
+        }
+        assert_eq!(message["topic"], "jobs");
+        let done =
+            message["event"] == "job.succeeded" && message["data"]["kind"] == "backup.verify";
+        events.push((
+            message["event"].as_str().unwrap().to_owned(),
+            message["data"]["kind"].as_str().unwrap().to_owned(),
+            message["data"]["progress"]["step"]
+                .as_str()
+                .map(str::to_owned),
+        ));
+        if done {
+            break;
+        }
+    }
+    let create: Vec<&(String, String, Option<String>)> =
+        events.iter().filter(|e| e.1 == "backup.create").collect();
+    assert_eq!(create.first().unwrap().0, "job.started", "{events:?}");
+    assert!(
+        create
+            .iter()
+            .any(|e| e.0 == "job.progress" && e.2.as_deref() == Some("dump")),
+        "{events:?}"
+    );
+    assert_eq!(create.last().unwrap().0, "job.succeeded", "{events:?}");
+
+    // A cashier may not follow jobs.
+    let mut cashier = connect(&shop, &shop.cashier).await;
+    let welcome = next(&mut cashier).await;
+    assert!(
+        !welcome["topics"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("jobs"))
+    );
+}

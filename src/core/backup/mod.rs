@@ -495,6 +495,78 @@ mod tests {
         assert_eq!(format!("{t:?}"), "DbTarget(..)");
     }
 
+    fn manifest(kind: Kind, status: Status, minutes_ago: i64) -> Manifest {
+        let id = Uuid::now_v7();
+        Manifest {
+            format: FORMAT.to_owned(),
+            id,
+            kind,
+            file: format!("{id}{FILE_SUFFIX}"),
+            app_version: "0.1.0".to_owned(),
+            schema_version: 11,
+            database: "plugpos".to_owned(),
+            created_at: Utc::now() - chrono::Duration::minutes(minutes_ago),
+            size_bytes: 0,
+            sha256: String::new(),
+            audit_chain_head: None,
+            row_counts: BTreeMap::new(),
+            recipient: String::new(),
+            status,
+            verified_at: None,
+            error: None,
+            job_id: None,
+        }
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_valid_backups_per_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let backups = Backups {
+            dir: dir.path().to_owned(),
+            keys: dir.path().to_owned(),
+            target: DbTarget::new("postgresql://postgres@localhost/plugpos"),
+            pg_dump: PathBuf::from("pg_dump"),
+            pg_restore: PathBuf::from("pg_restore"),
+            clock: Clock::system(),
+        };
+        let full: Vec<Manifest> = (0..4)
+            .map(|i| manifest(Kind::Full, Status::Valid, i * 60))
+            .collect();
+        let old_failure = manifest(Kind::Full, Status::Failed, 500);
+        let recent_failure = manifest(Kind::Full, Status::Invalid, 30);
+        let pending = manifest(Kind::Full, Status::Pending, 900);
+        let snapshot = manifest(Kind::Snapshot, Status::Valid, 1000);
+        for m in full
+            .iter()
+            .chain([&old_failure, &recent_failure, &pending, &snapshot])
+        {
+            backups.save(m).unwrap();
+            std::fs::write(backups.file_path(m.id), b"x").unwrap();
+        }
+        let deleted = backups
+            .apply_retention(|k| if k == Kind::Full { 2 } else { 5 })
+            .unwrap();
+        let mut expected = vec![full[2].id, full[3].id, old_failure.id];
+        expected.sort();
+        let mut deleted_sorted = deleted.clone();
+        deleted_sorted.sort();
+        assert_eq!(deleted_sorted, expected);
+        let left: Vec<Uuid> = backups.list().iter().map(|m| m.id).collect();
+        for kept in [
+            full[0].id,
+            full[1].id,
+            recent_failure.id,
+            pending.id,
+            snapshot.id,
+        ] {
+            assert!(left.contains(&kept));
+        }
+        assert!(
+            !backups.file_path(full[3].id).exists(),
+            "the file goes with the manifest"
+        );
+    }
+
     #[test]
     fn kinds_round_trip() {
         for kind in Kind::ALL {

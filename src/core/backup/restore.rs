@@ -1,9 +1,9 @@
 //! The guided restore.
 //!
-//! 1. Restore the chosen backup into a new database and check it there (checksum, decryption,
+//! 1. Enter maintenance mode (the API answers 503 `maintenance`).
+//! 2. Restore the chosen backup into a new database and check it there (checksum, decryption,
 //!    pg_restore, audit chain, row counts). The live database is not touched if this fails.
-//! 2. Enter maintenance mode (the API answers 503 `maintenance`).
-//! 3. Take a pre-restore backup of the current state.
+//! 3. Meanwhile (side by side with 2), take a pre-restore backup of the current state.
 //! 4. Switch: in one transaction, rename the live database away and the restored one into its
 //!    place (PostgreSQL renames databases transactionally: either both happen or neither).
 //! 5. Record the restore in the restored database's audit log; if that fails, switch back.
@@ -68,9 +68,38 @@ pub async fn restore(
     let live = backups.target.database();
     let incoming = scratch_name(&live, "restore", id);
 
-    // 1. Restore and check, beside the live database.
+    // 1. Maintenance: from here the API refuses work until we are done, so the state the
+    //    pre-restore backup captures is the last one.
+    let started = std::time::Instant::now();
+    let mut timings = serde_json::Map::new();
+    let mut lap = |name: &str, since: &mut std::time::Instant| {
+        timings.insert(format!("{name}_ms"), json!(since.elapsed().as_millis()));
+        *since = std::time::Instant::now();
+    };
+    let mut since = started;
+    progress.step("maintenance", json!({}));
+    let _maintenance = request
+        .maintenance
+        .map(|m| m.enter(format!("restoring backup {id}")));
+
+    // 2 and 3, side by side (one reads the live database, the other writes a new one): restore
+    // and check the backup beside the live database, and take the safety backup of the live one.
     progress.step("verify", json!({"backup_id": id}));
-    if let Err(e) = pipeline::restore_checked(backups, &manifest, &incoming, progress).await {
+    let pre_id = new_id();
+    let quiet = Progress::default();
+    let (checked, safety) = tokio::join!(
+        pipeline::restore_checked(backups, &manifest, &incoming, progress),
+        pipeline::create(
+            backups,
+            pre_id,
+            Kind::PreRestore,
+            request.job.map(|j| j.id),
+            &quiet,
+        )
+    );
+    if let Err(e) = checked {
+        // Nothing changed: the safety backup is not needed.
+        let _ = backups.delete(pre_id);
         manifest.status = Status::Invalid;
         manifest.error = Some(e.clone());
         manifest.verified_at = Some(backups.clock.now());
@@ -81,25 +110,7 @@ pub async fn restore(
     manifest.error = None;
     manifest.verified_at = Some(backups.clock.now());
     backups.save(&manifest)?;
-
-    // 2. Maintenance: from here the API refuses work until we are done.
-    progress.step("maintenance", json!({}));
-    let _maintenance = request
-        .maintenance
-        .map(|m| m.enter(format!("restoring backup {id}")));
-
-    // 3. The safety net.
-    progress.step("pre_restore_backup", json!({}));
-    let pre_id = new_id();
-    if let Err(e) = pipeline::create(
-        backups,
-        pre_id,
-        Kind::PreRestore,
-        request.job.map(|j| j.id),
-        &Progress::default(),
-    )
-    .await
-    {
+    if let Err(e) = safety {
         drop_database(backups, &incoming).await;
         return Err(BackupError::new(
             "restore.pre_restore_backup_failed",
@@ -111,6 +122,7 @@ pub async fn restore(
     }
 
     // 4. The switch.
+    lap("verify_and_safety_backup", &mut since);
     progress.step("switch", json!({}));
     let previous = scratch_name(&live, "pre_restore", pre_id);
     if let Err(e) = swap(backups, &[(&live, &previous), (&incoming, &live)]).await {
@@ -119,6 +131,7 @@ pub async fn restore(
     }
 
     // 5. The record, in the restored chain.
+    lap("switch", &mut since);
     progress.step("record", json!({}));
     let recorded = record(&request, &manifest.id, pre_id, backups).await;
     if let Err(e) = recorded {
@@ -139,11 +152,14 @@ pub async fn restore(
 
     // 6. Done.
     drop_database(backups, &previous).await;
+    lap("record_and_drop_previous", &mut since);
+    timings.insert("total_ms".to_owned(), json!(started.elapsed().as_millis()));
     progress.step("done", json!({}));
     Ok(json!({
         "backup_id": id,
         "pre_restore_backup_id": pre_id,
         "audit_chain_head": manifest.audit_chain_head,
+        "timings": timings,
     }))
 }
 

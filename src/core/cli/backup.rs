@@ -172,13 +172,16 @@ async fn execute(
                 .get("pre_restore_backup_id")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            // The safety backup is verified now, while we are here.
-            if let Ok(pre_id) = Uuid::parse_str(pre)
-                && let Err(e) = pipeline::verify(backups, pre_id, &Progress::default()).await
-            {
-                eprintln!("warning: the pre-restore backup {pre_id} did not verify: {e}");
-            }
             println!("restored backup {id}; the previous state is in backup {pre}");
+            println!(
+                "timings: {}",
+                outcome.get("timings").cloned().unwrap_or_default()
+            );
+            // Verifying the safety backup takes as long as a restore: the server does it at its
+            // next start (it verifies every pending backup), or the admin now.
+            println!(
+                "the pre-restore backup is pending verification: `plugpos serve` verifies it at start, or run `plugpos backup verify {pre}`"
+            );
         }
         BackupCommand::ExportKey { .. } => {}
     }
