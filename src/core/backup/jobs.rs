@@ -196,6 +196,17 @@ async fn restore(ctx: JobContext) -> anyhow::Result<Value> {
     let _ = forward.await;
     match outcome {
         Ok(result) => {
+            // What the server read from the database at start now comes from the restored one.
+            match ctx.state.registry().sync(ctx.state.pool()).await {
+                Ok(states) => {
+                    for (id, enabled) in states {
+                        ctx.state.modules().set(&id, enabled);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot re-read the module states after a restore; restart the server")
+                }
+            }
             security_event(&ctx.state, EventKind::RestoreCompleted, details).await;
             if let Some(pre) = result
                 .get("pre_restore_backup_id")

@@ -97,34 +97,43 @@ pub async fn enqueue(
     unique_key: Option<&str>,
     run_at: DateTime<Utc>,
 ) -> Result<Enqueued, sqlx::Error> {
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO jobs (id, kind, payload, unique_key, max_attempts, run_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $6, $6) \
-         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running', 'failed') \
-         DO NOTHING RETURNING id",
-    )
-    .bind(new_id())
-    .bind(kind.name)
-    .bind(&payload)
-    .bind(unique_key)
-    .bind(kind.max_attempts.max(1))
-    .bind(run_at)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if let Some(id) = inserted {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(CHANNEL)
-            .execute(&mut *conn)
-            .await?;
-        return Ok(Enqueued::New(id));
+    // The pending job holding the key may finish between the insert and the look-up: try again.
+    for _ in 0..3 {
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO jobs (id, kind, payload, unique_key, max_attempts, run_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $6) \
+             ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running', 'failed') \
+             DO NOTHING RETURNING id",
+        )
+        .bind(new_id())
+        .bind(kind.name)
+        .bind(&payload)
+        .bind(unique_key)
+        .bind(kind.max_attempts.max(1))
+        .bind(run_at)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = inserted {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(Enqueued::New(id));
+        }
+        let existing: Option<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE unique_key = $1 AND status IN ('queued', 'running', 'failed')",
+        )
+        .bind(unique_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = existing {
+            return Ok(Enqueued::Existing(id));
+        }
     }
-    let existing: Uuid = sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE unique_key = $1 AND status IN ('queued', 'running', 'failed')",
-    )
-    .bind(unique_key)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(Enqueued::Existing(existing))
+    Err(sqlx::Error::Protocol(format!(
+        "cannot enqueue a {} job: its unique key keeps changing hands",
+        kind.name
+    )))
 }
 
 /// One job by id.
