@@ -218,8 +218,30 @@ impl DbTarget {
         secrecy::ExposeSecret::expose_secret(&self.url)
     }
 
-    /// The libpq URL, pointed at `database` (the business database when `None`). Passed to
-    /// pg_dump and pg_restore through the environment, never on the command line.
+    /// The libpq URL without its password, and the password: pg_dump and pg_restore get the URL
+    /// as `--dbname` (visible in `ps`) and the password as `PGPASSWORD` (not visible to others).
+    pub fn libpq_parts(&self, database: Option<&str>) -> (String, Option<String>) {
+        let url = self.libpq_url(database);
+        let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+            return (url, None);
+        };
+        let authority_end = url[scheme_end..]
+            .find(['/', '?'])
+            .map_or(url.len(), |i| scheme_end + i);
+        let Some(at) = url[scheme_end..authority_end]
+            .rfind('@')
+            .map(|i| scheme_end + i)
+        else {
+            return (url, None);
+        };
+        let Some(colon) = url[scheme_end..at].find(':').map(|i| scheme_end + i) else {
+            return (url, None);
+        };
+        let password = percent_decode(&url[colon + 1..at]);
+        (format!("{}{}", &url[..colon], &url[at..]), Some(password))
+    }
+
+    /// The libpq URL, pointed at `database` (the business database when `None`).
     pub fn libpq_url(&self, database: Option<&str>) -> String {
         let url = self.raw();
         match database {
@@ -257,6 +279,26 @@ impl DbTarget {
             .await
             .map_err(|e| BackupError::io("backup.database", "cannot connect to the database", e))
     }
+}
+
+/// `%XX` escapes of a URL component decoded (invalid ones are kept as they are).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The tools and places a backup needs.
@@ -493,6 +535,23 @@ mod tests {
             "postgres://u:secret@db.example/shop?dbname=x"
         );
         assert_eq!(format!("{t:?}"), "DbTarget(..)");
+        assert_eq!(
+            t.libpq_parts(Some("x")),
+            (
+                "postgres://u@db.example/shop?dbname=x".to_owned(),
+                Some("secret".to_owned())
+            )
+        );
+        let t = DbTarget::new("postgresql://shop%40x:p%3Ass%2Fw@db:5433/shop?sslmode=require");
+        assert_eq!(
+            t.libpq_parts(None),
+            (
+                "postgresql://shop%40x@db:5433/shop?sslmode=require".to_owned(),
+                Some("p:ss/w".to_owned())
+            )
+        );
+        let managed = DbTarget::new("postgresql://postgres@localhost/plugpos?host=/run/pg");
+        assert_eq!(managed.libpq_parts(None).1, None);
     }
 
     fn manifest(kind: Kind, status: Status, minutes_ago: i64) -> Manifest {

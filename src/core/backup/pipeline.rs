@@ -139,10 +139,17 @@ async fn dump(
     progress.step("dump", json!({}));
     let partial = backups.partial_path(manifest.id);
     let pg_dump = backups.pg_dump.clone();
-    let url = backups.target.libpq_url(None);
+    let (url, password) = backups.target.libpq_parts(None);
     let report = progress.clone();
     let written = tokio::task::spawn_blocking(move || {
-        dump_encrypted(&pg_dump, &url, &snapshot, &partial, &recipient, &report)
+        dump_encrypted(
+            &pg_dump,
+            (&url, password.as_deref()),
+            &snapshot,
+            &partial,
+            &recipient,
+            &report,
+        )
     })
     .await
     .map_err(|e| BackupError::io("backup.dump_failed", "the backup task failed", e))?;
@@ -227,13 +234,17 @@ impl<W: Write> Write for Hashing<W> {
 /// `pg_dump -Fc -Z0 | zstd | age -r RECIPIENT > partial`, fsynced. Returns size and sha256.
 fn dump_encrypted(
     pg_dump: &Path,
-    url: &str,
+    (url, password): (&str, Option<&str>),
     snapshot: &str,
     partial: &Path,
     recipient: &age::x25519::Recipient,
     progress: &Progress,
 ) -> Result<(u64, String), BackupError> {
-    let mut child = Command::new(pg_dump)
+    let mut command = Command::new(pg_dump);
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let mut child = command
         .args(["--format=custom", "--compress=0", "--no-password"])
         .arg(format!("--snapshot={snapshot}"))
         .arg(format!("--dbname={url}"))
@@ -452,10 +463,16 @@ pub async fn restore_checked(
     let outcome = async {
         progress.step("restore", json!({}));
         let pg_restore = backups.pg_restore.clone();
-        let url = backups.target.libpq_url(Some(db));
+        let (url, password) = backups.target.libpq_parts(Some(db));
         let report = progress.clone();
         tokio::task::spawn_blocking(move || {
-            restore_stream(&path, &identity, &pg_restore, &url, &report)
+            restore_stream(
+                &path,
+                &identity,
+                &pg_restore,
+                (&url, password.as_deref()),
+                &report,
+            )
         })
         .await
         .map_err(|e| BackupError::io("backup.restore_failed", "the restore task failed", e))??;
@@ -538,7 +555,7 @@ fn restore_stream(
     path: &PathBuf,
     identity: &age::x25519::Identity,
     pg_restore: &Path,
-    url: &str,
+    (url, password): (&str, Option<&str>),
     progress: &Progress,
 ) -> Result<(), BackupError> {
     let file = File::open(path).map_err(|e| {
@@ -559,7 +576,11 @@ fn restore_stream(
         failed: age_failed.clone(),
     })
     .map_err(|e| BackupError::io("backup.decompress_failed", "cannot decompress", e))?;
-    let mut child = Command::new(pg_restore)
+    let mut command = Command::new(pg_restore);
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    let mut child = command
         .args(["--exit-on-error", "--no-owner", "--no-password"])
         .arg(format!("--dbname={url}"))
         .stdin(Stdio::piped())

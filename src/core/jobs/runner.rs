@@ -311,20 +311,17 @@ async fn heartbeat(state: AppState, id: Uuid, attempt: i32) {
 /// Wakes the workers whenever a transaction that enqueued a job commits.
 async fn listen(state: AppState, wake: Arc<Notify>) {
     loop {
-        let result = async {
+        let interrupted: Result<std::convert::Infallible, sqlx::Error> = async {
             let mut listener = PgListener::connect_with(state.pool()).await?;
             listener.listen(CHANNEL).await?;
             loop {
                 listener.recv().await?;
                 wake.notify_waiters();
             }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
         }
         .await;
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "job notifications interrupted; polling meanwhile");
-        }
+        let Err(e) = interrupted;
+        tracing::debug!(error = %e, "job notifications interrupted; polling meanwhile");
         tokio::time::sleep(Duration::from_secs(state.config().jobs.poll_secs)).await;
     }
 }
