@@ -210,6 +210,7 @@ async fn restore(ctx: JobContext) -> anyhow::Result<Value> {
             security_event(&ctx.state, EventKind::RestoreCompleted, details).await;
             if let Some(pre) = result
                 .get("pre_restore_backup_id")
+                .filter(|_| result["previous_database_kept"].is_null())
                 .and_then(Value::as_str)
                 .and_then(|s| Uuid::parse_str(s).ok())
             {

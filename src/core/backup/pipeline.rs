@@ -58,6 +58,19 @@ pub async fn create(
     job_id: Option<Uuid>,
     progress: &Progress,
 ) -> Result<Manifest, BackupError> {
+    create_from(backups, None, id, kind, job_id, progress).await
+}
+
+/// Like [`create`], dumping `database` instead of the business database (the restore dumps the
+/// previous database it switched away from).
+pub async fn create_from(
+    backups: &Backups,
+    database: Option<&str>,
+    id: Uuid,
+    kind: Kind,
+    job_id: Option<Uuid>,
+    progress: &Progress,
+) -> Result<Manifest, BackupError> {
     if let Ok(existing) = backups.load(id)
         && existing.status != Status::Failed
     {
@@ -83,7 +96,7 @@ pub async fn create(
         error: None,
         job_id,
     };
-    match dump(backups, &mut manifest, progress).await {
+    match dump(backups, database, &mut manifest, progress).await {
         Ok(()) => {
             backups.save(&manifest)?;
             Ok(manifest)
@@ -100,6 +113,7 @@ pub async fn create(
 
 async fn dump(
     backups: &Backups,
+    database: Option<&str>,
     manifest: &mut Manifest,
     progress: &Progress,
 ) -> Result<(), BackupError> {
@@ -118,7 +132,7 @@ async fn dump(
     // One snapshot for the facts in the manifest and for pg_dump (--snapshot): the row counts
     // and the chain head describe exactly what is in the file.
     progress.step("snapshot", json!({}));
-    let mut conn = backups.target.connect(None).await?;
+    let mut conn = backups.target.connect(database).await?;
     let db = |e: sqlx::Error| BackupError::io("backup.database", "cannot read the database", e);
     sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut conn)
@@ -139,7 +153,7 @@ async fn dump(
     progress.step("dump", json!({}));
     let partial = backups.partial_path(manifest.id);
     let pg_dump = backups.pg_dump.clone();
-    let (url, password) = backups.target.libpq_parts(None);
+    let (url, password) = backups.target.libpq_parts(database);
     let report = progress.clone();
     let written = tokio::task::spawn_blocking(move || {
         dump_encrypted(

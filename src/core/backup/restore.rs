@@ -3,16 +3,18 @@
 //! 1. Enter maintenance mode (the API answers 503 `maintenance`).
 //! 2. Restore the chosen backup into a new database and check it there (checksum, decryption,
 //!    pg_restore, audit chain, row counts). The live database is not touched if this fails.
-//! 3. Meanwhile (side by side with 2), take a pre-restore backup of the current state.
-//! 4. Switch: in one transaction, rename the live database away and the restored one into its
-//!    place (PostgreSQL renames databases transactionally: either both happen or neither).
-//! 5. Record the restore in the restored database's audit log; if that fails, switch back.
-//! 6. Drop the previous database (the pre-restore backup keeps its contents) and leave
-//!    maintenance mode.
+//! 3. Switch: in one transaction, rename the live database away (untouched: it is the copy of the
+//!    state before the restore) and the restored one into its place (PostgreSQL renames databases
+//!    transactionally: either both happen or neither).
+//! 4. Record the restore in the restored database's audit log; if that fails, switch back.
+//! 5. Leave maintenance mode: the shop works again.
+//! 6. Write the pre-restore backup from the previous database, then drop that database (if the
+//!    backup fails, the database is kept as the copy and the result says so).
 //!
 //! A restore killed at any point leaves the live database in place under its name: before the
 //! switch nothing touched it, the switch is atomic, and after it the restored database is live.
-//! Leftover scratch databases are dropped at the next start ([`recover`]).
+//! At the next start ([`recover`]) leftover scratch databases are dropped, and a previous database
+//! left by a restore killed before step 6 finished is first written to a pre-restore backup.
 
 use std::time::Duration;
 
@@ -68,38 +70,18 @@ pub async fn restore(
     let live = backups.target.database();
     let incoming = scratch_name(&live, "restore", id);
 
-    // 1. Maintenance: from here the API refuses work until we are done, so the state the
-    //    pre-restore backup captures is the last one.
+    // 1. Maintenance: from here the API refuses work until the restored database is live.
     let started = std::time::Instant::now();
     let mut timings = serde_json::Map::new();
-    let mut lap = |name: &str, since: &mut std::time::Instant| {
-        timings.insert(format!("{name}_ms"), json!(since.elapsed().as_millis()));
-        *since = std::time::Instant::now();
-    };
     let mut since = started;
     progress.step("maintenance", json!({}));
-    let _maintenance = request
+    let maintenance = request
         .maintenance
         .map(|m| m.enter(format!("restoring backup {id}")));
 
-    // 2 and 3, side by side (one reads the live database, the other writes a new one): restore
-    // and check the backup beside the live database, and take the safety backup of the live one.
+    // 2. Restore and check the backup beside the live database, which nothing touches.
     progress.step("verify", json!({"backup_id": id}));
-    let pre_id = new_id();
-    let quiet = Progress::default();
-    let (checked, safety) = tokio::join!(
-        pipeline::restore_checked(backups, &manifest, &incoming, progress),
-        pipeline::create(
-            backups,
-            pre_id,
-            Kind::PreRestore,
-            request.job.map(|j| j.id),
-            &quiet,
-        )
-    );
-    if let Err(e) = checked {
-        // Nothing changed: the safety backup is not needed.
-        let _ = backups.delete(pre_id);
+    if let Err(e) = pipeline::restore_checked(backups, &manifest, &incoming, progress).await {
         manifest.status = Status::Invalid;
         manifest.error = Some(e.clone());
         manifest.verified_at = Some(backups.clock.now());
@@ -110,20 +92,12 @@ pub async fn restore(
     manifest.error = None;
     manifest.verified_at = Some(backups.clock.now());
     backups.save(&manifest)?;
-    if let Err(e) = safety {
-        drop_database(backups, &incoming).await;
-        return Err(BackupError::new(
-            "restore.pre_restore_backup_failed",
-            format!(
-                "the backup of the current state failed, nothing was restored: {}",
-                e.message
-            ),
-        ));
-    }
+    lap(&mut timings, "verify", &mut since);
 
-    // 4. The switch.
-    lap("verify_and_safety_backup", &mut since);
+    // 3 and 4. The switch: the live database is renamed away untouched (it is the safety copy
+    // until its backup is written below) and the restored one takes its name.
     progress.step("switch", json!({}));
+    let pre_id = new_id();
     let previous = scratch_name(&live, "pre_restore", pre_id);
     if let Err(e) = swap(backups, &[(&live, &previous), (&incoming, &live)]).await {
         drop_database(backups, &incoming).await;
@@ -131,7 +105,7 @@ pub async fn restore(
     }
 
     // 5. The record, in the restored chain.
-    lap("switch", &mut since);
+    lap(&mut timings, "switch", &mut since);
     progress.step("record", json!({}));
     let recorded = record(&request, &manifest.id, pre_id, backups).await;
     if let Err(e) = recorded {
@@ -150,17 +124,53 @@ pub async fn restore(
         });
     }
 
-    // 6. Done.
-    drop_database(backups, &previous).await;
-    lap("record_and_drop_previous", &mut since);
+    lap(&mut timings, "record", &mut since);
+    timings.insert(
+        "to_live_ms".to_owned(),
+        json!(started.elapsed().as_millis()),
+    );
+    drop(maintenance);
+
+    // 6. The pre-restore backup, from the previous database, now that the shop works again;
+    //    then the previous database goes. If the backup fails, the database stays as the copy.
+    progress.step("pre_restore_backup", json!({}));
+    let safety = pipeline::create_from(
+        backups,
+        Some(&previous),
+        pre_id,
+        Kind::PreRestore,
+        request.job.map(|j| j.id),
+        &Progress::default(),
+    )
+    .await;
+    lap(&mut timings, "pre_restore_backup", &mut since);
+    let kept_previous = match safety {
+        Ok(_) => {
+            drop_database(backups, &previous).await;
+            None
+        }
+        Err(e) => {
+            tracing::error!(database = %previous, error = %e,
+                "the pre-restore backup failed; the previous database is kept as the copy of the state before the restore");
+            Some(previous.clone())
+        }
+    };
+    lap(&mut timings, "drop_previous", &mut since);
     timings.insert("total_ms".to_owned(), json!(started.elapsed().as_millis()));
     progress.step("done", json!({}));
     Ok(json!({
         "backup_id": id,
         "pre_restore_backup_id": pre_id,
         "audit_chain_head": manifest.audit_chain_head,
+        "previous_database_kept": kept_previous,
         "timings": timings,
     }))
+}
+
+/// Records the time since `since` under `<name>_ms` and restarts the stopwatch.
+fn lap(timings: &mut serde_json::Map<String, Value>, name: &str, since: &mut std::time::Instant) {
+    timings.insert(format!("{name}_ms"), json!(since.elapsed().as_millis()));
+    *since = std::time::Instant::now();
 }
 
 /// Renames databases in one transaction (after ending the sessions on them), retrying while
@@ -285,8 +295,29 @@ pub async fn recover(backups: &Backups) -> Result<Vec<String>, BackupError> {
     .map_err(|e| BackupError::io("backup.database", "cannot list databases", e))?;
     let _ = admin.close().await;
     for name in names {
+        if name.starts_with(&format!("{live}_pre_restore_")) {
+            // The state before an interrupted restore: keep it as a backup before it goes.
+            let id = new_id();
+            let saved = pipeline::create_from(
+                backups,
+                Some(&name),
+                id,
+                Kind::PreRestore,
+                None,
+                &Progress::default(),
+            )
+            .await;
+            if let Err(e) = saved {
+                tracing::error!(database = %name, error = %e, "cannot back up the database left by an interrupted restore; keeping it");
+                continue;
+            }
+            cleaned.push(format!(
+                "database {name} (saved as pre-restore backup {id})"
+            ));
+        } else {
+            cleaned.push(format!("database {name}"));
+        }
         drop_database(backups, &name).await;
-        cleaned.push(format!("database {name}"));
     }
     Ok(cleaned)
 }
