@@ -30,6 +30,16 @@ async fn backup(app: &TestApp, token: &str) -> String {
     accepted["backup_id"].as_str().unwrap().to_owned()
 }
 
+/// Asks for the restore of backup `id`, confirming with `confirm`.
+async fn restore(app: &TestApp, token: &str, id: &str, confirm: &str) -> reqwest::Response {
+    app.post_as(
+        &format!("/api/v1/backups/{id}/restore"),
+        token,
+        &json!({"confirm": confirm}),
+    )
+    .await
+}
+
 async fn backup_view(app: &TestApp, token: &str, id: &str) -> Value {
     let response = app.get_as(&format!("/api/v1/backups/{id}"), token).await;
     assert_eq!(response.status(), 200);
@@ -93,30 +103,12 @@ async fn backup_then_changes_then_restore_brings_the_data_back_and_the_chain_ver
     assert_eq!(product_count(app).await, 3);
 
     // A wrong confirmation and a non-super-admin are refused before anything happens.
-    let wrong = app
-        .post_as(
-            &format!("/api/v1/backups/{id}/restore"),
-            &shop.admin,
-            &json!({"confirm": "corner shop"}),
-        )
-        .await;
+    let wrong = restore(app, &shop.admin, &id, "corner shop").await;
     problem(wrong, 422, "restore.confirmation_mismatch").await;
-    let manager = app
-        .post_as(
-            &format!("/api/v1/backups/{id}/restore"),
-            &shop.manager,
-            &json!({"confirm": "Corner Shop"}),
-        )
-        .await;
+    let manager = restore(app, &shop.manager, &id, "Corner Shop").await;
     problem(manager, 403, "rbac.forbidden").await;
 
-    let response = app
-        .post_as(
-            &format!("/api/v1/backups/{id}/restore"),
-            &shop.admin,
-            &json!({"confirm": "Corner Shop"}),
-        )
-        .await;
+    let response = restore(app, &shop.admin, &id, "Corner Shop").await;
     assert_eq!(response.status(), 202);
     let accepted: Value = response.json().await.unwrap();
     let jobs = app.run_jobs().await;
@@ -315,13 +307,7 @@ async fn damaged_and_mismatched_backups_are_refused_with_specific_errors() {
     assert_eq!(view["error"]["code"], "backup.wrong_key", "{view}");
 
     // None of them can be restored; every failure is a security event.
-    let refused = app
-        .post_as(
-            &format!("/api/v1/backups/{id}/restore"),
-            &admin,
-            &json!({"confirm": "Corner Shop"}),
-        )
-        .await;
+    let refused = restore(&app, &admin, &id, "Corner Shop").await;
     problem(refused, 409, "backup.not_restorable").await;
     let kinds = app.security_event_kinds().await;
     assert_eq!(
@@ -471,13 +457,7 @@ async fn a_failing_restore_leaves_the_original_database_serving() {
     let file = backup_file(app, &id);
     let size = std::fs::metadata(&file).unwrap().len();
     flip_byte(&file, size / 2);
-    let response = app
-        .post_as(
-            &format!("/api/v1/backups/{id}/restore"),
-            &shop.admin,
-            &json!({"confirm": "Corner Shop"}),
-        )
-        .await;
+    let response = restore(app, &shop.admin, &id, "Corner Shop").await;
     assert_eq!(response.status(), 202);
     let jobs = app.run_jobs().await;
     assert_eq!(jobs.len(), 1, "{jobs:?}");

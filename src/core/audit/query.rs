@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::core::audit::encoding::format_time;
-use crate::core::audit::{Actor, AuditedTx, Change, chain, checkpoint, pdf, verify};
+use crate::core::audit::{Actor, AuditedTx, Change, chain, pdf, verify};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
@@ -344,11 +344,8 @@ async fn pdf_report(
     let business: Option<String> = sqlx::query_scalar("SELECT name FROM business")
         .fetch_optional(state.pool())
         .await?;
-    let checkpoints = checkpoint::list(state.pool()).await?;
-    let instance_key = checkpoint::public_key(&state.data_dir().keys());
     let report =
-        verify::verify_with_checkpoints(state.pool(), &checkpoints, instance_key.as_deref())
-            .await?;
+        verify::verify_instance(state.pool(), &state.data_dir().keys(), Vec::new()).await?;
     let head = report.head.as_ref().map_or("empty".to_owned(), |h| {
         format!("record {} ({})", h.seq, h.hash)
     });

@@ -24,12 +24,8 @@ pub async fn verify_handler(
     State(state): State<AppState>,
     caller: AuthContext,
 ) -> Result<Json<verify::Report>, ApiError> {
-    chain::chain_pending(state.pool()).await?;
-    let checkpoints = checkpoint::list(state.pool()).await?;
-    let instance_key = checkpoint::public_key(&state.data_dir().keys());
     let report =
-        verify::verify_with_checkpoints(state.pool(), &checkpoints, instance_key.as_deref())
-            .await?;
+        verify::verify_instance(state.pool(), &state.data_dir().keys(), Vec::new()).await?;
     if !report.ok {
         let mut conn = state.pool().acquire().await?;
         events::record(

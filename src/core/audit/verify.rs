@@ -162,6 +162,21 @@ pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
     })
 }
 
+/// What every verification of this instance does (API, CLI, scheduled job, exports): chains the
+/// pending records, then verifies the chain against the stored checkpoints plus `extra` ones,
+/// with the instance's checkpoint key from `keys_dir`.
+pub async fn verify_instance(
+    pool: &PgPool,
+    keys_dir: &std::path::Path,
+    extra: Vec<Checkpoint>,
+) -> Result<Report, sqlx::Error> {
+    crate::core::audit::chain::chain_pending(pool).await?;
+    let mut checkpoints = crate::core::audit::checkpoint::list(pool).await?;
+    checkpoints.extend(extra);
+    let instance_key = crate::core::audit::checkpoint::public_key(keys_dir);
+    verify_with_checkpoints(pool, &checkpoints, instance_key.as_deref()).await
+}
+
 /// Verifies the chain, then compares it with `checkpoints` (signed by `instance_key` when given):
 /// a checkpoint beyond the head means a truncated tail, one whose hash differs means a rewrite.
 pub async fn verify_with_checkpoints(

@@ -152,6 +152,20 @@ pub struct Manifest {
     pub job_id: Option<Uuid>,
 }
 
+impl Manifest {
+    /// Records the outcome of a verification (a restore into a scratch or incoming database and
+    /// its checks): `valid`, or `invalid` with the reason.
+    pub fn record_verification(&mut self, outcome: &Result<(), BackupError>, at: DateTime<Utc>) {
+        self.status = if outcome.is_ok() {
+            Status::Valid
+        } else {
+            Status::Invalid
+        };
+        self.error = outcome.as_ref().err().cloned();
+        self.verified_at = Some(at);
+    }
+}
+
 /// A backup as `GET /api/v1/backups` lists it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BackupView {

@@ -254,14 +254,9 @@ fn dump_encrypted(
     recipient: &age::x25519::Recipient,
     progress: &Progress,
 ) -> Result<(u64, String), BackupError> {
-    let mut command = Command::new(pg_dump);
-    if let Some(password) = password {
-        command.env("PGPASSWORD", password);
-    }
-    let mut child = command
-        .args(["--format=custom", "--compress=0", "--no-password"])
+    let mut child = pg_tool(pg_dump, url, password)
+        .args(["--format=custom", "--compress=0"])
         .arg(format!("--snapshot={snapshot}"))
-        .arg(format!("--dbname={url}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -354,6 +349,17 @@ fn dump_encrypted(
     written
 }
 
+/// pg_dump or pg_restore on `url` (password-less, visible in `ps`), the password in the
+/// environment, never prompting.
+fn pg_tool(program: &Path, url: &str, password: Option<&str>) -> Command {
+    let mut command = Command::new(program);
+    if let Some(password) = password {
+        command.env("PGPASSWORD", password);
+    }
+    command.arg("--no-password").arg(format!("--dbname={url}"));
+    command
+}
+
 fn collect_stderr(stderr: Option<std::process::ChildStderr>) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut text = String::new();
@@ -401,22 +407,9 @@ pub async fn verify(
     let scratch = scratch_name(&backups.target.database(), "verify", id);
     let outcome = restore_checked(backups, &manifest, &scratch, progress).await;
     drop_database(backups, &scratch).await;
-    match outcome {
-        Ok(()) => {
-            manifest.status = Status::Valid;
-            manifest.error = None;
-            manifest.verified_at = Some(backups.clock.now());
-            backups.save(&manifest)?;
-            Ok(manifest)
-        }
-        Err(e) => {
-            manifest.status = Status::Invalid;
-            manifest.error = Some(e.clone());
-            manifest.verified_at = Some(backups.clock.now());
-            backups.save(&manifest)?;
-            Err(e)
-        }
-    }
+    manifest.record_verification(&outcome, backups.clock.now());
+    backups.save(&manifest)?;
+    outcome.map(|()| manifest)
 }
 
 /// A database name next to the business database's, for a scratch or incoming restore.
@@ -590,13 +583,8 @@ fn restore_stream(
         failed: age_failed.clone(),
     })
     .map_err(|e| BackupError::io("backup.decompress_failed", "cannot decompress", e))?;
-    let mut command = Command::new(pg_restore);
-    if let Some(password) = password {
-        command.env("PGPASSWORD", password);
-    }
-    let mut child = command
-        .args(["--exit-on-error", "--no-owner", "--no-password"])
-        .arg(format!("--dbname={url}"))
+    let mut child = pg_tool(pg_restore, url, password)
+        .args(["--exit-on-error", "--no-owner"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -81,17 +81,10 @@ pub async fn restore(
 
     // 2. Restore and check the backup beside the live database, which nothing touches.
     progress.step("verify", json!({"backup_id": id}));
-    if let Err(e) = pipeline::restore_checked(backups, &manifest, &incoming, progress).await {
-        manifest.status = Status::Invalid;
-        manifest.error = Some(e.clone());
-        manifest.verified_at = Some(backups.clock.now());
-        backups.save(&manifest)?;
-        return Err(e);
-    }
-    manifest.status = Status::Valid;
-    manifest.error = None;
-    manifest.verified_at = Some(backups.clock.now());
+    let checked = pipeline::restore_checked(backups, &manifest, &incoming, progress).await;
+    manifest.record_verification(&checked, backups.clock.now());
     backups.save(&manifest)?;
+    checked?;
     lap(&mut timings, "verify", &mut since);
 
     // 3 and 4. The switch: the live database is renamed away untouched (it is the safety copy

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use crate::core::audit::checkpoint::{self, Checkpoint};
-use crate::core::audit::{chain, verify};
+use crate::core::audit::checkpoint::Checkpoint;
+use crate::core::audit::verify;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::open::CommandDatabase;
@@ -37,18 +37,8 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
         external.push(parsed);
     }
     let data_dir = DataDir::prepare(&config.data_dir)?;
-    let instance_key = checkpoint::public_key(&data_dir.keys());
     let db = CommandDatabase::open(config, &data_dir).await?;
-    let result = async {
-        chain::chain_pending(&db.pool).await?;
-        let mut checkpoints = checkpoint::list(&db.pool).await?;
-        checkpoints.extend(external);
-        Ok::<_, anyhow::Error>(
-            verify::verify_with_checkpoints(&db.pool, &checkpoints, instance_key.as_deref())
-                .await?,
-        )
-    }
-    .await;
+    let result = verify::verify_instance(&db.pool, &data_dir.keys(), external).await;
     db.close().await;
     let report = result?;
     println!("{}", serde_json::to_string_pretty(&report)?);

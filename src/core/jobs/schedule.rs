@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::core::audit::{chain, checkpoint, verify};
+use crate::core::audit::verify;
 use crate::core::backup;
 use crate::core::config::SchedulesConfig;
 use crate::core::jobs::runner::{Handler, JobContext};
@@ -267,10 +267,7 @@ pub fn maintenance_handlers() -> Vec<Handler> {
 
 async fn audit_verify(ctx: JobContext) -> anyhow::Result<Value> {
     let pool: &PgPool = ctx.state.pool();
-    chain::chain_pending(pool).await?;
-    let checkpoints = checkpoint::list(pool).await?;
-    let key = checkpoint::public_key(&ctx.state.data_dir().keys());
-    let report = verify::verify_with_checkpoints(pool, &checkpoints, key.as_deref()).await?;
+    let report = verify::verify_instance(pool, &ctx.state.data_dir().keys(), Vec::new()).await?;
     if !report.ok {
         let mut conn = pool.acquire().await?;
         events::record(
