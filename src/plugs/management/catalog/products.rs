@@ -28,6 +28,8 @@ use crate::shared::text::fold;
 const MODULE: &str = "management.catalog";
 /// Substring (not prefix) matches ranked per search: enough for a type-ahead list, bounded cost.
 const SEARCH_CANDIDATES: i64 = 200;
+/// Shorter search texts match at the start of the name or SKU only.
+const SUBSTRING_MIN_CHARS: usize = 3;
 
 /// A product.
 #[derive(Debug, Serialize, ToSchema)]
@@ -297,22 +299,34 @@ pub async fn list(
         .filter(|s| !s.trim().is_empty())
     {
         // Ranked in two parts, each cheap at a million products: names/SKUs that start with the
-        // text (a btree range scan, alphabetical), then other substring matches (the trigram
-        // index, at most SEARCH_CANDIDATES of them, shortest names first).
+        // text (a range scan of the text_pattern_ops btree, in its byte order `~<~`, so no sort of
+        // every match), then other substring matches (at most SEARCH_CANDIDATES of them, shortest
+        // names first). Not a prepared statement: the plan must see the text, because a common
+        // fragment is found fastest by scanning the table until enough rows match and a rare one
+        // through the trigram index, and a generic plan would pick one for all.
         let escaped = search
             .trim()
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
         let wanted = offset + limit + 1;
-        let sql = format!(
+        let prefix = format!(
             "(SELECT * FROM ({SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $1 \
-               ORDER BY p.search_text, p.id LIMIT $3) prefix) \
-             UNION ALL \
-             (SELECT * FROM ({SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $2 AND p.search_text NOT LIKE $1 \
-               LIMIT {SEARCH_CANDIDATES}) other ORDER BY length(other.name), other.name, other.id LIMIT $3)"
+               ORDER BY p.search_text USING ~<~, p.id LIMIT $3) prefix)"
         );
+        // One or two characters match at the start only: no trigram narrows them, and a rare
+        // one would mean reading every product (the first keystrokes of a type-ahead).
+        let sql = if search.trim().chars().count() < SUBSTRING_MIN_CHARS {
+            prefix
+        } else {
+            format!(
+                "{prefix} UNION ALL \
+                 (SELECT * FROM ({SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $2 AND p.search_text NOT LIKE $1 \
+                   LIMIT {SEARCH_CANDIDATES}) other ORDER BY length(other.name), other.name, other.id LIMIT $3)"
+            )
+        };
         let mut all: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .persistent(false)
             .bind(format!("{escaped}%"))
             .bind(format!("%{escaped}%"))
             .bind(wanted)
