@@ -4,10 +4,8 @@
 pub mod report;
 pub mod routes;
 
-use sqlx::PgConnection;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use uuid::Uuid;
 
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
@@ -95,32 +93,4 @@ impl Module for Cash {
                 routes!(report::x_report),
             ))
     }
-}
-
-/// A register as a sale needs it, with its open cash session.
-#[derive(Debug, sqlx::FromRow)]
-pub struct RegisterSession {
-    /// The register's code (receipt numbers start with it).
-    pub code: String,
-    /// Where its sales take stock from.
-    pub location_id: Uuid,
-    /// The open session, share-locked until the caller's transaction ends so that it cannot
-    /// close under a sale being recorded in it; `None` when no session is open.
-    pub session_id: Option<Uuid>,
-}
-
-/// Register `register_id` and its open session (locked), in one round trip; `None` when there
-/// is no such register.
-pub async fn lock_register_session(
-    conn: &mut PgConnection,
-    register_id: Uuid,
-) -> Result<Option<RegisterSession>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.code, r.location_id, cs.id AS session_id FROM registers r \
-         LEFT JOIN LATERAL (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open' FOR SHARE) cs ON true \
-         WHERE r.id = $1 AND r.deleted_at IS NULL",
-    )
-    .bind(register_id)
-    .fetch_optional(conn)
-    .await
 }

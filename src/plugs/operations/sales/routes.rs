@@ -14,7 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::pricing::{LineInput, PaymentInput, PricingError, price};
-use super::store::{self, Payment, Sale, SaleLine, TaxLine, Totals, show_quantity, show_rate};
+use super::store::{
+    self, Payment, Sale, SaleLine, TaxLine, Totals, open_register, show_quantity, show_rate,
+};
 use super::{PRICE_OVERRIDE, READ};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
@@ -25,7 +27,6 @@ use crate::core::http::{ApiError, ApiJson};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::management::api::{catalog, stock};
-use crate::plugs::operations::cash::lock_register_session;
 use crate::shared::ids::new_id;
 use crate::shared::money::{QUANTITY_SCALE, parse_amount, parse_money, show};
 
@@ -157,8 +158,10 @@ pub async fn create(
             format!("must hold 1 to {MAX_PAYMENTS} payments"),
         ));
     }
-    // The register and its open cash session, share-locked until this sale commits.
-    let register = lock_register_session(&mut tx, new.register_id).await?;
+    // The register, its open cash session (share-locked until this sale commits) and the
+    // receipt counter (locked too; every early return below rolls back and gives it back).
+    let year = now.with_timezone(&business.timezone).year();
+    let register = open_register(&mut tx, new.register_id, year).await?;
     if register.is_none() {
         errors.push(FieldError::new("register_id", "is not a register"));
     }
@@ -297,24 +300,12 @@ pub async fn create(
         },
     })?;
 
-    let Some(session_id) = register.session_id else {
+    let (Some(session_id), Some(counter)) = (register.session_id, register.counter) else {
         return Err(ApiError::Conflict {
             code: "cash.no_open_session",
             detail: "This register has no open cash session; open one first (POST /api/v1/cash-sessions).".to_owned(),
         });
     };
-
-    // The receipt number, as late as possible: the counter row stays locked until commit.
-    let year = now.with_timezone(&business.timezone).year();
-    let counter: i64 = sqlx::query_scalar(
-        "INSERT INTO receipt_counters AS c (register_id, year, last_number) VALUES ($1, $2, 1) \
-         ON CONFLICT (register_id, year) DO UPDATE SET last_number = c.last_number + 1 \
-         RETURNING c.last_number",
-    )
-    .bind(new.register_id)
-    .bind(year)
-    .fetch_one(&mut *tx)
-    .await?;
     let receipt_number = business.receipt_number(&register.code, year, counter);
 
     let lines: Vec<SaleLine> = inputs

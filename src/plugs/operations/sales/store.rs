@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::core::audit::AuditedTx;
 use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
 
 /// A sale.
@@ -219,4 +220,43 @@ pub async fn load(
         change_due: show(row.change_due, scale),
         created_at: row.created_at,
     }))
+}
+
+/// A register as a sale needs it, with its open cash session and the sale's receipt counter.
+#[derive(Debug, sqlx::FromRow)]
+pub struct OpenRegister {
+    /// The register's code (receipt numbers start with it).
+    pub code: String,
+    /// Where its sales take stock from.
+    pub location_id: Uuid,
+    /// The open session, share-locked until the caller's transaction ends so that it cannot
+    /// close under a sale being recorded in it; `None` when no session is open.
+    pub session_id: Option<Uuid>,
+    /// The register's next receipt counter in the year, taken only when a session is open. The
+    /// counter row stays locked until the transaction ends and a rollback gives the number back,
+    /// so numbers are gap-free: every path that does not record the sale must roll back.
+    pub counter: Option<i64>,
+}
+
+/// Register `register_id`, its open session (locked) and its next receipt counter for `year`, in
+/// one round trip; `None` when there is no such register.
+pub async fn open_register(
+    tx: &mut AuditedTx,
+    register_id: Uuid,
+    year: i32,
+) -> Result<Option<OpenRegister>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH r AS (SELECT r.id, r.code, r.location_id, cs.id AS session_id FROM registers r \
+           LEFT JOIN LATERAL (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open' FOR SHARE) cs ON true \
+           WHERE r.id = $1 AND r.deleted_at IS NULL), \
+         c AS (INSERT INTO receipt_counters AS c (register_id, year, last_number) \
+           SELECT r.id, $2, 1 FROM r WHERE r.session_id IS NOT NULL \
+           ON CONFLICT (register_id, year) DO UPDATE SET last_number = c.last_number + 1 \
+           RETURNING c.last_number) \
+         SELECT r.code, r.location_id, r.session_id, (SELECT last_number FROM c) AS counter FROM r",
+    )
+    .bind(register_id)
+    .bind(year)
+    .fetch_optional(&mut **tx)
+    .await
 }
