@@ -93,6 +93,33 @@ fn serve_refuses_a_bad_config_before_touching_anything() {
 }
 
 #[test]
+fn output_to_a_closed_pipe_or_a_full_disk() {
+    // `plugpos openapi | head -c 1`: the reader leaves at once; no panic, a normal exit.
+    let mut child = plugpos()
+        .arg("openapi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        (output.status.success(), stderr(&output)),
+        (true, String::new())
+    );
+    // `plugpos openapi > /dev/full`: a one-line error and a failure status.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let output = plugpos().arg("openapi").stdout(full).output().unwrap();
+    let text = one_line_failure(&output);
+    assert!(text.contains("No space left on device"), "{text}");
+}
+
+#[test]
 fn default_config_is_a_valid_commented_file() {
     let output = plugpos().args(["config", "default"]).output().unwrap();
     assert!(output.status.success());

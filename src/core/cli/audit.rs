@@ -41,7 +41,7 @@ pub async fn run(config: &Config, command: AuditCommand) -> anyhow::Result<()> {
     let result = verify::verify_instance(&db.pool, &data_dir.keys(), external).await;
     db.close().await;
     let report = result?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    say!("{}", serde_json::to_string_pretty(&report)?);
     if !report.ok {
         bail!(
             "the audit chain is broken at record {}: {}",

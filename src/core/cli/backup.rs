@@ -58,7 +58,7 @@ pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<()> 
                 write_private_file(file, text.as_bytes())?;
                 eprintln!("backup key written to {} (mode 0600)", file.display());
             }
-            None => print!("{text}"),
+            None => say!("{}", text.trim_end_matches('\n')),
         }
         return Ok(());
     }
@@ -105,18 +105,23 @@ async fn execute(
             } else {
                 "valid"
             };
-            println!(
+            say!(
                 "backup {id} is {status} ({} bytes, sha256 {})",
-                manifest.size_bytes, manifest.sha256
+                manifest.size_bytes,
+                manifest.sha256
             );
         }
         BackupCommand::List => {
-            println!(
+            say!(
                 "{:<36}  {:<11}  {:<20}  {:>12}  {:<8}  verified",
-                "id", "kind", "created", "bytes", "status"
+                "id",
+                "kind",
+                "created",
+                "bytes",
+                "status"
             );
             for m in backups.list() {
-                println!(
+                say!(
                     "{:<36}  {:<11}  {:<20}  {:>12}  {:<8}  {}",
                     m.id,
                     m.kind.as_str(),
@@ -135,7 +140,7 @@ async fn execute(
             drop(progress);
             let _ = shown.await;
             let manifest = verified.with_context(|| format!("backup {id} is not valid"))?;
-            println!(
+            say!(
                 "backup {id} is valid (restored and checked; {} tables)",
                 manifest.row_counts.len()
             );
@@ -172,14 +177,14 @@ async fn execute(
                 .get("pre_restore_backup_id")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            println!("restored backup {id}; the previous state is in backup {pre}");
-            println!(
+            say!("restored backup {id}; the previous state is in backup {pre}");
+            say!(
                 "timings: {}",
                 outcome.get("timings").cloned().unwrap_or_default()
             );
             // Verifying the safety backup takes as long as a restore: the server does it at its
             // next start (it verifies every pending backup), or the admin now.
-            println!(
+            say!(
                 "the pre-restore backup is pending verification: `plugpos serve` verifies it at start, or run `plugpos backup verify {pre}`"
             );
         }

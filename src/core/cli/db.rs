@@ -33,12 +33,12 @@ pub async fn run(config: &Config, command: DbCommand) -> anyhow::Result<()> {
     match command {
         DbCommand::Start => {
             if let Some(pid) = cluster.running_pid() {
-                println!("already running (pid {pid})");
+                say!("already running (pid {pid})");
                 return Ok(());
             }
             cluster.start_detached().await?;
             cluster.ensure_database(DATABASE_NAME).await?;
-            println!(
+            say!(
                 "started (pid {}); socket in {}",
                 cluster.running_pid().unwrap_or_default(),
                 cluster.socket_dir().display()
@@ -51,26 +51,26 @@ pub async fn run(config: &Config, command: DbCommand) -> anyhow::Result<()> {
                 );
             }
             if cluster.running_pid().is_none() {
-                println!("not running");
+                say!("not running");
                 return Ok(());
             }
             cluster.stop().await?;
-            println!("stopped");
+            say!("stopped");
         }
         DbCommand::Status => {
             if !cluster.is_initialized() {
-                println!(
+                say!(
                     "not initialized ({} does not hold a cluster yet)",
                     cluster.pgdata().display()
                 );
             } else if let Some(pid) = cluster.running_pid() {
-                println!(
+                say!(
                     "running (pid {pid}); data {}; socket in {}",
                     cluster.pgdata().display(),
                     cluster.socket_dir().display()
                 );
             } else {
-                println!("stopped; data {}", cluster.pgdata().display());
+                say!("stopped; data {}", cluster.pgdata().display());
             }
         }
     }

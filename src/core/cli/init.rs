@@ -65,9 +65,12 @@ async fn initialize(
             token::remove(data_dir);
             checkpoint::load_or_create_key(&data_dir.keys())?;
             crate::core::backup::key::ensure(&data_dir.keys(), chrono::Utc::now())?;
-            println!(
+            say!(
                 "initialized \"{}\" ({}, {}); super admin \"{}\"",
-                outcome.business_name, outcome.currency, outcome.timezone, outcome.admin_username
+                outcome.business_name,
+                outcome.currency,
+                outcome.timezone,
+                outcome.admin_username
             );
             Ok(())
         }

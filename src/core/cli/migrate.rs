@@ -36,7 +36,7 @@ async fn execute(db: &CommandDatabase, args: MigrateArgs) -> anyhow::Result<()> 
         (Some(MigrateAction::Status), _) => {
             let status = migrations::status(&db.owner).await?;
             for m in &status {
-                println!(
+                say!(
                     "{:>14}  {:<9}  {}",
                     m.version,
                     m.state.to_string(),
@@ -47,15 +47,15 @@ async fn execute(db: &CommandDatabase, args: MigrateArgs) -> anyhow::Result<()> 
                 .iter()
                 .filter(|m| m.state == migrations::MigrationState::Pending)
                 .count();
-            println!("{} applied, {pending} pending", status.len() - pending);
+            say!("{} applied, {pending} pending", status.len() - pending);
             Ok(())
         }
         (None, true) => {
             let tried = migrations::dry_run(&db.owner).await?;
             if tried.is_empty() {
-                println!("dry run: nothing pending; the schema is current");
+                say!("dry run: nothing pending; the schema is current");
             } else {
-                println!(
+                say!(
                     "dry run: {} migration(s) applied and rolled back: {tried:?}; nothing changed",
                     tried.len()
                 );
@@ -65,9 +65,9 @@ async fn execute(db: &CommandDatabase, args: MigrateArgs) -> anyhow::Result<()> 
         (None, false) => {
             let applied = migrations::apply(&db.owner).await?;
             if applied.is_empty() {
-                println!("nothing to apply; the schema is current");
+                say!("nothing to apply; the schema is current");
             } else {
-                println!("applied {} migration(s): {applied:?}", applied.len());
+                say!("applied {} migration(s): {applied:?}", applied.len());
             }
             Ok(())
         }

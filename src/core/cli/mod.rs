@@ -1,6 +1,14 @@
 //! The command line (`plugpos <command>`). Every command exits non-zero with a one-line reason
 //! on failure.
 
+/// `println!` for command output: a reader that goes away (`plugpos backup list | head`) does not
+/// make the command panic on the broken pipe, as `println!` would.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::core::cli::print_line(format_args!($($arg)*))
+    };
+}
+
 mod audit;
 mod backup;
 mod db;
@@ -96,18 +104,26 @@ impl Cli {
 
 /// Runs the parsed command with the plugs' modules (`main` passes them: core never imports a plug).
 pub async fn run(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow::Result<()> {
+    let result = run_command(cli, modules).await;
+    match OUTPUT_FAILED.get() {
+        Some(failure) if result.is_ok() => Err(anyhow::anyhow!("{failure}")),
+        _ => result,
+    }
+}
+
+async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow::Result<()> {
     let registry =
         Registry::new(modules()).context("the registered modules cannot run together")?;
     match &cli.command {
         Command::Config(ConfigCommand::Default) => {
-            print!("{EXAMPLE}");
+            say!("{}", EXAMPLE.trim_end_matches('\n'));
             return Ok(());
         }
         Command::Openapi => {
             let json = openapi::document(&registry)
                 .to_pretty_json()
                 .context("cannot render the OpenAPI document")?;
-            println!("{json}");
+            say!("{json}");
             return Ok(());
         }
         _ => {}
@@ -117,8 +133,8 @@ pub async fn run(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow::Res
         Command::Serve(_) => server::serve(config, registry).await,
         Command::Config(ConfigCommand::Check) => {
             match &cli.config {
-                Some(file) => println!("configuration OK ({})", file.display()),
-                None => println!("configuration OK (defaults and environment; no file given)"),
+                Some(file) => say!("configuration OK ({})", file.display()),
+                None => say!("configuration OK (defaults and environment; no file given)"),
             }
             Ok(())
         }
@@ -132,6 +148,33 @@ pub async fn run(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow::Res
                 Command::Backup(command) => backup::run(&config, command).await,
                 Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),
             }
+        }
+    }
+}
+
+/// Set when command output could not be written for another reason than a closed pipe.
+static OUTPUT_FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static OUTPUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes one line of command output (see `say!`). Once the reader has gone away the rest is
+/// dropped and the command finishes normally (so it still closes what it opened, such as a
+/// cluster it started). Any other failure (a full disk under a redirect) is remembered, and the
+/// command then fails with it.
+pub fn print_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if OUTPUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out
+        .write_fmt(line)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        OUTPUT_CLOSED.store(true, Ordering::Relaxed);
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let _ = OUTPUT_FAILED.set(format!("cannot write the output: {e}"));
         }
     }
 }
