@@ -25,6 +25,7 @@ use uuid::Uuid;
 use crate::core::audit::write::{Actor, AuditedTx, Change};
 use crate::core::backup::pipeline::{self, Progress, drop_database, scratch_name};
 use crate::core::backup::{BackupError, Backups, Kind, Status};
+use crate::core::db;
 use crate::core::jobs::{COLUMNS, Job};
 use crate::core::state::Maintenance;
 use crate::shared::ids::new_id;
@@ -194,6 +195,8 @@ async fn swap(backups: &Backups, renames: &[(&str, &str)]) -> Result<(), BackupE
         match attempt {
             Ok(()) => {
                 let _ = admin.close().await;
+                // The pools' connections to the renamed databases were ended above.
+                db::forget_connections();
                 return Ok(());
             }
             Err(e) => {

@@ -132,6 +132,8 @@ async fn restart(
             Ok(child) => {
                 let pid = child.id().unwrap_or_default();
                 tracing::info!(pid, "managed PostgreSQL restarted");
+                // The connections to the dead server are dead.
+                crate::core::db::forget_connections();
                 let _ = state.send(ClusterState::Running { pid });
                 return Some(child);
             }
