@@ -1,5 +1,6 @@
 //! `AppState`: the one state every handler receives.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -39,7 +40,13 @@ struct Inner {
     live: Arc<Hub>,
     backup_target: DbTarget,
     maintenance: Maintenance,
+    services: Services,
 }
+
+/// Long-lived helpers that plug modules start on first use and keep for the life of the state
+/// (e.g. the sales writer), one per type. Core does not know their types.
+#[derive(Default)]
+struct Services(std::sync::Mutex<Vec<Arc<dyn Any + Send + Sync>>>);
 
 /// Maintenance mode: while a restore switches databases, the API answers 503 `maintenance`.
 #[derive(Debug, Default)]
@@ -123,6 +130,7 @@ impl AppState {
                 live,
                 backup_target: parts.backup_target,
                 maintenance: Maintenance::default(),
+                services: Services::default(),
             }),
         }
     }
@@ -223,5 +231,23 @@ impl AppState {
     /// Serialises setup attempts within this process (the database's singleton row does it across processes).
     pub fn setup_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.inner.setup_lock
+    }
+
+    /// The one `T` of this state, made by `start` on first use. A plug keeps its long-lived
+    /// helpers here (they end with the state); `start` must not keep a clone of the state itself,
+    /// or neither would ever be dropped.
+    pub fn service<T: Send + Sync + 'static>(&self, start: impl FnOnce(&AppState) -> T) -> Arc<T> {
+        let mut services = self
+            .inner
+            .services
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = services.iter().find_map(|s| s.clone().downcast::<T>().ok()) {
+            return found;
+        }
+        let made = Arc::new(start(self));
+        services.push(made.clone());
+        made
     }
 }

@@ -22,6 +22,7 @@ mod migrations;
 mod modules;
 mod openapi;
 mod rbac;
+mod sale_writer;
 mod sales;
 mod setup;
 mod shop;

@@ -160,38 +160,64 @@ impl AuditedTx {
 
     /// Appends an audit record in this transaction.
     pub async fn record(&mut self, change: Change) -> Result<Uuid, AuditError> {
-        if change.sensitive && change.reason_code.is_none() {
+        let actor = self.actor.clone();
+        let ids = self.record_for(vec![(actor, change)]).await?;
+        Ok(ids[0])
+    }
+
+    /// Appends one audit record per `(actor, change)` in one statement, each stamped with this
+    /// transaction's time: a transaction that records the requests of several users at once (the
+    /// sales writer) names each request's own user, workstation and request id. Returns the
+    /// record ids in the given order.
+    pub async fn record_for(
+        &mut self,
+        entries: Vec<(Actor, Change)>,
+    ) -> Result<Vec<Uuid>, AuditError> {
+        if let Some((_, change)) = entries
+            .iter()
+            .find(|(_, c)| c.sensitive && c.reason_code.is_none())
+        {
             return Err(AuditError::ReasonRequired(change.action));
         }
-        let id = new_id();
-        let json = |v: Option<Value>| v.map(|v| v.to_string());
-        // One round trip: the record and its pending marker.
+        let n = entries.len();
+        let ids: Vec<Uuid> = (0..n).map(|_| new_id()).collect();
+        let mut columns = RecordColumns::with_capacity(n);
+        for (actor, change) in entries {
+            columns.push(actor, change);
+        }
+        // One round trip: the records and their pending markers.
         sqlx::query(
             "WITH r AS (INSERT INTO audit_records (id, at, actor_user_id, actor_username, actor_role, workstation_id, branch_id, \
              module, entity, entity_id, action, before_json, after_json, reason_code, approval_ref, request_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id) \
+             SELECT r.id, $2, r.user_id, r.username, r.role, r.workstation, r.branch, r.module, r.entity, r.entity_id, \
+                    r.action, r.before_json, r.after_json, r.reason_code, r.approval_ref, r.request_id \
+             FROM unnest($1::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::uuid[], $8::text[], $9::text[], \
+                         $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[]) \
+               AS r(id, user_id, username, role, workstation, branch, module, entity, entity_id, action, before_json, \
+                    after_json, reason_code, approval_ref, request_id) \
+             RETURNING id) \
              INSERT INTO audit_pending (record_id) SELECT id FROM r",
         )
-        .bind(id)
+        .bind(&ids)
         .bind(self.at)
-        .bind(self.actor.user_id)
-        .bind(&self.actor.username)
-        .bind(&self.actor.role)
-        .bind(&self.actor.workstation_id)
-        .bind(self.actor.branch_id)
-        .bind(change.module)
-        .bind(change.entity)
-        .bind(&change.entity_id)
-        .bind(change.action)
-        .bind(json(change.before))
-        .bind(json(change.after))
-        .bind(&change.reason_code)
-        .bind(&change.approval_ref)
-        .bind(&self.actor.request_id)
+        .bind(&columns.user_id)
+        .bind(&columns.username)
+        .bind(&columns.role)
+        .bind(&columns.workstation_id)
+        .bind(&columns.branch_id)
+        .bind(&columns.module)
+        .bind(&columns.entity)
+        .bind(&columns.entity_id)
+        .bind(&columns.action)
+        .bind(&columns.before)
+        .bind(&columns.after)
+        .bind(&columns.reason_code)
+        .bind(&columns.approval_ref)
+        .bind(&columns.request_id)
         .execute(&mut *self.tx)
         .await?;
-        self.recorded += 1;
-        Ok(id)
+        self.recorded += n;
+        Ok(ids)
     }
 
     /// Commits, provided at least one record was appended, then wakes the chainer.
@@ -218,5 +244,62 @@ impl Deref for AuditedTx {
 impl DerefMut for AuditedTx {
     fn deref_mut(&mut self) -> &mut PgConnection {
         &mut self.tx
+    }
+}
+
+/// The columns of several audit records, as arrays for one multi-row insert.
+struct RecordColumns {
+    user_id: Vec<Option<Uuid>>,
+    username: Vec<Option<String>>,
+    role: Vec<Option<String>>,
+    workstation_id: Vec<Option<String>>,
+    branch_id: Vec<Option<Uuid>>,
+    module: Vec<&'static str>,
+    entity: Vec<&'static str>,
+    entity_id: Vec<Option<String>>,
+    action: Vec<&'static str>,
+    before: Vec<Option<String>>,
+    after: Vec<Option<String>>,
+    reason_code: Vec<Option<String>>,
+    approval_ref: Vec<Option<String>>,
+    request_id: Vec<Option<String>>,
+}
+
+impl RecordColumns {
+    fn with_capacity(n: usize) -> RecordColumns {
+        RecordColumns {
+            user_id: Vec::with_capacity(n),
+            username: Vec::with_capacity(n),
+            role: Vec::with_capacity(n),
+            workstation_id: Vec::with_capacity(n),
+            branch_id: Vec::with_capacity(n),
+            module: Vec::with_capacity(n),
+            entity: Vec::with_capacity(n),
+            entity_id: Vec::with_capacity(n),
+            action: Vec::with_capacity(n),
+            before: Vec::with_capacity(n),
+            after: Vec::with_capacity(n),
+            reason_code: Vec::with_capacity(n),
+            approval_ref: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, actor: Actor, change: Change) {
+        let json = |v: Option<Value>| v.map(|v| v.to_string());
+        self.user_id.push(actor.user_id);
+        self.username.push(actor.username);
+        self.role.push(actor.role);
+        self.workstation_id.push(actor.workstation_id);
+        self.branch_id.push(actor.branch_id);
+        self.module.push(change.module);
+        self.entity.push(change.entity);
+        self.entity_id.push(change.entity_id);
+        self.action.push(change.action);
+        self.before.push(json(change.before));
+        self.after.push(json(change.after));
+        self.reason_code.push(change.reason_code);
+        self.approval_ref.push(change.approval_ref);
+        self.request_id.push(actor.request_id);
     }
 }

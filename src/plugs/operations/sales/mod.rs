@@ -2,9 +2,12 @@
 //! gap-free receipt numbers per register, stock taken off in the same transaction), and reading
 //! sales back. A completed sale is immutable (the database refuses changes).
 
+pub mod prepare;
 pub mod pricing;
+pub mod record;
 pub mod routes;
 pub mod store;
+pub mod writer;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

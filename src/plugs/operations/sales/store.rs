@@ -8,7 +8,6 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::audit::AuditedTx;
 use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
 
 /// A sale.
@@ -222,41 +221,34 @@ pub async fn load(
     }))
 }
 
-/// A register as a sale needs it, with its open cash session and the sale's receipt counter.
+/// A sale's register as the request sees it before writing (nothing locked).
 #[derive(Debug, sqlx::FromRow)]
-pub struct OpenRegister {
-    /// The register's code (receipt numbers start with it).
-    pub code: String,
+pub struct RegisterForSale {
+    /// The register's code; `None` when there is no such register.
+    pub code: Option<String>,
     /// Where its sales take stock from.
-    pub location_id: Uuid,
-    /// The open session, share-locked until the caller's transaction ends so that it cannot
-    /// close under a sale being recorded in it; `None` when no session is open.
+    pub location_id: Option<Uuid>,
+    /// Its open cash session, if any.
     pub session_id: Option<Uuid>,
-    /// The register's next receipt counter in the year, taken only when a session is open. The
-    /// counter row stays locked until the transaction ends and a rollback gives the number back,
-    /// so numbers are gap-free: every path that does not record the sale must roll back.
-    pub counter: Option<i64>,
+    /// A sale with the client-made id exists already.
+    pub id_taken: bool,
 }
 
-/// Register `register_id`, its open session (locked) and its next receipt counter for `year`, in
-/// one round trip; `None` when there is no such register.
-pub async fn open_register(
-    tx: &mut AuditedTx,
+/// Register `register_id` with its open session, and whether a sale `client_id` exists, in one
+/// round trip.
+pub async fn register_for_sale(
+    conn: &mut PgConnection,
     register_id: Uuid,
-    year: i32,
-) -> Result<Option<OpenRegister>, sqlx::Error> {
+    client_id: Option<Uuid>,
+) -> Result<RegisterForSale, sqlx::Error> {
     sqlx::query_as(
-        "WITH r AS (SELECT r.id, r.code, r.location_id, cs.id AS session_id FROM registers r \
-           LEFT JOIN LATERAL (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open' FOR SHARE) cs ON true \
-           WHERE r.id = $1 AND r.deleted_at IS NULL), \
-         c AS (INSERT INTO receipt_counters AS c (register_id, year, last_number) \
-           SELECT r.id, $2, 1 FROM r WHERE r.session_id IS NOT NULL \
-           ON CONFLICT (register_id, year) DO UPDATE SET last_number = c.last_number + 1 \
-           RETURNING c.last_number) \
-         SELECT r.code, r.location_id, r.session_id, (SELECT last_number FROM c) AS counter FROM r",
+        "SELECT r.code, r.location_id, \
+                (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open') AS session_id, \
+                ($2::uuid IS NOT NULL AND EXISTS (SELECT 1 FROM sales WHERE id = $2)) AS id_taken \
+         FROM (SELECT 1) AS one LEFT JOIN registers r ON r.id = $1 AND r.deleted_at IS NULL",
     )
     .bind(register_id)
-    .bind(year)
-    .fetch_optional(&mut **tx)
+    .bind(client_id)
+    .fetch_one(conn)
     .await
 }

@@ -1,0 +1,379 @@
+//! Everything a sale needs before it is written, done by the request itself with reads only:
+//! replays of known keys and ids, validation, the price-override check and pricing. What comes out
+//! is a [`PreparedSale`] for the [writer](super::writer), which numbers and records it.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::PRICE_OVERRIDE;
+use super::pricing::{LineInput, PaymentInput, Priced, PricingError, price};
+use super::routes::NewSale;
+use super::store::{self, Payment, Sale, SaleLine, TaxLine, Totals, show_quantity, show_rate};
+use crate::core::audit::{Actor, Change};
+use crate::core::auth::context::AuthContext;
+use crate::core::http::ApiError;
+use crate::core::http::idempotency;
+use crate::core::http::problem::FieldError;
+use crate::core::settings::Business;
+use crate::core::state::AppState;
+use crate::plugs::management::api::catalog::{self, SaleProduct};
+use crate::plugs::management::api::stock::LevelChange;
+use crate::shared::ids::new_id;
+use crate::shared::money::{QUANTITY_SCALE, parse_amount, parse_money, show};
+
+const MODULE: &str = "operations.sales";
+const MAX_LINES: usize = 500;
+const MAX_PAYMENTS: usize = 20;
+const METHODS: &[&str] = &["cash", "card", "voucher", "other"];
+
+/// A validated, priced sale that has no receipt number yet.
+#[derive(Debug)]
+pub struct PreparedSale {
+    pub id: Uuid,
+    /// The id came from the client (so it may exist already).
+    pub client_id: bool,
+    pub key: String,
+    pub request_hash: Vec<u8>,
+    /// Who sells, from which workstation, on which request (for the audit record).
+    pub actor: Actor,
+    pub cashier_id: Uuid,
+    pub register_id: Uuid,
+    pub register_code: String,
+    /// Where its tracked goods are taken from.
+    pub location_id: Uuid,
+    /// The business settings the sale was priced with (receipt format, timezone, currency).
+    pub business: Business,
+    pub lines: Vec<(SaleProduct, LineInput)>,
+    /// The payments' methods, in the request's order, with their amounts.
+    pub payments: Vec<(String, Decimal)>,
+    pub priced: Priced,
+    /// Indexes of the lines sold at another price than the catalog's.
+    pub overridden: Vec<usize>,
+}
+
+/// What preparing found.
+#[derive(Debug)]
+pub enum Prepared {
+    /// A new sale to write.
+    Sale(Box<PreparedSale>),
+    /// A retry of the committed sale with this id.
+    Replay(Uuid),
+}
+
+fn money(field: String, text: &str, scale: u32, errors: &mut Vec<FieldError>) -> Option<Decimal> {
+    parse_money(text, scale)
+        .map_err(|why| errors.push(FieldError::new(field, why)))
+        .ok()
+}
+
+/// Checks and prices `new` for `caller` with reads only (no transaction, nothing locked). A key or
+/// client id that a committed sale used replays it before anything is validated, so a retry gets
+/// its original answer even when the register has been closed since.
+pub async fn prepare(
+    state: &AppState,
+    conn: &mut PgConnection,
+    caller: &AuthContext,
+    new: NewSale,
+    key: String,
+    request_hash: Vec<u8>,
+) -> Result<Prepared, ApiError> {
+    let business = Business::load(conn).await?.ok_or(ApiError::SetupRequired)?;
+    let scale = business.currency_scale;
+    if let Some(stored) = idempotency::find(conn, "sales", &key).await? {
+        return stored.replay_for(&request_hash).map(Prepared::Replay);
+    }
+    let register = store::register_for_sale(conn, new.register_id, new.id).await?;
+    if let Some(id) = new.id.filter(|_| register.id_taken) {
+        return Ok(Prepared::Replay(id));
+    }
+
+    // Validate the shape before anything else.
+    let mut errors = Vec::new();
+    if new.lines.is_empty() || new.lines.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "lines",
+            format!("must hold 1 to {MAX_LINES} lines"),
+        ));
+    }
+    if new.payments.is_empty() || new.payments.len() > MAX_PAYMENTS {
+        errors.push(FieldError::new(
+            "payments",
+            format!("must hold 1 to {MAX_PAYMENTS} payments"),
+        ));
+    }
+    if register.code.is_none() {
+        errors.push(FieldError::new("register_id", "is not a register"));
+    }
+    let product_ids: Vec<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
+    let products: HashMap<Uuid, SaleProduct> = catalog::products_for_sale(conn, &product_ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let mut lines = Vec::with_capacity(new.lines.len());
+    let mut overridden = Vec::new();
+    for (i, line) in new.lines.iter().enumerate() {
+        let product = match products.get(&line.product_id) {
+            Some(p) if p.active => Some(p.clone()),
+            Some(_) => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].product_id"),
+                    "is not for sale (inactive)",
+                ));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].product_id"),
+                    "is not a product",
+                ));
+                None
+            }
+        };
+        let quantity = match parse_amount(&line.quantity, QUANTITY_SCALE) {
+            Ok(q) if q.is_zero() => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].quantity"),
+                    "must be more than zero",
+                ));
+                None
+            }
+            Ok(q) if q >= Decimal::from(1_000_000) => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].quantity"),
+                    "is too large",
+                ));
+                None
+            }
+            Ok(q) => Some(q),
+            Err(why) => {
+                errors.push(FieldError::new(format!("lines[{i}].quantity"), why));
+                None
+            }
+        };
+        let unit_price = match &line.unit_price {
+            Some(text) => money(format!("lines[{i}].unit_price"), text, scale, &mut errors),
+            None => product.as_ref().map(|p| p.price),
+        };
+        let discount = match &line.discount {
+            Some(text) => money(format!("lines[{i}].discount"), text, scale, &mut errors),
+            None => Some(Decimal::ZERO),
+        };
+        if let (Some(product), Some(quantity), Some(unit_price), Some(discount)) =
+            (product, quantity, unit_price, discount)
+        {
+            if unit_price != product.price {
+                overridden.push(i);
+            }
+            let tax_rate = product.tax_rate;
+            lines.push((
+                product,
+                LineInput {
+                    quantity,
+                    unit_price,
+                    discount,
+                    tax_rate,
+                },
+            ));
+        }
+    }
+    let mut payments = Vec::with_capacity(new.payments.len());
+    let mut payment_inputs = Vec::with_capacity(new.payments.len());
+    for (i, payment) in new.payments.into_iter().enumerate() {
+        if !METHODS.contains(&payment.method.as_str()) {
+            errors.push(FieldError::new(
+                format!("payments[{i}].method"),
+                "must be cash, card, voucher or other",
+            ));
+        }
+        match money(
+            format!("payments[{i}].amount"),
+            &payment.amount,
+            scale,
+            &mut errors,
+        ) {
+            Some(a) if a.is_zero() => errors.push(FieldError::new(
+                format!("payments[{i}].amount"),
+                "must be more than zero",
+            )),
+            Some(a) => {
+                payment_inputs.push(PaymentInput {
+                    cash: payment.method == "cash",
+                    amount: a,
+                });
+                payments.push((payment.method, a));
+            }
+            None => {}
+        }
+    }
+    let (Some(register_code), Some(location_id)) = (register.code, register.location_id) else {
+        return Err(ApiError::Validation(errors));
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    if !overridden.is_empty() {
+        caller.require(state, PRICE_OVERRIDE).await?;
+    }
+    let line_inputs: Vec<LineInput> = lines.iter().map(|(_, l)| *l).collect();
+    let priced = price(
+        &line_inputs,
+        &payment_inputs,
+        business.prices_include_tax,
+        scale,
+        business.cash_rounding,
+    )
+    .map_err(|e| pricing_error(e, scale))?;
+    if register.session_id.is_none() {
+        return Err(no_open_session());
+    }
+    Ok(Prepared::Sale(Box::new(PreparedSale {
+        id: new.id.unwrap_or_else(new_id),
+        client_id: new.id.is_some(),
+        key,
+        request_hash,
+        actor: Actor::user(caller),
+        cashier_id: caller.user_id,
+        register_id: new.register_id,
+        register_code,
+        location_id,
+        business,
+        lines,
+        payments,
+        priced,
+        overridden,
+    })))
+}
+
+fn pricing_error(e: PricingError, scale: u32) -> ApiError {
+    match e {
+        PricingError::DiscountTooLarge { index } => ApiError::invalid(
+            format!("lines[{index}].discount"),
+            "is larger than the line amount",
+        ),
+        PricingError::NonCashExceedsTotal { total, non_cash } => ApiError::Unprocessable {
+            code: "payment.overpaid",
+            detail: format!(
+                "Card, voucher and other payments ({}) exceed the total ({}); only cash may exceed it.",
+                show(non_cash, scale),
+                show(total, scale)
+            ),
+        },
+        PricingError::Insufficient { due, paid } => ApiError::Unprocessable {
+            code: "payment.insufficient",
+            detail: format!(
+                "The payments ({}) do not cover the amount due ({}).",
+                show(paid, scale),
+                show(due, scale)
+            ),
+        },
+    }
+}
+
+/// 409 `cash.no_open_session`.
+pub fn no_open_session() -> ApiError {
+    ApiError::Conflict {
+        code: "cash.no_open_session",
+        detail:
+            "This register has no open cash session; open one first (POST /api/v1/cash-sessions)."
+                .to_owned(),
+    }
+}
+
+impl PreparedSale {
+    /// The sale as recorded under `receipt_number` in `cash_session_id` at `now`.
+    pub fn to_sale(
+        &self,
+        cash_session_id: Uuid,
+        receipt_number: String,
+        now: DateTime<Utc>,
+    ) -> Sale {
+        let scale = self.business.currency_scale;
+        let priced = &self.priced;
+        Sale {
+            id: self.id,
+            receipt_number,
+            status: "completed".to_owned(),
+            register_id: self.register_id,
+            cash_session_id,
+            cashier_id: self.cashier_id,
+            currency: self.business.currency.clone(),
+            prices_include_tax: self.business.prices_include_tax,
+            lines: self
+                .lines
+                .iter()
+                .zip(&priced.line_totals)
+                .enumerate()
+                .map(|(i, ((product, input), total))| SaleLine {
+                    line_no: i32::try_from(i + 1).unwrap_or(i32::MAX),
+                    product_id: product.id,
+                    sku: product.sku.clone(),
+                    name: product.name.clone(),
+                    quantity: show_quantity(input.quantity),
+                    unit_price: show(input.unit_price, scale),
+                    catalog_price: show(product.price, scale),
+                    discount: show(input.discount, scale),
+                    total: show(*total, scale),
+                    tax_rate: show_rate(input.tax_rate),
+                })
+                .collect(),
+            totals: Totals {
+                net: show(priced.net, scale),
+                tax: show(priced.tax, scale),
+                total: show(priced.total, scale),
+            },
+            taxes: priced
+                .taxes
+                .iter()
+                .map(|t| TaxLine {
+                    rate: show_rate(t.rate),
+                    net: show(t.net, scale),
+                    tax: show(t.tax, scale),
+                    gross: show(t.gross, scale),
+                })
+                .collect(),
+            payments: self
+                .payments
+                .iter()
+                .map(|(method, amount)| Payment {
+                    method: method.clone(),
+                    amount: show(*amount, scale),
+                })
+                .collect(),
+            cash_rounding: show(priced.cash_rounding, scale),
+            change_due: show(priced.change_due, scale),
+            created_at: now,
+        }
+    }
+
+    /// The tracked goods it takes off stock: (product, quantity).
+    pub fn tracked_goods(&self) -> Vec<(Uuid, Decimal)> {
+        self.lines
+            .iter()
+            .filter(|(p, _)| p.track_stock)
+            .map(|(p, l)| (p.id, l.quantity))
+            .collect()
+    }
+
+    /// Its audit record: totals, taxes, payments, price overrides and the stock it took.
+    pub fn audit_change(&self, sale: &Sale, stock: &[LevelChange]) -> Change {
+        let overrides: Vec<Value> = self
+            .overridden
+            .iter()
+            .filter_map(|&i| sale.lines.get(i))
+            .map(|l| json!({"line_no": l.line_no, "catalog_price": l.catalog_price, "unit_price": l.unit_price}))
+            .collect();
+        Change::new(MODULE, "sale", sale.id, "sale.complete").after(json!({
+            "receipt_number": sale.receipt_number, "register_id": sale.register_id,
+            "cash_session_id": sale.cash_session_id, "totals": sale.totals, "taxes": sale.taxes,
+            "payments": sale.payments, "change_due": sale.change_due, "cash_rounding": sale.cash_rounding,
+            "lines": sale.lines.len(), "price_overrides": overrides, "stock": stock,
+            "idempotency_key": self.key,
+        }))
+    }
+}

@@ -1,0 +1,146 @@
+//! The sales writer: one task per server that records prepared sales in batches.
+//!
+//! Requests validate and price their sale themselves, concurrently, then queue it here and wait.
+//! The writer takes whatever is queued (at most [`MAX_BATCH`]) and records it in one transaction
+//! ([`record_batch`]); the sales that arrive meanwhile form the next batch. So under load many
+//! sales share one commit and one statement per table, and a lone sale is written at once (no
+//! waiting for company). When a batch fails, its sales are recorded one by one, so one bad sale
+//! fails alone. Every request gets its answer only after its sale's transaction committed.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use chrono::SubsecRound;
+use futures_util::FutureExt;
+use serde_json::json;
+use sqlx::PgPool;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::prepare::PreparedSale;
+use super::record::{Outcome, Written, record_batch};
+use crate::core::audit::AuditError;
+use crate::core::http::ApiError;
+use crate::core::live::Hub;
+use crate::core::state::AppState;
+use crate::shared::clock::Clock;
+
+/// Writers that record batches side by side: while one waits for its commit to reach the disk,
+/// the next records the sales that arrived meanwhile. They lock what they share (receipt counters,
+/// stock levels, keys) in one global order, so they wait for each other but never deadlock.
+const WRITERS: usize = 3;
+/// The most sales one transaction records.
+pub const MAX_BATCH: usize = 64;
+/// Sales queued beyond this make requests wait to queue (back-pressure, bounded memory).
+const QUEUE: usize = 1024;
+
+struct Job {
+    sale: Box<PreparedSale>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The handle requests queue their sales on.
+pub struct SaleWriter {
+    queue: mpsc::Sender<Job>,
+}
+
+impl SaleWriter {
+    /// The writer of this server, started on first use; it stops when the state is dropped.
+    pub fn of(state: &AppState) -> Arc<SaleWriter> {
+        state.service(|state| {
+            let (queue, jobs) = mpsc::channel(QUEUE);
+            let jobs = Arc::new(Mutex::new(jobs));
+            for _ in 0..WRITERS {
+                tokio::spawn(run(
+                    jobs.clone(),
+                    state.pool().clone(),
+                    state.live().clone(),
+                    state.clock().clone(),
+                ));
+            }
+            SaleWriter { queue }
+        })
+    }
+
+    /// Records `sale` (or finds what it replays); returns once that is committed.
+    pub async fn write(&self, sale: Box<PreparedSale>) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || ApiError::Internal(anyhow::anyhow!("the sales writer has stopped"));
+        self.queue
+            .send(Job { sale, reply })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, pool: PgPool, live: Arc<Hub>, clock: Clock) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        // One writer at a time waits for work; the others are writing meanwhile.
+        if jobs.lock().await.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
+        let taken = std::mem::take(&mut batch);
+        // A panic must not stop the writer: that batch's requests get an error (their reply
+        // senders are dropped) and the next batch is written as usual.
+        let written = AssertUnwindSafe(write(&pool, &live, &clock, taken)).catch_unwind();
+        if written.await.is_err() {
+            tracing::error!("the sales writer panicked while recording a batch; it goes on");
+        }
+    }
+}
+
+async fn write(pool: &PgPool, live: &Hub, clock: &Clock, jobs: Vec<Job>) {
+    let started = std::time::Instant::now();
+    let now = clock.now().trunc_subsecs(6);
+    let sales: Vec<&PreparedSale> = jobs.iter().map(|j| &*j.sale).collect();
+    let outcomes = match record_batch(pool, &sales, now).await {
+        Ok(outcomes) => outcomes,
+        Err(e) if sales.len() > 1 => {
+            tracing::warn!(error = %e, sales = sales.len(), "a batch of sales failed; recording them one by one");
+            let mut outcomes = Vec::with_capacity(sales.len());
+            for sale in &sales {
+                outcomes.push(match record_batch(pool, &[sale], now).await {
+                    Ok(mut one) => one.pop().unwrap_or_else(|| Err(lost(sale))),
+                    Err(e) => alone_failed(sale, e),
+                });
+            }
+            outcomes
+        }
+        Err(e) => vec![alone_failed(sales[0], e)],
+    };
+    metrics::histogram!("plugpos_sale_batch_sales").record(sales.len() as f64);
+    metrics::histogram!("plugpos_sale_batch_seconds").record(started.elapsed().as_secs_f64());
+    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+        if let Ok(Written::Recorded(sale)) = &outcome {
+            metrics::counter!("plugpos_sales_total").increment(1);
+            live.publish(
+                "sales",
+                "sale.completed",
+                json!({
+                    "id": sale.id, "receipt_number": sale.receipt_number, "register_id": sale.register_id,
+                    "cash_session_id": sale.cash_session_id, "cashier_id": sale.cashier_id,
+                    "currency": sale.currency, "totals": sale.totals, "created_at": sale.created_at,
+                }),
+            );
+        }
+        // A request that gave up waiting (its client left) finds its sale recorded on retry.
+        let _ = job.reply.send(outcome);
+    }
+}
+
+fn lost(sale: &PreparedSale) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("no outcome for sale {}", sale.id))
+}
+
+/// The answer for a sale whose own transaction failed: a client id that another request recorded
+/// meanwhile is a replay of that sale; anything else is the error.
+fn alone_failed(sale: &PreparedSale, e: AuditError) -> Outcome {
+    if let AuditError::Database(db) = &e
+        && db.as_database_error().and_then(|d| d.constraint()) == Some("sales_pkey")
+    {
+        return Ok(Written::Replay(sale.id));
+    }
+    tracing::warn!(error = %e, sale = %sale.id, request_id = sale.actor.request_id.as_deref().unwrap_or(""), "a sale could not be recorded");
+    Err(e.into())
+}

@@ -1,0 +1,216 @@
+//! Sales recorded together (the sales writer batches concurrent sales into one transaction):
+//! each is still its own document with its own number, stock movement and audit record, and a
+//! sale the database refuses fails alone.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use crate::helpers::problem;
+use crate::shop::Shop;
+
+/// Opens `n - 1` more registers at the shop's location, each with an open session; returns all
+/// `n` register ids (the shop's own first, its session opened too).
+async fn registers_with_sessions(shop: &Shop, n: usize) -> Vec<String> {
+    shop.open_session("0").await;
+    let mut registers = vec![shop.register.clone()];
+    for i in 1..n {
+        let response = shop
+            .app
+            .post_as(
+                "/api/v1/registers",
+                &shop.admin,
+                &json!({"name": format!("Till {i}"), "location_id": shop.location}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        let register = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let response = shop
+            .app
+            .post_as(
+                "/api/v1/cash-sessions",
+                &shop.cashier,
+                &json!({"register_id": register, "opening_float": "0"}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        registers.push(register);
+    }
+    registers
+}
+
+fn one_line_sale(register: &str, product: &str, quantity: &str) -> Value {
+    json!({
+        "register_id": register,
+        "lines": [{"product_id": product, "quantity": quantity}],
+        "payments": [{"method": "cash", "amount": "100"}],
+    })
+}
+
+#[tokio::test]
+async fn concurrent_sales_are_separate_documents_with_their_own_numbers_stock_and_audit() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "1.00", &shop.standard, true).await;
+    let registers = registers_with_sessions(&shop, 3).await;
+    let other = shop
+        .app
+        .user_token("otto", "cashier pass 456", &["cashier"])
+        .await;
+
+    // 30 sales at once: ten per register, two cashiers, each with its own request id.
+    let shop = &shop;
+    let requests = (0..30).map(|i| {
+        let body = one_line_sale(&registers[i % 3], &item, "1");
+        let token = if i % 2 == 0 { &shop.cashier } else { &other };
+        async move {
+            let response = shop
+                .app
+                .client
+                .post(shop.app.url("/api/v1/sales"))
+                .bearer_auth(token)
+                .header("Idempotency-Key", format!("batch-{i}"))
+                .header("X-Request-Id", format!("sale-request-{i}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            (i, response.json::<Value>().await.unwrap())
+        }
+    });
+    let sales = futures_util::future::join_all(requests).await;
+
+    // Per register, the numbers are 1..=10 without a gap, whatever batches they came in.
+    let mut numbers: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for (_, sale) in &sales {
+        let number = sale["receipt_number"].as_str().unwrap();
+        let counter: i64 = number.rsplit('-').next().unwrap().parse().unwrap();
+        numbers
+            .entry(sale["register_id"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(counter);
+    }
+    assert_eq!(numbers.len(), 3);
+    for list in numbers.values_mut() {
+        list.sort_unstable();
+        assert_eq!(*list, (1..=10).collect::<Vec<i64>>());
+    }
+    assert_eq!(shop.stock(&item).await.as_deref(), Some("-30.000"));
+
+    // Each sale has one audit record, naming its own cashier and request, whose stock level is
+    // the level right after that sale: together they step down one by one.
+    let records: Vec<(String, String, Option<String>, String)> = sqlx::query_as(
+        "SELECT entity_id, actor_username, request_id, after_json FROM audit_records WHERE action = 'sale.complete'",
+    )
+    .fetch_all(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 30);
+    let by_sale: BTreeMap<&str, &(String, String, Option<String>, String)> =
+        records.iter().map(|r| (r.0.as_str(), r)).collect();
+    let mut levels = BTreeSet::new();
+    for (i, sale) in &sales {
+        let record = by_sale[sale["id"].as_str().unwrap()];
+        let seller = if i % 2 == 0 { "carla" } else { "otto" };
+        assert_eq!(record.1, seller);
+        assert_eq!(
+            record.2.as_deref(),
+            Some(format!("sale-request-{i}").as_str())
+        );
+        let after: Value = serde_json::from_str(&record.3).unwrap();
+        assert_eq!(after["receipt_number"], sale["receipt_number"]);
+        assert_eq!(after["stock"][0]["delta"], "-1");
+        levels.insert(after["stock"][0]["quantity"].as_str().unwrap().to_owned());
+    }
+    let expected: BTreeSet<String> = (1..=30).map(|n| format!("-{n}.000")).collect();
+    assert_eq!(levels, expected, "every sale saw the level after itself");
+    let ledger: Vec<String> = sqlx::query_scalar(
+        "SELECT m.quantity_after::text FROM stock_movements m WHERE m.reason_code = 'sale' ORDER BY m.quantity_after DESC",
+    )
+    .fetch_all(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        ledger,
+        (1..=30).map(|n| format!("-{n}.000")).collect::<Vec<_>>()
+    );
+
+    let verify: Value = shop
+        .app
+        .get_as("/api/v1/audit/verify", &shop.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verify["ok"], true, "{verify}");
+}
+
+#[tokio::test]
+async fn a_sale_the_database_refuses_fails_alone_and_gives_back_its_number_and_key() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "1.00", &shop.standard, true).await;
+    shop.open_session("0").await;
+    // Stands for anything the database refuses at write time, after the request was validated.
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_seven() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN IF NEW.quantity = 7 THEN RAISE EXCEPTION 'no sevens today'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_seven BEFORE INSERT ON sale_lines FOR EACH ROW EXECUTE FUNCTION refuse_seven();",
+    )
+    .execute(&shop.app.pool)
+    .await
+    .unwrap();
+
+    let shop = &shop;
+    let requests = (0..12).map(|i| {
+        let quantity = if i == 5 { "7" } else { "1" };
+        let body = one_line_sale(&shop.register, &item, quantity);
+        async move {
+            let response = shop.sell(&shop.cashier, &format!("k{i}"), &body).await;
+            (i, response)
+        }
+    });
+    for (i, response) in futures_util::future::join_all(requests).await {
+        if i == 5 {
+            let body = problem(response, 500, "internal").await;
+            assert!(
+                !body.to_string().contains("sevens"),
+                "no internals in the answer: {body}"
+            );
+        } else {
+            assert_eq!(response.status(), 201, "sale {i}");
+        }
+    }
+    let numbers: Vec<i64> =
+        sqlx::query_scalar("SELECT receipt_seq FROM sales ORDER BY receipt_seq")
+            .fetch_all(&shop.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(numbers, (1..=11).collect::<Vec<i64>>());
+    assert_eq!(shop.stock(&item).await.as_deref(), Some("-11.000"));
+
+    // Its key was not kept: once the database accepts it, the same request records the sale.
+    sqlx::raw_sql("DROP TRIGGER refuse_seven ON sale_lines")
+        .execute(&shop.app.pool)
+        .await
+        .unwrap();
+    let retried = shop
+        .sell(
+            &shop.cashier,
+            "k5",
+            &one_line_sale(&shop.register, &item, "7"),
+        )
+        .await;
+    assert_eq!(retried.status(), 201);
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+    let sale: Value = retried.json().await.unwrap();
+    assert!(
+        sale["receipt_number"]
+            .as_str()
+            .unwrap()
+            .ends_with("-000012")
+    );
+    assert_eq!(shop.stock(&item).await.as_deref(), Some("-18.000"));
+}
