@@ -162,7 +162,7 @@ impl AuditedTx {
     pub async fn record(&mut self, change: Change) -> Result<Uuid, AuditError> {
         let actor = self.actor.clone();
         let ids = self.record_for(vec![(actor, change)]).await?;
-        Ok(ids[0])
+        Ok(ids[0]) // one entry in, one id out
     }
 
     /// Appends one audit record per `(actor, change)` in one statement, each stamped with this

@@ -1,12 +1,13 @@
 //! Recording prepared sales: a batch of them in one audited transaction, with one multi-row
 //! statement per table, so that concurrent sales share their round trips and their commit.
 //!
-//! In the transaction, in this order: the registers' open cash sessions are share-locked (in
-//! register order), each sale is checked against what committed since it was prepared (its key,
-//! its client id, an open session), the keys of the sales to write are claimed, the receipt
-//! counters are advanced once per register by the number of its sales (numbers are handed out in
-//! batch order), then the sales, their stock movements and one audit record each are written.
-//! A rollback gives every number and key back, so numbering stays gap-free.
+//! In the transaction, in this order: one statement share-locks the registers' open cash sessions
+//! (in register order), finds client-made ids that committed meanwhile, and advances each
+//! register's receipt counter by the number of its sales that will be written; the keys of those
+//! sales are claimed (in key order); then the sales, their stock movements (levels in product
+//! order) and one audit record each are written. Concurrent batches thus take shared rows in one
+//! order and never deadlock. Numbers are handed out in batch order, and a rollback gives every
+//! number and key back, so numbering stays gap-free.
 
 use std::collections::HashMap;
 
