@@ -235,7 +235,8 @@ impl AppState {
 
     /// The one `T` of this state, made by `start` on first use. A plug keeps its long-lived
     /// helpers here (they end with the state); `start` must not keep a clone of the state itself,
-    /// or neither would ever be dropped.
+    /// or neither would ever be dropped, and runs under the slot's lock, so it must not ask for
+    /// another service.
     pub fn service<T: Send + Sync + 'static>(&self, start: impl FnOnce(&AppState) -> T) -> Arc<T> {
         let mut services = self
             .inner
