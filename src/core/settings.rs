@@ -107,10 +107,17 @@ impl Business {
     /// The receipt number for `counter` at `register` in `year`.
     pub fn receipt_number(&self, register: &str, year: i32, counter: i64) -> String {
         let digits = self.receipt_digits;
+        self.receipt_template(register, year)
+            .replace("{number}", &format!("{counter:0digits$}"))
+    }
+
+    /// The receipt number format with `register` and `year` filled in and `{number}` left: for a
+    /// writer that learns the counter in SQL. There `{number}` becomes the counter padded with
+    /// zeros to [`Business::receipt_digits`] (never cut), as [`Business::receipt_number`] does.
+    pub fn receipt_template(&self, register: &str, year: i32) -> String {
         self.receipt_format
             .replace("{register}", register)
             .replace("{year}", &year.to_string())
-            .replace("{number}", &format!("{counter:0digits$}"))
     }
 }
 

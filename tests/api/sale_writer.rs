@@ -1,4 +1,4 @@
-//! Sales recorded together (the sales writer batches concurrent sales into one transaction):
+//! Sales recorded together (the sales writer batches concurrent sales into one statement):
 //! each is still its own document with its own number, stock movement and audit record, and a
 //! sale the database refuses fails alone.
 
@@ -213,4 +213,59 @@ async fn a_sale_the_database_refuses_fails_alone_and_gives_back_its_number_and_k
             .ends_with("-000012")
     );
     assert_eq!(shop.stock(&item).await.as_deref(), Some("-18.000"));
+}
+
+#[tokio::test]
+async fn receipt_numbers_follow_the_format_setting_and_grow_past_its_digits() {
+    let shop = Shop::open().await;
+    shop.set(
+        "numbering.receipt_format",
+        json!("{year}/{register}/{number}"),
+    )
+    .await;
+    shop.set("numbering.receipt_digits", json!(1)).await;
+    let item = shop.product("ITEM", "1.00", &shop.standard, false).await;
+    shop.open_session("0").await;
+    let code: String = sqlx::query_scalar("SELECT code FROM registers WHERE id = $1::uuid")
+        .bind(&shop.register)
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    let mut numbers = Vec::new();
+    for i in 0..11 {
+        let response = shop
+            .sell(
+                &shop.cashier,
+                &format!("fmt-{i}"),
+                &shop.cash_sale(&item, "1", "1"),
+            )
+            .await;
+        assert_eq!(response.status(), 201);
+        let sale: Value = response.json().await.unwrap();
+        let year = &sale["created_at"].as_str().unwrap()[..4];
+        assert!(
+            sale["receipt_number"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{year}/{code}/"))
+        );
+        numbers.push(
+            sale["receipt_number"]
+                .as_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // One digit pads nothing and cuts nothing: the tenth and eleventh sales are 10 and 11.
+    let expected: Vec<String> = (1..=11).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, expected);
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT receipt_number FROM sales ORDER BY receipt_seq")
+            .fetch_all(&shop.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.last().unwrap().rsplit('/').next(), Some("11"));
 }

@@ -234,6 +234,45 @@ impl AuditedTx {
     }
 }
 
+/// The audited write path for a write that is one statement (no explicit transaction, so one
+/// round trip and its own commit): the caller's CTEs, then the audit CTEs, then the caller's
+/// final query. The caller's CTEs must define `audit_in(id, actor_user_id, actor_username,
+/// actor_role, workstation_id, branch_id, module, entity, entity_id, action, before_json,
+/// after_json, reason_code, approval_ref, request_id)` with one row per record, whose text values
+/// are stored as they are (they are what the chain hashes), and bind `$1` to the records' time at
+/// the stored precision. Every row written and every record then commit or fail together. Only
+/// for changes that are not sensitive (those need [`AuditedTx`] and a reason code).
+pub struct AuditedStatement {
+    sql: String,
+}
+
+/// Appends the records of `audit_in` and marks them pending for the chainer.
+const RECORD_CTES: &str = "audit_written AS (INSERT INTO audit_records (id, at, actor_user_id, actor_username, actor_role, workstation_id, \
+       branch_id, module, entity, entity_id, action, before_json, after_json, reason_code, approval_ref, request_id) \
+       SELECT id, $1, actor_user_id, actor_username, actor_role, workstation_id, branch_id, module, entity, entity_id, action, \
+              before_json, after_json, reason_code, approval_ref, request_id FROM audit_in RETURNING id), \
+     audit_marked AS (INSERT INTO audit_pending (record_id) SELECT id FROM audit_written)";
+
+impl AuditedStatement {
+    /// `WITH <ctes>, <audit CTEs> <main>`.
+    pub fn new(ctes: &str, main: &str) -> AuditedStatement {
+        AuditedStatement {
+            sql: format!("WITH {ctes}, {RECORD_CTES} {main}"),
+        }
+    }
+
+    /// The statement's text, to bind and run (keep the statement in a `static`, so that its
+    /// prepared form is cached per connection).
+    pub fn sql(&'static self) -> &'static str {
+        &self.sql
+    }
+
+    /// To call once the statement succeeded: wakes the chainer, which links its records.
+    pub fn committed(&self) {
+        chain::wake();
+    }
+}
+
 impl Deref for AuditedTx {
     type Target = PgConnection;
     fn deref(&self) -> &PgConnection {

@@ -2,15 +2,14 @@
 //! and the same key with another body is refused.
 //!
 //! A create first [`find`]s its key (a retry of a committed request replays at once, whatever has
-//! changed since), then claims it with [`claim_all`] inside the transaction that writes what it
-//! creates, so a create that fails releases its key with its transaction. Racing retries
-//! serialise on the key's primary key: a claim waits for a concurrent holder and, once that
-//! commits, finds the key taken (the caller looks again and replays).
+//! changed since), then claims it ([`CLAIM_CTE`]) in the statement that writes what it creates, so
+//! a create that fails releases its key with it. Racing retries serialise on the key's primary
+//! key: a claim waits for a concurrent holder and, once that commits, fails on the taken key
+//! ([`is_key_race`]; the caller looks again and replays).
 
 use std::collections::HashMap;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
@@ -162,43 +161,17 @@ pub async fn find_all(
         .collect())
 }
 
-/// A key to claim for a request that will create `resource_id`.
-#[derive(Debug, Clone, Copy)]
-pub struct NewKey<'a> {
-    pub key: &'a str,
-    pub request_hash: &'a [u8],
-    pub resource_id: Uuid,
-    pub user_id: Uuid,
-}
+/// The part of a caller's single statement that claims the keys of what it creates: reads the
+/// caller's CTE `keys_in(scope, key, request_hash, resource_id, user_id)` and inserts those keys,
+/// in key order, stamped with `$1` (the statement's time). A key that exists already fails the
+/// whole statement with [`is_key_race`]: a retry committed first, so the caller reads the keys
+/// ([`find_all`]) and replays instead.
+pub const CLAIM_CTE: &str = "keys_claimed AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id, user_id, created_at) \
+     SELECT scope, key, request_hash, resource_id, user_id, $1 FROM keys_in ORDER BY scope, key)";
 
-/// Claims `keys` in `scope` inside the caller's transaction, before it writes what they create;
-/// returns how many were new. Keys are inserted in key order, so that concurrent claimers of
-/// overlapping keys wait for each other instead of deadlocking. A key held by a concurrent transaction is waited for and, once that
-/// commits, not claimed: when the count falls short, the caller rolls back and looks again.
-pub async fn claim_all(
-    conn: &mut PgConnection,
-    scope: &str,
-    keys: &[NewKey<'_>],
-    now: DateTime<Utc>,
-) -> Result<usize, sqlx::Error> {
-    let mut keys = keys.to_vec();
-    keys.sort_unstable_by_key(|k| k.key);
-    let claimed = sqlx::query(
-        "INSERT INTO idempotency_keys (scope, key, request_hash, resource_id, user_id, created_at) \
-         SELECT $1, k.key, k.hash, k.resource_id, k.user_id, $6 \
-         FROM unnest($2::text[], $3::bytea[], $4::uuid[], $5::uuid[]) AS k(key, hash, resource_id, user_id) \
-         ON CONFLICT (scope, key) DO NOTHING",
-    )
-    .bind(scope)
-    .bind(keys.iter().map(|k| k.key).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.request_hash).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.resource_id).collect::<Vec<_>>())
-    .bind(keys.iter().map(|k| k.user_id).collect::<Vec<_>>())
-    .bind(now)
-    .execute(conn)
-    .await?
-    .rows_affected();
-    Ok(usize::try_from(claimed).unwrap_or(usize::MAX))
+/// Did a statement fail because a key it claimed ([`CLAIM_CTE`]) was committed meanwhile?
+pub fn is_key_race(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.constraint()) == Some("idempotency_keys_pkey")
 }
 
 #[cfg(test)]

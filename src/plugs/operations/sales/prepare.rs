@@ -14,7 +14,7 @@ use super::PRICE_OVERRIDE;
 use super::pricing::{LineInput, PaymentInput, Priced, PricingError, price};
 use super::routes::NewSale;
 use super::store::{self, Payment, Sale, SaleLine, TaxLine, Totals, show_quantity, show_rate};
-use crate::core::audit::{Actor, Change};
+use crate::core::audit::Actor;
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::idempotency;
@@ -22,11 +22,9 @@ use crate::core::http::problem::FieldError;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::management::api::catalog::{self, SaleProduct};
-use crate::plugs::management::api::stock::LevelChange;
 use crate::shared::ids::new_id;
 use crate::shared::money::{QUANTITY_SCALE, parse_amount, parse_money, show};
 
-const MODULE: &str = "operations.sales";
 const MAX_LINES: usize = 500;
 const MAX_PAYMENTS: usize = 20;
 const METHODS: &[&str] = &["cash", "card", "voucher", "other"];
@@ -360,20 +358,20 @@ impl PreparedSale {
             .collect()
     }
 
-    /// Its audit record: totals, taxes, payments, price overrides and the stock it took.
-    pub fn audit_change(&self, sale: &Sale, stock: &[LevelChange]) -> Change {
+    /// Its audit record's `after` as far as it is known before writing: totals, taxes, payments,
+    /// price overrides and the key. The writer adds `receipt_number`, `cash_session_id` and
+    /// `stock` (each level right after the sale) in SQL, when it learns them.
+    pub fn audit_base(&self, sale: &Sale) -> Value {
         let overrides: Vec<Value> = self
             .overridden
             .iter()
             .filter_map(|&i| sale.lines.get(i))
             .map(|l| json!({"line_no": l.line_no, "catalog_price": l.catalog_price, "unit_price": l.unit_price}))
             .collect();
-        Change::new(MODULE, "sale", sale.id, "sale.complete").after(json!({
-            "receipt_number": sale.receipt_number, "register_id": sale.register_id,
-            "cash_session_id": sale.cash_session_id, "totals": sale.totals, "taxes": sale.taxes,
+        json!({
+            "register_id": sale.register_id, "totals": sale.totals, "taxes": sale.taxes,
             "payments": sale.payments, "change_due": sale.change_due, "cash_rounding": sale.cash_rounding,
-            "lines": sale.lines.len(), "price_overrides": overrides, "stock": stock,
-            "idempotency_key": self.key,
-        }))
+            "lines": sale.lines.len(), "price_overrides": overrides, "idempotency_key": self.key,
+        })
     }
 }

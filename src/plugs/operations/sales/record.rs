@@ -1,31 +1,38 @@
-//! Recording prepared sales: a batch of them in one audited transaction, with one multi-row
-//! statement per table, so that concurrent sales share their round trips and their commit.
+//! Recording prepared sales: a batch of them in one audited statement, so that concurrent sales
+//! share one round trip and one commit.
 //!
-//! In the transaction, in this order: one statement share-locks the registers' open cash sessions
-//! (in register order), finds client-made ids that committed meanwhile, and advances each
-//! register's receipt counter by the number of its sales that will be written; the keys of those
-//! sales are claimed (in key order); then the sales, their stock movements (levels in product
-//! order) and one audit record each are written. Concurrent batches thus take shared rows in one
-//! order and never deadlock. Numbers are handed out in batch order, and a rollback gives every
-//! number and key back, so numbering stays gap-free.
+//! The statement ([`WRITE`]) share-locks the open cash sessions of the batch's registers (in
+//! register order), leaves out sales whose register has none and sales whose client-made id
+//! exists already, advances each (register, year) receipt counter by the number of its sales that
+//! are written (in key order) and numbers them in batch order, claims their idempotency keys,
+//! inserts the sales with their lines, payments and tax buckets, takes their goods off stock
+//! (levels in product order) and appends one audit record per sale. All writers run this same
+//! statement, whose parts PostgreSQL runs in the same order every time (sessions, then counters,
+//! then the rows that depend on the numbers), each part taking its rows in key order: concurrent
+//! batches wait for each other but do not deadlock (should the database ever break one, the batch
+//! is tried again). It commits or fails as a whole, so a failure gives every number and key back
+//! and numbering stays gap-free.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::prepare::{PreparedSale, no_open_session};
 use super::store::Sale;
-use crate::core::audit::{Actor, AuditError, AuditedTx};
+use crate::core::audit::{AuditError, AuditedStatement};
 use crate::core::http::ApiError;
-use crate::core::http::idempotency::{self, NewKey, StoredKey, key_reused};
-use crate::plugs::management::api::stock::{self, Take};
+use crate::core::http::idempotency::{self, CLAIM_CTE, StoredKey, is_key_race, key_reused};
+use crate::plugs::management::api::stock::{TAKE_CTES, Take, TakeColumns};
+use crate::shared::ids::new_id;
 
 const SCOPE: &str = "sales";
-/// How often a batch is tried again when a key it meant to claim was committed meanwhile.
-const KEY_RACE_ATTEMPTS: usize = 3;
+/// How often a batch is tried again when a key it claimed was committed meanwhile (a racing
+/// retry) or the database broke a deadlock by failing it.
+const ATTEMPTS: usize = 3;
 
 /// What became of one prepared sale.
 #[derive(Debug)]
@@ -39,30 +46,80 @@ pub enum Written {
 /// One sale's answer.
 pub type Outcome = Result<Written, ApiError>;
 
-/// A sale with its receipt counter.
-struct Numbered {
-    /// Its place in the batch.
-    index: usize,
-    year: i32,
-    seq: i64,
-    sale: Sale,
-}
-
 /// What the batch does with one sale.
 enum Plan {
     Done(Outcome),
     /// A retry of sale `index` of this batch.
     SameAs(usize),
-    /// To be decided by what the database holds (its session, its client id).
+    /// To be written, if its register has an open session and its client id is new.
     Candidate,
-    Write {
-        session_id: Uuid,
-        year: i32,
-        seq: i64,
-    },
 }
 
-/// Records `sales` at `now` in one transaction and gives each one's outcome, in order. On a
+/// The sales' own CTEs, before the key, stock and audit parts. `$1` is the recording time.
+const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::int[], $7::uuid[], \
+         $8::text[], $9::bool[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[], $15::text[], \
+         $16::bytea[], $17::uuid[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $51::bool[]) \
+       WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
+         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, ord)), \
+     taken AS (SELECT c.ord FROM cand c, LATERAL (SELECT 1 FROM sales s WHERE s.id = c.id LIMIT 1) x WHERE c.client), \
+     open AS (SELECT register_id, id AS session_id FROM cash_sessions WHERE register_id = ANY($23) AND status = 'open' \
+       ORDER BY register_id FOR SHARE), \
+     fresh AS (SELECT c.*, o.session_id, row_number() OVER (PARTITION BY c.register_id, c.year ORDER BY c.ord) AS rn \
+       FROM cand c JOIN open o USING (register_id) WHERE c.ord NOT IN (SELECT ord FROM taken)), \
+     counted AS (SELECT register_id, year, count(*) AS n FROM fresh GROUP BY register_id, year), \
+     counters AS (INSERT INTO receipt_counters AS rc (register_id, year, last_number) \
+       SELECT register_id, year, n FROM counted ORDER BY register_id, year \
+       ON CONFLICT (register_id, year) DO UPDATE SET last_number = rc.last_number + EXCLUDED.last_number \
+       RETURNING rc.register_id, rc.year, rc.last_number), \
+     w AS (SELECT f.*, q.seq, replace(f.template, '{number}', \
+           CASE WHEN length(q.seq::text) >= f.digits THEN q.seq::text ELSE lpad(q.seq::text, f.digits, '0') END) AS number \
+       FROM fresh f JOIN counted g USING (register_id, year) JOIN counters k USING (register_id, year), \
+         LATERAL (SELECT k.last_number - g.n + f.rn AS seq) q), \
+     keys_in AS (SELECT 'sales'::text AS scope, key, request_hash, id AS resource_id, cashier_id AS user_id FROM w), \
+     sales_in AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
+         status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at) \
+       SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $1 \
+       FROM w ORDER BY ord), \
+     lines_in AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, unit_price, discount, \
+         total, tax_class_id, tax_rate) \
+       SELECT * FROM unnest($24::uuid[], $25::int[], $26::uuid[], $27::text[], $28::text[], $29::numeric[], $30::numeric[], \
+         $31::numeric[], $32::numeric[], $33::numeric[], $34::uuid[], $35::numeric[]) AS l(sale_id) \
+       WHERE l.sale_id IN (SELECT id FROM w)), \
+     payments_in AS (INSERT INTO sale_payments (sale_id, line_no, method, amount) \
+       SELECT * FROM unnest($36::uuid[], $37::int[], $38::text[], $39::numeric[]) AS p(sale_id) WHERE p.sale_id IN (SELECT id FROM w)), \
+     taxes_in AS (INSERT INTO sale_taxes (sale_id, rate, net, tax, gross) \
+       SELECT * FROM unnest($40::uuid[], $41::numeric[], $42::numeric[], $43::numeric[], $44::numeric[]) AS t(sale_id) \
+       WHERE t.sale_id IN (SELECT id FROM w)), \
+     stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.movement_id, m.document_id, m.user_id, 'sale'::text AS reason_code, m.ord \
+       FROM unnest($45::uuid[], $46::uuid[], $47::numeric[], $48::uuid[], $49::uuid[], $50::uuid[]) \
+         WITH ORDINALITY AS m(product_id, location_id, delta, movement_id, document_id, user_id, ord) \
+       WHERE m.document_id IN (SELECT id FROM w))";
+
+/// One audit record per written sale: what the request knew, with the receipt number, the
+/// session and each stock level right after the sale added.
+const AUDIT_IN: &str = "audit_in AS (SELECT w.audit_id AS id, w.cashier_id AS actor_user_id, w.username AS actor_username, \
+       w.role AS actor_role, w.workstation_id, NULL::uuid AS branch_id, 'operations.sales'::text AS module, 'sale'::text AS entity, \
+       w.id::text AS entity_id, 'sale.complete'::text AS action, NULL::text AS before_json, \
+       (w.audit_base::jsonb || jsonb_build_object('receipt_number', w.number, 'cash_session_id', w.session_id, 'stock', \
+         COALESCE((SELECT jsonb_agg(jsonb_build_object('product_id', a.product_id, 'location_id', a.location_id, \
+                     'delta', a.delta::text, 'quantity', a.quantity_after::text) ORDER BY a.ord) \
+                   FROM stock_after a WHERE a.document_id = w.id), '[]'::jsonb)))::text AS after_json, \
+       NULL::text AS reason_code, NULL::text AS approval_ref, w.request_id \
+     FROM w ORDER BY w.ord)";
+
+/// Per candidate, in order: its session and number when written, else whether its id was taken.
+const RESULT: &str = "SELECT c.ord, w.session_id, w.number, c.ord IN (SELECT ord FROM taken) AS taken \
+     FROM cand c LEFT JOIN w USING (ord) ORDER BY c.ord";
+
+/// The one statement that records a batch.
+static WRITE: LazyLock<AuditedStatement> = LazyLock::new(|| {
+    AuditedStatement::new(
+        &format!("{SALE_CTES}, {CLAIM_CTE}, {TAKE_CTES}, {AUDIT_IN}"),
+        RESULT,
+    )
+});
+
+/// Records `sales` at `now` in one statement and gives each one's outcome, in order. On a
 /// database error nothing is recorded (the caller may try the sales one by one).
 pub async fn record_batch(
     pool: &PgPool,
@@ -70,119 +127,126 @@ pub async fn record_batch(
     now: DateTime<Utc>,
 ) -> Result<Vec<Outcome>, AuditError> {
     // Requests look their key up before they are prepared, so a key is normally new here; only
-    // when a claim falls short (a racing retry committed first) are the keys read in the batch.
-    let mut read_keys = false;
-    for _ in 0..KEY_RACE_ATTEMPTS {
-        if let Some(outcomes) = attempt(pool, sales, now, read_keys).await? {
-            return Ok(outcomes);
+    // when a claim fails (a racing retry committed first) are the keys read for the batch.
+    let mut stored = HashMap::new();
+    let mut last = None;
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            let keys: Vec<&str> = sales.iter().map(|s| s.key.as_str()).collect();
+            stored = idempotency::find_all(&mut *pool.acquire().await?, SCOPE, &keys).await?;
         }
-        read_keys = true;
+        match write(pool, sales, &stored, now).await {
+            Err(e) if is_key_race(&e) || is_deadlock(&e) => last = Some(e),
+            Err(e) => return Err(e.into()),
+            Ok(outcomes) => return Ok(outcomes),
+        }
     }
-    Err(AuditError::Database(sqlx::Error::Protocol(
-        "idempotency keys kept being claimed by concurrent requests".to_owned(),
-    )))
+    Err(last
+        .map(AuditError::Database)
+        .unwrap_or(AuditError::NothingRecorded))
 }
 
-/// One try; `None` when a key could not be claimed (rolled back).
-async fn attempt(
+fn is_deadlock(e: &sqlx::Error) -> bool {
+    e.as_database_error().and_then(|d| d.code()).as_deref() == Some("40P01")
+}
+
+/// One try.
+async fn write(
     pool: &PgPool,
     sales: &[&PreparedSale],
+    stored: &HashMap<String, StoredKey>,
     now: DateTime<Utc>,
-    read_keys: bool,
-) -> Result<Option<Vec<Outcome>>, AuditError> {
-    let mut tx = AuditedTx::begin(pool, Actor::system("operations.sales"), now).await?;
-    let stored = if read_keys {
-        let keys: Vec<&str> = sales.iter().map(|s| s.key.as_str()).collect();
-        idempotency::find_all(&mut tx, SCOPE, &keys).await?
-    } else {
-        HashMap::new()
-    };
-    let years: Vec<i32> = sales
-        .iter()
-        .map(|s| now.with_timezone(&s.business.timezone).year())
-        .collect();
-    let mut plans = pre_plan(sales, &stored);
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    let mut plans = pre_plan(sales, stored);
     let candidates: Vec<usize> = (0..sales.len())
         .filter(|&i| matches!(plans[i], Plan::Candidate))
         .collect();
-    let opened = open_and_number(&mut tx, sales, &candidates, &years).await?;
-    decide(&mut plans, sales, &years, opened);
-
-    let writes: Vec<(usize, Uuid, i32, i64)> = plans
-        .iter()
-        .enumerate()
-        .filter_map(|(i, plan)| match *plan {
-            Plan::Write {
-                session_id,
-                year,
-                seq,
-            } => Some((i, session_id, year, seq)),
-            _ => None,
-        })
-        .collect();
-    if writes.is_empty() {
-        drop(tx); // rolls back: nothing to write
-        return Ok(Some(finish(plans, Vec::new(), sales)));
-    }
-    let keys: Vec<NewKey> = writes
-        .iter()
-        .map(|&(i, ..)| NewKey {
-            key: &sales[i].key,
-            request_hash: &sales[i].request_hash,
-            resource_id: sales[i].id,
-            user_id: sales[i].cashier_id,
-        })
-        .collect();
-    if idempotency::claim_all(&mut tx, SCOPE, &keys, now).await? < keys.len() {
-        drop(tx); // rolls back, numbers included; the next try reads the keys
-        return Ok(None);
-    }
-
-    let recorded: Vec<Numbered> = writes
-        .into_iter()
-        .map(|(index, session_id, year, seq)| {
-            let sale = sales[index];
-            let number = sale.business.receipt_number(&sale.register_code, year, seq);
-            Numbered {
-                index,
-                year,
-                seq,
-                sale: sale.to_sale(session_id, number, now),
+    let mut recorded = HashMap::new();
+    if !candidates.is_empty() {
+        let (c, mut provisional) = SaleColumns::new(sales, &candidates, now);
+        let rows: Vec<(i64, Option<Uuid>, Option<String>, bool)> = sqlx::query_as(WRITE.sql())
+            .bind(now)
+            .bind(&c.id)
+            .bind(&c.register_id)
+            .bind(&c.year)
+            .bind(&c.template)
+            .bind(&c.digits)
+            .bind(&c.cashier_id)
+            .bind(&c.currency)
+            .bind(&c.prices_include_tax)
+            .bind(&c.net)
+            .bind(&c.tax)
+            .bind(&c.total)
+            .bind(&c.cash_rounding)
+            .bind(&c.change_due)
+            .bind(&c.key)
+            .bind(&c.request_hash)
+            .bind(&c.audit_id)
+            .bind(&c.audit_base)
+            .bind(&c.username)
+            .bind(&c.role)
+            .bind(&c.workstation_id)
+            .bind(&c.request_id)
+            .bind(&c.registers)
+            .bind(&c.l_sale)
+            .bind(&c.l_no)
+            .bind(&c.l_product)
+            .bind(&c.l_sku)
+            .bind(&c.l_name)
+            .bind(&c.l_quantity)
+            .bind(&c.l_catalog_price)
+            .bind(&c.l_unit_price)
+            .bind(&c.l_discount)
+            .bind(&c.l_total)
+            .bind(&c.l_tax_class)
+            .bind(&c.l_tax_rate)
+            .bind(&c.p_sale)
+            .bind(&c.p_no)
+            .bind(&c.p_method)
+            .bind(&c.p_amount)
+            .bind(&c.t_sale)
+            .bind(&c.t_rate)
+            .bind(&c.t_net)
+            .bind(&c.t_tax)
+            .bind(&c.t_gross)
+            .bind(&c.stock.product_id)
+            .bind(&c.stock.location_id)
+            .bind(&c.stock.delta)
+            .bind(&c.stock.movement_id)
+            .bind(&c.stock.document_id)
+            .bind(&c.stock.user_id)
+            .bind(&c.client)
+            .fetch_all(pool)
+            .await?;
+        WRITE.committed();
+        for (ord, session, number, taken) in rows {
+            let Some(k) = usize::try_from(ord - 1)
+                .ok()
+                .filter(|&k| k < candidates.len())
+            else {
+                continue;
+            };
+            let index = candidates[k];
+            match (session, number, provisional[k].take()) {
+                (Some(session), Some(number), Some(mut sale)) => {
+                    sale.cash_session_id = session;
+                    sale.receipt_number = number;
+                    recorded.insert(index, sale);
+                }
+                _ if taken => plans[index] = Plan::Done(Ok(Written::Replay(sales[index].id))),
+                _ => plans[index] = Plan::Done(Err(no_open_session())),
             }
-        })
-        .collect();
-    insert_sales(&mut tx, sales, &recorded, now).await?;
-
-    let goods: Vec<Vec<(Uuid, Decimal)>> = recorded
-        .iter()
-        .map(|n| sales[n.index].tracked_goods())
-        .collect();
-    let takes: Vec<Take> = recorded
-        .iter()
-        .zip(&goods)
-        .map(|(n, lines)| Take {
-            document_id: n.sale.id,
-            location_id: sales[n.index].location_id,
-            user_id: n.sale.cashier_id,
-            lines,
-        })
-        .collect();
-    let stock_changes = stock::take_for_documents(&mut tx, &takes, "sale").await?;
-
-    let records = recorded
-        .iter()
-        .zip(&stock_changes)
-        .map(|(n, changes)| {
-            let prepared = sales[n.index];
-            (
-                prepared.actor.clone(),
-                prepared.audit_change(&n.sale, changes),
-            )
-        })
-        .collect();
-    tx.record_for(records).await?;
-    tx.commit().await?;
-    Ok(Some(finish(plans, recorded, sales)))
+        }
+    }
+    // A retry of a sale of this batch that was refused is refused alike.
+    for i in 0..plans.len() {
+        if let Plan::SameAs(first) = plans[i]
+            && matches!(plans[first], Plan::Done(Err(_)))
+        {
+            plans[i] = Plan::Done(Err(no_open_session()));
+        }
+    }
+    Ok(finish(plans, recorded, sales))
 }
 
 /// What committed requests already decide, in batch order: replays of stored keys, and retries
@@ -212,50 +276,18 @@ fn pre_plan(sales: &[&PreparedSale], stored: &HashMap<String, StoredKey>) -> Vec
     plans
 }
 
-/// Decides the candidates by what [`open_and_number`] found, by the rule it counted them with: a
-/// taken client id replays that sale; without an open session the sale is refused; the rest are
-/// written, numbered in batch order from their counter's range. A retry of a refused sale of the
-/// batch is refused alike.
-fn decide(plans: &mut [Plan], sales: &[&PreparedSale], years: &[i32], mut opened: Opened) {
-    for i in 0..plans.len() {
-        let sale = sales[i];
-        plans[i] = match plans[i] {
-            Plan::Candidate if opened.taken.contains(&sale.id) => {
-                Plan::Done(Ok(Written::Replay(sale.id)))
-            }
-            Plan::Candidate => match (
-                opened.sessions.get(&sale.register_id),
-                opened.next.get_mut(&(sale.register_id, years[i])),
-            ) {
-                (Some(&session_id), Some(next)) => {
-                    let seq = *next;
-                    *next += 1;
-                    Plan::Write {
-                        session_id,
-                        year: years[i],
-                        seq,
-                    }
-                }
-                _ => Plan::Done(Err(no_open_session())),
-            },
-            Plan::SameAs(first) if matches!(plans[first], Plan::Done(Err(_))) => {
-                Plan::Done(Err(no_open_session()))
-            }
-            _ => continue,
-        };
-    }
-}
-
-fn finish(plans: Vec<Plan>, recorded: Vec<Numbered>, sales: &[&PreparedSale]) -> Vec<Outcome> {
-    let mut recorded: HashMap<usize, Sale> =
-        recorded.into_iter().map(|n| (n.index, n.sale)).collect();
+fn finish(
+    plans: Vec<Plan>,
+    mut recorded: HashMap<usize, Sale>,
+    sales: &[&PreparedSale],
+) -> Vec<Outcome> {
     plans
         .into_iter()
         .enumerate()
         .map(|(i, plan)| match plan {
             Plan::Done(outcome) => outcome,
             Plan::SameAs(first) => Ok(Written::Replay(sales[first].id)),
-            Plan::Candidate | Plan::Write { .. } => match recorded.remove(&i) {
+            Plan::Candidate => match recorded.remove(&i) {
                 Some(sale) => Ok(Written::Recorded(Box::new(sale))),
                 None => Err(ApiError::Internal(anyhow::anyhow!(
                     "sale {} was planned but not recorded",
@@ -266,155 +298,15 @@ fn finish(plans: Vec<Plan>, recorded: Vec<Numbered>, sales: &[&PreparedSale]) ->
         .collect()
 }
 
-/// What [`open_and_number`] found.
-struct Opened {
-    /// Register -> its open session (share-locked until the transaction ends).
-    sessions: HashMap<Uuid, Uuid>,
-    /// Client-made ids that a committed sale has.
-    taken: Vec<Uuid>,
-    /// (register, year) -> the first number of the range just taken for the batch.
-    next: HashMap<(Uuid, i32), i64>,
-}
-
-/// In one statement: share-locks the open cash sessions of the candidates' registers (in register
-/// order) so that none closes under a sale being recorded in it, finds the client-made ids that
-/// exist already, and advances each (register, year) receipt counter, in key order, by the number
-/// of candidates that will be written there (open session, id not taken).
-async fn open_and_number(
-    conn: &mut PgConnection,
-    sales: &[&PreparedSale],
-    candidates: &[usize],
-    years: &[i32],
-) -> Result<Opened, sqlx::Error> {
-    let mut registers: Vec<Uuid> = candidates.iter().map(|&i| sales[i].register_id).collect();
-    registers.sort_unstable();
-    registers.dedup();
-    let client_ids: Vec<Uuid> = candidates
-        .iter()
-        .filter(|&&i| sales[i].client_id)
-        .map(|&i| sales[i].id)
-        .collect();
-    let rows: Vec<(i16, Uuid, Uuid, i32, i64)> = sqlx::query_as(
-        "WITH s AS (SELECT register_id, id FROM cash_sessions WHERE register_id = ANY($1) AND status = 'open' \
-                    ORDER BY register_id FOR SHARE), \
-         t AS (SELECT id FROM sales WHERE id = ANY($2)), \
-         w AS (SELECT u.register_id, u.year, count(*) AS n FROM unnest($3::uuid[], $4::int[], $5::uuid[]) AS u(register_id, year, id) \
-               JOIN s USING (register_id) WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.id = u.id) \
-               GROUP BY u.register_id, u.year), \
-         c AS (INSERT INTO receipt_counters AS c (register_id, year, last_number) \
-               SELECT register_id, year, n FROM w ORDER BY register_id, year \
-               ON CONFLICT (register_id, year) DO UPDATE SET last_number = c.last_number + EXCLUDED.last_number \
-               RETURNING c.register_id, c.year, c.last_number) \
-         SELECT 1::int2, register_id, id, 0, 0::int8 FROM s \
-         UNION ALL SELECT 2::int2, id, id, 0, 0::int8 FROM t \
-         UNION ALL SELECT 3::int2, c.register_id, c.register_id, c.year, c.last_number - w.n + 1 \
-                   FROM c JOIN w USING (register_id, year)",
-    )
-    .bind(&registers)
-    .bind(&client_ids)
-    .bind(candidates.iter().map(|&i| sales[i].register_id).collect::<Vec<_>>())
-    .bind(candidates.iter().map(|&i| years[i]).collect::<Vec<_>>())
-    .bind(candidates.iter().map(|&i| sales[i].id).collect::<Vec<_>>())
-    .fetch_all(conn)
-    .await?;
-    let mut opened = Opened {
-        sessions: HashMap::new(),
-        taken: Vec::new(),
-        next: HashMap::new(),
-    };
-    for (kind, a, b, year, first) in rows {
-        match kind {
-            1 => {
-                opened.sessions.insert(a, b);
-            }
-            2 => opened.taken.push(a),
-            _ => {
-                opened.next.insert((a, year), first);
-            }
-        }
-    }
-    Ok(opened)
-}
-
-/// Inserts the sales, their lines, payments and tax buckets in one statement (foreign keys are
-/// checked at its end, when the sale rows exist).
-async fn insert_sales(
-    conn: &mut PgConnection,
-    sales: &[&PreparedSale],
-    recorded: &[Numbered],
-    now: DateTime<Utc>,
-) -> Result<(), sqlx::Error> {
-    let mut s = SaleColumns::default();
-    for n in recorded {
-        s.push(sales[n.index], n);
-    }
-    sqlx::query(
-        "WITH s AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
-             status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at) \
-           SELECT s.id, s.register_id, s.session_id, s.cashier_id, s.year, s.seq, s.number, 'completed', s.currency, s.pit, \
-                  s.net, s.tax, s.total, s.rounding, s.change, $15 \
-           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int[], $6::bigint[], $7::text[], $8::text[], \
-                       $9::bool[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[]) \
-             AS s(id, register_id, session_id, cashier_id, year, seq, number, currency, pit, net, tax, total, rounding, change)), \
-         l AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, unit_price, discount, total, tax_class_id, tax_rate) \
-           SELECT * FROM unnest($16::uuid[], $17::int[], $18::uuid[], $19::text[], $20::text[], $21::numeric[], $22::numeric[], \
-                                $23::numeric[], $24::numeric[], $25::numeric[], $26::uuid[], $27::numeric[])), \
-         p AS (INSERT INTO sale_payments (sale_id, line_no, method, amount) \
-           SELECT * FROM unnest($28::uuid[], $29::int[], $30::text[], $31::numeric[])) \
-         INSERT INTO sale_taxes (sale_id, rate, net, tax, gross) \
-           SELECT * FROM unnest($32::uuid[], $33::numeric[], $34::numeric[], $35::numeric[], $36::numeric[])",
-    )
-    .bind(&s.id)
-    .bind(&s.register_id)
-    .bind(&s.session_id)
-    .bind(&s.cashier_id)
-    .bind(&s.year)
-    .bind(&s.seq)
-    .bind(&s.number)
-    .bind(&s.currency)
-    .bind(&s.prices_include_tax)
-    .bind(&s.net)
-    .bind(&s.tax)
-    .bind(&s.total)
-    .bind(&s.cash_rounding)
-    .bind(&s.change_due)
-    .bind(now)
-    .bind(&s.l_sale)
-    .bind(&s.l_no)
-    .bind(&s.l_product)
-    .bind(&s.l_sku)
-    .bind(&s.l_name)
-    .bind(&s.l_quantity)
-    .bind(&s.l_catalog_price)
-    .bind(&s.l_unit_price)
-    .bind(&s.l_discount)
-    .bind(&s.l_total)
-    .bind(&s.l_tax_class)
-    .bind(&s.l_tax_rate)
-    .bind(&s.p_sale)
-    .bind(&s.p_no)
-    .bind(&s.p_method)
-    .bind(&s.p_amount)
-    .bind(&s.t_sale)
-    .bind(&s.t_rate)
-    .bind(&s.t_net)
-    .bind(&s.t_tax)
-    .bind(&s.t_gross)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// The rows of a batch of sales as column arrays.
+/// The candidates of a batch as the statement's column arrays.
 #[derive(Default)]
 struct SaleColumns {
     id: Vec<Uuid>,
     register_id: Vec<Uuid>,
-    session_id: Vec<Uuid>,
-    cashier_id: Vec<Uuid>,
     year: Vec<i32>,
-    seq: Vec<i64>,
-    number: Vec<String>,
+    template: Vec<String>,
+    digits: Vec<i32>,
+    cashier_id: Vec<Uuid>,
     currency: Vec<String>,
     prices_include_tax: Vec<bool>,
     net: Vec<Decimal>,
@@ -422,6 +314,18 @@ struct SaleColumns {
     total: Vec<Decimal>,
     cash_rounding: Vec<Decimal>,
     change_due: Vec<Decimal>,
+    key: Vec<String>,
+    request_hash: Vec<Vec<u8>>,
+    audit_id: Vec<Uuid>,
+    audit_base: Vec<String>,
+    username: Vec<Option<String>>,
+    role: Vec<Option<String>>,
+    workstation_id: Vec<Option<String>>,
+    request_id: Vec<Option<String>>,
+    /// The id came from the client (so it may exist already).
+    client: Vec<bool>,
+    /// The batch's registers, sorted: their sessions are locked in this order.
+    registers: Vec<Uuid>,
     l_sale: Vec<Uuid>,
     l_no: Vec<i32>,
     l_product: Vec<Uuid>,
@@ -443,53 +347,102 @@ struct SaleColumns {
     t_net: Vec<Decimal>,
     t_tax: Vec<Decimal>,
     t_gross: Vec<Decimal>,
+    stock: TakeColumns,
 }
 
 impl SaleColumns {
-    fn push(&mut self, prepared: &PreparedSale, numbered: &Numbered) {
-        let (sale, priced) = (&numbered.sale, &prepared.priced);
-        self.id.push(sale.id);
-        self.register_id.push(sale.register_id);
-        self.session_id.push(sale.cash_session_id);
-        self.cashier_id.push(sale.cashier_id);
-        self.year.push(numbered.year);
-        self.seq.push(numbered.seq);
-        self.number.push(sale.receipt_number.clone());
-        self.currency.push(sale.currency.clone());
-        self.prices_include_tax.push(sale.prices_include_tax);
-        self.net.push(priced.net);
-        self.tax.push(priced.tax);
-        self.total.push(priced.total);
-        self.cash_rounding.push(priced.cash_rounding);
-        self.change_due.push(priced.change_due);
-        for ((line_no, (product, input)), total) in
-            (1..).zip(&prepared.lines).zip(&priced.line_totals)
-        {
-            self.l_sale.push(sale.id);
-            self.l_no.push(line_no);
-            self.l_product.push(product.id);
-            self.l_sku.push(product.sku.clone());
-            self.l_name.push(product.name.clone());
-            self.l_quantity.push(input.quantity);
-            self.l_catalog_price.push(product.price);
-            self.l_unit_price.push(input.unit_price);
-            self.l_discount.push(input.discount);
-            self.l_total.push(*total);
-            self.l_tax_class.push(product.tax_class_id);
-            self.l_tax_rate.push(input.tax_rate);
+    /// The columns of `sales[candidates]` recorded at `now`, and each candidate's sale as it will
+    /// be answered, but for its session and receipt number (known once written).
+    fn new(
+        sales: &[&PreparedSale],
+        candidates: &[usize],
+        now: DateTime<Utc>,
+    ) -> (SaleColumns, Vec<Option<Sale>>) {
+        let mut c = SaleColumns::default();
+        let mut provisional = Vec::with_capacity(candidates.len());
+        let mut goods = Vec::with_capacity(candidates.len());
+        for &i in candidates {
+            let prepared = sales[i];
+            let sale = prepared.to_sale(Uuid::nil(), String::new(), now);
+            let year = now.with_timezone(&prepared.business.timezone).year();
+            let priced = &prepared.priced;
+            c.id.push(sale.id);
+            c.register_id.push(sale.register_id);
+            c.year.push(year);
+            c.template.push(
+                prepared
+                    .business
+                    .receipt_template(&prepared.register_code, year),
+            );
+            c.digits
+                .push(i32::try_from(prepared.business.receipt_digits).unwrap_or(i32::MAX));
+            c.cashier_id.push(sale.cashier_id);
+            c.currency.push(sale.currency.clone());
+            c.prices_include_tax.push(sale.prices_include_tax);
+            c.net.push(priced.net);
+            c.tax.push(priced.tax);
+            c.total.push(priced.total);
+            c.cash_rounding.push(priced.cash_rounding);
+            c.change_due.push(priced.change_due);
+            c.key.push(prepared.key.clone());
+            c.request_hash.push(prepared.request_hash.clone());
+            c.audit_id.push(new_id());
+            c.audit_base.push(prepared.audit_base(&sale).to_string());
+            c.username.push(prepared.actor.username.clone());
+            c.role.push(prepared.actor.role.clone());
+            c.workstation_id.push(prepared.actor.workstation_id.clone());
+            c.request_id.push(prepared.actor.request_id.clone());
+            c.client.push(prepared.client_id);
+            c.registers.push(sale.register_id);
+            for ((line_no, (product, input)), total) in
+                (1..).zip(&prepared.lines).zip(&priced.line_totals)
+            {
+                c.l_sale.push(sale.id);
+                c.l_no.push(line_no);
+                c.l_product.push(product.id);
+                c.l_sku.push(product.sku.clone());
+                c.l_name.push(product.name.clone());
+                c.l_quantity.push(input.quantity);
+                c.l_catalog_price.push(product.price);
+                c.l_unit_price.push(input.unit_price);
+                c.l_discount.push(input.discount);
+                c.l_total.push(*total);
+                c.l_tax_class.push(product.tax_class_id);
+                c.l_tax_rate.push(input.tax_rate);
+            }
+            for (line_no, (method, amount)) in (1..).zip(&prepared.payments) {
+                c.p_sale.push(sale.id);
+                c.p_no.push(line_no);
+                c.p_method.push(method.clone());
+                c.p_amount.push(*amount);
+            }
+            for t in &priced.taxes {
+                c.t_sale.push(sale.id);
+                c.t_rate.push(t.rate);
+                c.t_net.push(t.net);
+                c.t_tax.push(t.tax);
+                c.t_gross.push(t.gross);
+            }
+            goods.push((
+                sale.id,
+                prepared.location_id,
+                sale.cashier_id,
+                prepared.tracked_goods(),
+            ));
+            provisional.push(Some(sale));
         }
-        for (line_no, (method, amount)) in (1..).zip(&prepared.payments) {
-            self.p_sale.push(sale.id);
-            self.p_no.push(line_no);
-            self.p_method.push(method.clone());
-            self.p_amount.push(*amount);
-        }
-        for t in &priced.taxes {
-            self.t_sale.push(sale.id);
-            self.t_rate.push(t.rate);
-            self.t_net.push(t.net);
-            self.t_tax.push(t.tax);
-            self.t_gross.push(t.gross);
-        }
+        c.registers.sort_unstable();
+        c.registers.dedup();
+        let takes: Vec<Take> = goods
+            .iter()
+            .map(|(document_id, location_id, user_id, lines)| Take {
+                document_id: *document_id,
+                location_id: *location_id,
+                user_id: *user_id,
+                lines,
+            })
+            .collect();
+        c.stock = TakeColumns::new(&takes);
+        (c, provisional)
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Requests validate and price their sale themselves, concurrently, then queue it here and wait.
 //! A free writer takes whatever is queued (at most [`MAX_BATCH`]) and records it in one
-//! transaction ([`record_batch`]); the sales that arrive meanwhile form the next batch. So under load many
-//! sales share one commit and one statement per table, and a lone sale is written at once (no
+//! statement ([`record_batch`]); the sales that arrive meanwhile form the next batch. So under load many
+//! sales share one round trip and one commit, and a lone sale is written at once (no
 //! waiting for company). When a batch fails, its sales are recorded one by one, so one bad sale
 //! fails alone. Every request gets its answer only after its sale's transaction committed.
 
@@ -25,9 +25,9 @@ use crate::core::state::AppState;
 use crate::shared::clock::Clock;
 
 /// Writers that record batches side by side: while one waits for its commit to reach the disk,
-/// the next records the sales that arrived meanwhile. They lock what they share (sessions, receipt
-/// counters, keys, stock levels) in one global order, so they wait for each other but never
-/// deadlock. Three did best at 32 clients on two cores (docs/PERFORMANCE.md).
+/// the next records the sales that arrived meanwhile. They all run one statement, which locks what
+/// they share (sessions, receipt counters, stock levels) in one order, so they wait for each other
+/// but do not deadlock. Three did best at 32 clients on two cores (docs/PERFORMANCE.md).
 const WRITERS: usize = 3;
 /// The most sales one transaction records.
 pub const MAX_BATCH: usize = 64;
