@@ -215,7 +215,7 @@ async fn discounts_cash_rounding_and_payment_rules() {
 async fn retries_replay_and_a_reused_key_is_refused() {
     let shop = Shop::open().await;
     let item = shop.product("ITEM", "4.00", &shop.standard, true).await;
-    shop.open_session("0").await;
+    let session = shop.open_session("0").await;
     let body = shop.cash_sale(&item, "1", "5");
     let first = shop.sell(&shop.cashier, "key-A", &body).await;
     assert_eq!(first.status(), 201);
@@ -268,6 +268,34 @@ async fn retries_replay_and_a_reused_key_is_refused() {
         Some("-2.000"),
         "stock taken once per sale (and allowed below zero)"
     );
+
+    // Once the session is closed a new sale is refused, but a retry still gets its answer.
+    let closed = shop
+        .app
+        .post_as(
+            &format!("/api/v1/cash-sessions/{session}/close"),
+            &shop.cashier,
+            &json!({"counted_cash": "8.00"}),
+        )
+        .await;
+    assert_eq!(closed.status(), 200, "{}", closed.text().await.unwrap());
+    problem(
+        shop.sell(&shop.cashier, "key-D", &body).await,
+        409,
+        "cash.no_open_session",
+    )
+    .await;
+    let late = shop.sell(&shop.cashier, "key-A", &body).await;
+    assert_eq!(late.status(), 201);
+    assert_eq!(late.headers()["idempotent-replayed"], "true");
+    assert_eq!(late.json::<Value>().await.unwrap(), first);
+    problem(
+        shop.sell(&shop.cashier, "key-A", &shop.cash_sale(&item, "2", "10"))
+            .await,
+        422,
+        "idempotency.key_reused",
+    )
+    .await;
 }
 
 #[tokio::test]

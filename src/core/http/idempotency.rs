@@ -1,11 +1,13 @@
 //! Idempotent creates (`Idempotency-Key`): a retried request returns what the first one created,
 //! and the same key with another body is refused.
 //!
-//! A create first [`find`]s its key (a retry of a committed request replays at once, whatever has
-//! changed since), then claims it ([`CLAIM_CTE`]) in the statement that writes what it creates, so
-//! a create that fails releases its key with it. Racing retries serialise on the key's primary
-//! key: a claim waits for a concurrent holder and, once that commits, fails on the taken key
-//! ([`is_key_race`]; the caller looks again and replays).
+//! A create claims its key ([`CLAIM_CTE`]) in the statement that writes what it creates, so a
+//! create that fails releases its key with it. A key that a committed request holds fails the
+//! claim ([`is_key_race`]): the caller [`find`]s it and replays that request's result (or refuses
+//! another body). Racing retries serialise on the key's primary key: a claim waits for a
+//! concurrent holder and, once that commits, fails on the taken key. A create refused before it
+//! writes (validation, a closed session) [`find`]s its key before it answers, so a retry of a
+//! committed request replays whatever has changed since.
 
 use std::collections::HashMap;
 

@@ -1,6 +1,7 @@
 //! Everything a sale needs before it is written, done by the request itself with reads only:
-//! replays of known keys and ids, validation, the price-override check and pricing. What comes out
-//! is a [`PreparedSale`] for the [writer](super::writer), which numbers and records it.
+//! validation, the price-override check and pricing (a refused request replays its key, and a known
+//! client-made id replays at once). What comes out is a [`PreparedSale`] for the
+//! [writer](super::writer), which numbers and records it.
 
 use std::collections::HashMap;
 
@@ -69,9 +70,10 @@ fn money(field: String, text: &str, scale: u32, errors: &mut Vec<FieldError>) ->
         .ok()
 }
 
-/// Checks and prices `new` for `caller` with reads only (no transaction, nothing locked). A key or
-/// client id that a committed sale used replays it before anything is validated, so a retry gets
-/// its original answer even when the register has been closed since.
+/// Checks and prices `new` for `caller` with reads only (no transaction, nothing locked). A
+/// request whose key or client-made id a committed sale used replays that sale, whatever has
+/// changed since (the session closed, a product archived): a refused request looks its key up
+/// before it answers, and the writer replays the rest (a key it cannot claim was committed).
 pub async fn prepare(
     state: &AppState,
     conn: &mut PgConnection,
@@ -80,11 +82,25 @@ pub async fn prepare(
     key: String,
     request_hash: Vec<u8>,
 ) -> Result<Prepared, ApiError> {
+    match check(state, conn, caller, new, &key, &request_hash).await {
+        Ok(prepared) => Ok(prepared),
+        Err(refused) => match idempotency::find(conn, "sales", &key).await? {
+            Some(stored) => stored.replay_for(&request_hash).map(Prepared::Replay),
+            None => Err(refused),
+        },
+    }
+}
+
+async fn check(
+    state: &AppState,
+    conn: &mut PgConnection,
+    caller: &AuthContext,
+    new: NewSale,
+    key: &str,
+    request_hash: &[u8],
+) -> Result<Prepared, ApiError> {
     let business = Business::load(conn).await?.ok_or(ApiError::SetupRequired)?;
     let scale = business.currency_scale;
-    if let Some(stored) = idempotency::find(conn, "sales", &key).await? {
-        return stored.replay_for(&request_hash).map(Prepared::Replay);
-    }
     let register = store::register_for_sale(conn, new.register_id, new.id).await?;
     if let Some(id) = new.id.filter(|_| register.id_taken) {
         return Ok(Prepared::Replay(id));
@@ -233,8 +249,8 @@ pub async fn prepare(
     Ok(Prepared::Sale(Box::new(PreparedSale {
         id: new.id.unwrap_or_else(new_id),
         client_id: new.id.is_some(),
-        key,
-        request_hash,
+        key: key.to_owned(),
+        request_hash: request_hash.to_vec(),
         actor: Actor::user(caller),
         cashier_id: caller.user_id,
         register_id: new.register_id,

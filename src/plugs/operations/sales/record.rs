@@ -126,8 +126,8 @@ pub async fn record_batch(
     sales: &[&PreparedSale],
     now: DateTime<Utc>,
 ) -> Result<Vec<Outcome>, AuditError> {
-    // Requests look their key up before they are prepared, so a key is normally new here; only
-    // when a claim fails (a racing retry committed first) are the keys read for the batch.
+    // A key is normally new here. A retry of a committed sale (or a racing retry that committed
+    // first) fails the claim; the batch then reads its keys and replays those sales.
     let mut stored = HashMap::new();
     let mut last = None;
     for attempt in 0..ATTEMPTS {
