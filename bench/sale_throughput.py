@@ -11,7 +11,12 @@ In one scratch managed cluster and one run:
 alternating at 8 and 32 clients, --rounds times, and prints each run and the medians
 (throughput ratio http/baseline, p50 and p99 latency).
 
-Usage: bench/sale_throughput.py [--seconds 15] [--rounds 3]
+With --floors it then measures, at 8 clients and --rounds times alternating with the baseline, two
+floors that bound what any server can do here: `GET /api/v1/auth/me` through plugpos (the cheapest
+authenticated request), and bench/sql/sale_floor.pgbench (plugpos's own writes for one sale as one
+raw SQL statement on its real schema, pgbench -M prepared, no HTTP, no reads).
+
+Usage: bench/sale_throughput.py [--seconds 15] [--rounds 3] [--floors]
 Build first: cargo build --release --bin plugpos --example sale_load
 """
 import argparse, glob, json, os, shutil, signal, socket, statistics, subprocess, tempfile, time, urllib.request
@@ -36,6 +41,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--floors", action="store_true")
     ap.add_argument("--binary", default=os.path.join(HERE, "../target/release/plugpos"))
     ap.add_argument("--load", default=os.path.join(HERE, "../target/release/examples/sale_load"))
     ap.add_argument("--shared", default=os.environ.get("SHARED_BENCH", os.path.join(HERE, "../../shared/bench")))
@@ -109,6 +115,33 @@ def main():
             med = lambda rs, k: statistics.median(x[k] for x in rs)
             print(f"clients {clients:2}: http {med(h, 'tps'):6.0f} sales/s (p50 {med(h, 'p50_ms'):5.1f} ms, p99 {med(h, 'p99_ms'):5.1f} ms)  "
                   f"baseline {med(b, 'tps'):6.0f} (p50 {med(b, 'p50_ms'):5.1f} ms, p99 {med(b, 'p99_ms'):5.1f} ms)  ratio http/baseline {ratio:.2f}")
+        if args.floors:
+            sql = os.path.join(HERE, "sql")
+            for f in ("sale_floor_setup.sql", "sale_floor.pgbench"):
+                shutil.copy(os.path.join(sql, f), root); os.chmod(os.path.join(root, f), 0o644)
+            subprocess.run(as_pg + ["psql", "-X", "-q", "-h", sock, "-U", "postgres", "-d", "plugpos", "-f",
+                            os.path.join(root, "sale_floor_setup.sql")], check=True, capture_output=True)
+
+            def floor(clients):
+                out = subprocess.run(as_pg + ["pgbench", "-n", "-M", "prepared", "-h", sock, "-U", "postgres", "-f",
+                                     os.path.join(root, "sale_floor.pgbench"), "-c", str(clients), "-j", "2", "-T",
+                                     str(args.seconds), "plugpos"], check=True, capture_output=True, text=True, cwd=root).stdout
+                tps = float(next(l for l in out.splitlines() if l.startswith("tps")).split()[2])
+                return {"tps": tps}
+
+            def me(clients):
+                out = subprocess.run([args.load, base, str(clients), str(args.seconds), setup, "me"], check=True, capture_output=True, text=True)
+                return json.loads(out.stdout.strip().splitlines()[-1])
+
+            floors = {}
+            for r in range(args.rounds):
+                for name, run in (("baseline", baseline), ("writes as one statement", floor), ("GET /auth/me", me)):
+                    res = run(8); floors.setdefault(name, []).append(res["tps"])
+                    print(f"floors round {r + 1} clients  8 {name:24} {res['tps']:7.0f} /s", flush=True)
+            b = floors["baseline"]
+            for name in ("writes as one statement", "GET /auth/me"):
+                ratio = statistics.median(x / y for x, y in zip(floors[name], b))
+                print(f"floor at 8 clients: {name:24} {statistics.median(floors[name]):7.0f} /s, {ratio:.2f} x baseline")
         counted = subprocess.run(as_pg + ["psql", "-X", "-q", "-t", "-h", sock, "-U", "postgres", "-d", "plugpos", "-c",
                                  "SELECT count(*), count(DISTINCT receipt_number), max(receipt_seq) FROM sales"], capture_output=True, text=True).stdout.split("|")
         print("sales stored / distinct receipt numbers / highest counter:", " / ".join(c.strip() for c in counted))

@@ -1,10 +1,11 @@
 //! Load generator for `bench/sale_throughput.py`: N concurrent clients post sales for S seconds
 //! and the tool prints one JSON line with the count, throughput and latency percentiles.
 //!
-//! Usage: sale_load BASE_URL CLIENTS SECONDS SETUP.json
+//! Usage: sale_load BASE_URL CLIENTS SECONDS SETUP.json [me]
 //! SETUP.json: {"tokens": [...], "registers": [...], "products": [...]}; client i uses token and
 //! register i mod their count (one cashier per register, like a shop), three random products per
-//! sale, paid in cash.
+//! sale, paid in cash. With `me`, the clients send `GET /api/v1/auth/me` instead (the cheapest
+//! authenticated request: what the server costs before a sale does any work).
 
 use std::time::{Duration, Instant};
 
@@ -14,9 +15,15 @@ use serde_json::{Value, json};
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, base, clients, seconds, setup] = args.as_slice() else {
-        eprintln!("usage: sale_load BASE_URL CLIENTS SECONDS SETUP.json");
-        std::process::exit(2);
+    let (base, clients, seconds, setup, me) = match args.as_slice() {
+        [_, base, clients, seconds, setup] => (base, clients, seconds, setup, false),
+        [_, base, clients, seconds, setup, mode] if mode == "me" => {
+            (base, clients, seconds, setup, true)
+        }
+        _ => {
+            eprintln!("usage: sale_load BASE_URL CLIENTS SECONDS SETUP.json [me]");
+            std::process::exit(2);
+        }
     };
     let clients: usize = clients.parse().expect("CLIENTS is a number");
     let seconds: u64 = seconds.parse().expect("SECONDS is a number");
@@ -57,15 +64,18 @@ async fn main() {
                 let body = json!({"register_id": register, "lines": lines,
                                   "payments": [{"method": "cash", "amount": "400.00"}]});
                 let started = Instant::now();
-                let response = client
-                    .post(format!("{base}/api/v1/sales"))
-                    .bearer_auth(&token)
-                    .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
-                    .json(&body)
-                    .send()
-                    .await;
+                let request = if me {
+                    client.get(format!("{base}/api/v1/auth/me"))
+                } else {
+                    client
+                        .post(format!("{base}/api/v1/sales"))
+                        .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+                        .json(&body)
+                };
+                let response = request.bearer_auth(&token).send().await;
+                let expected = if me { 200 } else { 201 };
                 match response {
-                    Ok(r) if r.status() == 201 => {
+                    Ok(r) if r.status() == expected => {
                         let _ = r.bytes().await;
                         latencies.push(started.elapsed().as_secs_f64() * 1000.0);
                     }
