@@ -129,21 +129,18 @@ pub async fn record_batch(
     // A key is normally new here. A retry of a committed sale (or a racing retry that committed
     // first) fails the claim; the batch then reads its keys and replays those sales.
     let mut stored = HashMap::new();
-    let mut last = None;
-    for attempt in 0..ATTEMPTS {
-        if attempt > 0 {
-            let keys: Vec<&str> = sales.iter().map(|s| s.key.as_str()).collect();
-            stored = idempotency::find_all(&mut *pool.acquire().await?, SCOPE, &keys).await?;
-        }
+    let mut attempt = 1;
+    loop {
         match write(pool, sales, &stored, now).await {
-            Err(e) if is_key_race(&e) || is_deadlock(&e) => last = Some(e),
-            Err(e) => return Err(e.into()),
             Ok(outcomes) => return Ok(outcomes),
+            Err(e) if attempt < ATTEMPTS && (is_key_race(&e) || is_deadlock(&e)) => {
+                attempt += 1;
+                let keys: Vec<&str> = sales.iter().map(|s| s.key.as_str()).collect();
+                stored = idempotency::find_all(&mut *pool.acquire().await?, SCOPE, &keys).await?;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(last
-        .map(AuditError::Database)
-        .unwrap_or(AuditError::NothingRecorded))
 }
 
 fn is_deadlock(e: &sqlx::Error) -> bool {
