@@ -220,6 +220,13 @@ impl AuditedTx {
         Ok(ids)
     }
 
+    /// Ends the transaction without writing anything, now. (Dropping it rolls back too, but in
+    /// the background, possibly after the handler has answered: until then its row locks stay,
+    /// and a `SKIP LOCKED` reader, such as a job worker, passes the rows over.)
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+
     /// Commits, provided at least one record was appended, then wakes the chainer.
     pub async fn commit(self) -> Result<(), AuditError> {
         if self.recorded == 0 {

@@ -140,6 +140,8 @@ pub async fn retry(
     .await?
     .ok_or_else(|| not_found(id))?;
     if before.status != "dead" {
+        // Release the row now: a worker claiming jobs skips locked rows.
+        tx.rollback().await?;
         return Err(ApiError::Conflict {
             code: "job.not_dead",
             detail: format!("The job is {}; only dead jobs are retried.", before.status),
@@ -156,6 +158,7 @@ pub async fn retry(
     let job = match updated {
         Ok(job) => job,
         Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            tx.rollback().await?;
             return Err(ApiError::Conflict {
                 code: "job.duplicate",
                 detail: "The same unique job is already queued or running.".to_owned(),
