@@ -269,3 +269,62 @@ async fn receipt_numbers_follow_the_format_setting_and_grow_past_its_digits() {
             .unwrap();
     assert_eq!(stored.last().unwrap().rsplit('/').next(), Some("11"));
 }
+
+#[tokio::test]
+async fn a_session_closed_amid_sales_holds_exactly_the_sales_that_were_answered_201() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "1.00", &shop.standard, false).await;
+    let session = shop.open_session("0").await;
+    let shop = &shop;
+    let sales = (0..40).map(|i| {
+        let body = shop.cash_sale(&item, "1", "1");
+        async move { shop.sell(&shop.cashier, &format!("amid-{i}"), &body).await }
+    });
+    let close = async {
+        tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+        shop.app
+            .post_as(
+                &format!("/api/v1/cash-sessions/{session}/close"),
+                &shop.cashier,
+                &json!({"counted_cash": "0.00", "variance_reason": "test"}),
+            )
+            .await
+    };
+    let (responses, closed) = tokio::join!(futures_util::future::join_all(sales), close);
+    assert_eq!(closed.status(), 200, "{}", closed.text().await.unwrap());
+    let closed: Value = closed.json().await.unwrap();
+
+    // Each sale was either recorded in the session or refused for want of one: none in between.
+    let mut recorded = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            201 => {
+                let sale: Value = response.json().await.unwrap();
+                assert_eq!(sale["cash_session_id"], session.as_str());
+                recorded += 1;
+            }
+            _ => {
+                problem(response, 409, "cash.no_open_session").await;
+            }
+        }
+    }
+    // The close counted exactly the sales that were acknowledged, and none landed after it.
+    assert_eq!(closed["expected_cash"], format!("{recorded}.00"));
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sales WHERE cash_session_id = $1::uuid")
+            .bind(&session)
+            .fetch_one(&shop.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, recorded);
+    let numbers: Vec<i64> =
+        sqlx::query_scalar("SELECT receipt_seq FROM sales ORDER BY receipt_seq")
+            .fetch_all(&shop.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        numbers,
+        (1..=recorded).collect::<Vec<i64>>(),
+        "refused sales took no number"
+    );
+}
