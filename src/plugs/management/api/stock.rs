@@ -7,16 +7,6 @@ use uuid::Uuid;
 
 use crate::shared::ids::new_id;
 
-/// The goods one document (a sale) takes off one location's stock.
-#[derive(Debug, Clone, Copy)]
-pub struct Take<'a> {
-    pub document_id: Uuid,
-    pub location_id: Uuid,
-    pub user_id: Uuid,
-    /// (product, quantity) pairs; a product may appear more than once.
-    pub lines: &'a [(Uuid, Decimal)],
-}
-
 /// The goods of several documents as the columns of the caller's `stock_in` CTE (see
 /// [`TAKE_CTES`]): one movement per document and product, in the documents' order, each taking
 /// the document's whole quantity of that product.
@@ -32,29 +22,32 @@ pub struct TakeColumns {
 }
 
 impl TakeColumns {
-    pub fn new(takes: &[Take<'_>]) -> TakeColumns {
-        let mut columns = TakeColumns::default();
-        for take in takes {
-            let mut per_product: BTreeMap<Uuid, Decimal> = BTreeMap::new();
-            for (product, quantity) in take.lines {
-                *per_product.entry(*product).or_default() += *quantity;
-            }
-            for (product, quantity) in per_product {
-                columns.product_id.push(product);
-                columns.location_id.push(take.location_id);
-                columns.delta.push(-quantity);
-                columns.movement_id.push(new_id());
-                columns.document_id.push(take.document_id);
-                columns.user_id.push(take.user_id);
-            }
+    /// Adds what `document_id` takes off `location_id`: `lines` are (product, quantity) pairs, a
+    /// product may appear more than once.
+    pub fn push(
+        &mut self,
+        document_id: Uuid,
+        location_id: Uuid,
+        user_id: Uuid,
+        lines: &[(Uuid, Decimal)],
+    ) {
+        let mut per_product: BTreeMap<Uuid, Decimal> = BTreeMap::new();
+        for (product, quantity) in lines {
+            *per_product.entry(*product).or_default() += *quantity;
         }
-        columns
+        for (product, quantity) in per_product {
+            self.product_id.push(product);
+            self.location_id.push(location_id);
+            self.delta.push(-quantity);
+            self.movement_id.push(new_id());
+            self.document_id.push(document_id);
+            self.user_id.push(user_id);
+        }
     }
 }
 
 /// The part of a caller's [`AuditedStatement`](crate::core::audit::AuditedStatement) that takes
-/// goods off stock. It reads the
-/// caller's CTE `stock_in(product_id, location_id, delta, movement_id, document_id, user_id,
+/// goods off stock. It reads the caller's CTE `stock_in(product_id, location_id, delta, movement_id, document_id, user_id,
 /// reason_code, ord)` (the [`TakeColumns`] of the documents being written, `ord` their order),
 /// updates each level once, in (product, location) order so that concurrent writers lock levels
 /// in one order, writes one ledger movement per row, and defines `stock_after(document_id,

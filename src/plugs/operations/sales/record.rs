@@ -26,7 +26,7 @@ use super::store::Sale;
 use crate::core::audit::{AuditError, AuditedStatement};
 use crate::core::http::ApiError;
 use crate::core::http::idempotency::{self, CLAIM_CTE, StoredKey, is_key_race, key_reused};
-use crate::plugs::management::api::stock::{TAKE_CTES, Take, TakeColumns};
+use crate::plugs::management::api::stock::{TAKE_CTES, TakeColumns};
 use crate::shared::ids::new_id;
 
 const SCOPE: &str = "sales";
@@ -357,7 +357,6 @@ impl SaleColumns {
     ) -> (SaleColumns, Vec<Option<Sale>>) {
         let mut c = SaleColumns::default();
         let mut provisional = Vec::with_capacity(candidates.len());
-        let mut goods = Vec::with_capacity(candidates.len());
         for &i in candidates {
             let prepared = sales[i];
             let sale = prepared.to_sale(Uuid::nil(), String::new(), now);
@@ -420,26 +419,16 @@ impl SaleColumns {
                 c.t_tax.push(t.tax);
                 c.t_gross.push(t.gross);
             }
-            goods.push((
+            c.stock.push(
                 sale.id,
                 prepared.location_id,
                 sale.cashier_id,
-                prepared.tracked_goods(),
-            ));
+                &prepared.tracked_goods(),
+            );
             provisional.push(Some(sale));
         }
         c.registers.sort_unstable();
         c.registers.dedup();
-        let takes: Vec<Take> = goods
-            .iter()
-            .map(|(document_id, location_id, user_id, lines)| Take {
-                document_id: *document_id,
-                location_id: *location_id,
-                user_id: *user_id,
-                lines,
-            })
-            .collect();
-        c.stock = TakeColumns::new(&takes);
         (c, provisional)
     }
 }
