@@ -1,5 +1,5 @@
-//! The business and its settings as the domain reads them (one query), with the documented
-//! defaults for keys an older setup did not store.
+//! The business and its settings as the domain reads them (one query, or the cached copy), with
+//! the documented defaults for keys an older setup did not store.
 
 use std::collections::HashMap;
 
@@ -7,6 +7,8 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde_json::Value;
 use sqlx::PgConnection;
+
+use crate::core::state::AppState;
 
 /// Default receipt number format: `{register}` the register's code, `{year}` the year in the
 /// business timezone, `{number}` the counter padded to `numbering.receipt_digits`.
@@ -36,6 +38,22 @@ pub struct Business {
 }
 
 impl Business {
+    /// The business as [`load`](Business::load) reads it, kept in memory until the business or
+    /// a setting changes (see [`crate::core::db::changes`]). For the paths every sale takes.
+    pub async fn cached(state: &AppState) -> Result<Option<Business>, sqlx::Error> {
+        let cache = state.cache::<(), Business>(1);
+        if let Some(business) = cache.get(&()) {
+            return Ok(Some(business));
+        }
+        let stamp = cache.stamp();
+        let mut conn = state.pool().acquire().await?;
+        let business = Business::load(&mut conn).await?;
+        if let Some(business) = &business {
+            cache.keep(stamp, (), business.clone());
+        }
+        Ok(business)
+    }
+
     /// Reads the business row and its settings. `None` before setup.
     pub async fn load(conn: &mut PgConnection) -> Result<Option<Business>, sqlx::Error> {
         #[derive(sqlx::FromRow)]

@@ -12,6 +12,7 @@ use crate::core::auth::tokens::SigningKey;
 use crate::core::backup::{Backups, DbTarget};
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
+use crate::core::db::changes::{Cached, Changes};
 use crate::core::live::Hub;
 use crate::core::modules::{ModuleStates, Registry};
 use crate::core::postgres::supervisor::ClusterState;
@@ -41,6 +42,7 @@ struct Inner {
     backup_target: DbTarget,
     maintenance: Maintenance,
     services: Services,
+    changes: Arc<Changes>,
 }
 
 /// Long-lived helpers that plug modules start on first use and keep for the life of the state
@@ -131,6 +133,7 @@ impl AppState {
                 backup_target: parts.backup_target,
                 maintenance: Maintenance::default(),
                 services: Services::default(),
+                changes: Arc::default(),
             }),
         }
     }
@@ -250,5 +253,22 @@ impl AppState {
         let made = Arc::new(start(self));
         services.push(made.clone());
         made
+    }
+
+    /// When cached rows must be forgotten (see [`crate::core::db::changes`]); the first call
+    /// starts listening for changes.
+    pub fn changes(&self) -> &Arc<Changes> {
+        self.inner.changes.start(&self.inner.pool);
+        &self.inner.changes
+    }
+
+    /// This state's cache of `V` by `K` (one per pair of types: wrap a private type to own one).
+    pub fn cache<K, V>(&self, capacity: usize) -> Arc<Cached<K, V>>
+    where
+        K: Eq + std::hash::Hash + Send + 'static,
+        V: Clone + Send + 'static,
+    {
+        let changes = self.changes().clone();
+        self.service(move |_| Cached::new(changes, capacity))
     }
 }

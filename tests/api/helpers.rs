@@ -323,6 +323,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Runs `change` (SQL behind the server's back, as the superuser) and waits until the server
+    /// has heard of it: its cached rows are forgotten when PostgreSQL's notification arrives
+    /// (`core::db::changes`), which an API client making the change would not wait for.
+    pub async fn behind_its_back<F: std::future::Future<Output = ()>>(&self, change: F) {
+        let changes = self.state.changes().clone();
+        let before = changes.generation();
+        change.await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while changes.is_listening() && changes.generation() == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not hear of a change within 5 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Adds a user directly in the database (until the users API exists) with the given roles.
     pub async fn add_user(
         &self,

@@ -8,6 +8,7 @@ mod architecture;
 mod audit;
 mod auth;
 mod backups;
+mod caches;
 mod cash;
 mod catalog;
 mod cli;

@@ -121,12 +121,15 @@ async fn totp_login_with_replay_protection_and_recovery_codes() {
 #[tokio::test]
 async fn a_role_can_require_mfa() {
     let app = TestApp::spawn_initialized_with(|_| {}).await;
-    sqlx::query(
-        "UPDATE settings SET value = '[\"manager\"]' WHERE key = 'security.mfa_required_roles'",
-    )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    app.behind_its_back(async {
+        sqlx::query(
+            "UPDATE settings SET value = '[\"manager\"]' WHERE key = 'security.mfa_required_roles'",
+        )
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    })
+    .await;
     let token = app
         .user_token("boss", "manager pass 123", &["manager"])
         .await;

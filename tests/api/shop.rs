@@ -122,16 +122,20 @@ impl Shop {
         })
     }
 
-    /// Sets a business setting (there is no settings API yet).
+    /// Sets a business setting (there is no settings API yet), as an administrator would in SQL.
     pub async fn set(&self, key: &str, value: Value) {
-        sqlx::query(
-            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&self.app.pool)
-        .await
-        .unwrap();
+        self.app
+            .behind_its_back(async {
+                sqlx::query(
+                    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&self.app.pool)
+                .await
+                .unwrap();
+            })
+            .await;
     }
 
     /// The quantity on hand of `product` at the register's location (None: no level yet).

@@ -1,9 +1,15 @@
 //! Who is calling: the request's origin (IP, user agent) and its authenticated user, checked
 //! against the session on every request, so logout, disabling a user or changing their
 //! password or roles takes effect at once rather than when the access token expires.
+//!
+//! The session's row (with the user's roles and permissions) is cached by session id until any
+//! of the tables it is read from changes (see [`crate::core::db::changes`]): a change made through
+//! the API applies to the next request; one made outside it (SQL, another process) as soon as
+//! PostgreSQL's notification arrives, within milliseconds. Expiry is checked on every request.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header;
@@ -57,7 +63,10 @@ pub struct Authenticated {
     pub origin: Origin,
 }
 
-#[derive(sqlx::FromRow)]
+/// Sessions kept in memory at most (a shop has a few dozen).
+const SESSION_CACHE: usize = 10_000;
+
+#[derive(Debug, sqlx::FromRow)]
 struct SessionRow {
     user_id: Uuid,
     ended_at: Option<DateTime<Utc>>,
@@ -115,23 +124,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .signing_key()
             .verify(token.trim(), u64::try_from(now.timestamp()).unwrap_or(0))
             .map_err(|_| ApiError::InvalidToken)?;
-        let row: Option<SessionRow> = sqlx::query_as(
-            "SELECT s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp AS stamp_current, \
-                    u.disabled_at, u.username, u.display_name, u.password_change_required, s.workstation_id, \
-                    (EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-                             JOIN settings st ON st.key = 'security.mfa_required_roles' \
-                             WHERE ur.user_id = u.id AND st.value ? r.name) \
-                     AND NOT EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL)) \
-                    AS mfa_enrollment_required, \
-                    ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-                          WHERE ur.user_id = u.id ORDER BY r.name) AS roles, \
-                    ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
-                          WHERE ur.user_id = u.id) AS permissions \
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
-        )
-        .bind(claims.sid)
-        .fetch_optional(state.pool())
-        .await?;
+        let row = session_row(state, claims.sid).await?;
         let Some(row) = row else {
             return Err(ApiError::SessionEnded);
         };
@@ -143,22 +136,50 @@ impl FromRequestParts<AppState> for Authenticated {
         {
             return Err(ApiError::SessionEnded);
         }
-        origin.workstation_id = row.workstation_id;
-        let user_id = row.user_id;
-        let roles = row.roles;
-        let permissions = row.permissions.into_iter().collect();
+        origin.workstation_id = row.workstation_id.clone();
         Ok(Authenticated {
-            user_id,
-            username: row.username,
-            display_name: row.display_name,
+            user_id: row.user_id,
+            username: row.username.clone(),
+            display_name: row.display_name.clone(),
             session_id: claims.sid,
-            roles,
-            permissions,
+            roles: row.roles.clone(),
+            permissions: row.permissions.iter().cloned().collect(),
             password_change_required: row.password_change_required,
             mfa_enrollment_required: row.mfa_enrollment_required,
             origin,
         })
     }
+}
+
+/// The session's row, from the cache or the database.
+async fn session_row(state: &AppState, session: Uuid) -> Result<Option<Arc<SessionRow>>, ApiError> {
+    let cache = state.cache::<Uuid, Arc<SessionRow>>(SESSION_CACHE);
+    if let Some(row) = cache.get(&session) {
+        return Ok(Some(row));
+    }
+    let stamp = cache.stamp();
+    let row: Option<SessionRow> = sqlx::query_as(
+        "SELECT s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp AS stamp_current, \
+                u.disabled_at, u.username, u.display_name, u.password_change_required, s.workstation_id, \
+                (EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+                         JOIN settings st ON st.key = 'security.mfa_required_roles' \
+                         WHERE ur.user_id = u.id AND st.value ? r.name) \
+                 AND NOT EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL)) \
+                AS mfa_enrollment_required, \
+                ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+                      WHERE ur.user_id = u.id ORDER BY r.name) AS roles, \
+                ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
+                      WHERE ur.user_id = u.id) AS permissions \
+         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+    )
+    .bind(session)
+    .fetch_optional(state.pool())
+    .await?;
+    let row = row.map(Arc::new);
+    if let Some(row) = &row {
+        cache.keep(stamp, session, row.clone());
+    }
+    Ok(row)
 }
 
 impl FromRequestParts<AppState> for AuthContext {

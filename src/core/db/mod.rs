@@ -1,5 +1,6 @@
 //! The connection pool and the schema's migrations.
 
+pub mod changes;
 pub mod migrations;
 pub mod open;
 

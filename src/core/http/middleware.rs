@@ -1,14 +1,16 @@
 //! The layers every request passes: request context (id, span, log, metrics), problem
-//! documents for bare error statuses, security headers, and the setup gate.
+//! documents for bare error statuses, security headers, forgetting cached rows after writes,
+//! and the setup and maintenance gates.
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use crate::core::db::changes::KeepsCaches;
 use crate::core::http::error::ApiError;
 use crate::core::http::problem::{PROBLEM_JSON, Problem};
 use crate::core::http::request_id;
@@ -123,6 +125,24 @@ fn set_security_headers(headers: &mut axum::http::HeaderMap, is_docs: bool) {
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
     }
+}
+
+/// Once a request that may have written (any method but `GET`, `HEAD`, `OPTIONS`) has
+/// answered, cached rows are forgotten, unless its handler marked the response [`KeepsCaches`]:
+/// the caller's next request sees what it changed without waiting for the database's
+/// notification (see [`crate::core::db::changes`]). Outside the timeout and panic layers, so a
+/// request that committed and then failed forgets too.
+pub async fn forget_cached_after_writes(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let response = next.run(req).await;
+    if !safe && response.extensions().get::<KeepsCaches>().is_none() {
+        state.changes().forget_all();
+    }
+    response
 }
 
 /// While a restore switches databases, every `/api/v1` route except following jobs (and the API

@@ -33,6 +33,10 @@ pub fn app(state: AppState) -> Router {
     let http = &state.config().http;
     let layers = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(middleware::request_context))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::forget_cached_after_writes,
+        ))
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -1,8 +1,14 @@
 //! `management.catalog` for other plugs: the products a sale sells.
 
+use std::collections::HashMap;
+
 use rust_decimal::Decimal;
-use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::core::state::AppState;
+
+/// Products kept in memory at most (those sold since the catalog last changed).
+const PRODUCT_CACHE: usize = 100_000;
 
 /// A product as a sale needs it: price, tax rate, stock tracking.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -18,17 +24,38 @@ pub struct SaleProduct {
     pub active: bool,
 }
 
-/// The products with these ids (archived ones are not found).
+/// The products with these ids (archived ones are not found), kept in memory until a product or
+/// tax class changes (see [`crate::core::db::changes`]).
 pub async fn products_for_sale(
-    conn: &mut PgConnection,
+    state: &AppState,
     ids: &[Uuid],
-) -> Result<Vec<SaleProduct>, sqlx::Error> {
-    sqlx::query_as(
+) -> Result<HashMap<Uuid, SaleProduct>, sqlx::Error> {
+    let cache = state.cache::<Uuid, SaleProduct>(PRODUCT_CACHE);
+    let mut found = HashMap::with_capacity(ids.len());
+    let mut missing = Vec::new();
+    for id in ids {
+        match cache.get(id) {
+            Some(product) => {
+                found.insert(*id, product);
+            }
+            None => missing.push(*id),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    let stamp = cache.stamp();
+    let read: Vec<SaleProduct> = sqlx::query_as(
         "SELECT p.id, p.sku, p.name, p.price, p.tax_class_id, t.rate AS tax_rate, p.track_stock, p.active \
          FROM products p JOIN tax_classes t ON t.id = p.tax_class_id \
          WHERE p.id = ANY($1) AND p.archived_at IS NULL",
     )
-    .bind(ids)
-    .fetch_all(conn)
-    .await
+    .bind(&missing)
+    .fetch_all(state.pool())
+    .await?;
+    for product in read {
+        cache.keep(stamp, product.id, product.clone());
+        found.insert(product.id, product);
+    }
+    Ok(found)
 }

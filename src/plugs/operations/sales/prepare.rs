@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::PRICE_OVERRIDE;
@@ -70,41 +69,46 @@ fn money(field: String, text: &str, scale: u32, errors: &mut Vec<FieldError>) ->
         .ok()
 }
 
-/// Checks and prices `new` for `caller` with reads only (no transaction, nothing locked). A
-/// request whose key or client-made id a committed sale used replays that sale, whatever has
-/// changed since (the session closed, a product archived): a refused request looks its key up
-/// before it answers, and the writer replays the rest (a key it cannot claim was committed).
+/// Checks and prices `new` for `caller` with reads only (no transaction, nothing locked), from
+/// cached rows where it can (see [`crate::core::db::changes`]). A request whose key or
+/// client-made id a committed sale used replays that sale, whatever has changed since (the
+/// session closed, a product archived): a refused request looks its key and its id up before it
+/// answers, and the writer replays the rest (a key it cannot claim, an id it finds taken).
 pub async fn prepare(
     state: &AppState,
-    conn: &mut PgConnection,
     caller: &AuthContext,
     new: NewSale,
     key: String,
     request_hash: Vec<u8>,
 ) -> Result<Prepared, ApiError> {
-    match check(state, conn, caller, new, &key, &request_hash).await {
+    let client_id = new.id;
+    match check(state, caller, new, &key, &request_hash).await {
         Ok(prepared) => Ok(prepared),
-        Err(refused) => match idempotency::find(conn, "sales", &key).await? {
-            Some(stored) => stored.replay_for(&request_hash).map(Prepared::Replay),
-            None => Err(refused),
-        },
+        Err(refused) => {
+            let mut conn = state.pool().acquire().await?;
+            if let Some(stored) = idempotency::find(&mut conn, "sales", &key).await? {
+                return stored.replay_for(&request_hash).map(Prepared::Replay);
+            }
+            match client_id {
+                Some(id) if store::sale_exists(&mut conn, id).await? => Ok(Prepared::Replay(id)),
+                _ => Err(refused),
+            }
+        }
     }
 }
 
 async fn check(
     state: &AppState,
-    conn: &mut PgConnection,
     caller: &AuthContext,
     new: NewSale,
     key: &str,
     request_hash: &[u8],
 ) -> Result<Prepared, ApiError> {
-    let business = Business::load(conn).await?.ok_or(ApiError::SetupRequired)?;
+    let business = Business::cached(state)
+        .await?
+        .ok_or(ApiError::SetupRequired)?;
     let scale = business.currency_scale;
-    let register = store::register_for_sale(conn, new.register_id, new.id).await?;
-    if let Some(id) = new.id.filter(|_| register.id_taken) {
-        return Ok(Prepared::Replay(id));
-    }
+    let register = store::register_for_sale(state, new.register_id).await?;
 
     // Validate the shape before anything else.
     let mut errors = Vec::new();
@@ -124,11 +128,8 @@ async fn check(
         errors.push(FieldError::new("register_id", "is not a register"));
     }
     let product_ids: Vec<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
-    let products: HashMap<Uuid, SaleProduct> = catalog::products_for_sale(conn, &product_ids)
-        .await?
-        .into_iter()
-        .map(|p| (p.id, p))
-        .collect();
+    let products: HashMap<Uuid, SaleProduct> =
+        catalog::products_for_sale(state, &product_ids).await?;
     let mut lines = Vec::with_capacity(new.lines.len());
     let mut overridden = Vec::new();
     for (i, line) in new.lines.iter().enumerate() {

@@ -17,6 +17,7 @@ use super::record::Written;
 use super::store::{self, Sale};
 use super::writer::SaleWriter;
 use crate::core::auth::context::AuthContext;
+use crate::core::db::changes::KeepsCaches;
 use crate::core::http::idempotency;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::Problem;
@@ -75,11 +76,11 @@ fn created(sale: Sale, replayed: bool) -> Response {
 }
 
 async fn replay(state: &AppState, id: Uuid) -> Result<Response, ApiError> {
-    let mut conn = state.pool().acquire().await?;
-    let scale = Business::load(&mut conn)
+    let scale = Business::cached(state)
         .await?
         .ok_or(ApiError::SetupRequired)?
         .currency_scale;
+    let mut conn = state.pool().acquire().await?;
     let sale = store::load(&mut conn, id, scale)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotent sale {id} vanished")))?;
@@ -102,21 +103,31 @@ pub async fn create(
     caller: AuthContext,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
+) -> Response {
+    let mut response = sell(&state, &caller, &headers, body).await.into_response();
+    // Selling writes no table that is cached (settings, registers, sessions, products).
+    response.extensions_mut().insert(KeepsCaches);
+    response
+}
+
+async fn sell(
+    state: &AppState,
+    caller: &AuthContext,
+    headers: &HeaderMap,
+    body: Value,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::key(&headers)?;
+    let key = idempotency::key(headers)?;
     let hash = idempotency::request_hash(&body);
     let new: NewSale = from_value(body)?;
-    let mut conn = state.pool().acquire().await?;
-    let prepared = prepare(&state, &mut conn, &caller, new, key, hash).await?;
-    drop(conn);
+    let prepared = prepare(state, caller, new, key, hash).await?;
     let id = match prepared {
         Prepared::Replay(id) => id,
-        Prepared::Sale(sale) => match SaleWriter::of(&state).write(sale).await? {
+        Prepared::Sale(sale) => match SaleWriter::of(state).write(sale).await? {
             Written::Recorded(sale) => return Ok(created(*sale, false)),
             Written::Replay(id) => id,
         },
     };
-    replay(&state, id).await
+    replay(state, id).await
 }
 
 /// One sale.

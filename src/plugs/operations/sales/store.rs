@@ -8,6 +8,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::core::state::AppState;
 use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
 
 /// A sale.
@@ -222,7 +223,7 @@ pub async fn load(
 }
 
 /// A sale's register as the request sees it before writing (nothing locked).
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RegisterForSale {
     /// The register's code; `None` when there is no such register.
     pub code: Option<String>,
@@ -230,25 +231,38 @@ pub struct RegisterForSale {
     pub location_id: Option<Uuid>,
     /// Its open cash session, if any.
     pub session_id: Option<Uuid>,
-    /// A sale with the client-made id exists already.
-    pub id_taken: bool,
 }
 
-/// Register `register_id` with its open session, and whether a sale `client_id` exists, in one
-/// round trip.
+/// Registers kept in memory at most.
+const REGISTER_CACHE: usize = 10_000;
+
+/// Register `register_id` with its open session, kept in memory until a register or cash
+/// session changes (see [`crate::core::db::changes`]). The writer checks the session again.
 pub async fn register_for_sale(
-    conn: &mut PgConnection,
+    state: &AppState,
     register_id: Uuid,
-    client_id: Option<Uuid>,
 ) -> Result<RegisterForSale, sqlx::Error> {
-    sqlx::query_as(
+    let cache = state.cache::<Uuid, RegisterForSale>(REGISTER_CACHE);
+    if let Some(register) = cache.get(&register_id) {
+        return Ok(register);
+    }
+    let stamp = cache.stamp();
+    let register: RegisterForSale = sqlx::query_as(
         "SELECT r.code, r.location_id, \
-                (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open') AS session_id, \
-                ($2::uuid IS NOT NULL AND EXISTS (SELECT 1 FROM sales WHERE id = $2)) AS id_taken \
+                (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open') AS session_id \
          FROM (SELECT 1) AS one LEFT JOIN registers r ON r.id = $1 AND r.deleted_at IS NULL",
     )
     .bind(register_id)
-    .bind(client_id)
-    .fetch_one(conn)
-    .await
+    .fetch_one(state.pool())
+    .await?;
+    cache.keep(stamp, register_id, register.clone());
+    Ok(register)
+}
+
+/// Does a sale with this id exist?
+pub async fn sale_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sales WHERE id = $1)")
+        .bind(id)
+        .fetch_one(conn)
+        .await
 }
