@@ -60,7 +60,7 @@ impl Changes {
     pub fn stamp(&self) -> Option<u64> {
         self.listening
             .load(Ordering::Acquire)
-            .then(|| self.generation.load(Ordering::Acquire))
+            .then(|| self.generation())
     }
 
     /// Forgets every cached row (something they copy has changed, or may have).
@@ -68,9 +68,11 @@ impl Changes {
         self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// The current generation (it only grows).
+    /// The current generation (it only grows). It also moves on when the process forgets its
+    /// connections ([`crate::core::db::forget_connections`]: a restore switched databases, or
+    /// PostgreSQL restarted), before the listener may even notice that its own connection died.
     pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+        self.generation.load(Ordering::Acquire) + crate::core::db::forgotten_times()
     }
 
     /// Are changes heard (so caches are in use)?

@@ -5,6 +5,7 @@ pub mod migrations;
 pub mod open;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -17,12 +18,21 @@ const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Connections opened before this instant are not handed out any more (see [`forget_connections`]).
 static FORGOTTEN_BEFORE: Mutex<Option<Instant>> = Mutex::new(None);
+/// How many times [`forget_connections`] was called (cached rows are forgotten with them).
+static FORGOTTEN_TIMES: AtomicU64 = AtomicU64::new(0);
 
 /// Makes every pool of this process drop the connections it has, instead of handing them out:
 /// for when their server sessions were ended on purpose (a restore switching databases) or by a
-/// crash (the managed cluster restarted), so that no request gets a dead connection.
+/// crash (the managed cluster restarted), so that no request gets a dead connection. Every cached
+/// row ([`changes`]) is forgotten too: the database behind it may be another one now.
 pub fn forget_connections() {
     *FORGOTTEN_BEFORE.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    FORGOTTEN_TIMES.fetch_add(1, Ordering::AcqRel);
+}
+
+/// How many times connections were forgotten in this process (it only grows).
+pub fn forgotten_times() -> u64 {
+    FORGOTTEN_TIMES.load(Ordering::Acquire)
 }
 
 /// Was a connection of this age opened before the last [`forget_connections`]?
