@@ -289,6 +289,16 @@ async fn retries_replay_and_a_reused_key_is_refused() {
     assert_eq!(late.status(), 201);
     assert_eq!(late.headers()["idempotent-replayed"], "true");
     assert_eq!(late.json::<Value>().await.unwrap(), first);
+    // So does a client-made id under a key never seen, refused first for the closed session.
+    let late_id = shop.sell(&shop.cashier, "key-E", &with_id).await;
+    assert_eq!(late_id.status(), 201);
+    assert_eq!(late_id.headers()["idempotent-replayed"], "true");
+    assert_eq!(late_id.json::<Value>().await.unwrap(), made);
+    let numbered: i64 = sqlx::query_scalar("SELECT sum(last_number)::bigint FROM receipt_counters")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(numbered, 2, "replays took no receipt number");
     problem(
         shop.sell(&shop.cashier, "key-A", &shop.cash_sale(&item, "2", "10"))
             .await,
