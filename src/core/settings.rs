@@ -41,17 +41,13 @@ impl Business {
     /// The business as [`load`](Business::load) reads it, kept in memory until the business or
     /// a setting changes (see [`crate::core::db::changes`]). For the paths every sale takes.
     pub async fn cached(state: &AppState) -> Result<Option<Business>, sqlx::Error> {
-        let cache = state.cache::<(), Business>(1);
-        if let Some(business) = cache.get(&()) {
-            return Ok(Some(business));
-        }
-        let stamp = cache.stamp();
-        let mut conn = state.pool().acquire().await?;
-        let business = Business::load(&mut conn).await?;
-        if let Some(business) = &business {
-            cache.keep(stamp, (), business.clone());
-        }
-        Ok(business)
+        state
+            .cache::<(), Business>(1)
+            .get_or_read((), || async {
+                let mut conn = state.pool().acquire().await?;
+                Business::load(&mut conn).await
+            })
+            .await
     }
 
     /// Reads the business row and its settings. `None` before setup.

@@ -153,32 +153,29 @@ impl FromRequestParts<AppState> for Authenticated {
 
 /// The session's row, from the cache or the database.
 async fn session_row(state: &AppState, session: Uuid) -> Result<Option<Arc<SessionRow>>, ApiError> {
-    let cache = state.cache::<Uuid, Arc<SessionRow>>(SESSION_CACHE);
-    if let Some(row) = cache.get(&session) {
-        return Ok(Some(row));
-    }
-    let stamp = cache.stamp();
-    let row: Option<SessionRow> = sqlx::query_as(
-        "SELECT s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp AS stamp_current, \
-                u.disabled_at, u.username, u.display_name, u.password_change_required, s.workstation_id, \
-                (EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-                         JOIN settings st ON st.key = 'security.mfa_required_roles' \
-                         WHERE ur.user_id = u.id AND st.value ? r.name) \
-                 AND NOT EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL)) \
-                AS mfa_enrollment_required, \
-                ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
-                      WHERE ur.user_id = u.id ORDER BY r.name) AS roles, \
-                ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
-                      WHERE ur.user_id = u.id) AS permissions \
-         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
-    )
-    .bind(session)
-    .fetch_optional(state.pool())
-    .await?;
-    let row = row.map(Arc::new);
-    if let Some(row) = &row {
-        cache.keep(stamp, session, row.clone());
-    }
+    let row = state
+        .cache::<Uuid, Arc<SessionRow>>(SESSION_CACHE)
+        .get_or_read(session, || async {
+            let row: Option<SessionRow> = sqlx::query_as(
+                "SELECT s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp AS stamp_current, \
+                        u.disabled_at, u.username, u.display_name, u.password_change_required, s.workstation_id, \
+                        (EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+                                 JOIN settings st ON st.key = 'security.mfa_required_roles' \
+                                 WHERE ur.user_id = u.id AND st.value ? r.name) \
+                         AND NOT EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL)) \
+                        AS mfa_enrollment_required, \
+                        ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
+                              WHERE ur.user_id = u.id ORDER BY r.name) AS roles, \
+                        ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
+                              WHERE ur.user_id = u.id) AS permissions \
+                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+            )
+            .bind(session)
+            .fetch_optional(state.pool())
+            .await?;
+            Ok::<_, sqlx::Error>(row.map(Arc::new))
+        })
+        .await?;
     Ok(row)
 }
 

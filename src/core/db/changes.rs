@@ -186,6 +186,27 @@ impl<K: Eq + Hash, V: Clone> Cached<K, V> {
         entries.map.get(key).cloned()
     }
 
+    /// The row for `key`: the kept one, or the one `read` finds, kept under a stamp taken before
+    /// `read` ran (a row that is not found is not kept).
+    pub async fn get_or_read<E, Fut>(
+        &self,
+        key: K,
+        read: impl FnOnce() -> Fut,
+    ) -> Result<Option<V>, E>
+    where
+        Fut: std::future::Future<Output = Result<Option<V>, E>>,
+    {
+        if let Some(value) = self.get(&key) {
+            return Ok(Some(value));
+        }
+        let stamp = self.stamp();
+        let found = read().await?;
+        if let Some(value) = &found {
+            self.keep(stamp, key, value.clone());
+        }
+        Ok(found)
+    }
+
     /// The stamp to read the database under (see [`Changes::stamp`]).
     pub fn stamp(&self) -> Option<u64> {
         self.changes.stamp()
@@ -258,6 +279,37 @@ mod tests {
         assert_eq!(cache.get(&1), Some("one"));
         changes.listening.store(false, Ordering::Release);
         assert_eq!(cache.get(&1), None, "not used while not listening");
+    }
+
+    #[tokio::test]
+    async fn a_row_read_while_something_changed_is_read_again() {
+        let changes = listening();
+        let cache: Cached<u32, u32> = Cached::new(changes.clone(), 10);
+        let reads = std::cell::Cell::new(0);
+        let read = |forget: bool| {
+            reads.set(reads.get() + 1);
+            let (changes, value) = (changes.clone(), reads.get());
+            async move {
+                if forget {
+                    changes.forget_all();
+                }
+                Ok::<_, ()>(Some(value))
+            }
+        };
+        assert_eq!(cache.get_or_read(1, || read(true)).await, Ok(Some(1)));
+        assert_eq!(
+            cache.get_or_read(1, || read(false)).await,
+            Ok(Some(2)),
+            "not kept"
+        );
+        assert_eq!(
+            cache.get_or_read(1, || read(false)).await,
+            Ok(Some(2)),
+            "kept"
+        );
+        assert_eq!(reads.get(), 2);
+        let none: Result<Option<u32>, ()> = cache.get_or_read(2, || async { Ok(None) }).await;
+        assert_eq!(none, Ok(None));
     }
 
     #[test]

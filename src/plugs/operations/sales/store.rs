@@ -223,7 +223,7 @@ pub async fn load(
 }
 
 /// A sale's register as the request sees it before writing (nothing locked).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Default, sqlx::FromRow)]
 pub struct RegisterForSale {
     /// The register's code; `None` when there is no such register.
     pub code: Option<String>,
@@ -242,21 +242,21 @@ pub async fn register_for_sale(
     state: &AppState,
     register_id: Uuid,
 ) -> Result<RegisterForSale, sqlx::Error> {
-    let cache = state.cache::<Uuid, RegisterForSale>(REGISTER_CACHE);
-    if let Some(register) = cache.get(&register_id) {
-        return Ok(register);
-    }
-    let stamp = cache.stamp();
-    let register: RegisterForSale = sqlx::query_as(
-        "SELECT r.code, r.location_id, \
-                (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open') AS session_id \
-         FROM (SELECT 1) AS one LEFT JOIN registers r ON r.id = $1 AND r.deleted_at IS NULL",
-    )
-    .bind(register_id)
-    .fetch_one(state.pool())
-    .await?;
-    cache.keep(stamp, register_id, register.clone());
-    Ok(register)
+    let register = state
+        .cache::<Uuid, RegisterForSale>(REGISTER_CACHE)
+        .get_or_read(register_id, || async {
+            // One row whether or not the register exists (all `None` when it does not).
+            sqlx::query_as(
+                "SELECT r.code, r.location_id, \
+                        (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open') AS session_id \
+                 FROM (SELECT 1) AS one LEFT JOIN registers r ON r.id = $1 AND r.deleted_at IS NULL",
+            )
+            .bind(register_id)
+            .fetch_optional(state.pool())
+            .await
+        })
+        .await?;
+    Ok(register.unwrap_or_default())
 }
 
 /// Does a sale with this id exist?
