@@ -152,7 +152,7 @@ pub struct DatabaseConfig {
     /// `postgres://...` of the same database as its owner, used only to run migrations. Unset: `url`
     /// runs them too (then the audit log is protected by triggers only, not by grants).
     pub owner_url: Option<SecretString>,
-    /// Largest number of pooled connections for requests and jobs; the sales writer opens three
+    /// Largest number of pooled connections for requests and jobs; the sales writer opens two
     /// more of its own.
     pub max_connections: u32,
     /// Directory holding `initdb`, `pg_ctl` and `postgres`; searched on PATH and under

@@ -29,10 +29,11 @@ use crate::shared::clock::Clock;
 /// Writers that record batches side by side: while one waits for its commit to reach the disk,
 /// the next records the sales that arrived meanwhile. They all run one statement, which locks what
 /// they share (sessions, receipt counters, stock levels) in one order, so they wait for each other
-/// but do not deadlock. Three did best at 32 clients on two cores (docs/PERFORMANCE.md); with the
-/// one-statement batch, one writer gave about the same throughput but a worse p99 at 8 clients (a
-/// sale that arrives during a commit waits for it, then for its own).
-const WRITERS: usize = 3;
+/// but do not deadlock. On their own thread, two did best on two cores (docs/PERFORMANCE.md,
+/// 2026-12-02 fourth look): more writers wait on each other's stock-level locks and commit smaller
+/// batches (PostgreSQL CPU per sale grows from 1.6 ms with one to 2.1 ms with three); one writer
+/// makes a sale that arrives during a commit wait for it, then for its own.
+const WRITERS: usize = 2;
 /// The most sales one statement records.
 pub const MAX_BATCH: usize = 64;
 /// Sales queued beyond this make requests wait to queue (back-pressure, bounded memory).
