@@ -31,7 +31,7 @@ use crate::shared::clock::Clock;
 /// they share (sessions, receipt counters, stock levels) in one order, so they wait for each other
 /// but do not deadlock. On their own thread, two did best on two cores (docs/PERFORMANCE.md,
 /// 2026-12-02 fourth look): more writers wait on each other's stock-level locks and commit smaller
-/// batches (PostgreSQL CPU per sale grows from 1.6 ms with one to 2.1 ms with three); one writer
+/// batches (PostgreSQL CPU per sale, medians: 1.4 ms with one, 1.8 with two, 2.1 with three); one writer
 /// makes a sale that arrives during a commit wait for it, then for its own.
 const WRITERS: usize = 2;
 /// The most sales one statement records.
