@@ -145,6 +145,10 @@ def main():
         counted = subprocess.run(as_pg + ["psql", "-X", "-q", "-t", "-h", sock, "-U", "postgres", "-d", "plugpos", "-c",
                                  "SELECT count(*), count(DISTINCT receipt_number), max(receipt_seq) FROM sales"], capture_output=True, text=True).stdout.split("|")
         print("sales stored / distinct receipt numbers / highest counter:", " / ".join(c.strip() for c in counted))
+        # The server's resident memory (PostgreSQL not counted): the peak covers the 32 logins and every run.
+        status = dict(line.split(":", 1) for line in open(f"/proc/{proc.pid}/status"))
+        mib = lambda key: int(status[key].split()[0]) / 1024
+        print(f"server memory: peak {mib('VmHWM'):.1f} MiB, now {mib('VmRSS'):.1f} MiB (target: under 150 MB at 32 clients)")
     finally:
         proc.send_signal(signal.SIGTERM); proc.wait(timeout=60); shutil.rmtree(root, ignore_errors=True)
 
