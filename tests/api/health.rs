@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{TestApp, create_database, database_url, pool};
+use crate::helpers::{TestApp, create_database, database_url, pool, readiness_check};
 
 #[tokio::test]
 async fn live_answers() {
@@ -44,12 +44,7 @@ async fn unreachable_database_makes_it_unready_with_the_reason() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], "unready");
-    let database_check = body["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "database")
-        .unwrap();
+    let database_check = readiness_check(&body, "database");
     assert_eq!(database_check["ok"], false);
     assert!(
         database_check["detail"]
@@ -67,13 +62,7 @@ async fn pending_migrations_make_it_unready() {
     let database = create_database(false).await;
     let app = TestApp::serve(pool(&database), pool(&database), |_| {}).await;
     let body: Value = app.get("/health/ready").await.json().await.unwrap();
-    let check = body["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "migrations")
-        .unwrap()
-        .clone();
+    let check = readiness_check(&body, "migrations");
     assert_eq!(check["ok"], false);
     assert!(
         check["detail"].as_str().unwrap().contains("pending"),

@@ -386,6 +386,17 @@ impl TestApp {
     }
 }
 
+/// The check called `name` in a `/health/ready` body.
+pub fn readiness_check(body: &Value, name: &str) -> Value {
+    body["checks"]
+        .as_array()
+        .expect("readiness has checks")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} check in {body}"))
+        .clone()
+}
+
 /// Reads a problem document, checking the media type and the fields every problem has.
 pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(response.status().as_u16(), status);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{create_database, database_url, plugpos};
+use crate::helpers::{create_database, database_url, plugpos, readiness_check};
 
 /// A running `plugpos serve`.
 struct Server {
@@ -236,13 +236,7 @@ async fn zero_config_start_survives_postgres_dying_and_stops_cleanly() {
     // at least the one-second restart delay.
     let postgres_check = loop {
         let body = wait_for_ready(&server, 503).await;
-        let check = body["checks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "postgres")
-            .unwrap()
-            .clone();
+        let check = readiness_check(&body, "postgres");
         if check["ok"] == false {
             break check;
         }
