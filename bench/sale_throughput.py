@@ -9,7 +9,10 @@ In one scratch managed cluster and one run:
   baseline  ../shared/bench/raw_sale.pgbench (the same writes with a naive hash-chain head lock)
             through pgbench on a database of the same cluster,
 alternating at 8 and 32 clients, --rounds times, and prints each run and the medians
-(throughput ratio http/baseline, p50 and p99 latency).
+(throughput ratio http/baseline, p50 and p99 latency). Each run also reports the CPU it used per sale (the
+whole machine from /proc/stat, and PostgreSQL and plugpos on their own; the load generator is in the machine's
+figure) and how busy the machine was, and the medians say what the throughput ratio would be with every core
+busy at that CPU per sale: on a 2-core machine that is the most any tuning of the waits could reach.
 
 With --floors it then measures, at 8 clients and --rounds times alternating with the baseline, two
 floors that bound what any server can do here: `GET /api/v1/auth/me` through plugpos (the cheapest
@@ -36,6 +39,40 @@ def call(url, method="GET", body=None, token=None):
 
 def pct(values, p):
     values = sorted(values); return values[min(len(values) - 1, int(len(values) * p))]
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+def proc_cpu(pid, children=False):
+    """CPU seconds of a process (with its reaped children when asked), 0 once it is gone."""
+    try: f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError: return 0.0
+    return sum(int(x) for x in (f[11:15] if children else f[11:13])) / TICK
+
+class Cpu:
+    """CPU used during one run: the whole machine (/proc/stat: everything but idle, iowait and steal),
+    PostgreSQL (the postmaster with its reaped backends, plus the live ones) and plugpos."""
+    def __init__(self, data, server):
+        self.data, self.server = data, server
+    def sample(self):
+        ticks = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        busy = (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / TICK  # not idle, iowait or steal
+        pm = int(open(os.path.join(self.data, "pg", "postmaster.pid")).readline())
+        kids = [p for p in os.listdir("/proc") if p.isdigit() and self.ppid(p) == pm]
+        pg = proc_cpu(pm, children=True) + sum(proc_cpu(k) for k in kids)
+        return time.monotonic(), busy, pg, proc_cpu(self.server)
+    @staticmethod
+    def ppid(pid):
+        try: return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+        except OSError: return -1
+    def measure(self, run):
+        before = self.sample(); res = run()
+        time.sleep(0.3)  # let the postmaster reap the run's backends
+        after = self.sample()
+        wall, busy, pg, srv = (b - a for a, b in zip(before, after))
+        n = res["sales"] or 1
+        res["cpu_ms"] = {"machine": busy / n * 1000, "postgres": pg / n * 1000, "plugpos": srv / n * 1000}
+        res["busy"] = busy / (wall * os.cpu_count())
+        return res
 
 def main():
     ap = argparse.ArgumentParser()
@@ -102,12 +139,15 @@ def main():
             if out.stderr.strip(): print("  load tool:", out.stderr.strip().splitlines()[:3], flush=True)
             return json.loads(out.stdout.strip().splitlines()[-1])
 
+        cpu = Cpu(data, proc.pid)
         results = {}
         for r in range(args.rounds):
             for clients in (8, 32):
                 for name, run in (("baseline", baseline), ("http", http)):
-                    res = run(clients); results.setdefault((name, clients), []).append(res)
-                    print(f"round {r + 1} clients {clients:2} {name:8} {res['tps']:7.0f} sales/s  p50 {res['p50_ms']:6.1f} ms  p99 {res['p99_ms']:6.1f} ms  errors {res['errors']}", flush=True)
+                    res = cpu.measure(lambda: run(clients)); results.setdefault((name, clients), []).append(res)
+                    c = res["cpu_ms"]
+                    print(f"round {r + 1} clients {clients:2} {name:8} {res['tps']:7.0f} sales/s  p50 {res['p50_ms']:6.1f} ms  p99 {res['p99_ms']:6.1f} ms  errors {res['errors']}"
+                          f"  cpu/sale {c['machine']:.2f} ms (postgres {c['postgres']:.2f}, plugpos {c['plugpos']:.2f}), machine {res['busy']:.0%} busy", flush=True)
         print("medians:")
         for clients in (8, 32):
             b = results[("baseline", clients)]; h = results[("http", clients)]
@@ -115,6 +155,12 @@ def main():
             med = lambda rs, k: statistics.median(x[k] for x in rs)
             print(f"clients {clients:2}: http {med(h, 'tps'):6.0f} sales/s (p50 {med(h, 'p50_ms'):5.1f} ms, p99 {med(h, 'p99_ms'):5.1f} ms)  "
                   f"baseline {med(b, 'tps'):6.0f} (p50 {med(b, 'p50_ms'):5.1f} ms, p99 {med(b, 'p99_ms'):5.1f} ms)  ratio http/baseline {ratio:.2f}")
+            # What the CPU allows: all cores busy with nothing but sales, at each run's CPU per sale.
+            ceiling = statistics.median(os.cpu_count() * 1000 / x["cpu_ms"]["machine"] / y["tps"] for x, y in zip(h, b))
+            cms = lambda rs, k: statistics.median(x["cpu_ms"][k] for x in rs)
+            print(f"            cpu/sale http {cms(h, 'machine'):.2f} ms (postgres {cms(h, 'postgres'):.2f}, plugpos {cms(h, 'plugpos'):.2f}), "
+                  f"{med(h, 'busy'):.0%} busy; baseline {cms(b, 'machine'):.2f} ms (postgres {cms(b, 'postgres'):.2f}), {med(b, 'busy'):.0%} busy; "
+                  f"http at 100 % CPU would be {ceiling:.2f} x baseline")
         if args.floors:
             sql = os.path.join(HERE, "sql")
             for f in ("sale_floor_setup.sql", "sale_floor.pgbench"):
