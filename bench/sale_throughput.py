@@ -42,11 +42,14 @@ def pct(values, p):
 
 TICK = os.sysconf("SC_CLK_TCK")
 
+def stat(pid):
+    """The fields of /proc/<pid>/stat after the command name (state is [0], ppid [1]); [] once it is gone."""
+    try: return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError: return []
+
 def proc_cpu(pid, children=False):
     """CPU seconds of a process (with its reaped children when asked), 0 once it is gone."""
-    try: f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError: return 0.0
-    return sum(int(x) for x in (f[11:15] if children else f[11:13])) / TICK
+    return sum(int(x) for x in stat(pid)[11:15 if children else 13]) / TICK
 
 class Cpu:
     """CPU used during one run: the whole machine (/proc/stat: everything but idle, iowait and steal),
@@ -57,13 +60,9 @@ class Cpu:
         ticks = [int(x) for x in open("/proc/stat").readline().split()[1:]]
         busy = (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / TICK  # not idle, iowait or steal
         pm = int(open(os.path.join(self.data, "pg", "postmaster.pid")).readline())
-        kids = [p for p in os.listdir("/proc") if p.isdigit() and self.ppid(p) == pm]
+        kids = [p for p in os.listdir("/proc") if p.isdigit() and stat(p)[1:2] == [str(pm)]]
         pg = proc_cpu(pm, children=True) + sum(proc_cpu(k) for k in kids)
         return time.monotonic(), busy, pg, proc_cpu(self.server)
-    @staticmethod
-    def ppid(pid):
-        try: return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
-        except OSError: return -1
     def measure(self, run):
         before = self.sample(); res = run()
         time.sleep(0.3)  # let the postmaster reap the run's backends
