@@ -128,7 +128,7 @@ async fn concurrent_sales_are_separate_documents_with_their_own_numbers_stock_an
     let expected: BTreeSet<String> = (1..=30).map(|n| format!("-{n}.000")).collect();
     assert_eq!(levels, expected, "every sale saw the level after itself");
     let ledger: Vec<String> = sqlx::query_scalar(
-        "SELECT m.quantity_after::text FROM stock_movements m WHERE m.reason_code = 'sale' ORDER BY m.quantity_after DESC",
+        "SELECT g.quantity_after::text FROM stock_ledger g WHERE g.reason_code = 'sale' ORDER BY g.quantity_after DESC",
     )
     .fetch_all(&shop.app.pool)
     .await

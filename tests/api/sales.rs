@@ -101,6 +101,134 @@ async fn a_sale_is_priced_numbered_stored_and_takes_stock() {
     assert_eq!(record["after"]["stock"][0]["delta"], "-2");
 }
 
+/// A `stock_ledger` row: product, reason, delta, level after, line number, location.
+type LedgerRow = (String, String, String, Option<String>, Option<i32>, String);
+
+#[tokio::test]
+async fn a_sales_tracked_lines_are_its_stock_movements() {
+    let shop = Shop::open().await;
+    let pen = shop.product("PEN", "2.50", &shop.standard, true).await;
+    let bread = shop.product("BREAD", "1.99", &shop.reduced, false).await;
+    let adjust = shop
+        .app
+        .post_as(
+            "/api/v1/stock/adjustments",
+            &shop.manager,
+            &json!({"product_id": pen, "quantity_delta": "10", "reason_code": "received"}),
+        )
+        .await;
+    assert_eq!(adjust.status(), 201);
+    shop.open_session("0").await;
+    // The pen on two lines, the untracked bread between them.
+    let body = json!({
+        "register_id": shop.register,
+        "lines": [{"product_id": pen, "quantity": "2"}, {"product_id": bread, "quantity": "1"},
+                  {"product_id": pen, "quantity": "1"}],
+        "payments": [{"method": "card", "amount": "9.49"}],
+    });
+    let response = shop.sell(&shop.cashier, "ledger-1", &body).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let sale: Value = response.json().await.unwrap();
+    let id = sale["id"].as_str().unwrap();
+    assert_eq!(shop.stock(&pen).await.as_deref(), Some("7.000"));
+
+    // One ledger: the adjustment, then each tracked line with the level right after it.
+    let ledger: Vec<LedgerRow> = sqlx::query_as(
+        "SELECT product_id::text, reason_code, quantity_delta::text, quantity_after::text, line_no, location_id::text \
+         FROM stock_ledger ORDER BY created_at, line_no NULLS FIRST",
+    )
+    .fetch_all(&shop.app.pool)
+    .await
+    .unwrap();
+    let at = shop.location.clone();
+    assert_eq!(
+        ledger,
+        vec![
+            (
+                pen.clone(),
+                "received".into(),
+                "10.000".into(),
+                Some("10.000".into()),
+                None,
+                at.clone()
+            ),
+            (
+                pen.clone(),
+                "sale".into(),
+                "-2.000".into(),
+                Some("8.000".into()),
+                Some(1),
+                at.clone()
+            ),
+            (
+                pen.clone(),
+                "sale".into(),
+                "-1.000".into(),
+                Some("7.000".into()),
+                Some(3),
+                at.clone()
+            ),
+        ]
+    );
+    let documents: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT document_id::text FROM stock_ledger WHERE reason_code = 'sale'")
+            .fetch_all(&shop.app.pool)
+            .await
+            .unwrap();
+    assert_eq!(documents, vec![Some(id.to_owned()); 2]);
+
+    // The audit record says the same, line by line.
+    let audit: Value = shop
+        .app
+        .get_as("/api/v1/audit?entity=sale", &shop.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stock = &audit["items"][0]["after"]["stock"];
+    assert_eq!(
+        stock,
+        &json!([
+            {"product_id": pen, "location_id": at, "line_no": 1, "delta": "-2", "quantity": "8.000"},
+            {"product_id": pen, "location_id": at, "line_no": 3, "delta": "-1", "quantity": "7.000"},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_a_sale_on_another_registers_session() {
+    let shop = Shop::open().await;
+    let session = shop.open_session("0").await;
+    let other: Value = shop
+        .app
+        .post_as(
+            "/api/v1/registers",
+            &shop.admin,
+            &json!({"name": "Second till", "location_id": shop.location}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let refused = sqlx::query(
+        "INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
+           status, currency, prices_include_tax, net, tax, total, change_due, created_at, location_id) \
+         SELECT gen_random_uuid(), $1::uuid, $2::uuid, opened_by, 2026, 1, 'X-1', 'completed', 'EUR', true, 0, 0, 0, 0, now(), $3::uuid \
+         FROM cash_sessions WHERE id = $2::uuid",
+    )
+    .bind(other["id"].as_str().unwrap())
+    .bind(&session)
+    .bind(&shop.location)
+    .execute(&shop.app.pool)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        refused.as_database_error().and_then(|e| e.constraint()),
+        Some("sales_cash_session_register_fkey"),
+        "{refused}"
+    );
+}
+
 #[tokio::test]
 async fn discounts_cash_rounding_and_payment_rules() {
     let shop = Shop::open().await;

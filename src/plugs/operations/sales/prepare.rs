@@ -366,12 +366,12 @@ impl PreparedSale {
         }
     }
 
-    /// The tracked goods it takes off stock: (product, quantity).
-    pub fn tracked_goods(&self) -> Vec<(Uuid, Decimal)> {
-        self.lines
-            .iter()
-            .filter(|(p, _)| p.track_stock)
-            .map(|(p, l)| (p.id, l.quantity))
+    /// The lines that take a tracked product off stock: (line number, product, quantity).
+    pub fn tracked_lines(&self) -> Vec<(i32, Uuid, Decimal)> {
+        (1..)
+            .zip(&self.lines)
+            .filter(|(_, (p, _))| p.track_stock)
+            .map(|(line_no, (p, l))| (line_no, p.id, l.quantity))
             .collect()
     }
 

@@ -5,8 +5,9 @@
 //! register order), leaves out sales whose register has none and sales whose client-made id
 //! exists already, advances each (register, year) receipt counter by the number of its sales that
 //! are written (in key order) and numbers them in batch order, claims their idempotency keys,
-//! inserts the sales with their lines, payments and tax buckets, takes their goods off stock
-//! (levels in product order) and appends one audit record per sale. All writers run this same
+//! inserts the sales with their payments and tax buckets, takes their goods off stock (levels in
+//! product order), inserts their lines (a tracked line with its product's level right after it:
+//! the line is that stock movement) and appends one audit record per sale. All writers run this same
 //! statement, whose parts PostgreSQL runs in the same order every time (sessions, then counters,
 //! then the rows that depend on the numbers), each part taking its rows in key order: concurrent
 //! batches wait for each other but do not deadlock (should the database ever break one, the batch
@@ -55,12 +56,12 @@ enum Plan {
     Candidate,
 }
 
-/// The sales' own CTEs, before the key, stock and audit parts. `$1` is the recording time.
+/// The sales' own CTEs, before the key, stock, line and audit parts. `$1` is the recording time.
 const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::int[], $7::uuid[], \
          $8::text[], $9::bool[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[], $15::text[], \
-         $16::bytea[], $17::uuid[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $51::bool[]) \
+         $16::bytea[], $17::uuid[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $50::bool[], $51::uuid[]) \
        WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
-         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, ord)), \
+         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, ord)), \
      taken AS (SELECT c.ord FROM cand c, LATERAL (SELECT 1 FROM sales s WHERE s.id = c.id LIMIT 1) x WHERE c.client), \
      open AS (SELECT register_id, id AS session_id FROM cash_sessions WHERE register_id = ANY($23) AND status = 'open' \
        ORDER BY register_id FOR SHARE), \
@@ -77,32 +78,36 @@ const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $
          LATERAL (SELECT k.last_number - g.n + f.rn AS seq) q), \
      keys_in AS (SELECT 'sales'::text AS scope, key, request_hash, id AS resource_id, cashier_id AS user_id FROM w), \
      sales_in AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
-         status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at) \
-       SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $1 \
+         status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, location_id) \
+       SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $1, location_id \
        FROM w ORDER BY ord), \
-     lines_in AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, unit_price, discount, \
-         total, tax_class_id, tax_rate) \
-       SELECT * FROM unnest($24::uuid[], $25::int[], $26::uuid[], $27::text[], $28::text[], $29::numeric[], $30::numeric[], \
-         $31::numeric[], $32::numeric[], $33::numeric[], $34::uuid[], $35::numeric[]) AS l(sale_id) \
-       WHERE l.sale_id IN (SELECT id FROM w)), \
      payments_in AS (INSERT INTO sale_payments (sale_id, line_no, method, amount) \
        SELECT * FROM unnest($36::uuid[], $37::int[], $38::text[], $39::numeric[]) AS p(sale_id) WHERE p.sale_id IN (SELECT id FROM w)), \
      taxes_in AS (INSERT INTO sale_taxes (sale_id, rate, net, tax, gross) \
        SELECT * FROM unnest($40::uuid[], $41::numeric[], $42::numeric[], $43::numeric[], $44::numeric[]) AS t(sale_id) \
        WHERE t.sale_id IN (SELECT id FROM w)), \
-     stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.movement_id, m.document_id, m.user_id, 'sale'::text AS reason_code, m.ord \
-       FROM unnest($45::uuid[], $46::uuid[], $47::numeric[], $48::uuid[], $49::uuid[], $50::uuid[]) \
-         WITH ORDINALITY AS m(product_id, location_id, delta, movement_id, document_id, user_id, ord) \
+     stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.document_id, m.line_no, m.ord \
+       FROM unnest($45::uuid[], $46::uuid[], $47::numeric[], $48::uuid[], $49::int[]) \
+         WITH ORDINALITY AS m(product_id, location_id, delta, document_id, line_no, ord) \
        WHERE m.document_id IN (SELECT id FROM w))";
 
+/// The written sales' lines, after [`TAKE_CTES`]: a tracked line carries its product's level
+/// right after it, which makes the line that product's stock movement (the `stock_ledger` view).
+const LINES_IN: &str = "lines_in AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, \
+         unit_price, discount, total, tax_class_id, tax_rate, stock_after) \
+       SELECT l.*, a.quantity_after FROM unnest($24::uuid[], $25::int[], $26::uuid[], $27::text[], $28::text[], $29::numeric[], \
+         $30::numeric[], $31::numeric[], $32::numeric[], $33::numeric[], $34::uuid[], $35::numeric[]) AS l(sale_id, line_no) \
+         LEFT JOIN stock_after a ON a.document_id = l.sale_id AND a.line_no = l.line_no \
+       WHERE l.sale_id IN (SELECT id FROM w))";
+
 /// One audit record per written sale: what the request knew, with the receipt number, the
-/// session and each stock level right after the sale added.
+/// session and, per tracked line, its product's level right after it added.
 const AUDIT_IN: &str = "audit_in AS (SELECT w.audit_id AS id, w.cashier_id AS actor_user_id, w.username AS actor_username, \
        w.role AS actor_role, w.workstation_id, NULL::uuid AS branch_id, 'operations.sales'::text AS module, 'sale'::text AS entity, \
        w.id::text AS entity_id, 'sale.complete'::text AS action, NULL::text AS before_json, \
        (w.audit_base::jsonb || jsonb_build_object('receipt_number', w.number, 'cash_session_id', w.session_id, 'stock', \
          COALESCE((SELECT jsonb_agg(jsonb_build_object('product_id', a.product_id, 'location_id', a.location_id, \
-                     'delta', a.delta::text, 'quantity', a.quantity_after::text) ORDER BY a.ord) \
+                     'line_no', a.line_no, 'delta', a.delta::text, 'quantity', a.quantity_after::text) ORDER BY a.ord) \
                    FROM stock_after a WHERE a.document_id = w.id), '[]'::jsonb)))::text AS after_json, \
        NULL::text AS reason_code, NULL::text AS approval_ref, w.request_id \
      FROM w ORDER BY w.ord)";
@@ -114,7 +119,7 @@ const RESULT: &str = "SELECT c.ord, w.session_id, w.number, c.ord IN (SELECT ord
 /// The one statement that records a batch.
 static WRITE: LazyLock<AuditedStatement> = LazyLock::new(|| {
     AuditedStatement::new(
-        &format!("{SALE_CTES}, {CLAIM_CTE}, {TAKE_CTES}, {AUDIT_IN}"),
+        &format!("{SALE_CTES}, {CLAIM_CTE}, {TAKE_CTES}, {LINES_IN}, {AUDIT_IN}"),
         RESULT,
     )
 });
@@ -209,10 +214,10 @@ async fn write(
             .bind(&c.stock.product_id)
             .bind(&c.stock.location_id)
             .bind(&c.stock.delta)
-            .bind(&c.stock.movement_id)
             .bind(&c.stock.document_id)
-            .bind(&c.stock.user_id)
+            .bind(&c.stock.line_no)
             .bind(&c.client)
+            .bind(&c.location_id)
             .fetch_all(pool)
             .await?;
         WRITE.committed();
@@ -321,6 +326,8 @@ struct SaleColumns {
     request_id: Vec<Option<String>>,
     /// The id came from the client (so it may exist already).
     client: Vec<bool>,
+    /// Where each sale takes its goods from (its register's location).
+    location_id: Vec<Uuid>,
     /// The batch's registers, sorted: their sessions are locked in this order.
     registers: Vec<Uuid>,
     l_sale: Vec<Uuid>,
@@ -389,6 +396,7 @@ impl SaleColumns {
             c.workstation_id.push(prepared.actor.workstation_id.clone());
             c.request_id.push(prepared.actor.request_id.clone());
             c.client.push(prepared.client_id);
+            c.location_id.push(prepared.location_id);
             c.registers.push(sale.register_id);
             for ((line_no, (product, input)), total) in
                 (1..).zip(&prepared.lines).zip(&priced.line_totals)
@@ -419,12 +427,8 @@ impl SaleColumns {
                 c.t_tax.push(t.tax);
                 c.t_gross.push(t.gross);
             }
-            c.stock.push(
-                sale.id,
-                prepared.location_id,
-                sale.cashier_id,
-                &prepared.tracked_goods(),
-            );
+            c.stock
+                .push(sale.id, prepared.location_id, &prepared.tracked_lines());
             provisional.push(Some(sale));
         }
         c.registers.sort_unstable();
