@@ -13,15 +13,7 @@ async fn a_sale_is_priced_numbered_stored_and_takes_stock() {
     let shop = Shop::open().await;
     let pen = shop.product("PEN", "2.50", &shop.standard, true).await;
     let bread = shop.product("BREAD", "1.99", &shop.reduced, false).await;
-    let adjust = shop
-        .app
-        .post_as(
-            "/api/v1/stock/adjustments",
-            &shop.manager,
-            &json!({"product_id": pen, "quantity_delta": "10", "reason_code": "received"}),
-        )
-        .await;
-    assert_eq!(adjust.status(), 201);
+    shop.receive(&pen, "10").await;
     let session = shop.open_session("100.00").await;
 
     let body = json!({
@@ -109,15 +101,7 @@ async fn a_sales_tracked_lines_are_its_stock_movements() {
     let shop = Shop::open().await;
     let pen = shop.product("PEN", "2.50", &shop.standard, true).await;
     let bread = shop.product("BREAD", "1.99", &shop.reduced, false).await;
-    let adjust = shop
-        .app
-        .post_as(
-            "/api/v1/stock/adjustments",
-            &shop.manager,
-            &json!({"product_id": pen, "quantity_delta": "10", "reason_code": "received"}),
-        )
-        .await;
-    assert_eq!(adjust.status(), 201);
+    shop.receive(&pen, "10").await;
     shop.open_session("0").await;
     // The pen on two lines, the untracked bread between them.
     let body = json!({

@@ -85,6 +85,19 @@ impl Shop {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// Receives `quantity` of `product` into stock at the register's location, as the manager.
+    pub async fn receive(&self, product: &str, quantity: &str) {
+        let response = self
+            .app
+            .post_as(
+                "/api/v1/stock/adjustments",
+                &self.manager,
+                &json!({"product_id": product, "quantity_delta": quantity, "reason_code": "received"}),
+            )
+            .await;
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+
     /// Opens a cash session on the register as the cashier; returns its id.
     pub async fn open_session(&self, float: &str) -> String {
         let response = self
