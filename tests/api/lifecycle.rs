@@ -174,6 +174,10 @@ async fn zero_config_start_survives_postgres_dying_and_stops_cleanly() {
         postgres.iter().any(|p| p.contains("listen_addresses=")),
         "no TCP listener: {postgres:?}"
     );
+    assert!(
+        postgres.iter().any(|p| p.contains("wal_init_zero=off")),
+        "new WAL segments are not zero-filled while sales wait: {postgres:?}"
+    );
     let token = data.join("setup-token");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
