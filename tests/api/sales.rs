@@ -11,9 +11,7 @@ use crate::shop::Shop;
 #[tokio::test]
 async fn a_sale_is_priced_numbered_stored_and_takes_stock() {
     let shop = Shop::open().await;
-    let pen = shop.product("PEN", "2.50", &shop.standard, true).await;
-    let bread = shop.product("BREAD", "1.99", &shop.reduced, false).await;
-    shop.receive(&pen, "10").await;
+    let (pen, bread) = shop.pen_and_bread().await;
     let session = shop.open_session("100.00").await;
 
     let body = json!({
@@ -99,9 +97,7 @@ type LedgerRow = (String, String, String, Option<String>, Option<i32>, String);
 #[tokio::test]
 async fn a_sales_tracked_lines_are_its_stock_movements() {
     let shop = Shop::open().await;
-    let pen = shop.product("PEN", "2.50", &shop.standard, true).await;
-    let bread = shop.product("BREAD", "1.99", &shop.reduced, false).await;
-    shop.receive(&pen, "10").await;
+    let (pen, bread) = shop.pen_and_bread().await;
     shop.open_session("0").await;
     // The pen on two lines, the untracked bread between them.
     let body = json!({

@@ -85,6 +85,15 @@ impl Shop {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// The two products the basic sale tests use: a pen at 2.50 (standard rate, stock tracked,
+    /// 10 received) and a bread at 1.99 (reduced rate, not tracked); returns their ids.
+    pub async fn pen_and_bread(&self) -> (String, String) {
+        let pen = self.product("PEN", "2.50", &self.standard, true).await;
+        let bread = self.product("BREAD", "1.99", &self.reduced, false).await;
+        self.receive(&pen, "10").await;
+        (pen, bread)
+    }
+
     /// Receives `quantity` of `product` into stock at the register's location, as the manager.
     pub async fn receive(&self, product: &str, quantity: &str) {
         let response = self
