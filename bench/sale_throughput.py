@@ -79,12 +79,17 @@ def main():
     ap.add_argument("--seconds", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--floors", action="store_true")
-    ap.add_argument("--clients", default="8,32", help="comma-separated client counts (default 8,32)")
+    def client_counts(text):
+        try: counts = [int(c) for c in text.split(",")]
+        except ValueError: counts = []
+        if not counts or min(counts) < 1: raise argparse.ArgumentTypeError(f"not a list of client counts: {text!r} (e.g. 8,32)")
+        return counts
+    ap.add_argument("--clients", type=client_counts, default=[8, 32], help="comma-separated client counts (default 8,32)")
     ap.add_argument("--binary", default=os.path.join(HERE, "../target/release/plugpos"))
     ap.add_argument("--load", default=os.path.join(HERE, "../target/release/examples/sale_load"))
     ap.add_argument("--shared", default=os.environ.get("SHARED_BENCH", os.path.join(HERE, "../../shared/bench")))
     args = ap.parse_args()
-    loads = [int(c) for c in args.clients.split(",")]
+    loads = args.clients
     root = tempfile.mkdtemp(prefix="plugpos-bench-sale-", dir="/tmp"); os.chmod(root, 0o777)
     data = os.path.join(root, "data"); port = free_port(); base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGPOS_")}; env["PLUGPOS_LOG__STDOUT"] = "false"
