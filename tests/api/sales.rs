@@ -175,6 +175,45 @@ async fn a_sales_tracked_lines_are_its_stock_movements() {
     );
 }
 
+/// Inserts a sale row by hand (as someone with database access might) on `register` in session
+/// `session`, with these payment and tax arrays; gives the constraint that refused it, if any.
+async fn insert_sale_by_hand(
+    shop: &Shop,
+    register: &str,
+    session: &str,
+    payments: (&str, &str),
+    taxes: [&str; 4],
+) -> Option<String> {
+    let result = sqlx::query(
+        "INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
+           status, currency, prices_include_tax, net, tax, total, change_due, created_at, location_id, \
+           payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses) \
+         SELECT gen_random_uuid(), $1::uuid, $2::uuid, opened_by, 2026, 999, 'X-999', 'completed', 'EUR', true, 0, 0, 0, 0, \
+           now(), $3::uuid, $4::text[], $5::numeric[], $6::numeric[], $7::numeric[], $8::numeric[], $9::numeric[] \
+         FROM cash_sessions WHERE id = $2::uuid",
+    )
+    .bind(register)
+    .bind(session)
+    .bind(&shop.location)
+    .bind(payments.0)
+    .bind(payments.1)
+    .bind(taxes[0])
+    .bind(taxes[1])
+    .bind(taxes[2])
+    .bind(taxes[3])
+    .execute(&shop.app.pool)
+    .await;
+    match result {
+        Ok(_) => None,
+        Err(e) => Some(
+            e.as_database_error()
+                .and_then(|d| d.constraint())
+                .map(str::to_owned)
+                .unwrap_or_else(|| panic!("refused without a constraint: {e}")),
+        ),
+    }
+}
+
 #[tokio::test]
 async fn the_database_refuses_a_sale_on_another_registers_session() {
     let shop = Shop::open().await;
@@ -190,22 +229,108 @@ async fn the_database_refuses_a_sale_on_another_registers_session() {
         .json()
         .await
         .unwrap();
-    let refused = sqlx::query(
-        "INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
-           status, currency, prices_include_tax, net, tax, total, change_due, created_at, location_id) \
-         SELECT gen_random_uuid(), $1::uuid, $2::uuid, opened_by, 2026, 1, 'X-1', 'completed', 'EUR', true, 0, 0, 0, 0, now(), $3::uuid \
-         FROM cash_sessions WHERE id = $2::uuid",
-    )
-    .bind(other["id"].as_str().unwrap())
-    .bind(&session)
-    .bind(&shop.location)
-    .execute(&shop.app.pool)
-    .await
-    .unwrap_err();
+    let no_taxes = ["{}", "{}", "{}", "{}"];
     assert_eq!(
-        refused.as_database_error().and_then(|e| e.constraint()),
-        Some("sales_cash_session_register_fkey"),
-        "{refused}"
+        insert_sale_by_hand(
+            &shop,
+            other["id"].as_str().unwrap(),
+            &session,
+            ("{}", "{}"),
+            no_taxes
+        )
+        .await,
+        Some("sales_cash_session_register_fkey".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_payments_and_taxes_that_do_not_line_up() {
+    let shop = Shop::open().await;
+    let session = shop.open_session("0").await;
+    let register = shop.register.clone();
+    let tax = ["{0.19}", "{1.68}", "{0.32}", "{2.00}"];
+    let payments = "sales_payments_check";
+    let taxes = "sales_taxes_check";
+    for (pay, bucket, refused_by) in [
+        (("{cash}", "{1,2}"), tax, payments),
+        (("{cash,cheque}", "{1,2}"), tax, payments),
+        (("{cash}", "{0}"), tax, payments),
+        (("{cash,NULL}", "{1,2}"), tax, payments),
+        (("{cash}", "{NULL}"), tax, payments),
+        (("{{cash},{card}}", "{1,2}"), tax, payments),
+        (
+            ("{cash}", "{2}"),
+            ["{0.19,0.07}", "{1.68}", "{0.32}", "{2.00}"],
+            taxes,
+        ),
+        (
+            ("{cash}", "{2}"),
+            ["{0.19,0.07}", "{1,1}", "{0,0}", "{1,1}"],
+            taxes,
+        ),
+        (
+            ("{cash}", "{2}"),
+            ["{0.07,0.07}", "{1,1}", "{0,0}", "{1,1}"],
+            taxes,
+        ),
+        (
+            ("{cash}", "{2}"),
+            ["{NULL}", "{1.68}", "{0.32}", "{2.00}"],
+            taxes,
+        ),
+        (
+            ("{cash}", "{2}"),
+            ["{0.19}", "{1.68}", "{NULL}", "{2.00}"],
+            taxes,
+        ),
+    ] {
+        assert_eq!(
+            insert_sale_by_hand(&shop, &register, &session, pay, bucket)
+                .await
+                .as_deref(),
+            Some(refused_by),
+            "{pay:?} {bucket:?}"
+        );
+    }
+    // The same row with arrays that line up is accepted, and reads back as its payments and buckets.
+    assert_eq!(
+        insert_sale_by_hand(
+            &shop,
+            &register,
+            &session,
+            ("{card,cash}", "{1.5,0.5}"),
+            ["{0.07,0.19}", "{0.93,0.84}", "{0.07,0.16}", "{1.00,1.00}"]
+        )
+        .await,
+        None
+    );
+    let read: Vec<(i32, String, rust_decimal::Decimal)> = sqlx::query_as(
+        "SELECT p.line_no, p.method, p.amount FROM sale_payments p JOIN sales s ON s.id = p.sale_id \
+         WHERE s.receipt_number = 'X-999' ORDER BY p.line_no",
+    )
+    .fetch_all(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        read,
+        [
+            (1, "card".to_owned(), "1.5".parse().unwrap()),
+            (2, "cash".to_owned(), "0.5".parse().unwrap())
+        ]
+    );
+    let buckets: Vec<(String, String)> = sqlx::query_as(
+        "SELECT t.rate::text, t.tax::text FROM sale_taxes t JOIN sales s ON s.id = t.sale_id \
+         WHERE s.receipt_number = 'X-999' ORDER BY t.rate",
+    )
+    .fetch_all(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        buckets,
+        [
+            ("0.070000".to_owned(), "0.0700".to_owned()),
+            ("0.190000".to_owned(), "0.1600".to_owned())
+        ]
     );
 }
 
@@ -583,8 +708,9 @@ async fn completed_sales_are_immutable_in_the_database() {
         "UPDATE sales SET receipt_number = 'X' WHERE id = $1",
         "DELETE FROM sales WHERE id = $1",
         "UPDATE sale_lines SET quantity = 5 WHERE sale_id = $1",
-        "DELETE FROM sale_payments WHERE sale_id = $1",
-        "UPDATE sale_taxes SET tax = 0 WHERE sale_id = $1",
+        "UPDATE sales SET payment_amounts = '{1}' WHERE id = $1",
+        "UPDATE sales SET payment_methods = payment_methods || '{card}' WHERE id = $1",
+        "UPDATE sales SET tax_amounts = '{0}' WHERE id = $1",
     ] {
         let error = sqlx::query(sql)
             .bind(id)
@@ -601,4 +727,104 @@ async fn completed_sales_are_immutable_in_the_database() {
         .await
         .unwrap();
     assert_eq!(read, sale);
+}
+
+/// Migration 0014 moved each sale's payments and tax buckets from their own tables into arrays on
+/// its row. A database recorded before it (rebuilt here: the two tables as 0010 made them, filled
+/// from the sales, the arrays gone) reads back the same after the upgrade.
+#[tokio::test]
+async fn sales_recorded_before_0014_read_the_same_after_it() {
+    let shop = Shop::open().await;
+    let (pen, bread) = shop.pen_and_bread().await;
+    let session = shop.open_session("50").await;
+    let mut ids = Vec::new();
+    for (key, payments) in [
+        ("u-1", json!([{"method": "cash", "amount": "20"}])),
+        (
+            "u-2",
+            json!([{"method": "card", "amount": "5.00"}, {"method": "cash", "amount": "2.00"}]),
+        ),
+    ] {
+        let body = json!({
+            "register_id": shop.register,
+            "lines": [{"product_id": pen, "quantity": "2"}, {"product_id": bread, "quantity": "1"}],
+            "payments": payments,
+        });
+        let sale: Value = shop
+            .sell(&shop.cashier, key, &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.push(sale["id"].as_str().unwrap().to_owned());
+    }
+    let read = || async {
+        let mut bodies = Vec::new();
+        for id in &ids {
+            let sale: Value = shop
+                .app
+                .get_as(&format!("/api/v1/sales/{id}"), &shop.cashier)
+                .await
+                .json()
+                .await
+                .unwrap();
+            bodies.push(sale);
+        }
+        let report: Value = shop
+            .app
+            .get_as(
+                &format!("/api/v1/cash-sessions/{session}/report"),
+                &shop.manager,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        (bodies, report)
+    };
+    let before = read().await;
+    assert_eq!(before.0[1]["payments"].as_array().unwrap().len(), 2);
+    assert_eq!(before.0[1]["taxes"].as_array().unwrap().len(), 2);
+
+    let pool = &shop.app.pool;
+    let mut tx = pool.begin().await.unwrap();
+    for sql in [
+        "DROP VIEW sale_payments, sale_taxes",
+        "CREATE TABLE sale_payments (sale_id uuid NOT NULL REFERENCES sales (id), line_no int NOT NULL CHECK (line_no > 0), \
+           method text NOT NULL CHECK (method IN ('cash', 'card', 'voucher', 'other')), \
+           amount numeric(14,4) NOT NULL CHECK (amount > 0), PRIMARY KEY (sale_id, line_no))",
+        "CREATE TABLE sale_taxes (sale_id uuid NOT NULL REFERENCES sales (id), rate numeric(7,6) NOT NULL, \
+           net numeric(14,4) NOT NULL, tax numeric(14,4) NOT NULL, gross numeric(14,4) NOT NULL, PRIMARY KEY (sale_id, rate))",
+        "INSERT INTO sale_payments SELECT s.id, p.no, p.method, p.amount \
+           FROM sales s, unnest(s.payment_methods, s.payment_amounts) WITH ORDINALITY AS p(method, amount, no)",
+        "INSERT INTO sale_taxes SELECT s.id, t.* FROM sales s, unnest(s.tax_rates, s.tax_nets, s.tax_amounts, s.tax_grosses) AS t",
+        "ALTER TABLE sales DROP CONSTRAINT sales_payments_check, DROP CONSTRAINT sales_taxes_check, \
+           DROP COLUMN payment_methods, DROP COLUMN payment_amounts, DROP COLUMN tax_rates, DROP COLUMN tax_nets, \
+           DROP COLUMN tax_amounts, DROP COLUMN tax_grosses",
+        "DROP FUNCTION strictly_ascending(numeric[])",
+        "DELETE FROM _sqlx_migrations WHERE version = 14",
+    ] {
+        sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let counts: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM sale_payments), (SELECT count(*) FROM sale_taxes)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(counts, (3, 4), "the pre-0014 tables hold the sales' rows");
+
+    assert_eq!(
+        plugpos::core::db::migrations::apply(pool).await.unwrap(),
+        [14]
+    );
+    assert_eq!(read().await, before);
+    // And they are as immutable as before.
+    let error = sqlx::query("UPDATE sales SET payment_amounts = '{7}' WHERE id = $1::uuid")
+        .bind(&ids[1])
+        .execute(pool)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("immutable"), "{error}");
 }

@@ -59,9 +59,10 @@ enum Plan {
 /// The sales' own CTEs, before the key, stock, line and audit parts. `$1` is the recording time.
 const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::int[], $7::uuid[], \
          $8::text[], $9::bool[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[], $15::text[], \
-         $16::bytea[], $17::uuid[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $50::bool[], $51::uuid[]) \
+         $16::bytea[], $17::uuid[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $47::bool[], $48::uuid[], \
+         $36::text[], $37::text[], $38::text[], $39::text[], $40::text[], $41::text[]) \
        WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
-         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, ord)), \
+         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, pm, pa, tr, tn, tt, tg, ord)), \
      taken AS (SELECT c.ord FROM cand c, LATERAL (SELECT 1 FROM sales s WHERE s.id = c.id LIMIT 1) x WHERE c.client), \
      open AS (SELECT register_id, id AS session_id FROM cash_sessions WHERE register_id = ANY($23) AND status = 'open' \
        ORDER BY register_id FOR SHARE), \
@@ -78,16 +79,13 @@ const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $
          LATERAL (SELECT k.last_number - g.n + f.rn AS seq) q), \
      keys_in AS (SELECT 'sales'::text AS scope, key, request_hash, id AS resource_id, cashier_id AS user_id FROM w), \
      sales_in AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
-         status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, location_id) \
-       SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $1, location_id \
+         status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, location_id, \
+         payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses) \
+       SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $1, location_id, \
+         pm::text[], pa::numeric[], tr::numeric[], tn::numeric[], tt::numeric[], tg::numeric[] \
        FROM w ORDER BY ord), \
-     payments_in AS (INSERT INTO sale_payments (sale_id, line_no, method, amount) \
-       SELECT * FROM unnest($36::uuid[], $37::int[], $38::text[], $39::numeric[]) AS p(sale_id) WHERE p.sale_id IN (SELECT id FROM w)), \
-     taxes_in AS (INSERT INTO sale_taxes (sale_id, rate, net, tax, gross) \
-       SELECT * FROM unnest($40::uuid[], $41::numeric[], $42::numeric[], $43::numeric[], $44::numeric[]) AS t(sale_id) \
-       WHERE t.sale_id IN (SELECT id FROM w)), \
      stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.document_id, m.line_no, m.ord \
-       FROM unnest($45::uuid[], $46::uuid[], $47::numeric[], $48::uuid[], $49::int[]) \
+       FROM unnest($42::uuid[], $43::uuid[], $44::numeric[], $45::uuid[], $46::int[]) \
          WITH ORDINALITY AS m(product_id, location_id, delta, document_id, line_no, ord) \
        WHERE m.document_id IN (SELECT id FROM w))";
 
@@ -202,15 +200,12 @@ async fn write(
             .bind(&c.l_total)
             .bind(&c.l_tax_class)
             .bind(&c.l_tax_rate)
-            .bind(&c.p_sale)
-            .bind(&c.p_no)
-            .bind(&c.p_method)
-            .bind(&c.p_amount)
-            .bind(&c.t_sale)
-            .bind(&c.t_rate)
-            .bind(&c.t_net)
-            .bind(&c.t_tax)
-            .bind(&c.t_gross)
+            .bind(&c.payment_methods)
+            .bind(&c.payment_amounts)
+            .bind(&c.tax_rates)
+            .bind(&c.tax_nets)
+            .bind(&c.tax_amounts)
+            .bind(&c.tax_grosses)
             .bind(&c.stock.product_id)
             .bind(&c.stock.location_id)
             .bind(&c.stock.delta)
@@ -342,15 +337,14 @@ struct SaleColumns {
     l_total: Vec<Decimal>,
     l_tax_class: Vec<Uuid>,
     l_tax_rate: Vec<Decimal>,
-    p_sale: Vec<Uuid>,
-    p_no: Vec<i32>,
-    p_method: Vec<String>,
-    p_amount: Vec<Decimal>,
-    t_sale: Vec<Uuid>,
-    t_rate: Vec<Decimal>,
-    t_net: Vec<Decimal>,
-    t_tax: Vec<Decimal>,
-    t_gross: Vec<Decimal>,
+    /// Per sale, its payments' methods and amounts and its tax buckets' rates, nets, taxes and
+    /// grosses, each as one array literal (the statement casts them to the sale's array columns).
+    payment_methods: Vec<String>,
+    payment_amounts: Vec<String>,
+    tax_rates: Vec<String>,
+    tax_nets: Vec<String>,
+    tax_amounts: Vec<String>,
+    tax_grosses: Vec<String>,
     stock: TakeColumns,
 }
 
@@ -414,19 +408,19 @@ impl SaleColumns {
                 c.l_tax_class.push(product.tax_class_id);
                 c.l_tax_rate.push(input.tax_rate);
             }
-            for (line_no, (method, amount)) in (1..).zip(&prepared.payments) {
-                c.p_sale.push(sale.id);
-                c.p_no.push(line_no);
-                c.p_method.push(method.clone());
-                c.p_amount.push(*amount);
-            }
-            for t in &priced.taxes {
-                c.t_sale.push(sale.id);
-                c.t_rate.push(t.rate);
-                c.t_net.push(t.net);
-                c.t_tax.push(t.tax);
-                c.t_gross.push(t.gross);
-            }
+            let payments = &prepared.payments;
+            c.payment_methods
+                .push(array_literal(payments.iter().map(|(method, _)| method)));
+            c.payment_amounts
+                .push(array_literal(payments.iter().map(|(_, amount)| amount)));
+            let taxes = &priced.taxes;
+            c.tax_rates
+                .push(array_literal(taxes.iter().map(|t| t.rate)));
+            c.tax_nets.push(array_literal(taxes.iter().map(|t| t.net)));
+            c.tax_amounts
+                .push(array_literal(taxes.iter().map(|t| t.tax)));
+            c.tax_grosses
+                .push(array_literal(taxes.iter().map(|t| t.gross)));
             c.stock
                 .push(sale.id, prepared.location_id, &prepared.tracked_lines());
             provisional.push(Some(sale));
@@ -434,5 +428,44 @@ impl SaleColumns {
         c.registers.sort_unstable();
         c.registers.dedup();
         (c, provisional)
+    }
+}
+
+/// `items` as a PostgreSQL array literal, each element quoted (`{"cash","card"}`): one sale's
+/// payments or tax buckets travel as one element of a text array, since a statement cannot take an
+/// array of arrays of different lengths.
+fn array_literal<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let mut literal = String::from("{");
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        literal.push('"');
+        for ch in item.to_string().chars() {
+            if ch == '"' || ch == '\\' {
+                literal.push('\\');
+            }
+            literal.push(ch);
+        }
+        literal.push('"');
+    }
+    literal.push('}');
+    literal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::array_literal;
+    use rust_decimal::Decimal;
+
+    #[test]
+    fn array_literals_quote_every_element() {
+        assert_eq!(array_literal(["cash", "card"]), r#"{"cash","card"}"#);
+        assert_eq!(array_literal(Vec::<Decimal>::new()), "{}");
+        assert_eq!(
+            array_literal([Decimal::new(1999, 2), Decimal::new(-5, 1)]),
+            r#"{"19.99","-0.5"}"#
+        );
+        assert_eq!(array_literal([r#"a"b\c"#]), r#"{"a\"b\\c"}"#);
     }
 }
