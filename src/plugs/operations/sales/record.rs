@@ -60,9 +60,9 @@ enum Plan {
 const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::int[], $7::uuid[], \
          $8::text[], $9::bool[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[], $15::text[], \
          $16::bytea[], $17::uuid[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $47::bool[], $48::uuid[], \
-         $36::text[], $37::text[], $38::text[], $39::text[], $40::text[], $41::text[]) \
+         $49::int[], $50::int[], $51::int[], $52::int[]) \
        WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
-         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, pm, pa, tr, tn, tt, tg, ord)), \
+         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, p_from, p_to, t_from, t_to, ord)), \
      taken AS (SELECT c.ord FROM cand c, LATERAL (SELECT 1 FROM sales s WHERE s.id = c.id LIMIT 1) x WHERE c.client), \
      open AS (SELECT register_id, id AS session_id FROM cash_sessions WHERE register_id = ANY($23) AND status = 'open' \
        ORDER BY register_id FOR SHARE), \
@@ -82,7 +82,8 @@ const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $
          status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, location_id, \
          payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses) \
        SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $1, location_id, \
-         pm::text[], pa::numeric[], tr::numeric[], tn::numeric[], tt::numeric[], tg::numeric[] \
+         ($36::text[])[p_from:p_to], ($37::numeric[])[p_from:p_to], ($38::numeric[])[t_from:t_to], \
+         ($39::numeric[])[t_from:t_to], ($40::numeric[])[t_from:t_to], ($41::numeric[])[t_from:t_to] \
        FROM w ORDER BY ord), \
      stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.document_id, m.line_no, m.ord \
        FROM unnest($42::uuid[], $43::uuid[], $44::numeric[], $45::uuid[], $46::int[]) \
@@ -200,12 +201,12 @@ async fn write(
             .bind(&c.l_total)
             .bind(&c.l_tax_class)
             .bind(&c.l_tax_rate)
-            .bind(&c.payment_methods)
-            .bind(&c.payment_amounts)
-            .bind(&c.tax_rates)
-            .bind(&c.tax_nets)
-            .bind(&c.tax_amounts)
-            .bind(&c.tax_grosses)
+            .bind(&c.p_method)
+            .bind(&c.p_amount)
+            .bind(&c.t_rate)
+            .bind(&c.t_net)
+            .bind(&c.t_tax)
+            .bind(&c.t_gross)
             .bind(&c.stock.product_id)
             .bind(&c.stock.location_id)
             .bind(&c.stock.delta)
@@ -213,6 +214,10 @@ async fn write(
             .bind(&c.stock.line_no)
             .bind(&c.client)
             .bind(&c.location_id)
+            .bind(&c.p_from)
+            .bind(&c.p_to)
+            .bind(&c.t_from)
+            .bind(&c.t_to)
             .fetch_all(pool)
             .await?;
         WRITE.committed();
@@ -337,14 +342,19 @@ struct SaleColumns {
     l_total: Vec<Decimal>,
     l_tax_class: Vec<Uuid>,
     l_tax_rate: Vec<Decimal>,
-    /// Per sale, its payments' methods and amounts and its tax buckets' rates, nets, taxes and
-    /// grosses, each as one array literal (the statement casts them to the sale's array columns).
-    payment_methods: Vec<String>,
-    payment_amounts: Vec<String>,
-    tax_rates: Vec<String>,
-    tax_nets: Vec<String>,
-    tax_amounts: Vec<String>,
-    tax_grosses: Vec<String>,
+    /// The batch's payments and tax buckets, sale after sale; sale `k`'s are elements
+    /// `p_from[k]..=p_to[k]` and `t_from[k]..=t_to[k]` (1-based; none when `to < from`), which
+    /// the statement slices into the sale's array columns.
+    p_method: Vec<String>,
+    p_amount: Vec<Decimal>,
+    t_rate: Vec<Decimal>,
+    t_net: Vec<Decimal>,
+    t_tax: Vec<Decimal>,
+    t_gross: Vec<Decimal>,
+    p_from: Vec<i32>,
+    p_to: Vec<i32>,
+    t_from: Vec<i32>,
+    t_to: Vec<i32>,
     stock: TakeColumns,
 }
 
@@ -408,19 +418,20 @@ impl SaleColumns {
                 c.l_tax_class.push(product.tax_class_id);
                 c.l_tax_rate.push(input.tax_rate);
             }
-            let payments = &prepared.payments;
-            c.payment_methods
-                .push(array_literal(payments.iter().map(|(method, _)| method)));
-            c.payment_amounts
-                .push(array_literal(payments.iter().map(|(_, amount)| amount)));
-            let taxes = &priced.taxes;
-            c.tax_rates
-                .push(array_literal(taxes.iter().map(|t| t.rate)));
-            c.tax_nets.push(array_literal(taxes.iter().map(|t| t.net)));
-            c.tax_amounts
-                .push(array_literal(taxes.iter().map(|t| t.tax)));
-            c.tax_grosses
-                .push(array_literal(taxes.iter().map(|t| t.gross)));
+            c.p_from.push(position_after(c.p_method.len()));
+            for (method, amount) in &prepared.payments {
+                c.p_method.push(method.clone());
+                c.p_amount.push(*amount);
+            }
+            c.p_to.push(position_after(c.p_method.len()) - 1);
+            c.t_from.push(position_after(c.t_rate.len()));
+            for t in &priced.taxes {
+                c.t_rate.push(t.rate);
+                c.t_net.push(t.net);
+                c.t_tax.push(t.tax);
+                c.t_gross.push(t.gross);
+            }
+            c.t_to.push(position_after(c.t_rate.len()) - 1);
             c.stock
                 .push(sale.id, prepared.location_id, &prepared.tracked_lines());
             provisional.push(Some(sale));
@@ -431,41 +442,7 @@ impl SaleColumns {
     }
 }
 
-/// `items` as a PostgreSQL array literal, each element quoted (`{"cash","card"}`): one sale's
-/// payments or tax buckets travel as one element of a text array, since a statement cannot take an
-/// array of arrays of different lengths.
-fn array_literal<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
-    let mut literal = String::from("{");
-    for (i, item) in items.into_iter().enumerate() {
-        if i > 0 {
-            literal.push(',');
-        }
-        literal.push('"');
-        for ch in item.to_string().chars() {
-            if ch == '"' || ch == '\\' {
-                literal.push('\\');
-            }
-            literal.push(ch);
-        }
-        literal.push('"');
-    }
-    literal.push('}');
-    literal
-}
-
-#[cfg(test)]
-mod tests {
-    use super::array_literal;
-    use rust_decimal::Decimal;
-
-    #[test]
-    fn array_literals_quote_every_element() {
-        assert_eq!(array_literal(["cash", "card"]), r#"{"cash","card"}"#);
-        assert_eq!(array_literal(Vec::<Decimal>::new()), "{}");
-        assert_eq!(
-            array_literal([Decimal::new(1999, 2), Decimal::new(-5, 1)]),
-            r#"{"19.99","-0.5"}"#
-        );
-        assert_eq!(array_literal([r#"a"b\c"#]), r#"{"a\"b\\c"}"#);
-    }
+/// The 1-based position of the element after the first `len` of an array.
+fn position_after(len: usize) -> i32 {
+    i32::try_from(len + 1).unwrap_or(i32::MAX)
 }
