@@ -270,6 +270,45 @@ async fn receipt_numbers_follow_the_format_setting_and_grow_past_its_digits() {
     assert_eq!(stored.last().unwrap().rsplit('/').next(), Some("11"));
 }
 
+/// The writer builds a sale's audit `after` as JSON text around what the request knew: a receipt
+/// number with characters JSON must escape still gives a record that parses, with every field.
+#[tokio::test]
+async fn a_sales_audit_record_is_json_whatever_its_receipt_number_holds() {
+    let shop = Shop::open().await;
+    shop.set("numbering.receipt_format", json!("R\"\\{number}"))
+        .await;
+    let (pen, bread) = shop.pen_and_bread().await;
+    shop.open_session("0").await;
+    let body = json!({
+        "register_id": shop.register,
+        "lines": [{"product_id": bread, "quantity": "1"}, {"product_id": pen, "quantity": "2"}],
+        "payments": [{"method": "cash", "amount": "10"}],
+    });
+    let sale: Value = shop
+        .sell(&shop.cashier, "esc", &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sale["receipt_number"], "R\"\\000001");
+    let text: String = sqlx::query_scalar(
+        "SELECT after_json FROM audit_records WHERE entity = 'sale' AND entity_id = $1",
+    )
+    .bind(sale["id"].as_str().unwrap())
+    .fetch_one(&shop.app.pool)
+    .await
+    .unwrap();
+    let after: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(after["receipt_number"], sale["receipt_number"]);
+    assert_eq!(after["cash_session_id"], sale["cash_session_id"]);
+    assert_eq!(after["totals"], sale["totals"]);
+    assert_eq!(after["payments"], sale["payments"]);
+    assert_eq!(
+        after["stock"],
+        json!([{"product_id": pen, "location_id": shop.location, "line_no": 2, "delta": "-2", "quantity": "8.000"}])
+    );
+}
+
 #[tokio::test]
 async fn a_session_closed_amid_sales_holds_exactly_the_sales_that_were_answered_201() {
     let shop = Shop::open().await;
