@@ -17,20 +17,22 @@ ALTER TABLE sales
     ADD COLUMN tax_amounts     numeric(14,4)[] NOT NULL DEFAULT '{}',
     ADD COLUMN tax_grosses     numeric(14,4)[] NOT NULL DEFAULT '{}';
 
--- The sales recorded so far get their rows' values. (The immutability trigger is off for this one
--- statement, inside this migration's transaction; nothing else of a sale changes.)
+-- The sales recorded so far get their rows' values, in one pass (each sale's row is written once:
+-- about 11 s and 2.5 times the table's size until autovacuum reclaims the old rows, per 500,000 sales
+-- here; docs/operations.md). The immutability trigger is off for this one statement, inside this
+-- migration's transaction; nothing else of a sale changes.
 ALTER TABLE sales DISABLE TRIGGER sales_immutable;
 UPDATE sales s
-   SET payment_methods = p.methods, payment_amounts = p.amounts
-  FROM (SELECT sale_id, array_agg(method ORDER BY line_no) AS methods, array_agg(amount ORDER BY line_no) AS amounts
-          FROM sale_payments GROUP BY sale_id) p
- WHERE p.sale_id = s.id;
-UPDATE sales s
-   SET tax_rates = t.rates, tax_nets = t.nets, tax_amounts = t.taxes, tax_grosses = t.grosses
-  FROM (SELECT sale_id, array_agg(rate ORDER BY rate) AS rates, array_agg(net ORDER BY rate) AS nets,
-               array_agg(tax ORDER BY rate) AS taxes, array_agg(gross ORDER BY rate) AS grosses
-          FROM sale_taxes GROUP BY sale_id) t
- WHERE t.sale_id = s.id;
+   SET payment_methods = coalesce(x.methods, '{}'), payment_amounts = coalesce(x.amounts, '{}'),
+       tax_rates = coalesce(x.rates, '{}'), tax_nets = coalesce(x.nets, '{}'),
+       tax_amounts = coalesce(x.taxes, '{}'), tax_grosses = coalesce(x.grosses, '{}')
+  FROM (SELECT coalesce(p.sale_id, t.sale_id) AS sale_id, p.methods, p.amounts, t.rates, t.nets, t.taxes, t.grosses
+          FROM (SELECT sale_id, array_agg(method ORDER BY line_no) AS methods, array_agg(amount ORDER BY line_no) AS amounts
+                  FROM sale_payments GROUP BY sale_id) p
+          FULL JOIN (SELECT sale_id, array_agg(rate ORDER BY rate) AS rates, array_agg(net ORDER BY rate) AS nets,
+                            array_agg(tax ORDER BY rate) AS taxes, array_agg(gross ORDER BY rate) AS grosses
+                       FROM sale_taxes GROUP BY sale_id) t ON t.sale_id = p.sale_id) x
+ WHERE x.sale_id = s.id;
 ALTER TABLE sales ENABLE TRIGGER sales_immutable;
 
 ALTER TABLE sales
