@@ -23,3 +23,31 @@ pub mod settings;
 pub mod setup;
 pub mod state;
 pub mod version;
+
+/// The tables and views core owns: the business and its settings, the security tables (users,
+/// roles, sessions, MFA, throttling, security events), the audit log, idempotency keys, jobs and
+/// schedules, and the module registry's records. Every other table belongs to the module whose
+/// manifest names it (`Module::tables`). Plugs never name these in SQL: they use core's Rust API
+/// (`settings::Business`, `audit::AuditedTx`, ...). The architecture test holds both sides.
+pub const TABLES: &[&str] = &[
+    "business",
+    "settings",
+    "users",
+    "roles",
+    "role_permissions",
+    "user_roles",
+    "user_mfa",
+    "mfa_recovery_codes",
+    "sessions",
+    "refresh_tokens",
+    "login_attempts",
+    "security_events",
+    "audit_records",
+    "audit_pending",
+    "audit_chain",
+    "audit_checkpoints",
+    "idempotency_keys",
+    "jobs",
+    "schedule_runs",
+    "modules",
+];

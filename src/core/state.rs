@@ -114,8 +114,9 @@ impl AppState {
                     .flat_map(|m| m.topics().iter().copied()),
             ),
             parts.config.websocket.queue_capacity,
+            parts.clock.clone(),
         ));
-        AppState {
+        let state = AppState {
             inner: Arc::new(Inner {
                 config: parts.config,
                 data_dir: parts.data_dir,
@@ -135,7 +136,11 @@ impl AppState {
                 services: Services::default(),
                 changes: Arc::default(),
             }),
+        };
+        for module in state.registry().modules() {
+            module.install(&state);
         }
+        state
     }
 
     /// Backups of this instance's database into `<data_dir>/backups`.
@@ -253,6 +258,33 @@ impl AppState {
         let made = Arc::new(start(self));
         services.push(made.clone());
         made
+    }
+
+    /// Hands `value` to whoever asks for a `T` ([`AppState::provided`]), replacing an earlier
+    /// one. This is how a module gives something to a module that cannot depend on it (because
+    /// the receiver is its own dependency): the receiver's `api` declares `T`, the giver provides
+    /// it from its [`Module::install`](crate::core::modules::Module::install). Sales, for example,
+    /// give the cash module a session's sales totals.
+    pub fn provide<T: Send + Sync + 'static>(&self, value: T) {
+        let mut services = self
+            .inner
+            .services
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        services.retain(|s| !s.is::<T>());
+        services.push(Arc::new(value));
+    }
+
+    /// The `T` a module provided, if one did.
+    pub fn provided<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let services = self
+            .inner
+            .services
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        services.iter().find_map(|s| s.clone().downcast::<T>().ok())
     }
 
     /// When cached rows must be forgotten (see [`crate::core::db::changes`]); the first call

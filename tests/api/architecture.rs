@@ -66,7 +66,8 @@ const BUSINESS_TABLES: [&str; 22] = [
 ];
 
 /// A source file that writes a business table must do so through the audited write path:
-/// `AuditedTx`, or `AuditedStatement` for a write that is one statement.
+/// `AuditedTx`, or `AuditedStatement` for a write that is one statement (and `AuditedPart` for a
+/// module's part of another's statement), named in code rather than in a comment.
 #[test]
 fn business_writes_go_through_the_audited_transaction() {
     let mut files = Vec::new();
@@ -89,7 +90,10 @@ fn business_writes_go_through_the_audited_transaction() {
             .iter()
             .any(|needle| upper.contains(needle.as_str()))
         });
-        if writes_business && !text.contains("AuditedTx") && !text.contains("AuditedStatement") {
+        // Named in code, not just in a comment.
+        let code = without_comments(&text);
+        let audited = ["AuditedTx", "AuditedStatement", "AuditedPart"];
+        if writes_business && !audited.iter().any(|a| code.contains(a)) {
             offenders.push(file.display().to_string());
         }
         // Raw transactions outside the audit module and the security bookkeeping are suspicious.
@@ -230,4 +234,240 @@ fn plugs_use_only_the_apis_of_declared_dependencies() {
         "the scan found the known uses (sales -> catalog, stock)"
     );
     assert!(offenders.is_empty(), "{offenders:?}");
+}
+
+/// A Rust source without its comment lines.
+fn without_comments(source: &str) -> String {
+    source
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The string literals of a Rust source, comments left out: where its SQL is.
+fn string_literals(source: &str) -> Vec<String> {
+    let code = without_comments(source);
+    let mut literals = Vec::new();
+    let mut chars = code.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // A char literal such as '"' is not the start of a string.
+            '\'' => {
+                let rest: String = chars.clone().take(3).collect();
+                if rest.starts_with("\"'") || rest.starts_with("\\\"") {
+                    chars.next();
+                }
+            }
+            '"' => {
+                let mut literal = String::new();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                            literal.push(' ');
+                        }
+                        '"' => break,
+                        c => literal.push(c),
+                    }
+                }
+                literals.push(literal);
+            }
+            _ => {}
+        }
+    }
+    literals
+}
+
+/// The tables named in `source`'s SQL (`FROM`, `JOIN`, `INSERT INTO`, `UPDATE`, `DELETE FROM`,
+/// `COPY`), among `known`.
+fn tables_named(source: &str, known: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for literal in string_literals(source) {
+        let words: Vec<String> = literal
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .filter(|w| !w.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        for (i, word) in words.iter().enumerate() {
+            let after_keyword = matches!(word.as_str(), "from" | "join" | "update" | "copy")
+                || (word == "into" && i > 0 && words[i - 1] == "insert");
+            if let Some(next) = words.get(i + 1).filter(|_| after_keyword)
+                && known.contains(next)
+                && !found.contains(next)
+            {
+                found.push(next.clone());
+            }
+        }
+    }
+    found
+}
+
+/// Who owns the tables: `core`, or the module whose manifest names them.
+fn table_owners() -> std::collections::BTreeMap<String, String> {
+    let mut owners = std::collections::BTreeMap::new();
+    for table in plugpos::core::TABLES {
+        owners.insert((*table).to_owned(), "core".to_owned());
+    }
+    for module in plugpos::plugs::modules() {
+        for table in module.tables() {
+            let earlier = owners.insert((*table).to_owned(), module.id().to_owned());
+            assert!(
+                earlier.is_none(),
+                "{table} is claimed by {} and {earlier:?}",
+                module.id()
+            );
+        }
+    }
+    owners
+}
+
+/// The owner of a source file: `core` under `src/core`; under `src/plugs/<plug>/<module>/` and
+/// for `src/plugs/<plug>/api/<module>.rs`, the module `<plug>.<module>`.
+fn file_owner(relative: &Path) -> Option<String> {
+    let parts: Vec<String> = relative
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned()
+        })
+        .collect();
+    match parts.as_slice() {
+        [src, core, ..] if src == "src" && core == "core" => Some("core".to_owned()),
+        [src, plugs, plug, module, _, ..]
+            if src == "src" && plugs == "plugs" && module != "api" =>
+        {
+            Some(format!("{plug}.{module}"))
+        }
+        [src, plugs, plug, api, module] if src == "src" && plugs == "plugs" && api == "api" => {
+            Some(format!("{plug}.{module}"))
+        }
+        _ => None,
+    }
+}
+
+/// The SQL in `source` (owned by `owner`) that names another owner's table.
+fn foreign_tables(
+    file: &str,
+    owner: &str,
+    source: &str,
+    owners: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    let known: Vec<String> = owners.keys().cloned().collect();
+    tables_named(source, &known)
+        .into_iter()
+        .filter(|table| owners[table] != owner)
+        .map(|table| {
+            format!(
+                "{file} ({owner}) names {table}, owned by {}",
+                owners[&table]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_ownership_check_catches_a_cross_module_sql_read() {
+    let owners = table_owners();
+    let cash_reading_sales = r#"
+        // FROM sales in a comment is not SQL.
+        const TOTALS: &str = "SELECT sum(total) FROM sales WHERE cash_session_id = $1";
+        let rows = sqlx::query("SELECT * FROM cash_movements m JOIN registers r ON r.id = $1");
+    "#;
+    assert_eq!(
+        foreign_tables(
+            "src/plugs/operations/cash/report.rs",
+            "operations.cash",
+            cash_reading_sales,
+            &owners
+        ),
+        [
+            "src/plugs/operations/cash/report.rs (operations.cash) names sales, owned by operations.sales",
+            "src/plugs/operations/cash/report.rs (operations.cash) names registers, owned by administration.places",
+        ]
+    );
+    let a_plug_writing_settings = "sqlx::query(\"UPDATE settings SET value = $1\")";
+    assert_eq!(
+        foreign_tables(
+            "x.rs",
+            "management.catalog",
+            a_plug_writing_settings,
+            &owners
+        )
+        .len(),
+        1
+    );
+    let own_tables =
+        "\"INSERT INTO cash_movements (id) VALUES ($1)\", \"DELETE FROM cash_sessions\"";
+    assert!(foreign_tables("x.rs", "operations.cash", own_tables, &owners).is_empty());
+}
+
+/// Every table and view the migrations create has exactly one owner, and every claimed one exists.
+#[test]
+fn every_table_has_one_owner() {
+    let owners = table_owners();
+    let mut created = std::collections::BTreeSet::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let sql = std::fs::read_to_string(entry.path())
+            .unwrap()
+            .to_ascii_lowercase();
+        let words: Vec<&str> = sql.split_whitespace().collect();
+        for (i, word) in words.iter().enumerate() {
+            if *word != "create" {
+                continue;
+            }
+            let rest: Vec<&str> = words[i + 1..]
+                .iter()
+                .copied()
+                .filter(|w| !matches!(*w, "or" | "replace" | "if" | "not" | "exists"))
+                .take(2)
+                .collect();
+            if let [kind, name] = rest.as_slice()
+                && matches!(*kind, "table" | "view")
+            {
+                created.insert(name.trim_end_matches(['(', ';']).to_owned());
+            }
+        }
+    }
+    let unowned: Vec<_> = created
+        .iter()
+        .filter(|t| !owners.contains_key(*t))
+        .collect();
+    assert!(unowned.is_empty(), "tables nobody owns: {unowned:?}");
+    let missing: Vec<_> = owners.keys().filter(|t| !created.contains(*t)).collect();
+    assert!(
+        missing.is_empty(),
+        "owned tables no migration creates: {missing:?}"
+    );
+}
+
+/// A module's SQL names only its own tables; core's names only core's. Others' rows are
+/// reached through their owner's `api` (plugs) or Rust API (core).
+#[test]
+fn sql_names_only_the_owners_tables() {
+    let owners = table_owners();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let mut offenders = Vec::new();
+    let mut checked = 0;
+    for file in files {
+        let relative = file.strip_prefix(root).unwrap();
+        let Some(owner) = file_owner(relative) else {
+            continue;
+        };
+        checked += 1;
+        let source = std::fs::read_to_string(&file).unwrap();
+        offenders.extend(foreign_tables(
+            &relative.display().to_string(),
+            &owner,
+            &source,
+            &owners,
+        ));
+    }
+    assert!(checked > 50, "the scan found the sources ({checked})");
+    assert!(offenders.is_empty(), "{offenders:#?}");
 }

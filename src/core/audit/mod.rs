@@ -11,4 +11,4 @@ pub mod routes;
 pub mod verify;
 pub mod write;
 
-pub use write::{Actor, AuditError, AuditedStatement, AuditedTx, Change};
+pub use write::{Actor, AuditError, AuditedPart, AuditedStatement, AuditedTx, Change};

@@ -68,9 +68,9 @@ mod tests {
     #[test]
     fn generated_once_private_and_parseable() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(ensure(dir.path(), chrono::Utc::now()).unwrap());
+        assert!(ensure(dir.path(), crate::shared::clock::Clock::system().now()).unwrap());
         let first = export(dir.path()).unwrap();
-        assert!(!ensure(dir.path(), chrono::Utc::now()).unwrap());
+        assert!(!ensure(dir.path(), crate::shared::clock::Clock::system().now()).unwrap());
         assert_eq!(export(dir.path()).unwrap(), first, "never replaced");
         let id = identity(dir.path()).unwrap();
         assert!(first.contains(&id.to_public().to_string()));

@@ -578,7 +578,8 @@ mod tests {
             app_version: "0.1.0".to_owned(),
             schema_version: 11,
             database: "plugpos".to_owned(),
-            created_at: Utc::now() - chrono::Duration::minutes(minutes_ago),
+            created_at: crate::shared::clock::Clock::system().now()
+                - chrono::Duration::minutes(minutes_ago),
             size_bytes: 0,
             sha256: String::new(),
             audit_chain_head: None,

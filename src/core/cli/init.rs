@@ -12,7 +12,9 @@ use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::migrations;
 use crate::core::db::open::CommandDatabase;
+use crate::core::modules::Registry;
 use crate::core::setup::{self, SetupError, SetupInput, token};
+use crate::shared::clock::Clock;
 
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("password").required(true).args(["admin_password_file", "admin_password_stdin"]))]
@@ -37,11 +39,11 @@ pub struct InitArgs {
     pub admin_password_stdin: bool,
 }
 
-pub async fn run(config: &Config, args: InitArgs) -> anyhow::Result<()> {
+pub async fn run(config: &Config, modules: &Registry, args: InitArgs) -> anyhow::Result<()> {
     let password = read_password(&args)?;
     let data_dir = DataDir::prepare(&config.data_dir)?;
     let db = CommandDatabase::open(config, &data_dir).await?;
-    let result = initialize(&db, &data_dir, args, password).await;
+    let result = initialize(&db, &data_dir, modules, args, password).await;
     db.close().await;
     result
 }
@@ -49,6 +51,7 @@ pub async fn run(config: &Config, args: InitArgs) -> anyhow::Result<()> {
 async fn initialize(
     db: &CommandDatabase,
     data_dir: &DataDir,
+    modules: &Registry,
     args: InitArgs,
     password: SecretString,
 ) -> anyhow::Result<()> {
@@ -60,11 +63,13 @@ async fn initialize(
         admin_username: args.admin_username,
         admin_password: password,
     };
-    match setup::run(&db.pool, input, chrono::Utc::now()).await {
+    // The CLI runs outside a server: its clock is the system's.
+    let clock = Clock::system();
+    match setup::run(&db.pool, modules, input, clock.now()).await {
         Ok(outcome) => {
             token::remove(data_dir);
             checkpoint::load_or_create_key(&data_dir.keys())?;
-            crate::core::backup::key::ensure(&data_dir.keys(), chrono::Utc::now())?;
+            crate::core::backup::key::ensure(&data_dir.keys(), clock.now())?;
             say!(
                 "initialized \"{}\" ({}, {}); super admin \"{}\"",
                 outcome.business_name,

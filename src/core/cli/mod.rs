@@ -141,7 +141,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
         command => {
             logging::init_command();
             match command {
-                Command::Init(args) => init::run(&config, args).await,
+                Command::Init(args) => init::run(&config, &registry, args).await,
                 Command::Migrate(args) => migrate::run(&config, args).await,
                 Command::Db(command) => db::run(&config, command).await,
                 Command::Audit(command) => audit::run(&config, command).await,

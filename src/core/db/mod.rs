@@ -72,3 +72,9 @@ pub fn lazy_pool(options: PgConnectOptions, max_connections: u32) -> PgPool {
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }
+
+/// The constraint a failed statement violated, if that is why it failed: callers turn their own
+/// constraints into meaningful errors (`Some("sales_pkey")` -> a replay) and pass the rest on.
+pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
+    e.as_database_error().and_then(|d| d.constraint())
+}

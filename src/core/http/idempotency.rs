@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::core::db::violated_constraint;
 use crate::core::http::ApiError;
 
 /// The request header.
@@ -173,7 +174,7 @@ pub const CLAIM_CTE: &str = "keys_claimed AS (INSERT INTO idempotency_keys (scop
 
 /// Did a statement fail because a key it claimed ([`CLAIM_CTE`]) was committed meanwhile?
 pub fn is_key_race(e: &sqlx::Error) -> bool {
-    e.as_database_error().and_then(|d| d.constraint()) == Some("idempotency_keys_pkey")
+    violated_constraint(e) == Some("idempotency_keys_pkey")
 }
 
 #[cfg(test)]

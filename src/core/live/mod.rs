@@ -10,9 +10,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+use crate::shared::clock::Clock;
 
 /// A topic a module publishes, and who may read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,16 +43,19 @@ pub struct Connection {
 pub struct Hub {
     topics: BTreeMap<&'static str, Topic>,
     capacity: usize,
+    /// Stamps each event's `time`.
+    clock: Clock,
     next_id: AtomicU64,
     subscribers: Mutex<HashMap<u64, Subscriber>>,
 }
 
 impl Hub {
-    /// A hub serving `topics`, queueing at most `capacity` events per client.
-    pub fn new(topics: impl IntoIterator<Item = Topic>, capacity: usize) -> Hub {
+    /// A hub serving `topics`, queueing at most `capacity` events per client, stamping events by `clock`.
+    pub fn new(topics: impl IntoIterator<Item = Topic>, capacity: usize, clock: Clock) -> Hub {
         Hub {
             topics: topics.into_iter().map(|t| (t.name, t)).collect(),
             capacity: capacity.max(1),
+            clock,
             next_id: AtomicU64::new(1),
             subscribers: Mutex::new(HashMap::new()),
         }
@@ -120,7 +125,7 @@ impl Hub {
             "topic": topic,
             "event": event,
             "data": data,
-            "time": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "time": self.clock.now().to_rfc3339_opts(SecondsFormat::Millis, true),
         })
         .to_string()
         .into();
@@ -160,7 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn events_reach_subscribers_only() {
-        let hub = Hub::new([SALES], 4);
+        let hub = Hub::new([SALES], 4, Clock::system());
         let mut a = hub.connect();
         let mut b = hub.connect();
         hub.set_topics(a.id, HashSet::from(["sales"]));
@@ -173,7 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_falls_behind_is_cut_off() {
-        let hub = Hub::new([SALES], 2);
+        let hub = Hub::new([SALES], 2, Clock::system());
         let slow = hub.connect();
         hub.set_topics(slow.id, HashSet::from(["sales"]));
         for n in 0..3 {

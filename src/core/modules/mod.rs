@@ -8,8 +8,11 @@
 pub mod registry;
 pub mod routes;
 
+use futures_util::future::BoxFuture;
 use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
 
+use crate::core::audit::AuditedTx;
 use crate::core::state::AppState;
 
 pub use crate::core::live::Topic;
@@ -32,7 +35,28 @@ pub struct ModulePermission {
     pub roles: &'static [&'static str],
 }
 
-/// One domain module.
+/// What a module creates at first-run setup (its defaults, such as the first register), inside
+/// setup's audited transaction, after the business and its settings and before the roles. It
+/// answers what it created; setup records each in the audit log (under setup's own module, with
+/// the rest of what setup did) and carries the ids in its answer.
+pub type Seed = for<'a> fn(&'a mut AuditedTx) -> BoxFuture<'a, anyhow::Result<Vec<Seeded>>>;
+
+/// One row a [`Seed`] created.
+#[derive(Debug, Clone)]
+pub struct Seeded {
+    /// Its id's name in setup's answer (`"register_id"`).
+    pub name: &'static str,
+    /// The audit record's entity and action (`"register"`, `"register.create"`).
+    pub entity: &'static str,
+    pub action: &'static str,
+    pub id: Uuid,
+    /// The audit record's `after`.
+    pub after: serde_json::Value,
+}
+
+/// One domain module. Its manifest (`mod.rs`) says what it is (id, version), what it needs
+/// (dependencies), what it guards (permissions), what it serves (routes, topics), what it
+/// owns (tables) and what it creates at setup (seed). See docs/ARCHITECTURE.md, "The module shape".
 pub trait Module: Send + Sync + 'static {
     /// `<plug>.<module>`, e.g. `administration.places`.
     fn id(&self) -> &'static str;
@@ -54,4 +78,16 @@ pub trait Module: Send + Sync + 'static {
     fn topics(&self) -> &'static [Topic] {
         &[]
     }
+    /// The tables and views it owns: only its own files name them in SQL; other modules reach
+    /// them through its `api` (the architecture test reads the sources to hold this).
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// What it creates at first-run setup, if anything.
+    fn seed(&self) -> Option<Seed> {
+        None
+    }
+    /// Called once when the application state is made: the place to hand other modules what
+    /// they need from this one through [`AppState::provide`]. It must not keep the state.
+    fn install(&self, _state: &AppState) {}
 }

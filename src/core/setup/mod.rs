@@ -1,5 +1,5 @@
-//! First-run setup: the business, its settings, a default branch, location and register, the
-//! built-in roles and the first super admin. Runs once, over HTTP (with the one-time token) or
+//! First-run setup: the business, its settings, the modules' defaults (their `seed`: a branch,
+//! location and register), the built-in roles and the first super admin. Runs once, over HTTP (with the one-time token) or
 //! from `plugpos init`.
 
 pub mod routes;
@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::{password, permissions};
 use crate::core::http::problem::FieldError;
+use crate::core::modules::Registry;
 use crate::shared::ids::new_id;
 
 /// The module setup's audit records are filed under.
@@ -72,9 +73,8 @@ pub struct SetupOutcome {
     pub timezone: String,
     pub admin_id: Uuid,
     pub admin_username: String,
-    pub branch_id: Uuid,
-    pub location_id: Uuid,
-    pub register_id: Uuid,
+    /// What the modules' seeds created, by name (`"register_id"`).
+    pub seeded: std::collections::BTreeMap<&'static str, Uuid>,
 }
 
 /// Why setup did not happen.
@@ -153,6 +153,7 @@ pub async fn is_initialized(pool: &PgPool) -> Result<bool, sqlx::Error> {
 /// Validates and runs setup in one transaction. A concurrent or repeated setup gets `AlreadyDone`.
 pub async fn run(
     pool: &PgPool,
+    modules: &Registry,
     input: SetupInput,
     now: DateTime<Utc>,
 ) -> Result<SetupOutcome, SetupError> {
@@ -167,18 +168,19 @@ pub async fn run(
     let mut tx = AuditedTx::begin(pool, Actor::system("setup"), now)
         .await
         .context("cannot start the setup transaction")?;
-    let outcome = create_everything(&mut tx, &setup, &password_hash).await?;
+    let outcome = create_everything(&mut tx, modules, &setup, &password_hash).await?;
     tx.commit().await.context("cannot commit setup")?;
     tracing::info!(
         business = %outcome.business_name,
         admin = %outcome.admin_username,
-        "setup complete: business, default branch, location, register, built-in roles and super admin created"
+        "setup complete: business, the modules' defaults, built-in roles and super admin created"
     );
     Ok(outcome)
 }
 
 async fn create_everything(
     conn: &mut AuditedTx,
+    modules: &Registry,
     setup: &ValidSetup,
     password_hash: &str,
 ) -> Result<SetupOutcome, SetupError> {
@@ -216,38 +218,19 @@ async fn create_everything(
             .await
             .with_context(|| format!("cannot store setting {key}"))?;
     }
-    let (branch_id, location_id, register_id) = (new_id(), new_id(), new_id());
-    sqlx::query("INSERT INTO branches (id, name) VALUES ($1, 'Main branch')")
-        .bind(branch_id)
-        .execute(&mut **conn)
-        .await
-        .context("cannot create the default branch")?;
-    sqlx::query("INSERT INTO locations (id, branch_id, name) VALUES ($1, $2, 'Shop floor')")
-        .bind(location_id)
-        .bind(branch_id)
-        .execute(&mut **conn)
-        .await
-        .context("cannot create the default location")?;
-    sqlx::query("INSERT INTO registers (id, branch_id, location_id, name) VALUES ($1, $2, $3, 'Register 1')")
-        .bind(register_id)
-        .bind(branch_id)
-        .bind(location_id)
-        .execute(&mut **conn)
-        .await
-        .context("cannot create the default register")?;
-    for (entity, id, name) in [
-        ("branch", branch_id, "Main branch"),
-        ("location", location_id, "Shop floor"),
-        ("register", register_id, "Register 1"),
-    ] {
-        let action = match entity {
-            "branch" => "branch.create",
-            "location" => "location.create",
-            _ => "register.create",
-        };
-        conn.record(Change::new(MODULE, entity, id, action).after(json!({"name": name})))
-            .await
-            .context("cannot audit setup")?;
+    let mut seeded = std::collections::BTreeMap::new();
+    for module in modules.modules() {
+        if let Some(seed) = module.seed() {
+            let created = seed(conn)
+                .await
+                .with_context(|| format!("cannot create the defaults of {}", module.id()))?;
+            for row in created {
+                conn.record(Change::new(MODULE, row.entity, row.id, row.action).after(row.after))
+                    .await
+                    .context("cannot audit setup")?;
+                seeded.insert(row.name, row.id);
+            }
+        }
     }
     let mut super_admin = None;
     for (name, description) in BUILTIN_ROLES {
@@ -309,9 +292,7 @@ async fn create_everything(
         timezone: setup.timezone.name().to_owned(),
         admin_id,
         admin_username: setup.admin_username.clone(),
-        branch_id,
-        location_id,
-        register_id,
+        seeded,
     })
 }
 

@@ -60,9 +60,13 @@ pub struct AdminInput {
 pub struct SetupCreated {
     pub business: BusinessCreated,
     pub admin: AdminCreated,
-    pub branch_id: Uuid,
-    pub location_id: Uuid,
-    pub register_id: Uuid,
+    /// The default branch, location and register (created by the places module).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub branch_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub register_id: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -130,7 +134,7 @@ pub async fn run(
         admin_username: request.admin.username,
         admin_password: request.admin.password,
     };
-    let outcome = setup::run(state.pool(), input, state.clock().now())
+    let outcome = setup::run(state.pool(), state.registry(), input, state.clock().now())
         .await
         .map_err(|e| match e {
             SetupError::AlreadyDone => ApiError::SetupAlreadyDone,
@@ -154,9 +158,9 @@ pub async fn run(
             username: outcome.admin_username,
             roles: vec!["super_admin".to_owned()],
         },
-        branch_id: outcome.branch_id,
-        location_id: outcome.location_id,
-        register_id: outcome.register_id,
+        branch_id: outcome.seeded.get("branch_id").copied(),
+        location_id: outcome.seeded.get("location_id").copied(),
+        register_id: outcome.seeded.get("register_id").copied(),
     };
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -59,3 +59,14 @@ pub async fn products_for_sale(
     }
     Ok(found)
 }
+
+/// Does live product `id` track stock? `None` when there is no such product (archived ones are not).
+pub async fn tracks_stock(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar("SELECT track_stock FROM products WHERE id = $1 AND archived_at IS NULL")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
+use crate::core::db::violated_constraint;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::state::AppState;
@@ -66,7 +67,7 @@ async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<Category>, sq
 }
 
 fn name_taken(e: &sqlx::Error, name: &str) -> bool {
-    let taken = e.as_database_error().and_then(|d| d.constraint()) == Some("categories_name_key");
+    let taken = violated_constraint(e) == Some("categories_name_key");
     if taken {
         tracing::debug!(%name, "category name taken");
     }

@@ -60,6 +60,10 @@ impl Module for Catalog {
         PERMISSIONS
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["tax_classes", "categories", "products", "product_barcodes"]
+    }
+
     fn routes(&self) -> OpenApiRouter<AppState> {
         OpenApiRouter::new()
             .routes(declare(

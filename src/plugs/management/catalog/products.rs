@@ -16,10 +16,12 @@ use uuid::Uuid;
 use super::{COST_PRICE_READ, COST_PRICE_WRITE};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::{AuthContext, Authenticated};
+use crate::core::db::violated_constraint;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::rbac::record;
 use crate::core::security::events::EventKind;
+use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::shared::ids::new_id;
 use crate::shared::money::parse_amount;
@@ -121,20 +123,17 @@ struct Row {
     track_stock: bool,
     active: bool,
     version: i64,
-    /// The currency's decimals (read in the same query: no second round trip on the scanner path).
-    currency_scale: i32,
 }
 
 const SELECT: &str = "SELECT p.id, p.sku, p.name, \
     COALESCE((SELECT array_agg(b.barcode ORDER BY b.barcode) FROM product_barcodes b WHERE b.product_id = p.id), '{}') AS barcodes, \
-    p.price, p.cost_price, p.tax_class_id, p.category_id, p.track_stock, p.active, p.version, \
-    COALESCE((SELECT (value #>> '{}')::int FROM settings WHERE key = 'business.currency_scale'), 2) AS currency_scale \
+    p.price, p.cost_price, p.tax_class_id, p.category_id, p.track_stock, p.active, p.version \
     FROM products p";
 
-/// Prices are shown with exactly the currency's number of decimals.
-fn present_row(row: Row, caller: &Authenticated) -> Product {
+/// Prices are shown with exactly the currency's number of decimals (`scale`).
+fn present_row(row: Row, caller: &Authenticated, scale: u32) -> Product {
     let mut price = row.price;
-    price.rescale(u32::try_from(row.currency_scale).unwrap_or(2));
+    price.rescale(scale);
     Product {
         id: row.id,
         sku: row.sku,
@@ -165,16 +164,13 @@ async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Row, ApiError> {
     })
 }
 
-/// The currency's number of decimals (from the settings setup stored).
-async fn currency_scale(conn: &mut PgConnection) -> Result<u32, sqlx::Error> {
-    let value: Option<serde_json::Value> =
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'business.currency_scale'")
-            .fetch_optional(conn)
-            .await?;
-    Ok(value
-        .and_then(|v| v.as_u64())
-        .and_then(|v| u32::try_from(v).ok())
-        .unwrap_or(2))
+/// The currency's number of decimals, from the cached business (in memory: the scanner path
+/// makes no second round trip for it).
+async fn currency_scale(state: &AppState) -> Result<u32, ApiError> {
+    Ok(Business::cached(state)
+        .await?
+        .ok_or(ApiError::SetupRequired)?
+        .currency_scale)
 }
 
 fn audit_view(row: &Row) -> serde_json::Value {
@@ -229,12 +225,7 @@ async fn refuse_cost_write(
 
 /// Maps unique and foreign-key violations to what the client did wrong.
 fn map_write_error(e: sqlx::Error) -> ApiError {
-    let constraint = e
-        .as_database_error()
-        .and_then(|d| d.constraint())
-        .unwrap_or_default()
-        .to_owned();
-    match constraint.as_str() {
+    match violated_constraint(&e).unwrap_or_default() {
         "products_sku_key" => ApiError::Conflict {
             code: "product.sku_taken",
             detail: "Another product has this SKU.".to_owned(),
@@ -284,6 +275,7 @@ pub async fn list(
         return Err(ApiError::invalid("limit", "must be 1 to 200"));
     }
     let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
+    let scale = currency_scale(&state).await?;
     let rows: Vec<Row> = if let Some(barcode) = &query.barcode {
         let sql = format!(
             "{SELECT} JOIN product_barcodes pb ON pb.product_id = p.id WHERE pb.barcode = $1 AND p.archived_at IS NULL"
@@ -352,7 +344,10 @@ pub async fn list(
         (offset + limit).to_string()
     });
     Ok(Json(ProductPage {
-        items: rows.into_iter().map(|r| present_row(r, &caller)).collect(),
+        items: rows
+            .into_iter()
+            .map(|r| present_row(r, &caller, scale))
+            .collect(),
         next_cursor,
     }))
 }
@@ -370,7 +365,12 @@ pub async fn get(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Product>, ApiError> {
     let mut conn = state.pool().acquire().await?;
-    Ok(Json(present_row(fetch(&mut conn, id).await?, &caller)))
+    let scale = currency_scale(&state).await?;
+    Ok(Json(present_row(
+        fetch(&mut conn, id).await?,
+        &caller,
+        scale,
+    )))
 }
 
 /// Create a product (audited).
@@ -390,7 +390,7 @@ pub async fn create(
     if new.cost_price.is_some() {
         refuse_cost_write(&mut tx, &caller).await?;
     }
-    let scale = currency_scale(&mut tx).await?;
+    let scale = currency_scale(&state).await?;
     let mut errors = Vec::new();
     let sku = new.sku.trim().to_owned();
     if sku.is_empty()
@@ -444,7 +444,7 @@ pub async fn create(
     tx.record(Change::new(MODULE, "product", id, "product.create").after(audit_view(&row)))
         .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(present_row(row, &caller))))
+    Ok((StatusCode::CREATED, Json(present_row(row, &caller, scale))))
 }
 
 /// Change a product. `version` must be the current one (409 `conflict.version_mismatch`).
@@ -467,7 +467,7 @@ pub async fn update(
     if patch.cost_price.is_some() {
         refuse_cost_write(&mut tx, &caller).await?;
     }
-    let scale = currency_scale(&mut tx).await?;
+    let scale = currency_scale(&state).await?;
     // Lock the row so two edits cannot both pass the version check.
     sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
         .bind(id)
@@ -538,7 +538,7 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(present_row(after, &caller)))
+    Ok(Json(present_row(after, &caller, scale)))
 }
 
 /// What deleting a product did.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
+use crate::core::db::violated_constraint;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::state::AppState;
@@ -109,8 +110,7 @@ pub async fn create(
         .execute(&mut *tx)
         .await;
     if let Err(e) = inserted {
-        let taken =
-            e.as_database_error().and_then(|d| d.constraint()) == Some("tax_classes_name_key");
+        let taken = violated_constraint(&e) == Some("tax_classes_name_key");
         return Err(if taken {
             ApiError::Conflict {
                 code: "tax_class.name_taken",

@@ -1,7 +1,10 @@
 //! `management.stock`: quantity on hand per product and location, adjustments with reasons, and
 //! the stock ledger. Sales take their goods off through `management::api::stock`.
 
-pub mod routes;
+pub mod http;
+pub mod rules;
+pub mod store;
+pub mod take;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -9,6 +12,8 @@ use utoipa_axum::routes;
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Dependency, Module, ModulePermission};
 use crate::core::state::AppState;
+
+pub(crate) const MODULE: &str = "management.stock";
 
 pub const READ: &str = "management.stock.read";
 pub const ADJUST: &str = "management.stock.adjust";
@@ -42,7 +47,7 @@ pub struct Stock;
 
 impl Module for Stock {
     fn id(&self) -> &'static str {
-        "management.stock"
+        MODULE
     }
 
     fn version(&self) -> &'static str {
@@ -61,9 +66,13 @@ impl Module for Stock {
         PERMISSIONS
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["stock_levels", "stock_movements", "stock_ledger"]
+    }
+
     fn routes(&self) -> OpenApiRouter<AppState> {
         OpenApiRouter::new()
-            .routes(declare(Access::Permission(READ), routes!(routes::levels)))
-            .routes(declare(Access::Permission(ADJUST), routes!(routes::adjust)))
+            .routes(declare(Access::Permission(READ), routes!(http::levels)))
+            .routes(declare(Access::Permission(ADJUST), routes!(http::adjust)))
     }
 }

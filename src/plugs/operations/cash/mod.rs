@@ -3,6 +3,7 @@
 
 pub mod report;
 pub mod routes;
+pub mod store;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,6 +77,10 @@ impl Module for Cash {
 
     fn topics(&self) -> &'static [Topic] {
         TOPICS
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["cash_sessions", "cash_movements"]
     }
 
     fn routes(&self) -> OpenApiRouter<AppState> {

@@ -10,15 +10,17 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::routes::{CashSession, fetch_session};
+use super::store;
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
+use crate::plugs::operations::api::cash::{SessionSales, session_sales};
 use crate::shared::money::show;
 
 /// Where the drawer's cash comes from.
-#[derive(Debug, Default, Clone, Copy, sqlx::FromRow)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct CashFlows {
     pub opening_float: Decimal,
     /// Cash payments received (before change).
@@ -35,20 +37,22 @@ impl CashFlows {
     }
 }
 
-/// The cash flows of session `id`.
-pub async fn cash_flows(conn: &mut PgConnection, id: Uuid) -> Result<CashFlows, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT cs.opening_float, \
-           COALESCE((SELECT sum(p.amount) FROM sales s JOIN sale_payments p ON p.sale_id = s.id \
-                     WHERE s.cash_session_id = cs.id AND p.method = 'cash'), 0) AS cash_payments, \
-           COALESCE((SELECT sum(s.change_due) FROM sales s WHERE s.cash_session_id = cs.id), 0) AS change_given, \
-           COALESCE((SELECT sum(m.amount) FROM cash_movements m WHERE m.cash_session_id = cs.id AND m.kind = 'in'), 0) AS cash_in, \
-           COALESCE((SELECT sum(m.amount) FROM cash_movements m WHERE m.cash_session_id = cs.id AND m.kind = 'out'), 0) AS cash_out \
-         FROM cash_sessions cs WHERE cs.id = $1",
-    )
-    .bind(id)
-    .fetch_one(conn)
-    .await
+/// The cash flows of session `id`: its own, and its sales' (through the sales module's provider).
+pub async fn cash_flows(
+    state: &AppState,
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<(CashFlows, SessionSales), sqlx::Error> {
+    let drawer = store::drawer_flows(conn, id).await?;
+    let sales = session_sales(state, conn, id).await?;
+    let flows = CashFlows {
+        opening_float: drawer.opening_float,
+        cash_payments: sales.cash_payments,
+        change_given: sales.change_given,
+        cash_in: drawer.cash_in,
+        cash_out: drawer.cash_out,
+    };
+    Ok((flows, sales))
 }
 
 /// Totals of one payment method.
@@ -132,39 +136,17 @@ pub async fn x_report(
         .ok_or(ApiError::SetupRequired)?;
     let scale = business.currency_scale;
     let session = fetch_session(&mut conn, id, scale).await?;
-    let (sales_count, net, tax, total, rounding): (i64, Decimal, Decimal, Decimal, Decimal) =
-        sqlx::query_as(
-            "SELECT count(*), COALESCE(sum(net), 0), COALESCE(sum(tax), 0), COALESCE(sum(total), 0), \
-                    COALESCE(sum(cash_rounding), 0) \
-             FROM sales WHERE cash_session_id = $1",
-        )
-        .bind(id)
-        .fetch_one(&mut *conn)
-        .await?;
-    let methods: Vec<(String, i64, Decimal)> = sqlx::query_as(
-        "SELECT p.method, count(*), sum(p.amount) FROM sales s JOIN sale_payments p ON p.sale_id = s.id \
-         WHERE s.cash_session_id = $1 GROUP BY p.method ORDER BY p.method",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let rates: Vec<(Decimal, Decimal, Decimal, Decimal)> = sqlx::query_as(
-        "SELECT t.rate, sum(t.net), sum(t.tax), sum(t.gross) FROM sales s JOIN sale_taxes t ON t.sale_id = s.id \
-         WHERE s.cash_session_id = $1 GROUP BY t.rate ORDER BY t.rate",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    let flows = cash_flows(&mut conn, id).await?;
+    let (flows, sales) = cash_flows(&state, &mut conn, id).await?;
     Ok(Json(XReport {
         session,
         currency: business.currency,
-        sales_count,
-        net: show(net, scale),
-        tax: show(tax, scale),
-        total: show(total, scale),
-        cash_rounding: show(rounding, scale),
-        by_payment_method: methods
+        sales_count: sales.count,
+        net: show(sales.net, scale),
+        tax: show(sales.tax, scale),
+        total: show(sales.total, scale),
+        cash_rounding: show(sales.cash_rounding, scale),
+        by_payment_method: sales
+            .by_method
             .into_iter()
             .map(|(method, count, amount)| MethodTotal {
                 method,
@@ -172,7 +154,8 @@ pub async fn x_report(
                 amount: show(amount, scale),
             })
             .collect(),
-        by_tax_rate: rates
+        by_tax_rate: sales
+            .by_rate
             .into_iter()
             .map(|(rate, net, tax, gross)| RateTotal {
                 rate: rate.normalize().to_string(),

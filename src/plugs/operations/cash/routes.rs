@@ -14,10 +14,12 @@ use uuid::Uuid;
 use super::report::cash_flows;
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
+use crate::core::db::violated_constraint;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
+use crate::plugs::administration::api::places;
 use crate::shared::ids::new_id;
 use crate::shared::money::{parse_money, show};
 
@@ -160,13 +162,7 @@ pub async fn open(
     let scale = business.currency_scale;
     let mut errors = Vec::new();
     let float = amount("opening_float", &new.opening_float, scale, &mut errors);
-    let register_exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM registers WHERE id = $1 AND deleted_at IS NULL)",
-    )
-    .bind(new.register_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if !register_exists {
+    if !places::register_exists(&mut tx, new.register_id).await? {
         errors.push(FieldError::new("register_id", "is not a register"));
     }
     let (Some(float), true) = (float, errors.is_empty()) else {
@@ -184,7 +180,7 @@ pub async fn open(
     .execute(&mut *tx)
     .await
     .map_err(|e| {
-        if e.as_database_error().and_then(|d| d.constraint()) == Some("cash_sessions_one_open") {
+        if violated_constraint(&e) == Some("cash_sessions_one_open") {
             ApiError::Conflict {
                 code: "cash.session_already_open",
                 detail: "This register already has an open cash session; close it first.".to_owned(),
@@ -444,7 +440,7 @@ pub async fn close(
     // Waits for sales and movements in flight on this session, then blocks new ones.
     let before = fetch_row(&mut tx, id, true).await?;
     refuse_closed(&before)?;
-    let expected = cash_flows(&mut tx, id).await?.expected();
+    let expected = cash_flows(&state, &mut tx, id).await?.0.expected();
     let variance = counted - expected;
     let reason = body
         .variance_reason

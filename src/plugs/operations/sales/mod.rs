@@ -9,12 +9,14 @@ pub mod routes;
 pub mod store;
 pub mod writer;
 
+use futures_util::FutureExt;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
 use crate::core::state::AppState;
+use crate::plugs::operations::api::cash::SessionSalesSource;
 
 pub const CREATE: &str = "operations.sales.create";
 pub const READ: &str = "operations.sales.read";
@@ -89,6 +91,23 @@ impl Module for Sales {
 
     fn topics(&self) -> &'static [Topic] {
         TOPICS
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "sales",
+            "sale_lines",
+            "sale_payments",
+            "sale_taxes",
+            "receipt_counters",
+        ]
+    }
+
+    /// Gives the cash module a session's sales (cash cannot depend on sales: sales depend on it).
+    fn install(&self, state: &AppState) {
+        state.provide(SessionSalesSource(|conn, id| {
+            store::session_sales(conn, id).boxed()
+        }));
     }
 
     fn routes(&self) -> OpenApiRouter<AppState> {

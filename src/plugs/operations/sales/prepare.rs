@@ -21,7 +21,9 @@ use crate::core::http::idempotency;
 use crate::core::http::problem::FieldError;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
+use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog::{self, SaleProduct};
+use crate::plugs::operations::api::cash;
 use crate::shared::ids::new_id;
 use crate::shared::money::{QUANTITY_SCALE, parse_amount, parse_money, show};
 
@@ -108,7 +110,7 @@ async fn check(
         .await?
         .ok_or(ApiError::SetupRequired)?;
     let scale = business.currency_scale;
-    let register = store::register_for_sale(state, new.register_id).await?;
+    let register = register_for_sale(state, new.register_id).await?;
 
     // Validate the shape before anything else.
     let mut errors = Vec::new();
@@ -391,4 +393,31 @@ impl PreparedSale {
             "lines": sale.lines.len(), "price_overrides": overrides, "idempotency_key": self.key,
         })
     }
+}
+
+/// A sale's register as the request sees it before writing (nothing locked).
+#[derive(Debug, Clone, Default)]
+struct RegisterForSale {
+    /// The register's code; `None` when there is no such register.
+    code: Option<String>,
+    /// Where its sales take stock from.
+    location_id: Option<Uuid>,
+    /// Its open cash session, if any.
+    session_id: Option<Uuid>,
+}
+
+/// Register `register_id` with its open session, from the places' and the cash module's
+/// caches. The writer checks the session again.
+async fn register_for_sale(
+    state: &AppState,
+    register_id: Uuid,
+) -> Result<RegisterForSale, sqlx::Error> {
+    let Some(register) = places::register_for_sale(state, register_id).await? else {
+        return Ok(RegisterForSale::default());
+    };
+    Ok(RegisterForSale {
+        code: Some(register.code),
+        location_id: Some(register.location_id),
+        session_id: cash::open_session(state, register_id).await?,
+    })
 }

@@ -28,6 +28,7 @@ use crate::core::audit::{AuditError, AuditedStatement};
 use crate::core::http::ApiError;
 use crate::core::http::idempotency::{self, CLAIM_CTE, StoredKey, is_key_race, key_reused};
 use crate::plugs::management::api::stock::{TAKE_CTES, TakeColumns};
+use crate::plugs::operations::api::cash;
 use crate::shared::ids::new_id;
 
 const SCOPE: &str = "sales";
@@ -56,7 +57,8 @@ enum Plan {
     Candidate,
 }
 
-/// The sales' own CTEs, before the key, stock, line and audit parts. `$1` is the recording time.
+/// The sales' own CTEs, before the key, stock, line and audit parts. `$1` is the recording time;
+/// `{OPEN}` stands for the cash module's part that share-locks the open sessions of `$23`.
 const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::int[], $7::uuid[], \
          $8::text[], $9::bool[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[], $15::text[], \
          $16::bytea[], $17::uuid[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $47::bool[], $48::uuid[], \
@@ -64,8 +66,7 @@ const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $
        WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
          key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, p_from, p_to, t_from, t_to, ord)), \
      taken AS (SELECT c.ord FROM cand c, LATERAL (SELECT 1 FROM sales s WHERE s.id = c.id LIMIT 1) x WHERE c.client), \
-     open AS (SELECT register_id, id AS session_id FROM cash_sessions WHERE register_id = ANY($23) AND status = 'open' \
-       ORDER BY register_id FOR SHARE), \
+     {OPEN}, \
      fresh AS (SELECT c.*, o.session_id, row_number() OVER (PARTITION BY c.register_id, c.year ORDER BY c.ord) AS rn \
        FROM cand c JOIN open o USING (register_id) WHERE c.ord NOT IN (SELECT ord FROM taken)), \
      counted AS (SELECT register_id, year, count(*) AS n FROM fresh GROUP BY register_id, year), \
@@ -122,7 +123,11 @@ const RESULT: &str = "SELECT c.ord, w.session_id, w.number, c.ord IN (SELECT ord
 /// The one statement that records a batch.
 static WRITE: LazyLock<AuditedStatement> = LazyLock::new(|| {
     AuditedStatement::new(
-        &format!("{SALE_CTES}, {CLAIM_CTE}, {TAKE_CTES}, {LINES_IN}, {AUDIT_IN}"),
+        &format!(
+            "{}, {CLAIM_CTE}, {}, {LINES_IN}, {AUDIT_IN}",
+            SALE_CTES.replace("{OPEN}", &cash::open_sessions_cte(23)),
+            TAKE_CTES.ctes()
+        ),
         RESULT,
     )
 });

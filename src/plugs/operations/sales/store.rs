@@ -8,7 +8,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::core::state::AppState;
+use crate::plugs::operations::api::cash::SessionSales;
 use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
 
 /// A sale.
@@ -222,41 +222,54 @@ pub async fn load(
     }))
 }
 
-/// A sale's register as the request sees it before writing (nothing locked).
-#[derive(Debug, Clone, Default, sqlx::FromRow)]
-pub struct RegisterForSale {
-    /// The register's code; `None` when there is no such register.
-    pub code: Option<String>,
-    /// Where its sales take stock from.
-    pub location_id: Option<Uuid>,
-    /// Its open cash session, if any.
-    pub session_id: Option<Uuid>,
-}
-
-/// Registers kept in memory at most.
-const REGISTER_CACHE: usize = 10_000;
-
-/// Register `register_id` with its open session, kept in memory until a register or cash
-/// session changes (see [`crate::core::db::changes`]). The writer checks the session again.
-pub async fn register_for_sale(
-    state: &AppState,
-    register_id: Uuid,
-) -> Result<RegisterForSale, sqlx::Error> {
-    let register = state
-        .cache::<Uuid, RegisterForSale>(REGISTER_CACHE)
-        .get_or_read(register_id, || async {
-            // One row whether or not the register exists (all `None` when it does not).
-            sqlx::query_as(
-                "SELECT r.code, r.location_id, \
-                        (SELECT id FROM cash_sessions WHERE register_id = r.id AND status = 'open') AS session_id \
-                 FROM (SELECT 1) AS one LEFT JOIN registers r ON r.id = $1 AND r.deleted_at IS NULL",
-            )
-            .bind(register_id)
-            .fetch_optional(state.pool())
-            .await
-        })
-        .await?;
-    Ok(register.unwrap_or_default())
+/// The sales of cash session `id`, for the cash module's X report and close (sales provide it:
+/// see [`crate::plugs::operations::api::cash::SessionSalesSource`]).
+pub async fn session_sales(conn: &mut PgConnection, id: Uuid) -> Result<SessionSales, sqlx::Error> {
+    let (count, net, tax, total, cash_rounding, change_given): (
+        i64,
+        Decimal,
+        Decimal,
+        Decimal,
+        Decimal,
+        Decimal,
+    ) = sqlx::query_as(
+        "SELECT count(*), COALESCE(sum(net), 0), COALESCE(sum(tax), 0), COALESCE(sum(total), 0), \
+                    COALESCE(sum(cash_rounding), 0), COALESCE(sum(change_due), 0) \
+             FROM sales WHERE cash_session_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&mut *conn)
+    .await?;
+    let by_method: Vec<(String, i64, Decimal)> = sqlx::query_as(
+        "SELECT p.method, count(*), sum(p.amount) FROM sales s JOIN sale_payments p ON p.sale_id = s.id \
+         WHERE s.cash_session_id = $1 GROUP BY p.method ORDER BY p.method",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_rate: Vec<(Decimal, Decimal, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT t.rate, sum(t.net), sum(t.tax), sum(t.gross) FROM sales s JOIN sale_taxes t ON t.sale_id = s.id \
+         WHERE s.cash_session_id = $1 GROUP BY t.rate ORDER BY t.rate",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let cash_payments = by_method
+        .iter()
+        .filter(|(method, _, _)| method == "cash")
+        .map(|(_, _, amount)| *amount)
+        .sum();
+    Ok(SessionSales {
+        count,
+        net,
+        tax,
+        total,
+        cash_rounding,
+        cash_payments,
+        change_given,
+        by_method,
+        by_rate,
+    })
 }
 
 /// Does a sale with this id exist?

@@ -21,6 +21,7 @@ use super::prepare::PreparedSale;
 use super::record::{Outcome, Written, record_batch};
 use crate::core::audit::AuditError;
 use crate::core::db::lazy_pool;
+use crate::core::db::violated_constraint;
 use crate::core::http::ApiError;
 use crate::core::live::Hub;
 use crate::core::state::AppState;
@@ -181,7 +182,7 @@ fn lost(sale: &PreparedSale) -> ApiError {
 /// meanwhile is a replay of that sale; anything else is the error.
 fn alone_failed(sale: &PreparedSale, e: AuditError) -> Outcome {
     if let AuditError::Database(db) = &e
-        && db.as_database_error().and_then(|d| d.constraint()) == Some("sales_pkey")
+        && violated_constraint(db) == Some("sales_pkey")
     {
         return Ok(Written::Replay(sale.id));
     }

@@ -1,0 +1,187 @@
+//! The places' SQL: `branches`, `locations`, `registers` (this module's tables). Writes take the
+//! audited transaction, so none can commit without its audit record.
+
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::audit::AuditedTx;
+
+/// A branch, location or register, as stored and as answered.
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Place {
+    pub id: Uuid,
+    pub name: String,
+    /// The branch (locations and registers).
+    pub branch_id: Option<Uuid>,
+    /// The location (registers: where their sales take stock from).
+    pub location_id: Option<Uuid>,
+    /// Registers: the short code that starts their receipt numbers (`R1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub version: i64,
+}
+
+/// Which table a place lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Branch,
+    Location,
+    Register,
+}
+
+impl Kind {
+    /// The audit entity, and the word for it in messages.
+    pub fn entity(self) -> &'static str {
+        match self {
+            Kind::Branch => "branch",
+            Kind::Location => "location",
+            Kind::Register => "register",
+        }
+    }
+
+    /// The audit action of a create.
+    pub fn action(self) -> &'static str {
+        match self {
+            Kind::Branch => "branch.create",
+            Kind::Location => "location.create",
+            Kind::Register => "register.create",
+        }
+    }
+}
+
+/// The live places of one kind, by name.
+pub async fn list(conn: &mut PgConnection, kind: Kind) -> Result<Vec<Place>, sqlx::Error> {
+    let sql = match kind {
+        Kind::Branch => {
+            "SELECT id, name, NULL::uuid AS branch_id, NULL::uuid AS location_id, NULL::text AS code, version FROM branches WHERE deleted_at IS NULL ORDER BY name"
+        }
+        Kind::Location => {
+            "SELECT id, name, branch_id, NULL::uuid AS location_id, NULL::text AS code, version FROM locations WHERE deleted_at IS NULL ORDER BY name"
+        }
+        Kind::Register => {
+            "SELECT id, name, branch_id, location_id, code, version FROM registers WHERE deleted_at IS NULL ORDER BY name"
+        }
+    };
+    sqlx::query_as(sql).fetch_all(conn).await
+}
+
+/// One live place of `kind`.
+pub async fn get(
+    conn: &mut PgConnection,
+    kind: Kind,
+    id: Uuid,
+) -> Result<Option<Place>, sqlx::Error> {
+    Ok(list(conn, kind).await?.into_iter().find(|p| p.id == id))
+}
+
+pub async fn insert_branch(tx: &mut AuditedTx, id: Uuid, name: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO branches (id, name) VALUES ($1, $2)")
+        .bind(id)
+        .bind(name)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+pub async fn insert_location(
+    tx: &mut AuditedTx,
+    id: Uuid,
+    branch: Uuid,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO locations (id, branch_id, name) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(branch)
+        .bind(name)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// The branch of live location `id`.
+pub async fn branch_of_location(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT branch_id FROM locations WHERE id = $1 AND deleted_at IS NULL")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Inserts a register; without a `code`, the next free `R<n>`.
+pub async fn insert_register(
+    tx: &mut AuditedTx,
+    id: Uuid,
+    branch: Uuid,
+    location: Uuid,
+    name: &str,
+    code: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO registers (id, branch_id, location_id, name, code) \
+         VALUES ($1, $2, $3, $4, COALESCE($5, 'R' || nextval('register_code_seq')))",
+    )
+    .bind(id)
+    .bind(branch)
+    .bind(location)
+    .bind(name)
+    .bind(code)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// Is `id` a live location?
+pub async fn location_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM locations WHERE id = $1 AND deleted_at IS NULL)",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// The only live location, when there is exactly one.
+pub async fn sole_location(conn: &mut PgConnection) -> Result<Option<Uuid>, sqlx::Error> {
+    let all: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM locations WHERE deleted_at IS NULL ORDER BY id LIMIT 2")
+            .fetch_all(conn)
+            .await?;
+    Ok(match all.as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    })
+}
+
+/// Is `id` a live register?
+pub async fn register_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM registers WHERE id = $1 AND deleted_at IS NULL)",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await
+}
+
+/// A register as a sale needs it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SaleRegister {
+    /// The short code that starts its receipt numbers.
+    pub code: String,
+    /// Where its sales take stock from.
+    pub location_id: Uuid,
+}
+
+/// Live register `id` as a sale needs it.
+pub async fn sale_register(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<SaleRegister>, sqlx::Error> {
+    sqlx::query_as("SELECT code, location_id FROM registers WHERE id = $1 AND deleted_at IS NULL")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}

@@ -1,0 +1,85 @@
+//! `operations.cash` for other modules: a register's open session, the statement part that
+//! share-locks open sessions, and what cash needs back from the module that records sales.
+//!
+//! Sales depend on cash (a sale goes into an open session), so cash cannot call sales for the
+//! X report's and the close's sales totals. Cash declares what it needs here ([`SessionSales`],
+//! [`SessionSalesSource`]); the sales module provides it when the state is made
+//! (`AppState::provide`), and cash reads it with [`session_sales`].
+
+use futures_util::future::BoxFuture;
+use rust_decimal::Decimal;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::core::state::AppState;
+
+/// Registers whose open session is kept in memory at most.
+const SESSION_CACHE: usize = 10_000;
+
+/// The open session of a register, as cached.
+#[derive(Debug, Clone, Copy)]
+struct OpenSessionOf(Option<Uuid>);
+
+/// The open cash session of `register_id`, kept in memory until a cash session changes (see
+/// [`crate::core::db::changes`]). A writer must check it again under [`open_sessions_cte`].
+pub async fn open_session(
+    state: &AppState,
+    register_id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    let found = state
+        .cache::<Uuid, OpenSessionOf>(SESSION_CACHE)
+        .get_or_read(register_id, || async {
+            let mut conn = state.pool().acquire().await?;
+            crate::plugs::operations::cash::store::open_session(&mut conn, register_id)
+                .await
+                .map(|id| Some(OpenSessionOf(id)))
+        })
+        .await?;
+    Ok(found.and_then(|s| s.0))
+}
+
+/// The part of a caller's statement that share-locks the open sessions of the registers in
+/// parameter `$registers` (a `uuid[]`), in register order, and defines
+/// `open(register_id, session_id)`. A close locks its session exclusively, so no row the
+/// statement writes against a session can land in a closed one.
+pub fn open_sessions_cte(registers: usize) -> String {
+    crate::plugs::operations::cash::store::open_sessions_cte(registers)
+}
+
+/// A session's sales, as the X report and the close need them.
+#[derive(Debug, Clone, Default)]
+pub struct SessionSales {
+    pub count: i64,
+    pub net: Decimal,
+    pub tax: Decimal,
+    pub total: Decimal,
+    /// Cash rounding over all sales (positive: customers paid more than the exact totals).
+    pub cash_rounding: Decimal,
+    /// Cash payments received (before change).
+    pub cash_payments: Decimal,
+    pub change_given: Decimal,
+    /// (method, payments, amount), by method.
+    pub by_method: Vec<(String, i64, Decimal)>,
+    /// (rate, net, tax, gross), by rate.
+    pub by_rate: Vec<(Decimal, Decimal, Decimal, Decimal)>,
+}
+
+/// Reads the sales of a session.
+pub type SessionSalesReader =
+    for<'a> fn(&'a mut PgConnection, Uuid) -> BoxFuture<'a, Result<SessionSales, sqlx::Error>>;
+
+/// What the sales module provides so that cash can read a session's sales.
+#[derive(Clone, Copy)]
+pub struct SessionSalesSource(pub SessionSalesReader);
+
+/// The sales of session `id` (none when no module records sales in this build).
+pub async fn session_sales(
+    state: &AppState,
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<SessionSales, sqlx::Error> {
+    match state.provided::<SessionSalesSource>() {
+        Some(source) => (source.0)(conn, id).await,
+        None => Ok(SessionSales::default()),
+    }
+}

@@ -1,0 +1,4 @@
+//! What the operations plug offers other plugs, and its modules each other. A module may use
+//! `api::<module>` only when it declares a dependency on `operations.<module>` (a test checks this).
+
+pub mod cash;
