@@ -60,13 +60,10 @@ pub struct AdminInput {
 pub struct SetupCreated {
     pub business: BusinessCreated,
     pub admin: AdminCreated,
-    /// The default branch, location and register (created by the places module).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub branch_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub register_id: Option<Uuid>,
+    /// The default branch, location and register (the places module's seed).
+    pub branch_id: Uuid,
+    pub location_id: Uuid,
+    pub register_id: Uuid,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -147,6 +144,11 @@ pub async fn run(
     checkpoint::load_or_create_key(&state.data_dir().keys())?;
     // So is the key that decrypts its backups.
     crate::core::backup::key::ensure(&state.data_dir().keys(), state.clock().now())?;
+    let (branch_id, location_id, register_id) = (
+        seeded(&outcome, "branch_id")?,
+        seeded(&outcome, "location_id")?,
+        seeded(&outcome, "register_id")?,
+    );
     let created = SetupCreated {
         business: BusinessCreated {
             name: outcome.business_name,
@@ -158,9 +160,18 @@ pub async fn run(
             username: outcome.admin_username,
             roles: vec!["super_admin".to_owned()],
         },
-        branch_id: outcome.seeded.get("branch_id").copied(),
-        location_id: outcome.seeded.get("location_id").copied(),
-        register_id: outcome.seeded.get("register_id").copied(),
+        branch_id,
+        location_id,
+        register_id,
     };
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The id of a default that a module's seed created (the places module's are part of the answer).
+fn seeded(outcome: &setup::SetupOutcome, name: &str) -> Result<Uuid, ApiError> {
+    outcome.seeded.get(name).copied().ok_or_else(|| {
+        ApiError::Internal(anyhow::anyhow!(
+            "setup ran, but no module's seed created its {name}"
+        ))
+    })
 }

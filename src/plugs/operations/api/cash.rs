@@ -72,7 +72,8 @@ pub type SessionSalesReader =
 #[derive(Clone, Copy)]
 pub struct SessionSalesSource(pub SessionSalesReader);
 
-/// The sales of session `id` (none when no module records sales in this build).
+/// The sales of session `id`. Without a provider this is an error, never zero: a close that
+/// counted no sales would record a false variance.
 pub async fn session_sales(
     state: &AppState,
     conn: &mut PgConnection,
@@ -80,6 +81,8 @@ pub async fn session_sales(
 ) -> Result<SessionSales, sqlx::Error> {
     match state.provided::<SessionSalesSource>() {
         Some(source) => (source.0)(conn, id).await,
-        None => Ok(SessionSales::default()),
+        None => Err(sqlx::Error::Configuration(
+            "no module provides a cash session's sales (operations.sales is not installed)".into(),
+        )),
     }
 }
