@@ -1,9 +1,8 @@
 //! `management.catalog`: tax classes, the category tree and products (barcodes, search, the
 //! field-protected cost price).
 
-pub mod categories;
-pub mod products;
-pub mod tax_classes;
+pub mod http;
+pub mod store;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -11,6 +10,8 @@ use utoipa_axum::routes;
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Module, ModulePermission};
 use crate::core::state::AppState;
+
+pub(crate) const MODULE: &str = "management.catalog";
 
 pub const READ: &str = "management.catalog.read";
 pub const WRITE: &str = "management.catalog.write";
@@ -45,7 +46,7 @@ pub struct Catalog;
 
 impl Module for Catalog {
     fn id(&self) -> &'static str {
-        "management.catalog"
+        MODULE
     }
 
     fn version(&self) -> &'static str {
@@ -68,34 +69,43 @@ impl Module for Catalog {
         OpenApiRouter::new()
             .routes(declare(
                 Access::Permission(READ),
-                routes!(tax_classes::list),
+                routes!(http::tax_classes::list),
             ))
             .routes(declare(
                 Access::Permission(WRITE),
-                routes!(tax_classes::create),
-            ))
-            .routes(declare(Access::Permission(READ), routes!(categories::list)))
-            .routes(declare(
-                Access::Permission(WRITE),
-                routes!(categories::create),
+                routes!(http::tax_classes::create),
             ))
             .routes(declare(
-                Access::Permission(WRITE),
-                routes!(categories::update),
-            ))
-            .routes(declare(Access::Permission(READ), routes!(products::list)))
-            .routes(declare(Access::Permission(READ), routes!(products::get)))
-            .routes(declare(
-                Access::Permission(WRITE),
-                routes!(products::create),
+                Access::Permission(READ),
+                routes!(http::categories::list),
             ))
             .routes(declare(
                 Access::Permission(WRITE),
-                routes!(products::update),
+                routes!(http::categories::create),
             ))
             .routes(declare(
                 Access::Permission(WRITE),
-                routes!(products::remove),
+                routes!(http::categories::update),
+            ))
+            .routes(declare(
+                Access::Permission(READ),
+                routes!(http::products::list),
+            ))
+            .routes(declare(
+                Access::Permission(READ),
+                routes!(http::products::get),
+            ))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(http::products::create),
+            ))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(http::products::update),
+            ))
+            .routes(declare(
+                Access::Permission(WRITE),
+                routes!(http::products::remove),
             ))
     }
 }

@@ -1,8 +1,9 @@
 //! `operations.cash`: cash sessions per register (open with a float, cash in and out, close with
 //! the counted amount: expected vs counted), and the X report.
 
+pub mod http;
 pub mod report;
-pub mod routes;
+pub mod rules;
 pub mod store;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -11,6 +12,8 @@ use utoipa_axum::routes;
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
 use crate::core::state::AppState;
+
+pub(crate) const MODULE: &str = "operations.cash";
 
 pub const OPEN: &str = "operations.cash.open";
 pub const CLOSE: &str = "operations.cash.close";
@@ -56,7 +59,7 @@ pub struct Cash;
 
 impl Module for Cash {
     fn id(&self) -> &'static str {
-        "operations.cash"
+        MODULE
     }
 
     fn version(&self) -> &'static str {
@@ -85,14 +88,14 @@ impl Module for Cash {
 
     fn routes(&self) -> OpenApiRouter<AppState> {
         OpenApiRouter::new()
-            .routes(declare(Access::Permission(OPEN), routes!(routes::open)))
-            .routes(declare(Access::Permission(REPORT), routes!(routes::list)))
-            .routes(declare(Access::Permission(REPORT), routes!(routes::get)))
+            .routes(declare(Access::Permission(OPEN), routes!(http::open)))
+            .routes(declare(Access::Permission(REPORT), routes!(http::list)))
+            .routes(declare(Access::Permission(REPORT), routes!(http::get)))
             .routes(declare(
                 Access::Permission(MOVEMENT),
-                routes!(routes::movement),
+                routes!(http::movement),
             ))
-            .routes(declare(Access::Permission(CLOSE), routes!(routes::close)))
+            .routes(declare(Access::Permission(CLOSE), routes!(http::close)))
             .routes(declare(
                 Access::Permission(REPORT),
                 routes!(report::x_report),

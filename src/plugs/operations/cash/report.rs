@@ -1,59 +1,20 @@
-//! The X report of a cash session (what it has taken so far; closing does not reset anything),
-//! and the expected cash in the drawer.
+//! The X report of a cash session (what it has taken so far; closing does not reset anything):
+//! its handler and answer.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::routes::{CashSession, fetch_session};
-use super::store;
+use super::http::{CashSession, fetch_session};
+use super::store::cash_flows;
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
-use crate::plugs::operations::api::cash::{SessionSales, session_sales};
 use crate::shared::money::show;
-
-/// Where the drawer's cash comes from.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CashFlows {
-    pub opening_float: Decimal,
-    /// Cash payments received (before change).
-    pub cash_payments: Decimal,
-    pub change_given: Decimal,
-    pub cash_in: Decimal,
-    pub cash_out: Decimal,
-}
-
-impl CashFlows {
-    /// Opening float + cash payments - change + cash in - cash out.
-    pub fn expected(&self) -> Decimal {
-        self.opening_float + self.cash_payments - self.change_given + self.cash_in - self.cash_out
-    }
-}
-
-/// The cash flows of session `id`: its own, and its sales' (through the sales module's provider).
-pub async fn cash_flows(
-    state: &AppState,
-    conn: &mut PgConnection,
-    id: Uuid,
-) -> Result<(CashFlows, SessionSales), sqlx::Error> {
-    let drawer = store::drawer_flows(conn, id).await?;
-    let sales = session_sales(state, conn, id).await?;
-    let flows = CashFlows {
-        opening_float: drawer.opening_float,
-        cash_payments: sales.cash_payments,
-        change_given: sales.change_given,
-        cash_in: drawer.cash_in,
-        cash_out: drawer.cash_out,
-    };
-    Ok((flows, sales))
-}
 
 /// Totals of one payment method.
 #[derive(Debug, Serialize, ToSchema)]

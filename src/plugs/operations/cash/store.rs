@@ -1,8 +1,186 @@
-//! The cash module's SQL beyond the handlers' own: `cash_sessions`, `cash_movements`.
+//! The cash module's SQL: `cash_sessions`, `cash_movements` (its tables). Writes take the
+//! audited transaction, so none can commit without its audit record.
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
+
+use super::rules::CashFlows;
+use crate::core::audit::AuditedTx;
+use crate::core::state::AppState;
+use crate::plugs::operations::api::cash::{SessionSales, session_sales};
+
+/// A cash session as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub register_id: Uuid,
+    pub status: String,
+    pub opening_float: Decimal,
+    pub opened_by: Uuid,
+    pub opened_at: DateTime<Utc>,
+    pub closed_by: Option<Uuid>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub expected_cash: Option<Decimal>,
+    pub counted_cash: Option<Decimal>,
+    pub variance: Option<Decimal>,
+    pub variance_reason: Option<String>,
+    pub version: i64,
+}
+
+const SELECT: &str = "SELECT id, register_id, status, opening_float, opened_by, opened_at, closed_by, closed_at, \
+    expected_cash, counted_cash, variance, variance_reason, version FROM cash_sessions";
+
+/// How a read locks the session row until the transaction ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    None,
+    /// Movements and sales: they may go on together; a close waits for them.
+    Share,
+    /// A close: waits for sales and movements in flight, then blocks new ones.
+    Update,
+}
+
+/// Session `id`, locked as asked.
+pub async fn session(
+    conn: &mut PgConnection,
+    id: Uuid,
+    lock: Lock,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    let suffix = match lock {
+        Lock::None => "",
+        Lock::Share => " FOR SHARE",
+        Lock::Update => " FOR UPDATE",
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE id = $1{suffix}"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Up to `limit` sessions after the first `offset`, newest first, optionally of one register or status.
+pub async fn sessions(
+    conn: &mut PgConnection,
+    register_id: Option<Uuid>,
+    status: Option<&str>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<SessionRow>, sqlx::Error> {
+    let sql = format!(
+        "{SELECT} WHERE ($1::uuid IS NULL OR register_id = $1) AND ($2::text IS NULL OR status = $2) \
+         ORDER BY opened_at DESC, id DESC OFFSET $3 LIMIT $4"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(register_id)
+        .bind(status)
+        .bind(offset)
+        .bind(limit)
+        .fetch_all(conn)
+        .await
+}
+
+/// Opens a session (the database refuses a second open one per register: `cash_sessions_one_open`).
+pub async fn insert_session(
+    tx: &mut AuditedTx,
+    id: Uuid,
+    register_id: Uuid,
+    opening_float: Decimal,
+    opened_by: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO cash_sessions (id, register_id, opening_float, opened_by, opened_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(register_id)
+    .bind(opening_float)
+    .bind(opened_by)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// Records cash put into (`in`) or taken out of (`out`) session `session_id`'s drawer.
+#[allow(clippy::too_many_arguments)] // One column each; a struct would only rename them.
+pub async fn insert_movement(
+    tx: &mut AuditedTx,
+    id: Uuid,
+    session_id: Uuid,
+    kind: &str,
+    amount: Decimal,
+    reason: &str,
+    user_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO cash_movements (id, cash_session_id, kind, amount, reason, user_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(id)
+    .bind(session_id)
+    .bind(kind)
+    .bind(amount)
+    .bind(reason)
+    .bind(user_id)
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// What a close records.
+#[derive(Debug)]
+pub struct Closing<'a> {
+    pub closed_by: Uuid,
+    pub at: DateTime<Utc>,
+    pub expected: Decimal,
+    pub counted: Decimal,
+    pub reason: Option<&'a str>,
+}
+
+/// Closes session `id` with its counted cash and variance.
+pub async fn close_session(
+    tx: &mut AuditedTx,
+    id: Uuid,
+    c: &Closing<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE cash_sessions SET status = 'closed', closed_by = $2, closed_at = $3, expected_cash = $4, \
+         counted_cash = $5, variance = $6, variance_reason = $7, version = version + 1, updated_at = now() WHERE id = $1",
+    )
+    .bind(id)
+    .bind(c.closed_by)
+    .bind(c.at)
+    .bind(c.expected)
+    .bind(c.counted)
+    .bind(c.counted - c.expected)
+    .bind(c.reason)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// The cash flows of session `id`: its own, and its sales' (through the sales module's provider).
+pub async fn cash_flows(
+    state: &AppState,
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<(CashFlows, SessionSales), sqlx::Error> {
+    let drawer = drawer_flows(conn, id).await?;
+    let sales = session_sales(state, conn, id).await?;
+    let flows = CashFlows {
+        opening_float: drawer.opening_float,
+        cash_payments: sales.cash_payments,
+        change_given: sales.change_given,
+        cash_in: drawer.cash_in,
+        cash_out: drawer.cash_out,
+    };
+    Ok((flows, sales))
+}
 
 /// The open session of `register_id`, if any.
 pub async fn open_session(

@@ -2,10 +2,10 @@
 //! gap-free receipt numbers per register, stock taken off in the same transaction), and reading
 //! sales back. A completed sale is immutable (the database refuses changes).
 
+pub mod http;
 pub mod prepare;
 pub mod pricing;
 pub mod record;
-pub mod routes;
 pub mod store;
 pub mod writer;
 
@@ -112,8 +112,8 @@ impl Module for Sales {
 
     fn routes(&self) -> OpenApiRouter<AppState> {
         OpenApiRouter::new()
-            .routes(declare(Access::Permission(CREATE), routes!(routes::create)))
-            .routes(declare(Access::Permission(READ), routes!(routes::list)))
-            .routes(declare(Access::Permission(READ), routes!(routes::get)))
+            .routes(declare(Access::Permission(CREATE), routes!(http::create)))
+            .routes(declare(Access::Permission(READ), routes!(http::list)))
+            .routes(declare(Access::Permission(READ), routes!(http::get)))
     }
 }

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::PRICE_OVERRIDE;
 use super::pricing::{LineInput, PaymentInput, Priced, PricingError, price};
-use super::routes::NewSale;
 use super::store::{self, Payment, Sale, SaleLine, TaxLine, Totals, show_quantity, show_rate};
 use crate::core::audit::Actor;
 use crate::core::auth::context::AuthContext;
@@ -26,6 +27,42 @@ use crate::plugs::management::api::catalog::{self, SaleProduct};
 use crate::plugs::operations::api::cash;
 use crate::shared::ids::new_id;
 use crate::shared::money::{QUANTITY_SCALE, parse_amount, parse_money, show};
+
+/// A sale to record.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSale {
+    /// Optional client-made id (UUIDv7 recommended): a sale with this id that exists already is
+    /// returned as a replay.
+    pub id: Option<Uuid>,
+    pub register_id: Uuid,
+    pub lines: Vec<NewLine>,
+    pub payments: Vec<NewPayment>,
+}
+
+/// A line to sell.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLine {
+    pub product_id: Uuid,
+    /// More than zero, three decimals at most.
+    #[schema(example = "2")]
+    pub quantity: String,
+    /// Defaults to the catalog price; another price needs `operations.sales.price_override`.
+    pub unit_price: Option<String>,
+    /// An amount off the line total.
+    pub discount: Option<String>,
+}
+
+/// A payment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPayment {
+    /// `cash`, `card`, `voucher` or `other`.
+    pub method: String,
+    #[schema(example = "10.00")]
+    pub amount: String,
+}
 
 const MAX_LINES: usize = 500;
 const MAX_PAYMENTS: usize = 20;

@@ -279,3 +279,50 @@ pub async fn sale_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx
         .fetch_one(conn)
         .await
 }
+
+/// Which sales a list shows.
+#[derive(Debug, Default)]
+pub struct SaleFilter {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub register_id: Option<Uuid>,
+    pub cashier_id: Option<Uuid>,
+}
+
+/// A sale in a list.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SummaryRow {
+    pub id: Uuid,
+    pub receipt_number: String,
+    pub status: String,
+    pub register_id: Uuid,
+    pub cashier_id: Uuid,
+    pub cash_session_id: Uuid,
+    pub total: Decimal,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Up to `limit` sales of `filter`, newest first, after the (created_at, id) `after`.
+pub async fn summaries(
+    conn: &mut PgConnection,
+    filter: &SaleFilter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<SummaryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, receipt_number, status, register_id, cashier_id, cash_session_id, total, created_at FROM sales \
+         WHERE ($1::timestamptz IS NULL OR created_at >= $1) AND ($2::timestamptz IS NULL OR created_at < $2) \
+           AND ($3::uuid IS NULL OR register_id = $3) AND ($4::uuid IS NULL OR cashier_id = $4) \
+           AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6)) \
+         ORDER BY created_at DESC, id DESC LIMIT $7",
+    )
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(filter.register_id)
+    .bind(filter.cashier_id)
+    .bind(after.map(|a| a.0))
+    .bind(after.map(|a| a.1))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

@@ -1,17 +1,19 @@
-//! `/api/v1/cash-sessions`: open, list, show, cash in/out, close.
+//! `/api/v1/cash-sessions`: open, list, show, cash in/out, close (the handlers; the rules are in
+//! `rules.rs`, the SQL in `store.rs`).
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::report::cash_flows;
+use super::MODULE;
+use super::rules::{self, ValidMovement};
+use super::store::{self, Closing, Lock, SessionRow};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::db::violated_constraint;
@@ -21,9 +23,7 @@ use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
 use crate::shared::ids::new_id;
-use crate::shared::money::{parse_money, show};
-
-const MODULE: &str = "operations.cash";
+use crate::shared::money::show;
 
 /// A cash session.
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,27 +50,7 @@ pub struct CashSession {
     pub version: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    id: Uuid,
-    register_id: Uuid,
-    status: String,
-    opening_float: Decimal,
-    opened_by: Uuid,
-    opened_at: DateTime<Utc>,
-    closed_by: Option<Uuid>,
-    closed_at: Option<DateTime<Utc>>,
-    expected_cash: Option<Decimal>,
-    counted_cash: Option<Decimal>,
-    variance: Option<Decimal>,
-    variance_reason: Option<String>,
-    version: i64,
-}
-
-const SELECT: &str = "SELECT id, register_id, status, opening_float, opened_by, opened_at, closed_by, closed_at, \
-    expected_cash, counted_cash, variance, variance_reason, version FROM cash_sessions";
-
-fn present(row: Row, scale: u32) -> CashSession {
+fn present(row: SessionRow, scale: u32) -> CashSession {
     CashSession {
         id: row.id,
         register_id: row.register_id,
@@ -95,14 +75,8 @@ fn not_found(id: Uuid) -> ApiError {
     }
 }
 
-async fn fetch_row(conn: &mut PgConnection, id: Uuid, lock: bool) -> Result<Row, ApiError> {
-    let sql = format!(
-        "{SELECT} WHERE id = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(conn)
+async fn fetch_row(conn: &mut PgConnection, id: Uuid, lock: Lock) -> Result<SessionRow, ApiError> {
+    store::session(conn, id, lock)
         .await?
         .ok_or_else(|| not_found(id))
 }
@@ -113,17 +87,11 @@ pub async fn fetch_session(
     id: Uuid,
     scale: u32,
 ) -> Result<CashSession, ApiError> {
-    Ok(present(fetch_row(conn, id, false).await?, scale))
+    Ok(present(fetch_row(conn, id, Lock::None).await?, scale))
 }
 
 async fn business(conn: &mut PgConnection) -> Result<Business, ApiError> {
     Business::load(conn).await?.ok_or(ApiError::SetupRequired)
-}
-
-fn amount(field: &str, text: &str, scale: u32, errors: &mut Vec<FieldError>) -> Option<Decimal> {
-    parse_money(text, scale)
-        .map_err(|why| errors.push(FieldError::new(field, why)))
-        .ok()
 }
 
 fn event_data(session: &CashSession) -> serde_json::Value {
@@ -161,7 +129,7 @@ pub async fn open(
     let business = business(&mut tx).await?;
     let scale = business.currency_scale;
     let mut errors = Vec::new();
-    let float = amount("opening_float", &new.opening_float, scale, &mut errors);
+    let float = rules::amount("opening_float", &new.opening_float, scale, &mut errors);
     if !places::register_exists(&mut tx, new.register_id).await? {
         errors.push(FieldError::new("register_id", "is not a register"));
     }
@@ -169,27 +137,20 @@ pub async fn open(
         return Err(ApiError::Validation(errors));
     };
     let id = new_id();
-    sqlx::query(
-        "INSERT INTO cash_sessions (id, register_id, opening_float, opened_by, opened_at) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(new.register_id)
-    .bind(float)
-    .bind(caller.user_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| {
-        if violated_constraint(&e) == Some("cash_sessions_one_open") {
-            ApiError::Conflict {
-                code: "cash.session_already_open",
-                detail: "This register already has an open cash session; close it first.".to_owned(),
+    store::insert_session(&mut tx, id, new.register_id, float, caller.user_id, now)
+        .await
+        .map_err(|e| {
+            if violated_constraint(&e) == Some("cash_sessions_one_open") {
+                ApiError::Conflict {
+                    code: "cash.session_already_open",
+                    detail: "This register already has an open cash session; close it first."
+                        .to_owned(),
+                }
+            } else {
+                e.into()
             }
-        } else {
-            e.into()
-        }
-    })?;
-    let session = present(fetch_row(&mut tx, id, false).await?, scale);
+        })?;
+    let session = present(fetch_row(&mut tx, id, Lock::None).await?, scale);
     tx.record(
         Change::new(MODULE, "cash_session", id, "cash_session.open").after(json!({
             "register_id": new.register_id, "opening_float": session.opening_float,
@@ -246,17 +207,14 @@ pub async fn list(
     let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let mut conn = state.pool().acquire().await?;
     let scale = business(&mut conn).await?.currency_scale;
-    let sql = format!(
-        "{SELECT} WHERE ($1::uuid IS NULL OR register_id = $1) AND ($2::text IS NULL OR status = $2) \
-         ORDER BY opened_at DESC, id DESC OFFSET $3 LIMIT $4"
-    );
-    let mut rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(query.register_id)
-        .bind(&query.status)
-        .bind(offset)
-        .bind(limit + 1)
-        .fetch_all(&mut *conn)
-        .await?;
+    let mut rows = store::sessions(
+        &mut conn,
+        query.register_id,
+        query.status.as_deref(),
+        offset,
+        limit + 1,
+    )
+    .await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(usize::try_from(limit).unwrap_or(0));
         (offset + limit).to_string()
@@ -310,7 +268,7 @@ pub struct Movement {
     pub created_at: DateTime<Utc>,
 }
 
-fn refuse_closed(row: &Row) -> Result<(), ApiError> {
+fn refuse_closed(row: &SessionRow) -> Result<(), ApiError> {
     if row.status == "open" {
         return Ok(());
     }
@@ -339,49 +297,31 @@ pub async fn movement(
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     let scale = business(&mut tx).await?.currency_scale;
-    let mut errors = Vec::new();
-    if new.kind != "in" && new.kind != "out" {
-        errors.push(FieldError::new("kind", "must be in or out"));
-    }
-    let value = amount("amount", &new.amount, scale, &mut errors);
-    if value.is_some_and(|v| v.is_zero()) {
-        errors.push(FieldError::new("amount", "must be more than zero"));
-    }
-    let reason = new.reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 500 {
-        errors.push(FieldError::new("reason", "must be 1 to 500 characters"));
-    }
-    let (Some(value), true) = (value, errors.is_empty()) else {
-        return Err(ApiError::Validation(errors));
-    };
-    // Share lock: movements and sales may go on together; a close waits for them.
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE id = $1 FOR SHARE"
-    )))
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(|| not_found(id))?;
+    let ValidMovement {
+        kind,
+        amount,
+        reason,
+    } = rules::movement(&new.kind, &new.amount, &new.reason, scale)
+        .map_err(ApiError::Validation)?;
+    let row = fetch_row(&mut tx, id, Lock::Share).await?;
     refuse_closed(&row)?;
     let movement_id = new_id();
-    sqlx::query(
-        "INSERT INTO cash_movements (id, cash_session_id, kind, amount, reason, user_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    store::insert_movement(
+        &mut tx,
+        movement_id,
+        id,
+        &kind,
+        amount,
+        &reason,
+        caller.user_id,
+        now,
     )
-    .bind(movement_id)
-    .bind(id)
-    .bind(&new.kind)
-    .bind(value)
-    .bind(&reason)
-    .bind(caller.user_id)
-    .bind(now)
-    .execute(&mut *tx)
     .await?;
     let movement = Movement {
         id: movement_id,
         cash_session_id: id,
-        kind: new.kind,
-        amount: show(value, scale),
+        kind,
+        amount: show(amount, scale),
         reason,
         user_id: caller.user_id,
         created_at: now,
@@ -433,52 +373,31 @@ pub async fn close(
     let business = business(&mut tx).await?;
     let scale = business.currency_scale;
     let mut errors = Vec::new();
-    let counted = amount("counted_cash", &body.counted_cash, scale, &mut errors);
-    let Some(counted) = counted else {
+    let Some(counted) = rules::amount("counted_cash", &body.counted_cash, scale, &mut errors)
+    else {
         return Err(ApiError::Validation(errors));
     };
     // Waits for sales and movements in flight on this session, then blocks new ones.
-    let before = fetch_row(&mut tx, id, true).await?;
+    let before = fetch_row(&mut tx, id, Lock::Update).await?;
     refuse_closed(&before)?;
-    let expected = cash_flows(&state, &mut tx, id).await?.0.expected();
-    let variance = counted - expected;
-    let reason = body
-        .variance_reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
-    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-        return Err(ApiError::invalid(
-            "variance_reason",
-            "must be at most 500 characters",
-        ));
-    }
-    if variance.abs() > business.variance_reason_threshold && reason.is_none() {
-        return Err(ApiError::invalid(
-            "variance_reason",
-            format!(
-                "is required: the counted cash differs from the expected {} by {} (more than {})",
-                show(expected, scale),
-                show(variance, scale),
-                show(business.variance_reason_threshold, scale),
-            ),
-        ));
-    }
-    sqlx::query(
-        "UPDATE cash_sessions SET status = 'closed', closed_by = $2, closed_at = $3, expected_cash = $4, \
-         counted_cash = $5, variance = $6, variance_reason = $7, version = version + 1, updated_at = now() WHERE id = $1",
+    let expected = store::cash_flows(&state, &mut tx, id).await?.0.expected();
+    let reason = rules::variance_reason(
+        body.variance_reason.as_deref(),
+        expected,
+        counted,
+        business.variance_reason_threshold,
+        scale,
     )
-    .bind(id)
-    .bind(caller.user_id)
-    .bind(now)
-    .bind(expected)
-    .bind(counted)
-    .bind(variance)
-    .bind(&reason)
-    .execute(&mut *tx)
-    .await?;
-    let session = present(fetch_row(&mut tx, id, false).await?, scale);
+    .map_err(|why| ApiError::invalid("variance_reason", why))?;
+    let closing = Closing {
+        closed_by: caller.user_id,
+        at: now,
+        expected,
+        counted,
+        reason: reason.as_deref(),
+    };
+    store::close_session(&mut tx, id, &closing).await?;
+    let session = present(fetch_row(&mut tx, id, Lock::None).await?, scale);
     tx.record(
         Change::new(MODULE, "cash_session", id, "cash_session.close")
             .before(json!({"status": before.status}))
@@ -493,17 +412,4 @@ pub async fn close(
         .live()
         .publish("cash", "cash_session.closed", event_data(&session));
     Ok(Json(session))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_are_bounded() {
-        let mut errors = Vec::new();
-        assert!(amount("a", "10000000001", 2, &mut errors).is_none());
-        assert!(amount("a", "1.234", 2, &mut errors).is_none());
-        assert_eq!(errors.len(), 2);
-    }
 }

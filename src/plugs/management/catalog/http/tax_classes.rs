@@ -4,10 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
@@ -15,20 +14,9 @@ use crate::core::db::violated_constraint;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::state::AppState;
+use crate::plugs::management::catalog::MODULE;
+use crate::plugs::management::catalog::store::tax_classes::{self as store, TaxClass};
 use crate::shared::ids::new_id;
-
-/// A tax class.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct TaxClass {
-    pub id: Uuid,
-    #[schema(example = "Standard")]
-    pub name: String,
-    /// A fraction as a decimal string: `"0.19"` is 19 %.
-    #[serde(with = "rust_decimal::serde::str")]
-    #[schema(value_type = String, example = "0.19")]
-    pub rate: Decimal,
-    pub version: i64,
-}
 
 /// A new tax class.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -75,11 +63,8 @@ pub async fn list(
     State(state): State<AppState>,
     _caller: AuthContext,
 ) -> Result<Json<Vec<TaxClass>>, ApiError> {
-    let classes = sqlx::query_as(
-        "SELECT id, name, rate, version FROM tax_classes WHERE archived_at IS NULL ORDER BY name",
-    )
-    .fetch_all(state.pool())
-    .await?;
+    let mut conn = state.pool().acquire().await?;
+    let classes = store::list(&mut conn).await?;
     Ok(Json(classes))
 }
 
@@ -103,12 +88,7 @@ pub async fn create(
     let rate = parse_rate(&new.rate)?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let id = new_id();
-    let inserted = sqlx::query("INSERT INTO tax_classes (id, name, rate) VALUES ($1, $2, $3)")
-        .bind(id)
-        .bind(&name)
-        .bind(rate)
-        .execute(&mut *tx)
-        .await;
+    let inserted = store::insert(&mut tx, id, &name, rate).await;
     if let Err(e) = inserted {
         let taken = violated_constraint(&e) == Some("tax_classes_name_key");
         return Err(if taken {
@@ -121,7 +101,7 @@ pub async fn create(
         });
     }
     tx.record(
-        Change::new("management.catalog", "tax_class", id, "tax_class.create")
+        Change::new(MODULE, "tax_class", id, "tax_class.create")
             .after(json!({"name": name, "rate": rate.to_string()})),
     )
     .await?;

@@ -5,16 +5,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::READ;
-use super::prepare::{Prepared, prepare};
+use super::prepare::{NewSale, Prepared, prepare};
 use super::record::Written;
-use super::store::{self, Sale};
+use super::store::{self, Sale, SaleFilter};
 use super::writer::SaleWriter;
 use crate::core::auth::context::AuthContext;
 use crate::core::db::changes::KeepsCaches;
@@ -25,42 +24,6 @@ use crate::core::http::{ApiError, ApiJson};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::shared::money::show;
-
-/// A sale to record.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewSale {
-    /// Optional client-made id (UUIDv7 recommended): a sale with this id that exists already is
-    /// returned as a replay.
-    pub id: Option<Uuid>,
-    pub register_id: Uuid,
-    pub lines: Vec<NewLine>,
-    pub payments: Vec<NewPayment>,
-}
-
-/// A line to sell.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewLine {
-    pub product_id: Uuid,
-    /// More than zero, three decimals at most.
-    #[schema(example = "2")]
-    pub quantity: String,
-    /// Defaults to the catalog price; another price needs `operations.sales.price_override`.
-    pub unit_price: Option<String>,
-    /// An amount off the line total.
-    pub discount: Option<String>,
-}
-
-/// A payment.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewPayment {
-    /// `cash`, `card`, `voucher` or `other`.
-    pub method: String,
-    #[schema(example = "10.00")]
-    pub amount: String,
-}
 
 fn created(sale: Sale, replayed: bool) -> Response {
     let location = format!("/api/v1/sales/{}", sale.id);
@@ -228,33 +191,13 @@ pub async fn list(
         .await?
         .ok_or(ApiError::SetupRequired)?
         .currency_scale;
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        id: Uuid,
-        receipt_number: String,
-        status: String,
-        register_id: Uuid,
-        cashier_id: Uuid,
-        cash_session_id: Uuid,
-        total: Decimal,
-        created_at: DateTime<Utc>,
-    }
-    let rows: Vec<Row> = sqlx::query_as(
-            "SELECT id, receipt_number, status, register_id, cashier_id, cash_session_id, total, created_at FROM sales \
-             WHERE ($1::timestamptz IS NULL OR created_at >= $1) AND ($2::timestamptz IS NULL OR created_at < $2) \
-               AND ($3::uuid IS NULL OR register_id = $3) AND ($4::uuid IS NULL OR cashier_id = $4) \
-               AND ($5::timestamptz IS NULL OR (created_at, id) < ($5, $6)) \
-             ORDER BY created_at DESC, id DESC LIMIT $7",
-        )
-        .bind(query.from)
-        .bind(query.to)
-        .bind(query.register_id)
-        .bind(query.cashier_id)
-        .bind(after.map(|a| a.0))
-        .bind(after.map(|a| a.1))
-        .bind(limit + 1)
-        .fetch_all(&mut *conn)
-        .await?;
+    let filter = SaleFilter {
+        from: query.from,
+        to: query.to,
+        register_id: query.register_id,
+        cashier_id: query.cashier_id,
+    };
+    let rows = store::summaries(&mut conn, &filter, after, limit + 1).await?;
     let mut items: Vec<SaleSummary> = rows
         .into_iter()
         .map(|r| SaleSummary {

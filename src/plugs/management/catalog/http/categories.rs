@@ -3,9 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
-use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -15,19 +14,9 @@ use crate::core::db::violated_constraint;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::state::AppState;
+use crate::plugs::management::catalog::MODULE;
+use crate::plugs::management::catalog::store::categories::{self as store, Category};
 use crate::shared::ids::new_id;
-
-const MODULE: &str = "management.catalog";
-
-/// A category.
-#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
-pub struct Category {
-    pub id: Uuid,
-    pub name: String,
-    /// `null` for a top-level category.
-    pub parent_id: Option<Uuid>,
-    pub version: i64,
-}
 
 /// A new category.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -57,15 +46,6 @@ fn check_name(name: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
-async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Option<Category>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, parent_id, version FROM categories WHERE id = $1 AND archived_at IS NULL",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await
-}
-
 fn name_taken(e: &sqlx::Error, name: &str) -> bool {
     let taken = violated_constraint(e) == Some("categories_name_key");
     if taken {
@@ -85,9 +65,8 @@ pub async fn list(
     State(state): State<AppState>,
     _caller: AuthContext,
 ) -> Result<Json<Vec<Category>>, ApiError> {
-    let categories = sqlx::query_as("SELECT id, name, parent_id, version FROM categories WHERE archived_at IS NULL ORDER BY name, id")
-        .fetch_all(state.pool())
-        .await?;
+    let mut conn = state.pool().acquire().await?;
+    let categories = store::list(&mut conn).await?;
     Ok(Json(categories))
 }
 
@@ -107,7 +86,7 @@ pub async fn create(
     let name = check_name(&new.name)?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     if let Some(parent) = new.parent_id
-        && fetch(&mut tx, parent).await?.is_none()
+        && store::get(&mut tx, parent).await?.is_none()
     {
         return Err(ApiError::invalid("parent_id", "is not a category"));
     }
@@ -117,12 +96,7 @@ pub async fn create(
         parent_id: new.parent_id,
         version: 1,
     };
-    let inserted = sqlx::query("INSERT INTO categories (id, name, parent_id) VALUES ($1, $2, $3)")
-        .bind(category.id)
-        .bind(&category.name)
-        .bind(category.parent_id)
-        .execute(&mut *tx)
-        .await;
+    let inserted = store::insert(&mut tx, &category).await;
     if let Err(e) = inserted {
         return Err(if name_taken(&e, &category.name) {
             ApiError::Conflict {
@@ -159,10 +133,8 @@ pub async fn update(
     let name = patch.name.as_deref().map(check_name).transpose()?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     // Serialise moves: two concurrent moves could each be acyclic alone and form a cycle together.
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('management.catalog.categories'))")
-        .execute(&mut *tx)
-        .await?;
-    let before = fetch(&mut tx, id)
+    store::lock_tree(&mut tx).await?;
+    let before = store::get(&mut tx, id)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             code: "category.not_found",
@@ -177,16 +149,10 @@ pub async fn update(
     }
     let parent = patch.parent_id.unwrap_or(before.parent_id);
     if let Some(parent) = parent {
-        if fetch(&mut tx, parent).await?.is_none() {
+        if store::get(&mut tx, parent).await?.is_none() {
             return Err(ApiError::invalid("parent_id", "is not a category"));
         }
-        let ancestors: Vec<Uuid> = sqlx::query_scalar(
-            "WITH RECURSIVE up(id, parent_id) AS (SELECT id, parent_id FROM categories WHERE id = $1 \
-             UNION ALL SELECT c.id, c.parent_id FROM categories c JOIN up ON c.id = up.parent_id) SELECT id FROM up",
-        )
-        .bind(parent)
-        .fetch_all(&mut *tx)
-        .await?;
+        let ancestors = store::ancestors(&mut tx, parent).await?;
         if ancestors.contains(&id) {
             return Err(ApiError::invalid(
                 "parent_id",
@@ -200,12 +166,7 @@ pub async fn update(
         parent_id: parent,
         version: before.version + 1,
     };
-    let updated = sqlx::query("UPDATE categories SET name = $2, parent_id = $3, version = version + 1, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(&after.name)
-        .bind(after.parent_id)
-        .execute(&mut *tx)
-        .await;
+    let updated = store::update(&mut tx, &after).await;
     if let Err(e) = updated {
         return Err(if name_taken(&e, &after.name) {
             ApiError::Conflict {

@@ -6,14 +6,12 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{COST_PRICE_READ, COST_PRICE_WRITE};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::{AuthContext, Authenticated};
 use crate::core::db::violated_constraint;
@@ -23,15 +21,13 @@ use crate::core::rbac::record;
 use crate::core::security::events::EventKind;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
+use crate::plugs::management::catalog::store::products::{
+    self as store, ProductFields, ProductRow, Removed,
+};
+use crate::plugs::management::catalog::{COST_PRICE_READ, COST_PRICE_WRITE, MODULE};
 use crate::shared::ids::new_id;
 use crate::shared::money::parse_amount;
 use crate::shared::text::fold;
-
-const MODULE: &str = "management.catalog";
-/// Substring (not prefix) matches ranked per search: enough for a type-ahead list, bounded cost.
-const SEARCH_CANDIDATES: i64 = 200;
-/// Shorter search texts match at the start of the name or SKU only.
-const SUBSTRING_MIN_CHARS: usize = 3;
 
 /// A product.
 #[derive(Debug, Serialize, ToSchema)]
@@ -110,28 +106,8 @@ pub struct ProductPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    id: Uuid,
-    sku: String,
-    name: String,
-    barcodes: Vec<String>,
-    price: Decimal,
-    cost_price: Option<Decimal>,
-    tax_class_id: Uuid,
-    category_id: Option<Uuid>,
-    track_stock: bool,
-    active: bool,
-    version: i64,
-}
-
-const SELECT: &str = "SELECT p.id, p.sku, p.name, \
-    COALESCE((SELECT array_agg(b.barcode ORDER BY b.barcode) FROM product_barcodes b WHERE b.product_id = p.id), '{}') AS barcodes, \
-    p.price, p.cost_price, p.tax_class_id, p.category_id, p.track_stock, p.active, p.version \
-    FROM products p";
-
 /// Prices are shown with exactly the currency's number of decimals (`scale`).
-fn present_row(row: Row, caller: &Authenticated, scale: u32) -> Product {
+fn present_row(row: ProductRow, caller: &Authenticated, scale: u32) -> Product {
     let mut price = row.price;
     price.rescale(scale);
     Product {
@@ -151,17 +127,13 @@ fn present_row(row: Row, caller: &Authenticated, scale: u32) -> Product {
     }
 }
 
-async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<Row, ApiError> {
-    sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
-        "{SELECT} WHERE p.id = $1 AND p.archived_at IS NULL"
-    )))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| ApiError::NotFound {
-        code: "product.not_found",
-        detail: format!("No product with id {id}."),
-    })
+async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<ProductRow, ApiError> {
+    store::get(conn, id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound {
+            code: "product.not_found",
+            detail: format!("No product with id {id}."),
+        })
 }
 
 /// The currency's number of decimals, from the cached business (in memory: the scanner path
@@ -173,7 +145,7 @@ async fn currency_scale(state: &AppState) -> Result<u32, ApiError> {
         .currency_scale)
 }
 
-fn audit_view(row: &Row) -> serde_json::Value {
+fn audit_view(row: &ProductRow) -> serde_json::Value {
     json!({
         "sku": row.sku, "name": row.name, "barcodes": row.barcodes, "price": row.price.to_string(),
         "cost_price": row.cost_price.map(|c| c.to_string()), "tax_class_id": row.tax_class_id,
@@ -240,24 +212,6 @@ fn map_write_error(e: sqlx::Error) -> ApiError {
     }
 }
 
-async fn replace_barcodes(
-    conn: &mut PgConnection,
-    id: Uuid,
-    barcodes: &[String],
-) -> Result<(), ApiError> {
-    sqlx::query("DELETE FROM product_barcodes WHERE product_id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO product_barcodes (barcode, product_id) SELECT unnest($1::text[]), $2")
-        .bind(barcodes)
-        .bind(id)
-        .execute(conn)
-        .await
-        .map_err(map_write_error)?;
-    Ok(())
-}
-
 /// Find products by barcode or search text, or list them by name.
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog", security(("bearer" = [])), params(ProductQuery),
     responses(
@@ -276,67 +230,22 @@ pub async fn list(
     }
     let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let scale = currency_scale(&state).await?;
-    let rows: Vec<Row> = if let Some(barcode) = &query.barcode {
-        let sql = format!(
-            "{SELECT} JOIN product_barcodes pb ON pb.product_id = p.id WHERE pb.barcode = $1 AND p.archived_at IS NULL"
-        );
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(barcode.trim())
-            .fetch_all(state.pool())
-            .await?
+    let mut conn = state.pool().acquire().await?;
+    let rows = if let Some(barcode) = &query.barcode {
+        store::by_barcode(&mut conn, barcode.trim()).await?
     } else if let Some(search) = query
         .search
         .as_deref()
         .map(fold)
         .filter(|s| !s.trim().is_empty())
     {
-        // Ranked in two parts, each cheap at a million products: names/SKUs that start with the
-        // text (a range scan of the text_pattern_ops btree, in its byte order `~<~`, so no sort of
-        // every match), then other substring matches (at most SEARCH_CANDIDATES of them, shortest
-        // names first). Not a prepared statement: the plan must see the text, because a common
-        // fragment is found fastest by scanning the table until enough rows match and a rare one
-        // through the trigram index, and a generic plan would pick one for all.
-        let escaped = search
-            .trim()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        let wanted = offset + limit + 1;
-        let prefix = format!(
-            "(SELECT * FROM ({SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $1 \
-               ORDER BY p.search_text USING ~<~, p.id LIMIT $3) prefix)"
-        );
-        // One or two characters match at the start only: no trigram narrows them, and a rare
-        // one would mean reading every product (the first keystrokes of a type-ahead).
-        let sql = if search.trim().chars().count() < SUBSTRING_MIN_CHARS {
-            prefix
-        } else {
-            format!(
-                "{prefix} UNION ALL \
-                 (SELECT * FROM ({SELECT} WHERE p.archived_at IS NULL AND p.search_text LIKE $2 AND p.search_text NOT LIKE $1 \
-                   LIMIT {SEARCH_CANDIDATES}) other ORDER BY length(other.name), other.name, other.id LIMIT $3)"
-            )
-        };
-        let mut all: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .persistent(false)
-            .bind(format!("{escaped}%"))
-            .bind(format!("%{escaped}%"))
-            .bind(wanted)
-            .fetch_all(state.pool())
-            .await?;
-        all.truncate(usize::try_from(wanted).unwrap_or(0));
-        all.into_iter()
+        store::search(&mut conn, &search, offset + limit + 1)
+            .await?
+            .into_iter()
             .skip(usize::try_from(offset).unwrap_or(0))
             .collect()
     } else {
-        let sql = format!(
-            "{SELECT} WHERE p.archived_at IS NULL ORDER BY p.name, p.id OFFSET $1 LIMIT $2"
-        );
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(offset)
-            .bind(limit + 1)
-            .fetch_all(state.pool())
-            .await?
+        store::by_name(&mut conn, offset, limit + 1).await?
     };
     let mut rows = rows;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
@@ -422,24 +331,21 @@ pub async fn create(
         return Err(ApiError::Validation(errors));
     };
     let id = new_id();
-    sqlx::query(
-        "INSERT INTO products (id, sku, name, search_text, price, cost_price, tax_class_id, category_id, track_stock, active) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(id)
-    .bind(&sku)
-    .bind(&name)
-    .bind(fold(&format!("{name} {sku}")))
-    .bind(price)
-    .bind(cost_price)
-    .bind(new.tax_class_id)
-    .bind(new.category_id)
-    .bind(new.track_stock.unwrap_or(true))
-    .bind(new.active.unwrap_or(true))
-    .execute(&mut *tx)
-    .await
-    .map_err(map_write_error)?;
-    replace_barcodes(&mut tx, id, &barcodes).await?;
+    let fields = ProductFields {
+        name: &name,
+        price,
+        cost_price,
+        tax_class_id: new.tax_class_id,
+        category_id: new.category_id,
+        track_stock: new.track_stock.unwrap_or(true),
+        active: new.active.unwrap_or(true),
+    };
+    store::insert(&mut tx, id, &sku, &fields)
+        .await
+        .map_err(map_write_error)?;
+    store::replace_barcodes(&mut tx, id, &barcodes)
+        .await
+        .map_err(map_write_error)?;
     let row = fetch(&mut tx, id).await?;
     tx.record(Change::new(MODULE, "product", id, "product.create").after(audit_view(&row)))
         .await?;
@@ -469,10 +375,7 @@ pub async fn update(
     }
     let scale = currency_scale(&state).await?;
     // Lock the row so two edits cannot both pass the version check.
-    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    store::lock(&mut tx, id).await?;
     let before = fetch(&mut tx, id).await?;
     if before.version != patch.version {
         return Err(ApiError::version_mismatch(
@@ -511,24 +414,22 @@ pub async fn update(
         return Err(ApiError::Validation(errors));
     }
     let name = name.unwrap_or_else(|| before.name.clone());
-    sqlx::query(
-        "UPDATE products SET name = $2, search_text = $3, price = $4, cost_price = $5, tax_class_id = $6, category_id = $7, \
-         track_stock = $8, active = $9, version = version + 1, updated_at = now() WHERE id = $1",
-    )
-    .bind(id)
-    .bind(&name)
-    .bind(fold(&format!("{name} {}", before.sku)))
-    .bind(price.unwrap_or(before.price))
-    .bind(cost_price.unwrap_or(before.cost_price))
-    .bind(patch.tax_class_id.unwrap_or(before.tax_class_id))
-    .bind(patch.category_id.unwrap_or(before.category_id))
-    .bind(patch.track_stock.unwrap_or(before.track_stock))
-    .bind(patch.active.unwrap_or(before.active))
-    .execute(&mut *tx)
-    .await
-    .map_err(map_write_error)?;
+    let fields = ProductFields {
+        name: &name,
+        price: price.unwrap_or(before.price),
+        cost_price: cost_price.unwrap_or(before.cost_price),
+        tax_class_id: patch.tax_class_id.unwrap_or(before.tax_class_id),
+        category_id: patch.category_id.unwrap_or(before.category_id),
+        track_stock: patch.track_stock.unwrap_or(before.track_stock),
+        active: patch.active.unwrap_or(before.active),
+    };
+    store::update(&mut tx, id, &before.sku, &fields)
+        .await
+        .map_err(map_write_error)?;
     if let Some(barcodes) = &barcodes {
-        replace_barcodes(&mut tx, id, barcodes).await?;
+        store::replace_barcodes(&mut tx, id, barcodes)
+            .await
+            .map_err(map_write_error)?;
     }
     let after = fetch(&mut tx, id).await?;
     tx.record(
@@ -564,56 +465,17 @@ pub async fn remove(
     Path(id): Path<Uuid>,
 ) -> Result<Json<Removal>, ApiError> {
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
-    sqlx::query("SELECT 1 FROM products WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    store::lock(&mut tx, id).await?;
     let before = fetch(&mut tx, id).await?;
-    // Try a real delete; anything referring to the product (a sale line, stock) makes the
-    // database refuse it, and then the product is archived instead.
-    sqlx::query("SAVEPOINT product_delete")
-        .execute(&mut *tx)
-        .await?;
-    let deleted = async {
-        sqlx::query("DELETE FROM product_barcodes WHERE product_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM products WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-    }
-    .await;
-    let outcome = match deleted {
-        Ok(_) => {
-            sqlx::query("RELEASE SAVEPOINT product_delete")
-                .execute(&mut *tx)
-                .await?;
+    let outcome = match store::delete_or_archive(&mut tx, id).await? {
+        Removed::Deleted => {
             tx.record(
                 Change::new(MODULE, "product", id, "product.delete").before(audit_view(&before)),
             )
             .await?;
             "deleted"
         }
-        Err(e)
-            if e.as_database_error()
-                .and_then(|d| d.code())
-                .is_some_and(|c| c == "23503") =>
-        {
-            sqlx::query("ROLLBACK TO SAVEPOINT product_delete")
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("DELETE FROM product_barcodes WHERE product_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE products SET archived_at = now(), active = false, version = version + 1, updated_at = now() WHERE id = $1",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        Removed::Archived => {
             tx.record(
                 Change::new(MODULE, "product", id, "product.archive")
                     .before(audit_view(&before))
@@ -622,7 +484,6 @@ pub async fn remove(
             .await?;
             "archived"
         }
-        Err(e) => return Err(e.into()),
     };
     tx.commit().await?;
     Ok(Json(Removal {
