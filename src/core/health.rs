@@ -192,3 +192,13 @@ pub async fn run_checks(state: &AppState) -> Vec<Check> {
     });
     checks
 }
+
+/// Liveness and readiness, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::Public;
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(Public, routes!(live)))
+        .routes(declare(Public, routes!(ready)))
+}

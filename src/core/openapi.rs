@@ -63,152 +63,24 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Every documented route; `app()` adds the docs UI and the fallback.
+/// Every documented route of core: each capability's own `routes()`, and the service routes
+/// (metrics, version, this document); `app()` adds the docs UI and the fallback.
 pub fn router() -> OpenApiRouter<AppState> {
-    use Access::{Permission, Public, SelfService};
+    use Access::{Public, SelfService};
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(declare(Public, routes!(health::live)))
-        .routes(declare(Public, routes!(health::ready)))
         .routes(declare(Public, routes!(metrics::scrape)))
-        .routes(declare(Public, routes!(setup::routes::status)))
-        .routes(declare(Public, routes!(setup::routes::run)))
         .routes(declare(SelfService, routes!(version::version)))
         .routes(declare(Public, routes!(document_json)))
-        .routes(declare(Public, routes!(auth::routes::login_handler)))
-        .routes(declare(Public, routes!(auth::routes::refresh_handler)))
-        .routes(declare(SelfService, routes!(auth::routes::logout_handler)))
-        .routes(declare(SelfService, routes!(auth::routes::me_handler)))
-        .routes(declare(
-            SelfService,
-            routes!(auth::routes::password_handler),
-        ))
-        .routes(declare(
-            Permission("administration.audit.verify"),
-            routes!(audit::routes::verify_handler),
-        ))
-        .routes(declare(SelfService, routes!(modules::routes::list)))
-        .routes({
-            let (schemas, paths, router) = declare(SelfService, routes!(live::ws::connect));
-            (
-                schemas,
-                paths,
-                router.layer(axum::middleware::from_fn(live::ws::token_from_query)),
-            )
-        })
-        .routes(declare(
-            Permission("administration.modules.manage"),
-            routes!(modules::routes::enable),
-        ))
-        .routes(declare(
-            Permission("administration.modules.manage"),
-            routes!(modules::routes::disable),
-        ))
-        .routes(declare(
-            Permission("administration.audit.read"),
-            routes!(audit::query::list),
-        ))
-        .routes(declare(
-            Permission("administration.audit.export"),
-            routes!(audit::query::export),
-        ))
-        .routes(declare(
-            Permission("administration.audit.verify"),
-            routes!(audit::routes::create_checkpoint),
-        ))
-        .routes(declare(
-            Permission("administration.audit.read"),
-            routes!(audit::routes::list_checkpoints),
-        ))
-        .routes(declare(SelfService, routes!(auth::mfa::enroll)))
-        .routes(declare(SelfService, routes!(auth::mfa::verify)))
-        .routes(declare(
-            Permission("administration.roles.read"),
-            routes!(rbac::roles::list_permissions),
-        ))
-        .routes(declare(
-            Permission("administration.roles.read"),
-            routes!(rbac::roles::list),
-        ))
-        .routes(declare(
-            Permission("administration.roles.manage"),
-            routes!(rbac::roles::create),
-        ))
-        .routes(declare(
-            Permission("administration.roles.manage"),
-            routes!(rbac::roles::set_permissions),
-        ))
-        .routes(declare(
-            Permission("administration.users.read"),
-            routes!(rbac::users::list),
-        ))
-        .routes(declare(
-            Permission("administration.users.read"),
-            routes!(rbac::users::get),
-        ))
-        .routes(declare(
-            Permission("administration.users.manage"),
-            routes!(rbac::users::create),
-        ))
-        .routes(declare(
-            Permission("administration.users.manage"),
-            routes!(rbac::users::update),
-        ))
-        .routes(declare(
-            Permission("administration.users.manage"),
-            routes!(rbac::users::disable),
-        ))
-        .routes(declare(
-            Permission("administration.users.manage"),
-            routes!(rbac::users::enable),
-        ))
-        .routes(declare(
-            Permission("administration.users.manage"),
-            routes!(rbac::users::reset_password),
-        ))
-        .routes(declare(
-            Permission("administration.users.manage"),
-            routes!(rbac::users::unlock),
-        ))
-        .routes(declare(
-            Permission("administration.security_events.read"),
-            routes!(security::routes::list),
-        ))
-        .routes(declare(
-            Permission(jobs::routes::READ),
-            routes!(jobs::routes::list),
-        ))
-        .routes(declare(
-            Permission(jobs::routes::READ),
-            routes!(jobs::routes::get),
-        ))
-        .routes(declare(
-            Permission(jobs::routes::MANAGE),
-            routes!(jobs::routes::retry),
-        ))
-        .routes(declare(
-            Permission(jobs::routes::READ),
-            routes!(jobs::routes::schedules),
-        ))
-        .routes(declare(
-            Permission(backup::routes::READ),
-            routes!(backup::routes::list),
-        ))
-        .routes(declare(
-            Permission(backup::routes::MANAGE),
-            routes!(backup::routes::create),
-        ))
-        .routes(declare(
-            Permission(backup::routes::READ),
-            routes!(backup::routes::get),
-        ))
-        .routes(declare(
-            Permission(backup::routes::MANAGE),
-            routes!(backup::routes::verify),
-        ))
-        .routes(declare(
-            Permission(backup::routes::RESTORE_PERMISSION),
-            routes!(backup::routes::restore),
-        ))
+        .merge(health::routes())
+        .merge(setup::routes::routes())
+        .merge(auth::routes::routes())
+        .merge(audit::routes::routes())
+        .merge(modules::routes::routes())
+        .merge(live::ws::routes())
+        .merge(rbac::routes())
+        .merge(security::routes::routes())
+        .merge(jobs::routes::routes())
+        .merge(backup::routes::routes())
 }
 
 /// Core's routes and the registered modules' routes.

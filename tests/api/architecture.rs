@@ -503,3 +503,93 @@ fn sql_names_only_the_owners_tables() {
     assert!(checked > 50, "the scan found the sources ({checked})");
     assert!(offenders.is_empty(), "{offenders:#?}");
 }
+
+/// The functions of `source` longer than `limit` lines (signature to closing brace) whose
+/// comment above them does not say why they stay whole, as `name (lines)`.
+fn long_functions(source: &str, limit: usize) -> Vec<String> {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim_start();
+        let signature = [
+            "fn ",
+            "pub fn ",
+            "async fn ",
+            "pub async fn ",
+            "pub(crate) fn ",
+            "pub(crate) async fn ",
+        ]
+        .iter()
+        .find_map(|p| line.strip_prefix(p));
+        let Some(rest) = signature else {
+            i += 1;
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // The body: from the first `{` to the brace that closes it (a `;` first: no body).
+        let (mut depth, mut opened, mut end) = (0i32, false, i);
+        'scan: for (j, text) in lines.iter().enumerate().skip(i) {
+            for c in text.chars() {
+                match c {
+                    '{' => (depth, opened) = (depth + 1, true),
+                    '}' => depth -= 1,
+                    ';' if !opened => break 'scan,
+                    _ => {}
+                }
+                if opened && depth == 0 {
+                    end = j;
+                    break 'scan;
+                }
+            }
+        }
+        let length = end + 1 - i;
+        if opened && length > limit {
+            let comment: String = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| {
+                    let l = l.trim_start();
+                    l.starts_with("//") || l.starts_with("#[")
+                })
+                .copied()
+                .collect();
+            if !comment.contains("Stays whole") {
+                found.push(format!("{name} ({length} lines)"));
+            }
+        }
+        i = end.max(i) + 1;
+    }
+    found
+}
+
+#[test]
+fn the_length_check_finds_a_long_function_without_a_reason() {
+    let body = "    step();\n".repeat(101);
+    let long = format!("fn long() {{\n{body}}}\n");
+    assert_eq!(long_functions(&long, 100), ["long (103 lines)"]);
+    let explained = format!("/// Stays whole: one pass.\n{long}");
+    assert!(long_functions(&explained, 100).is_empty());
+    assert!(long_functions("fn short() {\n    step();\n}\nfn declared();\n", 100).is_empty());
+}
+
+/// No function in `src/` runs past 100 lines without a comment saying why it stays whole.
+#[test]
+fn long_functions_say_why_they_stay_whole() {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut offenders = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file).unwrap();
+        for function in long_functions(&source, 100) {
+            offenders.push(format!("{}: {function}", file.display()));
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}

@@ -72,3 +72,31 @@ pub async fn list_checkpoints(
 ) -> Result<Json<Vec<Checkpoint>>, ApiError> {
     Ok(Json(checkpoint::list(state.pool()).await?))
 }
+
+/// The audit log: query, export, verify, checkpoints, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::Permission;
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(
+            Permission("administration.audit.verify"),
+            routes!(verify_handler),
+        ))
+        .routes(declare(
+            Permission("administration.audit.read"),
+            routes!(super::query::list),
+        ))
+        .routes(declare(
+            Permission("administration.audit.export"),
+            routes!(super::query::export),
+        ))
+        .routes(declare(
+            Permission("administration.audit.verify"),
+            routes!(create_checkpoint),
+        ))
+        .routes(declare(
+            Permission("administration.audit.read"),
+            routes!(list_checkpoints),
+        ))
+}

@@ -41,7 +41,9 @@ fn last_good(expected: i64, prev: &[u8; 32]) -> Option<Head> {
     })
 }
 
-/// Verifies the whole chain.
+/// Verifies the whole chain. Stays whole: one streaming pass that carries the expected sequence
+/// number, the previous hash and the encoding buffer from row to row (the 300,000 records/s
+/// target, docs/PERFORMANCE.md), and each way a row can be wrong ends it with its report.
 pub async fn verify(pool: &PgPool) -> Result<Report, sqlx::Error> {
     let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_pending")
         .fetch_one(pool)

@@ -76,108 +76,12 @@ pub async fn login(
     second: SecondFactor<'_>,
     origin: &Origin,
 ) -> Result<Issued, ApiError> {
-    let config = &state.config().auth;
     let key = throttle::key(username);
     let mut conn = state.pool().acquire().await?;
+    pass_gate(&mut conn, &key, origin, state.clock().now()).await?;
+    let user = check_password(state, &mut conn, &key, password, origin).await?;
     let now = state.clock().now();
-    match throttle::gate(&mut conn, &key, now).await? {
-        Gate::Open => {}
-        Gate::Throttled { until } => {
-            event(
-                &mut conn,
-                EventKind::LoginThrottled,
-                None,
-                &key,
-                origin,
-                json!({"until": until}),
-            )
-            .await?;
-            return Err(ApiError::Throttled {
-                retry_after_secs: throttle::seconds_until(until, now),
-            });
-        }
-        Gate::Locked { until } => {
-            event(
-                &mut conn,
-                EventKind::LoginThrottled,
-                None,
-                &key,
-                origin,
-                json!({"until": until, "locked": true}),
-            )
-            .await?;
-            return Err(ApiError::Locked {
-                retry_after_secs: throttle::seconds_until(until, now),
-            });
-        }
-    }
-    let user: Option<UserRow> = sqlx::query_as(
-        "SELECT id, username, password_hash, disabled_at, password_change_required, security_stamp \
-         FROM users WHERE lower(username) = $1",
-    )
-    .bind(&key)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let valid = match &user {
-        Some(user) => {
-            state
-                .hashing()
-                .verify(password, user.password_hash.clone())
-                .await?
-        }
-        None => state.hashing().verify_unknown_user(password).await?,
-    };
-    let now = state.clock().now();
-    let Some(user) = user.filter(|_| valid) else {
-        let user_id: Option<Uuid> =
-            sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = $1")
-                .bind(&key)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let failed = FailedLogin {
-            key: &key,
-            user_id,
-            username: &key,
-            origin,
-            now,
-        };
-        count_failure(&mut conn, state, failed, json!({"reason": "password"})).await?;
-        return Err(ApiError::InvalidCredentials);
-    };
-    if let Some(factor) = mfa::second_factor(&mut conn, user.id).await? {
-        let ok = mfa::check_login(
-            &mut conn,
-            user.id,
-            &user.username,
-            factor,
-            second.totp_code,
-            second.recovery_code,
-            now,
-        )
-        .await?;
-        if !ok {
-            let failed = FailedLogin {
-                key: &key,
-                user_id: Some(user.id),
-                username: &user.username,
-                origin,
-                now,
-            };
-            count_failure(&mut conn, state, failed, json!({"reason": "second_factor"})).await?;
-            return Err(ApiError::MfaInvalid);
-        }
-        if second.totp_code.is_none() {
-            event(
-                &mut conn,
-                EventKind::MfaChanged,
-                Some(user.id),
-                &user.username,
-                origin,
-                json!({"recovery_code_used": true}),
-            )
-            .await?;
-        }
-    }
+    check_second_factor(state, &mut conn, &user, &key, second, origin, now).await?;
     throttle::clear(&mut conn, &key).await?;
     if user.disabled_at.is_some() {
         event(
@@ -191,7 +95,149 @@ pub async fn login(
         .await?;
         return Err(ApiError::UserDisabled);
     }
+    let (session, refresh_token, expires_at) =
+        open_session(state, &mut conn, &user, origin, now).await?;
+    let roles = role_names(&mut conn, user.id).await?;
+    issue(
+        state,
+        user.id,
+        user.username,
+        session,
+        refresh_token,
+        roles,
+        user.password_change_required,
+        now,
+        expires_at,
+    )
+}
 
+/// Refuses (and records) a login while the username is throttled or locked.
+async fn pass_gate(
+    conn: &mut PgConnection,
+    key: &str,
+    origin: &Origin,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let (until, locked) = match throttle::gate(conn, key, now).await? {
+        Gate::Open => return Ok(()),
+        Gate::Throttled { until } => (until, false),
+        Gate::Locked { until } => (until, true),
+    };
+    let details = match locked {
+        true => json!({"until": until, "locked": true}),
+        false => json!({"until": until}),
+    };
+    event(conn, EventKind::LoginThrottled, None, key, origin, details).await?;
+    let retry_after_secs = throttle::seconds_until(until, now);
+    Err(match locked {
+        true => ApiError::Locked { retry_after_secs },
+        false => ApiError::Throttled { retry_after_secs },
+    })
+}
+
+/// The user whose password this is; a wrong password (or an unknown user, hashed all the same)
+/// is counted towards throttling and answered `auth.invalid_credentials`.
+async fn check_password(
+    state: &AppState,
+    conn: &mut PgConnection,
+    key: &str,
+    password: SecretString,
+    origin: &Origin,
+) -> Result<UserRow, ApiError> {
+    let user: Option<UserRow> = sqlx::query_as(
+        "SELECT id, username, password_hash, disabled_at, password_change_required, security_stamp \
+         FROM users WHERE lower(username) = $1",
+    )
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let valid = match &user {
+        Some(user) => {
+            state
+                .hashing()
+                .verify(password, user.password_hash.clone())
+                .await?
+        }
+        None => state.hashing().verify_unknown_user(password).await?,
+    };
+    if let Some(user) = user.filter(|_| valid) {
+        return Ok(user);
+    }
+    let user_id: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let failed = FailedLogin {
+        key,
+        user_id,
+        username: key,
+        origin,
+        now: state.clock().now(),
+    };
+    count_failure(conn, state, failed, json!({"reason": "password"})).await?;
+    Err(ApiError::InvalidCredentials)
+}
+
+/// The second factor, when the user has one: a wrong code counts like a wrong password; a
+/// recovery code used is recorded.
+async fn check_second_factor(
+    state: &AppState,
+    conn: &mut PgConnection,
+    user: &UserRow,
+    key: &str,
+    second: SecondFactor<'_>,
+    origin: &Origin,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let Some(factor) = mfa::second_factor(conn, user.id).await? else {
+        return Ok(());
+    };
+    let ok = mfa::check_login(
+        conn,
+        user.id,
+        &user.username,
+        factor,
+        second.totp_code,
+        second.recovery_code,
+        now,
+    )
+    .await?;
+    if !ok {
+        let failed = FailedLogin {
+            key,
+            user_id: Some(user.id),
+            username: &user.username,
+            origin,
+            now,
+        };
+        count_failure(conn, state, failed, json!({"reason": "second_factor"})).await?;
+        return Err(ApiError::MfaInvalid);
+    }
+    if second.totp_code.is_none() {
+        event(
+            conn,
+            EventKind::MfaChanged,
+            Some(user.id),
+            &user.username,
+            origin,
+            json!({"recovery_code_used": true}),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Opens the user's session (ending the oldest, or refusing, at the concurrent-session limit)
+/// and records the login: its id, refresh token and expiry.
+async fn open_session(
+    state: &AppState,
+    conn: &mut PgConnection,
+    user: &UserRow,
+    origin: &Origin,
+    now: DateTime<Utc>,
+) -> Result<(Uuid, String, DateTime<Utc>), ApiError> {
+    let config = &state.config().auth;
     let mut tx = conn.begin().await?;
     let live = sessions::live(&mut tx, user.id, now).await?;
     let max = usize::try_from(config.max_sessions_per_user).unwrap_or(usize::MAX);
@@ -200,7 +246,7 @@ pub async fn login(
             SessionLimitPolicy::RefuseNew => {
                 drop(tx);
                 event(
-                    &mut conn,
+                    conn,
                     EventKind::LoginFailed,
                     Some(user.id),
                     &user.username,
@@ -238,18 +284,7 @@ pub async fn login(
     )
     .await?;
     tx.commit().await?;
-    let roles = role_names(&mut conn, user.id).await?;
-    issue(
-        state,
-        user.id,
-        user.username,
-        session,
-        refresh_token,
-        roles,
-        user.password_change_required,
-        now,
-        expires_at,
-    )
+    Ok((session, refresh_token, expires_at))
 }
 
 /// A failed login attempt, for counting and recording.

@@ -236,3 +236,18 @@ pub async fn password_handler(
     .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Login, tokens, the caller's own account and MFA, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::{Public, SelfService};
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(Public, routes!(login_handler)))
+        .routes(declare(Public, routes!(refresh_handler)))
+        .routes(declare(SelfService, routes!(logout_handler)))
+        .routes(declare(SelfService, routes!(me_handler)))
+        .routes(declare(SelfService, routes!(password_handler)))
+        .routes(declare(SelfService, routes!(super::mfa::enroll)))
+        .routes(declare(SelfService, routes!(super::mfa::verify)))
+}

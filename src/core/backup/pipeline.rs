@@ -246,6 +246,8 @@ impl<W: Write> Write for Hashing<W> {
 }
 
 /// `pg_dump -Fc -Z0 | zstd | age -r RECIPIENT > partial`, fsynced. Returns size and sha256.
+/// Stays whole: the child process, the compressing and encrypting writers and the checksum are
+/// started, fed and finished together, and each error must reap the child before it returns.
 fn dump_encrypted(
     pg_dump: &Path,
     (url, password): (&str, Option<&str>),

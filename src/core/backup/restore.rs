@@ -43,6 +43,9 @@ pub struct RestoreRequest<'a> {
 }
 
 /// Runs the whole restore; returns what happened (backup ids, timings) or why it stopped.
+/// Stays whole: the guided restore's steps in their order (maintenance, checks, safety backup,
+/// restore beside the live database, switch, post-restore check, switch back on failure), where
+/// each step's failure must undo exactly the steps before it.
 pub async fn restore(
     backups: &Backups,
     request: RestoreRequest<'_>,

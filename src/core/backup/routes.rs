@@ -219,3 +219,16 @@ pub async fn restore(
         }),
     ))
 }
+
+/// Backups, verification and the guided restore, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::Permission;
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(Permission(READ), routes!(list)))
+        .routes(declare(Permission(MANAGE), routes!(create)))
+        .routes(declare(Permission(READ), routes!(get)))
+        .routes(declare(Permission(MANAGE), routes!(verify)))
+        .routes(declare(Permission(RESTORE_PERMISSION), routes!(restore)))
+}

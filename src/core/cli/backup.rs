@@ -82,6 +82,8 @@ pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<()> 
     result
 }
 
+/// Runs one `plugpos backup` subcommand. Stays whole: one short arm per subcommand, each
+/// printing its own result; the match is the command's table of contents.
 async fn execute(
     db: &CommandDatabase,
     backups: &Backups,

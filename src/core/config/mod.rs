@@ -363,7 +363,8 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks the values that types alone cannot (ranges, formats).
+    /// Checks the values that types alone cannot (ranges, formats). Stays whole: one check per
+    /// setting, in the order of the example file, so a reader finds a key's rule by its name.
     pub fn validate(&self, sources: &BTreeMap<String, String>) -> Result<(), ConfigError> {
         let fail = |key: &str, msg: &str| Err(ConfigError::key(key, sources.get(key), msg));
         if self.data_dir.as_os_str().is_empty() {

@@ -192,3 +192,15 @@ pub async fn schedules(
 ) -> Result<Json<Vec<ScheduleView>>, ApiError> {
     Ok(Json(schedule::views(&state).await?))
 }
+
+/// Jobs and schedules, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::Permission;
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(Permission(READ), routes!(list)))
+        .routes(declare(Permission(READ), routes!(get)))
+        .routes(declare(Permission(MANAGE), routes!(retry)))
+        .routes(declare(Permission(READ), routes!(schedules)))
+}

@@ -268,3 +268,18 @@ async fn close_with(socket: &mut WebSocket, code: u16, reason: &'static str) {
     )
     .await;
 }
+
+/// The WebSocket endpoint (its token may come in the query string: browsers cannot set headers).
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::SelfService;
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new().routes({
+        let (schemas, paths, router) = declare(SelfService, routes!(connect));
+        (
+            schemas,
+            paths,
+            router.layer(axum::middleware::from_fn(token_from_query)),
+        )
+    })
+}

@@ -162,3 +162,20 @@ pub async fn disable(
 ) -> Result<Json<ModuleInfo>, ApiError> {
     set(&state, &caller, &id, false).await
 }
+
+/// The module registry, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::{Permission, SelfService};
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(SelfService, routes!(list)))
+        .routes(declare(
+            Permission("administration.modules.manage"),
+            routes!(enable),
+        ))
+        .routes(declare(
+            Permission("administration.modules.manage"),
+            routes!(disable),
+        ))
+}

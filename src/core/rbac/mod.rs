@@ -77,3 +77,59 @@ pub async fn enabled_super_admins(conn: &mut PgConnection) -> Result<i64, sqlx::
     .fetch_one(conn)
     .await
 }
+
+/// Roles, permissions and users, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::Permission;
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(
+            Permission("administration.roles.read"),
+            routes!(roles::list_permissions),
+        ))
+        .routes(declare(
+            Permission("administration.roles.read"),
+            routes!(roles::list),
+        ))
+        .routes(declare(
+            Permission("administration.roles.manage"),
+            routes!(roles::create),
+        ))
+        .routes(declare(
+            Permission("administration.roles.manage"),
+            routes!(roles::set_permissions),
+        ))
+        .routes(declare(
+            Permission("administration.users.read"),
+            routes!(users::list),
+        ))
+        .routes(declare(
+            Permission("administration.users.read"),
+            routes!(users::get),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(users::create),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(users::update),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(users::disable),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(users::enable),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(users::reset_password),
+        ))
+        .routes(declare(
+            Permission("administration.users.manage"),
+            routes!(users::unlock),
+        ))
+}

@@ -123,3 +123,14 @@ pub async fn list(
     }
     Ok(Json(SecurityEventPage { items, next_cursor }))
 }
+
+/// Security events, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::Permission;
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new().routes(declare(
+        Permission("administration.security_events.read"),
+        routes!(list),
+    ))
+}

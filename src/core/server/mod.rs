@@ -109,6 +109,9 @@ struct Database {
     backup_target: DbTarget,
 }
 
+/// The server's life from a connected database to a clean stop. Stays whole: it is the startup
+/// and shutdown sequence in the order it happens, and which cleanup each failure needs depends on
+/// how far it got; split, that order would be spread over several functions.
 async fn run(
     config: Config,
     registry: Registry,

@@ -232,6 +232,20 @@ async fn create_everything(
             }
         }
     }
+    let super_admin = create_builtin_roles(conn).await?;
+    let admin_id = create_admin(conn, setup, password_hash, super_admin).await?;
+    Ok(SetupOutcome {
+        business_name: setup.business_name.clone(),
+        currency: setup.currency.code().to_owned(),
+        timezone: setup.timezone.name().to_owned(),
+        admin_id,
+        admin_username: setup.admin_username.clone(),
+        seeded,
+    })
+}
+
+/// The built-in roles with their permission templates; answers the super admin role's id.
+async fn create_builtin_roles(conn: &mut AuditedTx) -> Result<Uuid, SetupError> {
     let mut super_admin = None;
     for (name, description) in BUILTIN_ROLES {
         let id = new_id();
@@ -261,8 +275,16 @@ async fn create_everything(
             super_admin = Some(id);
         }
     }
-    let super_admin =
-        super_admin.context("the super_admin role is missing from the built-in roles")?;
+    Ok(super_admin.context("the super_admin role is missing from the built-in roles")?)
+}
+
+/// The first super admin.
+async fn create_admin(
+    conn: &mut AuditedTx,
+    setup: &ValidSetup,
+    password_hash: &str,
+    super_admin: Uuid,
+) -> Result<Uuid, SetupError> {
     let admin_id = new_id();
     sqlx::query(
         "INSERT INTO users (id, username, display_name, password_hash, password_change_required) \
@@ -286,14 +308,7 @@ async fn create_everything(
     )
     .await
     .context("cannot audit setup")?;
-    Ok(SetupOutcome {
-        business_name: setup.business_name.clone(),
-        currency: setup.currency.code().to_owned(),
-        timezone: setup.timezone.name().to_owned(),
-        admin_id,
-        admin_username: setup.admin_username.clone(),
-        seeded,
-    })
+    Ok(admin_id)
 }
 
 /// The settings every business starts with; administration edits them later.

@@ -175,3 +175,13 @@ fn seeded(outcome: &setup::SetupOutcome, name: &str) -> Result<Uuid, ApiError> {
         ))
     })
 }
+
+/// First-run setup, each with its access rule (assembled by the server with the other capabilities').
+pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
+    use crate::core::auth::access::Access::Public;
+    use crate::core::auth::access::declare;
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(Public, routes!(status)))
+        .routes(declare(Public, routes!(run)))
+}

@@ -150,121 +150,12 @@ async fn check(
     let register = register_for_sale(state, new.register_id).await?;
 
     // Validate the shape before anything else.
-    let mut errors = Vec::new();
-    if new.lines.is_empty() || new.lines.len() > MAX_LINES {
-        errors.push(FieldError::new(
-            "lines",
-            format!("must hold 1 to {MAX_LINES} lines"),
-        ));
-    }
-    if new.payments.is_empty() || new.payments.len() > MAX_PAYMENTS {
-        errors.push(FieldError::new(
-            "payments",
-            format!("must hold 1 to {MAX_PAYMENTS} payments"),
-        ));
-    }
-    if register.code.is_none() {
-        errors.push(FieldError::new("register_id", "is not a register"));
-    }
+    let mut errors = check_counts(&new, register.code.is_some());
     let product_ids: Vec<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
     let products: HashMap<Uuid, SaleProduct> =
         catalog::products_for_sale(state, &product_ids).await?;
-    let mut lines = Vec::with_capacity(new.lines.len());
-    let mut overridden = Vec::new();
-    for (i, line) in new.lines.iter().enumerate() {
-        let product = match products.get(&line.product_id) {
-            Some(p) if p.active => Some(p.clone()),
-            Some(_) => {
-                errors.push(FieldError::new(
-                    format!("lines[{i}].product_id"),
-                    "is not for sale (inactive)",
-                ));
-                None
-            }
-            None => {
-                errors.push(FieldError::new(
-                    format!("lines[{i}].product_id"),
-                    "is not a product",
-                ));
-                None
-            }
-        };
-        let quantity = match parse_amount(&line.quantity, QUANTITY_SCALE) {
-            Ok(q) if q.is_zero() => {
-                errors.push(FieldError::new(
-                    format!("lines[{i}].quantity"),
-                    "must be more than zero",
-                ));
-                None
-            }
-            Ok(q) if q >= Decimal::from(1_000_000) => {
-                errors.push(FieldError::new(
-                    format!("lines[{i}].quantity"),
-                    "is too large",
-                ));
-                None
-            }
-            Ok(q) => Some(q),
-            Err(why) => {
-                errors.push(FieldError::new(format!("lines[{i}].quantity"), why));
-                None
-            }
-        };
-        let unit_price = match &line.unit_price {
-            Some(text) => money(format!("lines[{i}].unit_price"), text, scale, &mut errors),
-            None => product.as_ref().map(|p| p.price),
-        };
-        let discount = match &line.discount {
-            Some(text) => money(format!("lines[{i}].discount"), text, scale, &mut errors),
-            None => Some(Decimal::ZERO),
-        };
-        if let (Some(product), Some(quantity), Some(unit_price), Some(discount)) =
-            (product, quantity, unit_price, discount)
-        {
-            if unit_price != product.price {
-                overridden.push(i);
-            }
-            let tax_rate = product.tax_rate;
-            lines.push((
-                product,
-                LineInput {
-                    quantity,
-                    unit_price,
-                    discount,
-                    tax_rate,
-                },
-            ));
-        }
-    }
-    let mut payments = Vec::with_capacity(new.payments.len());
-    let mut payment_inputs = Vec::with_capacity(new.payments.len());
-    for (i, payment) in new.payments.into_iter().enumerate() {
-        if !METHODS.contains(&payment.method.as_str()) {
-            errors.push(FieldError::new(
-                format!("payments[{i}].method"),
-                "must be cash, card, voucher or other",
-            ));
-        }
-        match money(
-            format!("payments[{i}].amount"),
-            &payment.amount,
-            scale,
-            &mut errors,
-        ) {
-            Some(a) if a.is_zero() => errors.push(FieldError::new(
-                format!("payments[{i}].amount"),
-                "must be more than zero",
-            )),
-            Some(a) => {
-                payment_inputs.push(PaymentInput {
-                    cash: payment.method == "cash",
-                    amount: a,
-                });
-                payments.push((payment.method, a));
-            }
-            None => {}
-        }
-    }
+    let (lines, overridden) = check_lines(&new.lines, &products, scale, &mut errors);
+    let (payments, payment_inputs) = check_payments(new.payments, scale, &mut errors);
     let (Some(register_code), Some(location_id)) = (register.code, register.location_id) else {
         return Err(ApiError::Validation(errors));
     };
@@ -302,6 +193,143 @@ async fn check(
         priced,
         overridden,
     })))
+}
+
+/// The request's shape: how many lines and payments, and whether its register exists.
+fn check_counts(new: &NewSale, register_exists: bool) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if new.lines.is_empty() || new.lines.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "lines",
+            format!("must hold 1 to {MAX_LINES} lines"),
+        ));
+    }
+    if new.payments.is_empty() || new.payments.len() > MAX_PAYMENTS {
+        errors.push(FieldError::new(
+            "payments",
+            format!("must hold 1 to {MAX_PAYMENTS} payments"),
+        ));
+    }
+    if !register_exists {
+        errors.push(FieldError::new("register_id", "is not a register"));
+    }
+    errors
+}
+
+/// Each line's product (active), quantity, price and discount, ready for pricing, and the
+/// indexes of the lines sold at another price than the catalog's. Bad fields go to `errors`.
+fn check_lines(
+    new: &[NewLine],
+    products: &HashMap<Uuid, SaleProduct>,
+    scale: u32,
+    errors: &mut Vec<FieldError>,
+) -> (Vec<(SaleProduct, LineInput)>, Vec<usize>) {
+    let mut lines = Vec::with_capacity(new.len());
+    let mut overridden = Vec::new();
+    for (i, line) in new.iter().enumerate() {
+        let product = match products.get(&line.product_id) {
+            Some(p) if p.active => Some(p.clone()),
+            Some(_) => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].product_id"),
+                    "is not for sale (inactive)",
+                ));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].product_id"),
+                    "is not a product",
+                ));
+                None
+            }
+        };
+        let quantity = line_quantity(i, &line.quantity, errors);
+        let unit_price = match &line.unit_price {
+            Some(text) => money(format!("lines[{i}].unit_price"), text, scale, errors),
+            None => product.as_ref().map(|p| p.price),
+        };
+        let discount = match &line.discount {
+            Some(text) => money(format!("lines[{i}].discount"), text, scale, errors),
+            None => Some(Decimal::ZERO),
+        };
+        if let (Some(product), Some(quantity), Some(unit_price), Some(discount)) =
+            (product, quantity, unit_price, discount)
+        {
+            if unit_price != product.price {
+                overridden.push(i);
+            }
+            let tax_rate = product.tax_rate;
+            lines.push((
+                product,
+                LineInput {
+                    quantity,
+                    unit_price,
+                    discount,
+                    tax_rate,
+                },
+            ));
+        }
+    }
+    (lines, overridden)
+}
+
+/// Line `i`'s quantity: more than zero, below a million, three decimals at most.
+fn line_quantity(i: usize, text: &str, errors: &mut Vec<FieldError>) -> Option<Decimal> {
+    let field = || format!("lines[{i}].quantity");
+    match parse_amount(text, QUANTITY_SCALE) {
+        Ok(q) if q.is_zero() => {
+            errors.push(FieldError::new(field(), "must be more than zero"));
+            None
+        }
+        Ok(q) if q >= Decimal::from(1_000_000) => {
+            errors.push(FieldError::new(field(), "is too large"));
+            None
+        }
+        Ok(q) => Some(q),
+        Err(why) => {
+            errors.push(FieldError::new(field(), why));
+            None
+        }
+    }
+}
+
+/// Each payment's method and amount (more than zero), as recorded and as pricing needs them.
+fn check_payments(
+    new: Vec<NewPayment>,
+    scale: u32,
+    errors: &mut Vec<FieldError>,
+) -> (Vec<(String, Decimal)>, Vec<PaymentInput>) {
+    let mut payments = Vec::with_capacity(new.len());
+    let mut inputs = Vec::with_capacity(new.len());
+    for (i, payment) in new.into_iter().enumerate() {
+        if !METHODS.contains(&payment.method.as_str()) {
+            errors.push(FieldError::new(
+                format!("payments[{i}].method"),
+                "must be cash, card, voucher or other",
+            ));
+        }
+        match money(
+            format!("payments[{i}].amount"),
+            &payment.amount,
+            scale,
+            errors,
+        ) {
+            Some(a) if a.is_zero() => errors.push(FieldError::new(
+                format!("payments[{i}].amount"),
+                "must be more than zero",
+            )),
+            Some(a) => {
+                inputs.push(PaymentInput {
+                    cash: payment.method == "cash",
+                    amount: a,
+                });
+                payments.push((payment.method, a));
+            }
+            None => {}
+        }
+    }
+    (payments, inputs)
 }
 
 fn pricing_error(e: PricingError, scale: u32) -> ApiError {
