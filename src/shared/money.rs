@@ -45,6 +45,42 @@ pub fn parse_signed(text: &str, scale: u32) -> Result<Decimal, String> {
     }
 }
 
+/// An amount of the business's currency as a cashier types it: not negative, at most the
+/// currency's decimals (its scale), below [`MAX_AMOUNT`]. Parsed once where the JSON string enters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Money(Decimal);
+
+impl Money {
+    /// Parses `text` with the currency's `scale`; the error says what is wrong, for a field error.
+    pub fn parse_in(text: &str, scale: u32) -> Result<Money, String> {
+        parse_money(text, scale).map(Money)
+    }
+
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+}
+
+/// A quantity of goods: at most three decimals ([`QUANTITY_SCALE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Quantity(Decimal);
+
+impl Quantity {
+    /// A quantity sold or counted: not negative.
+    pub fn parse(text: &str) -> Result<Quantity, String> {
+        parse_amount(text, QUANTITY_SCALE).map(Quantity)
+    }
+
+    /// A change of stock: may carry a leading `-`.
+    pub fn parse_signed(text: &str) -> Result<Quantity, String> {
+        parse_signed(text, QUANTITY_SCALE).map(Quantity)
+    }
+
+    pub fn value(self) -> Decimal {
+        self.0
+    }
+}
+
 /// Rounds half away from zero (half-up for the positive amounts of a sale) to `scale` decimals.
 pub fn round_half_up(value: Decimal, scale: u32) -> Decimal {
     let mut rounded =
@@ -74,6 +110,30 @@ mod tests {
         assert_eq!(round_half_up(d("-0.125"), 2).to_string(), "-0.13");
         assert_eq!(round_half_up(d("3"), 2).to_string(), "3.00");
         assert_eq!(show(d("1.5"), 0), "2");
+    }
+
+    #[test]
+    fn money_and_quantities_keep_their_scales() {
+        assert_eq!(
+            Money::parse_in("12.50", 2).unwrap().value().to_string(),
+            "12.50"
+        );
+        assert_eq!(
+            Money::parse_in("12.505", 2).unwrap_err(),
+            "must have at most 2 decimals"
+        );
+        assert_eq!(
+            Money::parse_in("10000000000", 2).unwrap_err(),
+            "is too large"
+        );
+        assert!(Money::parse_in("-1", 2).is_err());
+        assert_eq!(Quantity::parse("1.25").unwrap().value().to_string(), "1.25");
+        assert!(Quantity::parse("0.0001").is_err());
+        assert!(Quantity::parse("-1").is_err());
+        assert_eq!(
+            Quantity::parse_signed("-2.5").unwrap().value().to_string(),
+            "-2.5"
+        );
     }
 
     #[test]

@@ -5,10 +5,12 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod encoding;
+pub mod parts;
 pub mod pdf;
 pub mod query;
 pub mod routes;
 pub mod verify;
 pub mod write;
 
-pub use write::{Actor, AuditError, AuditedPart, AuditedStatement, AuditedTx, Change};
+pub use parts::AuditedPart;
+pub use write::{Actor, AuditError, AuditedStatement, AuditedTx, Change};

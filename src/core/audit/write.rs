@@ -8,6 +8,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
+use super::parts::{AuditedPart, compose};
 use crate::core::audit::chain;
 use crate::core::auth::context::Authenticated;
 use crate::core::http::request_id;
@@ -260,24 +261,12 @@ const RECORD_CTES: &str = "audit_written AS (INSERT INTO audit_records (id, at, 
               before_json, after_json, reason_code, approval_ref, request_id FROM audit_in RETURNING id), \
      audit_marked AS (INSERT INTO audit_pending (record_id) SELECT id FROM audit_written)";
 
-/// CTEs that write business rows, offered by the module that owns those rows for another
-/// module's [`AuditedStatement`] (stock's part that takes a sale's goods off the shelf). The type
-/// says where the text may go: into the CTEs of an audited statement, whose records commit with it.
-#[derive(Debug, Clone, Copy)]
-pub struct AuditedPart(&'static str);
-
-impl AuditedPart {
-    pub const fn new(ctes: &'static str) -> AuditedPart {
-        AuditedPart(ctes)
-    }
-
-    /// The CTEs' text, to compose into [`AuditedStatement::new`].
-    pub fn ctes(self) -> &'static str {
-        self.0
-    }
-}
-
 impl AuditedStatement {
+    /// `WITH <parts>, <audit CTEs> <main>`: the parts composed in order (see [`compose`]).
+    pub fn compose(parts: &[AuditedPart], main: &str) -> AuditedStatement {
+        AuditedStatement::new(&compose(parts), main)
+    }
+
     /// `WITH <ctes>, <audit CTEs> <main>`.
     pub fn new(ctes: &str, main: &str) -> AuditedStatement {
         AuditedStatement {

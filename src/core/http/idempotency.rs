@@ -166,11 +166,12 @@ pub async fn find_all(
 
 /// The part of a caller's single statement that claims the keys of what it creates: reads the
 /// caller's CTE `keys_in(scope, key, request_hash, resource_id, user_id)` and inserts those keys,
-/// in key order, stamped with `$1` (the statement's time). A key that exists already fails the
+/// in key order, stamped with `$now` (the statement's time: the text is an audited statement's
+/// part, see `core::audit::parts`). A key that exists already fails the
 /// whole statement with [`is_key_race`]: a retry committed first, so the caller reads the keys
 /// ([`find_all`]) and replays instead.
 pub const CLAIM_CTE: &str = "keys_claimed AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id, user_id, created_at) \
-     SELECT scope, key, request_hash, resource_id, user_id, $1 FROM keys_in ORDER BY scope, key)";
+     SELECT scope, key, request_hash, resource_id, user_id, $now FROM keys_in ORDER BY scope, key)";
 
 /// Did a statement fail because a key it claimed ([`CLAIM_CTE`]) was committed meanwhile?
 pub fn is_key_race(e: &sqlx::Error) -> bool {

@@ -54,6 +54,18 @@ impl FieldError {
             message: message.into(),
         }
     }
+
+    /// The value of a field parsed at the edge (`Money::parse_in`, `Quantity::parse`, ...), or
+    /// its error added to `errors`: a handler gathers every bad field before it answers.
+    pub fn gather<T>(
+        errors: &mut Vec<FieldError>,
+        field: impl Into<String>,
+        parsed: Result<T, String>,
+    ) -> Option<T> {
+        parsed
+            .map_err(|why| errors.push(FieldError::new(field, why)))
+            .ok()
+    }
 }
 
 impl Problem {

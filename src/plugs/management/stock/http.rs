@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::MODULE;
-use super::rules::{self, ValidAdjustment};
+use super::rules::{self, StockReason, ValidAdjustment};
 use super::store::{self, NewMovement, StockLevel};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
@@ -49,9 +49,7 @@ pub struct NewAdjustment {
     /// Signed, three decimals at most: `"24"` received, `"-1"` damaged.
     #[schema(example = "24")]
     pub quantity_delta: String,
-    /// One of `received`, `count`, `damaged`, `expired`, `theft`, `internal_use`,
-    /// `returned_to_supplier`, `correction`.
-    pub reason_code: String,
+    pub reason_code: StockReason,
     pub note: Option<String>,
 }
 
@@ -119,8 +117,7 @@ pub async fn adjust(
     ApiJson(new): ApiJson<NewAdjustment>,
 ) -> Result<(StatusCode, Json<Adjustment>), ApiError> {
     let ValidAdjustment { delta, note } =
-        rules::check(&new.quantity_delta, &new.reason_code, new.note.as_deref())
-            .map_err(ApiError::Validation)?;
+        rules::check(&new.quantity_delta, new.note.as_deref()).map_err(ApiError::Validation)?;
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     let location_id = match new.location_id {
@@ -155,7 +152,7 @@ pub async fn adjust(
             location_id,
             delta,
             quantity_after: quantity,
-            reason_code: &new.reason_code,
+            reason_code: new.reason_code.as_str(),
             note: note.as_deref(),
             user_id: caller.user_id,
             at: now,
@@ -172,7 +169,7 @@ pub async fn adjust(
         .before(json!({"quantity": before.unwrap_or_default().to_string()}))
         .after(json!({
             "quantity": quantity.to_string(), "quantity_delta": delta.to_string(),
-            "reason_code": new.reason_code, "note": note, "movement_id": id,
+            "reason_code": new.reason_code.as_str(), "note": note, "movement_id": id,
         })),
     )
     .await?;
@@ -185,7 +182,7 @@ pub async fn adjust(
             location_id,
             quantity_delta: delta,
             quantity,
-            reason_code: new.reason_code,
+            reason_code: new.reason_code.as_str().to_owned(),
             note,
             created_at: now,
         }),

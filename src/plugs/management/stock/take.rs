@@ -53,4 +53,6 @@ pub const TAKE_CTES: AuditedPart = AuditedPart::new(
          up.quantity - COALESCE(sum(m.delta) OVER (PARTITION BY m.product_id, m.location_id ORDER BY m.ord DESC \
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS quantity_after \
        FROM stock_in m JOIN stock_levels_up up USING (product_id, location_id))",
+    0,
+    &["stock_levels_up", "stock_after"],
 );

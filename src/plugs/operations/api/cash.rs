@@ -21,7 +21,7 @@ const SESSION_CACHE: usize = 10_000;
 struct OpenSessionOf(Option<Uuid>);
 
 /// The open cash session of `register_id`, kept in memory until a cash session changes (see
-/// [`crate::core::db::changes`]). A writer must check it again under [`open_sessions_cte`].
+/// [`crate::core::db::changes`]). A writer must check it again under [`OPEN_SESSIONS`].
 pub async fn open_session(
     state: &AppState,
     register_id: Uuid,
@@ -38,13 +38,11 @@ pub async fn open_session(
     Ok(found.and_then(|s| s.0))
 }
 
-/// The part of a caller's statement that share-locks the open sessions of the registers in
-/// parameter `$registers` (a `uuid[]`), in register order, and defines
-/// `open(register_id, session_id)`. A close locks its session exclusively, so no row the
-/// statement writes against a session can land in a closed one.
-pub fn open_sessions_cte(registers: usize) -> String {
-    crate::plugs::operations::cash::store::open_sessions_cte(registers)
-}
+/// The part of a caller's audited statement that share-locks the open sessions of the registers
+/// in its parameter (a `uuid[]`), in register order, and defines `open(register_id, session_id)`.
+/// A close locks its session exclusively, so no row the statement writes against a session can
+/// land in a closed one.
+pub use crate::plugs::operations::cash::store::OPEN_SESSIONS;
 
 /// A session's sales, as the X report and the close need them.
 #[derive(Debug, Clone, Default)]

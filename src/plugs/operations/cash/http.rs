@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::MODULE;
-use super::rules::{self, ValidMovement};
+use super::rules::{self, MovementKind, ValidMovement};
 use super::store::{self, Closing, Lock, SessionRow};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
@@ -247,8 +247,7 @@ pub async fn get(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMovement {
-    /// `in` or `out`.
-    pub kind: String,
+    pub kind: MovementKind,
     #[schema(example = "20.00")]
     pub amount: String,
     /// Why (bank deposit, change float top-up...).
@@ -301,8 +300,7 @@ pub async fn movement(
         kind,
         amount,
         reason,
-    } = rules::movement(&new.kind, &new.amount, &new.reason, scale)
-        .map_err(ApiError::Validation)?;
+    } = rules::movement(new.kind, &new.amount, &new.reason, scale).map_err(ApiError::Validation)?;
     let row = fetch_row(&mut tx, id, Lock::Share).await?;
     refuse_closed(&row)?;
     let movement_id = new_id();
@@ -310,7 +308,7 @@ pub async fn movement(
         &mut tx,
         movement_id,
         id,
-        &kind,
+        kind.as_str(),
         amount,
         &reason,
         caller.user_id,
@@ -320,7 +318,7 @@ pub async fn movement(
     let movement = Movement {
         id: movement_id,
         cash_session_id: id,
-        kind,
+        kind: kind.as_str().to_owned(),
         amount: show(amount, scale),
         reason,
         user_id: caller.user_id,

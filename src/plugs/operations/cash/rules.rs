@@ -1,13 +1,16 @@
 //! The cash rules, apart from the SQL. The drawer should hold the opening float, plus cash
 //! payments less the change given, plus cash put in, less cash taken out. A close records the
 //! counted cash and the variance (counted - expected); a variance larger than the setting
-//! `cash.variance_reason_threshold` needs a reason. A movement is `in` or `out`, of more than
-//! zero, with a reason of 1 to 500 characters. Amounts have the currency's decimals.
+//! `cash.variance_reason_threshold` needs a reason. A movement is `in` or `out` (the request's
+//! type says so), of more than zero, with a reason of 1 to 500 characters. Amounts have the
+//! currency's decimals.
 
 use rust_decimal::Decimal;
+use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::core::http::problem::FieldError;
-use crate::shared::money::{parse_money, show};
+use crate::shared::money::{Money, show};
 
 /// Where the drawer's cash comes from.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -34,30 +37,45 @@ pub fn amount(
     scale: u32,
     errors: &mut Vec<FieldError>,
 ) -> Option<Decimal> {
-    parse_money(text, scale)
-        .map_err(|why| errors.push(FieldError::new(field, why)))
-        .ok()
+    FieldError::gather(errors, field, Money::parse_in(text, scale)).map(Money::value)
+}
+
+/// Which way cash moves (a closed list: anything else is refused where the JSON enters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementKind {
+    /// Put into the drawer.
+    In,
+    /// Taken out of it.
+    Out,
+}
+
+impl MovementKind {
+    /// As stored and answered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::In => "in",
+            MovementKind::Out => "out",
+        }
+    }
 }
 
 /// A movement that passed the rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidMovement {
-    pub kind: String,
+    pub kind: MovementKind,
     pub amount: Decimal,
     pub reason: String,
 }
 
 /// Checks a cash movement.
 pub fn movement(
-    kind: &str,
+    kind: MovementKind,
     amount_text: &str,
     reason: &str,
     scale: u32,
 ) -> Result<ValidMovement, Vec<FieldError>> {
     let mut errors = Vec::new();
-    if kind != "in" && kind != "out" {
-        errors.push(FieldError::new("kind", "must be in or out"));
-    }
     let value = amount("amount", amount_text, scale, &mut errors);
     if value.is_some_and(|v| v.is_zero()) {
         errors.push(FieldError::new("amount", "must be more than zero"));
@@ -68,7 +86,7 @@ pub fn movement(
     }
     match (value, errors.is_empty()) {
         (Some(amount), true) => Ok(ValidMovement {
-            kind: kind.to_owned(),
+            kind,
             amount,
             reason,
         }),
@@ -152,16 +170,18 @@ mod tests {
     }
 
     #[test]
-    fn a_movement_is_in_or_out_of_more_than_zero_with_a_reason() {
+    fn a_movement_is_of_more_than_zero_with_a_reason() {
         assert_eq!(
-            movement("in", "20.00", " float top-up ", 2).unwrap().reason,
+            movement(MovementKind::In, "20.00", " float top-up ", 2)
+                .unwrap()
+                .reason,
             "float top-up"
         );
-        let fields: Vec<String> = movement("sideways", "0", "", 2)
+        let fields: Vec<String> = movement(MovementKind::Out, "0", "", 2)
             .unwrap_err()
             .into_iter()
             .map(|e| e.field)
             .collect();
-        assert_eq!(fields, ["kind", "amount", "reason"]);
+        assert_eq!(fields, ["amount", "reason"]);
     }
 }

@@ -7,7 +7,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::rules::CashFlows;
-use crate::core::audit::AuditedTx;
+use crate::core::audit::{AuditedPart, AuditedTx};
 use crate::core::state::AppState;
 use crate::plugs::operations::api::cash::{SessionSales, session_sales};
 
@@ -193,13 +193,13 @@ pub async fn open_session(
         .await
 }
 
-/// See [`crate::plugs::operations::api::cash::open_sessions_cte`].
-pub fn open_sessions_cte(registers: usize) -> String {
-    format!(
-        "open AS (SELECT register_id, id AS session_id FROM cash_sessions WHERE register_id = ANY(${registers}) AND status = 'open' \
-       ORDER BY register_id FOR SHARE)"
-    )
-}
+/// See [`crate::plugs::operations::api::cash::OPEN_SESSIONS`].
+pub const OPEN_SESSIONS: AuditedPart = AuditedPart::new(
+    "open AS (SELECT register_id, id AS session_id FROM cash_sessions WHERE register_id = ANY($1) AND status = 'open' \
+       ORDER BY register_id FOR SHARE)",
+    1,
+    &["open"],
+);
 
 /// A session's own cash flows: the opening float, cash put in and taken out.
 #[derive(Debug, Default, Clone, Copy, sqlx::FromRow)]

@@ -26,7 +26,7 @@ use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog::{self, SaleProduct};
 use crate::plugs::operations::api::cash;
 use crate::shared::ids::new_id;
-use crate::shared::money::{QUANTITY_SCALE, parse_amount, parse_money, show};
+use crate::shared::money::{Money, Quantity, show};
 
 /// A sale to record.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -58,15 +58,35 @@ pub struct NewLine {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPayment {
-    /// `cash`, `card`, `voucher` or `other`.
-    pub method: String,
+    pub method: PaymentMethod,
     #[schema(example = "10.00")]
     pub amount: String,
 }
 
+/// How a customer pays (a closed list: anything else is refused where the JSON enters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    Cash,
+    Card,
+    Voucher,
+    Other,
+}
+
+impl PaymentMethod {
+    /// As stored and answered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentMethod::Cash => "cash",
+            PaymentMethod::Card => "card",
+            PaymentMethod::Voucher => "voucher",
+            PaymentMethod::Other => "other",
+        }
+    }
+}
+
 const MAX_LINES: usize = 500;
 const MAX_PAYMENTS: usize = 20;
-const METHODS: &[&str] = &["cash", "card", "voucher", "other"];
 
 /// A validated, priced sale that has no receipt number yet.
 #[derive(Debug)]
@@ -87,7 +107,7 @@ pub struct PreparedSale {
     pub business: Business,
     pub lines: Vec<(SaleProduct, LineInput)>,
     /// The payments' methods, in the request's order, with their amounts.
-    pub payments: Vec<(String, Decimal)>,
+    pub payments: Vec<(PaymentMethod, Decimal)>,
     pub priced: Priced,
     /// Indexes of the lines sold at another price than the catalog's.
     pub overridden: Vec<usize>,
@@ -102,10 +122,9 @@ pub enum Prepared {
     Replay(Uuid),
 }
 
+/// A money field of the request (the currency's scale), or its error in `errors`.
 fn money(field: String, text: &str, scale: u32, errors: &mut Vec<FieldError>) -> Option<Decimal> {
-    parse_money(text, scale)
-        .map_err(|why| errors.push(FieldError::new(field, why)))
-        .ok()
+    FieldError::gather(errors, field, Money::parse_in(text, scale)).map(Money::value)
 }
 
 /// Checks and prices `new` for `caller` with reads only (no transaction, nothing locked), from
@@ -276,22 +295,17 @@ fn check_lines(
 
 /// Line `i`'s quantity: more than zero, below a million, three decimals at most.
 fn line_quantity(i: usize, text: &str, errors: &mut Vec<FieldError>) -> Option<Decimal> {
-    let field = || format!("lines[{i}].quantity");
-    match parse_amount(text, QUANTITY_SCALE) {
-        Ok(q) if q.is_zero() => {
-            errors.push(FieldError::new(field(), "must be more than zero"));
-            None
-        }
-        Ok(q) if q >= Decimal::from(1_000_000) => {
-            errors.push(FieldError::new(field(), "is too large"));
-            None
-        }
-        Ok(q) => Some(q),
-        Err(why) => {
-            errors.push(FieldError::new(field(), why));
-            None
-        }
-    }
+    let field = format!("lines[{i}].quantity");
+    let quantity = FieldError::gather(errors, &field, Quantity::parse(text))?.value();
+    let refused = if quantity.is_zero() {
+        "must be more than zero"
+    } else if quantity >= Decimal::from(1_000_000) {
+        "is too large"
+    } else {
+        return Some(quantity);
+    };
+    errors.push(FieldError::new(field, refused));
+    None
 }
 
 /// Each payment's method and amount (more than zero), as recorded and as pricing needs them.
@@ -299,32 +313,21 @@ fn check_payments(
     new: Vec<NewPayment>,
     scale: u32,
     errors: &mut Vec<FieldError>,
-) -> (Vec<(String, Decimal)>, Vec<PaymentInput>) {
+) -> (Vec<(PaymentMethod, Decimal)>, Vec<PaymentInput>) {
     let mut payments = Vec::with_capacity(new.len());
     let mut inputs = Vec::with_capacity(new.len());
     for (i, payment) in new.into_iter().enumerate() {
-        if !METHODS.contains(&payment.method.as_str()) {
-            errors.push(FieldError::new(
-                format!("payments[{i}].method"),
-                "must be cash, card, voucher or other",
-            ));
-        }
-        match money(
-            format!("payments[{i}].amount"),
-            &payment.amount,
-            scale,
-            errors,
-        ) {
-            Some(a) if a.is_zero() => errors.push(FieldError::new(
-                format!("payments[{i}].amount"),
-                "must be more than zero",
-            )),
+        let field = format!("payments[{i}].amount");
+        match FieldError::gather(errors, &field, Money::parse_in(&payment.amount, scale)) {
+            Some(a) if a.value().is_zero() => {
+                errors.push(FieldError::new(field, "must be more than zero"))
+            }
             Some(a) => {
                 inputs.push(PaymentInput {
-                    cash: payment.method == "cash",
-                    amount: a,
+                    cash: payment.method == PaymentMethod::Cash,
+                    amount: a.value(),
                 });
-                payments.push((payment.method, a));
+                payments.push((payment.method, a.value()));
             }
             None => {}
         }
@@ -423,7 +426,7 @@ impl PreparedSale {
                 .payments
                 .iter()
                 .map(|(method, amount)| Payment {
-                    method: method.clone(),
+                    method: method.as_str().to_owned(),
                     amount: show(*amount, scale),
                 })
                 .collect(),

@@ -24,7 +24,8 @@ use uuid::Uuid;
 
 use super::prepare::{PreparedSale, no_open_session};
 use super::store::Sale;
-use crate::core::audit::{AuditError, AuditedStatement};
+use crate::core::audit::parts::{self, SqlJson};
+use crate::core::audit::{AuditError, AuditedPart, AuditedStatement};
 use crate::core::http::ApiError;
 use crate::core::http::idempotency::{self, CLAIM_CTE, StoredKey, is_key_race, key_reused};
 use crate::plugs::management::api::stock::{TAKE_CTES, TakeColumns};
@@ -57,17 +58,27 @@ enum Plan {
     Candidate,
 }
 
-/// The sales' own CTEs, before the key, stock, line and audit parts. `$1` is the recording time;
-/// `{OPEN}` stands for the cash module's part that share-locks the open sessions of `$23`.
-const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::int[], $5::text[], $6::int[], $7::uuid[], \
-         $8::text[], $9::bool[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[], $15::text[], \
-         $16::bytea[], $17::uuid[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $47::bool[], $48::uuid[], \
-         $49::int[], $50::int[], $51::int[], $52::int[]) \
+/// The batch's candidate sales, and those whose client-made id exists already: the columns of
+/// [`SaleColumns`] from `id` to `t_to`, in that order.
+const CANDIDATES: AuditedPart = AuditedPart::new(
+    "cand AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::int[], $6::uuid[], \
+         $7::text[], $8::bool[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::text[], \
+         $15::bytea[], $16::uuid[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::bool[], $23::uuid[], \
+         $24::int[], $25::int[], $26::int[], $27::int[]) \
        WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
          key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, p_from, p_to, t_from, t_to, ord)), \
-     taken AS (SELECT c.ord FROM cand c, LATERAL (SELECT 1 FROM sales s WHERE s.id = c.id LIMIT 1) x WHERE c.client), \
-     {OPEN}, \
-     fresh AS (SELECT c.*, o.session_id, row_number() OVER (PARTITION BY c.register_id, c.year ORDER BY c.ord) AS rn \
+     taken AS (SELECT c.ord FROM cand c, LATERAL (SELECT 1 FROM sales s WHERE s.id = c.id LIMIT 1) x WHERE c.client)",
+    27,
+    &["cand", "taken"],
+);
+
+/// After cash's `open` (the batch's open sessions, share-locked): the sales that get a number
+/// (their register has an open session, their id is new), the receipt counters advanced, the
+/// numbers formatted, the keys to claim, the sale rows with their payments and tax buckets
+/// (sliced out of the batch's arrays `$1..$6`: methods, amounts, rates, nets, taxes, grosses)
+/// recorded at `$now`, and the goods to take off stock (`$7..$11`: [`TakeColumns`]).
+const NUMBERED: AuditedPart = AuditedPart::new(
+    "fresh AS (SELECT c.*, o.session_id, row_number() OVER (PARTITION BY c.register_id, c.year ORDER BY c.ord) AS rn \
        FROM cand c JOIN open o USING (register_id) WHERE c.ord NOT IN (SELECT ord FROM taken)), \
      counted AS (SELECT register_id, year, count(*) AS n FROM fresh GROUP BY register_id, year), \
      counters AS (INSERT INTO receipt_counters AS rc (register_id, year, last_number) \
@@ -82,52 +93,97 @@ const SALE_CTES: &str = "cand AS (SELECT * FROM unnest($2::uuid[], $3::uuid[], $
      sales_in AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
          status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, location_id, \
          payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses) \
-       SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $1, location_id, \
-         ($36::text[])[p_from:p_to], ($37::numeric[])[p_from:p_to], ($38::numeric[])[t_from:t_to], \
-         ($39::numeric[])[t_from:t_to], ($40::numeric[])[t_from:t_to], ($41::numeric[])[t_from:t_to] \
+       SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $now, location_id, \
+         ($1::text[])[p_from:p_to], ($2::numeric[])[p_from:p_to], ($3::numeric[])[t_from:t_to], \
+         ($4::numeric[])[t_from:t_to], ($5::numeric[])[t_from:t_to], ($6::numeric[])[t_from:t_to] \
        FROM w ORDER BY ord), \
      stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.document_id, m.line_no, m.ord \
-       FROM unnest($42::uuid[], $43::uuid[], $44::numeric[], $45::uuid[], $46::int[]) \
+       FROM unnest($7::uuid[], $8::uuid[], $9::numeric[], $10::uuid[], $11::int[]) \
          WITH ORDINALITY AS m(product_id, location_id, delta, document_id, line_no, ord) \
-       WHERE m.document_id IN (SELECT id FROM w))";
+       WHERE m.document_id IN (SELECT id FROM w))",
+    11,
+    &[
+        "fresh", "counted", "counters", "w", "keys_in", "sales_in", "stock_in",
+    ],
+);
 
-/// The written sales' lines, after [`TAKE_CTES`]: a tracked line carries its product's level
-/// right after it, which makes the line that product's stock movement (the `stock_ledger` view).
-const LINES_IN: &str = "lines_in AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, \
+/// Claiming the written sales' idempotency keys (`keys_in`).
+const CLAIM: AuditedPart = AuditedPart::new(CLAIM_CTE, 0, &["keys_claimed"]);
+
+/// The written sales' lines (`$1..$12`), after [`TAKE_CTES`]: a tracked line carries its
+/// product's level right after it, which makes the line that product's stock movement (the
+/// `stock_ledger` view).
+const LINES_IN: AuditedPart = AuditedPart::new(
+    "lines_in AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, \
          unit_price, discount, total, tax_class_id, tax_rate, stock_after) \
-       SELECT l.*, a.quantity_after FROM unnest($24::uuid[], $25::int[], $26::uuid[], $27::text[], $28::text[], $29::numeric[], \
-         $30::numeric[], $31::numeric[], $32::numeric[], $33::numeric[], $34::uuid[], $35::numeric[]) AS l(sale_id, line_no) \
+       SELECT l.*, a.quantity_after FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::numeric[], \
+         $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::uuid[], $12::numeric[]) AS l(sale_id, line_no) \
          LEFT JOIN stock_after a ON a.document_id = l.sale_id AND a.line_no = l.line_no \
-       WHERE l.sale_id IN (SELECT id FROM w))";
+       WHERE l.sale_id IN (SELECT id FROM w))",
+    12,
+    &["lines_in"],
+);
 
-/// One audit record per written sale: what the request knew, with the receipt number, the
-/// session and, per tracked line, its product's level right after it added. The `after` JSON is
-/// built as text: `audit_base` is the request's part without its closing brace, and the rest are
-/// a JSON string (`to_json`), UUIDs and numbers, which need no escaping (as `jsonb`, parsing the
-/// request's part and building the objects was about 5 % of the writers' time; PERFORMANCE.md).
-const AUDIT_IN: &str = "audit_in AS (SELECT w.audit_id AS id, w.cashier_id AS actor_user_id, w.username AS actor_username, \
-       w.role AS actor_role, w.workstation_id, NULL::uuid AS branch_id, 'operations.sales'::text AS module, 'sale'::text AS entity, \
-       w.id::text AS entity_id, 'sale.complete'::text AS action, NULL::text AS before_json, \
-       w.audit_base || ',\"receipt_number\":' || to_json(w.number)::text || ',\"cash_session_id\":\"' || w.session_id \
-         || '\",\"stock\":[' || COALESCE((SELECT string_agg('{\"product_id\":\"' || a.product_id || '\",\"location_id\":\"' \
-              || a.location_id || '\",\"line_no\":' || a.line_no || ',\"delta\":\"' || a.delta || '\",\"quantity\":\"' \
-              || a.quantity_after || '\"}', ',' ORDER BY a.ord) \
-            FROM stock_after a WHERE a.document_id = w.id), '') || ']}' AS after_json, \
-       NULL::text AS reason_code, NULL::text AS approval_ref, w.request_id \
-     FROM w ORDER BY w.ord)";
+/// One audit record per written sale: what the request knew (`audit_base`, serialized once in
+/// Rust without its closing brace) with the receipt number, the session and, per tracked line,
+/// its product's level right after it, added by the statement as JSON text
+/// (`core::audit::parts`; as `jsonb`, parsing the request's part and building the objects was
+/// about 5 % of the writers' time, PERFORMANCE.md).
+fn audit_in() -> String {
+    let after = audit_after_sql();
+    format!(
+        "audit_in AS (SELECT w.audit_id AS id, w.cashier_id AS actor_user_id, w.username AS actor_username, \
+           w.role AS actor_role, w.workstation_id, NULL::uuid AS branch_id, 'operations.sales'::text AS module, 'sale'::text AS entity, \
+           w.id::text AS entity_id, 'sale.complete'::text AS action, NULL::text AS before_json, \
+           {after} AS after_json, \
+           NULL::text AS reason_code, NULL::text AS approval_ref, w.request_id \
+         FROM w ORDER BY w.ord)"
+    )
+}
+
+/// The SQL expression of a sale record's `after` JSON, over the CTE row `w` and the sale's rows
+/// of `stock_after` (public for the test that holds it byte-identical to earlier releases').
+pub fn audit_after_sql() -> String {
+    let stock = parts::array(
+        &parts::object(&[
+            ("product_id", SqlJson::Plain("a.product_id")),
+            ("location_id", SqlJson::Plain("a.location_id")),
+            ("line_no", SqlJson::Number("a.line_no")),
+            ("delta", SqlJson::Plain("a.delta")),
+            ("quantity", SqlJson::Plain("a.quantity_after")),
+        ]),
+        "a.ord",
+        "FROM stock_after a WHERE a.document_id = w.id",
+    );
+    parts::after_json(
+        "w.audit_base",
+        &[
+            ("receipt_number", SqlJson::Text("w.number")),
+            ("cash_session_id", SqlJson::Plain("w.session_id")),
+            ("stock", SqlJson::Json(&stock)),
+        ],
+    )
+}
 
 /// Per candidate, in order: its session and number when written, else whether its id was taken.
 const RESULT: &str = "SELECT c.ord, w.session_id, w.number, c.ord IN (SELECT ord FROM taken) AS taken \
      FROM cand c LEFT JOIN w USING (ord) ORDER BY c.ord";
 
-/// The one statement that records a batch.
+/// The one statement that records a batch: the sales' parts around cash's, the keys, stock's,
+/// the lines and the audit records, each numbering its own parameters.
 static WRITE: LazyLock<AuditedStatement> = LazyLock::new(|| {
-    AuditedStatement::new(
-        &format!(
-            "{}, {CLAIM_CTE}, {}, {LINES_IN}, {AUDIT_IN}",
-            SALE_CTES.replace("{OPEN}", &cash::open_sessions_cte(23)),
-            TAKE_CTES.ctes()
-        ),
+    let audit_in = audit_in();
+    let audit_part = AuditedPart::new(audit_in.leak(), 0, &["audit_in"]);
+    AuditedStatement::compose(
+        &[
+            CANDIDATES,
+            cash::OPEN_SESSIONS,
+            NUMBERED,
+            CLAIM,
+            TAKE_CTES,
+            LINES_IN,
+            audit_part,
+        ],
         RESULT,
     )
 });
@@ -174,61 +230,7 @@ async fn write(
     let mut recorded = HashMap::new();
     if !candidates.is_empty() {
         let (c, mut provisional) = SaleColumns::new(sales, &candidates, now);
-        let rows: Vec<(i64, Option<Uuid>, Option<String>, bool)> = sqlx::query_as(WRITE.sql())
-            .bind(now)
-            .bind(&c.id)
-            .bind(&c.register_id)
-            .bind(&c.year)
-            .bind(&c.template)
-            .bind(&c.digits)
-            .bind(&c.cashier_id)
-            .bind(&c.currency)
-            .bind(&c.prices_include_tax)
-            .bind(&c.net)
-            .bind(&c.tax)
-            .bind(&c.total)
-            .bind(&c.cash_rounding)
-            .bind(&c.change_due)
-            .bind(&c.key)
-            .bind(&c.request_hash)
-            .bind(&c.audit_id)
-            .bind(&c.audit_base)
-            .bind(&c.username)
-            .bind(&c.role)
-            .bind(&c.workstation_id)
-            .bind(&c.request_id)
-            .bind(&c.registers)
-            .bind(&c.l_sale)
-            .bind(&c.l_no)
-            .bind(&c.l_product)
-            .bind(&c.l_sku)
-            .bind(&c.l_name)
-            .bind(&c.l_quantity)
-            .bind(&c.l_catalog_price)
-            .bind(&c.l_unit_price)
-            .bind(&c.l_discount)
-            .bind(&c.l_total)
-            .bind(&c.l_tax_class)
-            .bind(&c.l_tax_rate)
-            .bind(&c.p_method)
-            .bind(&c.p_amount)
-            .bind(&c.t_rate)
-            .bind(&c.t_net)
-            .bind(&c.t_tax)
-            .bind(&c.t_gross)
-            .bind(&c.stock.product_id)
-            .bind(&c.stock.location_id)
-            .bind(&c.stock.delta)
-            .bind(&c.stock.document_id)
-            .bind(&c.stock.line_no)
-            .bind(&c.client)
-            .bind(&c.location_id)
-            .bind(&c.p_from)
-            .bind(&c.p_to)
-            .bind(&c.t_from)
-            .bind(&c.t_to)
-            .fetch_all(pool)
-            .await?;
+        let rows = run(pool, &c, now).await?;
         WRITE.committed();
         for (ord, session, number, taken) in rows {
             let Some(k) = usize::try_from(ord - 1)
@@ -404,7 +406,8 @@ impl SaleColumns {
             c.key.push(prepared.key.clone());
             c.request_hash.push(prepared.request_hash.clone());
             c.audit_id.push(new_id());
-            c.audit_base.push(audit_open(&prepared.audit_base(&sale)));
+            c.audit_base
+                .push(parts::open_object(&prepared.audit_base(&sale)));
             c.username.push(prepared.actor.username.clone());
             c.role.push(prepared.actor.role.clone());
             c.workstation_id.push(prepared.actor.workstation_id.clone());
@@ -430,7 +433,7 @@ impl SaleColumns {
             }
             c.p_from.push(position_after(c.p_method.len()));
             for (method, amount) in &prepared.payments {
-                c.p_method.push(method.clone());
+                c.p_method.push(method.as_str().to_owned());
                 c.p_amount.push(*amount);
             }
             c.p_to.push(position_after(c.p_method.len()) - 1);
@@ -452,15 +455,105 @@ impl SaleColumns {
     }
 }
 
-/// `object` as JSON text without its closing brace, for the statement to add fields to.
-fn audit_open(object: &serde_json::Value) -> String {
-    let mut text = object.to_string();
-    debug_assert!(text.len() > 2 && text.ends_with('}'), "a non-empty object");
-    text.pop();
-    text
+/// Runs [`WRITE`] over the batch's columns: binds the record time, then each part's parameters
+/// in the order of the parts. Per candidate: (order, session, receipt number, id taken).
+async fn run(
+    pool: &PgPool,
+    c: &SaleColumns,
+    now: DateTime<Utc>,
+) -> Result<Vec<(i64, Option<Uuid>, Option<String>, bool)>, sqlx::Error> {
+    sqlx::query_as(WRITE.sql())
+        .bind(now)
+        // CANDIDATES
+        .bind(&c.id)
+        .bind(&c.register_id)
+        .bind(&c.year)
+        .bind(&c.template)
+        .bind(&c.digits)
+        .bind(&c.cashier_id)
+        .bind(&c.currency)
+        .bind(&c.prices_include_tax)
+        .bind(&c.net)
+        .bind(&c.tax)
+        .bind(&c.total)
+        .bind(&c.cash_rounding)
+        .bind(&c.change_due)
+        .bind(&c.key)
+        .bind(&c.request_hash)
+        .bind(&c.audit_id)
+        .bind(&c.audit_base)
+        .bind(&c.username)
+        .bind(&c.role)
+        .bind(&c.workstation_id)
+        .bind(&c.request_id)
+        .bind(&c.client)
+        .bind(&c.location_id)
+        .bind(&c.p_from)
+        .bind(&c.p_to)
+        .bind(&c.t_from)
+        .bind(&c.t_to)
+        // cash::OPEN_SESSIONS
+        .bind(&c.registers)
+        // NUMBERED
+        .bind(&c.p_method)
+        .bind(&c.p_amount)
+        .bind(&c.t_rate)
+        .bind(&c.t_net)
+        .bind(&c.t_tax)
+        .bind(&c.t_gross)
+        .bind(&c.stock.product_id)
+        .bind(&c.stock.location_id)
+        .bind(&c.stock.delta)
+        .bind(&c.stock.document_id)
+        .bind(&c.stock.line_no)
+        // LINES_IN
+        .bind(&c.l_sale)
+        .bind(&c.l_no)
+        .bind(&c.l_product)
+        .bind(&c.l_sku)
+        .bind(&c.l_name)
+        .bind(&c.l_quantity)
+        .bind(&c.l_catalog_price)
+        .bind(&c.l_unit_price)
+        .bind(&c.l_discount)
+        .bind(&c.l_total)
+        .bind(&c.l_tax_class)
+        .bind(&c.l_tax_rate)
+        .fetch_all(pool)
+        .await
 }
 
 /// The 1-based position of the element after the first `len` of an array.
 fn position_after(len: usize) -> i32 {
     i32::try_from(len + 1).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_composes_its_parts_and_numbers_every_parameter_once() {
+        let sql = WRITE.sql();
+        let declared = 1
+            + CANDIDATES.params()
+            + cash::OPEN_SESSIONS.params()
+            + NUMBERED.params()
+            + LINES_IN.params();
+        assert_eq!(declared, 52, "the binds in `run`");
+        for n in 1..=declared {
+            assert!(
+                sql.contains(&format!("${n}:"))
+                    || sql.contains(&format!("${n},"))
+                    || sql.contains(&format!("${n})"))
+                    || sql.contains(&format!("${n} ")),
+                "${n} is used"
+            );
+        }
+        assert!(
+            !sql.contains(&format!("${}", declared + 1)),
+            "no parameter past ${declared}"
+        );
+        assert!(!sql.contains("$now"));
+    }
 }
