@@ -6,5 +6,5 @@ pub mod core;
 pub mod plugs;
 pub mod shared;
 
-pub use crate::core::http::app;
+pub use crate::core::server::app::app;
 pub use crate::core::state::AppState;

@@ -1,22 +1,23 @@
 //! `AppState`: the one state every handler receives.
+//!
+//! It sits low in core: it holds what every capability shares (configuration, data directory,
+//! pool, clock, caches, maintenance mode) and, as typed parts, what one capability keeps for the
+//! life of the process (the signing key, the live hub, the module registry...). A capability gives
+//! `AppState` an accessor for its part in its own module (`impl AppState { fn live(&self) }` in
+//! `core::live`), so this file imports none of them and every capability may use the state.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use crate::core::auth::password::PasswordHashing;
-use crate::core::auth::tokens::SigningKey;
-use crate::core::backup::{Backups, DbTarget};
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::changes::{Cached, Changes};
-use crate::core::live::Hub;
-use crate::core::modules::{ModuleStates, Registry};
 use crate::core::postgres::supervisor::ClusterState;
-use crate::core::setup;
 use crate::shared::clock::Clock;
 
 /// Shared, cheaply cloned application state.
@@ -32,15 +33,10 @@ struct Inner {
     initialized: AtomicBool,
     cluster: Option<watch::Receiver<ClusterState>>,
     setup_lock: tokio::sync::Mutex<()>,
-    signing_key: SigningKey,
-    hashing: PasswordHashing,
     clock: Clock,
-    registry: Arc<Registry>,
-    modules: ModuleStates,
-    openapi: std::sync::OnceLock<utoipa::openapi::OpenApi>,
-    live: Arc<Hub>,
-    backup_target: DbTarget,
     maintenance: Maintenance,
+    /// One value per type, given when the state is made ([`AppParts::with`]).
+    parts: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
     services: Services,
     changes: Arc<Changes>,
 }
@@ -83,7 +79,8 @@ impl Drop for MaintenanceGuard<'_> {
     }
 }
 
-/// What an [`AppState`] is made of.
+/// What an [`AppState`] is made of: the shared pieces, and one typed part per capability that
+/// keeps something for the life of the process.
 pub struct AppParts {
     pub config: Config,
     pub data_dir: DataDir,
@@ -93,30 +90,43 @@ pub struct AppParts {
     pub cluster: Option<watch::Receiver<ClusterState>>,
     /// Has setup run?
     pub initialized: bool,
-    pub signing_key: SigningKey,
     pub clock: Clock,
-    pub registry: Arc<Registry>,
-    pub modules: ModuleStates,
-    /// The business database with the rights backups and restores need.
-    pub backup_target: DbTarget,
+    parts: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl AppParts {
+    /// The shared pieces, with no typed part yet.
+    pub fn new(
+        config: Config,
+        data_dir: DataDir,
+        pool: PgPool,
+        cluster: Option<watch::Receiver<ClusterState>>,
+        initialized: bool,
+        clock: Clock,
+    ) -> AppParts {
+        AppParts {
+            config,
+            data_dir,
+            pool,
+            cluster,
+            initialized,
+            clock,
+            parts: HashMap::new(),
+        }
+    }
+
+    /// Adds the part of type `T` (replacing an earlier one).
+    pub fn with<T: Send + Sync + 'static>(mut self, part: T) -> AppParts {
+        self.parts.insert(TypeId::of::<T>(), Arc::new(part));
+        self
+    }
 }
 
 impl AppState {
-    /// Assembles the state.
-    pub fn new(parts: AppParts) -> AppState {
-        let hashing = PasswordHashing::new(parts.config.auth.max_concurrent_hashes);
-        let live = Arc::new(Hub::new(
-            crate::core::jobs::routes::TOPICS.iter().copied().chain(
-                parts
-                    .registry
-                    .modules()
-                    .iter()
-                    .flat_map(|m| m.topics().iter().copied()),
-            ),
-            parts.config.websocket.queue_capacity,
-            parts.clock.clone(),
-        ));
-        let state = AppState {
+    /// Assembles the state. The capabilities' accessors expect their parts: the server (and the
+    /// tests' harness) give every one (`core::server::parts`).
+    pub fn from_parts(parts: AppParts) -> AppState {
+        AppState {
             inner: Arc::new(Inner {
                 config: parts.config,
                 data_dir: parts.data_dir,
@@ -124,43 +134,36 @@ impl AppState {
                 initialized: AtomicBool::new(parts.initialized),
                 cluster: parts.cluster,
                 setup_lock: tokio::sync::Mutex::new(()),
-                signing_key: parts.signing_key,
-                hashing,
                 clock: parts.clock,
-                registry: parts.registry,
-                modules: parts.modules,
-                openapi: std::sync::OnceLock::new(),
-                live,
-                backup_target: parts.backup_target,
                 maintenance: Maintenance::default(),
+                parts: parts.parts,
                 services: Services::default(),
                 changes: Arc::default(),
             }),
-        };
-        for module in state.registry().modules() {
-            module.install(&state);
         }
-        state
     }
 
-    /// Backups of this instance's database into `<data_dir>/backups`.
-    pub fn backups(&self) -> Backups {
-        Backups::new(
-            &self.inner.data_dir,
-            self.inner.backup_target.clone(),
-            self.inner.config.database.pg_bin_dir.as_deref(),
-            self.inner.clock.clone(),
-        )
+    /// The part of type `T` given when the state was made.
+    ///
+    /// # Panics
+    /// When it was not given: the state was assembled without a capability's part, a bug of
+    /// whoever assembled it, found by the first request that needs it.
+    pub fn part<T: Send + Sync + 'static>(&self) -> &T {
+        self.inner
+            .parts
+            .get(&TypeId::of::<T>())
+            .and_then(|p| p.downcast_ref::<T>())
+            .unwrap_or_else(|| {
+                panic!(
+                    "the state was assembled without its {} part",
+                    std::any::type_name::<T>()
+                )
+            })
     }
 
     /// Maintenance mode (a restore in progress).
     pub fn maintenance(&self) -> &Maintenance {
         &self.inner.maintenance
-    }
-
-    /// The live-update hub behind `/api/v1/ws`.
-    pub fn live(&self) -> &Arc<Hub> {
-        &self.inner.live
     }
 
     pub fn config(&self) -> &Config {
@@ -186,7 +189,7 @@ impl AppState {
         if self.inner.initialized.load(Ordering::Acquire) {
             return true;
         }
-        match setup::is_initialized(self.pool()).await {
+        match crate::core::db::is_initialized(self.pool()).await {
             Ok(true) => {
                 self.mark_initialized();
                 true
@@ -204,36 +207,9 @@ impl AppState {
         self.inner.initialized.store(true, Ordering::Release);
     }
 
-    /// The key that signs access tokens.
-    pub fn signing_key(&self) -> &SigningKey {
-        &self.inner.signing_key
-    }
-
-    /// Password hashing, bounded in concurrency.
-    pub fn hashing(&self) -> &PasswordHashing {
-        &self.inner.hashing
-    }
-
     /// The clock every time-dependent rule reads.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
-    }
-
-    /// The registered modules.
-    pub fn registry(&self) -> &Registry {
-        &self.inner.registry
-    }
-
-    /// The OpenAPI document of core and the registered modules (built once).
-    pub fn openapi_document(&self) -> &utoipa::openapi::OpenApi {
-        self.inner
-            .openapi
-            .get_or_init(|| crate::core::openapi::document(&self.inner.registry))
-    }
-
-    /// Which modules are enabled.
-    pub fn modules(&self) -> &ModuleStates {
-        &self.inner.modules
     }
 
     /// Serialises setup attempts within this process (the database's singleton row does it across processes).

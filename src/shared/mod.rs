@@ -1,6 +1,7 @@
 //! Small common types used by core and the plugs.
 
 pub mod clock;
+pub mod cron;
 pub mod ids;
 pub mod money;
 pub mod text;

@@ -593,3 +593,205 @@ fn long_functions_say_why_they_stay_whole() {
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
 }
+
+/// The core files by path under `src/core` (`auth/login.rs`), comments left out.
+fn core_files() -> std::collections::BTreeMap<String, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/core");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    files
+        .into_iter()
+        .map(|f| {
+            let relative = f.strip_prefix(&root).unwrap().display().to_string();
+            (
+                relative,
+                without_comments(&std::fs::read_to_string(&f).unwrap()),
+            )
+        })
+        .collect()
+}
+
+/// The node of a core file in the layered graph: `<capability>` for its own code, and
+/// `<capability>::http` for a file that declares HTTP operations (`#[utoipa::path`), so a
+/// capability's handlers may use what other capabilities' code offers (the caller's identity)
+/// without the capability itself depending on them.
+fn core_node(files: &std::collections::BTreeMap<String, String>, file: &str) -> Option<String> {
+    let capability = file.split('/').next()?.trim_end_matches(".rs");
+    if capability == "mod" {
+        return None;
+    }
+    let http = files
+        .get(file)
+        .is_some_and(|t| t.contains("#[utoipa::path"));
+    Some(format!("{capability}{}", if http { "::http" } else { "" }))
+}
+
+/// The file a path `crate::core::<capability>[::<item>]` names: the item's own file when it is
+/// one, else the capability's root file.
+fn core_file_of(
+    files: &std::collections::BTreeMap<String, String>,
+    capability: &str,
+    item: Option<&str>,
+) -> Option<String> {
+    let candidates = item
+        .map(|i| {
+            vec![
+                format!("{capability}/{i}.rs"),
+                format!("{capability}/{i}/mod.rs"),
+            ]
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .chain([format!("{capability}/mod.rs"), format!("{capability}.rs")]);
+    candidates.into_iter().find(|c| files.contains_key(c))
+}
+
+/// The edges between core's nodes, each with the files that make it.
+fn core_edges() -> std::collections::BTreeMap<(String, String), Vec<String>> {
+    let files = core_files();
+    let mut edges: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    for (file, text) in &files {
+        let Some(from) = core_node(&files, file) else {
+            continue;
+        };
+        let capability = file.split('/').next().unwrap().trim_end_matches(".rs");
+        let mut targets = Vec::new();
+        for (i, _) in text.match_indices("crate::core::") {
+            let rest = &text[i + "crate::core::".len()..];
+            let word = |s: &str| -> String {
+                s.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            };
+            if let Some(group) = rest.strip_prefix('{') {
+                for name in group.split('}').next().unwrap_or("").split(',') {
+                    let name = word(name.trim());
+                    targets.extend(core_file_of(&files, &name, None));
+                }
+            } else {
+                let name = word(rest);
+                let item = rest[name.len()..].strip_prefix("::").map(word);
+                targets.extend(core_file_of(&files, &name, item.as_deref()));
+            }
+        }
+        for (i, _) in text.match_indices("super::") {
+            let item: String = text[i + "super::".len()..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            targets.extend(
+                core_file_of(&files, capability, Some(&item))
+                    .filter(|f| files.contains_key(f) && f != &format!("{capability}/mod.rs")),
+            );
+        }
+        for target in targets {
+            if let Some(to) = core_node(&files, &target).filter(|to| *to != from) {
+                let users = edges.entry((from.clone(), to)).or_default();
+                if !users.contains(file) {
+                    users.push(file.clone());
+                }
+            }
+        }
+    }
+    edges
+}
+
+/// A cycle of the graph, if it has one (its nodes in order, the first again at the end).
+fn find_cycle(edges: &[(String, String)]) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        edges: &[(String, String)],
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|n| n == node) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(node.to_owned());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        path.push(node.to_owned());
+        for (_, to) in edges.iter().filter(|(from, _)| from == node) {
+            if let Some(cycle) = visit(to, edges, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(node.to_owned());
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    edges
+        .iter()
+        .find_map(|(from, _)| visit(from, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle_between_capabilities() {
+    let edge = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    let layered = [
+        edge("auth::http", "auth"),
+        edge("auth", "audit"),
+        edge("audit::http", "auth"),
+        edge("audit", "http"),
+    ];
+    assert_eq!(find_cycle(&layered), None);
+    let tangled = [
+        edge("auth", "audit"),
+        edge("audit", "state"),
+        edge("state", "auth"),
+    ];
+    assert_eq!(
+        find_cycle(&tangled).unwrap(),
+        ["auth", "audit", "state", "auth"]
+    );
+}
+
+/// Core's capabilities form no cycle: each capability's own code, and its HTTP handlers above it,
+/// are nodes; `http` (the primitives) is at the bottom; `server` and `cli` are the top, which
+/// assemble the rest.
+#[test]
+fn core_has_no_cycle_between_capabilities() {
+    let edges = core_edges();
+    let pairs: Vec<(String, String)> = edges.keys().cloned().collect();
+    if let Some(cycle) = find_cycle(&pairs) {
+        let why: Vec<String> = cycle
+            .windows(2)
+            .map(|w| {
+                format!(
+                    "{} -> {} ({:?})",
+                    w[0],
+                    w[1],
+                    edges[&(w[0].clone(), w[1].clone())]
+                )
+            })
+            .collect();
+        panic!("core has a cycle: {}", why.join("; "));
+    }
+    let upward: Vec<String> = edges
+        .iter()
+        .filter(|((from, to), _)| {
+            to.ends_with("::http")
+                && !from.ends_with("::http")
+                && !["server", "cli"].contains(&from.as_str())
+        })
+        .map(|((from, to), files)| format!("{from} -> {to} {files:?}"))
+        .collect();
+    assert!(
+        upward.is_empty(),
+        "capability code imports handlers: {upward:?}"
+    );
+    let from_primitives: Vec<&(String, String)> =
+        edges.keys().filter(|(from, _)| from == "http").collect();
+    assert!(
+        from_primitives.is_empty(),
+        "the HTTP primitives import {from_primitives:?}"
+    );
+    assert!(
+        edges.len() > 40,
+        "the scan found core's imports ({})",
+        edges.len()
+    );
+}

@@ -13,6 +13,7 @@ use plugpos::core::data_dir::DataDir;
 use plugpos::core::db::{lazy_pool, migrations};
 use plugpos::core::modules::{ModuleStates, Registry};
 use plugpos::core::postgres::{APP_ROLE, ClusterOptions, ManagedCluster};
+use plugpos::core::server::assemble::{Capabilities, assemble};
 use plugpos::core::setup::token;
 use plugpos::core::state::{AppParts, AppState};
 use plugpos::shared::clock::Clock;
@@ -186,18 +187,16 @@ impl TestApp {
             std::time::Duration::from_secs(2),
         ));
         let backup_url = database_url(pool.connect_options().get_database().unwrap_or("postgres"));
-        let state = AppState::new(AppParts {
-            config,
-            data_dir: prepared,
-            pool: app_pool,
-            cluster: None,
-            initialized: false,
-            signing_key: SigningKey::from_bytes(&signing_secret),
-            clock: clock.clone(),
-            registry,
-            modules: ModuleStates::new(module_states),
-            backup_target: plugpos::core::backup::DbTarget::new(backup_url.clone()),
-        });
+        let shared = AppParts::new(config, prepared, app_pool, None, false, clock.clone());
+        let state = assemble(
+            shared,
+            Capabilities {
+                signing_key: SigningKey::from_bytes(&signing_secret),
+                registry,
+                modules: ModuleStates::new(module_states),
+                backup_target: plugpos::core::backup::DbTarget::new(backup_url.clone()),
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let service =
@@ -219,7 +218,7 @@ impl TestApp {
     pub async fn run_jobs(&self) -> Vec<plugpos::core::jobs::Job> {
         let runner = plugpos::core::jobs::runner::Runner::new(
             self.state.clone(),
-            plugpos::core::jobs::runner::Handlers::builtin(),
+            plugpos::core::server::assemble::job_handlers(),
         );
         let mut done = Vec::new();
         while let Some(job) = runner.work_one().await.unwrap() {

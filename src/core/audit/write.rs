@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::parts::{AuditedPart, compose};
 use crate::core::audit::chain;
-use crate::core::auth::context::Authenticated;
 use crate::core::http::request_id;
 use crate::shared::ids::new_id;
 
@@ -27,18 +26,6 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// A logged-in user, on the current request.
-    pub fn user(caller: &Authenticated) -> Actor {
-        Actor {
-            user_id: Some(caller.user_id),
-            username: Some(caller.username.clone()),
-            role: Some(caller.roles.join(",")),
-            workstation_id: caller.origin.workstation_id.clone(),
-            branch_id: None,
-            request_id: request_id::current(),
-        }
-    }
-
     /// The system itself (setup, `plugpos init`, jobs), named by what it is doing.
     pub fn system(name: &str) -> Actor {
         Actor {

@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::core::audit::Actor;
 use crate::core::http::ApiError;
+use crate::core::http::request_id;
 use crate::core::security::events::{self, EventKind, Origin, SecurityEvent};
 use crate::core::state::AppState;
 
@@ -246,4 +248,19 @@ pub async fn session_is_current(
     .fetch_optional(pool)
     .await?;
     Ok(current.unwrap_or(false))
+}
+
+impl Actor {
+    /// A logged-in user, on the current request (here, beside the caller it is made from: the
+    /// audit log knows actors, not how callers authenticate).
+    pub fn user(caller: &Authenticated) -> Actor {
+        Actor {
+            user_id: Some(caller.user_id),
+            username: Some(caller.username.clone()),
+            role: Some(caller.roles.join(",")),
+            workstation_id: caller.origin.workstation_id.clone(),
+            branch_id: None,
+            request_id: request_id::current(),
+        }
+    }
 }

@@ -10,3 +10,15 @@ pub mod routes;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+
+impl crate::core::state::AppState {
+    /// The key that signs access tokens.
+    pub fn signing_key(&self) -> &tokens::SigningKey {
+        self.part()
+    }
+
+    /// Password hashing, bounded in concurrency.
+    pub fn hashing(&self) -> &password::PasswordHashing {
+        self.part()
+    }
+}

@@ -1,8 +1,6 @@
 //! Permissions: strings `<plug>.<module>.<action>`, declared with a description by the module
 //! that checks them, and the built-in role templates of SPEC section 4.
 
-use crate::core::modules::ModulePermission;
-
 /// One declared permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Permission {
@@ -81,6 +79,15 @@ pub const CORE: &[Permission] = &[
         description: "Restore a backup (super admins only)",
     },
 ];
+
+/// A permission a module declares, and the built-in roles that start with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModulePermission {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Built-in roles granted this permission at setup (super_admin always is).
+    pub roles: &'static [&'static str],
+}
 
 /// Permissions declared by the registered modules (set when the registry is built).
 static MODULE_PERMISSIONS: std::sync::RwLock<Vec<ModulePermission>> =

@@ -8,6 +8,7 @@ use crate::core::backup::pipeline::{self, Progress};
 use crate::core::backup::restore::{self, RestoreRequest};
 use crate::core::backup::{BackupError, Kind, retention_counts};
 use crate::core::jobs::runner::{Handler, JobContext};
+use crate::core::jobs::schedule::ScheduledJob;
 use crate::core::jobs::{self, JobKind};
 use crate::core::security::events::{self, EventKind, Origin, SecurityEvent};
 use crate::core::state::AppState;
@@ -37,6 +38,28 @@ pub const RETENTION: JobKind = JobKind {
     max_attempts: 3,
     description: "Apply backup retention",
 };
+
+/// The schedules of backups (`[schedules]` entries `backup_full`, `backup_snapshot`,
+/// `backup_retention`).
+pub fn schedules() -> Vec<ScheduledJob> {
+    vec![
+        ScheduledJob {
+            name: "backup_full",
+            job: CREATE,
+            payload: serde_json::json!({"kind": "full"}),
+        },
+        ScheduledJob {
+            name: "backup_snapshot",
+            job: CREATE,
+            payload: serde_json::json!({"kind": "snapshot"}),
+        },
+        ScheduledJob {
+            name: "backup_retention",
+            job: RETENTION,
+            payload: serde_json::json!({}),
+        },
+    ]
+}
 
 pub fn handlers() -> Vec<Handler> {
     vec![

@@ -531,6 +531,18 @@ pub async fn retention_counts(
     })
 }
 
+impl crate::core::state::AppState {
+    /// Backups of this instance's database into `<data_dir>/backups`.
+    pub fn backups(&self) -> Backups {
+        Backups::new(
+            self.data_dir(),
+            self.part::<DbTarget>().clone(),
+            self.config().database.pg_bin_dir.as_deref(),
+            self.clock().clone(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,9 +7,9 @@ use clap::Subcommand;
 
 use crate::core::audit::checkpoint::Checkpoint;
 use crate::core::audit::verify;
+use crate::core::cli::database::CommandDatabase;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
-use crate::core::db::open::CommandDatabase;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {

@@ -8,10 +8,10 @@ use clap::Args;
 use secrecy::SecretString;
 
 use crate::core::audit::checkpoint;
+use crate::core::cli::database::CommandDatabase;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::migrations;
-use crate::core::db::open::CommandDatabase;
 use crate::core::modules::Registry;
 use crate::core::setup::{self, SetupError, SetupInput, token};
 use crate::shared::clock::Clock;

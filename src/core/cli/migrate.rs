@@ -2,10 +2,10 @@
 
 use clap::{Args, Subcommand};
 
+use crate::core::cli::database::CommandDatabase;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::db::migrations;
-use crate::core::db::open::CommandDatabase;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {

@@ -11,6 +11,7 @@ macro_rules! say {
 
 mod audit;
 mod backup;
+mod database;
 mod db;
 mod init;
 mod migrate;
@@ -24,8 +25,9 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
 use crate::core::config::{CONFIG_FILE_ENV, Config, EXAMPLE};
+use crate::core::logging;
 use crate::core::modules::{Module, Registry};
-use crate::core::{logging, openapi, server};
+use crate::core::server::{self, openapi};
 
 /// 3PlugPOS server: an offline-first, on-premise point-of-sale backend.
 #[derive(Debug, Parser)]

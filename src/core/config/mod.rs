@@ -459,7 +459,7 @@ impl Config {
             return fail("jobs.keep_days", "must be at least 1");
         }
         for (name, expression) in self.schedules.entries() {
-            if let Err(e) = crate::core::jobs::schedule::parse_cron(expression) {
+            if let Err(e) = crate::shared::cron::parse_cron(expression) {
                 return fail(&format!("schedules.{name}"), &e);
             }
         }

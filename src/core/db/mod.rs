@@ -2,14 +2,14 @@
 
 pub mod changes;
 pub mod migrations;
-pub mod open;
 
+use std::str::FromStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// How long a request waits for a pooled connection before it fails (then readiness says why).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,4 +77,21 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
 /// constraints into meaningful errors (`Some("sales_pkey")` -> a replay) and pass the rest on.
 pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
     e.as_database_error().and_then(|d| d.constraint())
+}
+
+/// Connection options for `database.url`; the URL itself is never put into an error message
+/// (it may hold a password).
+pub fn external_options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(|_| anyhow::anyhow!("config key `database.url` is not a valid PostgreSQL URL"))?;
+    Ok(options
+        .application_name("plugpos")
+        .disable_statement_logging())
+}
+
+/// Has setup run in this database? (The business row exists: `core::setup` writes it.)
+pub async fn is_initialized(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM business)")
+        .fetch_one(pool)
+        .await
 }

@@ -1,68 +1,14 @@
-//! The HTTP surface: `app(state)` builds the whole router (tests drive it in-process; `serve`
-//! binds it to a socket).
+//! The HTTP primitives every handler uses: `ApiError` and the problem document, the JSON body
+//! extractor, the request id. The lowest layer of core: it imports no other capability (the
+//! application's router is assembled in `core::server::app`).
 
 pub mod error;
-pub mod idempotency;
 pub mod json;
-pub mod middleware;
 pub mod problem;
 pub mod request_id;
 
-use std::time::Duration;
-
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
-
-use crate::core::http::problem::Problem;
-use crate::core::openapi;
-use crate::core::state::AppState;
-
 pub use error::ApiError;
 pub use json::ApiJson;
-
-/// The whole HTTP application: health, metrics, `/api/v1`, the OpenAPI document and `/docs`.
-pub fn app(state: AppState) -> Router {
-    // Installed before the first request, so no request goes uncounted.
-    crate::core::metrics::handle();
-    let (routes, _api) = openapi::full_router(state.registry()).split_for_parts();
-    let http = &state.config().http;
-    let layers = ServiceBuilder::new()
-        .layer(axum::middleware::from_fn(middleware::request_context))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::forget_cached_after_writes,
-        ))
-        .layer(CatchPanicLayer::new())
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(http.request_timeout_secs),
-        ))
-        .layer(DefaultBodyLimit::max(http.body_limit_bytes));
-    routes
-        .merge(openapi::docs())
-        .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::setup_gate,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::maintenance_gate,
-        ))
-        // Route guards (core::auth::access) find the state here.
-        .layer(axum::Extension(state.clone()))
-        .layer(layers)
-        .with_state(state)
-}
-
-async fn not_found() -> impl IntoResponse {
-    Problem::for_status(StatusCode::NOT_FOUND)
-}
 
 /// The offset encoded in a `cursor` of an offset-paged list (absent: the first page).
 pub fn offset_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {

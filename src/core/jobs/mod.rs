@@ -22,7 +22,20 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::core::live::Topic;
 use crate::shared::ids::new_id;
+
+/// Read jobs and schedules, and follow the `jobs` topic.
+pub const READ: &str = "administration.jobs.read";
+/// Retry dead jobs.
+pub const MANAGE: &str = "administration.jobs.manage";
+
+/// The topics core publishes.
+pub const TOPICS: &[Topic] = &[Topic {
+    name: "jobs",
+    permission: READ,
+    description: "Job status and progress: job.started, job.progress, job.succeeded, job.failed, job.dead",
+}];
 
 /// The channel the runner listens on; payload-less, delivered at commit.
 pub const CHANNEL: &str = "plugpos_jobs";

@@ -7,26 +7,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::{MANAGE, READ};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, offset_cursor};
 use crate::core::jobs::schedule::{self, ScheduleView};
 use crate::core::jobs::{COLUMNS, Job, STATUSES};
-use crate::core::live::Topic;
 use crate::core::state::AppState;
-
-/// Read jobs and schedules, and follow the `jobs` topic.
-pub const READ: &str = "administration.jobs.read";
-/// Retry dead jobs.
-pub const MANAGE: &str = "administration.jobs.manage";
-
-/// The topics core publishes.
-pub const TOPICS: &[Topic] = &[Topic {
-    name: "jobs",
-    permission: READ,
-    description: "Job status and progress: job.started, job.progress, job.succeeded, job.failed, job.dead",
-}];
 
 /// Filters and paging.
 #[derive(Debug, Deserialize, IntoParams)]

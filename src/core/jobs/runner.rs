@@ -54,13 +54,6 @@ impl Handlers {
         ))
     }
 
-    /// Core's handlers: backups, restore, audit verification, pruning.
-    pub fn builtin() -> Handlers {
-        let mut list = crate::core::backup::jobs::handlers();
-        list.extend(crate::core::jobs::schedule::maintenance_handlers());
-        Handlers::new(list)
-    }
-
     fn kinds(&self) -> Vec<&'static str> {
         self.0.keys().copied().collect()
     }

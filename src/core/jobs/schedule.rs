@@ -9,8 +9,6 @@
 //! (every minute, plus once at startup); its own timezone handling is not relied on (it fixes
 //! the UTC offset when a job is created).
 
-use std::str::FromStr;
-
 use anyhow::Context;
 use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
@@ -21,13 +19,13 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::core::audit::verify;
-use crate::core::backup;
 use crate::core::config::SchedulesConfig;
 use crate::core::jobs::runner::{Handler, JobContext};
 use crate::core::jobs::{self, JobKind};
 use crate::core::security::events::{self, EventKind, Origin, SecurityEvent};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
+use crate::shared::cron::parse_cron;
 
 /// Verifies the audit chain (a broken chain is a security event and a dead job: retrying cannot mend it).
 pub const AUDIT_VERIFY: JobKind = JobKind {
@@ -46,22 +44,6 @@ pub const PRUNE: JobKind = JobKind {
 /// Idempotency keys are kept at least this long (SPEC: clients may retry for a week).
 pub const IDEMPOTENCY_KEEP_DAYS: i64 = 7;
 
-/// Parses a five-field cron expression (or `@daily`-style nickname); `"off"` is not one.
-pub fn parse_cron(expression: &str) -> Result<Option<Cron>, String> {
-    if expression.trim().eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    if expression.split_whitespace().count() != 5 && !expression.trim_start().starts_with('@') {
-        return Err(
-            "must be a five-field cron expression (minute hour day-of-month month day-of-week) or \"off\""
-                .to_owned(),
-        );
-    }
-    Cron::from_str(expression)
-        .map(Some)
-        .map_err(|e| format!("is not a valid cron expression: {e}"))
-}
-
 /// One configured schedule.
 #[derive(Debug, Clone)]
 pub struct Schedule {
@@ -73,27 +55,52 @@ pub struct Schedule {
     pub payload: Value,
 }
 
-/// The built-in schedules with their configured expressions.
-pub fn schedules(config: &SchedulesConfig) -> Vec<Schedule> {
+/// What the schedule of one configuration entry enqueues. Capabilities contribute theirs
+/// (`backup::jobs::schedules`, [`maintenance_schedules`]); the server gathers them into the
+/// state's [`ScheduledJobs`].
+#[derive(Debug, Clone)]
+pub struct ScheduledJob {
+    /// The entry's name under `[schedules]`.
+    pub name: &'static str,
+    pub job: JobKind,
+    pub payload: Value,
+}
+
+/// Every schedule's job (a part of the state).
+#[derive(Debug, Clone, Default)]
+pub struct ScheduledJobs(pub Vec<ScheduledJob>);
+
+/// The schedules of the jobs module's own maintenance jobs.
+pub fn maintenance_schedules() -> Vec<ScheduledJob> {
+    vec![
+        ScheduledJob {
+            name: "audit_verify",
+            job: AUDIT_VERIFY,
+            payload: json!({}),
+        },
+        ScheduledJob {
+            name: "prune",
+            job: PRUNE,
+            payload: json!({}),
+        },
+    ]
+}
+
+/// The configured schedules, each with its job (an entry no capability gave a job is left out).
+pub fn schedules(config: &SchedulesConfig, jobs: &ScheduledJobs) -> Vec<Schedule> {
     config
         .entries()
         .into_iter()
-        .map(|(name, expression)| {
-            let (job, payload) = match name {
-                "backup_full" => (backup::jobs::CREATE, json!({"kind": "full"})),
-                "backup_snapshot" => (backup::jobs::CREATE, json!({"kind": "snapshot"})),
-                "backup_retention" => (backup::jobs::RETENTION, json!({})),
-                "audit_verify" => (AUDIT_VERIFY, json!({})),
-                _ => (PRUNE, json!({})),
-            };
-            Schedule {
+        .filter_map(|(name, expression)| {
+            let scheduled = jobs.0.iter().find(|j| j.name == name)?;
+            Some(Schedule {
                 name,
                 expression: expression.to_owned(),
                 // Validated with the configuration; an invalid one here means off.
                 cron: parse_cron(expression).ok().flatten(),
-                job,
-                payload,
-            }
+                job: scheduled.job,
+                payload: scheduled.payload.clone(),
+            })
         })
         .collect()
 }
@@ -125,7 +132,7 @@ pub async fn tick(state: &AppState) -> anyhow::Result<Vec<(&'static str, Uuid)>>
     drop(conn);
     let now = state.clock().now();
     let mut enqueued = Vec::new();
-    for schedule in schedules(&state.config().schedules) {
+    for schedule in schedules(&state.config().schedules, state.part()) {
         let Some(cron) = &schedule.cron else { continue };
         let Some(latest) = latest_occurrence(cron, business.timezone, now) else {
             continue;
@@ -239,7 +246,7 @@ pub async fn views(state: &AppState) -> anyhow::Result<Vec<ScheduleView>> {
             .fetch_all(&mut *conn)
             .await?;
     let now = state.clock().now();
-    Ok(schedules(&state.config().schedules)
+    Ok(schedules(&state.config().schedules, state.part())
         .into_iter()
         .map(|s| {
             let run = runs.iter().find(|r| r.0 == s.name);

@@ -153,6 +153,13 @@ impl Hub {
     }
 }
 
+impl crate::core::state::AppState {
+    /// The live-update hub behind `/api/v1/ws`.
+    pub fn live(&self) -> &Arc<Hub> {
+        self.part()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::core::audit::AuditedTx;
 use crate::core::state::AppState;
 
+pub use crate::core::auth::permissions::ModulePermission;
 pub use crate::core::live::Topic;
 
 pub use registry::{ModuleStates, Registry, RegistryError};
@@ -24,15 +25,6 @@ pub use registry::{ModuleStates, Registry, RegistryError};
 pub struct Dependency {
     pub id: &'static str,
     pub requirement: &'static str,
-}
-
-/// A permission a module declares, and the built-in roles that start with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ModulePermission {
-    pub name: &'static str,
-    pub description: &'static str,
-    /// Built-in roles granted this permission at setup (super_admin always is).
-    pub roles: &'static [&'static str],
 }
 
 /// What a module creates at first-run setup (its defaults, such as the first register), inside
@@ -90,4 +82,16 @@ pub trait Module: Send + Sync + 'static {
     /// Called once when the application state is made: the place to hand other modules what
     /// they need from this one through [`AppState::provide`]. It must not keep the state.
     fn install(&self, _state: &AppState) {}
+}
+
+impl AppState {
+    /// The registered modules.
+    pub fn registry(&self) -> &Registry {
+        self.part::<std::sync::Arc<Registry>>()
+    }
+
+    /// Which modules are enabled.
+    pub fn modules(&self) -> &ModuleStates {
+        self.part()
+    }
 }

@@ -1,5 +1,9 @@
 //! `plugpos serve`: start the database, migrate, check, listen, and shut down cleanly.
 
+pub mod app;
+pub mod assemble;
+pub mod middleware;
+pub mod openapi;
 pub mod pid_file;
 
 use std::net::SocketAddr;
@@ -15,14 +19,15 @@ use crate::core::auth::tokens::SigningKey;
 use crate::core::backup::{self, DbTarget};
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
+use crate::core::db::external_options;
 use crate::core::db::migrations;
-use crate::core::db::open::external_options;
 use crate::core::db::{self, lazy_pool};
 use crate::core::jobs::runner::{Handlers, Runner};
 use crate::core::jobs::schedule;
 use crate::core::modules::{ModuleStates, Registry};
 use crate::core::postgres::supervisor::{ClusterState, Supervisor};
 use crate::core::postgres::{APP_ROLE, ClusterOptions, DATABASE_NAME, ManagedCluster};
+use crate::core::server::assemble::{Capabilities, assemble};
 use crate::core::server::pid_file::PidFile;
 use crate::core::state::{AppParts, AppState};
 use crate::core::{audit, health, logging, metrics, setup};
@@ -166,18 +171,23 @@ async fn run(
         .sync(&pool)
         .await
         .context("cannot record the modules")?;
-    let state = AppState::new(AppParts {
-        config: config.clone(),
+    let shared = AppParts::new(
+        config.clone(),
         data_dir,
         pool,
         cluster,
         initialized,
-        signing_key,
-        clock: Clock::system(),
-        registry: Arc::new(registry),
-        modules: ModuleStates::new(module_states),
-        backup_target,
-    });
+        Clock::system(),
+    );
+    let state = assemble(
+        shared,
+        Capabilities {
+            signing_key,
+            registry: Arc::new(registry),
+            modules: ModuleStates::new(module_states),
+            backup_target,
+        },
+    );
     recover_backups(&state).await;
     let failed: Vec<String> = health::run_checks(&state)
         .await
@@ -192,7 +202,7 @@ async fn run(
     // Jobs and schedules run beside the HTTP server and stop with it (a job cut short is
     // rescued at the next start).
     let _runner = AbortOnDrop(tokio::spawn(
-        Runner::new(state.clone(), Handlers::builtin()).run(),
+        Runner::new(state.clone(), state.part::<Handlers>().clone()).run(),
     ));
     let scheduling = state.clone();
     let _scheduler = AbortOnDrop(tokio::spawn(async move {
@@ -217,7 +227,7 @@ async fn run(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(
         listener,
-        crate::core::http::app(state).into_make_service_with_connect_info::<SocketAddr>(),
+        app::app(state).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async {
         let _ = stop_rx.await;

@@ -143,12 +143,7 @@ impl SetupInput {
     }
 }
 
-/// Has setup run in this database?
-pub async fn is_initialized(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM business)")
-        .fetch_one(pool)
-        .await
-}
+pub use crate::core::db::is_initialized;
 
 /// Validates and runs setup in one transaction. A concurrent or repeated setup gets `AlreadyDone`.
 pub async fn run(

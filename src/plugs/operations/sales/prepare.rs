@@ -18,8 +18,8 @@ use super::store::{self, Payment, Sale, SaleLine, TaxLine, Totals, show_quantity
 use crate::core::audit::Actor;
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
-use crate::core::http::idempotency;
 use crate::core::http::problem::FieldError;
+use crate::core::idempotency;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;

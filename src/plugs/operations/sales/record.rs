@@ -27,7 +27,7 @@ use super::store::Sale;
 use crate::core::audit::parts::{self, SqlJson};
 use crate::core::audit::{AuditError, AuditedPart, AuditedStatement};
 use crate::core::http::ApiError;
-use crate::core::http::idempotency::{self, CLAIM_CTE, StoredKey, is_key_race, key_reused};
+use crate::core::idempotency::{self, CLAIM_CTE, StoredKey, is_key_race, key_reused};
 use crate::plugs::management::api::stock::{TAKE_CTES, TakeColumns};
 use crate::plugs::operations::api::cash;
 use crate::shared::ids::new_id;

@@ -111,5 +111,12 @@ pub fn docs() -> Router<AppState> {
     )
 )]
 pub async fn document_json(State(state): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    Json(state.openapi_document().clone())
+    Json(document_of(&state).0.clone())
+}
+
+/// The document of core and the state's modules, built once per state.
+struct Document(utoipa::openapi::OpenApi);
+
+fn document_of(state: &AppState) -> std::sync::Arc<Document> {
+    state.service(|state| Document(document(state.registry())))
 }

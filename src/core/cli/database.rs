@@ -1,26 +1,13 @@
 //! Opening the database for the server and for one-off commands.
 
-use std::str::FromStr;
-
 use anyhow::Context;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::PgPool;
 
 use crate::core::backup::DbTarget;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
-use crate::core::db::lazy_pool;
+use crate::core::db::{external_options, lazy_pool};
 use crate::core::postgres::{APP_ROLE, ClusterOptions, DATABASE_NAME, ManagedCluster};
-
-/// Connection options for `database.url`; the URL itself is never put into an error message
-/// (it may hold a password).
-pub fn external_options(url: &str) -> anyhow::Result<PgConnectOptions> {
-    let options = PgConnectOptions::from_str(url)
-        .map_err(|_| anyhow::anyhow!("config key `database.url` is not a valid PostgreSQL URL"))?;
-    Ok(options
-        .application_name("plugpos")
-        .disable_statement_logging())
-}
 
 /// The database as a one-off command (`migrate`, `init`...) uses it: the external database, the
 /// running managed cluster, or the managed cluster started for this command only.

@@ -1,0 +1,69 @@
+//! Putting the application state together: the shared pieces and every capability's part.
+//!
+//! This is the top of core: it knows every capability, so that `core::state` knows none.
+
+use std::sync::Arc;
+
+use crate::core::auth::password::PasswordHashing;
+use crate::core::auth::tokens::SigningKey;
+use crate::core::backup::DbTarget;
+use crate::core::jobs::runner::Handlers;
+use crate::core::jobs::schedule::{self, ScheduledJobs};
+use crate::core::live::Hub;
+use crate::core::modules::{ModuleStates, Registry};
+use crate::core::state::{AppParts, AppState};
+
+/// What the server (or a test harness) hands the capabilities besides the shared pieces.
+pub struct Capabilities {
+    /// Signs access tokens.
+    pub signing_key: SigningKey,
+    pub registry: Arc<Registry>,
+    /// Which modules are enabled.
+    pub modules: ModuleStates,
+    /// The business database with the rights backups and restores need.
+    pub backup_target: DbTarget,
+}
+
+/// Core's job handlers: backups and restore, audit verification, pruning.
+pub fn job_handlers() -> Handlers {
+    let mut list = crate::core::backup::jobs::handlers();
+    list.extend(schedule::maintenance_handlers());
+    Handlers::new(list)
+}
+
+/// The application state: `shared`, every capability's part, and each module installed
+/// (`Module::install`: what modules provide each other).
+pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
+    let hashing = PasswordHashing::new(shared.config.auth.max_concurrent_hashes);
+    let live = Arc::new(Hub::new(
+        crate::core::jobs::TOPICS.iter().copied().chain(
+            capabilities
+                .registry
+                .modules()
+                .iter()
+                .flat_map(|m| m.topics().iter().copied()),
+        ),
+        shared.config.websocket.queue_capacity,
+        shared.clock.clone(),
+    ));
+    let parts = shared
+        .with(capabilities.signing_key)
+        .with(hashing)
+        .with(live)
+        .with(capabilities.registry)
+        .with(capabilities.modules)
+        .with(capabilities.backup_target)
+        .with(job_handlers())
+        .with(ScheduledJobs(
+            [
+                crate::core::backup::jobs::schedules(),
+                schedule::maintenance_schedules(),
+            ]
+            .concat(),
+        ));
+    let state = AppState::from_parts(parts);
+    for module in state.registry().modules() {
+        module.install(&state);
+    }
+    state
+}
