@@ -5,10 +5,10 @@
 pub mod chain;
 pub mod checkpoint;
 pub mod encoding;
+pub mod http;
 pub mod parts;
 pub mod pdf;
 pub mod query;
-pub mod routes;
 pub mod verify;
 pub mod write;
 

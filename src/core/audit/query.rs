@@ -200,6 +200,14 @@ pub async fn list(
     }))
 }
 
+/// What an export is written as (`?format=`; the audit and security records name it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum ExportFormat {
+    Csv,
+    Pdf,
+}
+
 /// Export the (filtered) audit log as CSV or as a PDF report. The export is itself audited.
 #[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = [])), params(AuditFilter),
     responses(
@@ -213,8 +221,8 @@ pub async fn export(
     Query(filter): Query<AuditFilter>,
 ) -> Result<Response, ApiError> {
     let format = match filter.format.as_deref() {
-        Some("csv") | None => "csv",
-        Some("pdf") => "pdf",
+        Some("csv") | None => ExportFormat::Csv,
+        Some("pdf") => ExportFormat::Pdf,
         Some(other) => {
             return Err(ApiError::invalid(
                 "format",
@@ -232,12 +240,12 @@ pub async fn export(
     }
     let count = rows.len();
     let (body, content_type, file_name) = match format {
-        "pdf" => (
+        ExportFormat::Pdf => (
             pdf_report(&state, &caller, &filter, &rows).await?,
             "application/pdf",
             "audit-log.pdf",
         ),
-        _ => (
+        ExportFormat::Csv => (
             csv_report(rows)?,
             "text/csv; charset=utf-8",
             "audit-log.csv",

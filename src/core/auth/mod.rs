@@ -2,11 +2,11 @@
 
 pub mod access;
 pub mod context;
+pub mod http;
 pub mod login;
 pub mod mfa;
 pub mod password;
 pub mod permissions;
-pub mod routes;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;

@@ -10,11 +10,11 @@
 //!
 //! Standard tools restore a file: `age -d -i key.txt FILE | zstd -d | pg_restore -d DB`.
 
+pub mod http;
 pub mod jobs;
 pub mod key;
 pub mod pipeline;
 pub mod restore;
-pub mod routes;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -12,7 +12,7 @@
 //! - A `unique_key` can be queued, running or waiting to retry only once (a partial unique index).
 //! - Finished jobs are pruned after `jobs.keep_days` by the `maintenance.prune` job.
 
-pub mod routes;
+pub mod http;
 pub mod runner;
 pub mod schedule;
 

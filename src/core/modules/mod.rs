@@ -5,8 +5,8 @@
 //!
 //! Jobs and schedules, reports and KPIs join the trait with the scheduler and reporting issues.
 
+pub mod http;
 pub mod registry;
-pub mod routes;
 
 use futures_util::future::BoxFuture;
 use utoipa_axum::router::OpenApiRouter;

@@ -2,6 +2,7 @@
 //! grant a permission they do not hold, and the instance always keeps an enabled super admin.
 
 pub mod roles;
+pub mod store;
 pub mod users;
 
 use serde_json::Value;

@@ -11,6 +11,7 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::store;
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::auth::permissions;
@@ -80,13 +81,7 @@ pub async fn list_permissions() -> Json<Vec<PermissionInfo>> {
 }
 
 async fn load(conn: &mut PgConnection, id: Option<Uuid>) -> Result<Vec<Role>, sqlx::Error> {
-    let rows: Vec<(Uuid, String, String, bool, Option<String>)> = sqlx::query_as(
-        "SELECT r.id, r.name, r.description, r.builtin, rp.permission FROM roles r \
-         LEFT JOIN role_permissions rp ON rp.role_id = r.id WHERE $1::uuid IS NULL OR r.id = $1 ORDER BY r.name, rp.permission",
-    )
-    .bind(id)
-    .fetch_all(conn)
-    .await?;
+    let rows = store::role_rows(conn, id).await?;
     let mut roles: Vec<Role> = Vec::new();
     for (id, name, description, builtin, permission) in rows {
         if roles.last().is_none_or(|r| r.id != id) {
@@ -164,24 +159,11 @@ pub async fn create(
     refuse_escalation(&mut conn, &caller, &granted).await?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let id = new_id();
-    let inserted = sqlx::query("INSERT INTO roles (id, name, description) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
-        .bind(id)
-        .bind(&name)
-        .bind(new.description.trim())
-        .execute(&mut *tx)
-        .await?;
-    if inserted.rows_affected() == 0 {
+    if !store::insert_role(&mut tx, id, &name, new.description.trim(), &granted).await? {
         return Err(ApiError::Conflict {
             code: "role.name_taken",
             detail: format!("A role named `{name}` exists already."),
         });
-    }
-    for permission in &granted {
-        sqlx::query("INSERT INTO role_permissions (role_id, permission) VALUES ($1, $2)")
-            .bind(id)
-            .bind(permission)
-            .execute(&mut *tx)
-            .await?;
     }
     record(
         &mut tx,
@@ -221,21 +203,12 @@ pub async fn set_permissions(
 ) -> Result<Json<Role>, ApiError> {
     let wanted = validate_permissions("permissions", &body.permissions)?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
-    let role: Option<(String,)> = sqlx::query_as("SELECT name FROM roles WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some((name,)) = role else {
+    let Some((name, current)) = store::lock_role(&mut tx, id).await? else {
         return Err(ApiError::NotFound {
             code: "role.not_found",
             detail: format!("No role with id {id}."),
         });
     };
-    let current: Vec<String> =
-        sqlx::query_scalar("SELECT permission FROM role_permissions WHERE role_id = $1")
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
     let added: Vec<String> = wanted
         .iter()
         .filter(|p| !current.contains(p))
@@ -259,22 +232,7 @@ pub async fn set_permissions(
             ),
         });
     }
-    sqlx::query("DELETE FROM role_permissions WHERE role_id = $1 AND permission <> ALL($2)")
-        .bind(id)
-        .bind(&wanted)
-        .execute(&mut *tx)
-        .await?;
-    for permission in &added {
-        sqlx::query("INSERT INTO role_permissions (role_id, permission) VALUES ($1, $2)")
-            .bind(id)
-            .bind(permission)
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query("UPDATE roles SET updated_at = now(), version = version + 1 WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    store::set_permissions(&mut tx, id, &wanted, &added).await?;
     record(
         &mut tx,
         &caller,

@@ -15,6 +15,7 @@ use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use super::store::{self, NewUserRow, UserRow};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::{AuthContext, Authenticated};
 use crate::core::auth::sessions::{self, EndReason};
@@ -102,25 +103,6 @@ pub struct PasswordReset {
     pub password: SecretString,
 }
 
-#[derive(sqlx::FromRow)]
-struct UserRow {
-    id: Uuid,
-    username: String,
-    display_name: String,
-    roles: Vec<String>,
-    disabled: bool,
-    password_change_required: bool,
-    email: Option<String>,
-    phone: Option<String>,
-    created_at: DateTime<Utc>,
-    version: i64,
-}
-
-const SELECT_USERS: &str = "SELECT u.id, u.username, u.display_name, \
-    COALESCE(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles, \
-    u.disabled_at IS NOT NULL AS disabled, u.password_change_required, u.email, u.phone, u.created_at, u.version \
-    FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id";
-
 /// What the audit log keeps of a user: no password hash, and contact details only as "set or not"
 /// (the audit log is read by people who may not see them).
 fn audit_view(row: &UserRow) -> serde_json::Value {
@@ -152,10 +134,7 @@ fn present(row: UserRow, caller: &Authenticated) -> User {
 }
 
 async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<UserRow, ApiError> {
-    let sql = format!("{SELECT_USERS} WHERE u.id = $1 GROUP BY u.id");
-    sqlx::query_as::<_, UserRow>(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(conn)
+    store::user(conn, id)
         .await?
         .ok_or_else(|| ApiError::NotFound {
             code: "user.not_found",
@@ -214,11 +193,7 @@ async fn resolve_roles(
         .await?;
         return Err(ApiError::Forbidden(ROLES_MANAGE.to_owned()));
     }
-    let found: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT id, name FROM roles WHERE name = ANY($1)")
-            .bind(names)
-            .fetch_all(&mut *conn)
-            .await?;
+    let found = store::roles_named(conn, names).await?;
     let unknown: Vec<FieldError> = names
         .iter()
         .enumerate()
@@ -229,12 +204,7 @@ async fn resolve_roles(
         return Err(ApiError::Validation(unknown));
     }
     let ids: Vec<Uuid> = found.iter().map(|(id, _)| *id).collect();
-    let granted: Vec<String> = sqlx::query_scalar(
-        "SELECT DISTINCT permission FROM role_permissions WHERE role_id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let granted = store::permissions_of(conn, &ids).await?;
     refuse_escalation(conn, caller, &granted).await?;
     Ok(ids)
 }
@@ -273,14 +243,8 @@ pub async fn list(
         ),
         None => None,
     };
-    let sql = format!(
-        "{SELECT_USERS} WHERE $1::uuid IS NULL OR u.id > $1 GROUP BY u.id ORDER BY u.id LIMIT $2"
-    );
-    let mut rows: Vec<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(after)
-        .bind(limit + 1)
-        .fetch_all(state.pool())
-        .await?;
+    let mut conn = state.pool().acquire().await?;
+    let mut rows = store::users(&mut conn, after, limit + 1).await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(usize::try_from(limit).unwrap_or(0));
         rows.last().map(|r| r.id.to_string())
@@ -350,30 +314,19 @@ pub async fn create(
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
 
     let id = new_id();
-    let inserted = sqlx::query(
-        "INSERT INTO users (id, username, display_name, password_hash, password_change_required, email, phone) \
-         VALUES ($1, $2, $3, $4, true, $5, $6) ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(&username)
-    .bind(new.display_name.as_deref().unwrap_or(&username))
-    .bind(hash)
-    .bind(&new.email)
-    .bind(&new.phone)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    let user = NewUserRow {
+        id,
+        username: &username,
+        display_name: new.display_name.as_deref().unwrap_or(&username),
+        password_hash: hash,
+        email: new.email.as_deref(),
+        phone: new.phone.as_deref(),
+    };
+    if !store::insert_user(&mut tx, user, &role_ids).await? {
         return Err(ApiError::Conflict {
             code: "user.username_taken",
             detail: format!("The username `{username}` is taken."),
         });
-    }
-    for role in &role_ids {
-        sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")
-            .bind(id)
-            .bind(role)
-            .execute(&mut *tx)
-            .await?;
     }
     record(
         &mut tx,
@@ -430,38 +383,22 @@ pub async fn update(
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
 
     let before = fetch(&mut tx, id).await?;
-    sqlx::query(
-        "UPDATE users SET display_name = COALESCE($2, display_name), email = COALESCE($3, email), phone = COALESCE($4, phone), \
-         updated_at = now(), version = version + 1 WHERE id = $1",
+    store::update_profile(
+        &mut tx,
+        id,
+        patch.display_name.as_deref(),
+        patch.email.as_deref(),
+        patch.phone.as_deref(),
     )
-    .bind(id)
-    .bind(&patch.display_name)
-    .bind(&patch.email)
-    .bind(&patch.phone)
-    .execute(&mut *tx)
     .await?;
     if let Some(role_ids) = role_ids {
-        sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        for role in &role_ids {
-            sqlx::query("INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)")
-                .bind(id)
-                .bind(role)
-                .execute(&mut *tx)
-                .await?;
-        }
+        store::replace_roles(&mut tx, id, &role_ids).await?;
         if enabled_super_admins(&mut tx).await? == 0 {
             return Err(ApiError::Conflict {
                 code: "rbac.would_lock_out",
                 detail: "This would leave no enabled super admin.".to_owned(),
             });
         }
-        sqlx::query("UPDATE users SET security_stamp = gen_random_uuid() WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         record(
             &mut tx,
             &caller,
@@ -489,11 +426,8 @@ async fn set_disabled(
 ) -> Result<Json<User>, ApiError> {
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), state.clock().now()).await?;
     let before = fetch(&mut tx, id).await?;
+    store::set_disabled(&mut tx, id, disable).await?;
     if disable {
-        sqlx::query("UPDATE users SET disabled_at = COALESCE(disabled_at, now()), security_stamp = gen_random_uuid(), version = version + 1 WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
         if enabled_super_admins(&mut tx).await? == 0 {
             return Err(ApiError::Conflict {
                 code: "rbac.would_lock_out",
@@ -501,11 +435,6 @@ async fn set_disabled(
             });
         }
         sessions::end_all(&mut tx, id, EndReason::Disabled, state.clock().now()).await?;
-    } else {
-        sqlx::query("UPDATE users SET disabled_at = NULL, version = version + 1 WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
     }
     let kind = if disable {
         EventKind::UserDisabled
@@ -584,11 +513,7 @@ pub async fn reset_password(
     drop(conn);
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
 
-    sqlx::query("UPDATE users SET password_hash = $2, password_change_required = true, security_stamp = gen_random_uuid(), version = version + 1 WHERE id = $1")
-        .bind(id)
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?;
+    store::reset_password(&mut tx, id, hash).await?;
     sessions::end_all(&mut tx, id, EndReason::PasswordChanged, state.clock().now()).await?;
     record(
         &mut tx,

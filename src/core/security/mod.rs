@@ -1,4 +1,4 @@
 //! Security events: who tried what, from where, and what came of it.
 
 pub mod events;
-pub mod routes;
+pub mod http;

@@ -72,15 +72,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(declare(SelfService, routes!(version::version)))
         .routes(declare(Public, routes!(document_json)))
         .merge(health::routes())
-        .merge(setup::routes::routes())
-        .merge(auth::routes::routes())
-        .merge(audit::routes::routes())
-        .merge(modules::routes::routes())
+        .merge(setup::http::routes())
+        .merge(auth::http::routes())
+        .merge(audit::http::routes())
+        .merge(modules::http::routes())
         .merge(live::ws::routes())
         .merge(rbac::routes())
-        .merge(security::routes::routes())
-        .merge(jobs::routes::routes())
-        .merge(backup::routes::routes())
+        .merge(security::http::routes())
+        .merge(jobs::http::routes())
+        .merge(backup::http::routes())
 }
 
 /// Core's routes and the registered modules' routes.

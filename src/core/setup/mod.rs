@@ -2,7 +2,7 @@
 //! location and register), the built-in roles and the first super admin. Runs once, over HTTP (with the one-time token) or
 //! from `plugpos init`.
 
-pub mod routes;
+pub mod http;
 pub mod token;
 
 use std::str::FromStr;

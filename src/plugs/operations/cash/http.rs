@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::MODULE;
-use super::rules::{self, MovementKind, ValidMovement};
+use super::rules::{self, MovementKind, SessionStatus, ValidMovement};
 use super::store::{self, Closing, Lock, SessionRow};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
@@ -198,19 +198,21 @@ pub async fn list(
     if !(1..=200).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be 1 to 200"));
     }
-    if let Some(status) = &query.status
-        && status != "open"
-        && status != "closed"
-    {
-        return Err(ApiError::invalid("status", "must be open or closed"));
-    }
+    let status = query
+        .status
+        .as_deref()
+        .map(|s| {
+            SessionStatus::parse(s)
+                .ok_or_else(|| ApiError::invalid("status", "must be open or closed"))
+        })
+        .transpose()?;
     let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let mut conn = state.pool().acquire().await?;
     let scale = business(&mut conn).await?.currency_scale;
     let mut rows = store::sessions(
         &mut conn,
         query.register_id,
-        query.status.as_deref(),
+        status.map(SessionStatus::as_str),
         offset,
         limit + 1,
     )

@@ -60,6 +60,32 @@ impl MovementKind {
     }
 }
 
+/// Where a session is in its life (a closed list, given as a query filter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    Open,
+    Closed,
+}
+
+impl SessionStatus {
+    /// `open` or `closed`, as stored; anything else is not a status.
+    pub fn parse(text: &str) -> Option<SessionStatus> {
+        match text {
+            "open" => Some(SessionStatus::Open),
+            "closed" => Some(SessionStatus::Closed),
+            _ => None,
+        }
+    }
+
+    /// As stored and answered.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Open => "open",
+            SessionStatus::Closed => "closed",
+        }
+    }
+}
+
 /// A movement that passed the rules.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidMovement {
