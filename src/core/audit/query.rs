@@ -16,6 +16,7 @@ use crate::core::audit::{Actor, AuditedTx, Change, chain, pdf, verify};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
+use crate::core::http::{page, page_limit};
 use crate::core::security::events::{self, EventKind, SecurityEvent};
 use crate::core::state::AppState;
 
@@ -176,10 +177,7 @@ pub async fn list(
     _caller: AuthContext,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    let limit = filter.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 500"));
-    }
+    let limit = page_limit(filter.limit, 100, 500)?;
     let after = match &filter.cursor {
         Some(c) => c
             .parse::<i64>()
@@ -187,13 +185,8 @@ pub async fn list(
         None => 0,
     };
     chain::chain_pending(state.pool()).await?;
-    let mut rows = fetch(state.pool(), &filter, after, limit + 1).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        rows.last().map(|r| r.seq.to_string())
-    } else {
-        None
-    };
+    let rows = fetch(state.pool(), &filter, after, limit + 1).await?;
+    let (rows, next_cursor) = page(rows, limit, |r| r.seq.to_string());
     Ok(Json(AuditPage {
         items: rows.into_iter().map(Row::entry).collect(),
         next_cursor,

@@ -12,6 +12,7 @@ use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, offset_cursor};
+use crate::core::http::{page, page_limit};
 use crate::core::jobs::schedule::{self, ScheduleView};
 use crate::core::jobs::{COLUMNS, Job, STATUSES};
 use crate::core::state::AppState;
@@ -47,10 +48,7 @@ pub async fn list(
     _caller: AuthContext,
     Query(query): Query<JobQuery>,
 ) -> Result<Json<JobPage>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 200"));
-    }
+    let limit = page_limit(query.limit, 50, 200)?;
     if let Some(status) = &query.status
         && !STATUSES.contains(&status.as_str())
     {
@@ -60,7 +58,7 @@ pub async fn list(
         ));
     }
     let offset = offset_cursor(query.cursor.as_deref())?;
-    let mut items: Vec<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM jobs WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR kind = $2) \
          ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
     )))
@@ -70,10 +68,7 @@ pub async fn list(
     .bind(offset)
     .fetch_all(state.pool())
     .await?;
-    let next_cursor = (items.len() as i64 > limit).then(|| {
-        items.truncate(usize::try_from(limit).unwrap_or(0));
-        (offset + limit).to_string()
-    });
+    let (items, next_cursor) = page(rows, limit, |_| (offset + limit).to_string());
     Ok(Json(JobPage { items, next_cursor }))
 }
 

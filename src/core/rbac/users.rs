@@ -22,6 +22,7 @@ use crate::core::auth::sessions::{self, EndReason};
 use crate::core::auth::{password, throttle};
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{page, page_limit};
 use crate::core::rbac::{enabled_super_admins, record, refuse_escalation};
 use crate::core::security::events::EventKind;
 use crate::core::state::AppState;
@@ -230,13 +231,10 @@ fn check_text(errors: &mut Vec<FieldError>, field: &str, value: &Option<String>,
 pub async fn list(
     State(state): State<AppState>,
     caller: AuthContext,
-    Query(page): Query<PageQuery>,
+    Query(query): Query<PageQuery>,
 ) -> Result<Json<UserPage>, ApiError> {
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 200"));
-    }
-    let after = match &page.cursor {
+    let limit = page_limit(query.limit, 50, 200)?;
+    let after = match &query.cursor {
         Some(c) => Some(
             c.parse::<Uuid>()
                 .map_err(|_| ApiError::invalid("cursor", "is not a cursor from this list"))?,
@@ -244,16 +242,10 @@ pub async fn list(
         None => None,
     };
     let mut conn = state.pool().acquire().await?;
-    let mut rows = store::users(&mut conn, after, limit + 1).await?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        rows.last().map(|r| r.id.to_string())
-    });
+    let rows = store::users(&mut conn, after, limit + 1).await?;
+    let (rows, next_cursor) = page(rows, limit, |r| r.id.to_string());
     let items = rows.into_iter().map(|r| present(r, &caller)).collect();
-    Ok(Json(UserPage {
-        items,
-        next_cursor: next_cursor.flatten(),
-    }))
+    Ok(Json(UserPage { items, next_cursor }))
 }
 
 /// One user.

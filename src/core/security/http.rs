@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
+use crate::core::http::{page, page_limit};
 use crate::core::state::AppState;
 
 /// IP addresses are shown only with this permission (field-level).
@@ -82,10 +83,7 @@ pub async fn list(
     caller: AuthContext,
     Query(query): Query<EventQuery>,
 ) -> Result<Json<SecurityEventPage>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 500"));
-    }
+    let limit = page_limit(query.limit, 100, 500)?;
     let before = match &query.cursor {
         Some(cursor) => Some(
             decode_cursor(cursor)
@@ -93,7 +91,7 @@ pub async fn list(
         ),
         None => None,
     };
-    let mut items: Vec<SecurityEventItem> = sqlx::query_as(
+    let rows: Vec<SecurityEventItem> = sqlx::query_as(
         "SELECT id, occurred_at, kind, user_id, username, workstation_id, host(ip) AS ip, request_id, details \
          FROM security_events \
          WHERE ($1::text IS NULL OR kind = $1) AND ($2::uuid IS NULL OR user_id = $2) \
@@ -110,12 +108,7 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(state.pool())
     .await?;
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(usize::try_from(limit).unwrap_or(0));
-        items.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let (mut items, next_cursor) = page(rows, limit, encode_cursor);
     if !caller.has(IP_READ) {
         for item in &mut items {
             item.ip = None;

@@ -17,6 +17,7 @@ use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{page, page_limit};
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog;
@@ -83,13 +84,10 @@ pub async fn levels(
     _caller: AuthContext,
     Query(query): Query<StockQuery>,
 ) -> Result<Json<StockPage>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 500"));
-    }
+    let limit = page_limit(query.limit, 100, 500)?;
     let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let mut conn = state.pool().acquire().await?;
-    let mut items = store::levels(
+    let rows = store::levels(
         &mut conn,
         query.product_id,
         query.location_id,
@@ -97,10 +95,7 @@ pub async fn levels(
         limit + 1,
     )
     .await?;
-    let next_cursor = (items.len() as i64 > limit).then(|| {
-        items.truncate(usize::try_from(limit).unwrap_or(0));
-        (offset + limit).to_string()
-    });
+    let (items, next_cursor) = page(rows, limit, |_| (offset + limit).to_string());
     Ok(Json(StockPage { items, next_cursor }))
 }
 

@@ -19,6 +19,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::db::violated_constraint;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{page, page_limit};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
@@ -194,10 +195,7 @@ pub async fn list(
     _caller: AuthContext,
     Query(query): Query<SessionQuery>,
 ) -> Result<Json<SessionPage>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 200"));
-    }
+    let limit = page_limit(query.limit, 50, 200)?;
     let status = query
         .status
         .as_deref()
@@ -209,7 +207,7 @@ pub async fn list(
     let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let mut conn = state.pool().acquire().await?;
     let scale = business(&mut conn).await?.currency_scale;
-    let mut rows = store::sessions(
+    let rows = store::sessions(
         &mut conn,
         query.register_id,
         status.map(SessionStatus::as_str),
@@ -217,10 +215,7 @@ pub async fn list(
         limit + 1,
     )
     .await?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        (offset + limit).to_string()
-    });
+    let (rows, next_cursor) = page(rows, limit, |_| (offset + limit).to_string());
     Ok(Json(SessionPage {
         items: rows.into_iter().map(|r| present(r, scale)).collect(),
         next_cursor,

@@ -20,6 +20,7 @@ use crate::core::db::changes::KeepsCaches;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{page, page_limit};
 use crate::core::idempotency;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
@@ -168,10 +169,7 @@ pub async fn list(
     Query(query): Query<SaleQuery>,
 ) -> Result<Json<SalePage>, ApiError> {
     debug_assert!(caller.has(READ));
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 200"));
-    }
+    let limit = page_limit(query.limit, 50, 200)?;
     // The cursor is the last item's `<created_at micros>_<id>`.
     let after: Option<(DateTime<Utc>, Uuid)> = match &query.cursor {
         Some(c) => Some(
@@ -198,7 +196,7 @@ pub async fn list(
         cashier_id: query.cashier_id,
     };
     let rows = store::summaries(&mut conn, &filter, after, limit + 1).await?;
-    let mut items: Vec<SaleSummary> = rows
+    let items: Vec<SaleSummary> = rows
         .into_iter()
         .map(|r| SaleSummary {
             id: r.id,
@@ -211,13 +209,8 @@ pub async fn list(
             created_at: r.created_at,
         })
         .collect();
-    let next_cursor = if items.len() as i64 > limit {
-        items.truncate(usize::try_from(limit).unwrap_or(0));
-        items
-            .last()
-            .map(|s| format!("{}_{}", s.created_at.timestamp_micros(), s.id))
-    } else {
-        None
-    };
+    let (items, next_cursor) = page(items, limit, |s| {
+        format!("{}_{}", s.created_at.timestamp_micros(), s.id)
+    });
     Ok(Json(SalePage { items, next_cursor }))
 }

@@ -17,6 +17,7 @@ use crate::core::auth::context::{AuthContext, Authenticated};
 use crate::core::db::violated_constraint;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{page, page_limit};
 use crate::core::rbac::record;
 use crate::core::security::events::EventKind;
 use crate::core::settings::Business;
@@ -224,10 +225,7 @@ pub async fn list(
     caller: AuthContext,
     Query(query): Query<ProductQuery>,
 ) -> Result<Json<ProductPage>, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be 1 to 200"));
-    }
+    let limit = page_limit(query.limit, 50, 200)?;
     let offset = crate::core::http::offset_cursor(query.cursor.as_deref())?;
     let scale = currency_scale(&state).await?;
     let mut conn = state.pool().acquire().await?;
@@ -247,11 +245,7 @@ pub async fn list(
     } else {
         store::by_name(&mut conn, offset, limit + 1).await?
     };
-    let mut rows = rows;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(usize::try_from(limit).unwrap_or(0));
-        (offset + limit).to_string()
-    });
+    let (rows, next_cursor) = page(rows, limit, |_| (offset + limit).to_string());
     Ok(Json(ProductPage {
         items: rows
             .into_iter()
