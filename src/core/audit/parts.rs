@@ -17,6 +17,7 @@ pub struct AuditedPart {
     ctes: &'static str,
     params: usize,
     defines: &'static [&'static str],
+    reads: &'static [&'static str],
 }
 
 impl AuditedPart {
@@ -30,7 +31,13 @@ impl AuditedPart {
             ctes,
             params,
             defines,
+            reads: &[],
         }
+    }
+
+    /// The CTEs of earlier parts this one reads (`stock_in`, which the caller must define).
+    pub const fn reading(self, reads: &'static [&'static str]) -> AuditedPart {
+        AuditedPart { reads, ..self }
     }
 
     /// How many parameters the caller binds for this part.
@@ -44,13 +51,31 @@ impl AuditedPart {
 ///
 /// # Panics
 /// When a part uses a parameter it does not declare or leaves one unused, or its text does not
-/// define a CTE it declares, or two parts define the same CTE: a composition error is a bug of
-/// the statement's text, found at its first use.
+/// define a CTE it declares, or two parts define the same CTE, or a part reads (`FROM`, `JOIN`)
+/// another part's CTE it does not declare, or one that no earlier part defines: a composition
+/// error is a bug of the statement's text, found at its first use.
 pub fn compose(parts: &[AuditedPart]) -> String {
     let mut out = Vec::with_capacity(parts.len());
     let mut offset = 1;
     let mut defined: Vec<&str> = Vec::new();
+    let every: Vec<&str> = parts
+        .iter()
+        .flat_map(|p| p.defines.iter().copied())
+        .collect();
     for part in parts {
+        for name in read_ctes(part.ctes, &every) {
+            assert!(
+                part.defines.contains(&name) || part.reads.contains(&name),
+                "a part reads the CTE {name} without declaring it: {}",
+                part.ctes
+            );
+        }
+        for name in part.reads {
+            assert!(
+                defined.contains(name),
+                "a part reads the CTE {name}, which no earlier part defines"
+            );
+        }
         let (text, used) = renumber(part.ctes, offset);
         let expected: Vec<usize> = (1..=part.params).collect();
         assert_eq!(
@@ -71,6 +96,25 @@ pub fn compose(parts: &[AuditedPart]) -> String {
         offset += part.params;
     }
     out.join(", ")
+}
+
+/// The names among `ctes` that `text` reads (after `FROM` or `JOIN`).
+fn read_ctes<'a>(text: &str, ctes: &[&'a str]) -> Vec<&'a str> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let mut found = Vec::new();
+    for pair in words.windows(2) {
+        if matches!(pair[0].as_str(), "from" | "join")
+            && let Some(name) = ctes.iter().find(|c| **c == pair[1])
+            && !found.contains(name)
+        {
+            found.push(*name);
+        }
+    }
+    found
 }
 
 /// `text` with `$now` as `$1` and each `$k` as `$(offset + k)`; and the sorted, distinct `k` used.
@@ -184,7 +228,8 @@ mod tests {
             "b AS (SELECT $1 FROM a), c AS (SELECT $now)",
             1,
             &["b", "c"],
-        );
+        )
+        .reading(&["a"]);
         assert_eq!(
             compose(&[a, b]),
             "a AS (SELECT $2, $3, $1), b AS (SELECT $4 FROM a), c AS (SELECT $1)"
@@ -195,6 +240,22 @@ mod tests {
     #[should_panic(expected = "declares 1")]
     fn a_part_that_uses_an_undeclared_parameter_is_refused() {
         compose(&[AuditedPart::new("a AS (SELECT $1, $2)", 1, &["a"])]);
+    }
+
+    #[test]
+    #[should_panic(expected = "reads the CTE a without declaring it")]
+    fn a_part_must_declare_what_it_reads() {
+        let a = AuditedPart::new("a AS (SELECT 1)", 0, &["a"]);
+        let b = AuditedPart::new("b AS (SELECT * FROM a)", 0, &["b"]);
+        compose(&[a, b]);
+    }
+
+    #[test]
+    #[should_panic(expected = "which no earlier part defines")]
+    fn a_part_reads_only_what_came_before() {
+        let b = AuditedPart::new("b AS (SELECT * FROM a)", 0, &["b"]).reading(&["a"]);
+        let a = AuditedPart::new("a AS (SELECT 1)", 0, &["a"]);
+        compose(&[b, a]);
     }
 
     #[test]

@@ -55,4 +55,5 @@ pub const TAKE_CTES: AuditedPart = AuditedPart::new(
        FROM stock_in m JOIN stock_levels_up up USING (product_id, location_id))",
     0,
     &["stock_levels_up", "stock_after"],
-);
+)
+.reading(&["stock_in"]);

@@ -105,10 +105,11 @@ const NUMBERED: AuditedPart = AuditedPart::new(
     &[
         "fresh", "counted", "counters", "w", "keys_in", "sales_in", "stock_in",
     ],
-);
+)
+.reading(&["cand", "taken", "open"]);
 
 /// Claiming the written sales' idempotency keys (`keys_in`).
-const CLAIM: AuditedPart = AuditedPart::new(CLAIM_CTE, 0, &["keys_claimed"]);
+const CLAIM: AuditedPart = AuditedPart::new(CLAIM_CTE, 0, &["keys_claimed"]).reading(&["keys_in"]);
 
 /// The written sales' lines (`$1..$12`), after [`TAKE_CTES`]: a tracked line carries its
 /// product's level right after it, which makes the line that product's stock movement (the
@@ -122,7 +123,8 @@ const LINES_IN: AuditedPart = AuditedPart::new(
        WHERE l.sale_id IN (SELECT id FROM w))",
     12,
     &["lines_in"],
-);
+)
+.reading(&["w", "stock_after"]);
 
 /// One audit record per written sale: what the request knew (`audit_base`, serialized once in
 /// Rust without its closing brace) with the receipt number, the session and, per tracked line,
@@ -173,7 +175,8 @@ const RESULT: &str = "SELECT c.ord, w.session_id, w.number, c.ord IN (SELECT ord
 /// the lines and the audit records, each numbering its own parameters.
 static WRITE: LazyLock<AuditedStatement> = LazyLock::new(|| {
     let audit_in = audit_in();
-    let audit_part = AuditedPart::new(audit_in.leak(), 0, &["audit_in"]);
+    let audit_part =
+        AuditedPart::new(audit_in.leak(), 0, &["audit_in"]).reading(&["w", "stock_after"]);
     AuditedStatement::compose(
         &[
             CANDIDATES,
