@@ -2,6 +2,7 @@
 //! gap-free receipt numbers per register, stock taken off in the same transaction), and reading
 //! sales back. A completed sale is immutable (the database refuses changes).
 
+mod columns;
 pub mod http;
 pub mod prepare;
 pub mod pricing;

@@ -17,20 +17,19 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Datelike, Utc};
-use rust_decimal::Decimal;
+use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::columns::SaleColumns;
 use super::prepare::{PreparedSale, no_open_session};
 use super::store::Sale;
 use crate::core::audit::parts::{self, SqlJson};
 use crate::core::audit::{AuditError, AuditedPart, AuditedStatement};
 use crate::core::http::ApiError;
 use crate::core::idempotency::{self, CLAIM_CTE, StoredKey, is_key_race, key_reused};
-use crate::plugs::management::api::stock::{TAKE_CTES, TakeColumns};
+use crate::plugs::management::api::stock::TAKE_CTES;
 use crate::plugs::operations::api::cash;
-use crate::shared::ids::new_id;
 
 const SCOPE: &str = "sales";
 /// How often a batch is tried again when a key it claimed was committed meanwhile (a racing
@@ -314,150 +313,6 @@ fn finish(
         .collect()
 }
 
-/// The candidates of a batch as the statement's column arrays.
-#[derive(Default)]
-struct SaleColumns {
-    id: Vec<Uuid>,
-    register_id: Vec<Uuid>,
-    year: Vec<i32>,
-    template: Vec<String>,
-    digits: Vec<i32>,
-    cashier_id: Vec<Uuid>,
-    currency: Vec<String>,
-    prices_include_tax: Vec<bool>,
-    net: Vec<Decimal>,
-    tax: Vec<Decimal>,
-    total: Vec<Decimal>,
-    cash_rounding: Vec<Decimal>,
-    change_due: Vec<Decimal>,
-    key: Vec<String>,
-    request_hash: Vec<Vec<u8>>,
-    audit_id: Vec<Uuid>,
-    /// The audit record's `after` as far as the request knows it, without its closing brace.
-    audit_base: Vec<String>,
-    username: Vec<Option<String>>,
-    role: Vec<Option<String>>,
-    workstation_id: Vec<Option<String>>,
-    request_id: Vec<Option<String>>,
-    /// The id came from the client (so it may exist already).
-    client: Vec<bool>,
-    /// Where each sale takes its goods from (its register's location).
-    location_id: Vec<Uuid>,
-    /// The batch's registers, sorted: their sessions are locked in this order.
-    registers: Vec<Uuid>,
-    l_sale: Vec<Uuid>,
-    l_no: Vec<i32>,
-    l_product: Vec<Uuid>,
-    l_sku: Vec<String>,
-    l_name: Vec<String>,
-    l_quantity: Vec<Decimal>,
-    l_catalog_price: Vec<Decimal>,
-    l_unit_price: Vec<Decimal>,
-    l_discount: Vec<Decimal>,
-    l_total: Vec<Decimal>,
-    l_tax_class: Vec<Uuid>,
-    l_tax_rate: Vec<Decimal>,
-    /// The batch's payments and tax buckets, sale after sale; sale `k`'s are elements
-    /// `p_from[k]..=p_to[k]` and `t_from[k]..=t_to[k]` (1-based; none when `to < from`), which
-    /// the statement slices into the sale's array columns.
-    p_method: Vec<String>,
-    p_amount: Vec<Decimal>,
-    t_rate: Vec<Decimal>,
-    t_net: Vec<Decimal>,
-    t_tax: Vec<Decimal>,
-    t_gross: Vec<Decimal>,
-    p_from: Vec<i32>,
-    p_to: Vec<i32>,
-    t_from: Vec<i32>,
-    t_to: Vec<i32>,
-    stock: TakeColumns,
-}
-
-impl SaleColumns {
-    /// The columns of `sales[candidates]` recorded at `now`, and each candidate's sale as it will
-    /// be answered, but for its session and receipt number (known once written).
-    fn new(
-        sales: &[&PreparedSale],
-        candidates: &[usize],
-        now: DateTime<Utc>,
-    ) -> (SaleColumns, Vec<Option<Sale>>) {
-        let mut c = SaleColumns::default();
-        let mut provisional = Vec::with_capacity(candidates.len());
-        for &i in candidates {
-            let prepared = sales[i];
-            let sale = prepared.to_sale(Uuid::nil(), String::new(), now);
-            let year = now.with_timezone(&prepared.business.timezone).year();
-            let priced = &prepared.priced;
-            c.id.push(sale.id);
-            c.register_id.push(sale.register_id);
-            c.year.push(year);
-            c.template.push(
-                prepared
-                    .business
-                    .receipt_template(&prepared.register_code, year),
-            );
-            c.digits
-                .push(i32::try_from(prepared.business.receipt_digits).unwrap_or(i32::MAX));
-            c.cashier_id.push(sale.cashier_id);
-            c.currency.push(sale.currency.clone());
-            c.prices_include_tax.push(sale.prices_include_tax);
-            c.net.push(priced.net);
-            c.tax.push(priced.tax);
-            c.total.push(priced.total);
-            c.cash_rounding.push(priced.cash_rounding);
-            c.change_due.push(priced.change_due);
-            c.key.push(prepared.key.clone());
-            c.request_hash.push(prepared.request_hash.clone());
-            c.audit_id.push(new_id());
-            c.audit_base
-                .push(parts::open_object(&prepared.audit_base(&sale)));
-            c.username.push(prepared.actor.username.clone());
-            c.role.push(prepared.actor.role.clone());
-            c.workstation_id.push(prepared.actor.workstation_id.clone());
-            c.request_id.push(prepared.actor.request_id.clone());
-            c.client.push(prepared.client_id);
-            c.location_id.push(prepared.location_id);
-            c.registers.push(sale.register_id);
-            for ((line_no, (product, input)), total) in
-                (1..).zip(&prepared.lines).zip(&priced.line_totals)
-            {
-                c.l_sale.push(sale.id);
-                c.l_no.push(line_no);
-                c.l_product.push(product.id);
-                c.l_sku.push(product.sku.clone());
-                c.l_name.push(product.name.clone());
-                c.l_quantity.push(input.quantity);
-                c.l_catalog_price.push(product.price);
-                c.l_unit_price.push(input.unit_price);
-                c.l_discount.push(input.discount);
-                c.l_total.push(*total);
-                c.l_tax_class.push(product.tax_class_id);
-                c.l_tax_rate.push(input.tax_rate);
-            }
-            c.p_from.push(position_after(c.p_method.len()));
-            for (method, amount) in &prepared.payments {
-                c.p_method.push(method.as_str().to_owned());
-                c.p_amount.push(*amount);
-            }
-            c.p_to.push(position_after(c.p_method.len()) - 1);
-            c.t_from.push(position_after(c.t_rate.len()));
-            for t in &priced.taxes {
-                c.t_rate.push(t.rate);
-                c.t_net.push(t.net);
-                c.t_tax.push(t.tax);
-                c.t_gross.push(t.gross);
-            }
-            c.t_to.push(position_after(c.t_rate.len()) - 1);
-            c.stock
-                .push(sale.id, prepared.location_id, &prepared.tracked_lines());
-            provisional.push(Some(sale));
-        }
-        c.registers.sort_unstable();
-        c.registers.dedup();
-        (c, provisional)
-    }
-}
-
 /// Runs [`WRITE`] over the batch's columns: binds the record time, then each part's parameters
 /// in the order of the parts. Per candidate: (order, session, receipt number, id taken).
 async fn run(
@@ -524,11 +379,6 @@ async fn run(
         .bind(&c.l_tax_rate)
         .fetch_all(pool)
         .await
-}
-
-/// The 1-based position of the element after the first `len` of an array.
-fn position_after(len: usize) -> i32 {
-    i32::try_from(len + 1).unwrap_or(i32::MAX)
 }
 
 #[cfg(test)]
