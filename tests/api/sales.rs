@@ -397,6 +397,20 @@ async fn discounts_cash_rounding_and_payment_rules() {
             "validation.failed",
         ),
     ];
+    // A bad method is a field error beside the sale's other bad fields, in one answer.
+    let body = json!({"register_id": shop.register, "lines": [{"product_id": item, "quantity": "0"}],
+                      "payments": [{"method": "bitcoin", "amount": "11"}]});
+    let both = problem(
+        shop.sell(&shop.cashier, "bad-both", &body).await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    assert_eq!(
+        both["errors"],
+        json!([{"field": "lines[0].quantity", "message": "must be more than zero"},
+               {"field": "payments[0].method", "message": "must be cash, card, voucher or other"}])
+    );
     for (i, (body, status, code)) in refused.into_iter().enumerate() {
         let body = problem(
             shop.sell(&shop.cashier, &format!("bad-{i}"), &body).await,

@@ -5,7 +5,7 @@
 //! parameters after those of the parts before it (`$now` is the statement's `$1`), and checks
 //! that each part uses exactly the parameters it declares and defines exactly the CTEs it
 //! declares. So adding a column to one part cannot shift another's parameters, and a part that
-//! forgets to declare a new parameter fails the statement's first use (at startup, in tests).
+//! forgets to declare a new parameter fails the statement's composition (the sales writer's at startup: `Module::install`).
 //! The caller binds the time, then each part's parameters in its own order.
 
 /// CTEs one module offers to an audited statement (stock's part that takes a sale's goods off

@@ -50,7 +50,8 @@ pub struct NewAdjustment {
     /// Signed, three decimals at most: `"24"` received, `"-1"` damaged.
     #[schema(example = "24")]
     pub quantity_delta: String,
-    pub reason_code: StockReason,
+    #[schema(value_type = StockReason)]
+    pub reason_code: String,
     pub note: Option<String>,
 }
 
@@ -111,8 +112,12 @@ pub async fn adjust(
     caller: AuthContext,
     ApiJson(new): ApiJson<NewAdjustment>,
 ) -> Result<(StatusCode, Json<Adjustment>), ApiError> {
-    let ValidAdjustment { delta, note } =
-        rules::check(&new.quantity_delta, new.note.as_deref()).map_err(ApiError::Validation)?;
+    let ValidAdjustment {
+        delta,
+        reason,
+        note,
+    } = rules::check(&new.quantity_delta, &new.reason_code, new.note.as_deref())
+        .map_err(ApiError::Validation)?;
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     let location_id = match new.location_id {
@@ -147,7 +152,7 @@ pub async fn adjust(
             location_id,
             delta,
             quantity_after: quantity,
-            reason_code: new.reason_code.as_str(),
+            reason_code: reason.as_str(),
             note: note.as_deref(),
             user_id: caller.user_id,
             at: now,
@@ -164,7 +169,7 @@ pub async fn adjust(
         .before(json!({"quantity": before.unwrap_or_default().to_string()}))
         .after(json!({
             "quantity": quantity.to_string(), "quantity_delta": delta.to_string(),
-            "reason_code": new.reason_code.as_str(), "note": note, "movement_id": id,
+            "reason_code": reason.as_str(), "note": note, "movement_id": id,
         })),
     )
     .await?;
@@ -177,7 +182,7 @@ pub async fn adjust(
             location_id,
             quantity_delta: delta,
             quantity,
-            reason_code: new.reason_code.as_str().to_owned(),
+            reason_code: reason.as_str().to_owned(),
             note,
             created_at: now,
         }),

@@ -244,7 +244,8 @@ pub async fn get(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMovement {
-    pub kind: MovementKind,
+    #[schema(value_type = MovementKind)]
+    pub kind: String,
     #[schema(example = "20.00")]
     pub amount: String,
     /// Why (bank deposit, change float top-up...).
@@ -297,7 +298,8 @@ pub async fn movement(
         kind,
         amount,
         reason,
-    } = rules::movement(new.kind, &new.amount, &new.reason, scale).map_err(ApiError::Validation)?;
+    } = rules::movement(&new.kind, &new.amount, &new.reason, scale)
+        .map_err(ApiError::Validation)?;
     let row = fetch_row(&mut tx, id, Lock::Share).await?;
     refuse_closed(&row)?;
     let movement_id = new_id();

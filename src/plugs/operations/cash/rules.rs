@@ -40,7 +40,8 @@ pub fn amount(
     FieldError::gather(errors, field, Money::parse_in(text, scale)).map(Money::value)
 }
 
-/// Which way cash moves (a closed list: anything else is refused where the JSON enters).
+/// Which way cash moves (a closed list, documented as such; parsed with the movement's other
+/// fields by [`movement`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MovementKind {
@@ -51,6 +52,15 @@ pub enum MovementKind {
 }
 
 impl MovementKind {
+    /// The kind named `text`, if it is one.
+    pub fn parse(text: &str) -> Option<MovementKind> {
+        match text {
+            "in" => Some(MovementKind::In),
+            "out" => Some(MovementKind::Out),
+            _ => None,
+        }
+    }
+
     /// As stored and answered.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -96,12 +106,16 @@ pub struct ValidMovement {
 
 /// Checks a cash movement.
 pub fn movement(
-    kind: MovementKind,
+    kind: &str,
     amount_text: &str,
     reason: &str,
     scale: u32,
 ) -> Result<ValidMovement, Vec<FieldError>> {
     let mut errors = Vec::new();
+    let kind = MovementKind::parse(kind);
+    if kind.is_none() {
+        errors.push(FieldError::new("kind", "must be in or out"));
+    }
     let value = amount("amount", amount_text, scale, &mut errors);
     if value.is_some_and(|v| v.is_zero()) {
         errors.push(FieldError::new("amount", "must be more than zero"));
@@ -110,8 +124,8 @@ pub fn movement(
     if reason.is_empty() || reason.chars().count() > 500 {
         errors.push(FieldError::new("reason", "must be 1 to 500 characters"));
     }
-    match (value, errors.is_empty()) {
-        (Some(amount), true) => Ok(ValidMovement {
+    match (kind, value, errors.is_empty()) {
+        (Some(kind), Some(amount), true) => Ok(ValidMovement {
             kind,
             amount,
             reason,
@@ -196,18 +210,16 @@ mod tests {
     }
 
     #[test]
-    fn a_movement_is_of_more_than_zero_with_a_reason() {
+    fn a_movement_is_in_or_out_of_more_than_zero_with_a_reason() {
         assert_eq!(
-            movement(MovementKind::In, "20.00", " float top-up ", 2)
-                .unwrap()
-                .reason,
+            movement("in", "20.00", " float top-up ", 2).unwrap().reason,
             "float top-up"
         );
-        let fields: Vec<String> = movement(MovementKind::Out, "0", "", 2)
+        let fields: Vec<String> = movement("sideways", "0", "", 2)
             .unwrap_err()
             .into_iter()
             .map(|e| e.field)
             .collect();
-        assert_eq!(fields, ["amount", "reason"]);
+        assert_eq!(fields, ["kind", "amount", "reason"]);
     }
 }

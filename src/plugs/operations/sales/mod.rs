@@ -106,6 +106,7 @@ impl Module for Sales {
 
     /// Gives the cash module a session's sales (cash cannot depend on sales: sales depend on it).
     fn install(&self, state: &AppState) {
+        record::compose_statement();
         state.provide(SessionSalesSource(|conn, id| {
             store::session_sales(conn, id).boxed()
         }));

@@ -58,12 +58,15 @@ pub struct NewLine {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPayment {
-    pub method: PaymentMethod,
+    /// Checked with the rest of the sale (a bad one is a field error beside the others).
+    #[schema(value_type = PaymentMethod)]
+    pub method: String,
     #[schema(example = "10.00")]
     pub amount: String,
 }
 
-/// How a customer pays (a closed list: anything else is refused where the JSON enters).
+/// How a customer pays (a closed list, documented as such; a request's method is parsed into it
+/// with the sale's other fields, so one answer lists every bad field).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentMethod {
@@ -74,6 +77,17 @@ pub enum PaymentMethod {
 }
 
 impl PaymentMethod {
+    /// The method named `text`, if it is one.
+    pub fn parse(text: &str) -> Option<PaymentMethod> {
+        match text {
+            "cash" => Some(PaymentMethod::Cash),
+            "card" => Some(PaymentMethod::Card),
+            "voucher" => Some(PaymentMethod::Voucher),
+            "other" => Some(PaymentMethod::Other),
+            _ => None,
+        }
+    }
+
     /// As stored and answered.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -317,17 +331,26 @@ fn check_payments(
     let mut payments = Vec::with_capacity(new.len());
     let mut inputs = Vec::with_capacity(new.len());
     for (i, payment) in new.into_iter().enumerate() {
+        let method = PaymentMethod::parse(&payment.method);
+        if method.is_none() {
+            errors.push(FieldError::new(
+                format!("payments[{i}].method"),
+                "must be cash, card, voucher or other",
+            ));
+        }
         let field = format!("payments[{i}].amount");
         match FieldError::gather(errors, &field, Money::parse_in(&payment.amount, scale)) {
             Some(a) if a.value().is_zero() => {
                 errors.push(FieldError::new(field, "must be more than zero"))
             }
             Some(a) => {
-                inputs.push(PaymentInput {
-                    cash: payment.method == PaymentMethod::Cash,
-                    amount: a.value(),
-                });
-                payments.push((payment.method, a.value()));
+                if let Some(method) = method {
+                    inputs.push(PaymentInput {
+                        cash: method == PaymentMethod::Cash,
+                        amount: a.value(),
+                    });
+                    payments.push((method, a.value()));
+                }
             }
             None => {}
         }
