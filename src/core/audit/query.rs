@@ -1,27 +1,19 @@
 //! `GET /api/v1/audit` (filtered, cursor-paginated) and `GET /api/v1/audit/export?format=csv`.
 
-use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::core::audit::encoding::format_time;
-use crate::core::audit::{Actor, AuditedTx, Change, chain, pdf, verify};
-use crate::core::auth::context::AuthContext;
+use crate::core::audit::{pdf, verify};
 use crate::core::http::ApiError;
-use crate::core::http::problem::Problem;
-use crate::core::http::{page, page_limit};
-use crate::core::security::events::{self, EventKind, SecurityEvent};
 use crate::core::state::AppState;
 
 /// Most records one export holds.
-const EXPORT_LIMIT: i64 = 100_000;
+pub(super) const EXPORT_LIMIT: i64 = 100_000;
 
 /// Filters (all optional) and paging.
 #[derive(Debug, Clone, Deserialize, Serialize, IntoParams)]
@@ -82,8 +74,8 @@ pub struct AuditPage {
 }
 
 #[derive(sqlx::FromRow)]
-struct Row {
-    seq: i64,
+pub(super) struct Row {
+    pub(super) seq: i64,
     prev_hash: Vec<u8>,
     hash: Vec<u8>,
     at: DateTime<Utc>,
@@ -104,7 +96,7 @@ struct Row {
 }
 
 impl Row {
-    fn entry(self) -> AuditEntry {
+    pub(super) fn entry(self) -> AuditEntry {
         let parse = |text: Option<String>| {
             text.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t)))
         };
@@ -133,7 +125,7 @@ impl Row {
     }
 }
 
-async fn fetch(
+pub(super) async fn fetch(
     pool: &PgPool,
     filter: &AuditFilter,
     after_seq: i64,
@@ -164,123 +156,7 @@ async fn fetch(
     .await
 }
 
-/// Query the audit log, in chain order.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditFilter),
-    responses(
-        (status = 200, description = "A page of records", body = AuditPage),
-        (status = 400, description = "Unparseable filter (`request.bad`)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn list(
-    State(state): State<AppState>,
-    _caller: AuthContext,
-    Query(filter): Query<AuditFilter>,
-) -> Result<Json<AuditPage>, ApiError> {
-    let limit = page_limit(filter.limit, 100, 500)?;
-    let after = match &filter.cursor {
-        Some(c) => c
-            .parse::<i64>()
-            .map_err(|_| ApiError::invalid("cursor", "is not a cursor from this list"))?,
-        None => 0,
-    };
-    chain::chain_pending(state.pool()).await?;
-    let rows = fetch(state.pool(), &filter, after, limit + 1).await?;
-    let (rows, next_cursor) = page(rows, limit, |r| r.seq.to_string());
-    Ok(Json(AuditPage {
-        items: rows.into_iter().map(Row::entry).collect(),
-        next_cursor,
-    }))
-}
-
-/// What an export is written as (`?format=`; the audit and security records name it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-enum ExportFormat {
-    Csv,
-    Pdf,
-}
-
-/// Export the (filtered) audit log as CSV or as a PDF report. The export is itself audited.
-#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = [])), params(AuditFilter),
-    responses(
-        (status = 200, description = "CSV (a header row, one row per record in chain order) or a PDF report", body = String, content_type = "text/csv"),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unsupported format or too many records (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn export(
-    State(state): State<AppState>,
-    caller: AuthContext,
-    Query(filter): Query<AuditFilter>,
-) -> Result<Response, ApiError> {
-    let format = match filter.format.as_deref() {
-        Some("csv") | None => ExportFormat::Csv,
-        Some("pdf") => ExportFormat::Pdf,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                "format",
-                format!("`{other}` is not supported; use csv or pdf"),
-            ));
-        }
-    };
-    chain::chain_pending(state.pool()).await?;
-    let rows = fetch(state.pool(), &filter, 0, EXPORT_LIMIT + 1).await?;
-    if rows.len() as i64 > EXPORT_LIMIT {
-        return Err(ApiError::invalid(
-            "from",
-            format!("more than {EXPORT_LIMIT} records match; narrow the period"),
-        ));
-    }
-    let count = rows.len();
-    let (body, content_type, file_name) = match format {
-        ExportFormat::Pdf => (
-            pdf_report(&state, &caller, &filter, &rows).await?,
-            "application/pdf",
-            "audit-log.pdf",
-        ),
-        ExportFormat::Csv => (
-            csv_report(rows)?,
-            "text/csv; charset=utf-8",
-            "audit-log.csv",
-        ),
-    };
-    // Exporting the audit log is itself a sensitive, audited act.
-    let filters = json!({
-        "from": filter.from, "to": filter.to, "user_id": filter.user_id, "entity": filter.entity,
-        "entity_id": filter.entity_id, "action": filter.action, "module": filter.module,
-    });
-    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
-    tx.record(
-        Change::new("core.audit", "audit_log", "export", "audit_log.export")
-            .after(json!({"format": format, "records": count, "filters": filters})),
-    )
-    .await?;
-    events::record(
-        &mut tx,
-        SecurityEvent {
-            kind: EventKind::SensitiveExport,
-            user_id: Some(caller.user_id),
-            username: Some(&caller.username),
-            origin: &caller.origin,
-            details: json!({"what": "audit_log", "format": format, "records": count}),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file_name}\""),
-            ),
-        ],
-        body,
-    )
-        .into_response())
-}
-
-fn csv_report(rows: Vec<Row>) -> Result<Vec<u8>, ApiError> {
+pub(super) fn csv_report(rows: Vec<Row>) -> Result<Vec<u8>, ApiError> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     let csv_error = |e: csv::Error| ApiError::Internal(anyhow::Error::new(e));
     writer
@@ -336,9 +212,10 @@ fn csv_report(rows: Vec<Row>) -> Result<Vec<u8>, ApiError> {
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot finish the CSV: {e}")))
 }
 
-async fn pdf_report(
+/// The PDF report of `rows`, generated by `exported_by` (named on its first page).
+pub(super) async fn pdf_report(
     state: &AppState,
-    caller: &AuthContext,
+    exported_by: &str,
     filter: &AuditFilter,
     rows: &[Row],
 ) -> Result<Vec<u8>, ApiError> {
@@ -386,11 +263,7 @@ async fn pdf_report(
         },
         head,
         verification,
-        generated: format!(
-            "{} by {}",
-            format_time(&state.clock().now()),
-            caller.username
-        ),
+        generated: format!("{} by {}", format_time(&state.clock().now()), exported_by),
     };
     let table: Vec<pdf::ReportRow> = rows
         .iter()

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::core::auth::context::{Authenticated, RequestOrigin};
 use crate::core::auth::login::{self, Issued};
+use crate::core::auth::mfa;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::state::AppState;
@@ -237,6 +238,64 @@ pub async fn password_handler(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Enrollment {
+    /// Base32, for typing into an authenticator app.
+    pub secret: String,
+    /// `otpauth://totp/...`, for a QR code.
+    pub otpauth_uri: String,
+}
+
+/// A code from the authenticator app.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyCode {
+    #[schema(example = "492039")]
+    pub code: String,
+}
+
+/// Recovery codes: shown once, each usable once instead of a TOTP code.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
+/// Start TOTP enrollment (replaces an unconfirmed one).
+#[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Secret to add to an authenticator app; confirm with /verify", body = Enrollment),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "MFA already enabled (`auth.mfa_already_enabled`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn enroll(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<Json<Enrollment>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let started = mfa::start_enrolment(&mut conn, caller.user_id, &caller.username).await?;
+    Ok(Json(Enrollment {
+        secret: started.secret,
+        otpauth_uri: started.otpauth_uri,
+    }))
+}
+
+/// Confirm enrollment with a first code; returns the recovery codes (shown only now).
+#[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", security(("bearer" = [])), request_body = VerifyCode,
+    responses(
+        (status = 200, description = "MFA enabled", body = RecoveryCodes),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No enrollment pending (`auth.mfa_not_enrolling`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong code (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiJson(body): ApiJson<VerifyCode>,
+) -> Result<Json<RecoveryCodes>, ApiError> {
+    let recovery_codes = mfa::confirm(&state, &caller, &body.code).await?;
+    Ok(Json(RecoveryCodes { recovery_codes }))
+}
+
 /// Login, tokens, the caller's own account and MFA, each with its access rule (assembled by the server with the other capabilities').
 pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
     use crate::core::auth::access::Access::{Public, SelfService};
@@ -248,6 +307,6 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppSta
         .routes(declare(SelfService, routes!(logout_handler)))
         .routes(declare(SelfService, routes!(me_handler)))
         .routes(declare(SelfService, routes!(password_handler)))
-        .routes(declare(SelfService, routes!(super::mfa::enroll)))
-        .routes(declare(SelfService, routes!(super::mfa::verify)))
+        .routes(declare(SelfService, routes!(enroll)))
+        .routes(declare(SelfService, routes!(verify)))
 }

@@ -1,22 +1,17 @@
 //! Two-factor authentication: TOTP (RFC 6238: SHA-1, 6 digits, 30 s steps, one step of skew)
 //! and one-time recovery codes. A code is never accepted twice (the last used step is kept).
 
-use axum::Json;
-use axum::extract::State;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use totp_rs::{Algorithm, Builder, Secret, Totp};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::Authenticated;
-use crate::core::http::problem::Problem;
-use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::ApiError;
 use crate::core::security::events::{self, EventKind, SecurityEvent};
 use crate::core::state::AppState;
 
@@ -110,41 +105,20 @@ pub async fn check_login(
 }
 
 /// A new TOTP secret to add to an authenticator app.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Enrollment {
-    /// Base32, for typing into an authenticator app.
+/// A started enrolment: the secret as Base32 (for typing into an authenticator app) and as an
+/// `otpauth://totp/...` URI (for a QR code).
+pub struct Started {
     pub secret: String,
-    /// `otpauth://totp/...`, for a QR code.
     pub otpauth_uri: String,
 }
 
-/// A code from the authenticator app.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyCode {
-    #[schema(example = "492039")]
-    pub code: String,
-}
-
-/// Recovery codes: shown once, each usable once instead of a TOTP code.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecoveryCodes {
-    pub recovery_codes: Vec<String>,
-}
-
-/// Start TOTP enrollment (replaces an unconfirmed one).
-#[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "auth", security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Secret to add to an authenticator app; confirm with /verify", body = Enrollment),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "MFA already enabled (`auth.mfa_already_enabled`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn enroll(
-    State(state): State<AppState>,
-    caller: Authenticated,
-) -> Result<Json<Enrollment>, ApiError> {
-    let mut conn = state.pool().acquire().await?;
-    if second_factor(&mut conn, caller.user_id).await?.is_some() {
+/// Starts TOTP enrolment for the user (replacing an unconfirmed one); refused once MFA is on.
+pub async fn start_enrolment(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    username: &str,
+) -> Result<Started, ApiError> {
+    if second_factor(conn, user_id).await?.is_some() {
         return Err(ApiError::Conflict {
             code: "auth.mfa_already_enabled",
             detail: "Two-factor authentication is already enabled.".to_owned(),
@@ -156,32 +130,26 @@ pub async fn enroll(
         "INSERT INTO user_mfa (user_id, secret) VALUES ($1, $2) \
          ON CONFLICT (user_id) DO UPDATE SET secret = $2, confirmed_at = NULL, last_used_step = NULL, created_at = now()",
     )
-    .bind(caller.user_id)
+    .bind(user_id)
     .bind(&secret[..])
     .execute(&mut *conn)
     .await?;
-    let otpauth_uri = totp(&secret, &caller.username)?
+    let otpauth_uri = totp(&secret, username)?
         .to_url()
         .map_err(|e| ApiError::Internal(anyhow::anyhow!("cannot build the otpauth URI: {e:?}")))?;
-    Ok(Json(Enrollment {
+    Ok(Started {
         secret: Secret::from(secret).to_base32(),
         otpauth_uri,
-    }))
+    })
 }
 
-/// Confirm enrollment with a first code; returns the recovery codes (shown only now).
-#[utoipa::path(post, path = "/api/v1/auth/mfa/verify", tag = "auth", security(("bearer" = [])), request_body = VerifyCode,
-    responses(
-        (status = 200, description = "MFA enabled", body = RecoveryCodes),
-        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No enrollment pending (`auth.mfa_not_enrolling`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Wrong code (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn verify(
-    State(state): State<AppState>,
-    caller: Authenticated,
-    ApiJson(body): ApiJson<VerifyCode>,
-) -> Result<Json<RecoveryCodes>, ApiError> {
+/// Confirms the caller's pending enrolment with a first `code` (audited): MFA is on from now,
+/// and the answer is the recovery codes, which are shown only this once.
+pub async fn confirm(
+    state: &AppState,
+    caller: &Authenticated,
+    code: &str,
+) -> Result<Vec<String>, ApiError> {
     let mut conn = state.pool().acquire().await?;
     let pending: Option<Vec<u8>> = sqlx::query_scalar(
         "SELECT secret FROM user_mfa WHERE user_id = $1 AND confirmed_at IS NULL",
@@ -197,7 +165,7 @@ pub async fn verify(
     };
     let now = state.clock().now();
     let step = totp(&secret, &caller.username)?
-        .check(body.code.trim(), unix(now))
+        .check(code.trim(), unix(now))
         .and_then(|s| i64::try_from(s).ok());
     let Some(step) = step else {
         return Err(ApiError::invalid(
@@ -207,7 +175,7 @@ pub async fn verify(
     };
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
     drop(conn);
-    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), now).await?;
     sqlx::query("UPDATE user_mfa SET confirmed_at = $2, last_used_step = $3 WHERE user_id = $1")
         .bind(caller.user_id)
         .bind(now)
@@ -240,9 +208,7 @@ pub async fn verify(
         .after(json!({"mfa": "totp", "recovery_codes": RECOVERY_CODES}));
     tx.record(change).await?;
     tx.commit().await?;
-    Ok(Json(RecoveryCodes {
-        recovery_codes: codes,
-    }))
+    Ok(codes)
 }
 
 #[cfg(test)]
