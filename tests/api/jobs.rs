@@ -13,11 +13,13 @@ const FLAKY: JobKind = JobKind {
     name: "test.flaky",
     max_attempts: 3,
     description: "fails until told otherwise",
+    retryable: true,
 };
 const STUCK: JobKind = JobKind {
     name: "test.stuck",
     max_attempts: 3,
     description: "hangs on its first attempt",
+    retryable: true,
 };
 
 async fn enqueue(app: &TestApp, kind: &JobKind, key: Option<&str>) -> Enqueued {
@@ -301,4 +303,36 @@ async fn a_schedule_missed_during_downtime_runs_once() {
     let prune = done.iter().find(|j| j.kind == "maintenance.prune").unwrap();
     assert_eq!(prune.status, "succeeded", "{done:?}");
     assert_eq!(prune.result.as_ref().unwrap()["jobs_deleted"], 1);
+}
+
+/// A restore runs only when a super admin asks for it with the business's name: a dead one is
+/// not queued again through the generic retry, whoever holds `administration.jobs.manage`
+/// (issue 28, finding 6).
+#[tokio::test]
+async fn a_dead_restore_is_not_retried_through_the_jobs_endpoint() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, status, max_attempts, attempts, run_at, finished_at, payload) \
+         VALUES ($1, 'backup.restore', 'dead', 1, 1, $2, $2, '{\"backup_id\": \"x\"}')",
+    )
+    .bind(id)
+    .bind(app.clock.now())
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    problem(
+        app.post_as(&format!("/api/v1/jobs/{id}/retry"), &admin, &json!({}))
+            .await,
+        409,
+        "job.not_retryable",
+    )
+    .await;
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "dead");
 }

@@ -18,12 +18,14 @@ pub const CREATE: JobKind = JobKind {
     name: "backup.create",
     max_attempts: 3,
     description: "Take a backup",
+    retryable: true,
 };
 /// Verifies a backup (`{"backup_id"}`) by restoring it into a scratch database.
 pub const VERIFY: JobKind = JobKind {
     name: "backup.verify",
     max_attempts: 2,
     description: "Verify a backup",
+    retryable: true,
 };
 /// Restores a backup (`{"backup_id", "user_id", "username"}`). Never retried by itself: a
 /// restore is started again by a person.
@@ -31,12 +33,14 @@ pub const RESTORE: JobKind = JobKind {
     name: "backup.restore",
     max_attempts: 1,
     description: "Restore a backup",
+    retryable: false,
 };
 /// Deletes backups beyond the retention counts.
 pub const RETENTION: JobKind = JobKind {
     name: "backup.retention",
     max_attempts: 3,
     description: "Apply backup retention",
+    retryable: true,
 };
 
 /// The schedules of backups (`[schedules]` entries `backup_full`, `backup_snapshot`,

@@ -13,6 +13,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, offset_cursor};
 use crate::core::http::{page, page_limit};
+use crate::core::jobs::runner::Handlers;
 use crate::core::jobs::schedule::{self, ScheduleView};
 use crate::core::jobs::{COLUMNS, Job, STATUSES};
 use crate::core::state::AppState;
@@ -106,7 +107,7 @@ pub async fn get(
         (status = 200, description = "The job, queued again", body = Job),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such job (`job.not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Only dead jobs are retried (`job.not_dead`); the same unique job is already pending (`job.duplicate`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Only dead jobs are retried (`job.not_dead`); the same unique job is already pending (`job.duplicate`); a restore is never retried here (`job.not_retryable`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn retry(
     State(state): State<AppState>,
@@ -122,6 +123,20 @@ pub async fn retry(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(|| not_found(id))?;
+    if state
+        .part::<Handlers>()
+        .kind(&before.kind)
+        .is_some_and(|kind| !kind.retryable)
+    {
+        tx.rollback().await?;
+        return Err(ApiError::Conflict {
+            code: "job.not_retryable",
+            detail: format!(
+                "A {} job is not queued again; start a new one (a restore: POST /api/v1/backups/{{id}}/restore).",
+                before.kind
+            ),
+        });
+    }
     if before.status != "dead" {
         // Release the row now: a worker claiming jobs skips locked rows.
         tx.rollback().await?;

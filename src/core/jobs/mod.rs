@@ -50,6 +50,9 @@ pub struct JobKind {
     /// Attempts before the job is dead-lettered (at least 1).
     pub max_attempts: i32,
     pub description: &'static str,
+    /// May a person queue a dead one again (`POST /jobs/{id}/retry`)? Not a restore: it runs
+    /// only when a super admin asks with the business's name, so a new restore is a new request.
+    pub retryable: bool,
 }
 
 /// One row of the queue, as the API serves it.

@@ -54,6 +54,11 @@ impl Handlers {
         ))
     }
 
+    /// The kind called `name`, if this runner knows it.
+    pub fn kind(&self, name: &str) -> Option<JobKind> {
+        self.0.get(name).map(|h| h.kind)
+    }
+
     fn kinds(&self) -> Vec<&'static str> {
         self.0.keys().copied().collect()
     }

@@ -32,6 +32,7 @@ pub const AUDIT_VERIFY: JobKind = JobKind {
     name: "audit.verify",
     max_attempts: 1,
     description: "Verify the audit chain",
+    retryable: true,
 };
 
 /// Prunes finished jobs past `jobs.keep_days` and idempotency keys past 7 days.
@@ -39,6 +40,7 @@ pub const PRUNE: JobKind = JobKind {
     name: "maintenance.prune",
     max_attempts: 3,
     description: "Prune old job history and expired idempotency keys",
+    retryable: true,
 };
 
 /// Idempotency keys are kept at least this long (SPEC: clients may retry for a week).
