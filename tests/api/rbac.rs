@@ -502,3 +502,66 @@ async fn security_events_are_filtered_and_paged() {
         "IP addresses need administration.sessions.read"
     );
 }
+
+/// Two super admins disabled at the same moment: one disable wins, the other is refused, and an
+/// enabled super admin remains (issue 28, finding 14: both used to succeed).
+#[tokio::test]
+async fn concurrent_disables_never_remove_the_last_super_admin() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let mut outcomes = Vec::new();
+    for round in 0..20 {
+        // A disabled admin's tokens end with it: log in again each round.
+        let admin = app.token("admin", ADMIN_PASSWORD).await;
+        let other = app
+            .add_user(
+                &format!("root{round}"),
+                "another long passphrase",
+                &["super_admin"],
+                false,
+            )
+            .await;
+        let admin_id: String =
+            sqlx::query_scalar("SELECT id::text FROM users WHERE username = 'admin'")
+                .fetch_one(&app.pool)
+                .await
+                .unwrap();
+        // Only `admin` and `root<round>` are enabled super admins now.
+        sqlx::query(
+            "UPDATE users SET disabled_at = now() WHERE username LIKE 'root%' AND id <> $1",
+        )
+        .bind(other)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        let (first, second) = (
+            format!("/api/v1/users/{other}/disable"),
+            format!("/api/v1/users/{admin_id}/disable"),
+        );
+        let empty = json!({});
+        let (a, b) = tokio::join!(
+            app.post_as(&first, &admin, &empty),
+            app.post_as(&second, &admin, &empty),
+        );
+        let statuses = [a.status().as_u16(), b.status().as_u16()];
+        let enabled: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT u.id) FROM users u JOIN user_roles ur ON ur.user_id = u.id \
+             JOIN roles r ON r.id = ur.role_id WHERE r.name = 'super_admin' AND u.disabled_at IS NULL",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        outcomes.push((statuses, enabled));
+        // Put admin back for the next round (and end nothing else).
+        sqlx::query("UPDATE users SET disabled_at = NULL WHERE username = 'admin'")
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        if enabled == 0 {
+            break;
+        }
+    }
+    assert!(
+        outcomes.iter().all(|(_, enabled)| *enabled >= 1),
+        "an enabled super admin must remain: {outcomes:?}"
+    );
+}

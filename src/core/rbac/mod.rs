@@ -69,8 +69,14 @@ pub async fn record(
     Ok(())
 }
 
-/// Enabled users holding the super_admin role.
+/// Enabled users holding the super_admin role, counted after the caller's own change, inside its
+/// transaction. The count is taken under a transaction lock held until commit: two changes that
+/// each remove a super admin (two disables at once) are counted one after the other, so the second
+/// sees the first and the last super admin cannot be removed by a race.
 pub async fn enabled_super_admins(conn: &mut PgConnection) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('core.rbac.super_admins'))")
+        .execute(&mut *conn)
+        .await?;
     sqlx::query_scalar(
         "SELECT count(DISTINCT u.id) FROM users u JOIN user_roles ur ON ur.user_id = u.id JOIN roles r ON r.id = ur.role_id \
          WHERE r.name = 'super_admin' AND u.disabled_at IS NULL",
