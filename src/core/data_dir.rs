@@ -21,9 +21,13 @@ impl DataDir {
         let root = fs::canonicalize(path)
             .with_context(|| format!("cannot resolve data directory {}", path.display()))?;
         let dir = DataDir { root };
+        // Others may pass through the root (the managed cluster's own user reaches `pg/` when we
+        // run as root) but not list it; what is kept below is for the owner and its group.
+        restrict(&dir.root, 0o711)?;
         for sub in ["backups", "exports", "logs"] {
             fs::create_dir_all(dir.root.join(sub))
                 .with_context(|| format!("cannot create {}", dir.root.join(sub).display()))?;
+            restrict(&dir.root.join(sub), 0o750)?;
         }
         let keys = dir.keys();
         fs::create_dir_all(&keys).with_context(|| format!("cannot create {}", keys.display()))?;
@@ -69,19 +73,94 @@ impl DataDir {
     }
 }
 
+/// Sets `path`'s mode.
+fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("cannot restrict {}", path.display()))
+}
+
 /// Writes `contents` to `path` readable by the owner only (0600), replacing any older file atomically.
+///
+/// The bytes go to a new temporary file beside `path` with an unpredictable name, created
+/// exclusively and never through a symbolic link (`O_CREAT|O_EXCL|O_NOFOLLOW`), then renamed over
+/// `path` (which replaces a link there rather than following it): a local user who plants a file or
+/// a link where the temporary file will be cannot read or redirect what is written (a key exported
+/// with `plugpos backup export-key -o /tmp/...`, say).
 pub fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{:016x}.tmp", rand::random::<u64>()));
     let mut file = fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .mode(0o600)
         .open(&tmp)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.write_all(contents)
+    let written = file
+        .write_all(contents)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+        .with_context(|| format!("cannot write {}", tmp.display()))
+        .and_then(|()| {
+            fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+        });
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_file_is_never_written_through_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        let target = dir.path().join("key");
+        // What the earlier fixed temporary name was: `key.tmp`.
+        std::os::unix::fs::symlink(&victim, dir.path().join("key.tmp")).unwrap();
+        write_private_file(&target, b"secret").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(fs::read(&target).unwrap(), b"secret");
+        let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // A link planted at the final name is replaced, not followed.
+        let linked = dir.path().join("linked");
+        std::os::unix::fs::symlink(&victim, &linked).unwrap();
+        write_private_file(&linked, b"secret").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        let leftovers = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+                    && !e
+                        .as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with("key")
+            })
+            .count();
+        assert_eq!(leftovers, 0, "no temporary file left behind");
+    }
+
+    #[test]
+    fn the_data_directory_is_not_open_to_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::prepare(&dir.path().join("data")).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(data.root()), 0o711);
+        assert_eq!(mode(&data.logs()), 0o750);
+        assert_eq!(mode(&data.root().join("backups")), 0o750);
+        assert_eq!(mode(&data.keys()), 0o700);
+    }
 }

@@ -260,6 +260,13 @@ impl ManagedCluster {
                 .with_context(|| format!("cannot create {}", self.log_file.display()))?;
         }
         self.chown(&self.log_file)?;
+        // The cluster's user opens its log by path: its group may pass through the log
+        // directory (0750), which stays ours.
+        if let (Some(run_as), Some(logs)) = (self.run_as, self.log_file.parent()) {
+            std::os::unix::fs::chown(logs, None, Some(run_as.gid)).with_context(|| {
+                format!("cannot give {} to the {SYSTEM_USER} group", logs.display())
+            })?;
+        }
         if self.socket_dir != self.run_dir {
             // A deep data directory: the socket is reached through a short link in /tmp.
             let _ = fs::remove_file(&self.socket_dir);
