@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod cron;
+pub mod csv_cell;
 pub mod ids;
 pub mod money;
 pub mod text;

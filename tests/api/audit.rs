@@ -802,3 +802,47 @@ async fn a_sensitive_action_needs_a_reason_code() {
         (Some("customer_changed_mind"), Some("APR-7"))
     );
 }
+
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) is exported
+/// with a leading `'` (OWASP's rule), and a workstation id that could carry one is refused at
+/// login (issue 28, finding 3).
+#[tokio::test]
+async fn exported_cells_never_start_a_formula() {
+    let app = chained_app().await;
+    let mut tx = AuditedTx::begin(
+        &app.pool,
+        Actor::system("=HYPERLINK(\"x\")"),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    tx.record(
+        Change::new("test.csv", "thing", "@sum(1)", "thing.touch").after(json!({"ok": true})),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
+    let csv = app
+        .get_as("/api/v1/audit/export?format=csv&module=test.csv", &admin)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let row = csv.lines().nth(1).unwrap();
+    assert!(row.contains("'=HYPERLINK"), "{row}");
+    assert!(row.contains(",'@sum(1),"), "{row}");
+    for cell in row.split(',') {
+        let cell = cell.trim_start_matches('"');
+        assert!(!cell.starts_with(['=', '+', '-', '@']), "{cell} in {row}");
+    }
+    let refused = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD, "workstation_id": "=cmd|' /C calc'!A0"}))
+        .send()
+        .await
+        .unwrap();
+    let body = problem(refused, 422, "validation.failed").await;
+    assert_eq!(body["errors"][0]["field"], "workstation_id");
+}

@@ -11,6 +11,7 @@ use crate::core::audit::encoding::format_time;
 use crate::core::audit::{pdf, verify};
 use crate::core::http::ApiError;
 use crate::core::state::AppState;
+use crate::shared::csv_cell;
 
 /// Most records one export holds.
 pub(super) const EXPORT_LIMIT: i64 = 100_000;
@@ -185,26 +186,30 @@ pub(super) fn csv_report(rows: Vec<Row>) -> Result<Vec<u8>, ApiError> {
         let opt = |v: &Option<String>| v.clone().unwrap_or_default();
         let uuid = |v: &Option<Uuid>| v.map(|u| u.to_string()).unwrap_or_default();
         writer
-            .write_record([
-                row.seq.to_string(),
-                format_time(&row.at),
-                uuid(&row.actor_user_id),
-                opt(&row.actor_username),
-                opt(&row.actor_role),
-                opt(&row.workstation_id),
-                uuid(&row.branch_id),
-                row.module.clone(),
-                row.entity.clone(),
-                opt(&row.entity_id),
-                row.action.clone(),
-                opt(&row.before_json),
-                opt(&row.after_json),
-                opt(&row.reason_code),
-                opt(&row.approval_ref),
-                opt(&row.request_id),
-                hex::encode(&row.prev_hash),
-                hex::encode(&row.hash),
-            ])
+            .write_record(
+                [
+                    row.seq.to_string(),
+                    format_time(&row.at),
+                    uuid(&row.actor_user_id),
+                    opt(&row.actor_username),
+                    opt(&row.actor_role),
+                    opt(&row.workstation_id),
+                    uuid(&row.branch_id),
+                    row.module.clone(),
+                    row.entity.clone(),
+                    opt(&row.entity_id),
+                    row.action.clone(),
+                    opt(&row.before_json),
+                    opt(&row.after_json),
+                    opt(&row.reason_code),
+                    opt(&row.approval_ref),
+                    opt(&row.request_id),
+                    hex::encode(&row.prev_hash),
+                    hex::encode(&row.hash),
+                ]
+                .iter()
+                .map(|cell| csv_cell::safe(cell).into_owned()),
+            )
             .map_err(csv_error)?;
     }
     writer

@@ -123,12 +123,14 @@ pub async fn login_handler(
     RequestOrigin(mut origin): RequestOrigin,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
+    // The id goes into every audit record and its exports: a safe charset, starting with a
+    // letter or digit (nothing a spreadsheet could run as a formula).
     if let Some(workstation) = &request.workstation_id
-        && (workstation.is_empty() || workstation.chars().count() > 128)
+        && !safe_workstation_id(workstation)
     {
         return Err(ApiError::invalid(
             "workstation_id",
-            "must be 1 to 128 characters",
+            "must be 1 to 128 letters, digits, spaces or . _ : - #, starting with a letter or digit",
         ));
     }
     // Longer names cannot exist; refusing them keeps junk out of the attempt counters.
@@ -294,6 +296,16 @@ pub async fn verify(
 ) -> Result<Json<RecoveryCodes>, ApiError> {
     let recovery_codes = mfa::confirm(&state, &caller, &body.code).await?;
     Ok(Json(RecoveryCodes { recovery_codes }))
+}
+
+/// A workstation id as a till names itself: 1 to 128 of letters, digits, spaces and `._:-#`,
+/// starting with a letter or digit.
+fn safe_workstation_id(id: &str) -> bool {
+    (1..=128).contains(&id.chars().count())
+        && id.chars().next().is_some_and(char::is_alphanumeric)
+        && id
+            .chars()
+            .all(|c| c.is_alphanumeric() || " ._:-#".contains(c))
 }
 
 /// Login, tokens, the caller's own account and MFA, each with its access rule (assembled by the server with the other capabilities').

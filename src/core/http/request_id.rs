@@ -24,13 +24,19 @@ pub async fn scope<F: Future>(id: String, future: F) -> F::Output {
     CURRENT.scope(id, future).await
 }
 
-/// The client's id when it is printable ASCII without spaces and at most 128 bytes (it ends up
-/// in logs, so anything else is replaced), otherwise a new UUID v7.
+/// The client's id when it is at most 128 bytes of letters, digits and `._:-`, starting with a
+/// letter or digit (it ends up in logs, audit records and their CSV exports, so anything else is
+/// replaced), otherwise a new UUID v7.
 pub fn from_headers(headers: &HeaderMap) -> String {
     headers
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= MAX_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| {
+            v.len() <= MAX_LEN
+                && v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| new_id().to_string())
 }
@@ -47,6 +53,10 @@ mod tests {
         headers.insert(HEADER, "x".repeat(129).parse().unwrap());
         assert_ne!(from_headers(&headers), "x".repeat(129));
         headers.insert(HEADER, "has space".parse().unwrap());
+        assert_eq!(from_headers(&headers).len(), 36);
+        headers.insert(HEADER, "=cmd|calc".parse().unwrap());
+        assert_ne!(from_headers(&headers), "=cmd|calc", "a formula is not kept");
+        headers.insert(HEADER, "@x".parse().unwrap());
         assert_eq!(from_headers(&headers).len(), 36);
     }
 }
