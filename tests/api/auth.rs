@@ -533,3 +533,46 @@ async fn sessions_end_at_their_absolute_lifetime() {
     )
     .await;
 }
+
+/// Guessing the current password through `POST /auth/password` counts like failed logins: the
+/// lockout threshold locks the account and ends the session that guessed (issue 28, finding 9).
+#[tokio::test]
+async fn wrong_current_passwords_count_like_failed_logins() {
+    let app = TestApp::spawn_initialized_with(|c| {
+        c.auth.throttle_after_failures = 50;
+        c.auth.lockout_after_failures = 3;
+    })
+    .await;
+    let token = app
+        .user_token("mia", "mia's long passphrase", &["cashier"])
+        .await;
+    let guess = |n: usize| json!({"current_password": format!("guess number {n}"), "new_password": "a brand new passphrase"});
+    for n in 0..2 {
+        let response = app
+            .post_as("/api/v1/auth/password", &token, &guess(n))
+            .await;
+        problem(response, 422, "validation.failed").await;
+    }
+    assert_eq!(app.get_as("/api/v1/auth/me", &token).await.status(), 200);
+    let third = app
+        .post_as("/api/v1/auth/password", &token, &guess(2))
+        .await;
+    assert_eq!(third.status(), 422);
+    assert_eq!(
+        app.get_as("/api/v1/auth/me", &token).await.status(),
+        401,
+        "the session that guessed has ended"
+    );
+    // The account is locked like after failed logins.
+    problem(
+        app.login("mia", "mia's long passphrase").await,
+        429,
+        "auth.locked",
+    )
+    .await;
+    assert!(
+        app.security_event_kinds()
+            .await
+            .contains(&"account_locked".to_owned())
+    );
+}

@@ -297,12 +297,13 @@ struct FailedLogin<'a> {
 }
 
 /// Counts a failed attempt towards throttling and lockout and records it (and a lockout).
+/// Counts a failed attempt (and records it); answers whether it locked the account.
 async fn count_failure(
     conn: &mut PgConnection,
     state: &AppState,
     failed: FailedLogin<'_>,
     mut details: serde_json::Value,
-) -> Result<(), ApiError> {
+) -> Result<bool, ApiError> {
     let failure = throttle::fail(conn, failed.key, failed.now, &state.config().auth).await?;
     if let Some(map) = details.as_object_mut() {
         map.insert("consecutive_failures".to_owned(), json!(failure.failures));
@@ -327,7 +328,7 @@ async fn count_failure(
         )
         .await?;
     }
-    Ok(())
+    Ok(failure.locked_until.is_some())
 }
 
 async fn role_names(conn: &mut PgConnection, user: Uuid) -> Result<Vec<String>, sqlx::Error> {
@@ -487,16 +488,41 @@ pub async fn change_password(
     current: SecretString,
     new: SecretString,
 ) -> Result<(), ApiError> {
+    // The current password is guessed through here as through a login: the same gate and the
+    // same counter, and the session that reaches the lockout ends with it.
+    let key = throttle::key(&caller.username);
+    let mut conn = state.pool().acquire().await?;
+    pass_gate(&mut conn, &key, &caller.origin, state.clock().now()).await?;
     let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(caller.user_id)
-        .fetch_one(state.pool())
+        .fetch_one(&mut *conn)
         .await?;
     if !state.hashing().verify(current.clone(), stored).await? {
+        let now = state.clock().now();
+        let failed = FailedLogin {
+            key: &key,
+            user_id: Some(caller.user_id),
+            username: &caller.username,
+            origin: &caller.origin,
+            now,
+        };
+        let locked = count_failure(
+            &mut conn,
+            state,
+            failed,
+            json!({"reason": "password_change"}),
+        )
+        .await?;
+        if locked {
+            sessions::end(&mut conn, caller.session_id, EndReason::Locked, now).await?;
+        }
         return Err(ApiError::invalid(
             "current_password",
             "is not your current password",
         ));
     }
+    throttle::clear(&mut conn, &key).await?;
+    drop(conn);
     let mut errors = Vec::new();
     if let Err(why) = password::check_policy(new.expose_secret(), &caller.username) {
         errors.push(FieldError::new("new_password", why));

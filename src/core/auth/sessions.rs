@@ -17,6 +17,8 @@ pub enum EndReason {
     SessionLimit,
     PasswordChanged,
     Disabled,
+    /// Too many wrong passwords (the account is locked).
+    Locked,
 }
 
 impl EndReason {
@@ -27,6 +29,7 @@ impl EndReason {
             EndReason::SessionLimit => "session_limit",
             EndReason::PasswordChanged => "password_changed",
             EndReason::Disabled => "user_disabled",
+            EndReason::Locked => "account_locked",
         }
     }
 }
