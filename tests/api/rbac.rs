@@ -565,3 +565,76 @@ async fn concurrent_disables_never_remove_the_last_super_admin() {
         "an enabled super admin must remain: {outcomes:?}"
     );
 }
+
+/// `administration.users.manage` does not reach a user who holds more than the caller: a help
+/// desk role cannot reset a super admin's password (and take the account over), disable, unlock
+/// or edit them (issue 28, finding 5).
+#[tokio::test]
+async fn managing_users_stops_at_users_who_hold_more() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let admin = admin_token(&app).await;
+    let role = json!({"name": "helpdesk", "description": "Resets passwords",
+                      "permissions": ["administration.users.read", "administration.users.manage"]});
+    assert_eq!(
+        app.post_as("/api/v1/roles", &admin, &role).await.status(),
+        201
+    );
+    let helpdesk = app
+        .user_token("hd", "help desk passphrase", &["helpdesk"])
+        .await;
+    let admin_id: String =
+        sqlx::query_scalar("SELECT id::text FROM users WHERE username = 'admin'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let reset = json!({"password": "taken over passphrase"});
+    let body = problem(
+        app.post_as(
+            &format!("/api/v1/users/{admin_id}/reset-password"),
+            &helpdesk,
+            &reset,
+        )
+        .await,
+        403,
+        "rbac.escalation",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("holds `"),
+        "{body}"
+    );
+    for action in ["disable", "unlock"] {
+        problem(
+            app.post_as(
+                &format!("/api/v1/users/{admin_id}/{action}"),
+                &helpdesk,
+                &json!({}),
+            )
+            .await,
+            403,
+            "rbac.escalation",
+        )
+        .await;
+    }
+    // The admin's password still works, and the refusals are security events.
+    assert_eq!(app.login("admin", ADMIN_PASSWORD).await.status(), 200);
+    let denials: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM security_events WHERE kind = 'permission_denied' AND details->>'reason' = 'target_holds_more'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(denials, 3);
+    // A user who holds no more than the help desk is still theirs to manage.
+    let peer = app
+        .add_user("hd2", "another help desk pass", &["helpdesk"], false)
+        .await;
+    let answer = app
+        .post_as(
+            &format!("/api/v1/users/{peer}/reset-password"),
+            &helpdesk,
+            &reset,
+        )
+        .await;
+    assert_eq!(answer.status(), 204);
+}

@@ -54,6 +54,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("may not write field {field} without {permission}")]
     FieldForbidden { field: String, permission: String },
+    /// The target of a user administration holds a permission the caller does not.
+    #[error("escalation: the target holds {0}")]
+    Escalation(String),
     #[error("{detail}")]
     NotFound { code: &'static str, detail: String },
     #[error("{detail}")]
@@ -119,6 +122,7 @@ impl ApiError {
             ApiError::MfaEnrollmentRequired => "auth.mfa_enrollment_required",
             ApiError::Forbidden(_) => "rbac.forbidden",
             ApiError::FieldForbidden { .. } => "rbac.field_forbidden",
+            ApiError::Escalation(_) => "rbac.escalation",
             ApiError::NotFound { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::BadRequest { code, .. }
@@ -151,6 +155,7 @@ impl ApiError {
             | ApiError::PasswordChangeRequired
             | ApiError::Forbidden(_)
             | ApiError::FieldForbidden { .. }
+            | ApiError::Escalation(_)
             | ApiError::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -188,6 +193,7 @@ impl ApiError {
             ApiError::MfaEnrollmentRequired => "MFA enrollment required",
             ApiError::Forbidden(_) => "Forbidden",
             ApiError::FieldForbidden { .. } => "Field forbidden",
+            ApiError::Escalation(_) => "Beyond your own permissions",
             ApiError::NotFound { .. } => "Not found",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::BadRequest { .. } => "Bad request",
@@ -250,6 +256,9 @@ impl ApiError {
                 "Your role requires two-factor authentication: enroll first (POST /api/v1/auth/mfa/enroll, then /verify).".to_owned()
             }
             ApiError::Forbidden(permission) => format!("Missing permission `{permission}`."),
+            ApiError::Escalation(permission) => format!(
+                "This user holds `{permission}`, which you do not: only someone who holds every permission of a user may manage them."
+            ),
             ApiError::FieldForbidden { field, permission } => {
                 format!("Setting `{field}` needs permission `{permission}`.")
             }

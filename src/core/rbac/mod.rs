@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::core::auth::context::Authenticated;
 use crate::core::http::ApiError;
 use crate::core::security::events::{self, EventKind, SecurityEvent};
+use crate::core::state::AppState;
 
 /// The permissions that keep the instance administrable; super_admin never loses them.
 pub const ADMINISTRABLE: [&str; 4] = [
@@ -39,6 +40,31 @@ pub async fn refuse_escalation(
         return Err(ApiError::Forbidden(missing.clone()));
     }
     Ok(())
+}
+
+/// Refuses (403 `rbac.escalation`) managing user `target` when they hold a permission `caller`
+/// does not: the same rule as granting roles, so `administration.users.manage` cannot take over
+/// an account that holds more (reset its password, then log in as it). The refusal is recorded on
+/// its own connection, so it stays recorded whatever the caller's transaction does.
+pub async fn refuse_managing_above(
+    state: &AppState,
+    caller: &Authenticated,
+    target: Uuid,
+) -> Result<(), ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let held = store::permissions_of_user(&mut conn, target).await?;
+    let Some(missing) = held.into_iter().find(|p| !caller.has(p)) else {
+        return Ok(());
+    };
+    record(
+        &mut conn,
+        caller,
+        EventKind::PermissionDenied,
+        Some(target),
+        serde_json::json!({"permission": missing, "reason": "target_holds_more"}),
+    )
+    .await?;
+    Err(ApiError::Escalation(missing))
 }
 
 /// Records a security event caused by `caller`.

@@ -63,6 +63,20 @@ pub async fn roles_named(
         .await
 }
 
+/// Every permission user `id` holds through their roles.
+pub async fn permissions_of_user(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT rp.permission FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
+         WHERE ur.user_id = $1",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
+}
+
 /// Every permission the roles `ids` grant together.
 pub async fn permissions_of(
     conn: &mut PgConnection,

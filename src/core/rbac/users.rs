@@ -23,7 +23,7 @@ use crate::core::auth::{password, throttle};
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::http::{page, page_limit};
-use crate::core::rbac::{enabled_super_admins, record, refuse_escalation};
+use crate::core::rbac::{enabled_super_admins, record, refuse_escalation, refuse_managing_above};
 use crate::core::security::events::EventKind;
 use crate::core::state::AppState;
 use crate::shared::ids::new_id;
@@ -352,6 +352,7 @@ pub async fn update(
     Path(id): Path<Uuid>,
     ApiJson(patch): ApiJson<UserPatch>,
 ) -> Result<Json<User>, ApiError> {
+    refuse_managing_above(&state, &caller, id).await?;
     let mut errors = Vec::new();
     check_text(&mut errors, "display_name", &patch.display_name, 200);
     check_text(&mut errors, "email", &patch.email, 254);
@@ -416,6 +417,7 @@ async fn set_disabled(
     id: Uuid,
     disable: bool,
 ) -> Result<Json<User>, ApiError> {
+    refuse_managing_above(state, caller, id).await?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), state.clock().now()).await?;
     let before = fetch(&mut tx, id).await?;
     store::set_disabled(&mut tx, id, disable).await?;
@@ -497,6 +499,7 @@ pub async fn reset_password(
     Path(id): Path<Uuid>,
     ApiJson(body): ApiJson<PasswordReset>,
 ) -> Result<StatusCode, ApiError> {
+    refuse_managing_above(&state, &caller, id).await?;
     let mut conn = state.pool().acquire().await?;
     let user = fetch(&mut conn, id).await?;
     password::check_policy(body.password.expose_secret(), &user.username)
@@ -534,6 +537,7 @@ pub async fn unlock(
     caller: AuthContext,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
+    refuse_managing_above(&state, &caller, id).await?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let user = fetch(&mut tx, id).await?;
     let was_locked = throttle::clear(&mut tx, &throttle::key(&user.username)).await?;
