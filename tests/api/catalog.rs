@@ -622,3 +622,21 @@ async fn products_are_deleted_until_sold_then_archived() {
         .collect();
     assert!(actions.contains(&"product.delete") && actions.contains(&"product.archive"));
 }
+
+/// A cursor no list could have made (an offset past any real list) is a 422 naming the cursor,
+/// not a 500 from an overflowing LIMIT (issue 28, finding 12).
+#[tokio::test]
+async fn an_impossible_cursor_is_refused_naming_the_field() {
+    let app = crate::helpers::TestApp::spawn_initialized_with(|_| {}).await;
+    let admin = app.token("admin", crate::helpers::ADMIN_PASSWORD).await;
+    for path in [
+        "/api/v1/products?cursor=9223372036854775807",
+        "/api/v1/products?search=apple&cursor=9223372036854775807",
+        "/api/v1/stock?cursor=9223372036854775000",
+        "/api/v1/jobs?cursor=100000001",
+    ] {
+        let body =
+            crate::helpers::problem(app.get_as(path, &admin).await, 422, "validation.failed").await;
+        assert_eq!(body["errors"][0]["field"], "cursor", "{path}: {body}");
+    }
+}

@@ -10,13 +10,17 @@ pub mod request_id;
 pub use error::ApiError;
 pub use json::ApiJson;
 
+/// Offsets past this are no page of a real list (a million pages of ten): refusing them keeps
+/// `offset + limit` far from overflowing and a search from reading that many rows.
+const MAX_OFFSET: i64 = 10_000_000;
+
 /// The offset encoded in a `cursor` of an offset-paged list (absent: the first page).
 pub fn offset_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
     match cursor {
         Some(c) => c
             .parse()
             .ok()
-            .filter(|o: &i64| *o >= 0)
+            .filter(|o: &i64| (0..=MAX_OFFSET).contains(o))
             .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list")),
         None => Ok(0),
     }
