@@ -73,8 +73,17 @@ impl DataDir {
     }
 }
 
-/// Sets `path`'s mode.
+/// Sets `path`'s mode when it is ours. A directory someone else owns (a shared group directory,
+/// a bind mount) keeps the modes its owner chose: a warning says so, and the start goes on.
 fn restrict(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .uid();
+    if owner != nix::unistd::geteuid().as_raw() {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "not our directory: its mode is left as its owner set it");
+        return Ok(());
+    }
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
         .with_context(|| format!("cannot restrict {}", path.display()))
 }

@@ -625,6 +625,24 @@ async fn managing_users_stops_at_users_who_hold_more() {
     .await
     .unwrap();
     assert_eq!(denials, 3);
+    // Nor may anyone reset their own password (skipping the current one) or lift their own lockout.
+    let hd_id: String = sqlx::query_scalar("SELECT id::text FROM users WHERE username = 'hd'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    for action in ["reset-password", "unlock"] {
+        problem(
+            app.post_as(
+                &format!("/api/v1/users/{hd_id}/{action}"),
+                &helpdesk,
+                &reset,
+            )
+            .await,
+            409,
+            "user.own_account",
+        )
+        .await;
+    }
     // A user who holds no more than the help desk is still theirs to manage.
     let peer = app
         .add_user("hd2", "another help desk pass", &["helpdesk"], false)

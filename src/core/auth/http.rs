@@ -123,14 +123,14 @@ pub async fn login_handler(
     RequestOrigin(mut origin): RequestOrigin,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    // The id goes into every audit record and its exports: a safe charset, starting with a
-    // letter or digit (nothing a spreadsheet could run as a formula).
+    // The id goes into every audit record and its exports: no control characters, nothing a
+    // spreadsheet could run as a formula.
     if let Some(workstation) = &request.workstation_id
         && !safe_workstation_id(workstation)
     {
         return Err(ApiError::invalid(
             "workstation_id",
-            "must be 1 to 128 letters, digits, spaces or . _ : - #, starting with a letter or digit",
+            "must be 1 to 128 characters without control characters, not starting with a space, =, +, - or @",
         ));
     }
     // Longer names cannot exist; refusing them keeps junk out of the attempt counters.
@@ -223,6 +223,7 @@ pub async fn me_handler(caller: Authenticated) -> Json<Me> {
         (status = 204, description = "Changed"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Wrong current password or weak new one (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords (`auth.throttled`, `auth.locked`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn password_handler(
@@ -298,14 +299,13 @@ pub async fn verify(
     Ok(Json(RecoveryCodes { recovery_codes }))
 }
 
-/// A workstation id as a till names itself: 1 to 128 of letters, digits, spaces and `._:-#`,
-/// starting with a letter or digit.
+/// A workstation id as a till names itself (`caisse n°1`, `POS (front)`): 1 to 128 characters,
+/// no control characters, not starting with a blank or with what a spreadsheet runs as a formula
+/// (`=`, `+`, `-`, `@`).
 fn safe_workstation_id(id: &str) -> bool {
     (1..=128).contains(&id.chars().count())
-        && id.chars().next().is_some_and(char::is_alphanumeric)
-        && id
-            .chars()
-            .all(|c| c.is_alphanumeric() || " ._:-#".contains(c))
+        && !id.starts_with(['=', '+', '-', '@', ' '])
+        && !id.chars().any(char::is_control)
 }
 
 /// Login, tokens, the caller's own account and MFA, each with its access rule (assembled by the server with the other capabilities').

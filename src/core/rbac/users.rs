@@ -341,7 +341,7 @@ pub async fn create(
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "Updated", body = User),
-        (status = 403, description = "Missing permission (`rbac.forbidden`) or a protected field (`rbac.field_forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`) or a protected field (`rbac.field_forbidden`); a user who holds a permission you do not (`rbac.escalation`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Would leave no enabled super admin (`rbac.would_lock_out`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
@@ -453,11 +453,26 @@ async fn set_disabled(
     Ok(Json(user))
 }
 
+/// Resetting one's own password or lifting one's own lockout through user administration would
+/// skip the current password and its throttle: the caller changes their own password with
+/// `POST /auth/password`, and another administrator lifts their lockout.
+fn refuse_own_account(caller: &Authenticated, id: Uuid) -> Result<(), ApiError> {
+    if caller.user_id != id {
+        return Ok(());
+    }
+    Err(ApiError::Conflict {
+        code: "user.own_account",
+        detail: "Not for your own account: change your password with POST /api/v1/auth/password; \
+                 another administrator lifts your lockout."
+            .to_owned(),
+    })
+}
+
 /// Disable a user: their sessions end at once and they cannot log in.
 #[utoipa::path(post, path = "/api/v1/users/{id}/disable", tag = "rbac", security(("bearer" = [])), params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "Disabled", body = User),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`); a user who holds a permission you do not (`rbac.escalation`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Would leave no enabled super admin (`rbac.would_lock_out`)", body = Problem, content_type = "application/problem+json"),
     ))]
@@ -473,7 +488,7 @@ pub async fn disable(
 #[utoipa::path(post, path = "/api/v1/users/{id}/enable", tag = "rbac", security(("bearer" = [])), params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 200, description = "Enabled", body = User),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`); a user who holds a permission you do not (`rbac.escalation`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn enable(
@@ -489,8 +504,9 @@ pub async fn enable(
     params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 204, description = "Reset"),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`); a user who holds a permission you do not (`rbac.escalation`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Your own account (`user.own_account`): use POST /auth/password", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Weak password (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn reset_password(
@@ -499,6 +515,7 @@ pub async fn reset_password(
     Path(id): Path<Uuid>,
     ApiJson(body): ApiJson<PasswordReset>,
 ) -> Result<StatusCode, ApiError> {
+    refuse_own_account(&caller, id)?;
     refuse_managing_above(&state, &caller, id).await?;
     let mut conn = state.pool().acquire().await?;
     let user = fetch(&mut conn, id).await?;
@@ -529,14 +546,16 @@ pub async fn reset_password(
 #[utoipa::path(post, path = "/api/v1/users/{id}/unlock", tag = "rbac", security(("bearer" = [])), params(("id" = Uuid, Path, description = "User id")),
     responses(
         (status = 204, description = "Unlocked (or was not locked)"),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`); a user who holds a permission you do not (`rbac.escalation`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (`user.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Your own account (`user.own_account`): use POST /auth/password", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn unlock(
     State(state): State<AppState>,
     caller: AuthContext,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
+    refuse_own_account(&caller, id)?;
     refuse_managing_above(&state, &caller, id).await?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let user = fetch(&mut tx, id).await?;
