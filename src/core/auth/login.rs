@@ -490,14 +490,19 @@ pub async fn change_password(
 ) -> Result<(), ApiError> {
     // The current password is guessed through here as through a login: the same gate and the
     // same counter, and the session that reaches the lockout ends with it.
+    // No pooled connection is held while the password hashes (a slow, bounded step).
     let key = throttle::key(&caller.username);
+    let stored: String = {
+        let mut conn = state.pool().acquire().await?;
+        pass_gate(&mut conn, &key, &caller.origin, state.clock().now()).await?;
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(caller.user_id)
+            .fetch_one(&mut *conn)
+            .await?
+    };
+    let matches = state.hashing().verify(current.clone(), stored).await?;
     let mut conn = state.pool().acquire().await?;
-    pass_gate(&mut conn, &key, &caller.origin, state.clock().now()).await?;
-    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-        .bind(caller.user_id)
-        .fetch_one(&mut *conn)
-        .await?;
-    if !state.hashing().verify(current.clone(), stored).await? {
+    if !matches {
         let now = state.clock().now();
         let failed = FailedLogin {
             key: &key,
