@@ -423,8 +423,8 @@ async fn disabling_a_user_ends_their_tokens_at_once() {
     .await;
     problem(
         app.login("cashier1", "till drawer key 42").await,
-        403,
-        "auth.user_disabled",
+        401,
+        "auth.invalid_credentials",
     )
     .await;
 }

@@ -7,6 +7,7 @@
 // code reads time only through `Clock` (clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+mod abuse;
 mod architecture;
 mod audit;
 mod auth;

@@ -326,8 +326,8 @@ async fn disable_reset_and_unlock() {
     .await;
     problem(
         app.login("cashier3", "cashier pass 123").await,
-        403,
-        "auth.user_disabled",
+        401,
+        "auth.invalid_credentials",
     )
     .await;
     assert_eq!(

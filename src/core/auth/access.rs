@@ -2,7 +2,11 @@
 //! declaration both guards the route and is published in the OpenAPI document as
 //! `x-permission`, which the route-coverage and role-matrix tests read.
 
-use axum::extract::{FromRequestParts, Request};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::extensions::Extensions;
@@ -53,7 +57,8 @@ pub fn declare(
         }
     }
     let router = match access {
-        Access::Public => router,
+        // Writes anyone may send (login, refresh, setup) are limited per client address.
+        Access::Public => router.route_layer(axum::middleware::from_fn(limit_public_writes)),
         Access::SelfService | Access::Permission(_) => router.route_layer(
             axum::middleware::from_fn(move |req: Request, next: Next| guard(access, req, next)),
         ),
@@ -74,6 +79,20 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     ]
     .into_iter()
     .flatten()
+}
+
+async fn limit_public_writes(req: Request, next: Next) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let (false, Some(ip), Some(state)) = (safe, client, req.extensions().get::<AppState>())
+        && let Err(retry_after_secs) = state.public_limit().take(ip, Instant::now())
+    {
+        return ApiError::RateLimited { retry_after_secs }.into_response();
+    }
+    next.run(req).await
 }
 
 async fn guard(access: Access, req: Request, next: Next) -> Response {

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::Authenticated;
 use crate::core::auth::sessions::{self, EndReason};
-use crate::core::auth::throttle::{self, Gate};
+use crate::core::auth::throttle::{self, Attempt, Closed, Failure};
 use crate::core::auth::{mfa, password, tokens};
 use crate::core::config::SessionLimitPolicy;
 use crate::core::http::ApiError;
@@ -69,6 +69,11 @@ async fn event(
 }
 
 /// Username + password login. Unknown users cost the same hashing time and get the same answer.
+///
+/// The attempt is counted as a failure before its password is checked (and given back when
+/// it was right), and no pooled connection is held while the password hashes: a flood of
+/// logins waits in the hasher's bounded queue (or is refused `auth.busy`), never in the pool
+/// that sales need.
 pub async fn login(
     state: &AppState,
     username: &str,
@@ -76,25 +81,50 @@ pub async fn login(
     second: SecondFactor<'_>,
     origin: &Origin,
 ) -> Result<Issued, ApiError> {
-    let key = throttle::key(username);
-    let mut conn = state.pool().acquire().await?;
-    pass_gate(&mut conn, &key, origin, state.clock().now()).await?;
-    let user = check_password(state, &mut conn, &key, password, origin).await?;
-    let now = state.clock().now();
-    check_second_factor(state, &mut conn, &user, &key, second, origin, now).await?;
-    throttle::clear(&mut conn, &key).await?;
-    if user.disabled_at.is_some() {
-        event(
-            &mut conn,
-            EventKind::LoginFailed,
-            Some(user.id),
-            &user.username,
-            origin,
-            json!({"reason": "disabled"}),
+    let admitted = state.hashing().admit().map_err(|_| ApiError::Busy {
+        retry_after_secs: 1,
+    })?;
+    let attempt = Attempt::new(username, origin.ip);
+    let (counted, user) = {
+        let mut conn = state.pool().acquire().await?;
+        let counted = pass_gate(state, &mut conn, &attempt, origin).await?;
+        let user: Option<UserRow> = sqlx::query_as(
+            "SELECT id, username, password_hash, disabled_at, password_change_required, security_stamp \
+             FROM users WHERE lower(username) = $1",
         )
+        .bind(attempt.key())
+        .fetch_optional(&mut *conn)
         .await?;
-        return Err(ApiError::UserDisabled);
-    }
+        (counted, user)
+    };
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let valid = admitted.verify(password, stored).await?;
+    drop(admitted);
+    let mut conn = state.pool().acquire().await?;
+    let now = state.clock().now();
+    let user = match user {
+        Some(user) if valid && user.disabled_at.is_none() => user,
+        user => {
+            // A disabled account answers exactly as a wrong password, counted the same way, so
+            // the answer never confirms a guessed password (the event says which it was).
+            let reason = match valid {
+                true => "disabled",
+                false => "password",
+            };
+            let user_id = user.as_ref().map(|u| u.id);
+            let failed = FailedLogin {
+                user_id,
+                username: attempt.key(),
+                origin,
+            };
+            record_failure(&mut conn, failed, counted, json!({"reason": reason})).await?;
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
+    let config = &state.config().auth;
+    attempt.password_ok(&mut conn, now, config).await?;
+    check_second_factor(state, &mut conn, &user, &attempt, second, origin, now).await?;
+    attempt.succeeded(&mut conn).await?;
     let (session, refresh_token, expires_at) =
         open_session(state, &mut conn, &user, origin, now).await?;
     let roles = role_names(&mut conn, user.id).await?;
@@ -111,72 +141,38 @@ pub async fn login(
     )
 }
 
-/// Refuses (and records) a login while the username is throttled or locked.
+/// Counts the attempt up front, or refuses (and records) it while this address is throttled or
+/// locked out of the account, or the account is locked.
 async fn pass_gate(
+    state: &AppState,
     conn: &mut PgConnection,
-    key: &str,
+    attempt: &Attempt,
     origin: &Origin,
-    now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let (until, locked) = match throttle::gate(conn, key, now).await? {
-        Gate::Open => return Ok(()),
-        Gate::Throttled { until } => (until, false),
-        Gate::Locked { until } => (until, true),
+) -> Result<Failure, ApiError> {
+    let now = state.clock().now();
+    let (until, locked) = match attempt.begin(conn, now, &state.config().auth).await? {
+        Ok(counted) => return Ok(counted),
+        Err(Closed::Throttled { until }) => (until, false),
+        Err(Closed::Locked { until }) => (until, true),
     };
     let details = match locked {
         true => json!({"until": until, "locked": true}),
         false => json!({"until": until}),
     };
-    event(conn, EventKind::LoginThrottled, None, key, origin, details).await?;
+    event(
+        conn,
+        EventKind::LoginThrottled,
+        None,
+        attempt.key(),
+        origin,
+        details,
+    )
+    .await?;
     let retry_after_secs = throttle::seconds_until(until, now);
     Err(match locked {
         true => ApiError::Locked { retry_after_secs },
         false => ApiError::Throttled { retry_after_secs },
     })
-}
-
-/// The user whose password this is; a wrong password (or an unknown user, hashed all the same)
-/// is counted towards throttling and answered `auth.invalid_credentials`.
-async fn check_password(
-    state: &AppState,
-    conn: &mut PgConnection,
-    key: &str,
-    password: SecretString,
-    origin: &Origin,
-) -> Result<UserRow, ApiError> {
-    let user: Option<UserRow> = sqlx::query_as(
-        "SELECT id, username, password_hash, disabled_at, password_change_required, security_stamp \
-         FROM users WHERE lower(username) = $1",
-    )
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let valid = match &user {
-        Some(user) => {
-            state
-                .hashing()
-                .verify(password, user.password_hash.clone())
-                .await?
-        }
-        None => state.hashing().verify_unknown_user(password).await?,
-    };
-    if let Some(user) = user.filter(|_| valid) {
-        return Ok(user);
-    }
-    let user_id: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM users WHERE lower(username) = $1")
-            .bind(key)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let failed = FailedLogin {
-        key,
-        user_id,
-        username: key,
-        origin,
-        now: state.clock().now(),
-    };
-    count_failure(conn, state, failed, json!({"reason": "password"})).await?;
-    Err(ApiError::InvalidCredentials)
 }
 
 /// The second factor, when the user has one: a wrong code counts like a wrong password; a
@@ -185,7 +181,7 @@ async fn check_second_factor(
     state: &AppState,
     conn: &mut PgConnection,
     user: &UserRow,
-    key: &str,
+    attempt: &Attempt,
     second: SecondFactor<'_>,
     origin: &Origin,
     now: DateTime<Utc>,
@@ -204,14 +200,13 @@ async fn check_second_factor(
     )
     .await?;
     if !ok {
+        let counted = attempt.fail(conn, now, &state.config().auth).await?;
         let failed = FailedLogin {
-            key,
             user_id: Some(user.id),
             username: &user.username,
             origin,
-            now,
         };
-        count_failure(conn, state, failed, json!({"reason": "second_factor"})).await?;
+        record_failure(conn, failed, counted, json!({"reason": "second_factor"})).await?;
         return Err(ApiError::MfaInvalid);
     }
     if second.totp_code.is_none() {
@@ -287,26 +282,23 @@ async fn open_session(
     Ok((session, refresh_token, expires_at))
 }
 
-/// A failed login attempt, for counting and recording.
+/// Who failed to log in, for the record.
 struct FailedLogin<'a> {
-    key: &'a str,
     user_id: Option<Uuid>,
     username: &'a str,
     origin: &'a Origin,
-    now: DateTime<Utc>,
 }
 
-/// Counts a failed attempt towards throttling and lockout and records it (and a lockout).
-/// Counts a failed attempt (and records it); answers whether it locked the account.
-async fn count_failure(
+/// Records a failed attempt (counted already) and the lockout it led to, if any; answers
+/// whether it locked.
+async fn record_failure(
     conn: &mut PgConnection,
-    state: &AppState,
     failed: FailedLogin<'_>,
+    counted: Failure,
     mut details: serde_json::Value,
 ) -> Result<bool, ApiError> {
-    let failure = throttle::fail(conn, failed.key, failed.now, &state.config().auth).await?;
     if let Some(map) = details.as_object_mut() {
-        map.insert("consecutive_failures".to_owned(), json!(failure.failures));
+        map.insert("consecutive_failures".to_owned(), json!(counted.failures));
     }
     event(
         conn,
@@ -317,7 +309,7 @@ async fn count_failure(
         details,
     )
     .await?;
-    if let Some(until) = failure.locked_until {
+    if let Some(until) = counted.locked_until {
         event(
             conn,
             EventKind::AccountLocked,
@@ -328,7 +320,7 @@ async fn count_failure(
         )
         .await?;
     }
-    Ok(failure.locked_until.is_some())
+    Ok(counted.locked_until.is_some())
 }
 
 async fn role_names(conn: &mut PgConnection, user: Uuid) -> Result<Vec<String>, sqlx::Error> {
@@ -489,32 +481,31 @@ pub async fn change_password(
     new: SecretString,
 ) -> Result<(), ApiError> {
     // The current password is guessed through here as through a login: the same gate and the
-    // same counter, and the session that reaches the lockout ends with it.
+    // same counters, and the session that reaches the lockout ends with it.
     // No pooled connection is held while the password hashes (a slow, bounded step).
-    let key = throttle::key(&caller.username);
-    let stored: String = {
+    let attempt = Attempt::new(&caller.username, caller.origin.ip);
+    let (counted, stored): (Failure, String) = {
         let mut conn = state.pool().acquire().await?;
-        pass_gate(&mut conn, &key, &caller.origin, state.clock().now()).await?;
-        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        let counted = pass_gate(state, &mut conn, &attempt, &caller.origin).await?;
+        let stored = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
             .bind(caller.user_id)
             .fetch_one(&mut *conn)
-            .await?
+            .await?;
+        (counted, stored)
     };
     let matches = state.hashing().verify(current.clone(), stored).await?;
     let mut conn = state.pool().acquire().await?;
+    let now = state.clock().now();
     if !matches {
-        let now = state.clock().now();
         let failed = FailedLogin {
-            key: &key,
             user_id: Some(caller.user_id),
             username: &caller.username,
             origin: &caller.origin,
-            now,
         };
-        let locked = count_failure(
+        let locked = record_failure(
             &mut conn,
-            state,
             failed,
+            counted,
             json!({"reason": "password_change"}),
         )
         .await?;
@@ -526,7 +517,10 @@ pub async fn change_password(
             "is not your current password",
         ));
     }
-    throttle::clear(&mut conn, &key).await?;
+    attempt
+        .password_ok(&mut conn, now, &state.config().auth)
+        .await?;
+    attempt.succeeded(&mut conn).await?;
     drop(conn);
     let mut errors = Vec::new();
     if let Err(why) = password::check_policy(new.expose_secret(), &caller.username) {

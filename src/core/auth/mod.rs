@@ -7,6 +7,7 @@ pub mod login;
 pub mod mfa;
 pub mod password;
 pub mod permissions;
+pub mod public_limit;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
@@ -19,6 +20,11 @@ impl crate::core::state::AppState {
 
     /// Password hashing, bounded in concurrency.
     pub fn hashing(&self) -> &password::PasswordHashing {
+        self.part()
+    }
+
+    /// The per-address limit on unauthenticated writes.
+    pub fn public_limit(&self) -> &public_limit::PublicLimit {
         self.part()
     }
 }

@@ -59,23 +59,52 @@ fn hasher() -> anyhow::Result<Argon2<'static>> {
 }
 
 /// Password hashing with a bound on how many hashes run at once, so a login storm cannot
-/// exhaust memory (19 MiB each) or starve other requests of CPU.
+/// exhaust memory (19 MiB each) or starve other requests of CPU, and a bound on how many logins
+/// may wait for it, so a flood is refused at once (`auth.busy`) instead of piling up.
 pub struct PasswordHashing {
     permits: tokio::sync::Semaphore,
+    /// Logins hashing or waiting to: at most `concurrent + queued`.
+    admission: std::sync::Arc<tokio::sync::Semaphore>,
     /// Verified against for unknown usernames, so they cost the same time as real ones.
     dummy: tokio::sync::OnceCell<String>,
 }
 
+/// The queue of password checks is full: try again shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Busy;
+
+/// A login's place in the hashing queue, taken before anything is counted or read, and given
+/// back when dropped.
+pub struct Admitted<'a> {
+    hashing: &'a PasswordHashing,
+    _place: tokio::sync::OwnedSemaphorePermit,
+}
+
 impl PasswordHashing {
-    /// At most `concurrent` hashes at once.
-    pub fn new(concurrent: usize) -> PasswordHashing {
+    /// At most `concurrent` hashes at once, and `queued` logins waiting for one.
+    pub fn new(concurrent: usize, queued: usize) -> PasswordHashing {
+        let concurrent = concurrent.max(1);
         PasswordHashing {
-            permits: tokio::sync::Semaphore::new(concurrent.max(1)),
+            permits: tokio::sync::Semaphore::new(concurrent),
+            admission: std::sync::Arc::new(tokio::sync::Semaphore::new(concurrent + queued)),
             dummy: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// Hashes a new password.
+    /// A place in the queue for one unauthenticated password check, or [`Busy`] at once.
+    pub fn admit(&self) -> Result<Admitted<'_>, Busy> {
+        let place = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Busy)?;
+        Ok(Admitted {
+            hashing: self,
+            _place: place,
+        })
+    }
+
+    /// Hashes a new password (a logged-in user's request: it waits, it is never refused).
     pub async fn hash(&self, password: SecretString) -> anyhow::Result<String> {
         let _permit = self
             .permits
@@ -85,7 +114,7 @@ impl PasswordHashing {
         hash(password).await
     }
 
-    /// Checks a password against a stored hash.
+    /// Checks a password against a stored hash (a logged-in user's request: it waits).
     pub async fn verify(&self, password: SecretString, phc: String) -> anyhow::Result<bool> {
         let _permit = self
             .permits
@@ -107,6 +136,20 @@ impl PasswordHashing {
             .await?
             .clone();
         self.verify(password, dummy).await.map(|_| false)
+    }
+}
+
+impl Admitted<'_> {
+    /// Checks `password` against `phc`, or (no such user) spends the same effort and answers false.
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        phc: Option<String>,
+    ) -> anyhow::Result<bool> {
+        match phc {
+            Some(phc) => self.hashing.verify(password, phc).await,
+            None => self.hashing.verify_unknown_user(password).await,
+        }
     }
 }
 

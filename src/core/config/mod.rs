@@ -189,14 +189,27 @@ pub struct AuthConfig {
     pub max_sessions_per_user: u32,
     /// At the limit: `end_oldest` (the oldest session ends) or `refuse_new` (the login is refused).
     pub session_limit: SessionLimitPolicy,
-    /// Consecutive failed logins after which each further attempt must wait (progressively longer).
+    /// Consecutive failed logins for one username from one client address after which each
+    /// further attempt from there must wait (progressively longer).
     pub throttle_after_failures: u32,
-    /// Consecutive failed logins after which the account is locked.
+    /// Consecutive failed logins for one username from one client address after which that
+    /// address is locked out of the account.
     pub lockout_after_failures: u32,
+    /// Failed logins for one username from all addresses together, within `lockout_minutes`,
+    /// after which the account is locked everywhere (the softer, account-wide limit).
+    pub account_lockout_after_failures: u32,
     /// How long a lockout lasts unless an admin unlocks the account sooner.
     pub lockout_minutes: u64,
     /// Password hashes computed at once (each takes 19 MiB and a core for a moment).
     pub max_concurrent_hashes: usize,
+    /// Logins that may wait for a hash; beyond, a login is refused at once (429 `auth.busy`).
+    pub max_queued_hashes: usize,
+    /// Unauthenticated writes (login, refresh, setup) one client address may send per minute...
+    pub public_requests_per_minute: u32,
+    /// ...and in a burst.
+    pub public_requests_burst: u32,
+    /// Days security events are kept before the prune job deletes them (at least 30).
+    pub security_events_retention_days: u32,
 }
 
 /// What happens when a user already has the most sessions allowed.
@@ -216,8 +229,13 @@ impl Default for AuthConfig {
             session_limit: SessionLimitPolicy::EndOldest,
             throttle_after_failures: 5,
             lockout_after_failures: 10,
+            account_lockout_after_failures: 50,
             lockout_minutes: 30,
             max_concurrent_hashes: 2,
+            max_queued_hashes: 16,
+            public_requests_per_minute: 60,
+            public_requests_burst: 20,
+            security_events_retention_days: 365,
         }
     }
 }
@@ -414,6 +432,21 @@ impl Config {
                 "auth.lockout_after_failures",
                 "must be greater than auth.throttle_after_failures",
             );
+        }
+        if auth.account_lockout_after_failures < auth.lockout_after_failures {
+            return fail(
+                "auth.account_lockout_after_failures",
+                "must be at least auth.lockout_after_failures",
+            );
+        }
+        if auth.public_requests_per_minute == 0 || auth.public_requests_burst == 0 {
+            return fail(
+                "auth.public_requests_per_minute",
+                "and auth.public_requests_burst must be at least 1",
+            );
+        }
+        if auth.security_events_retention_days < 30 {
+            return fail("auth.security_events_retention_days", "must be at least 30");
         }
         if auth.lockout_minutes == 0 {
             return fail("auth.lockout_minutes", "must be at least 1");

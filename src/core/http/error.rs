@@ -38,8 +38,12 @@ pub enum ApiError {
     InvalidRefreshToken,
     #[error("refresh token reused")]
     RefreshReused,
-    #[error("user disabled")]
-    UserDisabled,
+    /// The password hasher's queue is full (a login flood); nothing was counted.
+    #[error("password checks are busy; retry after {retry_after_secs}s")]
+    Busy { retry_after_secs: u64 },
+    /// Too many unauthenticated requests from one client address.
+    #[error("too many requests from this address; retry after {retry_after_secs}s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("password change required")]
     PasswordChangeRequired,
     #[error("session limit reached")]
@@ -114,7 +118,8 @@ impl ApiError {
             ApiError::SessionEnded => "auth.session_ended",
             ApiError::InvalidRefreshToken => "auth.invalid_refresh_token",
             ApiError::RefreshReused => "auth.refresh_reused",
-            ApiError::UserDisabled => "auth.user_disabled",
+            ApiError::Busy { .. } => "auth.busy",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PasswordChangeRequired => "auth.password_change_required",
             ApiError::SessionLimit => "auth.session_limit",
             ApiError::MfaRequired => "auth.mfa_required",
@@ -150,9 +155,11 @@ impl ApiError {
             | ApiError::RefreshReused
             | ApiError::MfaRequired
             | ApiError::MfaInvalid => StatusCode::UNAUTHORIZED,
-            ApiError::Throttled { .. } | ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::UserDisabled
-            | ApiError::PasswordChangeRequired
+            ApiError::Throttled { .. }
+            | ApiError::Locked { .. }
+            | ApiError::Busy { .. }
+            | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PasswordChangeRequired
             | ApiError::Forbidden(_)
             | ApiError::FieldForbidden { .. }
             | ApiError::Escalation(_)
@@ -185,7 +192,8 @@ impl ApiError {
             ApiError::SessionEnded => "Session ended",
             ApiError::InvalidRefreshToken => "Invalid refresh token",
             ApiError::RefreshReused => "Refresh token reused",
-            ApiError::UserDisabled => "User disabled",
+            ApiError::Busy { .. } => "Busy",
+            ApiError::RateLimited { .. } => "Too many requests",
             ApiError::PasswordChangeRequired => "Password change required",
             ApiError::SessionLimit => "Too many sessions",
             ApiError::MfaRequired => "Second factor required",
@@ -241,7 +249,12 @@ impl ApiError {
             ApiError::RefreshReused => {
                 "This refresh token was already used; the session has been ended for safety. Log in again.".to_owned()
             }
-            ApiError::UserDisabled => "This user is disabled.".to_owned(),
+            ApiError::Busy { retry_after_secs } => format!(
+                "The server is checking too many passwords at once; try again in {retry_after_secs} s."
+            ),
+            ApiError::RateLimited { retry_after_secs } => format!(
+                "Too many requests without a login from this address; try again in {retry_after_secs} s."
+            ),
             ApiError::PasswordChangeRequired => {
                 "Change your password first (POST /api/v1/auth/password).".to_owned()
             }
@@ -284,7 +297,10 @@ impl IntoResponse for ApiError {
         let status = self.status();
         let mut headers = Vec::new();
         match &self {
-            ApiError::Throttled { retry_after_secs } | ApiError::Locked { retry_after_secs } => {
+            ApiError::Throttled { retry_after_secs }
+            | ApiError::Locked { retry_after_secs }
+            | ApiError::Busy { retry_after_secs }
+            | ApiError::RateLimited { retry_after_secs } => {
                 headers.push((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
             }
             _ if status == StatusCode::UNAUTHORIZED => {

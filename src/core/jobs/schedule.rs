@@ -313,8 +313,22 @@ async fn prune(ctx: JobContext) -> anyhow::Result<Value> {
         .execute(ctx.state.pool())
         .await?
         .rows_affected();
+    let mut conn = ctx.state.pool().acquire().await?;
+    let login_counters = crate::core::auth::throttle::prune(&mut conn, now).await?;
+    // Security events are append-only for the server's role: old ones leave through the
+    // database function that keeps at least 30 days whatever it is asked.
+    let retention = i64::from(ctx.state.config().auth.security_events_retention_days);
+    let events: i64 = sqlx::query_scalar("SELECT prune_security_events($1)")
+        .bind(now - chrono::Duration::days(retention))
+        .fetch_one(&mut *conn)
+        .await?;
     // Log files rotate daily and are pruned by the appender itself (log.retention_days).
-    Ok(json!({"jobs_deleted": jobs, "idempotency_keys_deleted": keys}))
+    Ok(json!({
+        "jobs_deleted": jobs,
+        "idempotency_keys_deleted": keys,
+        "login_counters_deleted": login_counters,
+        "security_events_deleted": events,
+    }))
 }
 
 #[cfg(test)]

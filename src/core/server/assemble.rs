@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use crate::core::auth::password::PasswordHashing;
+use crate::core::auth::public_limit::PublicLimit;
 use crate::core::auth::tokens::SigningKey;
 use crate::core::backup::DbTarget;
 use crate::core::jobs::runner::Handlers;
@@ -34,7 +35,10 @@ pub fn job_handlers() -> Handlers {
 /// The application state: `shared`, every capability's part, and each module installed
 /// (`Module::install`: what modules provide each other).
 pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
-    let hashing = PasswordHashing::new(shared.config.auth.max_concurrent_hashes);
+    let auth = &shared.config.auth;
+    let hashing = PasswordHashing::new(auth.max_concurrent_hashes, auth.max_queued_hashes);
+    let public_limit =
+        PublicLimit::new(auth.public_requests_per_minute, auth.public_requests_burst);
     let live = Arc::new(Hub::new(
         crate::core::jobs::TOPICS.iter().copied().chain(
             capabilities
@@ -49,6 +53,7 @@ pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
     let parts = shared
         .with(capabilities.signing_key)
         .with(hashing)
+        .with(public_limit)
         .with(live)
         .with(capabilities.registry)
         .with(capabilities.modules)

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -138,8 +138,15 @@ pub async fn forget_cached_after_writes(
     next: Next,
 ) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    let anonymous = !req.headers().contains_key(header::AUTHORIZATION);
     let response = next.run(req).await;
-    if !safe && response.extensions().get::<KeepsCaches>().is_none() {
+    // A refused request changed nothing cached: an anonymous one answered 4xx (a failed login),
+    // or any answered 401 or 429. A flood of them must not keep emptying the caches sales use.
+    let status = response.status();
+    let refused = (anonymous && status.is_client_error())
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::TOO_MANY_REQUESTS;
+    if !safe && !refused && response.extensions().get::<KeepsCaches>().is_none() {
         state.changes().forget_all();
     }
     response
