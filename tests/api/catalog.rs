@@ -640,3 +640,67 @@ async fn an_impossible_cursor_is_refused_naming_the_field() {
         assert_eq!(body["errors"][0]["field"], "cursor", "{path}: {body}");
     }
 }
+
+/// Field permissions hold on the audit log too: a reader without the cost price permission gets
+/// product records without it, told what was left out, in the query and in both exports
+/// (issue 28, finding 2).
+#[tokio::test]
+async fn the_audit_log_leaves_cost_prices_out_for_readers_without_the_permission() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let token = manager(&app).await;
+    let tax = tax_class(&app, &token).await;
+    let body = json!({"sku": "TEA", "name": "Green tea", "price": "3.20", "cost_price": "1.1357", "tax_class_id": tax});
+    let product: Value = app
+        .post_as("/api/v1/products", &token, &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = product["id"].as_str().unwrap();
+    let patched = app
+        .client
+        .patch(app.url(&format!("/api/v1/products/{id}")))
+        .bearer_auth(&token)
+        .json(&json!({"cost_price": "1.2468", "version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+
+    let path = format!("/api/v1/audit?entity=product&entity_id={id}");
+    let auditor = app
+        .user_token("inspector", "auditor pass 123", &["auditor"])
+        .await;
+    let seen: Value = app.get_as(&path, &auditor).await.json().await.unwrap();
+    let records = seen["items"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "{seen}");
+    assert_eq!(records[0]["action"], "product.create");
+    assert_eq!(records[0]["after"]["name"], "Green tea");
+    assert!(records[0]["after"].get("cost_price").is_none(), "{seen}");
+    assert_eq!(records[0]["redacted"], json!(["after.cost_price"]));
+    assert_eq!(
+        records[1]["redacted"],
+        json!(["before.cost_price", "after.cost_price"])
+    );
+    for format in ["csv", "pdf"] {
+        let export = app
+            .get_as(
+                &format!("/api/v1/audit/export?format={format}&entity=product"),
+                &auditor,
+            )
+            .await;
+        assert_eq!(export.status(), 200);
+        let bytes = export.bytes().await.unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in ["1.1357", "1.2468"] {
+            assert!(!text.contains(secret), "{format} export shows {secret}");
+        }
+    }
+
+    // The admin holds the permission and sees the whole record; the hashes are the same.
+    let admin = app.token("admin", "correct horse battery").await;
+    let whole: Value = app.get_as(&path, &admin).await.json().await.unwrap();
+    assert_eq!(whole["items"][0]["after"]["cost_price"], "1.1357");
+    assert_eq!(whole["items"][0]["redacted"], json!([]));
+    assert_eq!(whole["items"][0]["hash"], records[0]["hash"]);
+}

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 
 use crate::core::audit::checkpoint::{self, Checkpoint};
 use crate::core::audit::query::{
-    AuditFilter, AuditPage, EXPORT_LIMIT, Row, csv_report, fetch, pdf_report,
+    AuditFilter, AuditPage, EXPORT_LIMIT, Redaction, Row, csv_report, fetch, pdf_report,
 };
 use crate::core::audit::{Actor, AuditedTx, Change, chain, verify};
 use crate::core::auth::context::AuthContext;
@@ -90,7 +90,7 @@ pub async fn list_checkpoints(
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    _caller: AuthContext,
+    caller: AuthContext,
     Query(filter): Query<AuditFilter>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = page_limit(filter.limit, 100, 500)?;
@@ -101,12 +101,28 @@ pub async fn list(
         None => 0,
     };
     chain::chain_pending(state.pool()).await?;
-    let rows = fetch(state.pool(), &filter, after, limit + 1).await?;
+    let mut rows = fetch(state.pool(), &filter, after, limit + 1).await?;
+    let redaction = redaction(&state, &caller);
+    rows.iter_mut().for_each(|row| redaction.apply(row));
     let (rows, next_cursor) = page(rows, limit, |r| r.seq.to_string());
     Ok(Json(AuditPage {
         items: rows.into_iter().map(Row::entry).collect(),
         next_cursor,
     }))
+}
+
+/// What `caller` may not see of the records: the modules' protected fields whose permission
+/// they lack.
+fn redaction(state: &AppState, caller: &AuthContext) -> Redaction {
+    let hidden = state
+        .registry()
+        .modules()
+        .iter()
+        .flat_map(|m| m.protected_fields())
+        .filter(|f| !caller.has(f.permission))
+        .copied()
+        .collect();
+    Redaction::new(hidden)
 }
 
 /// What an export is written as (`?format=`; the audit and security records name it).
@@ -140,7 +156,9 @@ pub async fn export(
         }
     };
     chain::chain_pending(state.pool()).await?;
-    let rows = fetch(state.pool(), &filter, 0, EXPORT_LIMIT + 1).await?;
+    let mut rows = fetch(state.pool(), &filter, 0, EXPORT_LIMIT + 1).await?;
+    let redaction = redaction(&state, &caller);
+    rows.iter_mut().for_each(|row| redaction.apply(row));
     if rows.len() as i64 > EXPORT_LIMIT {
         return Err(ApiError::invalid(
             "from",

@@ -13,4 +13,5 @@ pub mod verify;
 pub mod write;
 
 pub use parts::AuditedPart;
+pub use query::ProtectedField;
 pub use write::{Actor, AuditError, AuditedStatement, AuditedTx, Change};

@@ -65,6 +65,9 @@ pub struct AuditEntry {
     pub request_id: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// Fields left out of `before`/`after` because the reader lacks the permission to see
+    /// them (`after.cost_price`); the hashes are those of the whole stored record.
+    pub redacted: Vec<String>,
 }
 
 /// A page of records, in chain order.
@@ -94,6 +97,64 @@ pub(super) struct Row {
     reason_code: Option<String>,
     approval_ref: Option<String>,
     request_id: Option<String>,
+    #[sqlx(skip)]
+    redacted: Vec<String>,
+}
+
+/// A field of an audited entity that only holders of `permission` may read: the audit log
+/// query and exports leave it out of a record's `before` and `after` for other readers (the
+/// stored, hashed record is unchanged) and name it in the record's `redacted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtectedField {
+    /// The module that writes the records (`management.catalog`).
+    pub module: &'static str,
+    /// The record's entity (`product`).
+    pub entity: &'static str,
+    /// The top-level key in `before`/`after` (`cost_price`).
+    pub field: &'static str,
+    pub permission: &'static str,
+}
+
+/// The protected fields one reader may not see.
+pub(super) struct Redaction(Vec<ProtectedField>);
+
+impl Redaction {
+    /// Hides `hidden` (the protected fields whose permission the reader lacks).
+    pub(super) fn new(hidden: Vec<ProtectedField>) -> Redaction {
+        Redaction(hidden)
+    }
+
+    /// Leaves the hidden fields out of `row`'s `before` and `after` and names them in its
+    /// `redacted`. Records of other entities are not touched.
+    pub(super) fn apply(&self, row: &mut Row) {
+        let fields: Vec<&ProtectedField> = self
+            .0
+            .iter()
+            .filter(|f| f.module == row.module && f.entity == row.entity)
+            .collect();
+        if fields.is_empty() {
+            return;
+        }
+        for (side, text) in [
+            ("before", &mut row.before_json),
+            ("after", &mut row.after_json),
+        ] {
+            let Some(Ok(Value::Object(mut map))) =
+                text.as_deref().map(serde_json::from_str::<Value>)
+            else {
+                continue;
+            };
+            let before = row.redacted.len();
+            for field in &fields {
+                if map.remove(field.field).is_some() {
+                    row.redacted.push(format!("{side}.{}", field.field));
+                }
+            }
+            if row.redacted.len() > before {
+                *text = Some(Value::Object(map).to_string());
+            }
+        }
+    }
 }
 
 impl Row {
@@ -122,6 +183,7 @@ impl Row {
             request_id: self.request_id,
             prev_hash: hex::encode(self.prev_hash),
             hash: hex::encode(self.hash),
+            redacted: self.redacted,
         }
     }
 }
@@ -180,6 +242,7 @@ pub(super) fn csv_report(rows: Vec<Row>) -> Result<Vec<u8>, ApiError> {
             "request_id",
             "prev_hash",
             "hash",
+            "redacted",
         ])
         .map_err(csv_error)?;
     for row in rows {
@@ -206,6 +269,7 @@ pub(super) fn csv_report(rows: Vec<Row>) -> Result<Vec<u8>, ApiError> {
                     opt(&row.request_id),
                     hex::encode(&row.prev_hash),
                     hex::encode(&row.hash),
+                    row.redacted.join(" "),
                 ]
                 .iter()
                 .map(|cell| csv_cell::safe(cell).into_owned()),
@@ -278,11 +342,17 @@ pub(super) async fn pdf_report(
             user: r.actor_username.clone().unwrap_or_default(),
             action: r.action.clone(),
             entity: format!("{} {}", r.entity, r.entity_id.clone().unwrap_or_default()),
-            details: r
-                .after_json
-                .clone()
-                .or_else(|| r.before_json.clone())
-                .unwrap_or_default(),
+            details: {
+                let details = r
+                    .after_json
+                    .clone()
+                    .or_else(|| r.before_json.clone())
+                    .unwrap_or_default();
+                match r.redacted.is_empty() {
+                    true => details,
+                    false => format!("{details} (redacted: {})", r.redacted.join(", ")),
+                }
+            },
         })
         .collect();
     tokio::task::spawn_blocking(move || pdf::render(&header, &table))

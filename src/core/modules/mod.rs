@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::core::audit::AuditedTx;
 use crate::core::state::AppState;
 
+pub use crate::core::audit::ProtectedField;
 pub use crate::core::auth::permissions::ModulePermission;
 pub use crate::core::live::Topic;
 
@@ -62,6 +63,10 @@ pub trait Module: Send + Sync + 'static {
     }
     /// The permissions its routes check.
     fn permissions(&self) -> &'static [ModulePermission] {
+        &[]
+    }
+    /// Fields of its audited entities only some readers may see (the audit log redacts them).
+    fn protected_fields(&self) -> &'static [ProtectedField] {
         &[]
     }
     /// Its routes, each registered through `core::auth::access::declare`.

@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::core::auth::access::{Access, declare};
-use crate::core::modules::{Module, ModulePermission};
+use crate::core::modules::{Module, ModulePermission, ProtectedField};
 use crate::core::state::AppState;
 
 pub(crate) const MODULE: &str = "management.catalog";
@@ -63,6 +63,15 @@ impl Module for Catalog {
 
     fn tables(&self) -> &'static [&'static str] {
         &["tax_classes", "categories", "products", "product_barcodes"]
+    }
+
+    fn protected_fields(&self) -> &'static [ProtectedField] {
+        &[ProtectedField {
+            module: MODULE,
+            entity: "product",
+            field: "cost_price",
+            permission: COST_PRICE_READ,
+        }]
     }
 
     fn routes(&self) -> OpenApiRouter<AppState> {
