@@ -50,6 +50,13 @@ pub fn key(headers: &HeaderMap) -> Result<String, ApiError> {
         })
 }
 
+/// The key as stored: the client's key scoped to its `owner` (the caller, and for a sale the
+/// register), so that another user reusing a key never gets the first user's result back. The
+/// client's key is hashed so that the stored key stays within 255 characters.
+pub fn scoped(owner: &str, key: &str) -> String {
+    format!("{owner}:{}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
 /// SHA-256 of the body in a canonical form (object keys sorted, no whitespace), so that a retry
 /// that re-serialises the same JSON differently still matches.
 pub fn request_hash(body: &Value) -> Vec<u8> {

@@ -35,6 +35,9 @@ pub struct Business {
     /// `cash.variance_reason_threshold`: a cash variance larger than this (absolute) needs a
     /// reason at close. Default 0: every variance needs one.
     pub variance_reason_threshold: Decimal,
+    /// `cash.blind_close` (default true): a cashier counts the drawer without seeing what the
+    /// server expects; the X report of their open session is refused until it is closed.
+    pub blind_close: bool,
 }
 
 impl Business {
@@ -115,6 +118,10 @@ impl Business {
             variance_reason_threshold: decimal("cash.variance_reason_threshold")
                 .filter(|d| *d >= Decimal::ZERO)
                 .unwrap_or(Decimal::ZERO),
+            blind_close: settings
+                .get("cash.blind_close")
+                .and_then(Value::as_bool)
+                .unwrap_or(true),
         }
     }
 

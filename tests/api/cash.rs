@@ -58,11 +58,12 @@ async fn a_cash_session_closes_with_expected_counted_and_variance() {
     )
     .await;
 
+    // The manager's X report (the cashier counts blind until the close).
     let report: Value = shop
         .app
         .get_as(
             &format!("/api/v1/cash-sessions/{session}/report"),
-            &shop.cashier,
+            &shop.manager,
         )
         .await
         .json()
@@ -282,4 +283,116 @@ async fn stock_adjustments_have_reasons_and_permissions() {
     assert_eq!(items[1]["before"]["quantity"], "24.000");
     assert_eq!(items[1]["after"]["quantity"], "22.500");
     assert_eq!(items[1]["after"]["reason_code"], "damaged");
+}
+
+/// A cash session is its cashier's: another cashier cannot put cash in, sell into, close or read
+/// the X report of it; a manager can. Counting is blind: the cashier sees the expected cash
+/// only once the session is closed (issue 28, finding 4).
+#[tokio::test]
+async fn a_cash_session_is_its_cashiers_and_counting_is_blind() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "4.00", &shop.standard, false).await;
+    let session = shop.open_session("100.00").await;
+    let other = shop
+        .app
+        .user_token("otto", "other cashier 123", &["cashier"])
+        .await;
+    let path = |rest: &str| format!("/api/v1/cash-sessions/{session}{rest}");
+    let movement = json!({"kind": "in", "amount": "5.00", "reason": "change"});
+    problem(
+        shop.app
+            .post_as(&path("/movements"), &other, &movement)
+            .await,
+        403,
+        "cash.not_your_session",
+    )
+    .await;
+    problem(
+        shop.sell(&other, "otto-1", &shop.cash_sale(&item, "1", "4"))
+            .await,
+        403,
+        "cash.not_your_session",
+    )
+    .await;
+    problem(
+        shop.app
+            .post_as(&path("/close"), &other, &json!({"counted_cash": "100.00"}))
+            .await,
+        403,
+        "cash.not_your_session",
+    )
+    .await;
+    problem(
+        shop.app.get_as(&path("/report"), &other).await,
+        403,
+        "cash.not_your_session",
+    )
+    .await;
+
+    // The cashier sells and counts blind.
+    let sold = shop
+        .sell(&shop.cashier, "carla-1", &shop.cash_sale(&item, "1", "4"))
+        .await;
+    assert_eq!(sold.status(), 201);
+    problem(
+        shop.app.get_as(&path("/report"), &shop.cashier).await,
+        403,
+        "cash.blind_count",
+    )
+    .await;
+    // The manager acts on anyone's session and sees what is expected.
+    let manager_in = shop
+        .app
+        .post_as(&path("/movements"), &shop.manager, &movement)
+        .await;
+    assert_eq!(manager_in.status(), 201);
+    let report: Value = shop
+        .app
+        .get_as(&path("/report"), &shop.manager)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["cash"]["expected_cash"], "109.00");
+
+    let closed: Value = shop
+        .app
+        .post_as(
+            &path("/close"),
+            &shop.cashier,
+            &json!({"counted_cash": "109.00"}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(closed["expected_cash"], "109.00");
+    assert_eq!(closed["variance"], "0.00");
+    let report = shop.app.get_as(&path("/report"), &shop.cashier).await;
+    assert_eq!(report.status(), 200, "after the close the cashier sees it");
+    let denials: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM security_events WHERE kind = 'permission_denied' AND username = 'otto'",
+    )
+    .fetch_one(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(denials, 4, "each refusal is recorded");
+}
+
+#[tokio::test]
+async fn without_blind_close_the_cashier_sees_the_x_report_while_open() {
+    let shop = Shop::open().await;
+    let session = shop.open_session("50.00").await;
+    shop.set("cash.blind_close", json!(false)).await;
+    let report: Value = shop
+        .app
+        .get_as(
+            &format!("/api/v1/cash-sessions/{session}/report"),
+            &shop.cashier,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["cash"]["expected_cash"], "50.00");
 }

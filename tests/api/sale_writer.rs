@@ -57,10 +57,11 @@ async fn concurrent_sales_are_separate_documents_with_their_own_numbers_stock_an
     let registers = registers_with_sessions(&shop, 3).await;
     let other = shop
         .app
-        .user_token("otto", "cashier pass 456", &["cashier"])
+        .user_token("otto", "cashier pass 456", &["manager"])
         .await;
 
-    // 30 sales at once: ten per register, two cashiers, each with its own request id.
+    // 30 sales at once: ten per register, the cashier who opened the sessions and a manager
+    // (who may sell into them), each with its own request id.
     let shop = &shop;
     let requests = (0..30).map(|i| {
         let body = one_line_sale(&registers[i % 3], &item, "1");

@@ -484,6 +484,16 @@ async fn retries_replay_and_a_reused_key_is_refused() {
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), made);
+    // The same id with another body is another request: refused, not answered with that sale
+    // (issue 28, finding 10).
+    let mut other_body = shop.cash_sale(&item, "3", "15");
+    other_body["id"] = with_id["id"].clone();
+    problem(
+        shop.sell(&shop.cashier, "key-B2", &other_body).await,
+        409,
+        "sale.id_conflict",
+    )
+    .await;
 
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sales")
         .fetch_one(&shop.app.pool)
@@ -533,6 +543,47 @@ async fn retries_replay_and_a_reused_key_is_refused() {
         "idempotency.key_reused",
     )
     .await;
+}
+
+/// A key belongs to the caller at the register: another user reusing it records their own sale
+/// and never gets the first user's back; a client id reused by another user is refused
+/// (issue 28, finding 10).
+#[tokio::test]
+async fn idempotency_keys_and_client_ids_belong_to_their_caller() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "4.00", &shop.standard, false).await;
+    shop.open_session("0").await;
+    let mut body = shop.cash_sale(&item, "1", "5");
+    body["id"] = json!("01938a6e-0000-7000-8000-0000000000aa");
+    let first = shop.sell(&shop.cashier, "shared-key", &body).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+
+    // The manager may sell into the cashier's session; the same key is theirs, not the cashier's.
+    let plain = shop.cash_sale(&item, "1", "5");
+    let own = shop.sell(&shop.manager, "shared-key", &plain).await;
+    assert_eq!(own.status(), 201);
+    assert!(own.headers().get("idempotent-replayed").is_none());
+    let own: Value = own.json().await.unwrap();
+    assert_ne!(own["id"], first["id"]);
+    let boss: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE username = 'boss'")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(own["cashier_id"], boss.to_string());
+
+    // The cashier's client id, sent by the manager with the very same body: refused.
+    problem(
+        shop.sell(&shop.manager, "another-key", &body).await,
+        409,
+        "sale.id_conflict",
+    )
+    .await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sales")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
 }
 
 #[tokio::test]
@@ -713,6 +764,20 @@ async fn completed_sales_are_immutable_in_the_database() {
             .unwrap_err();
         assert!(error.to_string().contains("immutable"), "{sql}: {error}");
     }
+    // Nor can it gain a line later (issue 28, finding 17): lines come only with their sale.
+    let added = sqlx::query(
+        "INSERT INTO sale_lines SELECT (jsonb_populate_record(NULL::sale_lines, to_jsonb(l) || '{\"line_no\": 99}')).* \
+         FROM sale_lines l WHERE l.sale_id = $1",
+    )
+    .bind(id)
+    .execute(&shop.app.pool)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        added.as_database_error().and_then(|d| d.constraint()),
+        Some("sale_lines_with_their_sale"),
+        "{added}"
+    );
     let read: Value = shop
         .app
         .get_as(&format!("/api/v1/sales/{id}"), &shop.cashier)

@@ -65,6 +65,9 @@ pub enum ApiError {
     NotFound { code: &'static str, detail: String },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 403 with a specific code: allowed in general, but not this one (another cashier's session).
+    #[error("{detail}")]
+    Denied { code: &'static str, detail: String },
     /// 400 with a specific code (a missing or malformed header, say).
     #[error("{detail}")]
     BadRequest { code: &'static str, detail: String },
@@ -129,6 +132,7 @@ impl ApiError {
             ApiError::FieldForbidden { .. } => "rbac.field_forbidden",
             ApiError::Escalation(_) => "rbac.escalation",
             ApiError::NotFound { code, .. }
+            | ApiError::Denied { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::BadRequest { code, .. }
             | ApiError::Unprocessable { code, .. } => code,
@@ -163,6 +167,7 @@ impl ApiError {
             | ApiError::Forbidden(_)
             | ApiError::FieldForbidden { .. }
             | ApiError::Escalation(_)
+            | ApiError::Denied { .. }
             | ApiError::MfaEnrollmentRequired => StatusCode::FORBIDDEN,
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -203,6 +208,7 @@ impl ApiError {
             ApiError::FieldForbidden { .. } => "Field forbidden",
             ApiError::Escalation(_) => "Beyond your own permissions",
             ApiError::NotFound { .. } => "Not found",
+            ApiError::Denied { .. } => "Forbidden",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::BadRequest { .. } => "Bad request",
             ApiError::Unprocessable { .. } => "Unprocessable request",
@@ -276,6 +282,7 @@ impl ApiError {
                 format!("Setting `{field}` needs permission `{permission}`.")
             }
             ApiError::NotFound { detail, .. }
+            | ApiError::Denied { detail, .. }
             | ApiError::Conflict { detail, .. }
             | ApiError::BadRequest { detail, .. }
             | ApiError::Unprocessable { detail, .. } => detail.clone(),

@@ -18,14 +18,18 @@ const SESSION_CACHE: usize = 10_000;
 
 /// The open session of a register, as cached.
 #[derive(Debug, Clone, Copy)]
-struct OpenSessionOf(Option<Uuid>);
+struct OpenSessionOf(Option<OpenSession>);
+
+pub use crate::plugs::operations::cash::MANAGE_ANY;
+pub use crate::plugs::operations::cash::http::{not_your_session, refuse_others};
+pub use crate::plugs::operations::cash::store::OpenSession;
 
 /// The open cash session of `register_id`, kept in memory until a cash session changes (see
 /// [`crate::core::db::changes`]). A writer must check it again under [`OPEN_SESSIONS`].
 pub async fn open_session(
     state: &AppState,
     register_id: Uuid,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<OpenSession>, sqlx::Error> {
     let found = state
         .cache::<Uuid, OpenSessionOf>(SESSION_CACHE)
         .get_or_read(register_id, || async {

@@ -11,9 +11,9 @@ use sqlx::PgConnection;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::MODULE;
 use super::rules::{self, MovementKind, SessionStatus, ValidMovement};
 use super::store::{self, Closing, Lock, SessionRow};
+use super::{MANAGE_ANY, MODULE};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::db::violated_constraint;
@@ -265,6 +265,32 @@ pub struct Movement {
     pub created_at: DateTime<Utc>,
 }
 
+/// 403 `cash.not_your_session`.
+pub fn not_your_session() -> ApiError {
+    ApiError::Denied {
+        code: "cash.not_your_session",
+        detail: format!(
+            "This cash session was opened by another cashier: use your own, or ask someone who holds `{MANAGE_ANY}`."
+        ),
+    }
+}
+
+/// A session belongs to the cashier who opened it: anyone else needs `operations.cash.manage_any`
+/// (a refusal is recorded as a denial).
+pub async fn refuse_others(
+    state: &AppState,
+    caller: &AuthContext,
+    opened_by: Uuid,
+) -> Result<(), ApiError> {
+    if opened_by == caller.user_id {
+        return Ok(());
+    }
+    caller
+        .require(state, MANAGE_ANY)
+        .await
+        .map_err(|_| not_your_session())
+}
+
 fn refuse_closed(row: &SessionRow) -> Result<(), ApiError> {
     if row.status == "open" {
         return Ok(());
@@ -280,7 +306,7 @@ fn refuse_closed(row: &SessionRow) -> Result<(), ApiError> {
     params(("id" = Uuid, Path, description = "Cash session id")),
     responses(
         (status = 201, description = "Recorded", body = Movement),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`), or another cashier's session without `operations.cash.manage_any` (`cash.not_your_session`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session (`cash.session_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The session is closed (`cash.session_closed`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
@@ -301,6 +327,7 @@ pub async fn movement(
     } = rules::movement(&new.kind, &new.amount, &new.reason, scale)
         .map_err(ApiError::Validation)?;
     let row = fetch_row(&mut tx, id, Lock::Share).await?;
+    refuse_others(&state, &caller, row.opened_by).await?;
     refuse_closed(&row)?;
     let movement_id = new_id();
     store::insert_movement(
@@ -354,7 +381,7 @@ pub struct CloseSession {
     params(("id" = Uuid, Path, description = "Cash session id")),
     responses(
         (status = 200, description = "Closed", body = CashSession),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`), or another cashier's session without `operations.cash.manage_any` (`cash.not_your_session`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session (`cash.session_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Already closed (`cash.session_closed`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or a variance without a reason (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
@@ -376,6 +403,7 @@ pub async fn close(
     };
     // Waits for sales and movements in flight on this session, then blocks new ones.
     let before = fetch_row(&mut tx, id, Lock::Update).await?;
+    refuse_others(&state, &caller, before.opened_by).await?;
     refuse_closed(&before)?;
     let expected = store::cash_flows(&state, &mut tx, id).await?.0.expected();
     let reason = rules::variance_reason(

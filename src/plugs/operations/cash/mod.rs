@@ -19,6 +19,8 @@ pub const OPEN: &str = "operations.cash.open";
 pub const CLOSE: &str = "operations.cash.close";
 pub const MOVEMENT: &str = "operations.cash.movement";
 pub const REPORT: &str = "operations.cash.report";
+pub const MANAGE_ANY: &str = "operations.cash.manage_any";
+pub const REPORT_ANY: &str = "operations.cash.report_any";
 
 const PERMISSIONS: &[ModulePermission] = &[
     ModulePermission {
@@ -38,8 +40,18 @@ const PERMISSIONS: &[ModulePermission] = &[
     },
     ModulePermission {
         name: REPORT,
-        description: "See cash sessions and their X reports",
+        description: "See cash sessions, and the X reports of one's own",
         roles: &["cashier", "manager", "accountant", "auditor"],
+    },
+    ModulePermission {
+        name: MANAGE_ANY,
+        description: "Sell into, record cash movements in and close any cashier's session, and see its X report while open",
+        roles: &["manager"],
+    },
+    ModulePermission {
+        name: REPORT_ANY,
+        description: "See the X report of any cashier's session, also while it is open",
+        roles: &["manager", "accountant", "auditor"],
     },
 ];
 

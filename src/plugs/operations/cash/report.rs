@@ -7,8 +7,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::http::{CashSession, fetch_session};
+use super::http::{CashSession, fetch_session, not_your_session};
 use super::store::cash_flows;
+use super::{MANAGE_ANY, REPORT_ANY};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
@@ -83,12 +84,12 @@ pub struct XReport {
     params(("id" = Uuid, Path, description = "Cash session id")),
     responses(
         (status = 200, description = "The X report", body = XReport),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`), another cashier's session without `operations.cash.report_any` (`cash.not_your_session`), or the cashier's own open session while counting is blind (`cash.blind_count`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such session (`cash.session_not_found`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn x_report(
     State(state): State<AppState>,
-    _caller: AuthContext,
+    caller: AuthContext,
     Path(id): Path<Uuid>,
 ) -> Result<Json<XReport>, ApiError> {
     let mut conn = state.pool().acquire().await?;
@@ -97,6 +98,20 @@ pub async fn x_report(
         .ok_or(ApiError::SetupRequired)?;
     let scale = business.currency_scale;
     let session = fetch_session(&mut conn, id, scale).await?;
+    let sees_any = caller.has(REPORT_ANY) || caller.has(MANAGE_ANY);
+    if session.opened_by != caller.user_id && !sees_any {
+        caller
+            .require(&state, REPORT_ANY)
+            .await
+            .map_err(|_| not_your_session())?;
+    }
+    // Blind count: the cashier counts the drawer before learning what it should hold.
+    if business.blind_close && session.status == "open" && !sees_any {
+        return Err(ApiError::Denied {
+            code: "cash.blind_count",
+            detail: "Counting is blind here: close the session with the cash you count; its X report, with the expected cash and the variance, follows the close.".to_owned(),
+        });
+    }
     let (flows, sales) = cash_flows(&state, &mut conn, id).await?;
     Ok(Json(XReport {
         session,

@@ -186,11 +186,20 @@ pub async fn cash_flows(
 pub async fn open_session(
     conn: &mut PgConnection,
     register_id: Uuid,
-) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM cash_sessions WHERE register_id = $1 AND status = 'open'")
-        .bind(register_id)
-        .fetch_optional(conn)
-        .await
+) -> Result<Option<OpenSession>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, opened_by FROM cash_sessions WHERE register_id = $1 AND status = 'open'",
+    )
+    .bind(register_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A register's open session and the cashier it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct OpenSession {
+    pub id: Uuid,
+    pub opened_by: Uuid,
 }
 
 /// See [`crate::plugs::operations::api::cash::OPEN_SESSIONS`].

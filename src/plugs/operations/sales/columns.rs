@@ -40,6 +40,8 @@ pub(super) struct SaleColumns {
     pub(super) client: Vec<bool>,
     /// Where each sale takes its goods from (its register's location).
     pub(super) location_id: Vec<Uuid>,
+    /// The session each sale may go into (its cashier's, or one they may manage).
+    pub(super) session_id: Vec<Uuid>,
     /// The batch's registers, sorted: their sessions are locked in this order.
     pub(super) registers: Vec<Uuid>,
     pub(super) l_sale: Vec<Uuid>,
@@ -114,6 +116,7 @@ impl SaleColumns {
             c.request_id.push(prepared.actor.request_id.clone());
             c.client.push(prepared.client_id);
             c.location_id.push(prepared.location_id);
+            c.session_id.push(prepared.session_id);
             c.registers.push(sale.register_id);
             for ((line_no, (product, input)), total) in
                 (1..).zip(&prepared.lines).zip(&priced.line_totals)

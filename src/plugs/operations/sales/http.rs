@@ -83,6 +83,8 @@ async fn sell(
     let key = idempotency::key(headers)?;
     let hash = idempotency::request_hash(&body);
     let new: NewSale = from_value(body)?;
+    // A key is the caller's at the register: another cashier's same key is another sale.
+    let key = idempotency::scoped(&format!("{}/{}", caller.user_id, new.register_id), &key);
     let prepared = prepare(state, caller, new, key, hash).await?;
     let id = match prepared {
         Prepared::Replay(id) => id,

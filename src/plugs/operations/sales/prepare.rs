@@ -114,6 +114,9 @@ pub struct PreparedSale {
     pub actor: Actor,
     pub cashier_id: Uuid,
     pub register_id: Uuid,
+    /// The open session the cashier may sell into, as read before writing: the writer records
+    /// the sale only if it is still the register's open session.
+    pub session_id: Uuid,
     pub register_code: String,
     /// Where its tracked goods are taken from.
     pub location_id: Uuid,
@@ -161,9 +164,13 @@ pub async fn prepare(
             if let Some(stored) = idempotency::find(&mut conn, "sales", &key).await? {
                 return stored.replay_for(&request_hash).map(Prepared::Replay);
             }
-            match client_id {
-                Some(id) if store::sale_exists(&mut conn, id).await? => Ok(Prepared::Replay(id)),
-                _ => Err(refused),
+            let Some(id) = client_id else {
+                return Err(refused);
+            };
+            match store::same_sale(&mut conn, id, caller.user_id, &request_hash).await? {
+                Some(true) => Ok(Prepared::Replay(id)),
+                Some(false) => Err(id_conflict()),
+                None => Err(refused),
             }
         }
     }
@@ -207,9 +214,11 @@ async fn check(
         business.cash_rounding,
     )
     .map_err(|e| pricing_error(e, scale))?;
-    if register.session_id.is_none() {
+    let Some(session) = register.session else {
         return Err(no_open_session());
-    }
+    };
+    // A session belongs to the cashier who opened it (the writer holds the sale to this session).
+    cash::refuse_others(state, caller, session.opened_by).await?;
     Ok(Prepared::Sale(Box::new(PreparedSale {
         id: new.id.unwrap_or_else(new_id),
         client_id: new.id.is_some(),
@@ -218,6 +227,7 @@ async fn check(
         actor: Actor::user(caller),
         cashier_id: caller.user_id,
         register_id: new.register_id,
+        session_id: session.id,
         register_code,
         location_id,
         business,
@@ -383,6 +393,14 @@ fn pricing_error(e: PricingError, scale: u32) -> ApiError {
     }
 }
 
+/// 409 `sale.id_conflict`: a client-made id that another request (another body or cashier) used.
+pub fn id_conflict() -> ApiError {
+    ApiError::Conflict {
+        code: "sale.id_conflict",
+        detail: "A sale with this id exists and was recorded from another request (another body or cashier); a new sale needs a new id.".to_owned(),
+    }
+}
+
 /// 409 `cash.no_open_session`.
 pub fn no_open_session() -> ApiError {
     ApiError::Conflict {
@@ -494,7 +512,7 @@ struct RegisterForSale {
     /// Where its sales take stock from.
     location_id: Option<Uuid>,
     /// Its open cash session, if any.
-    session_id: Option<Uuid>,
+    session: Option<cash::OpenSession>,
 }
 
 /// Register `register_id` with its open session, from the places' and the cash module's
@@ -509,6 +527,6 @@ async fn register_for_sale(
     Ok(RegisterForSale {
         code: Some(register.code),
         location_id: Some(register.location_id),
-        session_id: cash::open_session(state, register_id).await?,
+        session: cash::open_session(state, register_id).await?,
     })
 }

@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::columns::SaleColumns;
-use super::prepare::{PreparedSale, no_open_session};
+use super::prepare::{PreparedSale, id_conflict, no_open_session};
 use super::store::Sale;
 use crate::core::audit::parts::{self, SqlJson};
 use crate::core::audit::{AuditError, AuditedPart, AuditedStatement};
@@ -63,11 +63,14 @@ const CANDIDATES: AuditedPart = AuditedPart::new(
     "cand AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::int[], $6::uuid[], \
          $7::text[], $8::bool[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::text[], \
          $15::bytea[], $16::uuid[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::bool[], $23::uuid[], \
-         $24::int[], $25::int[], $26::int[], $27::int[]) \
+         $24::int[], $25::int[], $26::int[], $27::int[], $28::uuid[]) \
        WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
-         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, p_from, p_to, t_from, t_to, ord)), \
-     taken AS (SELECT c.ord FROM cand c, LATERAL (SELECT 1 FROM sales s WHERE s.id = c.id LIMIT 1) x WHERE c.client)",
-    27,
+         key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, p_from, p_to, t_from, t_to, \
+         expected_session, ord)), \
+     taken AS (SELECT c.ord, x.same FROM cand c, LATERAL (SELECT s.cashier_id = c.cashier_id \
+         AND (s.request_hash IS NULL OR s.request_hash = c.request_hash) AS same FROM sales s WHERE s.id = c.id LIMIT 1) x \
+       WHERE c.client)",
+    28,
     &["cand", "taken"],
 );
 
@@ -78,7 +81,8 @@ const CANDIDATES: AuditedPart = AuditedPart::new(
 /// recorded at `$now`, and the goods to take off stock (`$7..$11`: [`TakeColumns`]).
 const NUMBERED: AuditedPart = AuditedPart::new(
     "fresh AS (SELECT c.*, o.session_id, row_number() OVER (PARTITION BY c.register_id, c.year ORDER BY c.ord) AS rn \
-       FROM cand c JOIN open o USING (register_id) WHERE c.ord NOT IN (SELECT ord FROM taken)), \
+       FROM cand c JOIN open o ON o.register_id = c.register_id AND o.session_id = c.expected_session \
+       WHERE c.ord NOT IN (SELECT ord FROM taken)), \
      counted AS (SELECT register_id, year, count(*) AS n FROM fresh GROUP BY register_id, year), \
      counters AS (INSERT INTO receipt_counters AS rc (register_id, year, last_number) \
        SELECT register_id, year, n FROM counted ORDER BY register_id, year \
@@ -91,10 +95,10 @@ const NUMBERED: AuditedPart = AuditedPart::new(
      keys_in AS (SELECT 'sales'::text AS scope, key, request_hash, id AS resource_id, cashier_id AS user_id FROM w), \
      sales_in AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
          status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, location_id, \
-         payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses) \
+         payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses, request_hash) \
        SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $now, location_id, \
          ($1::text[])[p_from:p_to], ($2::numeric[])[p_from:p_to], ($3::numeric[])[t_from:t_to], \
-         ($4::numeric[])[t_from:t_to], ($5::numeric[])[t_from:t_to], ($6::numeric[])[t_from:t_to] \
+         ($4::numeric[])[t_from:t_to], ($5::numeric[])[t_from:t_to], ($6::numeric[])[t_from:t_to], request_hash \
        FROM w ORDER BY ord), \
      stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.document_id, m.line_no, m.ord \
        FROM unnest($7::uuid[], $8::uuid[], $9::numeric[], $10::uuid[], $11::int[]) \
@@ -166,9 +170,10 @@ pub fn audit_after_sql() -> String {
     )
 }
 
-/// Per candidate, in order: its session and number when written, else whether its id was taken.
-const RESULT: &str = "SELECT c.ord, w.session_id, w.number, c.ord IN (SELECT ord FROM taken) AS taken \
-     FROM cand c LEFT JOIN w USING (ord) ORDER BY c.ord";
+/// Per candidate, in order: its session and number when written, else whether its id was taken
+/// and, if so, by this same request (the same cashier and body).
+const RESULT: &str = "SELECT c.ord, w.session_id, w.number, t.ord IS NOT NULL AS taken, COALESCE(t.same, false) AS same \
+     FROM cand c LEFT JOIN w USING (ord) LEFT JOIN taken t USING (ord) ORDER BY c.ord";
 
 /// The one statement that records a batch: the sales' parts around cash's, the keys, stock's,
 /// the lines and the audit records, each numbering its own parameters.
@@ -240,7 +245,7 @@ async fn write(
         let (c, mut provisional) = SaleColumns::new(sales, &candidates, now);
         let rows = run(pool, &c, now).await?;
         WRITE.committed();
-        for (ord, session, number, taken) in rows {
+        for (ord, session, number, taken, same) in rows {
             let Some(k) = usize::try_from(ord - 1)
                 .ok()
                 .filter(|&k| k < candidates.len())
@@ -254,7 +259,10 @@ async fn write(
                     sale.receipt_number = number;
                     recorded.insert(index, sale);
                 }
-                _ if taken => plans[index] = Plan::Done(Ok(Written::Replay(sales[index].id))),
+                _ if taken && same => {
+                    plans[index] = Plan::Done(Ok(Written::Replay(sales[index].id)))
+                }
+                _ if taken => plans[index] = Plan::Done(Err(id_conflict())),
                 _ => plans[index] = Plan::Done(Err(no_open_session())),
             }
         }
@@ -286,7 +294,12 @@ fn pre_plan(sales: &[&PreparedSale], stored: &HashMap<String, StoredKey>) -> Vec
                 Plan::Done(Err(key_reused()))
             }
         } else if let Some(&first) = by_id.get(&sale.id) {
-            Plan::SameAs(first)
+            let same = sales[first].cashier_id == sale.cashier_id
+                && sales[first].request_hash == sale.request_hash;
+            match same {
+                true => Plan::SameAs(first),
+                false => Plan::Done(Err(id_conflict())),
+            }
         } else {
             by_key.insert(sale.key.as_str(), i);
             by_id.insert(sale.id, i);
@@ -320,12 +333,12 @@ fn finish(
 }
 
 /// Runs [`WRITE`] over the batch's columns: binds the record time, then each part's parameters
-/// in the order of the parts. Per candidate: (order, session, receipt number, id taken).
+/// in the order of the parts. Per candidate: (order, session, receipt number, id taken, by the same request).
 async fn run(
     pool: &PgPool,
     c: &SaleColumns,
     now: DateTime<Utc>,
-) -> Result<Vec<(i64, Option<Uuid>, Option<String>, bool)>, sqlx::Error> {
+) -> Result<Vec<(i64, Option<Uuid>, Option<String>, bool, bool)>, sqlx::Error> {
     sqlx::query_as(WRITE.sql())
         .bind(now)
         // CANDIDATES
@@ -356,6 +369,7 @@ async fn run(
         .bind(&c.p_to)
         .bind(&c.t_from)
         .bind(&c.t_to)
+        .bind(&c.session_id)
         // cash::OPEN_SESSIONS
         .bind(&c.registers)
         // NUMBERED
@@ -399,7 +413,7 @@ mod tests {
             + cash::OPEN_SESSIONS.params()
             + NUMBERED.params()
             + LINES_IN.params();
-        assert_eq!(declared, 52, "the binds in `run`");
+        assert_eq!(declared, 53, "the binds in `run`");
         for n in 1..=declared {
             assert!(
                 sql.contains(&format!("${n}:"))

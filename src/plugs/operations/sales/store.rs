@@ -272,12 +272,22 @@ pub async fn session_sales(conn: &mut PgConnection, id: Uuid) -> Result<SessionS
     })
 }
 
-/// Does a sale with this id exist?
-pub async fn sale_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sales WHERE id = $1)")
-        .bind(id)
-        .fetch_one(conn)
-        .await
+/// Was sale `id` recorded from this request (this cashier, this body)? `None`: no such sale.
+pub async fn same_sale(
+    conn: &mut PgConnection,
+    id: Uuid,
+    cashier: Uuid,
+    request_hash: &[u8],
+) -> Result<Option<bool>, sqlx::Error> {
+    // Sales recorded before their request's digest was kept (migration 0016) compare the cashier.
+    sqlx::query_scalar(
+        "SELECT cashier_id = $2 AND (request_hash IS NULL OR request_hash = $3) FROM sales WHERE id = $1",
+    )
+    .bind(id)
+    .bind(cashier)
+    .bind(request_hash)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Which sales a list shows.
