@@ -3,6 +3,10 @@
 //! Live means the process answers. Ready means every startup check passes now: the data
 //! directory is writable, the database answers, the schema is current and (with the managed
 //! cluster) PostgreSQL is running. A load balancer or the desktop client waits for ready.
+//!
+//! Anyone on the LAN may ask, so the answer says only which check failed, in fixed words: no
+//! path, process id or database error. Why it failed goes to the server's log (at most once a
+//! minute while unready), where an admin reads it.
 
 use std::time::Duration;
 
@@ -43,7 +47,8 @@ pub struct Check {
     /// `data_dir`, `postgres`, `database` or `migrations`.
     pub name: &'static str,
     pub ok: bool,
-    /// What was found; on failure, why.
+    /// What was found, in fixed words (`answers`, `unreachable`...); why a check fails is in
+    /// the server's log.
     pub detail: String,
 }
 
@@ -78,6 +83,10 @@ pub async fn live() -> Json<Live> {
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     let checks = run_checks(&state).await;
     let ok = checks.iter().all(|c| c.ok);
+    if !ok {
+        log_unready(&checks);
+    }
+    let checks = checks.into_iter().map(Check::public).collect();
     let status = if ok {
         StatusCode::OK
     } else {
@@ -92,7 +101,42 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
     )
 }
 
-/// Runs the readiness checks (also used by the server at startup).
+impl Check {
+    /// What anyone may read of the check: its name, its outcome and fixed words for it.
+    fn public(self) -> Check {
+        let detail = match (self.name, self.ok) {
+            ("data_dir", true) => "writable",
+            ("data_dir", false) => "not writable",
+            ("postgres", true) => "running",
+            ("postgres", false) => "not running (the server restarts it)",
+            ("database", true) => "answers",
+            ("database", false) => "unreachable",
+            ("migrations", true) => "schema is current",
+            ("migrations", false) => "schema not current (migrations pending, or unknown)",
+            (_, true) => "ok",
+            (_, false) => "failed",
+        };
+        Check {
+            detail: detail.to_owned(),
+            ..self
+        }
+    }
+}
+
+/// Logs why readiness fails, at most once a minute (load balancers ask every few seconds).
+fn log_unready(checks: &[Check]) {
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|at| at.elapsed() < Duration::from_secs(60)) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    for check in checks.iter().filter(|c| !c.ok) {
+        tracing::warn!(check = check.name, detail = %check.detail, "not ready");
+    }
+}
+
+/// Runs the readiness checks (also used by the server at startup), with the full details.
 pub async fn run_checks(state: &AppState) -> Vec<Check> {
     let mut checks = Vec::with_capacity(4);
     let data_dir = state.data_dir().clone();

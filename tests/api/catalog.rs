@@ -461,6 +461,15 @@ async fn cost_price_is_field_protected_and_updates_need_the_current_version() {
     )
     .await;
     assert!(body["detail"].as_str().unwrap().contains("cost_price"));
+    // The refusal is recorded although the update's transaction rolled back (issue 28, finding 11).
+    let denied: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM security_events WHERE kind = 'permission_denied' AND username = 'stocker' \
+         AND details->>'field' = 'cost_price'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(denied, 1);
     let renamed: Value = patch(&stocker, json!({"name": "Green tea (loose)", "version": 1}))
         .await
         .unwrap()

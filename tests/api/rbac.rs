@@ -210,6 +210,41 @@ async fn nobody_grants_what_they_do_not_hold() {
         "rbac.forbidden",
     )
     .await;
+    // Widening a role it manages is refused the same way, and every refusal is recorded even
+    // though the request's transaction rolls back (issue 28, finding 11).
+    let roles: Value = app
+        .get_as("/api/v1/roles", &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let roles = roles
+        .get("items")
+        .unwrap_or(&roles)
+        .as_array()
+        .unwrap()
+        .clone();
+    let own = roles.iter().find(|r| r["name"] == "user_admin").unwrap();
+    let widen = app
+        .client
+        .put(app.url(&format!("/api/v1/roles/{}/permissions", own["id"].as_str().unwrap())))
+        .bearer_auth(&token)
+        .json(&json!({"permissions": ["administration.users.read", "administration.security_events.read"]}))
+        .send()
+        .await
+        .unwrap();
+    problem(widen, 403, "rbac.forbidden").await;
+    let recorded: Vec<String> = sqlx::query_scalar(
+        "SELECT details->>'permission' FROM security_events \
+         WHERE kind = 'permission_denied' AND username = 'delegate' AND details->>'reason' = 'grant_not_held' \
+         ORDER BY occurred_at",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded.len(), 3, "{recorded:?}");
+    assert_eq!(recorded[2], "administration.security_events.read");
+
     let unknown = json!({"name": "odd", "permissions": ["no.such.permission"]});
     let body = problem(
         app.post_as("/api/v1/roles", &admin, &unknown).await,

@@ -24,15 +24,14 @@ pub const ADMINISTRABLE: [&str; 4] = [
 
 /// Refuses (and records) granting any permission the caller does not hold.
 pub async fn refuse_escalation(
-    conn: &mut PgConnection,
+    state: &AppState,
     caller: &Authenticated,
     granted: &[String],
 ) -> Result<(), ApiError> {
     if let Some(missing) = granted.iter().find(|p| !caller.has(p)) {
-        record(
-            conn,
+        record_denial(
+            state,
             caller,
-            EventKind::PermissionDenied,
             None,
             serde_json::json!({"permission": missing, "reason": "grant_not_held"}),
         )
@@ -40,6 +39,25 @@ pub async fn refuse_escalation(
         return Err(ApiError::Forbidden(missing.clone()));
     }
     Ok(())
+}
+
+/// Records that `caller` was refused, on its own connection: the refusal stays recorded when
+/// the transaction the refused request had begun rolls back.
+pub async fn record_denial(
+    state: &AppState,
+    caller: &Authenticated,
+    subject: Option<Uuid>,
+    details: Value,
+) -> Result<(), ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    record(
+        &mut conn,
+        caller,
+        EventKind::PermissionDenied,
+        subject,
+        details,
+    )
+    .await
 }
 
 /// Refuses (403 `rbac.escalation`) managing user `target` when they hold a permission `caller`
@@ -51,15 +69,13 @@ pub async fn refuse_managing_above(
     caller: &Authenticated,
     target: Uuid,
 ) -> Result<(), ApiError> {
-    let mut conn = state.pool().acquire().await?;
-    let held = store::permissions_of_user(&mut conn, target).await?;
+    let held = store::permissions_of_user(&mut *state.pool().acquire().await?, target).await?;
     let Some(missing) = held.into_iter().find(|p| !caller.has(p)) else {
         return Ok(());
     };
-    record(
-        &mut conn,
+    record_denial(
+        state,
         caller,
-        EventKind::PermissionDenied,
         Some(target),
         serde_json::json!({"permission": missing, "reason": "target_holds_more"}),
     )

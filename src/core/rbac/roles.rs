@@ -155,8 +155,7 @@ pub async fn create(
         ));
     }
     let granted = validate_permissions("permissions", &new.permissions)?;
-    let mut conn = state.pool().acquire().await?;
-    refuse_escalation(&mut conn, &caller, &granted).await?;
+    refuse_escalation(&state, &caller, &granted).await?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let id = new_id();
     if !store::insert_role(&mut tx, id, &name, new.description.trim(), &granted).await? {
@@ -219,7 +218,7 @@ pub async fn set_permissions(
         .filter(|p| !wanted.contains(p))
         .cloned()
         .collect();
-    refuse_escalation(&mut tx, &caller, &added).await?;
+    refuse_escalation(&state, &caller, &added).await?;
     if name == "super_admin"
         && let Some(kept) = ADMINISTRABLE
             .iter()

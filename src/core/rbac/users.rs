@@ -23,7 +23,9 @@ use crate::core::auth::{password, throttle};
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::http::{page, page_limit};
-use crate::core::rbac::{enabled_super_admins, record, refuse_escalation, refuse_managing_above};
+use crate::core::rbac::{
+    enabled_super_admins, record, record_denial, refuse_escalation, refuse_managing_above,
+};
 use crate::core::security::events::EventKind;
 use crate::core::state::AppState;
 use crate::shared::ids::new_id;
@@ -145,7 +147,7 @@ async fn fetch(conn: &mut PgConnection, id: Uuid) -> Result<UserRow, ApiError> {
 
 /// Refuses (and records) setting contact fields without the permission to write them.
 async fn check_contact_write(
-    conn: &mut PgConnection,
+    state: &AppState,
     caller: &Authenticated,
     email: &Option<String>,
     phone: &Option<String>,
@@ -160,10 +162,9 @@ async fn check_contact_write(
     if caller.has(CONTACT_WRITE) {
         return Ok(());
     }
-    record(
-        conn,
+    record_denial(
+        state,
         caller,
-        EventKind::PermissionDenied,
         None,
         json!({"permission": CONTACT_WRITE, "field": field}),
     )
@@ -176,6 +177,7 @@ async fn check_contact_write(
 
 /// Resolves role names, refusing unknown ones and any whose permissions the caller lacks.
 async fn resolve_roles(
+    state: &AppState,
     conn: &mut PgConnection,
     caller: &Authenticated,
     names: &[String],
@@ -184,10 +186,9 @@ async fn resolve_roles(
         return Ok(Vec::new());
     }
     if !caller.has(ROLES_MANAGE) {
-        record(
-            conn,
+        record_denial(
+            state,
             caller,
-            EventKind::PermissionDenied,
             None,
             json!({"permission": ROLES_MANAGE, "reason": "assign_roles"}),
         )
@@ -206,7 +207,7 @@ async fn resolve_roles(
     }
     let ids: Vec<Uuid> = found.iter().map(|(id, _)| *id).collect();
     let granted = store::permissions_of(conn, &ids).await?;
-    refuse_escalation(conn, caller, &granted).await?;
+    refuse_escalation(state, caller, &granted).await?;
     Ok(ids)
 }
 
@@ -299,8 +300,8 @@ pub async fn create(
         return Err(ApiError::Validation(errors));
     }
     let mut conn = state.pool().acquire().await?;
-    check_contact_write(&mut conn, &caller, &new.email, &new.phone).await?;
-    let role_ids = resolve_roles(&mut conn, &caller, &new.roles).await?;
+    check_contact_write(&state, &caller, &new.email, &new.phone).await?;
+    let role_ids = resolve_roles(&state, &mut conn, &caller, &new.roles).await?;
     let hash = state.hashing().hash(new.password).await?;
     drop(conn);
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
@@ -361,7 +362,7 @@ pub async fn update(
         return Err(ApiError::Validation(errors));
     }
     let mut conn = state.pool().acquire().await?;
-    check_contact_write(&mut conn, &caller, &patch.email, &patch.phone).await?;
+    check_contact_write(&state, &caller, &patch.email, &patch.phone).await?;
     let role_ids = match &patch.roles {
         Some(names) if names.is_empty() => {
             if !caller.has(ROLES_MANAGE) {
@@ -369,7 +370,7 @@ pub async fn update(
             }
             Some(Vec::new())
         }
-        Some(names) => Some(resolve_roles(&mut conn, &caller, names).await?),
+        Some(names) => Some(resolve_roles(&state, &mut conn, &caller, names).await?),
         None => None,
     };
     drop(conn);

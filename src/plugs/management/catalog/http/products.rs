@@ -18,8 +18,7 @@ use crate::core::db::violated_constraint;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::http::{page, page_limit};
-use crate::core::rbac::record;
-use crate::core::security::events::EventKind;
+use crate::core::rbac::record_denial;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::management::catalog::store::products::{
@@ -175,17 +174,14 @@ fn check_barcodes(list: &[String], errors: &mut Vec<FieldError>) -> Vec<String> 
     out
 }
 
-async fn refuse_cost_write(
-    conn: &mut PgConnection,
-    caller: &Authenticated,
-) -> Result<(), ApiError> {
+async fn refuse_cost_write(state: &AppState, caller: &Authenticated) -> Result<(), ApiError> {
     if caller.has(COST_PRICE_WRITE) {
         return Ok(());
     }
-    record(
-        conn,
+    // Recorded on its own connection: the refused request's transaction rolls back.
+    record_denial(
+        state,
         caller,
-        EventKind::PermissionDenied,
         None,
         json!({"permission": COST_PRICE_WRITE, "field": "cost_price"}),
     )
@@ -291,7 +287,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<Product>), ApiError> {
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     if new.cost_price.is_some() {
-        refuse_cost_write(&mut tx, &caller).await?;
+        refuse_cost_write(&state, &caller).await?;
     }
     let scale = currency_scale(&state).await?;
     let mut errors = Vec::new();
@@ -365,7 +361,7 @@ pub async fn update(
 ) -> Result<Json<Product>, ApiError> {
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     if patch.cost_price.is_some() {
-        refuse_cost_write(&mut tx, &caller).await?;
+        refuse_cost_write(&state, &caller).await?;
     }
     let scale = currency_scale(&state).await?;
     // Lock the row so two edits cannot both pass the version check.
