@@ -275,7 +275,7 @@ pub async fn enroll(
     caller: Authenticated,
 ) -> Result<Json<Enrollment>, ApiError> {
     let mut conn = state.pool().acquire().await?;
-    let started = mfa::start_enrolment(&mut conn, caller.user_id, &caller.username).await?;
+    let started = mfa::start_enrolment(&state, &mut conn, caller.user_id, &caller.username).await?;
     Ok(Json(Enrollment {
         secret: started.secret,
         otpauth_uri: started.otpauth_uri,

@@ -186,10 +186,11 @@ async fn check_second_factor(
     origin: &Origin,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let Some(factor) = mfa::second_factor(conn, user.id).await? else {
+    let Some(factor) = mfa::second_factor(state, conn, user.id).await? else {
         return Ok(());
     };
     let ok = mfa::check_login(
+        state,
         conn,
         user.id,
         &user.username,

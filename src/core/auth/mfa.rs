@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::Authenticated;
+use crate::core::auth::sealing;
 use crate::core::http::ApiError;
 use crate::core::security::events::{self, EventKind, SecurityEvent};
 use crate::core::state::AppState;
@@ -57,39 +58,68 @@ fn new_recovery_code() -> String {
     format!("{}-{}", &chars[..5], &chars[5..])
 }
 
+/// A user's confirmed TOTP factor.
+pub struct Factor {
+    secret: Vec<u8>,
+    last_step: Option<i64>,
+    /// Stored sealed (else it predates sealing and is sealed once it is used).
+    sealed: bool,
+}
+
 /// What a login must satisfy for `user`: `None` when MFA is not enabled.
 pub async fn second_factor(
+    state: &AppState,
     conn: &mut PgConnection,
     user: Uuid,
-) -> Result<Option<(Vec<u8>, Option<i64>)>, sqlx::Error> {
-    sqlx::query_as("SELECT secret, last_used_step FROM user_mfa WHERE user_id = $1 AND confirmed_at IS NOT NULL")
-        .bind(user)
-        .fetch_optional(conn)
-        .await
+) -> Result<Option<Factor>, ApiError> {
+    let row: Option<(Vec<u8>, Option<i64>)> = sqlx::query_as(
+        "SELECT secret, last_used_step FROM user_mfa WHERE user_id = $1 AND confirmed_at IS NOT NULL",
+    )
+    .bind(user)
+    .fetch_optional(conn)
+    .await?;
+    let Some((stored, last_step)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(Factor {
+        secret: state.sealing().open(&stored, user.as_bytes())?,
+        last_step,
+        sealed: sealing::is_sealed(&stored),
+    }))
 }
 
 /// Checks a TOTP code or a recovery code at login; true when one is valid (and now used).
+#[allow(clippy::too_many_arguments)] // The login's one call; the factor and both codes are separate facts.
 pub async fn check_login(
+    state: &AppState,
     conn: &mut PgConnection,
     user: Uuid,
     username: &str,
-    (secret, last_step): (Vec<u8>, Option<i64>),
+    factor: Factor,
     totp_code: Option<&str>,
     recovery_code: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<bool, ApiError> {
     if let Some(code) = totp_code {
-        let step = totp(&secret, username)?
+        let step = totp(&factor.secret, username)?
             .check(code.trim(), unix(now))
             .and_then(|s| i64::try_from(s).ok());
-        let Some(step) = step.filter(|s| last_step.is_none_or(|last| *s > last)) else {
+        let Some(step) = step.filter(|s| factor.last_step.is_none_or(|last| *s > last)) else {
             return Ok(false);
         };
         let updated = sqlx::query("UPDATE user_mfa SET last_used_step = $2 WHERE user_id = $1 AND (last_used_step IS NULL OR last_used_step < $2)")
             .bind(user)
             .bind(step)
-            .execute(conn)
+            .execute(&mut *conn)
             .await?;
+        if updated.rows_affected() == 1 && !factor.sealed {
+            let sealed = state.sealing().seal(&factor.secret, user.as_bytes())?;
+            sqlx::query("UPDATE user_mfa SET secret = $2 WHERE user_id = $1")
+                .bind(user)
+                .bind(sealed)
+                .execute(&mut *conn)
+                .await?;
+        }
         return Ok(updated.rows_affected() == 1);
     }
     if let Some(code) = recovery_code {
@@ -114,11 +144,18 @@ pub struct Started {
 
 /// Starts TOTP enrolment for the user (replacing an unconfirmed one); refused once MFA is on.
 pub async fn start_enrolment(
+    state: &AppState,
     conn: &mut PgConnection,
     user_id: Uuid,
     username: &str,
 ) -> Result<Started, ApiError> {
-    if second_factor(conn, user_id).await?.is_some() {
+    let enabled: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM user_mfa WHERE user_id = $1 AND confirmed_at IS NOT NULL)",
+    )
+    .bind(user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    if enabled {
         return Err(ApiError::Conflict {
             code: "auth.mfa_already_enabled",
             detail: "Two-factor authentication is already enabled.".to_owned(),
@@ -126,12 +163,13 @@ pub async fn start_enrolment(
     }
     let mut secret = [0u8; 20];
     rand::rng().fill_bytes(&mut secret);
+    let sealed = state.sealing().seal(&secret, user_id.as_bytes())?;
     sqlx::query(
         "INSERT INTO user_mfa (user_id, secret) VALUES ($1, $2) \
          ON CONFLICT (user_id) DO UPDATE SET secret = $2, confirmed_at = NULL, last_used_step = NULL, created_at = now()",
     )
     .bind(user_id)
-    .bind(&secret[..])
+    .bind(sealed)
     .execute(&mut *conn)
     .await?;
     let otpauth_uri = totp(&secret, username)?
@@ -157,12 +195,13 @@ pub async fn confirm(
     .bind(caller.user_id)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some(secret) = pending else {
+    let Some(stored) = pending else {
         return Err(ApiError::Conflict {
             code: "auth.mfa_not_enrolling",
             detail: "Start with POST /api/v1/auth/mfa/enroll.".to_owned(),
         });
     };
+    let secret = state.sealing().open(&stored, caller.user_id.as_bytes())?;
     let now = state.clock().now();
     let step = totp(&secret, &caller.username)?
         .check(code.trim(), unix(now))

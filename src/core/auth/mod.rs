@@ -8,6 +8,7 @@ pub mod mfa;
 pub mod password;
 pub mod permissions;
 pub mod public_limit;
+pub mod sealing;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
@@ -20,6 +21,11 @@ impl crate::core::state::AppState {
 
     /// Password hashing, bounded in concurrency.
     pub fn hashing(&self) -> &password::PasswordHashing {
+        self.part()
+    }
+
+    /// Sealing of secrets the server reads back (TOTP seeds).
+    pub fn sealing(&self) -> &sealing::SecretSealing {
         self.part()
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::core::auth::password::PasswordHashing;
 use crate::core::auth::public_limit::PublicLimit;
+use crate::core::auth::sealing::SecretSealing;
 use crate::core::auth::tokens::SigningKey;
 use crate::core::backup::DbTarget;
 use crate::core::jobs::runner::Handlers;
@@ -39,6 +40,7 @@ pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
     let hashing = PasswordHashing::new(auth.max_concurrent_hashes, auth.max_queued_hashes);
     let public_limit =
         PublicLimit::new(auth.public_requests_per_minute, auth.public_requests_burst);
+    let sealing = SecretSealing::new(&shared.data_dir.keys());
     let live = Arc::new(Hub::new(
         crate::core::jobs::TOPICS.iter().copied().chain(
             capabilities
@@ -54,6 +56,7 @@ pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
         .with(capabilities.signing_key)
         .with(hashing)
         .with(public_limit)
+        .with(sealing)
         .with(live)
         .with(capabilities.registry)
         .with(capabilities.modules)
