@@ -249,3 +249,133 @@ async fn job_progress_is_published_on_the_jobs_topic() {
             .contains(&json!("jobs"))
     );
 }
+
+/// Waits for the close frame and returns its code.
+async fn closed_with(socket: &mut Socket) -> Option<u16> {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("closed within 5 s")
+}
+
+/// A permission taken away from a role stops its members' subscriptions before the next event
+/// reaches them (issue 28, finding 7).
+#[tokio::test]
+async fn a_withdrawn_permission_ends_the_subscription_before_the_next_event() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", "3.00", &shop.standard, false).await;
+    shop.open_session("0").await;
+    let role = json!({"name": "watcher", "permissions": ["operations.sales.read"]});
+    let created: Value = shop
+        .app
+        .post_as("/api/v1/roles", &shop.admin, &role)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let watcher = shop
+        .app
+        .user_token("wanda", "watcher pass 123", &["watcher"])
+        .await;
+    let mut socket = connect(&shop, &watcher).await;
+    assert_eq!(next(&mut socket).await["type"], "welcome");
+    send(
+        &mut socket,
+        json!({"type": "subscribe", "topics": ["sales"]}),
+    )
+    .await;
+    assert_eq!(next(&mut socket).await["topics"], json!(["sales"]));
+    let sold = shop
+        .sell(&shop.cashier, "w-1", &shop.cash_sale(&item, "1", "3"))
+        .await;
+    assert_eq!(sold.status(), 201);
+    assert_eq!(next(&mut socket).await["event"], "sale.completed");
+
+    let withdrawn = shop
+        .app
+        .client
+        .put(shop.app.url(&format!(
+            "/api/v1/roles/{}/permissions",
+            created["id"].as_str().unwrap()
+        )))
+        .bearer_auth(&shop.admin)
+        .json(&json!({"permissions": ["operations.cash.report"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), 200);
+    let sold = shop
+        .sell(&shop.cashier, "w-2", &shop.cash_sale(&item, "1", "3"))
+        .await;
+    assert_eq!(sold.status(), 201);
+    let told = next(&mut socket).await;
+    assert_eq!(
+        (&told["code"], &told["topic"]),
+        (&json!("rbac.forbidden"), &json!("sales"))
+    );
+    assert_eq!(
+        next(&mut socket).await,
+        json!({"type": "subscribed", "topics": []})
+    );
+    // The second sale's event never arrives.
+    send(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(next(&mut socket).await["type"], "pong");
+}
+
+/// A client cannot flood the security log, the server or its connections (issue 28, finding 8).
+#[tokio::test]
+async fn websocket_floods_are_bounded() {
+    let shop = Shop::open_with(|c| c.websocket.max_connections_per_user = 2).await;
+    let nobody = shop.app.user_token("nobody", "nobody pass 123", &[]).await;
+    let mut socket = connect(&shop, &nobody).await;
+    assert_eq!(next(&mut socket).await["type"], "welcome");
+
+    // Thousands of topics in one message: refused whole, nothing recorded.
+    let many: Vec<&str> = vec!["sales"; 2000];
+    send(&mut socket, json!({"type": "subscribe", "topics": many})).await;
+    assert_eq!(next(&mut socket).await["code"], "ws.too_many_topics");
+    // A forbidden topic named 60 times: one refusal, one security event.
+    let repeated: Vec<&str> = vec!["sales"; 60];
+    send(
+        &mut socket,
+        json!({"type": "subscribe", "topics": repeated}),
+    )
+    .await;
+    assert_eq!(next(&mut socket).await["code"], "rbac.forbidden");
+    assert_eq!(next(&mut socket).await["type"], "subscribed");
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM security_events WHERE kind = 'permission_denied' AND username = 'nobody'",
+    )
+    .fetch_one(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(events, 1);
+
+    // Two connections per user here; a third is refused before the upgrade.
+    let _second = connect(&shop, &nobody).await;
+    let url = format!("ws://{}/api/v1/ws?access_token={nobody}", shop.app.address);
+    let error = tokio_tungstenite::connect_async(url).await.unwrap_err();
+    let tokio_tungstenite::tungstenite::Error::Http(response) = error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(response.status(), 429);
+
+    // A burst of messages beyond the allowance closes the connection.
+    for _ in 0..60 {
+        if socket
+            .send(Message::Text(json!({"type": "ping"}).to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    assert_eq!(closed_with(&mut socket).await, Some(4029));
+}

@@ -153,6 +153,26 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// The permissions session `session` of `user` holds now (its roles may have changed since it
+/// began); `None` once it is no longer current (ended, expired, password or roles reset, user
+/// disabled). From the cache, which forgets after every change to users, roles and sessions.
+pub async fn session_permissions(
+    state: &AppState,
+    session: Uuid,
+    user: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Option<BTreeSet<String>>, ApiError> {
+    let Some(row) = session_row(state, session).await? else {
+        return Ok(None);
+    };
+    let current = row.user_id == user
+        && row.ended_at.is_none()
+        && row.expires_at > now
+        && row.stamp_current
+        && row.disabled_at.is_none();
+    Ok(current.then(|| row.permissions.iter().cloned().collect()))
+}
+
 /// The session's row, from the cache or the database.
 async fn session_row(state: &AppState, session: Uuid) -> Result<Option<Arc<SessionRow>>, ApiError> {
     let row = state
@@ -227,27 +247,6 @@ impl Authenticated {
         .await?;
         Err(ApiError::Forbidden(permission.to_owned()))
     }
-}
-
-/// Is this session still usable (not ended or expired, password and roles unchanged since, user
-/// enabled)? Long-lived connections (the WebSocket) ask at every heartbeat.
-pub async fn session_is_current(
-    pool: &sqlx::PgPool,
-    session_id: Uuid,
-    user_id: Uuid,
-    now: DateTime<Utc>,
-) -> Result<bool, sqlx::Error> {
-    let current: Option<bool> = sqlx::query_scalar(
-        "SELECT s.ended_at IS NULL AND s.expires_at > $3 AND s.security_stamp = u.security_stamp \
-                AND u.disabled_at IS NULL \
-         FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND s.user_id = $2",
-    )
-    .bind(session_id)
-    .bind(user_id)
-    .bind(now)
-    .fetch_optional(pool)
-    .await?;
-    Ok(current.unwrap_or(false))
 }
 
 impl Actor {

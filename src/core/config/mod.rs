@@ -115,6 +115,8 @@ pub struct WebSocketConfig {
     pub heartbeat_secs: u64,
     /// Events queued for one client; a client that falls this far behind is disconnected.
     pub queue_capacity: usize,
+    /// WebSocket connections one user may hold at once; more are refused (429 `ws.too_many_connections`).
+    pub max_connections_per_user: usize,
 }
 
 impl Default for WebSocketConfig {
@@ -122,6 +124,7 @@ impl Default for WebSocketConfig {
         Self {
             heartbeat_secs: 20,
             queue_capacity: 256,
+            max_connections_per_user: 8,
         }
     }
 }
@@ -453,6 +456,12 @@ impl Config {
         }
         if !(1..=3600).contains(&self.websocket.heartbeat_secs) {
             return fail("websocket.heartbeat_secs", "must be between 1 and 3600");
+        }
+        if !(1..=1024).contains(&self.websocket.max_connections_per_user) {
+            return fail(
+                "websocket.max_connections_per_user",
+                "must be between 1 and 1024",
+            );
         }
         if !(1..=65536).contains(&self.websocket.queue_capacity) {
             return fail("websocket.queue_capacity", "must be between 1 and 65536");

@@ -65,6 +65,9 @@ pub enum ApiError {
     NotFound { code: &'static str, detail: String },
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
+    /// 429 with a specific code: a limit other than time (connections held).
+    #[error("{detail}")]
+    Limited { code: &'static str, detail: String },
     /// 403 with a specific code: allowed in general, but not this one (another cashier's session).
     #[error("{detail}")]
     Denied { code: &'static str, detail: String },
@@ -132,6 +135,7 @@ impl ApiError {
             ApiError::FieldForbidden { .. } => "rbac.field_forbidden",
             ApiError::Escalation(_) => "rbac.escalation",
             ApiError::NotFound { code, .. }
+            | ApiError::Limited { code, .. }
             | ApiError::Denied { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::BadRequest { code, .. }
@@ -162,7 +166,8 @@ impl ApiError {
             ApiError::Throttled { .. }
             | ApiError::Locked { .. }
             | ApiError::Busy { .. }
-            | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            | ApiError::RateLimited { .. }
+            | ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PasswordChangeRequired
             | ApiError::Forbidden(_)
             | ApiError::FieldForbidden { .. }
@@ -209,6 +214,7 @@ impl ApiError {
             ApiError::Escalation(_) => "Beyond your own permissions",
             ApiError::NotFound { .. } => "Not found",
             ApiError::Denied { .. } => "Forbidden",
+            ApiError::Limited { .. } => "Too many",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::BadRequest { .. } => "Bad request",
             ApiError::Unprocessable { .. } => "Unprocessable request",
@@ -282,6 +288,7 @@ impl ApiError {
                 format!("Setting `{field}` needs permission `{permission}`.")
             }
             ApiError::NotFound { detail, .. }
+            | ApiError::Limited { detail, .. }
             | ApiError::Denied { detail, .. }
             | ApiError::Conflict { detail, .. }
             | ApiError::BadRequest { detail, .. }

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::SecondsFormat;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use uuid::Uuid;
 
 use crate::shared::clock::Clock;
 
@@ -26,17 +27,25 @@ pub struct Topic {
 }
 
 struct Subscriber {
+    user: Uuid,
     topics: HashSet<&'static str>,
     tx: mpsc::Sender<Arc<str>>,
     overflowed: Arc<AtomicBool>,
 }
 
-/// One client's end of the hub.
+/// One client's end of the hub; dropping it disconnects the client.
 pub struct Connection {
     pub id: u64,
     pub events: mpsc::Receiver<Arc<str>>,
     /// Set when the client's queue overflowed: the connection must close.
     pub overflowed: Arc<AtomicBool>,
+    hub: Arc<Hub>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.hub.disconnect(self.id);
+    }
 }
 
 /// The fan-out of published events to connected clients.
@@ -77,25 +86,34 @@ impl Hub {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a client with no subscriptions yet.
-    pub fn connect(&self) -> Connection {
+    /// Registers a client of `user` with no subscriptions yet, unless `user` has `limit`
+    /// connections already.
+    pub fn connect(self: &Arc<Self>, user: Uuid, limit: usize) -> Option<Connection> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, events) = mpsc::channel(self.capacity);
         let overflowed = Arc::new(AtomicBool::new(false));
-        self.lock().insert(
-            id,
-            Subscriber {
-                topics: HashSet::new(),
-                tx,
-                overflowed: overflowed.clone(),
-            },
-        );
+        {
+            let mut subscribers = self.lock();
+            if subscribers.values().filter(|s| s.user == user).count() >= limit {
+                return None;
+            }
+            subscribers.insert(
+                id,
+                Subscriber {
+                    user,
+                    topics: HashSet::new(),
+                    tx,
+                    overflowed: overflowed.clone(),
+                },
+            );
+        }
         metrics::gauge!("plugpos_websocket_clients").increment(1.0);
-        Connection {
+        Some(Connection {
             id,
             events,
             overflowed,
-        }
+            hub: self.clone(),
+        })
     }
 
     /// Replaces the topics client `id` receives.
@@ -172,9 +190,9 @@ mod tests {
 
     #[tokio::test]
     async fn events_reach_subscribers_only() {
-        let hub = Hub::new([SALES], 4, Clock::system());
-        let mut a = hub.connect();
-        let mut b = hub.connect();
+        let hub = Arc::new(Hub::new([SALES], 4, Clock::system()));
+        let mut a = hub.connect(Uuid::nil(), 8).unwrap();
+        let mut b = hub.connect(Uuid::nil(), 8).unwrap();
         hub.set_topics(a.id, HashSet::from(["sales"]));
         hub.publish("sales", "sale.completed", json!({"n": 1}));
         let message: Value = serde_json::from_str(&a.events.recv().await.unwrap()).unwrap();
@@ -185,13 +203,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_that_falls_behind_is_cut_off() {
-        let hub = Hub::new([SALES], 2, Clock::system());
-        let slow = hub.connect();
+        let hub = Arc::new(Hub::new([SALES], 2, Clock::system()));
+        let slow = hub.connect(Uuid::nil(), 8).unwrap();
         hub.set_topics(slow.id, HashSet::from(["sales"]));
         for n in 0..3 {
             hub.publish("sales", "sale.completed", json!({ "n": n }));
         }
         assert!(slow.overflowed.load(Ordering::Relaxed));
         assert_eq!(hub.clients(), 0);
+    }
+
+    #[test]
+    fn a_user_holds_at_most_the_limit_of_connections() {
+        let hub = Arc::new(Hub::new([SALES], 2, Clock::system()));
+        let user = Uuid::from_u128(7);
+        let first = hub.connect(user, 2).unwrap();
+        let _second = hub.connect(user, 2).unwrap();
+        assert!(hub.connect(user, 2).is_none());
+        assert!(hub.connect(Uuid::from_u128(8), 2).is_some(), "another user");
+        drop(first);
+        assert!(
+            hub.connect(user, 2).is_some(),
+            "a dropped connection frees its place"
+        );
     }
 }

@@ -17,9 +17,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::{Instant, MissedTickBehavior, interval, timeout};
 
-use crate::core::auth::context::{AuthContext, Authenticated, session_is_current};
+use crate::core::auth::context::{AuthContext, Authenticated, session_permissions};
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
+use crate::core::live::{Connection, Hub};
 use crate::core::security::events::{self, EventKind, SecurityEvent};
 use crate::core::state::AppState;
 
@@ -31,6 +32,7 @@ mod close {
     pub const HEARTBEAT_TIMEOUT: u16 = 4000;
     pub const TOO_SLOW: u16 = 4008;
     pub const SESSION_ENDED: u16 = 4401;
+    pub const TOO_MANY_MESSAGES: u16 = 4029;
 }
 
 /// Moves `?access_token=` into `Authorization` (unless one is there) and drops it from the URI.
@@ -78,6 +80,7 @@ pub async fn token_from_query(mut req: Request, next: Next) -> Response {
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket upgrade request", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "The user holds `websocket.max_connections_per_user` connections already (`ws.too_many_connections`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn connect(
     State(state): State<AppState>,
@@ -88,9 +91,19 @@ pub async fn connect(
         code: "ws.upgrade_required",
         detail: format!("This endpoint speaks WebSocket only: {e}."),
     })?;
+    let limit = state.config().websocket.max_connections_per_user;
+    let Some(connection) = state.live().connect(caller.user_id, limit) else {
+        return Err(ApiError::Limited {
+            code: "ws.too_many_connections",
+            detail: format!(
+                "This user holds {limit} WebSocket connections already; close one first."
+            ),
+        });
+    };
     Ok(upgrade
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, state, caller.0)))
+        .max_frame_size(MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| serve(socket, state, caller.0, connection)))
 }
 
 #[derive(Deserialize)]
@@ -101,11 +114,40 @@ enum ClientMessage {
     Ping,
 }
 
-async fn serve(mut socket: WebSocket, state: AppState, caller: Authenticated) {
+/// Messages a client may send in a burst, and then per second.
+const MESSAGE_BURST: f64 = 20.0;
+const MESSAGES_PER_SECOND: f64 = 5.0;
+/// Topics one subscribe or unsubscribe may name.
+const MAX_TOPICS_PER_MESSAGE: usize = 64;
+
+/// What one connection knows of its caller and subscriptions.
+struct Client {
+    caller: Authenticated,
+    subscribed: HashSet<&'static str>,
+    /// The caches' generation the caller's permissions were last checked in: a change to
+    /// users, roles or sessions moves it on, and the next event re-checks first.
+    checked: u64,
+    /// Message allowance (a token bucket).
+    allowance: f64,
+    refilled: Instant,
+}
+
+/// Why a connection must close.
+enum Closing {
+    SessionEnded,
+    TooManyMessages,
+}
+
+/// One connection's life. Stays whole: one loop whose `select!` arms share the socket, the client
+/// and `open`; split into functions, each would take all of them.
+async fn serve(
+    mut socket: WebSocket,
+    state: AppState,
+    caller: Authenticated,
+    mut connection: Connection,
+) {
     let hub = state.live().clone();
     let heartbeat = Duration::from_secs(state.config().websocket.heartbeat_secs);
-    let mut connection = hub.connect();
-    let mut subscribed: HashSet<&'static str> = HashSet::new();
     let allowed: Vec<&str> = hub
         .topics()
         .filter(|t| caller.has(t.permission))
@@ -116,22 +158,38 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: Authenticated) {
         "heartbeat_secs": heartbeat.as_secs(),
         "topics": allowed,
     });
+    let mut client = Client {
+        caller,
+        subscribed: HashSet::new(),
+        checked: state.changes().generation(),
+        allowance: MESSAGE_BURST,
+        refilled: Instant::now(),
+    };
     let mut open = send(&mut socket, &welcome, heartbeat).await;
     let mut beat = interval(heartbeat);
     beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     beat.tick().await;
     let mut last_heard = Instant::now();
     while open {
-        tokio::select! {
+        let closing = tokio::select! {
             event = connection.events.recv() => {
                 match event {
                     Some(text) if !connection.overflowed.load(Ordering::Relaxed) => {
-                        open = send_text(&mut socket, Utf8Bytes::from(&*text), heartbeat).await;
+                        // Permissions may have been withdrawn since they were checked.
+                        let mut outcome = Ok(());
+                        if state.changes().generation() != client.checked {
+                            outcome = recheck(&state, &hub, &connection, &mut client, &mut socket, heartbeat).await;
+                        }
+                        if outcome.is_ok() && still_subscribed(&client, &text) {
+                            open = send_text(&mut socket, Utf8Bytes::from(&*text), heartbeat).await;
+                        }
+                        outcome.err()
                     }
                     _ => {
-                        tracing::warn!(user = %caller.username, "websocket client too slow; disconnected");
+                        tracing::warn!(user = %client.caller.username, "websocket client too slow; disconnected");
                         close_with(&mut socket, close::TOO_SLOW, "too slow: events were dropped").await;
                         open = false;
+                        None
                     }
                 }
             }
@@ -139,45 +197,150 @@ async fn serve(mut socket: WebSocket, state: AppState, caller: Authenticated) {
                 match frame {
                     Some(Ok(Message::Text(text))) => {
                         last_heard = Instant::now();
-                        let reply = handle(&state, &caller, &mut subscribed, &text).await;
-                        hub.set_topics(connection.id, subscribed.clone());
-                        for message in reply {
-                            open = open && send(&mut socket, &message, heartbeat).await;
+                        if take_allowance(&mut client) {
+                            let reply = handle(&state, &mut client, &text).await;
+                            hub.set_topics(connection.id, client.subscribed.clone());
+                            for message in reply {
+                                open = open && send(&mut socket, &message, heartbeat).await;
+                            }
+                            None
+                        } else {
+                            Some(Closing::TooManyMessages)
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => open = false,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                        open = false;
+                        None
+                    }
                     Some(Ok(Message::Binary(_))) => {
                         last_heard = Instant::now();
-                        open = send(&mut socket, &error("ws.bad_message", "Messages are JSON text.", None), heartbeat).await;
+                        if take_allowance(&mut client) {
+                            open = send(&mut socket, &error("ws.bad_message", "Messages are JSON text.", None), heartbeat).await;
+                            None
+                        } else {
+                            Some(Closing::TooManyMessages)
+                        }
                     }
-                    Some(Ok(_)) => last_heard = Instant::now(),
+                    Some(Ok(_)) => {
+                        last_heard = Instant::now();
+                        None
+                    }
                 }
             }
             _ = beat.tick() => {
                 if last_heard.elapsed() > heartbeat * 2 {
                     close_with(&mut socket, close::HEARTBEAT_TIMEOUT, "no answer to heartbeats").await;
                     open = false;
-                } else if !session_is_current(state.pool(), caller.session_id, caller.user_id, state.clock().now()).await.unwrap_or(true) {
-                    close_with(&mut socket, close::SESSION_ENDED, "session ended").await;
-                    open = false;
+                    None
                 } else {
-                    let ping = timeout(heartbeat, socket.send(Message::Ping(Default::default()))).await;
-                    open = matches!(ping, Ok(Ok(())))
-                        && send(&mut socket, &json!({"type": "heartbeat", "time": state.clock().now()}), heartbeat).await;
+                    match recheck(&state, &hub, &connection, &mut client, &mut socket, heartbeat).await {
+                        Err(closing) => Some(closing),
+                        Ok(()) => {
+                            let ping = timeout(heartbeat, socket.send(Message::Ping(Default::default()))).await;
+                            open = matches!(ping, Ok(Ok(())))
+                                && send(&mut socket, &json!({"type": "heartbeat", "time": state.clock().now()}), heartbeat).await;
+                            None
+                        }
+                    }
                 }
             }
+        };
+        match closing {
+            Some(Closing::SessionEnded) => {
+                close_with(&mut socket, close::SESSION_ENDED, "session ended").await;
+                open = false;
+            }
+            Some(Closing::TooManyMessages) => {
+                let _ = send(
+                    &mut socket,
+                    &error(
+                        "ws.too_many_messages",
+                        "More messages than the server takes: at most 20 at once and 5 a second.",
+                        None,
+                    ),
+                    heartbeat,
+                )
+                .await;
+                close_with(&mut socket, close::TOO_MANY_MESSAGES, "too many messages").await;
+                open = false;
+            }
+            None => {}
         }
     }
-    hub.disconnect(connection.id);
+    drop(connection);
+}
+
+/// Takes one message from the client's allowance; false when it has none left.
+fn take_allowance(client: &mut Client) -> bool {
+    let now = Instant::now();
+    let refill = now.duration_since(client.refilled).as_secs_f64() * MESSAGES_PER_SECOND;
+    client.allowance = (client.allowance + refill).min(MESSAGE_BURST);
+    client.refilled = now;
+    if client.allowance < 1.0 {
+        return false;
+    }
+    client.allowance -= 1.0;
+    true
+}
+
+/// Checks the caller's session and permissions as they stand now: a session that ended (or
+/// cannot be checked: the database is down) closes the connection; a topic whose permission was
+/// withdrawn is unsubscribed, and the client told.
+async fn recheck(
+    state: &AppState,
+    hub: &Hub,
+    connection: &Connection,
+    client: &mut Client,
+    socket: &mut WebSocket,
+    heartbeat: Duration,
+) -> Result<(), Closing> {
+    let generation = state.changes().generation();
+    let caller = &client.caller;
+    let now = state.clock().now();
+    let Ok(Some(permissions)) =
+        session_permissions(state, caller.session_id, caller.user_id, now).await
+    else {
+        return Err(Closing::SessionEnded);
+    };
+    client.checked = generation;
+    let withdrawn: Vec<&'static str> = client
+        .subscribed
+        .iter()
+        .copied()
+        .filter(|name| {
+            hub.topic(name)
+                .is_none_or(|t| !permissions.contains(t.permission))
+        })
+        .collect();
+    client.caller.permissions = permissions;
+    if withdrawn.is_empty() {
+        return Ok(());
+    }
+    client.subscribed.retain(|t| !withdrawn.contains(t));
+    hub.set_topics(connection.id, client.subscribed.clone());
+    for name in withdrawn {
+        let message = error(
+            "rbac.forbidden",
+            &format!("The permission for topic `{name}` was withdrawn; it is unsubscribed."),
+            Some(name),
+        );
+        let _ = send(socket, &message, heartbeat).await;
+    }
+    let _ = send(socket, &subscriptions(&client.subscribed), heartbeat).await;
+    Ok(())
+}
+
+/// Is the event in `text` on a topic the client is still subscribed to? (It may have been
+/// queued before a permission was withdrawn.)
+fn still_subscribed(client: &Client, text: &str) -> bool {
+    let topic = serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v["topic"].as_str().map(str::to_owned));
+    topic.is_some_and(|t| client.subscribed.contains(t.as_str()))
 }
 
 /// Answers one client message.
-async fn handle(
-    state: &AppState,
-    caller: &Authenticated,
-    subscribed: &mut HashSet<&'static str>,
-    text: &str,
-) -> Vec<Value> {
+async fn handle(state: &AppState, client: &mut Client, text: &str) -> Vec<Value> {
     let message: ClientMessage = match serde_json::from_str(text) {
         Ok(m) => m,
         Err(e) => {
@@ -189,14 +352,28 @@ async fn handle(
         }
     };
     let hub = state.live();
+    let caller = &client.caller;
+    let subscribed = &mut client.subscribed;
     match message {
         ClientMessage::Ping => vec![json!({"type": "pong"})],
+        ClientMessage::Subscribe { topics } | ClientMessage::Unsubscribe { topics }
+            if topics.len() > MAX_TOPICS_PER_MESSAGE =>
+        {
+            vec![error(
+                "ws.too_many_topics",
+                &format!("Name at most {MAX_TOPICS_PER_MESSAGE} topics in one message."),
+                None,
+            )]
+        }
         ClientMessage::Unsubscribe { topics } => {
             subscribed.retain(|t| !topics.iter().any(|u| u == t));
             vec![subscriptions(subscribed)]
         }
-        ClientMessage::Subscribe { topics } => {
+        ClientMessage::Subscribe { mut topics } => {
+            topics.sort_unstable();
+            topics.dedup();
             let mut replies = Vec::new();
+            let mut denied = Vec::new();
             for name in topics {
                 match hub.topic(&name) {
                     None => replies.push(error(
@@ -205,19 +382,7 @@ async fn handle(
                         Some(&name),
                     )),
                     Some(topic) if !caller.has(topic.permission) => {
-                        if let Ok(mut conn) = state.pool().acquire().await {
-                            let _ = events::record(
-                                &mut conn,
-                                SecurityEvent {
-                                    kind: EventKind::PermissionDenied,
-                                    user_id: Some(caller.user_id),
-                                    username: Some(&caller.username),
-                                    origin: &caller.origin,
-                                    details: json!({"permission": topic.permission, "topic": topic.name}),
-                                },
-                            )
-                            .await;
-                        }
+                        denied.push(json!({"permission": topic.permission, "topic": topic.name}));
                         replies.push(error(
                             "rbac.forbidden",
                             &format!("Topic `{name}` needs permission `{}`.", topic.permission),
@@ -228,6 +393,26 @@ async fn handle(
                         subscribed.insert(topic.name);
                     }
                 }
+            }
+            // One security event per message, however many topics it was refused.
+            if !denied.is_empty()
+                && let Ok(mut conn) = state.pool().acquire().await
+            {
+                let details = match denied.len() {
+                    1 => denied.swap_remove(0),
+                    _ => json!({"denied": denied}),
+                };
+                let _ = events::record(
+                    &mut conn,
+                    SecurityEvent {
+                        kind: EventKind::PermissionDenied,
+                        user_id: Some(caller.user_id),
+                        username: Some(&caller.username),
+                        origin: &caller.origin,
+                        details,
+                    },
+                )
+                .await;
             }
             replies.push(subscriptions(subscribed));
             replies
