@@ -13,7 +13,7 @@ Build first: cargo build --release --bin plugpos --example sale_load
 """
 import argparse, collections, http.client, json, os, shutil, signal, statistics, subprocess, tempfile, threading, time, uuid
 
-from sale_throughput import HERE, call, free_port
+from sale_throughput import HERE, call, free_port, start_server
 
 
 def flood(port, flooders, stop, counts, lock):
@@ -47,9 +47,7 @@ def main():
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="plugpos-bench-flood-", dir="/tmp"); os.chmod(root, 0o777)
     data = os.path.join(root, "data"); port = free_port(); base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGPOS_")}; env["PLUGPOS_LOG__STDOUT"] = "false"
-    proc = subprocess.Popen([args.binary, "serve", "--data-dir", data, "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_server(args.binary, data, port)
     try:
         for _ in range(300):
             try:

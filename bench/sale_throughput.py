@@ -38,6 +38,21 @@ def call(url, method="GET", body=None, token=None):
     with urllib.request.urlopen(req, timeout=60) as r:
         return json.loads(r.read() or b"null")
 
+def start_server(binary, data, port):
+    """Starts `binary serve` on a fresh data directory. The benches log in dozens of cashiers from this one
+    address, so the per-address limit on logins is lifted; a binary from before that limit refuses the
+    unknown setting and is started without it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGPOS_")}; env["PLUGPOS_LOG__STDOUT"] = "false"
+    lifted = dict(env, PLUGPOS_AUTH__PUBLIC_REQUESTS_BURST="100000", PLUGPOS_AUTH__PUBLIC_REQUESTS_PER_MINUTE="100000")
+    for environment in (lifted, env):
+        proc = subprocess.Popen([binary, "serve", "--data-dir", data, "--port", str(port)], env=environment,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            return proc
+    raise SystemExit(f"{binary} does not start")
+
 def pct(values, p):
     values = sorted(values); return values[min(len(values) - 1, int(len(values) * p))]
 
@@ -92,9 +107,7 @@ def main():
     loads = args.clients
     root = tempfile.mkdtemp(prefix="plugpos-bench-sale-", dir="/tmp"); os.chmod(root, 0o777)
     data = os.path.join(root, "data"); port = free_port(); base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PLUGPOS_")}; env["PLUGPOS_LOG__STDOUT"] = "false"
-    proc = subprocess.Popen([args.binary, "serve", "--data-dir", data, "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_server(args.binary, data, port)
     as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     sock = os.path.join(data, "run")
     try:
@@ -111,6 +124,7 @@ def main():
         products = [call(base + "/api/v1/products", "POST", {"sku": f"SKU{i}", "name": f"Product {i}",
                     "price": f"{i % 100}.99", "tax_class_id": tax, "track_stock": True}, admin)["id"] for i in range(1, 201)]
         registers = call(base + "/api/v1/registers", token=admin)
+        registers = registers["items"] if isinstance(registers, dict) else registers  # a page since issue 28
         location = registers[0]["location_id"]
         registers = [registers[0]["id"]] + [call(base + "/api/v1/registers", "POST",
                      {"name": f"Register {i}", "location_id": location}, admin)["id"] for i in range(2, 33)]

@@ -109,3 +109,60 @@ async fn cli_prints_the_same_document() {
     let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(printed, served);
 }
+
+/// The schema `schema` points to (following one `$ref` into the components).
+fn resolve<'a>(document: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.trim_start_matches("#/components/schemas/");
+            &document["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+/// Every list in the API is `{"items", "next_cursor"}` with `?limit=&cursor=` (SPEC section 7):
+/// no operation answers a bare JSON array (issue 28, finding 18).
+#[tokio::test]
+async fn every_list_is_a_page_with_limit_and_cursor() {
+    let app = TestApp::spawn().await;
+    let document: Value = app.get("/api/v1/openapi.json").await.json().await.unwrap();
+    let mut lists = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(responses) = operation["responses"].as_object() else {
+                continue;
+            };
+            for (status, response) in responses.iter().filter(|(s, _)| s.starts_with('2')) {
+                let Some(schema) = response["content"]["application/json"].get("schema") else {
+                    continue;
+                };
+                let schema = resolve(&document, schema);
+                assert_ne!(
+                    schema["type"], "array",
+                    "{method} {path} answers {status} with a bare array"
+                );
+                let Some(items) = schema["properties"].get("items") else {
+                    continue;
+                };
+                lists += 1;
+                assert_eq!(items["type"], "array", "{method} {path}: items is a list");
+                assert!(
+                    schema["properties"].get("next_cursor").is_some(),
+                    "{method} {path}: a page has next_cursor"
+                );
+                let params: Vec<&str> = operation["parameters"]
+                    .as_array()
+                    .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+                    .unwrap_or_default();
+                for name in ["limit", "cursor"] {
+                    assert!(params.contains(&name), "{method} {path} takes no `{name}`");
+                }
+            }
+        }
+    }
+    assert!(
+        lists >= 15,
+        "only {lists} lists found: is the walk looking at the right place?"
+    );
+}

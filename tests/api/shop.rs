@@ -35,9 +35,10 @@ impl Shop {
         let registers: Value = app
             .get_as("/api/v1/registers", &cashier)
             .await
-            .json()
+            .json::<Value>()
             .await
-            .unwrap();
+            .unwrap()["items"]
+            .clone();
         let register = registers[0]["id"].as_str().unwrap().to_owned();
         let location = registers[0]["location_id"].as_str().unwrap().to_owned();
         let mut shop = Shop {

@@ -17,7 +17,7 @@ use crate::core::audit::{Actor, AuditedTx, Change, chain, verify};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
-use crate::core::http::{page, page_limit};
+use crate::core::http::{Page, PageQuery, keyset_page, page, page_limit};
 use crate::core::security::events::{self, EventKind, SecurityEvent};
 use crate::core::state::AppState;
 
@@ -68,16 +68,23 @@ pub async fn create_checkpoint(
 }
 
 /// Every signed checkpoint, oldest first.
-#[utoipa::path(get, path = "/api/v1/audit/checkpoints", tag = "audit", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/audit/checkpoints", tag = "audit", security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "Checkpoints", body = [Checkpoint]),
+        (status = 200, description = "A page of checkpoints, oldest first", body = Page<Checkpoint>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list_checkpoints(
     State(state): State<AppState>,
     _caller: AuthContext,
-) -> Result<Json<Vec<Checkpoint>>, ApiError> {
-    Ok(Json(checkpoint::list(state.pool()).await?))
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<Checkpoint>>, ApiError> {
+    let all = checkpoint::list(state.pool()).await?;
+    Ok(Json(keyset_page(
+        all,
+        |c| format!("{:020}", c.seq),
+        &query,
+    )?))
 }
 
 /// Query the audit log, in chain order.

@@ -29,6 +29,7 @@ pub struct AuditFilter {
     pub action: Option<String>,
     pub module: Option<String>,
     /// 1 to 500 (default 100); not used by exports.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

@@ -3,7 +3,7 @@
 //! WebSocket topic).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -15,7 +15,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::backup::jobs::{CREATE, RESTORE, VERIFY};
 use crate::core::backup::{BackupView, Status};
 use crate::core::http::problem::Problem;
-use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{ApiError, ApiJson, Page, PageQuery, keyset_page};
 use crate::core::jobs;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
@@ -70,20 +70,26 @@ pub async fn create(
 }
 
 /// Every backup, newest first. Only `valid` ones have been restored and checked.
-#[utoipa::path(get, path = "/api/v1/backups", tag = "backups", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/backups", tag = "backups", security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "The backups", body = [BackupView]),
+        (status = 200, description = "A page of backups, newest first", body = Page<BackupView>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(State(state): State<AppState>, _caller: AuthContext) -> Json<Vec<BackupView>> {
-    Json(
-        state
-            .backups()
-            .list()
-            .iter()
-            .map(BackupView::from)
-            .collect(),
-    )
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<BackupView>>, ApiError> {
+    let all: Vec<BackupView> = state
+        .backups()
+        .list()
+        .iter()
+        .map(BackupView::from)
+        .collect();
+    // Newest first: the key counts down with the time-ordered id.
+    let newest_first = |b: &BackupView| format!("{:032x}", u128::MAX - b.id.as_u128());
+    Ok(Json(keyset_page(all, newest_first, &query)?))
 }
 
 /// One backup.

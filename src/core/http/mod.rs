@@ -52,6 +52,51 @@ pub fn page<T>(
     (rows, cursor)
 }
 
+/// A page of a list: the API's one list shape, `{"items", "next_cursor"}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=` of a list whose rows the server pages by a unique key.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page of `items` ordered by `key` (unique per item), starting after `query.cursor`: a
+/// keyset cursor (the last key, encoded), so a row added or removed between two pages neither
+/// repeats nor skips another. For lists read whole (configuration lists of at most some
+/// hundreds of rows, and what the server keeps in memory).
+pub fn keyset_page<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    query: &PageQuery,
+) -> Result<Page<T>, ApiError> {
+    let limit = page_limit(query.limit, 100, 500)?;
+    let after = match query.cursor.as_deref() {
+        Some(cursor) => Some(
+            hex::decode(cursor)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list"))?,
+        ),
+        None => None,
+    };
+    items.sort_by_cached_key(&key);
+    let start = after.map_or(0, |after| items.partition_point(|item| key(item) <= after));
+    let rest: Vec<T> = items.into_iter().skip(start).collect();
+    let (items, next_cursor) = page(rest, limit, |last| hex::encode(key(last)));
+    Ok(Page { items, next_cursor })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +111,30 @@ mod tests {
         assert_eq!(page_limit(None, 50, 200).unwrap(), 50);
         assert!(page_limit(Some(0), 50, 200).is_err());
         assert!(page_limit(Some(201), 50, 200).is_err());
+    }
+
+    #[test]
+    fn keyset_pages_walk_the_list_once_and_refuse_foreign_cursors() {
+        let items: Vec<u32> = (1..=7).rev().collect();
+        let key = |n: &u32| format!("{n:03}");
+        let mut query = PageQuery {
+            limit: Some(3),
+            cursor: None,
+        };
+        let mut seen = Vec::new();
+        loop {
+            let page = keyset_page(items.clone(), key, &query).unwrap();
+            seen.extend(page.items);
+            match page.next_cursor {
+                Some(next) => query.cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, (1..=7).collect::<Vec<_>>());
+        query.cursor = Some("zz".to_owned());
+        assert!(keyset_page(items.clone(), key, &query).is_err());
+        query.limit = Some(501);
+        query.cursor = None;
+        assert!(keyset_page(items, key, &query).is_err());
     }
 }

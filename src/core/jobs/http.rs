@@ -12,7 +12,7 @@ use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, offset_cursor};
-use crate::core::http::{page, page_limit};
+use crate::core::http::{Page, PageQuery, keyset_page, page, page_limit};
 use crate::core::jobs::runner::Handlers;
 use crate::core::jobs::schedule::{self, ScheduleView};
 use crate::core::jobs::{COLUMNS, Job, STATUSES};
@@ -26,6 +26,7 @@ pub struct JobQuery {
     /// e.g. `backup.create`.
     pub kind: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -179,16 +180,19 @@ pub async fn retry(
 }
 
 /// The schedules: cron expression, timezone, last and next run.
-#[utoipa::path(get, path = "/api/v1/schedules", tag = "jobs", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "jobs", security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "The schedules", body = [ScheduleView]),
+        (status = 200, description = "A page of schedules, by name", body = Page<ScheduleView>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn schedules(
     State(state): State<AppState>,
     _caller: AuthContext,
-) -> Result<Json<Vec<ScheduleView>>, ApiError> {
-    Ok(Json(schedule::views(&state).await?))
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<ScheduleView>>, ApiError> {
+    let all = schedule::views(&state).await?;
+    Ok(Json(keyset_page(all, |s| s.name.clone(), &query)?))
 }
 
 /// Jobs and schedules, each with its access rule (assembled by the server with the other capabilities').

@@ -1,15 +1,15 @@
 //! `GET /api/v1/modules`, `POST /api/v1/modules/{id}/enable` and `/disable`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::{AuthContext, Authenticated};
-use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
+use crate::core::http::{ApiError, Page, PageQuery, keyset_page};
 use crate::core::state::AppState;
 
 /// A registered module.
@@ -49,20 +49,24 @@ fn info(state: &AppState, id: &str) -> Option<ModuleInfo> {
 }
 
 /// Every registered module and whether this business uses it.
-#[utoipa::path(get, path = "/api/v1/modules", tag = "modules", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/modules", tag = "modules", security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "The modules", body = [ModuleInfo]),
+        (status = 200, description = "A page of modules, by id", body = Page<ModuleInfo>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(State(state): State<AppState>, _caller: Authenticated) -> Json<Vec<ModuleInfo>> {
-    Json(
-        state
-            .registry()
-            .modules()
-            .iter()
-            .filter_map(|m| info(&state, m.id()))
-            .collect(),
-    )
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: Authenticated,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<ModuleInfo>>, ApiError> {
+    let all: Vec<ModuleInfo> = state
+        .registry()
+        .modules()
+        .iter()
+        .filter_map(|m| info(&state, m.id()))
+        .collect();
+    Ok(Json(keyset_page(all, |m| m.id.clone(), &query)?))
 }
 
 async fn set(

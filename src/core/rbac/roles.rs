@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,7 +16,7 @@ use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::auth::permissions;
 use crate::core::http::problem::{FieldError, Problem};
-use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{ApiError, ApiJson, Page, PageQuery, keyset_page};
 use crate::core::rbac::{ADMINISTRABLE, record, refuse_escalation};
 use crate::core::security::events::EventKind;
 use crate::core::state::AppState;
@@ -63,21 +63,23 @@ pub struct RolePermissions {
 }
 
 /// Every permission this server knows, with what it allows.
-#[utoipa::path(get, path = "/api/v1/permissions", tag = "rbac", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/permissions", tag = "rbac", security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "All permissions", body = [PermissionInfo]),
+        (status = 200, description = "A page of permissions, by name", body = Page<PermissionInfo>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list_permissions() -> Json<Vec<PermissionInfo>> {
-    Json(
-        permissions::all()
-            .into_iter()
-            .map(|p| PermissionInfo {
-                name: p.name,
-                description: p.description,
-            })
-            .collect(),
-    )
+pub async fn list_permissions(
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<PermissionInfo>>, ApiError> {
+    let all: Vec<PermissionInfo> = permissions::all()
+        .into_iter()
+        .map(|p| PermissionInfo {
+            name: p.name,
+            description: p.description,
+        })
+        .collect();
+    Ok(Json(keyset_page(all, |p| p.name.to_owned(), &query)?))
 }
 
 async fn load(conn: &mut PgConnection, id: Option<Uuid>) -> Result<Vec<Role>, sqlx::Error> {
@@ -119,14 +121,19 @@ fn validate_permissions(field: &str, list: &[String]) -> Result<Vec<String>, Api
 }
 
 /// All roles with their permissions.
-#[utoipa::path(get, path = "/api/v1/roles", tag = "rbac", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/roles", tag = "rbac", security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "All roles", body = [Role]),
+        (status = 200, description = "A page of roles with their permissions, by name", body = Page<Role>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<Role>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<Role>>, ApiError> {
     let mut conn = state.pool().acquire().await?;
-    Ok(Json(load(&mut conn, None).await?))
+    let all = load(&mut conn, None).await?;
+    Ok(Json(keyset_page(all, |r| r.name.clone(), &query)?))
 }
 
 /// Create a role. Only permissions the caller holds can be given.

@@ -69,6 +69,7 @@ pub struct UserPage {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct PageQuery {
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

@@ -29,6 +29,7 @@ pub struct EventQuery {
     /// Exclusive, RFC 3339.
     pub to: Option<DateTime<Utc>>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

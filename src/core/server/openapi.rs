@@ -90,7 +90,118 @@ pub fn full_router(registry: &Registry) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of core and the registered modules.
 pub fn document(registry: &Registry) -> utoipa::openapi::OpenApi {
-    full_router(registry).split_for_parts().1
+    let mut document = full_router(registry).split_for_parts().1;
+    declare_common_responses(&mut document);
+    document
+}
+
+/// Adds to every operation the answers the server's layers give whatever the handler (each a
+/// problem document), so a generated client knows every status it can meet:
+/// 400 for an unreadable path or query (and unreadable JSON), 413 and 415 for a body too large
+/// or not JSON, 422 for parameters or a body that break a rule, 401 without a valid token, 403
+/// without the permission, 429 for unauthenticated writes over the per-address limit, 408 for
+/// a request over the time limit, 500 and 503 (the database unreachable, maintenance, setup
+/// not run). An operation's own description of a status is kept.
+fn declare_common_responses(document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::path::ParameterIn;
+    for (path, item) in document.paths.paths.iter_mut() {
+        let is_api = path.starts_with("/api/v1/") && path != DOCUMENT_PATH;
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, true),
+            (&mut item.patch, true),
+        ];
+        for (operation, writes) in operations {
+            let Some(operation) = operation.as_mut() else {
+                continue;
+            };
+            let params = operation.parameters.as_deref().unwrap_or_default();
+            let located = |place: ParameterIn| {
+                params
+                    .iter()
+                    .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
+            };
+            let (has_query, has_path) = (located(ParameterIn::Query), located(ParameterIn::Path));
+            let has_body = operation.request_body.is_some();
+            let access = operation
+                .extensions
+                .as_ref()
+                .and_then(|e| e.get(crate::core::auth::access::EXTENSION))
+                .and_then(|v| v.as_str())
+                .unwrap_or("public")
+                .to_owned();
+            let mut add: Vec<(&str, &str)> = vec![
+                (
+                    "408",
+                    "The request took longer than the server allows (`request.timeout`)",
+                ),
+                (
+                    "500",
+                    "Internal error (`internal`): the log under the same request id says why",
+                ),
+            ];
+            if is_api {
+                add.push((
+                    "503",
+                    "Unavailable: the database (`service.unavailable`), a restore in progress (`maintenance`) or setup not run (`setup.required`)",
+                ));
+            }
+            if has_query || has_path || has_body {
+                add.push(("400", "An unreadable path, query string or JSON body"));
+            }
+            if has_query || has_body {
+                add.push((
+                    "422",
+                    "A parameter or field breaks a rule (`validation.failed`, naming it)",
+                ));
+            }
+            if has_body {
+                add.push((
+                    "413",
+                    "The body is larger than the server accepts (`request.too_large`)",
+                ));
+                add.push((
+                    "415",
+                    "The body is not sent as JSON (`request.unsupported_media_type`)",
+                ));
+            }
+            if access != "public" {
+                add.push(("401", "No valid access token (`auth.unauthenticated`, `auth.invalid_token`, `auth.session_ended`)"));
+            }
+            if access != "public" && access != "authenticated" {
+                add.push(("403", "Missing permission (`rbac.forbidden`)"));
+            }
+            if access == "public" && writes {
+                add.push((
+                    "429",
+                    "Too many requests without a login from this address (`rate_limited`)",
+                ));
+            }
+            for (status, description) in add {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| RefOr::T(problem_response(description)));
+            }
+        }
+    }
+}
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::core::http::problem::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
 }
 
 /// The Swagger UI at `/docs`, reading the document from [`DOCUMENT_PATH`].

@@ -1,7 +1,7 @@
 //! `/api/v1/branches`, `/api/v1/locations`, `/api/v1/registers`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -14,7 +14,7 @@ use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::db::violated_constraint;
 use crate::core::http::problem::Problem;
-use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{ApiError, ApiJson, Page, PageQuery, keyset_page};
 use crate::core::state::AppState;
 use crate::shared::ids::new_id;
 
@@ -111,15 +111,17 @@ async fn create(
 macro_rules! place_routes {
     ($list:ident, $create:ident, $path:literal, $kind:expr, $what:literal) => {
         #[doc = concat!("List ", $what, ".")]
-        #[utoipa::path(get, path = $path, tag = "places", security(("bearer" = [])),
+        #[utoipa::path(get, path = $path, tag = "places", security(("bearer" = [])), params(PageQuery),
             responses(
-                (status = 200, description = "The list", body = [Place]),
+                (status = 200, description = "A page of them, by name", body = Page<Place>),
+                (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
                 (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
                 (status = 404, description = "Module disabled (`module.disabled`)", body = Problem, content_type = "application/problem+json"),
             ))]
-        pub async fn $list(State(state): State<AppState>, _caller: AuthContext) -> Result<Json<Vec<Place>>, ApiError> {
+        pub async fn $list(State(state): State<AppState>, _caller: AuthContext, Query(query): Query<PageQuery>) -> Result<Json<Page<Place>>, ApiError> {
             let mut conn = state.pool().acquire().await?;
-            Ok(Json(store::list(&mut conn, $kind).await?))
+            let all = store::list(&mut conn, $kind).await?;
+            Ok(Json(keyset_page(all, |p| format!("{}\0{}", p.name, p.id), &query)?))
         }
 
         #[doc = concat!("Create one of the ", $what, " (audited).")]

@@ -29,6 +29,7 @@ pub struct StockQuery {
     pub product_id: Option<Uuid>,
     pub location_id: Option<Uuid>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

@@ -172,6 +172,7 @@ pub struct SessionQuery {
     /// `open` or `closed`.
     pub status: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

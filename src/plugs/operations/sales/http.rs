@@ -133,6 +133,7 @@ pub struct SaleQuery {
     pub register_id: Option<Uuid>,
     pub cashier_id: Option<Uuid>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

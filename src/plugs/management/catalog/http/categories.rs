@@ -1,7 +1,7 @@
 //! `/api/v1/categories`: the category tree (no cycles).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
@@ -12,7 +12,7 @@ use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::db::violated_constraint;
 use crate::core::http::problem::Problem;
-use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{ApiError, ApiJson, Page, PageQuery, keyset_page};
 use crate::core::state::AppState;
 use crate::plugs::management::catalog::MODULE;
 use crate::plugs::management::catalog::store::categories::{self as store, Category};
@@ -55,19 +55,25 @@ fn name_taken(e: &sqlx::Error, name: &str) -> bool {
 }
 
 /// Every category (a flat list; build the tree from `parent_id`).
-#[utoipa::path(get, path = "/api/v1/categories", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/categories", tag = "catalog", security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "Categories", body = [Category]),
+        (status = 200, description = "A page of categories, by name", body = Page<Category>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Module disabled (`module.disabled`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: AuthContext,
-) -> Result<Json<Vec<Category>>, ApiError> {
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<Category>>, ApiError> {
     let mut conn = state.pool().acquire().await?;
     let categories = store::list(&mut conn).await?;
-    Ok(Json(categories))
+    Ok(Json(keyset_page(
+        categories,
+        |c| format!("{}\0{}", c.name, c.id),
+        &query,
+    )?))
 }
 
 /// Create a category (audited).

@@ -95,6 +95,7 @@ pub struct ProductQuery {
     /// Substring of the name or SKU, case- and accent-insensitive.
     pub search: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

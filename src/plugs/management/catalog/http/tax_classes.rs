@@ -1,7 +1,7 @@
 //! `/api/v1/tax-classes`: named VAT/sales-tax rates.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::db::violated_constraint;
 use crate::core::http::problem::Problem;
-use crate::core::http::{ApiError, ApiJson};
+use crate::core::http::{ApiError, ApiJson, Page, PageQuery, keyset_page};
 use crate::core::state::AppState;
 use crate::plugs::management::catalog::MODULE;
 use crate::plugs::management::catalog::store::tax_classes::{self as store, TaxClass};
@@ -53,19 +53,25 @@ pub fn parse_rate(text: &str) -> Result<Decimal, ApiError> {
 }
 
 /// Every tax class.
-#[utoipa::path(get, path = "/api/v1/tax-classes", tag = "catalog", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/tax-classes", tag = "catalog", security(("bearer" = [])), params(PageQuery),
     responses(
-        (status = 200, description = "Tax classes", body = [TaxClass]),
+        (status = 200, description = "A page of tax classes, by name", body = Page<TaxClass>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Module disabled (`module.disabled`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(
     State(state): State<AppState>,
     _caller: AuthContext,
-) -> Result<Json<Vec<TaxClass>>, ApiError> {
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<TaxClass>>, ApiError> {
     let mut conn = state.pool().acquire().await?;
     let classes = store::list(&mut conn).await?;
-    Ok(Json(classes))
+    Ok(Json(keyset_page(
+        classes,
+        |c| format!("{}\0{}", c.name, c.id),
+        &query,
+    )?))
 }
 
 /// Create a tax class (audited).
