@@ -778,6 +778,21 @@ async fn completed_sales_are_immutable_in_the_database() {
         Some("sale_lines_with_their_sale"),
         "{added}"
     );
+    // Nor can a line point to a sale that does not exist (the same check, since 0017, in place of
+    // the foreign key).
+    let orphan = sqlx::query(
+        "INSERT INTO sale_lines SELECT (jsonb_populate_record(NULL::sale_lines, to_jsonb(l) || \
+           jsonb_build_object('sale_id', gen_random_uuid()))).* FROM sale_lines l WHERE l.sale_id = $1",
+    )
+    .bind(id)
+    .execute(&shop.app.pool)
+    .await
+    .unwrap_err();
+    assert_eq!(
+        orphan.as_database_error().and_then(|d| d.constraint()),
+        Some("sale_lines_with_their_sale"),
+        "{orphan}"
+    );
     let read: Value = shop
         .app
         .get_as(&format!("/api/v1/sales/{id}"), &shop.cashier)
