@@ -88,7 +88,7 @@ class Server:
 
 def call(server, path, method="GET", body=None, token=None):
     status, answer = request(server.base + path, method, body, token)
-    if status not in (200, 201):
+    if not 200 <= status < 300:
         raise SystemExit(f"{method} {path}: {status} {answer}")
     return answer
 
@@ -97,8 +97,8 @@ def setup(server):
     token = open(os.path.join(server.data, "setup-token")).read().strip()
     call(server, "/api/v1/setup", "POST", {"setup_token": token,
          "business": {"name": "Crash loop", "currency": "EUR", "timezone": "UTC"},
-         "admin": {"username": "admin", "password": "crash loop admin 1"}})
-    admin = call(server, "/api/v1/auth/login", "POST", {"username": "admin", "password": "crash loop admin 1"})["access_token"]
+         "admin": {"username": "admin", "password": "crash loop secret 1"}})
+    admin = call(server, "/api/v1/auth/login", "POST", {"username": "admin", "password": "crash loop secret 1"})["access_token"]
     tax = call(server, "/api/v1/tax-classes", "POST", {"name": "Standard", "rate": "0.19"}, admin)["id"]
     products = [call(server, "/api/v1/products", "POST", {"sku": f"P{i}", "name": f"Product {i}", "price": f"{i % 20 + 1}.50",
                 "tax_class_id": tax, "track_stock": i % 4 != 0}, admin)["id"] for i in range(40)]
@@ -229,7 +229,7 @@ def main():
                              "sum(quantity_delta) AS d FROM stock_ledger GROUP BY 1, 2) m USING (product_id, location_id) "
                              "WHERE l.quantity <> COALESCE(m.d, 0)")
         if stock != "0": failures.append(f"{stock} stock levels differ from their ledger")
-        admin = call(server, "/api/v1/auth/login", "POST", {"username": "admin", "password": "crash loop admin 1"})["access_token"]
+        admin = call(server, "/api/v1/auth/login", "POST", {"username": "admin", "password": "crash loop secret 1"})["access_token"]
         deadline = time.time() + 30
         while True:
             verify = call(server, "/api/v1/audit/verify", token=admin)

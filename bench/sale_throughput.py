@@ -101,6 +101,8 @@ def main():
         return counts
     ap.add_argument("--clients", type=client_counts, default=[8, 32], help="comma-separated client counts (default 8,32)")
     ap.add_argument("--binary", default=os.path.join(HERE, "../target/release/plugpos"))
+    ap.add_argument("--setup-sql", help="SQL file run (as postgres, on the business database) after the setup, "
+                                        "before the runs: for experiments (drop an index, a trigger...)")
     ap.add_argument("--load", default=os.path.join(HERE, "../target/release/examples/sale_load"))
     ap.add_argument("--shared", default=os.environ.get("SHARED_BENCH", os.path.join(HERE, "../../shared/bench")))
     args = ap.parse_args()
@@ -139,6 +141,11 @@ def main():
             tokens.append(token)
         setup = os.path.join(root, "setup.json")
         json.dump({"tokens": tokens, "registers": registers, "products": products}, open(setup, "w"))
+        if args.setup_sql:
+            shutil.copy(args.setup_sql, os.path.join(root, "experiment.sql")); os.chmod(os.path.join(root, "experiment.sql"), 0o644)
+            subprocess.run(as_pg + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", sock, "-U", "postgres", "-d", "plugpos",
+                            "-f", os.path.join(root, "experiment.sql")], check=True)
+            print(f"ran {args.setup_sql} after the setup", flush=True)
 
         # The baseline database, in the same cluster.
         for f in ("raw_sale_schema.sql", "raw_sale.pgbench"):

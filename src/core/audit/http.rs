@@ -11,7 +11,8 @@ use axum::http::StatusCode;
 
 use crate::core::audit::checkpoint::{self, Checkpoint};
 use crate::core::audit::query::{
-    AuditFilter, AuditPage, EXPORT_LIMIT, Redaction, Row, csv_report, fetch, pdf_report,
+    AuditExportParams, AuditFilter, AuditListParams, AuditPage, EXPORT_LIMIT, Redaction, Row,
+    csv_report, fetch, pdf_report,
 };
 use crate::core::audit::{Actor, AuditedTx, Change, chain, verify};
 use crate::core::auth::context::AuthContext;
@@ -88,7 +89,7 @@ pub async fn list_checkpoints(
 }
 
 /// Query the audit log, in chain order.
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditFilter),
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", security(("bearer" = [])), params(AuditListParams),
     responses(
         (status = 200, description = "A page of records", body = AuditPage),
         (status = 400, description = "Unparseable filter (`request.bad`)", body = Problem, content_type = "application/problem+json"),
@@ -141,9 +142,10 @@ enum ExportFormat {
 }
 
 /// Export the (filtered) audit log as CSV or as a PDF report. The export is itself audited.
-#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = [])), params(AuditFilter),
+#[utoipa::path(get, path = "/api/v1/audit/export", tag = "audit", security(("bearer" = [])), params(AuditExportParams),
     responses(
-        (status = 200, description = "CSV (a header row, one row per record in chain order) or a PDF report", body = String, content_type = "text/csv"),
+        (status = 200, description = "CSV (a header row, one row per record in chain order) or a PDF report",
+            content((String = "text/csv"), (Vec<u8> = "application/pdf"))),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unsupported format or too many records (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
     ))]

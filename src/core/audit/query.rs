@@ -32,9 +32,53 @@ pub struct AuditFilter {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Exports only: `csv` (default) or `pdf`.
+    #[param(pattern = "^(csv|pdf)$")]
     pub format: Option<String>,
+}
+
+/// The audit log query's parameters, as documented: the filters and paging (`format` is the
+/// export's).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documentation only: the handler reads `AuditFilter`.
+pub struct AuditListParams {
+    /// Inclusive, RFC 3339.
+    from: Option<DateTime<Utc>>,
+    /// Exclusive, RFC 3339.
+    to: Option<DateTime<Utc>>,
+    user_id: Option<Uuid>,
+    entity: Option<String>,
+    entity_id: Option<String>,
+    action: Option<String>,
+    module: Option<String>,
+    /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
+    cursor: Option<String>,
+}
+
+/// The audit export's parameters, as documented: the filters and the format (no paging).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documentation only: the handler reads `AuditFilter`.
+pub struct AuditExportParams {
+    /// Inclusive, RFC 3339.
+    from: Option<DateTime<Utc>>,
+    /// Exclusive, RFC 3339.
+    to: Option<DateTime<Utc>>,
+    user_id: Option<Uuid>,
+    entity: Option<String>,
+    entity_id: Option<String>,
+    action: Option<String>,
+    module: Option<String>,
+    /// `csv` (default) or `pdf`.
+    #[param(pattern = "^(csv|pdf)$")]
+    format: Option<String>,
 }
 
 /// Who acted.

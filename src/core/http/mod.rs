@@ -68,6 +68,7 @@ pub struct PageQuery {
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9a-f]{2}){1,512}$")]
     pub cursor: Option<String>,
 }
 
@@ -82,10 +83,12 @@ pub fn keyset_page<T>(
 ) -> Result<Page<T>, ApiError> {
     let limit = page_limit(query.limit, 100, 500)?;
     let after = match query.cursor.as_deref() {
+        // Any hex is a place in the list (the page after it), as the document promises.
         Some(cursor) => Some(
             hex::decode(cursor)
                 .ok()
-                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .filter(|bytes| !bytes.is_empty())
+                .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
                 .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list"))?,
         ),
         None => None,

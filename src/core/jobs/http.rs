@@ -22,12 +22,15 @@ use crate::core::state::AppState;
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct JobQuery {
     /// `queued`, `running`, `succeeded`, `failed` or `dead`.
+    #[param(pattern = "^(queued|running|succeeded|failed|dead)$")]
     pub status: Option<String>,
     /// e.g. `backup.create`.
     pub kind: Option<String>,
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,7}$")]
     pub cursor: Option<String>,
 }
 

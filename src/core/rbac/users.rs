@@ -71,6 +71,10 @@ pub struct PageQuery {
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub cursor: Option<String>,
 }
 
@@ -79,7 +83,7 @@ pub struct PageQuery {
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     pub username: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 128)]
     pub password: SecretString,
     #[serde(default)]
     pub roles: Vec<String>,
@@ -103,7 +107,7 @@ pub struct UserPatch {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordReset {
-    #[schema(value_type = String, format = Password)]
+    #[schema(value_type = String, format = Password, min_length = 10, max_length = 128)]
     pub password: SecretString,
 }
 

@@ -2,8 +2,6 @@
 
 use axum::Json;
 use axum::extract::{Query, State};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -31,6 +29,10 @@ pub struct EventQuery {
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9]{1,15}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub cursor: Option<String>,
 }
 
@@ -58,17 +60,17 @@ pub struct SecurityEventPage {
     pub next_cursor: Option<String>,
 }
 
+/// A cursor is the last event's `<occurred_at in microseconds>_<id>`.
 fn decode_cursor(cursor: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
-    let (time, id) = text.split_once('|')?;
+    let (time, id) = cursor.split_once('_')?;
     Some((
-        DateTime::parse_from_rfc3339(time).ok()?.with_timezone(&Utc),
+        DateTime::from_timestamp_micros(time.parse().ok()?)?,
         id.parse().ok()?,
     ))
 }
 
 fn encode_cursor(item: &SecurityEventItem) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{}", item.occurred_at.to_rfc3339(), item.id))
+    format!("{}_{}", item.occurred_at.timestamp_micros(), item.id)
 }
 
 /// Security events, newest first.

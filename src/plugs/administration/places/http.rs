@@ -22,6 +22,8 @@ use crate::shared::ids::new_id;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewPlace {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Required for locations and registers.
     pub branch_id: Option<Uuid>,
@@ -73,7 +75,7 @@ async fn create(
     new: NewPlace,
 ) -> Result<(StatusCode, Json<Place>), ApiError> {
     let name = new.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
+    if name.is_empty() || new.name.chars().count() > 200 {
         return Err(ApiError::invalid("name", "must be 1 to 200 characters"));
     }
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), state.clock().now()).await?;

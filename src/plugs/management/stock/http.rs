@@ -31,6 +31,8 @@ pub struct StockQuery {
     /// 1 to 500 (default 100).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,7}$")]
     pub cursor: Option<String>,
 }
 

@@ -170,10 +170,13 @@ pub async fn open(
 pub struct SessionQuery {
     pub register_id: Option<Uuid>,
     /// `open` or `closed`.
+    #[param(pattern = "^(open|closed)$")]
     pub status: Option<String>,
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,7}$")]
     pub cursor: Option<String>,
 }
 
@@ -249,7 +252,8 @@ pub struct NewMovement {
     pub kind: String,
     #[schema(example = "20.00")]
     pub amount: String,
-    /// Why (bank deposit, change float top-up...).
+    /// Why (bank deposit, change float top-up...): 1 to 500 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
 }
 

@@ -120,15 +120,15 @@ pub fn movement(
     if value.is_some_and(|v| v.is_zero()) {
         errors.push(FieldError::new("amount", "must be more than zero"));
     }
-    let reason = reason.trim().to_owned();
-    if reason.is_empty() || reason.chars().count() > 500 {
+    let trimmed = reason.trim().to_owned();
+    if trimmed.is_empty() || reason.chars().count() > 500 {
         errors.push(FieldError::new("reason", "must be 1 to 500 characters"));
     }
     match (kind, value, errors.is_empty()) {
         (Some(kind), Some(amount), true) => Ok(ValidMovement {
             kind,
             amount,
-            reason,
+            reason: trimmed,
         }),
         _ => Err(errors),
     }

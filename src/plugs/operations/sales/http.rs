@@ -54,7 +54,7 @@ async fn replay(state: &AppState, id: Uuid) -> Result<Response, ApiError> {
 /// Record a completed sale. Send an `Idempotency-Key`: a retry returns the first response with
 /// `Idempotent-Replayed: true`, and no sale is ever recorded twice.
 #[utoipa::path(post, path = "/api/v1/sales", tag = "sales", security(("bearer" = [])), request_body = NewSale,
-    params(("Idempotency-Key" = String, Header, description = "Unique per sale attempt (a UUID); required")),
+    params(("Idempotency-Key" = String, Header, description = "Unique per sale attempt (a UUID); required: 1 to 255 visible ASCII characters", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Recorded (or replayed, with `Idempotent-Replayed: true`)", body = Sale),
         (status = 400, description = "No or bad Idempotency-Key (`idempotency.key_required`, `idempotency.key_invalid`)", body = Problem, content_type = "application/problem+json"),
@@ -135,6 +135,10 @@ pub struct SaleQuery {
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9]{1,15}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub cursor: Option<String>,
 }
 

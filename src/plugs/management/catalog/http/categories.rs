@@ -22,6 +22,8 @@ use crate::shared::ids::new_id;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCategory {
+    /// 1 to 100 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     pub parent_id: Option<Uuid>,
 }
@@ -30,6 +32,8 @@ pub struct NewCategory {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryPatch {
+    /// 1 to 100 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: Option<String>,
     /// A new parent; `null` moves the category to the top level; absent keeps it.
     #[serde(default, deserialize_with = "crate::core::http::json::present")]
@@ -38,9 +42,9 @@ pub struct CategoryPatch {
     pub version: i64,
 }
 
-fn check_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+fn check_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    if name.is_empty() || raw.chars().count() > 100 {
         return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
     }
     Ok(name.to_owned())

@@ -54,7 +54,11 @@ pub struct Product {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
+    /// 1 to 64 letters, digits or `. _ / -`.
+    #[schema(pattern = "^[A-Za-z0-9._/-]{1,64}$")]
     pub sku: String,
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     #[serde(default)]
     pub barcodes: Vec<String>,
@@ -71,6 +75,8 @@ pub struct NewProduct {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub price: Option<String>,
     #[serde(default, deserialize_with = "crate::core::http::json::present")]
@@ -97,6 +103,8 @@ pub struct ProductQuery {
     /// 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,7}$")]
     pub cursor: Option<String>,
 }
 
@@ -292,7 +300,8 @@ pub async fn create(
     }
     let scale = currency_scale(&state).await?;
     let mut errors = Vec::new();
-    let sku = new.sku.trim().to_owned();
+    // Not trimmed: a SKU is matched exactly (the document gives its pattern).
+    let sku = new.sku.clone();
     if sku.is_empty()
         || sku.len() > 64
         || !sku
@@ -305,7 +314,7 @@ pub async fn create(
         ));
     }
     let name = new.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 200 {
+    if name.is_empty() || new.name.chars().count() > 200 {
         errors.push(FieldError::new("name", "must be 1 to 200 characters"));
     }
     let price = parse_amount(&new.price, scale)
@@ -377,7 +386,7 @@ pub async fn update(
     }
     let mut errors = Vec::new();
     let name = match &patch.name {
-        Some(n) if n.trim().is_empty() || n.trim().chars().count() > 200 => {
+        Some(n) if n.trim().is_empty() || n.chars().count() > 200 => {
             errors.push(FieldError::new("name", "must be 1 to 200 characters"));
             None
         }

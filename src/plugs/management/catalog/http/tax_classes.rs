@@ -22,6 +22,8 @@ use crate::shared::ids::new_id;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTaxClass {
+    /// 1 to 100 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// A decimal string, at least 0 and below 1, at most 6 decimals.
     #[schema(example = "0.19")]
@@ -88,7 +90,7 @@ pub async fn create(
     ApiJson(new): ApiJson<NewTaxClass>,
 ) -> Result<(StatusCode, Json<TaxClass>), ApiError> {
     let name = new.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
+    if name.is_empty() || new.name.chars().count() > 100 {
         return Err(ApiError::invalid("name", "must be 1 to 100 characters"));
     }
     let rate = parse_rate(&new.rate)?;
