@@ -6,7 +6,8 @@
 //!
 //! Anyone on the LAN may ask, so the answer says only which check failed, in fixed words: no
 //! path, process id or database error. Why it failed goes to the server's log (at most once a
-//! minute while unready), where an admin reads it.
+//! minute while unready), where an admin reads it, and to `GET /api/v1/health/details` for a
+//! logged-in holder of `administration.system.read`.
 
 use std::time::Duration;
 
@@ -136,6 +137,38 @@ fn log_unready(checks: &[Check]) {
     }
 }
 
+/// The readiness checks with why each failed (paths, the PostgreSQL process, database errors):
+/// for admins. Answering needs the database (the caller's session is checked there); while it
+/// is down, the server's log says why (`not ready`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/health/details",
+    tag = "health",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Ready: every check passed, with what each found", body = Ready),
+        (status = 503, description = "Unready: at least one check failed, with why", body = Ready),
+    )
+)]
+pub async fn details(
+    State(state): State<AppState>,
+    _caller: crate::core::auth::context::AuthContext,
+) -> (StatusCode, Json<Ready>) {
+    let checks = run_checks(&state).await;
+    let ok = checks.iter().all(|c| c.ok);
+    let status = match ok {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (
+        status,
+        Json(Ready {
+            status: if ok { "ready" } else { "unready" },
+            checks,
+        }),
+    )
+}
+
 /// Runs the readiness checks (also used by the server at startup), with the full details.
 pub async fn run_checks(state: &AppState) -> Vec<Check> {
     let mut checks = Vec::with_capacity(4);
@@ -239,10 +272,14 @@ pub async fn run_checks(state: &AppState) -> Vec<Check> {
 
 /// Liveness and readiness, each with its access rule (assembled by the server with the other capabilities').
 pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppState> {
-    use crate::core::auth::access::Access::Public;
+    use crate::core::auth::access::Access::{Permission, Public};
     use crate::core::auth::access::declare;
     use utoipa_axum::routes;
     utoipa_axum::router::OpenApiRouter::new()
         .routes(declare(Public, routes!(live)))
         .routes(declare(Public, routes!(ready)))
+        .routes(declare(
+            Permission("administration.system.read"),
+            routes!(details),
+        ))
 }

@@ -109,3 +109,32 @@ async fn metrics_count_requests_by_route_and_status() {
     assert!(has(r#"db_pool_connections{state="idle"}"#), "{text}");
     assert!(has("db_pool_max_connections"), "{text}");
 }
+
+/// What readiness hides from the LAN, an admin reads in detail (issue 28, finding 16).
+#[tokio::test]
+async fn readiness_details_are_for_admins() {
+    let app = TestApp::spawn_initialized_with(|_| {}).await;
+    let admin = app.token("admin", crate::helpers::ADMIN_PASSWORD).await;
+    let response = app.get_as("/api/v1/health/details", &admin).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let data_dir = readiness_check(&body, "data_dir");
+    assert!(
+        data_dir["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&app.data_dir.path().display().to_string()),
+        "{body}"
+    );
+    let public: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert_eq!(readiness_check(&public, "data_dir")["detail"], "writable");
+    let cashier = app
+        .user_token("till", "cashier pass 123", &["cashier"])
+        .await;
+    crate::helpers::problem(
+        app.get_as("/api/v1/health/details", &cashier).await,
+        403,
+        "rbac.forbidden",
+    )
+    .await;
+}

@@ -187,4 +187,23 @@ async fn totp_seeds_are_sealed_at_rest() {
         .await
         .unwrap();
     assert!(resealed.starts_with(b"PPS1") && resealed != stored);
+
+    // The server seals at start what it finds in clear, used or not.
+    sqlx::query("UPDATE user_mfa SET secret = $1")
+        .bind(&seed)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let sealed = plugpos::core::auth::mfa::seal_stored_seeds(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(sealed, 1);
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT secret FROM user_mfa")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(stored.starts_with(b"PPS1"));
+    app.clock.advance(chrono::Duration::seconds(60));
+    let response = login(&app, json!({"totp_code": code(&app, &secret)})).await;
+    assert_eq!(response.status(), 200);
 }

@@ -506,6 +506,13 @@ async fn security_events_are_filtered_and_paged() {
     assert_eq!(items[0]["ip"], "127.0.0.1", "admins see IP addresses");
     assert!(items[0]["request_id"].as_str().is_some());
     let next = page["next_cursor"].as_str().unwrap();
+    // The cursor has the shape the OpenAPI document promises: `^[0-9]{1,18}_<uuid>$`.
+    let (micros, id) = next.split_once('_').unwrap();
+    assert!(
+        (1..=18).contains(&micros.len()) && micros.chars().all(|c| c.is_ascii_digit()),
+        "{next}"
+    );
+    assert!(id.len() == 36 && id.parse::<uuid::Uuid>().is_ok(), "{next}");
     let rest: Value = app
         .get_as(
             &format!("/api/v1/security-events?kind=login_failed&limit=2&cursor={next}"),

@@ -112,10 +112,9 @@ fn tokens(issued: Issued) -> Json<TokenResponse> {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 401, description = "Wrong username or password (`auth.invalid_credentials`), the same for unknown users; second factor missing (`auth.mfa_required`) or wrong (`auth.mfa_invalid`)", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "User disabled (`auth.user_disabled`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong username or password (`auth.invalid_credentials`), the same for unknown users and for a disabled account; second factor missing (`auth.mfa_required`) or wrong (`auth.mfa_invalid`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Session limit reached with `refuse_new` (`auth.session_limit`)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Throttled (`auth.throttled`) or locked (`auth.locked`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Throttled (`auth.throttled`) or locked (`auth.locked`) for this account from this address or everywhere, password checks busy (`auth.busy`), or too many requests from this address (`rate_limited`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn login_handler(

@@ -134,6 +134,28 @@ pub async fn check_login(
     Err(ApiError::MfaRequired)
 }
 
+/// Seals every TOTP seed still stored in clear (stored before sealing); answers how many.
+pub async fn seal_stored_seeds(state: &AppState) -> anyhow::Result<u64> {
+    let mut conn = state.pool().acquire().await?;
+    let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as("SELECT user_id, secret FROM user_mfa")
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut sealed = 0;
+    for (user, stored) in rows.into_iter().filter(|(_, s)| !sealing::is_sealed(s)) {
+        let secret = state.sealing().seal(&stored, user.as_bytes())?;
+        // Only if it is still the clear seed read above (an enrolment may have replaced it).
+        let done =
+            sqlx::query("UPDATE user_mfa SET secret = $2 WHERE user_id = $1 AND secret = $3")
+                .bind(user)
+                .bind(secret)
+                .bind(&stored)
+                .execute(&mut *conn)
+                .await?;
+        sealed += done.rows_affected();
+    }
+    Ok(sealed)
+}
+
 /// A new TOTP secret to add to an authenticator app.
 /// A started enrolment: the secret as Base32 (for typing into an authenticator app) and as an
 /// `otpauth://totp/...` URI (for a QR code).

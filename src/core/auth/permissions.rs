@@ -78,6 +78,10 @@ pub const CORE: &[Permission] = &[
         name: "administration.backups.restore",
         description: "Restore a backup (super admins only)",
     },
+    Permission {
+        name: "administration.system.read",
+        description: "See the server's readiness in detail (paths, processes, database errors)",
+    },
 ];
 
 /// A permission a module declares, and the built-in roles that start with it.

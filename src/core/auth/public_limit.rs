@@ -63,8 +63,9 @@ fn refilled(bucket: Bucket, now: Instant, per_second: f64, burst: f64) -> f64 {
     (bucket.tokens + elapsed * per_second).min(burst)
 }
 
-/// The address requests are counted under: IPv4 as is, IPv6 by its /64.
-fn client_key(ip: IpAddr) -> IpAddr {
+/// The address requests (and failed logins) are counted under: IPv4 as is, IPv6 by its /64, the
+/// block one host holds (so it cannot step around a limit by changing its address).
+pub fn client_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

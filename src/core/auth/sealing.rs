@@ -100,12 +100,18 @@ pub fn is_sealed(stored: &[u8]) -> bool {
     stored.len() > MAGIC.len() + NONCE_LEN + TAG_LEN && stored.starts_with(MAGIC)
 }
 
+/// The key in `path`, made only when there is no such file: a key that cannot be read (its
+/// permissions, a disk error) is an error, never replaced (every sealed seed would be lost).
 fn load_or_create(path: &Path) -> anyhow::Result<[u8; 32]> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let bytes =
-            hex::decode(text.trim()).with_context(|| format!("{} is damaged", path.display()))?;
-        return <[u8; 32]>::try_from(bytes.as_slice())
-            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim())
+                .with_context(|| format!("{} is damaged", path.display()))?;
+            return <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);

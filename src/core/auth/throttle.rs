@@ -177,7 +177,10 @@ impl Attempt {
     pub fn new(username: &str, client: Option<IpAddr>) -> Attempt {
         Attempt {
             key: key(username),
-            client: client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+            client: client.map_or_else(
+                || "unknown".to_owned(),
+                |ip| crate::core::auth::public_limit::client_key(ip).to_string(),
+            ),
         }
     }
 

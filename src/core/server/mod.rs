@@ -198,6 +198,12 @@ async fn run(
     if !failed.is_empty() {
         bail!("startup checks failed: {}", failed.join("; "));
     }
+    // TOTP seeds stored before they were sealed are sealed now, not at their owner's next login.
+    match crate::core::auth::mfa::seal_stored_seeds(&state).await {
+        Ok(0) => {}
+        Ok(sealed) => tracing::info!(sealed, "sealed TOTP seeds stored in clear"),
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "cannot seal stored TOTP seeds"),
+    }
 
     // Jobs and schedules run beside the HTTP server and stop with it (a job cut short is
     // rescued at the next start).
