@@ -307,8 +307,9 @@ pub async fn create(
     let mut conn = state.pool().acquire().await?;
     check_contact_write(&state, &caller, &new.email, &new.phone).await?;
     let role_ids = resolve_roles(&state, &mut conn, &caller, &new.roles).await?;
-    let hash = state.hashing().hash(new.password).await?;
+    // No pooled connection is held while the password hashes (a slow, bounded step).
     drop(conn);
+    let hash = state.hashing().hash(new.password).await?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
 
     let id = new_id();
@@ -527,8 +528,8 @@ pub async fn reset_password(
     let user = fetch(&mut conn, id).await?;
     password::check_policy(body.password.expose_secret(), &user.username)
         .map_err(|why| ApiError::invalid("password", why))?;
-    let hash = state.hashing().hash(body.password).await?;
     drop(conn);
+    let hash = state.hashing().hash(body.password).await?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
 
     store::reset_password(&mut tx, id, hash).await?;
