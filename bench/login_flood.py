@@ -13,7 +13,7 @@ Build first: cargo build --release --bin plugpos --example sale_load
 """
 import argparse, collections, http.client, json, os, shutil, signal, statistics, subprocess, tempfile, threading, time, uuid
 
-from sale_throughput import HERE, call, free_port, start_server
+from sale_throughput import HERE, free_port, set_up_shop, start_server
 
 
 def flood(port, flooders, stop, counts, lock):
@@ -49,34 +49,7 @@ def main():
     data = os.path.join(root, "data"); port = free_port(); base = f"http://127.0.0.1:{port}"
     proc = start_server(args.binary, data, port)
     try:
-        for _ in range(300):
-            try:
-                call(base + "/health/ready"); break
-            except Exception: time.sleep(0.1)
-        setup_token = open(os.path.join(data, "setup-token")).read().strip()
-        call(base + "/api/v1/setup", "POST", {"setup_token": setup_token,
-             "business": {"name": "Bench", "currency": "EUR", "timezone": "UTC"},
-             "admin": {"username": "admin", "password": "bench password 1"}})
-        admin = call(base + "/api/v1/auth/login", "POST", {"username": "admin", "password": "bench password 1"})["access_token"]
-        tax = call(base + "/api/v1/tax-classes", "POST", {"name": "Standard", "rate": "0.19"}, admin)["id"]
-        products = [call(base + "/api/v1/products", "POST", {"sku": f"SKU{i}", "name": f"Product {i}",
-                    "price": f"{i % 100}.99", "tax_class_id": tax, "track_stock": True}, admin)["id"] for i in range(1, 101)]
-        registers = call(base + "/api/v1/registers", token=admin)
-        registers = registers.get("items", registers) if isinstance(registers, dict) else registers
-        location = registers[0]["location_id"]
-        registers = [registers[0]["id"]] + [call(base + "/api/v1/registers", "POST",
-                     {"name": f"Register {i}", "location_id": location}, admin)["id"] for i in range(2, 9)]
-        tokens = []
-        for i, register in enumerate(registers, 1):
-            name = f"cashier{i}"
-            call(base + "/api/v1/users", "POST", {"username": name, "password": "first password 1", "roles": ["cashier"]}, admin)
-            first = call(base + "/api/v1/auth/login", "POST", {"username": name, "password": "first password 1"})["access_token"]
-            call(base + "/api/v1/auth/password", "POST", {"current_password": "first password 1", "new_password": "cashier password 1"}, first)
-            token = call(base + "/api/v1/auth/login", "POST", {"username": name, "password": "cashier password 1"})["access_token"]
-            call(base + "/api/v1/cash-sessions", "POST", {"register_id": register, "opening_float": "100.00"}, token)
-            tokens.append(token)
-        setup = os.path.join(root, "setup.json")
-        json.dump({"tokens": tokens, "registers": registers, "products": products}, open(setup, "w"))
+        setup = set_up_shop(base, data, root, registers=8, products=100)
 
         def sales():
             out = subprocess.run([args.load, base, "8", str(args.seconds), setup], check=True, capture_output=True, text=True)

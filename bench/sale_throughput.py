@@ -53,6 +53,40 @@ def start_server(binary, data, port):
             return proc
     raise SystemExit(f"{binary} does not start")
 
+def set_up_shop(base, data, root, registers, products):
+    """Waits for the server, runs setup and makes `products` tracked products, `registers` registers each
+    with its own cashier (password changed, logged in) and open cash session. Writes the SETUP.json that
+    examples/sale_load.rs reads and answers its path."""
+    for _ in range(300):
+        try:
+            call(base + "/health/ready"); break
+        except Exception: time.sleep(0.1)
+    setup_token = open(os.path.join(data, "setup-token")).read().strip()
+    call(base + "/api/v1/setup", "POST", {"setup_token": setup_token,
+         "business": {"name": "Bench", "currency": "EUR", "timezone": "UTC"},
+         "admin": {"username": "admin", "password": "bench password 1"}})
+    admin = call(base + "/api/v1/auth/login", "POST", {"username": "admin", "password": "bench password 1"})["access_token"]
+    tax = call(base + "/api/v1/tax-classes", "POST", {"name": "Standard", "rate": "0.19"}, admin)["id"]
+    product_ids = [call(base + "/api/v1/products", "POST", {"sku": f"SKU{i}", "name": f"Product {i}",
+                   "price": f"{i % 100}.99", "tax_class_id": tax, "track_stock": True}, admin)["id"] for i in range(1, products + 1)]
+    first = call(base + "/api/v1/registers", token=admin)
+    first = first["items"] if isinstance(first, dict) else first  # a page since issue 28
+    location = first[0]["location_id"]
+    register_ids = [first[0]["id"]] + [call(base + "/api/v1/registers", "POST",
+                    {"name": f"Register {i}", "location_id": location}, admin)["id"] for i in range(2, registers + 1)]
+    tokens = []
+    for i, register in enumerate(register_ids, 1):
+        name = f"cashier{i}"
+        call(base + "/api/v1/users", "POST", {"username": name, "password": "first password 1", "roles": ["cashier"]}, admin)
+        token = call(base + "/api/v1/auth/login", "POST", {"username": name, "password": "first password 1"})["access_token"]
+        call(base + "/api/v1/auth/password", "POST", {"current_password": "first password 1", "new_password": "cashier password 1"}, token)
+        token = call(base + "/api/v1/auth/login", "POST", {"username": name, "password": "cashier password 1"})["access_token"]
+        call(base + "/api/v1/cash-sessions", "POST", {"register_id": register, "opening_float": "100.00"}, token)
+        tokens.append(token)
+    setup = os.path.join(root, "setup.json")
+    json.dump({"tokens": tokens, "registers": register_ids, "products": product_ids}, open(setup, "w"))
+    return setup
+
 def pct(values, p):
     values = sorted(values); return values[min(len(values) - 1, int(len(values) * p))]
 
@@ -113,34 +147,7 @@ def main():
     as_pg = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     sock = os.path.join(data, "run")
     try:
-        for _ in range(300):
-            try:
-                call(base + "/health/ready"); break
-            except Exception: time.sleep(0.1)
-        setup_token = open(os.path.join(data, "setup-token")).read().strip()
-        call(base + "/api/v1/setup", "POST", {"setup_token": setup_token,
-             "business": {"name": "Bench", "currency": "EUR", "timezone": "UTC"},
-             "admin": {"username": "admin", "password": "bench password 1"}})
-        admin = call(base + "/api/v1/auth/login", "POST", {"username": "admin", "password": "bench password 1"})["access_token"]
-        tax = call(base + "/api/v1/tax-classes", "POST", {"name": "Standard", "rate": "0.19"}, admin)["id"]
-        products = [call(base + "/api/v1/products", "POST", {"sku": f"SKU{i}", "name": f"Product {i}",
-                    "price": f"{i % 100}.99", "tax_class_id": tax, "track_stock": True}, admin)["id"] for i in range(1, 201)]
-        registers = call(base + "/api/v1/registers", token=admin)
-        registers = registers["items"] if isinstance(registers, dict) else registers  # a page since issue 28
-        location = registers[0]["location_id"]
-        registers = [registers[0]["id"]] + [call(base + "/api/v1/registers", "POST",
-                     {"name": f"Register {i}", "location_id": location}, admin)["id"] for i in range(2, 33)]
-        tokens = []
-        for i, register in enumerate(registers, 1):
-            name = f"cashier{i}"
-            call(base + "/api/v1/users", "POST", {"username": name, "password": "first password 1", "roles": ["cashier"]}, admin)
-            first = call(base + "/api/v1/auth/login", "POST", {"username": name, "password": "first password 1"})["access_token"]
-            call(base + "/api/v1/auth/password", "POST", {"current_password": "first password 1", "new_password": "cashier password 1"}, first)
-            token = call(base + "/api/v1/auth/login", "POST", {"username": name, "password": "cashier password 1"})["access_token"]
-            call(base + "/api/v1/cash-sessions", "POST", {"register_id": register, "opening_float": "100.00"}, token)
-            tokens.append(token)
-        setup = os.path.join(root, "setup.json")
-        json.dump({"tokens": tokens, "registers": registers, "products": products}, open(setup, "w"))
+        setup = set_up_shop(base, data, root, registers=32, products=200)
         if args.setup_sql:
             shutil.copy(args.setup_sql, os.path.join(root, "experiment.sql")); os.chmod(os.path.join(root, "experiment.sql"), 0o644)
             subprocess.run(as_pg + ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", sock, "-U", "postgres", "-d", "plugpos",
