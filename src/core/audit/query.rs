@@ -16,8 +16,9 @@ use crate::shared::csv_cell;
 /// Most records one export holds.
 pub(super) const EXPORT_LIMIT: i64 = 100_000;
 
-/// Filters (all optional) and paging.
-#[derive(Debug, Clone, Deserialize, Serialize, IntoParams)]
+/// Filters (all optional) and paging, as both the query and the export read them; each documents
+/// its own parameters ([`AuditListParams`], [`AuditExportParams`]).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct AuditFilter {
     /// Inclusive, RFC 3339.
     pub from: Option<DateTime<Utc>>,
@@ -29,13 +30,10 @@ pub struct AuditFilter {
     pub action: Option<String>,
     pub module: Option<String>,
     /// 1 to 500 (default 100); not used by exports.
-    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Exports only: `csv` (default) or `pdf`.
-    #[param(pattern = "^(csv|pdf)$")]
     pub format: Option<String>,
 }
 

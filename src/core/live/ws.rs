@@ -130,6 +130,9 @@ struct Client {
     /// Message allowance (a token bucket).
     allowance: f64,
     refilled: Instant,
+    /// A topic was withdrawn while events may still be queued for it: until the queue is
+    /// drained, each event's topic is checked before it is sent.
+    filtering: bool,
 }
 
 /// Why a connection must close.
@@ -164,6 +167,7 @@ async fn serve(
         checked: state.changes().generation(),
         allowance: MESSAGE_BURST,
         refilled: Instant::now(),
+        filtering: false,
     };
     let mut open = send(&mut socket, &welcome, heartbeat).await;
     let mut beat = interval(heartbeat);
@@ -180,8 +184,11 @@ async fn serve(
                         if state.changes().generation() != client.checked {
                             outcome = recheck(&state, &hub, &connection, &mut client, &mut socket, heartbeat).await;
                         }
-                        if outcome.is_ok() && still_subscribed(&client, &text) {
+                        if outcome.is_ok() && (!client.filtering || still_subscribed(&client, &text)) {
                             open = send_text(&mut socket, Utf8Bytes::from(&*text), heartbeat).await;
+                        }
+                        if client.filtering && connection.events.is_empty() {
+                            client.filtering = false;
                         }
                         outcome.err()
                     }
@@ -318,6 +325,7 @@ async fn recheck(
     }
     client.subscribed.retain(|t| !withdrawn.contains(t));
     hub.set_topics(connection.id, client.subscribed.clone());
+    client.filtering = true;
     for name in withdrawn {
         let message = error(
             "rbac.forbidden",
