@@ -391,9 +391,10 @@ pub(super) async fn pdf_report(
                     .clone()
                     .or_else(|| r.before_json.clone())
                     .unwrap_or_default();
+                // First, so the cell's truncation never hides it.
                 match r.redacted.is_empty() {
                     true => details,
-                    false => format!("{details} (redacted: {})", r.redacted.join(", ")),
+                    false => format!("(redacted: {}) {details}", r.redacted.join(", ")),
                 }
             },
         })
