@@ -75,6 +75,12 @@ impl Changes {
         self.generation.load(Ordering::Acquire) + crate::core::db::forgotten_times()
     }
 
+    /// How many times this state forgot its cached rows itself (after writes, at notifications),
+    /// leaving out the process-wide forgets [`Changes::generation`] also counts.
+    pub fn forgotten_here(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Are changes heard (so caches are in use)?
     pub fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Acquire)
