@@ -326,6 +326,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// PATCH JSON with a bearer token.
+    pub async fn patch_as(&self, path: &str, token: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// Runs `change` (SQL behind the server's back, as the superuser) and waits until the server
     /// has heard of it: its cached rows are forgotten when PostgreSQL's notification arrives
     /// (`core::db::changes`), which an API client making the change would not wait for.

@@ -29,5 +29,6 @@ mod openapi;
 mod rbac;
 mod sale_writer;
 mod sales;
+mod settings;
 mod setup;
 mod shop;

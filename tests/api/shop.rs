@@ -145,20 +145,24 @@ impl Shop {
         })
     }
 
-    /// Sets a business setting (there is no settings API yet), as an administrator would in SQL.
+    /// Sets a business setting through `PATCH /api/v1/settings`, as the admin.
     pub async fn set(&self, key: &str, value: Value) {
-        self.app
-            .behind_its_back(async {
-                sqlx::query(
-                    "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
-                )
-                .bind(key)
-                .bind(value)
-                .execute(&self.app.pool)
-                .await
-                .unwrap();
-            })
+        let current: Value = self
+            .app
+            .get_as("/api/v1/settings", &self.admin)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let response = self
+            .app
+            .patch_as(
+                "/api/v1/settings",
+                &self.admin,
+                &json!({"values": {key: value}, "version": current["version"], "reason": "test"}),
+            )
             .await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     }
 
     /// The quantity on hand of `product` at the register's location (None: no level yet).

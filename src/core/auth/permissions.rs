@@ -79,6 +79,14 @@ pub const CORE: &[Permission] = &[
         description: "Restore a backup (super admins only)",
     },
     Permission {
+        name: "administration.settings.read",
+        description: "See the business settings",
+    },
+    Permission {
+        name: "administration.settings.manage",
+        description: "Change the business settings (some settings also need their own permission)",
+    },
+    Permission {
         name: "administration.system.read",
         description: "See the server's readiness in detail (paths, processes, database errors)",
     },
@@ -146,14 +154,16 @@ pub fn builtin_template(role: &str) -> Vec<&'static str> {
 fn core_template(role: &str) -> Vec<&'static str> {
     match role {
         "super_admin" => CORE.iter().map(|p| p.name).collect(),
-        "manager" => vec!["administration.users.read"],
+        "manager" => vec!["administration.users.read", "administration.settings.read"],
         "accountant" => vec![
             "administration.security_events.read",
             "administration.audit.read",
             "administration.audit.export",
             "administration.audit.verify",
+            "administration.settings.read",
         ],
         "auditor" => vec![
+            "administration.settings.read",
             "administration.audit.read",
             "administration.audit.export",
             "administration.audit.verify",

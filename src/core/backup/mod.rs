@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod key;
 pub mod pipeline;
 pub mod restore;
+pub mod targets;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -36,7 +37,7 @@ use crate::shared::clock::Clock;
 pub const FORMAT: &str = "plugpos-backup/1";
 /// The encrypted file's suffix.
 pub const FILE_SUFFIX: &str = ".pgdump.zst.age";
-const MANIFEST_SUFFIX: &str = ".manifest.json";
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 const PARTIAL_SUFFIX: &str = ".partial";
 
 /// Why a backup was taken.
@@ -150,6 +151,10 @@ pub struct Manifest {
     pub error: Option<BackupError>,
     /// The job that took it, if a job did.
     pub job_id: Option<Uuid>,
+    /// Its copies at the backup targets, by target name (absent in manifests of older versions
+    /// and in the copies at the targets themselves).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub copies: BTreeMap<String, targets::Copy>,
 }
 
 impl Manifest {
@@ -179,6 +184,8 @@ pub struct BackupView {
     pub app_version: String,
     pub schema_version: i64,
     pub error: Option<BackupError>,
+    /// Its copies at the backup targets, by target name.
+    pub copies: BTreeMap<String, targets::Copy>,
 }
 
 impl From<&Manifest> for BackupView {
@@ -194,6 +201,7 @@ impl From<&Manifest> for BackupView {
             app_version: m.app_version.clone(),
             schema_version: m.schema_version,
             error: m.error.clone(),
+            copies: m.copies.clone(),
         }
     }
 }
@@ -518,7 +526,7 @@ pub async fn retention_counts(
         .filter_map(|(k, v)| {
             let n = v.as_u64().or_else(|| v.as_str()?.parse().ok())?;
             Some((
-                k.trim_start_matches("backup.retention.").to_owned(),
+                k.trim_start_matches("backup.retention.").replace('_', "-"),
                 usize::try_from(n).ok()?.max(1),
             ))
         })
@@ -601,6 +609,7 @@ mod tests {
             verified_at: None,
             error: None,
             job_id: None,
+            copies: BTreeMap::new(),
         }
     }
 
@@ -655,6 +664,11 @@ mod tests {
 
     #[test]
     fn kinds_round_trip() {
+        assert_eq!(
+            Kind::ALL.map(Kind::as_str),
+            crate::core::config::backup_target::KINDS,
+            "the targets' kinds are these"
+        );
         for kind in Kind::ALL {
             assert_eq!(kind.as_str().parse::<Kind>(), Ok(kind));
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());

@@ -95,6 +95,7 @@ pub async fn create_from(
         verified_at: None,
         error: None,
         job_id,
+        copies: BTreeMap::new(),
     };
     match dump(backups, database, &mut manifest, progress).await {
         Ok(()) => {

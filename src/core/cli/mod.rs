@@ -89,15 +89,19 @@ impl Cli {
     /// Loads the configuration the command runs with: defaults, file, environment, flags.
     fn load_config(&self) -> anyhow::Result<Config> {
         let mut config = Config::load(self.config.as_deref(), std::env::vars())?;
+        let flag = "from the command line".to_owned();
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
+            config.sources.insert("data_dir".to_owned(), flag.clone());
         }
         if let Command::Serve(args) = &self.command {
             if let Some(bind) = args.bind {
                 config.http.bind = bind;
+                config.sources.insert("http.bind".to_owned(), flag.clone());
             }
             if let Some(port) = args.port {
                 config.http.port = port;
+                config.sources.insert("http.port".to_owned(), flag);
             }
         }
         Ok(config)

@@ -1,12 +1,14 @@
 //! Configuration: defaults, then a TOML file, then `PLUGPOS_*` environment overrides, then the
 //! command line. Validated once at startup; every error is one line that names the key.
 
+pub mod backup_target;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The commented example printed by `plugpos config default`. A test checks that it parses to
 /// exactly the defaults, so the two cannot drift apart.
@@ -17,7 +19,7 @@ pub const CONFIG_FILE_ENV: &str = "PLUGPOS_CONFIG";
 const ENV_PREFIX: &str = "PLUGPOS_";
 
 /// The whole configuration of one instance.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Where the managed cluster, backups, logs, keys and the setup token live.
@@ -29,10 +31,24 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     pub jobs: JobsConfig,
     pub schedules: SchedulesConfig,
+    pub backup: BackupConfig,
+    /// Where each key set outside the defaults came from (`from /etc/plugpos/plugpos.toml`,
+    /// `from PLUGPOS_HTTP__PORT`, `from the command line`), for the settings an admin reads.
+    #[serde(skip)]
+    pub sources: BTreeMap<String, String>,
+}
+
+/// Backups.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// Where backups are copied off this machine (`[[backup.targets]]`, see docs/operations.md);
+    /// more can be added in the `backup.targets` setting.
+    pub targets: Vec<backup_target::Target>,
 }
 
 /// The job runner.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct JobsConfig {
     /// Jobs run at once.
@@ -67,7 +83,7 @@ impl Default for JobsConfig {
 
 /// When the built-in schedules run: five-field cron expressions (minute hour day-of-month month
 /// day-of-week) in the business timezone, or `"off"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SchedulesConfig {
     /// A full backup (kept by `backup.retention.full`).
@@ -108,7 +124,7 @@ impl SchedulesConfig {
 }
 
 /// Live updates on `/api/v1/ws`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebSocketConfig {
     /// Seconds between heartbeats; a client silent for two of them is disconnected.
@@ -130,7 +146,7 @@ impl Default for WebSocketConfig {
 }
 
 /// The HTTP listener.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Address to bind; `127.0.0.1` by default. Binding to the LAN is an explicit choice.
@@ -146,14 +162,16 @@ pub struct HttpConfig {
 }
 
 /// The database: the managed cluster by default, or an external PostgreSQL.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseConfig {
     /// `postgres://...` of an existing database. Unset means the managed cluster under `<data_dir>/pg`.
     /// The server works as this user; give it only the grants of `plugpos_app` (see operations.md).
+    #[serde(serialize_with = "redacted")]
     pub url: Option<SecretString>,
     /// `postgres://...` of the same database as its owner, used only to run migrations. Unset: `url`
     /// runs them too (then the audit log is protected by triggers only, not by grants).
+    #[serde(serialize_with = "redacted")]
     pub owner_url: Option<SecretString>,
     /// Largest number of pooled connections for requests and jobs; the sales writer opens two
     /// more of its own.
@@ -181,7 +199,7 @@ impl PartialEq for DatabaseConfig {
 }
 
 /// Logins, tokens and sessions.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Lifetime of an access token (JWT).
@@ -216,7 +234,7 @@ pub struct AuthConfig {
 }
 
 /// What happens when a user already has the most sessions allowed.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionLimitPolicy {
     EndOldest,
@@ -244,7 +262,7 @@ impl Default for AuthConfig {
 }
 
 /// System logs.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A tracing filter (`info`, `warn,plugpos=debug`); `RUST_LOG` overrides it.
@@ -266,6 +284,8 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             jobs: JobsConfig::default(),
             schedules: SchedulesConfig::default(),
+            backup: BackupConfig::default(),
+            sources: BTreeMap::new(),
         }
     }
 }
@@ -302,6 +322,20 @@ impl Default for LogConfig {
         }
     }
 }
+
+/// A secret as the settings show it: whether it is set, never what it is.
+fn redacted<S: serde::Serializer>(
+    secret: &Option<SecretString>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(_) => serializer.serialize_some(REDACTED),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// What the settings show in place of a secret.
+pub const REDACTED: &str = "(set, redacted)";
 
 /// A configuration error: one line, naming the key (and where its value came from).
 #[derive(Debug, thiserror::Error)]
@@ -361,8 +395,8 @@ impl Config {
                 .map_err(|m| ConfigError::key(&key, Some(&format!("from {name}")), m))?;
             sources.insert(key, format!("from {name}"));
         }
-        let config: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
                 let key = e.path().to_string();
                 let inner = e.into_inner();
                 let message = inner.message().to_owned();
@@ -381,6 +415,7 @@ impl Config {
                 ConfigError::key(&key, sources.get(&key), message)
             })?;
         config.validate(&sources)?;
+        config.sources = sources;
         Ok(config)
     }
 
@@ -409,6 +444,24 @@ impl Config {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return fail(key, "must start with postgres:// or postgresql://");
                 }
+            }
+        }
+        let mut target_names = std::collections::BTreeSet::new();
+        for (i, target) in self.backup.targets.iter().enumerate() {
+            let key = format!("backup.targets.{i}");
+            if let Some(problem) = target.problems().into_iter().next() {
+                return Err(ConfigError::key(
+                    &key,
+                    sources.get("backup.targets"),
+                    problem,
+                ));
+            }
+            if !target_names.insert(&target.name) {
+                return Err(ConfigError::key(
+                    &key,
+                    sources.get("backup.targets"),
+                    format!("the name {} is taken", target.name),
+                ));
             }
         }
         if self.database.owner_url.is_some() && self.database.url.is_none() {

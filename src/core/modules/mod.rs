@@ -80,6 +80,11 @@ pub trait Module: Send + Sync + 'static {
     fn tables(&self) -> &'static [&'static str] {
         &[]
     }
+    /// The business settings it reads, each declared with its type, default, constraints and
+    /// who may change it (see `core::settings::registry`).
+    fn settings(&self) -> &'static [crate::core::settings::Setting] {
+        &[]
+    }
     /// What it creates at first-run setup, if anything.
     fn seed(&self) -> Option<Seed> {
         None

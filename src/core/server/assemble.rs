@@ -33,6 +33,19 @@ pub fn job_handlers() -> Handlers {
     Handlers::new(list)
 }
 
+/// The settings declared by core's capabilities and by the registered modules.
+pub fn declared_settings(modules: &Registry) -> Result<crate::core::settings::Registry, String> {
+    use crate::core::settings;
+    settings::Registry::new(
+        [
+            ("core", settings::registry::CORE),
+            ("core.backup", crate::core::backup::targets::SETTINGS),
+        ]
+        .into_iter()
+        .chain(modules.modules().iter().map(|m| (m.id(), m.settings()))),
+    )
+}
+
 /// The application state: `shared`, every capability's part, and each module installed
 /// (`Module::install`: what modules provide each other).
 pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
@@ -42,18 +55,28 @@ pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
         PublicLimit::new(auth.public_requests_per_minute, auth.public_requests_burst);
     let sealing = SecretSealing::new(&shared.data_dir.keys());
     let live = Arc::new(Hub::new(
-        crate::core::jobs::TOPICS.iter().copied().chain(
-            capabilities
-                .registry
-                .modules()
-                .iter()
-                .flat_map(|m| m.topics().iter().copied()),
-        ),
+        crate::core::jobs::TOPICS
+            .iter()
+            .chain(crate::core::settings::TOPICS)
+            .copied()
+            .chain(
+                capabilities
+                    .registry
+                    .modules()
+                    .iter()
+                    .flat_map(|m| m.topics().iter().copied()),
+            ),
         shared.config.websocket.queue_capacity,
         shared.clock.clone(),
     ));
+    // A key declared twice is a programming error that every test would meet at once.
+    let settings = Arc::new(
+        declared_settings(&capabilities.registry)
+            .unwrap_or_else(|e| panic!("the settings declarations conflict: {e}")),
+    );
     let parts = shared
         .with(capabilities.signing_key)
+        .with(settings)
         .with(hashing)
         .with(public_limit)
         .with(sealing)

@@ -14,7 +14,8 @@ use crate::core::http::problem::{FieldError, Problem};
 use crate::core::modules::Registry;
 use crate::core::state::AppState;
 use crate::core::{
-    audit, auth, backup, health, jobs, live, metrics, modules, rbac, security, setup, version,
+    audit, auth, backup, health, jobs, live, metrics, modules, rbac, security, settings, setup,
+    version,
 };
 
 /// Where the document is served.
@@ -81,6 +82,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(security::http::routes())
         .merge(jobs::http::routes())
         .merge(backup::http::routes())
+        .merge(settings::http::routes())
 }
 
 /// Core's routes and the registered modules' routes.
@@ -92,6 +94,9 @@ pub fn full_router(registry: &Registry) -> OpenApiRouter<AppState> {
 pub fn document(registry: &Registry) -> utoipa::openapi::OpenApi {
     let mut document = full_router(registry).split_for_parts().1;
     declare_common_responses(&mut document);
+    if let Ok(declared) = super::assemble::declared_settings(registry) {
+        settings::http::describe(&mut document, &declared);
+    }
     document
 }
 

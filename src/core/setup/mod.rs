@@ -327,9 +327,6 @@ fn baseline_settings(setup: &ValidSetup) -> Vec<(&'static str, serde_json::Value
             ),
         ),
         ("cash.variance_reason_threshold", json!("0")),
-        ("security.password_min_length", json!(password::MIN_LENGTH)),
         ("security.mfa_required_roles", json!([])),
-        ("security.max_sessions_per_user", json!(5)),
-        ("security.lockout_threshold", json!(10)),
     ]
 }

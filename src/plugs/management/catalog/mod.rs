@@ -9,6 +9,7 @@ use utoipa_axum::routes;
 
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Module, ModulePermission, ProtectedField};
+use crate::core::settings::{DefaultValue, Setting, SettingType};
 use crate::core::state::AppState;
 
 pub(crate) const MODULE: &str = "management.catalog";
@@ -44,6 +45,14 @@ const PERMISSIONS: &[ModulePermission] = &[
 /// The module.
 pub struct Catalog;
 
+const SETTINGS: &[Setting] = &[Setting::new(
+    "tax.prices_include_tax",
+    SettingType::Bool,
+    DefaultValue::Bool(true),
+    "Feature switch: catalog prices include tax (gross, as shops price); off: prices are net and tax is added at the sale.",
+)
+.with_reason()];
+
 impl Module for Catalog {
     fn id(&self) -> &'static str {
         MODULE
@@ -59,6 +68,10 @@ impl Module for Catalog {
 
     fn permissions(&self) -> &'static [ModulePermission] {
         PERMISSIONS
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        SETTINGS
     }
 
     fn tables(&self) -> &'static [&'static str] {

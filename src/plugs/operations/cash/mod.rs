@@ -11,6 +11,7 @@ use utoipa_axum::routes;
 
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
+use crate::core::settings::{DefaultValue, Setting, SettingType};
 use crate::core::state::AppState;
 
 pub(crate) const MODULE: &str = "operations.cash";
@@ -69,6 +70,23 @@ const TOPICS: &[Topic] = &[Topic {
 /// The module.
 pub struct Cash;
 
+const SETTINGS: &[Setting] = &[
+    Setting::new(
+        "cash.variance_reason_threshold",
+        SettingType::Amount { positive: false, max: None },
+        DefaultValue::Decimal("0"),
+        "A cash variance at close larger than this (either way) needs a reason; 0: every variance does.",
+    )
+    .with_reason(),
+    Setting::new(
+        "cash.blind_close",
+        SettingType::Bool,
+        DefaultValue::Bool(true),
+        "Feature switch: cashiers count the drawer without seeing what the server expects (their open session's X report is refused until it is closed).",
+    )
+    .with_reason(),
+];
+
 impl Module for Cash {
     fn id(&self) -> &'static str {
         MODULE
@@ -92,6 +110,10 @@ impl Module for Cash {
 
     fn topics(&self) -> &'static [Topic] {
         TOPICS
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        SETTINGS
     }
 
     fn tables(&self) -> &'static [&'static str] {

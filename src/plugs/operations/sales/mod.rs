@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
+use crate::core::settings::{DefaultValue, Setting, SettingType};
 use crate::core::state::AppState;
 use crate::plugs::operations::api::cash::SessionSalesSource;
 
@@ -69,6 +70,46 @@ const TOPICS: &[Topic] = &[Topic {
 /// The module.
 pub struct Sales;
 
+/// The receipt number format's rule: `{number}` once, only known placeholders.
+fn receipt_format(value: &serde_json::Value) -> Result<(), String> {
+    let format = value.as_str().unwrap_or_default();
+    if format.matches("{number}").count() != 1 {
+        return Err("must contain {number} exactly once".to_owned());
+    }
+    let rest = ["{number}", "{register}", "{year}"]
+        .iter()
+        .fold(format.to_owned(), |s, p| s.replace(p, ""));
+    if rest.contains(['{', '}']) {
+        return Err("may only use the placeholders {register}, {year} and {number}".to_owned());
+    }
+    Ok(())
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting::new(
+        "numbering.receipt_format",
+        SettingType::Text { max_chars: 40 },
+        DefaultValue::Text(crate::core::settings::DEFAULT_RECEIPT_FORMAT),
+        "Receipt number format: {register} the register's code, {year} the year in the business timezone, {number} the counter (required). Applies from the next sale.",
+    )
+    .with_rule(receipt_format)
+    .with_reason(),
+    Setting::new(
+        "numbering.receipt_digits",
+        SettingType::Integer { min: 1, max: 12 },
+        DefaultValue::Integer(6),
+        "Digits the receipt counter is padded to with zeros (it grows past them, never cut).",
+    )
+    .with_reason(),
+    Setting::new(
+        "payment.cash_rounding",
+        SettingType::Amount { positive: true, max: Some("100") },
+        DefaultValue::MinorUnit,
+        "The smallest cash amount handed over (\"0.05\" in Switzerland): cash due is rounded to it. At least the currency's smallest unit.",
+    )
+    .with_reason(),
+];
+
 impl Module for Sales {
     fn id(&self) -> &'static str {
         "operations.sales"
@@ -92,6 +133,10 @@ impl Module for Sales {
 
     fn topics(&self) -> &'static [Topic] {
         TOPICS
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        SETTINGS
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -1,0 +1,487 @@
+//! Backup targets: where copies of the backups go, off this machine's disk. A `directory` (a
+//! mounted USB disk or NAS share) or an `s3` bucket (any S3-compatible store), declared in the
+//! config file (`[[backup.targets]]`) or in the `backup.targets` setting. Each keeps its own
+//! retention (the newest N, one a day for D days, one a month for M months) and copies either
+//! after each backup or at its own `schedule`.
+//!
+//! At a target, backup `<id>` is two objects under the target's prefix: `<id>.pgdump.zst.age`,
+//! the same encrypted file as on the local disk, then `<id>.manifest.json`, written last, so a
+//! manifest at a target means its file was uploaded whole. A copy is verified by reading it back
+//! (size and SHA-256 against the manifest); each local manifest records its copies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Datelike, Utc};
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use uuid::Uuid;
+
+use crate::core::backup::{BackupError, FILE_SUFFIX, MANIFEST_SUFFIX, Manifest};
+pub use crate::core::config::backup_target::{Retention, Target, TargetKind, parse};
+use crate::core::settings::{DefaultValue, Setting, SettingType};
+
+/// Seeing the backups (and their targets).
+const READ: &str = "administration.backups.read";
+/// Changing what is backed up where.
+const MANAGE: &str = "administration.backups.manage";
+
+/// The backup settings: local retention per kind and the targets.
+pub const SETTINGS: &[Setting] = &[
+    Setting::new(
+        "backup.retention.full",
+        SettingType::Integer { min: 1, max: 1000 },
+        DefaultValue::Integer(7),
+        "Full backups kept on this machine (the newest valid ones).",
+    )
+    .guarded(READ, MANAGE),
+    Setting::new(
+        "backup.retention.snapshot",
+        SettingType::Integer { min: 1, max: 1000 },
+        DefaultValue::Integer(12),
+        "Snapshots kept on this machine.",
+    )
+    .guarded(READ, MANAGE),
+    Setting::new(
+        "backup.retention.pre_upgrade",
+        SettingType::Integer { min: 1, max: 1000 },
+        DefaultValue::Integer(3),
+        "Pre-upgrade backups kept on this machine.",
+    )
+    .guarded(READ, MANAGE),
+    Setting::new(
+        "backup.retention.pre_restore",
+        SettingType::Integer { min: 1, max: 1000 },
+        DefaultValue::Integer(3),
+        "Pre-restore backups kept on this machine.",
+    )
+    .guarded(READ, MANAGE),
+    Setting::new(
+        "backup.targets",
+        SettingType::Objects { max_items: 8 },
+        DefaultValue::EmptyList,
+        "Where backups are copied besides this machine: objects {name, kind: directory|s3, path (directory), \
+         endpoint, bucket, prefix, region, credentials_file, path_style (s3), kinds, schedule, retention \
+         {keep_last, keep_daily_days, keep_monthly_months}}; see docs/operations.md. Credentials come from a \
+         file on this machine, never through the API. Targets in the config file come first; a target here \
+         with the same name is ignored.",
+    )
+    .guarded(READ, MANAGE)
+    .with_rule(targets_rule)
+    .with_reason(),
+];
+
+fn targets_rule(value: &Value) -> Result<(), String> {
+    parse(value).map(|_| ())
+}
+
+/// The targets in force: the config file's, then the setting's whose names the file does not use.
+pub fn in_force(file: &[Target], setting: Option<&Value>) -> Vec<Target> {
+    let mut all = file.to_vec();
+    for target in setting.and_then(|v| parse(v).ok()).unwrap_or_default() {
+        if all.iter().any(|t| t.name == target.name) {
+            tracing::warn!(target = %target.name, "a backup target of the settings has the name of one in the config file; the file's is used");
+        } else {
+            all.push(target);
+        }
+    }
+    all
+}
+
+/// Where a copy of a backup stands at one target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CopyStatus {
+    /// To be copied (waiting for the target, or for its schedule).
+    Pending,
+    /// Uploaded, not read back yet.
+    Copied,
+    /// Read back: size and SHA-256 match.
+    Verified,
+    /// The last attempt or check failed (see `error`); it is tried again.
+    Failed,
+}
+
+/// One backup's copy at one target, as the local manifest records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Copy {
+    pub status: CopyStatus,
+    /// When the status last changed.
+    pub updated_at: DateTime<Utc>,
+    pub verified_at: Option<DateTime<Utc>>,
+    pub error: Option<BackupError>,
+}
+
+/// The copies a target keeps under `retention`, of those made at these times (`id`, created).
+pub fn kept(copies: &[(Uuid, DateTime<Utc>)], retention: Retention) -> BTreeSet<Uuid> {
+    let mut newest_first = copies.to_vec();
+    newest_first.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    let mut keep: BTreeSet<Uuid> = newest_first
+        .iter()
+        .take(retention.keep_last.max(1) as usize)
+        .map(|c| c.0)
+        .collect();
+    let Some(newest) = newest_first.first().map(|c| c.1) else {
+        return keep;
+    };
+    let mut days = BTreeSet::new();
+    let mut months = BTreeSet::new();
+    for (id, at) in &newest_first {
+        let day = at.date_naive();
+        let age_days = (newest.date_naive() - day).num_days();
+        if age_days < i64::from(retention.keep_daily_days) && days.insert(day) {
+            keep.insert(*id);
+        }
+        let month = (at.year(), at.month());
+        let age_months =
+            (newest.year() - at.year()) * 12 + newest.month() as i32 - at.month() as i32;
+        if age_months < retention.keep_monthly_months as i32 && months.insert(month) {
+            keep.insert(*id);
+        }
+    }
+    keep
+}
+
+/// A target opened for use.
+pub struct Opened {
+    pub target: Target,
+    store: Arc<dyn ObjectStore>,
+    prefix: Option<ObjectPath>,
+}
+
+fn unreachable(target: &Target, what: impl std::fmt::Display) -> BackupError {
+    BackupError::new(
+        "backup.target_unreachable",
+        format!("target {}: {what}", target.name),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+}
+
+/// Opens `target`: a directory must exist; an S3 bucket's credentials must be readable.
+pub fn open(target: &Target) -> Result<Opened, BackupError> {
+    let store: Arc<dyn ObjectStore> = match target.kind {
+        TargetKind::Directory => {
+            let path = target.path.as_deref().unwrap_or(Path::new(""));
+            if !path.is_dir() {
+                return Err(unreachable(
+                    target,
+                    format!(
+                        "{} is not an existing folder (is the disk plugged in and mounted?)",
+                        path.display()
+                    ),
+                ));
+            }
+            Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| unreachable(target, e))?,
+            )
+        }
+        TargetKind::S3 => {
+            let file = target.credentials_file.as_deref().unwrap_or(Path::new(""));
+            let text = std::fs::read_to_string(file).map_err(|e| {
+                BackupError::new(
+                    "backup.target_credentials",
+                    format!(
+                        "target {}: cannot read the credentials file {}: {e}",
+                        target.name,
+                        file.display()
+                    ),
+                )
+            })?;
+            let credentials: Credentials = toml::from_str(&text).map_err(|e| {
+                BackupError::new(
+                    "backup.target_credentials",
+                    format!(
+                        "target {}: {} must hold access_key_id and secret_access_key: {}",
+                        target.name,
+                        file.display(),
+                        e.message()
+                    ),
+                )
+            })?;
+            let mut builder = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(target.bucket.clone().unwrap_or_default())
+                .with_region(
+                    target
+                        .region
+                        .clone()
+                        .unwrap_or_else(|| "us-east-1".to_owned()),
+                )
+                .with_access_key_id(credentials.access_key_id)
+                .with_secret_access_key(credentials.secret_access_key)
+                .with_virtual_hosted_style_request(!target.path_style)
+                .with_retry(object_store::RetryConfig {
+                    max_retries: 2,
+                    retry_timeout: Duration::from_secs(60),
+                    ..Default::default()
+                })
+                .with_client_options(
+                    object_store::ClientOptions::new()
+                        .with_connect_timeout(Duration::from_secs(10))
+                        .with_timeout(Duration::from_secs(300))
+                        .with_allow_http(
+                            target
+                                .endpoint
+                                .as_deref()
+                                .is_some_and(|e| e.starts_with("http://")),
+                        ),
+                );
+            if let Some(token) = credentials.session_token {
+                builder = builder.with_token(token);
+            }
+            if let Some(endpoint) = &target.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            Arc::new(builder.build().map_err(|e| unreachable(target, e))?)
+        }
+    };
+    Ok(Opened {
+        target: target.clone(),
+        store,
+        prefix: target
+            .prefix
+            .as_deref()
+            .map(|p| ObjectPath::from(p.trim_matches('/'))),
+    })
+}
+
+fn failed(target: &Target, what: &str, e: impl std::fmt::Display) -> BackupError {
+    let text = e.to_string();
+    // A store that cannot be reached is waited for; anything else is this copy's failure.
+    let code = if text.contains("error sending request")
+        || text.contains("Connection refused")
+        || text.contains("No such file or directory")
+        || text.contains("Permission denied")
+        || text.contains("dns error")
+        || text.contains("timed out")
+    {
+        "backup.target_unreachable"
+    } else {
+        "backup.copy_failed"
+    };
+    BackupError::new(code, format!("target {}: {what}: {text}", target.name))
+}
+
+impl Opened {
+    fn location(&self, name: &str) -> ObjectPath {
+        match &self.prefix {
+            Some(prefix) => prefix.clone().join(name),
+            None => ObjectPath::from(name),
+        }
+    }
+
+    /// Uploads the local file `from` as `name` (in parts when large), replacing what is there.
+    pub async fn upload(&self, from: &Path, name: &str) -> Result<(), BackupError> {
+        let mut file = tokio::fs::File::open(from)
+            .await
+            .map_err(|e| BackupError::io("backup.copy_failed", "cannot read the backup file", e))?;
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            self.store.clone(),
+            self.location(name),
+            16 << 20,
+        );
+        if let Err(e) = tokio::io::copy(&mut file, &mut writer).await {
+            let _ = writer.abort().await;
+            return Err(failed(&self.target, "upload", e));
+        }
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| failed(&self.target, "upload", e))
+    }
+
+    /// Stores `bytes` as `name`.
+    pub async fn put(&self, name: &str, bytes: Vec<u8>) -> Result<(), BackupError> {
+        self.store
+            .put(&self.location(name), PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| failed(&self.target, "upload", e))
+    }
+
+    /// The size and hex SHA-256 of `name`, read back whole; `None` when it is not there.
+    pub async fn read_back(&self, name: &str) -> Result<Option<(u64, String)>, BackupError> {
+        let got = match self.store.get(&self.location(name)).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(failed(&self.target, "read back", e)),
+        };
+        let mut stream = got.into_stream();
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| failed(&self.target, "read back", e))?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(Some((size, hex::encode(hasher.finalize()))))
+    }
+
+    /// Downloads `name` into the local file `to` (created or replaced).
+    pub async fn download(&self, name: &str, to: &Path) -> Result<(), BackupError> {
+        let got = self
+            .store
+            .get(&self.location(name))
+            .await
+            .map_err(|e| match e {
+                object_store::Error::NotFound { .. } => BackupError::new(
+                    "backup.not_found",
+                    format!("target {} has no {name}", self.target.name),
+                ),
+                e => failed(&self.target, "download", e),
+            })?;
+        let mut out = tokio::fs::File::create(to)
+            .await
+            .map_err(|e| BackupError::io("backup.write_failed", "cannot write the download", e))?;
+        let mut stream = got.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| failed(&self.target, "download", e))?;
+            out.write_all(&chunk).await.map_err(|e| {
+                BackupError::io("backup.write_failed", "cannot write the download", e)
+            })?;
+        }
+        out.sync_all()
+            .await
+            .map_err(|e| BackupError::io("backup.write_failed", "cannot write the download", e))
+    }
+
+    /// The sizes of the objects at the target, by name (under the prefix).
+    pub async fn sizes(&self) -> Result<BTreeMap<String, u64>, BackupError> {
+        let mut listing = self.store.list(self.prefix.as_ref());
+        let mut out = BTreeMap::new();
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| failed(&self.target, "list", e))?;
+            if let Some(name) = meta.location.filename() {
+                out.insert(name.to_owned(), meta.size);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The manifests at the target, newest first (unreadable ones are skipped).
+    pub async fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
+        let mut out = Vec::new();
+        for name in self.sizes().await?.keys() {
+            let Some(id) = name.strip_suffix(MANIFEST_SUFFIX) else {
+                continue;
+            };
+            if Uuid::parse_str(id).is_err() {
+                continue;
+            }
+            let got = match self.store.get(&self.location(name)).await {
+                Ok(got) => got,
+                Err(e) => return Err(failed(&self.target, "read", e)),
+            };
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(|e| failed(&self.target, "read", e))?;
+            if let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) {
+                out.push(manifest);
+            }
+        }
+        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(out)
+    }
+
+    /// Deletes backup `id` at the target (manifest first: without it the file is no backup).
+    pub async fn delete(&self, id: Uuid) -> Result<(), BackupError> {
+        for name in [
+            format!("{id}{MANIFEST_SUFFIX}"),
+            format!("{id}{FILE_SUFFIX}"),
+        ] {
+            match self.store.delete(&self.location(&name)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(failed(&self.target, "delete", e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The manifest as stored at a target: the local one without its record of copies.
+pub fn manifest_for_target(manifest: &Manifest) -> Vec<u8> {
+    let mut copy = manifest.clone();
+    copy.copies.clear();
+    serde_json::to_vec_pretty(&copy).unwrap_or_default()
+}
+
+/// A target as `GET /api/v1/backups/targets` shows it (no credentials: only the file's path).
+pub fn describe(target: &Target, source: &str) -> Value {
+    let mut shown = serde_json::to_value(target).unwrap_or_default();
+    shown["source"] = json!(source);
+    shown
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_then_one_a_day_then_one_a_month() {
+        // Two backups a day from 1 January to 30 April.
+        let mut copies = Vec::new();
+        let mut day = at(2026, 1, 1, 3);
+        while day < at(2026, 5, 1, 0) {
+            copies.push((Uuid::now_v7(), day));
+            copies.push((Uuid::now_v7(), day + chrono::Duration::hours(12)));
+            day += chrono::Duration::days(1);
+        }
+        let retention = Retention {
+            keep_last: 3,
+            keep_daily_days: 5,
+            keep_monthly_months: 3,
+        };
+        let keep = kept(&copies, retention);
+        let mut times: Vec<DateTime<Utc>> = copies
+            .iter()
+            .filter(|c| keep.contains(&c.0))
+            .map(|c| c.1)
+            .collect();
+        times.sort();
+        assert_eq!(
+            times,
+            vec![
+                at(2026, 2, 28, 15),
+                at(2026, 3, 31, 15),
+                at(2026, 4, 26, 15),
+                at(2026, 4, 27, 15),
+                at(2026, 4, 28, 15),
+                at(2026, 4, 29, 15),
+                at(2026, 4, 30, 3),
+                at(2026, 4, 30, 15),
+            ]
+        );
+        assert_eq!(
+            kept(
+                &copies[..1],
+                Retention {
+                    keep_last: 0,
+                    keep_daily_days: 0,
+                    keep_monthly_months: 0
+                }
+            )
+            .len(),
+            1
+        );
+    }
+}
