@@ -11,6 +11,7 @@ mod abuse;
 mod architecture;
 mod audit;
 mod auth;
+mod backup_targets;
 mod backups;
 mod caches;
 mod cash;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::backup::jobs::{CREATE, RESTORE, VERIFY};
-use crate::core::backup::{BackupView, Status};
+use crate::core::backup::{BackupView, Status, targets};
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson, Page, PageQuery, keyset_page};
 use crate::core::jobs;
@@ -146,6 +146,96 @@ pub async fn verify(
 pub struct RestoreRequest {
     /// The business name exactly as set up.
     pub confirm: String,
+    /// Restore the copy at this backup target (fetched and checked first) rather than the one
+    /// on this machine.
+    #[schema(max_length = 32)]
+    pub from: Option<String>,
+}
+
+/// A backup target, its definition (credentials only as the path of their file) and what its
+/// last check found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TargetView {
+    pub name: String,
+    /// `config` (the config file: changed there) or `settings` (the `backup.targets` setting).
+    pub source: String,
+    /// As written: kind, path or endpoint/bucket/prefix/region, kinds, schedule, retention.
+    pub definition: serde_json::Value,
+    pub state: targets::TargetState,
+}
+
+/// The backup targets (the config file's, then the `backup.targets` setting's) and their state.
+#[utoipa::path(get, path = "/api/v1/backups/targets", tag = "backups", security(("bearer" = [])), params(PageQuery),
+    responses(
+        (status = 200, description = "A page of targets, by name", body = Page<TargetView>),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_targets(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<TargetView>>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let all = super::jobs::targets_in_force(&state, &mut conn).await?;
+    let states = targets::states(&state.backups());
+    let from_file = &state.config().backup.targets;
+    let views: Vec<TargetView> = all
+        .iter()
+        .map(|t| TargetView {
+            name: t.name.clone(),
+            source: if from_file.iter().any(|f| f.name == t.name) {
+                "config"
+            } else {
+                "settings"
+            }
+            .to_owned(),
+            definition: serde_json::to_value(t).unwrap_or_default(),
+            state: states.get(&t.name).cloned().unwrap_or_default(),
+        })
+        .collect();
+    Ok(Json(keyset_page(views, |t| t.name.clone(), &query)?))
+}
+
+/// The backups at a target, read from its manifests (newest first): what a restore `from` it
+/// can bring back.
+#[utoipa::path(get, path = "/api/v1/backups/targets/{name}/backups", tag = "backups", security(("bearer" = [])),
+    params(("name" = String, Path, description = "Target name", max_length = 32), PageQuery),
+    responses(
+        (status = 200, description = "A page of the backups there, newest first", body = Page<BackupView>),
+        (status = 404, description = "No such target (`backup.target_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The target cannot be reached (`service.unavailable`; the target's state says why)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_at_target(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Path(name): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Json<Page<BackupView>>, ApiError> {
+    let target = find_target(&state, &name).await?;
+    let opened = targets::open(&target)?;
+    let all: Vec<BackupView> = opened
+        .manifests()
+        .await?
+        .iter()
+        .map(BackupView::from)
+        .collect();
+    let newest_first = |b: &BackupView| format!("{:032x}", u128::MAX - b.id.as_u128());
+    Ok(Json(keyset_page(all, newest_first, &query)?))
+}
+
+async fn find_target(state: &AppState, name: &str) -> Result<targets::Target, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    super::jobs::targets_in_force(state, &mut conn)
+        .await?
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| ApiError::NotFound {
+            code: "backup.target_not_found",
+            detail: format!("There is no backup target named {name}."),
+        })
 }
 
 /// Restore a backup (super admins only; audited): verify it, enter maintenance mode, back up the
@@ -171,8 +261,18 @@ pub async fn restore(
         // Recorded as a denial like any other.
         caller.require(&state, "role:super_admin").await?;
     }
-    let manifest = state.backups().load(id)?;
-    if matches!(manifest.status, Status::Failed | Status::Invalid) {
+    if let Some(name) = &body.from {
+        find_target(&state, name).await?;
+    }
+    let manifest = match &body.from {
+        // The copy is fetched and checked by the job.
+        Some(_) => None,
+        None => Some(state.backups().load(id)?),
+    };
+    if let Some(manifest) = manifest
+        .as_ref()
+        .filter(|m| matches!(m.status, Status::Failed | Status::Invalid))
+    {
         return Err(ApiError::Conflict {
             code: "backup.not_restorable",
             detail: format!(
@@ -199,7 +299,7 @@ pub async fn restore(
     let job = jobs::enqueue(
         &mut tx,
         &RESTORE,
-        json!({"backup_id": id, "user_id": caller.user_id, "username": caller.username}),
+        json!({"backup_id": id, "user_id": caller.user_id, "username": caller.username, "from": body.from}),
         Some("backup.restore"),
         now,
     )
@@ -212,7 +312,8 @@ pub async fn restore(
     }
     tx.record(
         Change::new("core.backup", "backup", id, "backup.restore_request").after(
-            json!({"backup_id": id, "job_id": job.id(), "backup_created_at": manifest.created_at}),
+            json!({"backup_id": id, "job_id": job.id(), "from": body.from,
+                   "backup_created_at": manifest.as_ref().map(|m| m.created_at)}),
         ),
     )
     .await?;
@@ -237,4 +338,6 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppSta
         .routes(declare(Permission(READ), routes!(get)))
         .routes(declare(Permission(MANAGE), routes!(verify)))
         .routes(declare(Permission(RESTORE_PERMISSION), routes!(restore)))
+        .routes(declare(Permission(READ), routes!(list_targets)))
+        .routes(declare(Permission(READ), routes!(list_at_target)))
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::core::audit::write::Actor;
 use crate::core::backup::pipeline::{self, Progress};
 use crate::core::backup::restore::{self, RestoreRequest};
-use crate::core::backup::{BackupError, Kind, retention_counts};
+use crate::core::backup::{BackupError, Kind, retention_counts, targets};
 use crate::core::jobs::runner::{Handler, JobContext};
 use crate::core::jobs::schedule::ScheduledJob;
 use crate::core::jobs::{self, JobKind};
@@ -43,8 +43,25 @@ pub const RETENTION: JobKind = JobKind {
     retryable: true,
 };
 
+/// Copies a valid backup to one target and reads it back (`{"backup_id", "target"}`). An
+/// unreachable target fails the attempt, and the runner tries again with backoff (then the
+/// targets check queues it again).
+pub const COPY: JobKind = JobKind {
+    name: "backup.copy",
+    max_attempts: 8,
+    description: "Copy a backup to a target",
+    retryable: true,
+};
+/// Checks every target: copies still there, missing ones queued, a target behind reported.
+pub const CHECK_TARGETS: JobKind = JobKind {
+    name: "backup.targets",
+    max_attempts: 1,
+    description: "Check the backup targets",
+    retryable: true,
+};
+
 /// The schedules of backups (`[schedules]` entries `backup_full`, `backup_snapshot`,
-/// `backup_retention`).
+/// `backup_retention`, `backup_targets`).
 pub fn schedules() -> Vec<ScheduledJob> {
     vec![
         ScheduledJob {
@@ -62,6 +79,11 @@ pub fn schedules() -> Vec<ScheduledJob> {
             job: RETENTION,
             payload: serde_json::json!({}),
         },
+        ScheduledJob {
+            name: "backup_targets",
+            job: CHECK_TARGETS,
+            payload: serde_json::json!({}),
+        },
     ]
 }
 
@@ -71,6 +93,8 @@ pub fn handlers() -> Vec<Handler> {
         Handler::new(VERIFY, verify),
         Handler::new(RESTORE, restore),
         Handler::new(RETENTION, retention),
+        Handler::new(COPY, copy),
+        Handler::new(CHECK_TARGETS, check_targets),
     ]
 }
 
@@ -173,9 +197,18 @@ async fn verify(ctx: JobContext) -> anyhow::Result<Value> {
     drop(progress);
     let _ = forward.await;
     match outcome {
-        Ok(manifest) => Ok(
-            json!({"backup_id": id, "status": manifest.status, "verified_at": manifest.verified_at}),
-        ),
+        Ok(manifest) => {
+            let mut conn = ctx.state.pool().acquire().await?;
+            let mut copies = Vec::new();
+            for target in targets_in_force(&ctx.state, &mut conn).await? {
+                if target.schedule.is_none() && targets::takes(&target, &manifest) {
+                    copies.push(queue_copy(&ctx.state, &mut conn, id, &target.name).await?);
+                }
+            }
+            Ok(
+                json!({"backup_id": id, "status": manifest.status, "verified_at": manifest.verified_at, "copy_jobs": copies}),
+            )
+        }
         Err(e) => {
             if e.code != "backup.not_found" {
                 security_event(&ctx.state, EventKind::BackupInvalid, json!({"backup_id": id, "code": e.code, "reason": e.message, "job_id": ctx.job.id})).await;
@@ -203,22 +236,36 @@ async fn restore(ctx: JobContext) -> anyhow::Result<Value> {
         role: Some("super_admin".to_owned()),
         ..Actor::default()
     };
-    let details = json!({"backup_id": id, "job_id": ctx.job.id, "user_id": actor.user_id});
+    let from = ctx.job.payload["from"].as_str().map(str::to_owned);
+    let details =
+        json!({"backup_id": id, "job_id": ctx.job.id, "user_id": actor.user_id, "from": from});
     security_event(&ctx.state, EventKind::RestoreStarted, details.clone()).await;
     let (progress, forward) = progress_for(&ctx);
     let backups = ctx.state.backups();
-    let outcome = restore::restore(
-        &backups,
-        RestoreRequest {
-            backup_id: id,
-            actor,
-            pool: ctx.state.pool(),
-            maintenance: Some(ctx.state.maintenance()),
-            job: Some(&ctx.job),
-        },
-        &progress,
-    )
-    .await;
+    let fetched = match &from {
+        Some(name) => {
+            progress.step("fetch", json!({"backup_id": id, "target": name}));
+            fetch_from(&ctx.state, &backups, name, id).await
+        }
+        None => Ok(()),
+    };
+    let outcome = match fetched {
+        Err(e) => Err(e),
+        Ok(()) => {
+            restore::restore(
+                &backups,
+                RestoreRequest {
+                    backup_id: id,
+                    actor,
+                    pool: ctx.state.pool(),
+                    maintenance: Some(ctx.state.maintenance()),
+                    job: Some(&ctx.job),
+                },
+                &progress,
+            )
+            .await
+        }
+    };
     drop(progress);
     let _ = forward.await;
     match outcome {
@@ -255,6 +302,252 @@ async fn restore(ctx: JobContext) -> anyhow::Result<Value> {
     }
 }
 
+/// The backup targets in force: the config file's, then the setting's.
+pub async fn targets_in_force(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+) -> anyhow::Result<Vec<targets::Target>> {
+    let setting: Option<Value> =
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'backup.targets'")
+            .fetch_optional(conn)
+            .await?;
+    Ok(targets::in_force(
+        &state.config().backup.targets,
+        setting.as_ref(),
+    ))
+}
+
+/// Fetches backup `id` from the target `name` into the local backups directory.
+async fn fetch_from(
+    state: &AppState,
+    backups: &crate::core::backup::Backups,
+    name: &str,
+    id: Uuid,
+) -> Result<(), BackupError> {
+    let mut conn = state
+        .pool()
+        .acquire()
+        .await
+        .map_err(|e| BackupError::io("backup.database", "cannot read the targets", e))?;
+    let target = targets_in_force(state, &mut conn)
+        .await
+        .map_err(|e| BackupError::io("backup.database", "cannot read the targets", e))?
+        .into_iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| {
+            BackupError::new(
+                "backup.target_not_found",
+                format!("there is no backup target named {name}"),
+            )
+        })?;
+    drop(conn);
+    let opened = targets::open(&target)?;
+    targets::fetch(backups, &opened, id).await.map(|_| ())
+}
+
+/// Queues the copy of backup `id` to `target` (once: a copy already queued or running stays).
+async fn queue_copy(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    target: &str,
+) -> anyhow::Result<Uuid> {
+    Ok(jobs::enqueue(
+        conn,
+        &COPY,
+        json!({"backup_id": id, "target": target}),
+        Some(&format!("backup.copy:{id}:{target}")),
+        state.clock().now(),
+    )
+    .await?
+    .id())
+}
+
+async fn copy(ctx: JobContext) -> anyhow::Result<Value> {
+    let id = backup_id(&ctx.job.payload)?;
+    let name = ctx.job.payload["target"].as_str().unwrap_or_default();
+    let mut conn = ctx.state.pool().acquire().await?;
+    let Some(target) = targets_in_force(&ctx.state, &mut conn)
+        .await?
+        .into_iter()
+        .find(|t| t.name == name)
+    else {
+        return Ok(json!({"backup_id": id, "target": name, "skipped": "no such target any more"}));
+    };
+    drop(conn);
+    let backups = ctx.state.backups();
+    let manifest = match backups.load(id) {
+        Ok(m) if m.status == crate::core::backup::Status::Valid => m,
+        Ok(_) | Err(_) => {
+            return Ok(
+                json!({"backup_id": id, "target": name, "skipped": "the backup is gone or not valid"}),
+            );
+        }
+    };
+    let outcome = match targets::open(&target) {
+        Ok(opened) => {
+            let copied = targets::copy(&backups, &opened, &manifest).await;
+            if copied.is_ok() {
+                // Retention at the target; a failure here leaves extra copies, never fewer.
+                if let Err(e) = targets::prune(&backups, &opened).await {
+                    tracing::warn!(target = %name, error = %e, "cannot apply the target's retention");
+                }
+            }
+            copied
+        }
+        Err(e) => Err(e),
+    };
+    targets::record(&backups, id, name, &outcome)?;
+    match outcome {
+        Ok(()) => Ok(json!({"backup_id": id, "target": name, "status": "verified"})),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks each target: its copies (by listing: a copy gone or of the wrong size is failed and
+/// queued again, with a security event), the backups it lacks (queued, at the target's own
+/// schedule when it has one, only those its retention would keep), and whether it is behind.
+async fn check_targets(ctx: JobContext) -> anyhow::Result<Value> {
+    let state = &ctx.state;
+    let mut conn = state.pool().acquire().await?;
+    let all = targets_in_force(state, &mut conn).await?;
+    let backups = state.backups();
+    let now = state.clock().now();
+    let tz = crate::core::settings::Business::load(&mut conn)
+        .await?
+        .map(|b| b.timezone)
+        .unwrap_or(chrono_tz::UTC);
+    let mut states = targets::states(&backups);
+    states.retain(|name, _| all.iter().any(|t| &t.name == name));
+    let mut report = serde_json::Map::new();
+    for target in &all {
+        let state_of = states.entry(target.name.clone()).or_default();
+        state_of.checked_at = Some(now);
+        let found = match targets::open(target) {
+            Ok(opened) => opened.sizes().await,
+            Err(e) => Err(e),
+        };
+        let mut outcome = json!({"reachable": found.is_ok()});
+        if let Ok(sizes) = &found {
+            let lost = find_lost_copies(state, &backups, target, sizes).await?;
+            let due = scheduled_now(target, state_of, tz, now);
+            let queued = if due {
+                queue_missing_copies(state, &mut conn, &backups, target).await?
+            } else {
+                Vec::new()
+            };
+            outcome = json!({"reachable": true, "lost": lost, "queued": queued});
+        }
+        state_of.reachable = found.is_ok();
+        state_of.error = found.as_ref().err().cloned();
+        let local = backups.list();
+        state_of.newest_copy_at = targets::newest_copy(target, &local);
+        state_of.behind = targets::behind(target, &local, now);
+        if state_of.behind
+            && state_of
+                .behind_reported_at
+                .is_none_or(|at| now - at >= chrono::Duration::days(1))
+        {
+            security_event(
+                state,
+                EventKind::BackupTargetBehind,
+                json!({"target": target.name, "newest_copy_at": state_of.newest_copy_at, "error": state_of.error}),
+            )
+            .await;
+            state_of.behind_reported_at = Some(now);
+        }
+        outcome["behind"] = json!(state_of.behind);
+        report.insert(target.name.clone(), outcome);
+    }
+    targets::save_states(&backups, &states)?;
+    Ok(Value::Object(report))
+}
+
+/// The copies recorded as verified at `target` that its listing (`sizes`) no longer has whole:
+/// each is recorded failed, with a security event; returns their ids.
+async fn find_lost_copies(
+    state: &AppState,
+    backups: &crate::core::backup::Backups,
+    target: &targets::Target,
+    sizes: &std::collections::BTreeMap<String, u64>,
+) -> anyhow::Result<Vec<Uuid>> {
+    let mut lost = Vec::new();
+    for m in backups.list() {
+        let verified = m
+            .copies
+            .get(&target.name)
+            .is_some_and(|c| c.status == targets::CopyStatus::Verified);
+        let file = sizes.get(&format!("{}{}", m.id, crate::core::backup::FILE_SUFFIX));
+        let manifest_there =
+            sizes.contains_key(&format!("{}{}", m.id, crate::core::backup::MANIFEST_SUFFIX));
+        if verified && (file != Some(&m.size_bytes) || !manifest_there) {
+            let e = BackupError::new(
+                "backup.copy_missing",
+                format!(
+                    "target {}: the copy is gone or damaged ({} bytes found, {} expected)",
+                    target.name,
+                    file.copied().unwrap_or(0),
+                    m.size_bytes
+                ),
+            );
+            security_event(state, EventKind::BackupCopyFailed, json!({"backup_id": m.id, "target": target.name, "code": e.code, "reason": e.message})).await;
+            targets::record(backups, m.id, &target.name, &Err(e))?;
+            lost.push(m.id);
+        }
+    }
+    Ok(lost)
+}
+
+/// Is it time to copy to `target`: always without a schedule of its own; with one, when an
+/// occurrence passed since copies were last queued for it (which this records).
+fn scheduled_now(
+    target: &targets::Target,
+    state_of: &mut targets::TargetState,
+    tz: chrono_tz::Tz,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let Some(cron) = target
+        .schedule
+        .as_deref()
+        .and_then(|s| crate::shared::cron::parse_cron(s).ok().flatten())
+    else {
+        return true;
+    };
+    let latest = crate::core::jobs::schedule::latest_occurrence(&cron, tz, now);
+    let due = latest.is_some_and(|at| state_of.scheduled_at.is_none_or(|last| at > last));
+    if due {
+        state_of.scheduled_at = Some(now);
+    }
+    due
+}
+
+/// Queues the copies `target` lacks among the valid backups its retention would keep.
+async fn queue_missing_copies(
+    state: &AppState,
+    conn: &mut sqlx::PgConnection,
+    backups: &crate::core::backup::Backups,
+    target: &targets::Target,
+) -> anyhow::Result<Vec<Uuid>> {
+    let local = backups.list();
+    let candidates: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = local
+        .iter()
+        .filter(|m| m.status == crate::core::backup::Status::Valid && targets::takes(target, m))
+        .map(|m| (m.id, m.created_at))
+        .collect();
+    let keep = targets::kept(&candidates, target.retention);
+    let mut queued = Vec::new();
+    for m in local.iter().filter(|m| keep.contains(&m.id)) {
+        let verified = m
+            .copies
+            .get(&target.name)
+            .is_some_and(|c| c.status == targets::CopyStatus::Verified);
+        if !verified {
+            queued.push(queue_copy(state, conn, m.id, &target.name).await?);
+        }
+    }
+    Ok(queued)
+}
+
 async fn retention(ctx: JobContext) -> anyhow::Result<Value> {
     let mut conn = ctx.state.pool().acquire().await?;
     let keep = retention_counts(&mut conn).await?;
@@ -272,6 +565,10 @@ impl From<BackupError> for crate::core::http::ApiError {
             "backup.not_found" => ApiError::NotFound {
                 code: "backup.not_found",
                 detail: e.message,
+            },
+            "backup.target_unreachable" | "backup.target_credentials" => ApiError::Unavailable {
+                what: "backup target",
+                cause: e.message,
             },
             "backup.not_restorable" => ApiError::Conflict {
                 code: "backup.not_restorable",

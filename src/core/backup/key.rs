@@ -36,6 +36,47 @@ pub fn ensure(keys_dir: &Path, now: chrono::DateTime<chrono::Utc>) -> anyhow::Re
     Ok(true)
 }
 
+/// Installs the identity in `text` (an exported key): where there is none, or the same one, or
+/// (with `replace`) in place of another, which is kept beside it as
+/// `backup-identity.replaced-<time>.txt`. Returns what it did, in a sentence.
+pub fn import(
+    keys_dir: &Path,
+    text: &str,
+    replace: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<String> {
+    let identity =
+        parse(text).context("the file holds no age identity (an exported backup key)")?;
+    let public = identity.to_public().to_string();
+    let file = path(keys_dir);
+    if let Ok(existing) = export(keys_dir) {
+        match parse(&existing) {
+            Some(current) if current.to_public().to_string() == public => {
+                return Ok(format!("the backup key {public} is already installed"));
+            }
+            _ if !replace => anyhow::bail!(
+                "this data directory has another backup key ({}); pass --replace to install this one (the other is kept beside it)",
+                file.display()
+            ),
+            _ => {
+                let kept = keys_dir.join(format!(
+                    "backup-identity.replaced-{}.txt",
+                    now.format("%Y%m%dT%H%M%SZ")
+                ));
+                fs::rename(&file, &kept)
+                    .with_context(|| format!("cannot keep the old key as {}", kept.display()))?;
+            }
+        }
+    }
+    fs::create_dir_all(keys_dir)
+        .with_context(|| format!("cannot create {}", keys_dir.display()))?;
+    write_private_file(&file, text.as_bytes())?;
+    Ok(format!(
+        "backup key {public} installed in {} (mode 0600)",
+        file.display()
+    ))
+}
+
 /// The identity file's text (what `export-key` prints).
 pub fn export(keys_dir: &Path) -> anyhow::Result<String> {
     let file = path(keys_dir);

@@ -393,6 +393,21 @@ impl Backups {
         })
     }
 
+    /// Changes the manifest of backup `id` with `change` (read, change, write under a lock, so
+    /// that copy jobs of several targets do not undo each other's records). Returns it changed.
+    pub fn update(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(&mut Manifest),
+    ) -> Result<Manifest, BackupError> {
+        static UPDATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = UPDATING.lock().unwrap_or_else(|e| e.into_inner());
+        let mut manifest = self.load(id)?;
+        change(&mut manifest);
+        self.save(&manifest)?;
+        Ok(manifest)
+    }
+
     /// The manifest of backup `id`.
     pub fn load(&self, id: Uuid) -> Result<Manifest, BackupError> {
         let path = self.manifest_path(id);

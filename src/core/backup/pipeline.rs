@@ -401,7 +401,7 @@ pub async fn verify(
     id: Uuid,
     progress: &Progress,
 ) -> Result<Manifest, BackupError> {
-    let mut manifest = backups.load(id)?;
+    let manifest = backups.load(id)?;
     if manifest.status == Status::Failed {
         return Err(manifest.error.clone().unwrap_or_else(|| {
             BackupError::new("backup.failed", "this backup was never completed")
@@ -410,8 +410,8 @@ pub async fn verify(
     let scratch = scratch_name(&backups.target.database(), "verify", id);
     let outcome = restore_checked(backups, &manifest, &scratch, progress).await;
     drop_database(backups, &scratch).await;
-    manifest.record_verification(&outcome, backups.clock.now());
-    backups.save(&manifest)?;
+    let now = backups.clock.now();
+    let manifest = backups.update(id, |m| m.record_verification(&outcome, now))?;
     outcome.map(|()| manifest)
 }
 
@@ -497,7 +497,7 @@ pub async fn restore_checked(
 }
 
 /// Size and checksum of the encrypted file against the manifest.
-fn check_file(path: &Path, expected_size: u64, expected_sha: &str) -> Result<(), BackupError> {
+pub fn check_file(path: &Path, expected_size: u64, expected_sha: &str) -> Result<(), BackupError> {
     let mut file = File::open(path).map_err(|e| {
         BackupError::io(
             "backup.file_missing",

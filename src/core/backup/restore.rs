@@ -86,8 +86,8 @@ pub async fn restore(
     // 2. Restore and check the backup beside the live database, which nothing touches.
     progress.step("verify", json!({"backup_id": id}));
     let checked = pipeline::restore_checked(backups, &manifest, &incoming, progress).await;
-    manifest.record_verification(&checked, backups.clock.now());
-    backups.save(&manifest)?;
+    let now = backups.clock.now();
+    manifest = backups.update(id, |m| m.record_verification(&checked, now))?;
     checked?;
     lap(&mut timings, "verify", &mut since);
 

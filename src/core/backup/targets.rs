@@ -10,7 +10,7 @@
 //! (size and SHA-256 against the manifest); each local manifest records its copies.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use crate::core::backup::{BackupError, FILE_SUFFIX, MANIFEST_SUFFIX, Manifest};
+use crate::core::backup::{BackupError, Backups, FILE_SUFFIX, MANIFEST_SUFFIX, Manifest};
 pub use crate::core::config::backup_target::{Retention, Target, TargetKind, parse};
 use crate::core::settings::{DefaultValue, Setting, SettingType};
 
@@ -425,6 +425,264 @@ pub fn describe(target: &Target, source: &str) -> Value {
     let mut shown = serde_json::to_value(target).unwrap_or_default();
     shown["source"] = json!(source);
     shown
+}
+
+/// Does `target` take backups of `manifest`'s kind?
+pub fn takes(target: &Target, manifest: &Manifest) -> bool {
+    target.kinds.iter().any(|k| k == manifest.kind.as_str())
+}
+
+/// Copies the local backup of `manifest` to `opened` (file first, manifest last) and verifies
+/// the copy by reading it back. The local manifest records `copied`, then the outcome.
+pub async fn copy(
+    backups: &Backups,
+    opened: &Opened,
+    manifest: &Manifest,
+) -> Result<(), BackupError> {
+    let id = manifest.id;
+    let name = &opened.target.name;
+    let file = format!("{id}{FILE_SUFFIX}");
+    opened.upload(&backups.file_path(id), &file).await?;
+    opened
+        .put(
+            &format!("{id}{MANIFEST_SUFFIX}"),
+            manifest_for_target(manifest),
+        )
+        .await?;
+    let now = backups.clock.now();
+    backups.update(id, |m| {
+        m.copies.insert(
+            name.clone(),
+            Copy {
+                status: CopyStatus::Copied,
+                updated_at: now,
+                verified_at: None,
+                error: None,
+            },
+        );
+    })?;
+    match opened.read_back(&file).await? {
+        Some((size, sha256)) if size == manifest.size_bytes && sha256 == manifest.sha256 => Ok(()),
+        Some((size, _)) => Err(BackupError::new(
+            "backup.copy_damaged",
+            format!(
+                "target {name}: the copy read back differs from the backup ({size} bytes, expected {})",
+                manifest.size_bytes
+            ),
+        )),
+        None => Err(BackupError::new(
+            "backup.copy_missing",
+            format!("target {name}: the copy is not there after the upload"),
+        )),
+    }
+}
+
+/// Records the outcome of a copy or check of backup `id` at `target` in the local manifest.
+pub fn record(
+    backups: &Backups,
+    id: Uuid,
+    target: &str,
+    outcome: &Result<(), BackupError>,
+) -> Result<(), BackupError> {
+    let now = backups.clock.now();
+    backups
+        .update(id, |m| {
+            let verified_at = outcome
+                .is_ok()
+                .then_some(now)
+                .or_else(|| m.copies.get(target).and_then(|c| c.verified_at));
+            m.copies.insert(
+                target.to_owned(),
+                Copy {
+                    status: if outcome.is_ok() {
+                        CopyStatus::Verified
+                    } else {
+                        CopyStatus::Failed
+                    },
+                    updated_at: now,
+                    verified_at,
+                    error: outcome.as_ref().err().cloned(),
+                },
+            );
+        })
+        .map(|_| ())
+}
+
+/// Deletes the copies at `opened` that its retention no longer keeps (of the kinds it takes);
+/// returns their ids. The local manifests forget those copies.
+pub async fn prune(backups: &Backups, opened: &Opened) -> Result<Vec<Uuid>, BackupError> {
+    let at_target: Vec<Manifest> = opened
+        .manifests()
+        .await?
+        .into_iter()
+        .filter(|m| takes(&opened.target, m))
+        .collect();
+    let times: Vec<(Uuid, DateTime<Utc>)> =
+        at_target.iter().map(|m| (m.id, m.created_at)).collect();
+    let keep = kept(&times, opened.target.retention);
+    let mut deleted = Vec::new();
+    for manifest in at_target.iter().filter(|m| !keep.contains(&m.id)) {
+        opened.delete(manifest.id).await?;
+        let _ = backups.update(manifest.id, |m| {
+            m.copies.remove(&opened.target.name);
+        });
+        deleted.push(manifest.id);
+    }
+    Ok(deleted)
+}
+
+/// Fetches backup `id` from `opened` into the local backups directory (unless a local copy with
+/// the same checksum is there) and returns its local manifest: `pending` until a verification
+/// or the guided restore checks it; a file whose checksum differs is refused.
+pub async fn fetch(backups: &Backups, opened: &Opened, id: Uuid) -> Result<Manifest, BackupError> {
+    let name = &opened.target.name;
+    let manifest_file = format!("{id}{MANIFEST_SUFFIX}");
+    let partial = backups.dir.join(format!("{id}.fetch"));
+    opened.download(&manifest_file, &partial).await?;
+    let bytes = std::fs::read(&partial)
+        .map_err(|e| BackupError::io("backup.write_failed", "cannot read the download", e))?;
+    let _ = std::fs::remove_file(&partial);
+    let mut manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        BackupError::io(
+            "backup.manifest_invalid",
+            &format!("target {name}: the manifest of {id} is not a plugpos backup manifest"),
+            e,
+        )
+    })?;
+    if manifest.id != id || manifest.format != super::FORMAT {
+        return Err(BackupError::new(
+            "backup.manifest_invalid",
+            format!("target {name}: the manifest of {id} describes another backup or format"),
+        ));
+    }
+    if let Ok(local) = backups.load(id)
+        && local.sha256 == manifest.sha256
+        && backups.file_path(id).exists()
+    {
+        return Ok(local);
+    }
+    std::fs::create_dir_all(&backups.dir).map_err(|e| {
+        BackupError::io("backup.write_failed", "cannot create the backups folder", e)
+    })?;
+    opened
+        .download(&format!("{id}{FILE_SUFFIX}"), &partial)
+        .await?;
+    let (path, size, sha256) = (
+        partial.clone(),
+        manifest.size_bytes,
+        manifest.sha256.clone(),
+    );
+    let checked =
+        tokio::task::spawn_blocking(move || super::pipeline::check_file(&path, size, &sha256))
+            .await
+            .unwrap_or_else(|e| {
+                Err(BackupError::io(
+                    "backup.copy_failed",
+                    "the check stopped",
+                    e,
+                ))
+            });
+    if let Err(e) = checked {
+        let _ = std::fs::remove_file(&partial);
+        return Err(BackupError::new(
+            &e.code,
+            format!(
+                "target {name}: the copy of {id} does not match its manifest: {}",
+                e.message
+            ),
+        ));
+    }
+    std::fs::rename(&partial, backups.file_path(id))
+        .map_err(|e| BackupError::io("backup.write_failed", "cannot store the download", e))?;
+    manifest.status = super::Status::Pending;
+    manifest.verified_at = None;
+    manifest.error = None;
+    manifest.copies = BTreeMap::from([(
+        name.clone(),
+        Copy {
+            status: CopyStatus::Verified,
+            updated_at: backups.clock.now(),
+            verified_at: Some(backups.clock.now()),
+            error: None,
+        },
+    )]);
+    backups.save(&manifest)?;
+    Ok(manifest)
+}
+
+/// What the last check of a target found (kept in `<backups>/targets.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TargetState {
+    pub checked_at: Option<DateTime<Utc>>,
+    /// The target answered at the last check.
+    pub reachable: bool,
+    pub error: Option<BackupError>,
+    /// The newest backup with a verified copy there.
+    pub newest_copy_at: Option<DateTime<Utc>>,
+    /// A backup more than a day old has no verified copy there.
+    pub behind: bool,
+    /// The last time copies were queued at the target's own schedule.
+    pub scheduled_at: Option<DateTime<Utc>>,
+    /// The last time `backup_target_behind` was reported (once a day at most).
+    pub behind_reported_at: Option<DateTime<Utc>>,
+}
+
+fn states_path(backups: &Backups) -> PathBuf {
+    backups.dir.join("targets.json")
+}
+
+/// The last check of each target, by name.
+pub fn states(backups: &Backups) -> BTreeMap<String, TargetState> {
+    std::fs::read(states_path(backups))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Keeps the last check of each target.
+pub fn save_states(
+    backups: &Backups,
+    states: &BTreeMap<String, TargetState>,
+) -> Result<(), BackupError> {
+    let json = serde_json::to_vec_pretty(states).map_err(|e| {
+        BackupError::io("backup.write_failed", "cannot encode the targets' state", e)
+    })?;
+    crate::core::data_dir::write_private_file(&states_path(backups), &json).map_err(|e| {
+        BackupError::io(
+            "backup.write_failed",
+            "cannot write the targets' state",
+            format!("{e:#}"),
+        )
+    })
+}
+
+/// Is `target` behind at `now`: a valid local backup of its kinds, more than a day old, without
+/// a verified copy there, and not older than its newest verified copy (an older one its
+/// retention may well not want)?
+pub fn behind(target: &Target, local: &[Manifest], now: DateTime<Utc>) -> bool {
+    let newest_copy = newest_copy(target, local);
+    local.iter().any(|m| {
+        takes(target, m)
+            && m.status == super::Status::Valid
+            && now - m.created_at > chrono::Duration::days(1)
+            && m.copies
+                .get(&target.name)
+                .is_none_or(|c| c.status != CopyStatus::Verified)
+            && newest_copy.is_none_or(|at| m.created_at >= at)
+    })
+}
+
+/// The creation time of the newest backup with a verified copy at `target`.
+pub fn newest_copy(target: &Target, local: &[Manifest]) -> Option<DateTime<Utc>> {
+    local
+        .iter()
+        .filter(|m| {
+            m.copies
+                .get(&target.name)
+                .is_some_and(|c| c.status == CopyStatus::Verified)
+        })
+        .map(|m| m.created_at)
+        .max()
 }
 
 #[cfg(test)]

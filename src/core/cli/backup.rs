@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::core::audit::write::Actor;
 use crate::core::backup::pipeline::{self, Progress};
 use crate::core::backup::restore::{self, RestoreRequest};
-use crate::core::backup::{Backups, Kind, key};
+use crate::core::backup::{Backups, Kind, key, targets};
 use crate::core::cli::database::CommandDatabase;
 use crate::core::config::Config;
 use crate::core::data_dir::{DataDir, write_private_file};
@@ -29,8 +29,12 @@ pub enum BackupCommand {
         #[arg(long)]
         no_verify: bool,
     },
-    /// List the backups, newest first.
-    List,
+    /// List the backups, newest first (with --from, those at a backup target).
+    List {
+        /// A backup target's name (from the config file or the settings).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+    },
     /// Verify a backup: checksum, decrypt, restore into a scratch database, check it.
     Verify { id: Uuid },
     /// Restore a backup (verifies it, backs up the current state first, rolls back on failure).
@@ -40,12 +44,23 @@ pub enum BackupCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
+        /// Fetch the backup from this backup target first (on a new machine: after
+        /// `import-key`, with the target in the config file).
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
     },
     /// Print the age identity that decrypts this instance's backups (or write it to FILE, 0600).
     /// Keep it off this machine: without it no backup can be restored.
     ExportKey {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+    /// Install an exported backup key (on a new machine, before restoring its backups). Refuses
+    /// to replace a different key unless --replace (the old one is kept beside it).
+    ImportKey {
+        file: PathBuf,
+        #[arg(long)]
+        replace: bool,
     },
 }
 
@@ -60,6 +75,13 @@ pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<()> 
             }
             None => say!("{}", text.trim_end_matches('\n')),
         }
+        return Ok(());
+    }
+    if let BackupCommand::ImportKey { file, replace } = &command {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let outcome = key::import(&data_dir.keys(), &text, *replace, Clock::system().now())?;
+        say!("{outcome}");
         return Ok(());
     }
     if let BackupCommand::Restore { .. } = &command
@@ -77,7 +99,7 @@ pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<()> 
         config.database.pg_bin_dir.as_deref(),
         Clock::system(),
     );
-    let result = execute(&db, &backups, command).await;
+    let result = execute(config, &db, &backups, command).await;
     db.close().await;
     result
 }
@@ -85,6 +107,7 @@ pub async fn run(config: &Config, command: BackupCommand) -> anyhow::Result<()> 
 /// Runs one `plugpos backup` subcommand. Stays whole: one short arm per subcommand, each
 /// printing its own result; the match is the command's table of contents.
 async fn execute(
+    config: &Config,
     db: &CommandDatabase,
     backups: &Backups,
     command: BackupCommand,
@@ -113,28 +136,12 @@ async fn execute(
                 manifest.sha256
             );
         }
-        BackupCommand::List => {
-            say!(
-                "{:<36}  {:<11}  {:<20}  {:>12}  {:<8}  verified",
-                "id",
-                "kind",
-                "created",
-                "bytes",
-                "status"
-            );
-            for m in backups.list() {
-                say!(
-                    "{:<36}  {:<11}  {:<20}  {:>12}  {:<8}  {}",
-                    m.id,
-                    m.kind.as_str(),
-                    m.created_at.format("%Y-%m-%d %H:%M:%S"),
-                    m.size_bytes,
-                    serde_json::to_value(m.status)?.as_str().unwrap_or_default(),
-                    m.verified_at
-                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
-                        .unwrap_or_else(|| "-".to_owned()),
-                );
-            }
+        BackupCommand::List { from: Some(name) } => {
+            let opened = targets::open(&target_named(config, db, &name).await?)?;
+            print_list(&opened.manifests().await?)?;
+        }
+        BackupCommand::List { from: None } => {
+            print_list(&backups.list())?;
         }
         BackupCommand::Verify { id } => {
             let (progress, shown) = terminal_progress("verify");
@@ -147,7 +154,12 @@ async fn execute(
                 manifest.row_counts.len()
             );
         }
-        BackupCommand::Restore { id, yes } => {
+        BackupCommand::Restore { id, yes, from } => {
+            if let Some(name) = from {
+                let opened = targets::open(&target_named(config, db, &name).await?)?;
+                eprintln!("fetching backup {id} from {name}...");
+                targets::fetch(backups, &opened, id).await?;
+            }
             let manifest = backups.load(id)?;
             if !yes {
                 let mut conn = db.pool.acquire().await?;
@@ -190,7 +202,59 @@ async fn execute(
                 "the pre-restore backup is pending verification: `plugpos serve` verifies it at start, or run `plugpos backup verify {pre}`"
             );
         }
-        BackupCommand::ExportKey { .. } => {}
+        BackupCommand::ExportKey { .. } | BackupCommand::ImportKey { .. } => {}
+    }
+    Ok(())
+}
+
+/// The backup target `name`: the config file's, or the `backup.targets` setting's when the
+/// database has one.
+async fn target_named(
+    config: &Config,
+    db: &CommandDatabase,
+    name: &str,
+) -> anyhow::Result<targets::Target> {
+    let setting: Option<Value> =
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'backup.targets'")
+            .fetch_optional(&db.pool)
+            .await
+            .ok()
+            .flatten();
+    let all = targets::in_force(&config.backup.targets, setting.as_ref());
+    let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+    all.iter()
+        .find(|t| t.name == name)
+        .cloned()
+        .with_context(|| {
+            format!(
+                "there is no backup target named {name} (known: {}); on a new machine add it to the config file",
+                if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            )
+        })
+}
+
+/// Prints backups as a table, newest first.
+fn print_list(manifests: &[crate::core::backup::Manifest]) -> anyhow::Result<()> {
+    say!(
+        "{:<36}  {:<11}  {:<20}  {:>12}  {:<8}  verified",
+        "id",
+        "kind",
+        "created",
+        "bytes",
+        "status"
+    );
+    for m in manifests {
+        say!(
+            "{:<36}  {:<11}  {:<20}  {:>12}  {:<8}  {}",
+            m.id,
+            m.kind.as_str(),
+            m.created_at.format("%Y-%m-%d %H:%M:%S"),
+            m.size_bytes,
+            serde_json::to_value(m.status)?.as_str().unwrap_or_default(),
+            m.verified_at
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".to_owned()),
+        );
     }
     Ok(())
 }

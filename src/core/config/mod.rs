@@ -96,6 +96,9 @@ pub struct SchedulesConfig {
     pub audit_verify: String,
     /// Prunes finished jobs older than `jobs.keep_days` and expired idempotency keys.
     pub prune: String,
+    /// Checks the backup targets: copies still there, missing ones queued (at a target's own
+    /// schedule when it has one), a target more than a day behind reported.
+    pub backup_targets: String,
 }
 
 impl Default for SchedulesConfig {
@@ -106,19 +109,21 @@ impl Default for SchedulesConfig {
             backup_retention: "30 2 * * *".to_owned(),
             audit_verify: "0 3 * * *".to_owned(),
             prune: "30 3 * * *".to_owned(),
+            backup_targets: "*/10 * * * *".to_owned(),
         }
     }
 }
 
 impl SchedulesConfig {
     /// `(name, expression)` of every schedule, `"off"` ones included.
-    pub fn entries(&self) -> [(&'static str, &str); 5] {
+    pub fn entries(&self) -> [(&'static str, &str); 6] {
         [
             ("backup_full", &self.backup_full),
             ("backup_snapshot", &self.backup_snapshot),
             ("backup_retention", &self.backup_retention),
             ("audit_verify", &self.audit_verify),
             ("prune", &self.prune),
+            ("backup_targets", &self.backup_targets),
         ]
     }
 }

@@ -31,6 +31,10 @@ pub enum EventKind {
     SensitiveExport,
     BackupFailed,
     BackupInvalid,
+    /// A copy at a backup target is missing or damaged (it is copied again).
+    BackupCopyFailed,
+    /// A backup target has no verified copy of a backup more than a day old.
+    BackupTargetBehind,
     RestoreStarted,
     RestoreCompleted,
     RestoreFailed,
@@ -58,6 +62,8 @@ impl EventKind {
             EventKind::SensitiveExport => "sensitive_export",
             EventKind::BackupFailed => "backup_failed",
             EventKind::BackupInvalid => "backup_invalid",
+            EventKind::BackupCopyFailed => "backup_copy_failed",
+            EventKind::BackupTargetBehind => "backup_target_behind",
             EventKind::RestoreStarted => "restore_started",
             EventKind::RestoreCompleted => "restore_completed",
             EventKind::RestoreFailed => "restore_failed",
