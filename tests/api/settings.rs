@@ -367,3 +367,39 @@ async fn the_api_description_lists_every_setting() {
         "fixed settings cannot be sent"
     );
 }
+
+#[tokio::test]
+async fn with_negative_stock_switched_off_the_last_item_is_sold_once() {
+    let shop = Shop::open().await;
+    let lamp = shop.product("LAMP", "20.00", &shop.standard, true).await;
+    shop.receive(&lamp, "1").await;
+    shop.open_session("0").await;
+    shop.set("sales.allow_negative_stock", json!(false)).await;
+
+    // Two tills sell the last lamp at the same moment: one sale is recorded.
+    let body = shop.cash_sale(&lamp, "1", "20.00");
+    let (a, b) = tokio::join!(
+        shop.sell(&shop.cashier, "a", &body),
+        shop.sell(&shop.cashier, "b", &body),
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409]);
+    let refused = if a.status() == 409 { a } else { b };
+    let body = problem(refused, 409, "stock.insufficient").await;
+    assert!(body["detail"].as_str().unwrap().contains(&lamp), "{body}");
+    assert_eq!(shop.stock(&lamp).await.as_deref(), Some("0"));
+    let sold: i64 = sqlx::query_scalar("SELECT count(*) FROM sales")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(sold, 1);
+
+    // Switched on again (the default), the shelf count may be wrong: the sale goes through.
+    shop.set("sales.allow_negative_stock", json!(true)).await;
+    let sale = shop
+        .sell(&shop.cashier, "c", &shop.cash_sale(&lamp, "1", "20.00"))
+        .await;
+    assert_eq!(sale.status(), 201);
+    assert_eq!(shop.stock(&lamp).await.as_deref(), Some("-1.000"));
+}

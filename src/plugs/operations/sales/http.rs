@@ -59,7 +59,7 @@ async fn replay(state: &AppState, id: Uuid) -> Result<Response, ApiError> {
         (status = 201, description = "Recorded (or replayed, with `Idempotent-Replayed: true`)", body = Sale),
         (status = 400, description = "No or bad Idempotency-Key (`idempotency.key_required`, `idempotency.key_invalid`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`), e.g. `operations.sales.price_override`", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No open cash session on the register (`cash.no_open_session`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No open cash session on the register (`cash.no_open_session`), a client id used by another caller (`sale.id_conflict`), or, with the switch `sales.allow_negative_stock` off, not enough stock (`stock.insufficient`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (`validation.failed`), payments short (`payment.insufficient`) or non-cash over the total (`payment.overpaid`), key used with another body (`idempotency.key_reused`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(

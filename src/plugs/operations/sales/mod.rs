@@ -102,6 +102,13 @@ const SETTINGS: &[Setting] = &[
     )
     .with_reason(),
     Setting::new(
+        "sales.allow_negative_stock",
+        SettingType::Bool,
+        DefaultValue::Bool(true),
+        "Feature switch: a sale may take a tracked product below zero at its location (the shelf count is wrong, not the sale); off: such a sale is refused (409 stock.insufficient).",
+    )
+    .with_reason(),
+    Setting::new(
         "payment.cash_rounding",
         SettingType::Amount { positive: true, max: Some("100") },
         DefaultValue::MinorUnit,

@@ -186,6 +186,22 @@ fn alone_failed(sale: &PreparedSale, e: AuditError) -> Outcome {
     {
         return Ok(Written::Replay(sale.id));
     }
+    if let AuditError::Database(db) = &e
+        && violated_constraint(db) == Some("sale_lines_stock_not_negative")
+    {
+        let product = db
+            .as_database_error()
+            .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+            .and_then(|d| d.detail())
+            .unwrap_or("a product")
+            .to_owned();
+        return Err(ApiError::Conflict {
+            code: "stock.insufficient",
+            detail: format!(
+                "Not enough stock of product {product} at the register's location (the switch sales.allow_negative_stock is off); the sale was not recorded."
+            ),
+        });
+    }
     tracing::warn!(error = %e, sale = %sale.id, request_id = sale.actor.request_id.as_deref().unwrap_or(""), "a sale could not be recorded");
     Err(e.into())
 }
