@@ -412,7 +412,18 @@ async fn restore_on_a_fresh_machine(
         "{}",
         String::from_utf8_lossy(&restored.stderr)
     );
-    assert!(String::from_utf8_lossy(&restored.stdout).contains(&format!("restored backup {id}")));
+    assert!(
+        String::from_utf8_lossy(&restored.stdout).contains(&format!(
+            "restored backup {id} (the database held no shop before: nothing to keep)"
+        )),
+        "{}",
+        String::from_utf8_lossy(&restored.stdout)
+    );
+    assert!(
+        !String::from_utf8_lossy(&restored.stderr).contains("ERROR"),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
 
     // The restored shop has its products.
     let data_dir = plugpos::core::data_dir::DataDir::prepare(&machine.path().join("data")).unwrap();

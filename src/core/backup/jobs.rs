@@ -438,7 +438,7 @@ async fn check_targets(ctx: JobContext) -> anyhow::Result<Value> {
             };
             outcome = json!({"reachable": true, "lost": lost, "queued": queued});
         }
-        state_of.reachable = found.is_ok();
+        state_of.reachable = Some(found.is_ok());
         state_of.error = found.as_ref().err().cloned();
         let local = backups.list();
         state_of.newest_copy_at = targets::newest_copy(target, &local);

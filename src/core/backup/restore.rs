@@ -91,6 +91,10 @@ pub async fn restore(
     checked?;
     lap(&mut timings, "verify", &mut since);
 
+    // A database that holds no shop yet (a new machine restoring its first backup) has nothing
+    // to keep: no pre-restore backup of it.
+    let live_holds_a_shop = holds_a_shop(backups).await?;
+
     // 3 and 4. The switch: the live database is renamed away untouched (it is the safety copy
     // until its backup is written below) and the restored one takes its name.
     progress.step("switch", json!({}));
@@ -130,6 +134,18 @@ pub async fn restore(
 
     // 6. The pre-restore backup, from the previous database, now that the shop works again;
     //    then the previous database goes. If the backup fails, the database stays as the copy.
+    if !live_holds_a_shop {
+        drop_database(backups, &previous).await;
+        timings.insert("total_ms".to_owned(), json!(started.elapsed().as_millis()));
+        progress.step("done", json!({}));
+        return Ok(json!({
+            "backup_id": id,
+            "pre_restore_backup_id": null,
+            "audit_chain_head": manifest.audit_chain_head,
+            "previous_database_kept": null,
+            "timings": timings,
+        }));
+    }
     progress.step("pre_restore_backup", json!({}));
     let safety = pipeline::create_from(
         backups,
@@ -162,6 +178,23 @@ pub async fn restore(
         "previous_database_kept": kept_previous,
         "timings": timings,
     }))
+}
+
+/// Does the business database hold a shop (its schema and a business)?
+async fn holds_a_shop(backups: &Backups) -> Result<bool, BackupError> {
+    let mut conn = backups.target.connect(None).await?;
+    let cannot = |e: sqlx::Error| BackupError::io("backup.database", "cannot read the database", e);
+    let schema: bool = sqlx::query_scalar("SELECT to_regclass('public.business') IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(cannot)?;
+    let shop = schema
+        && sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM business)")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(cannot)?;
+    let _ = conn.close().await;
+    Ok(shop)
 }
 
 /// Records the time since `since` under `<name>_ms` and restarts the stopwatch.

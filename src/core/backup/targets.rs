@@ -614,8 +614,8 @@ pub async fn fetch(backups: &Backups, opened: &Opened, id: Uuid) -> Result<Manif
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TargetState {
     pub checked_at: Option<DateTime<Utc>>,
-    /// The target answered at the last check.
-    pub reachable: bool,
+    /// The target answered at the last check (`null`: not checked yet).
+    pub reachable: Option<bool>,
     pub error: Option<BackupError>,
     /// The newest backup with a verified copy there.
     pub newest_copy_at: Option<DateTime<Utc>>,

@@ -187,20 +187,24 @@ async fn execute(
             let outcome = outcome.with_context(|| {
                 format!("restore of backup {id} failed; the database was not changed")
             })?;
-            let pre = outcome
-                .get("pre_restore_backup_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            say!("restored backup {id}; the previous state is in backup {pre}");
-            say!(
-                "timings: {}",
-                outcome.get("timings").cloned().unwrap_or_default()
-            );
-            // Verifying the safety backup takes as long as a restore: the server does it at its
-            // next start (it verifies every pending backup), or the admin now.
-            say!(
-                "the pre-restore backup is pending verification: `plugpos serve` verifies it at start, or run `plugpos backup verify {pre}`"
-            );
+            let timings = outcome.get("timings").cloned().unwrap_or_default();
+            match outcome.get("pre_restore_backup_id").and_then(Value::as_str) {
+                Some(pre) => {
+                    say!("restored backup {id}; the previous state is in backup {pre}");
+                    say!("timings: {timings}");
+                    // Verifying the safety backup takes as long as a restore: the server does
+                    // it at its next start (it verifies every pending backup), or the admin now.
+                    say!(
+                        "the pre-restore backup is pending verification: `plugpos serve` verifies it at start, or run `plugpos backup verify {pre}`"
+                    );
+                }
+                None => {
+                    say!(
+                        "restored backup {id} (the database held no shop before: nothing to keep)"
+                    );
+                    say!("timings: {timings}");
+                }
+            }
         }
         BackupCommand::ExportKey { .. } | BackupCommand::ImportKey { .. } => {}
     }
