@@ -40,6 +40,10 @@ pub struct Ready {
     #[schema(example = "ready")]
     pub status: &'static str,
     pub checks: Vec<Check>,
+    /// Things an admin should look at that do not make the server unready (a backup target more
+    /// than a day behind). Only in `GET /api/v1/health/details`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// One readiness check.
@@ -98,6 +102,7 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Ready>) {
         Json(Ready {
             status: if ok { "ready" } else { "unready" },
             checks,
+            warnings: Vec::new(),
         }),
     )
 }
@@ -165,8 +170,28 @@ pub async fn details(
         Json(Ready {
             status: if ok { "ready" } else { "unready" },
             checks,
+            warnings: warnings(&state),
         }),
     )
+}
+
+/// What the last checks of the backup targets found wrong.
+fn warnings(state: &AppState) -> Vec<String> {
+    crate::core::backup::targets::states(&state.backups())
+        .into_iter()
+        .filter(|(_, s)| s.behind)
+        .map(|(name, s)| {
+            format!(
+                "backup target {name} is more than a day behind (newest verified copy: {}){}",
+                s.newest_copy_at
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "none".to_owned()),
+                s.error
+                    .map(|e| format!("; last check: {}", e.message))
+                    .unwrap_or_default()
+            )
+        })
+        .collect()
 }
 
 /// Runs the readiness checks (also used by the server at startup), with the full details.

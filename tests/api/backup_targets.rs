@@ -186,6 +186,21 @@ async fn a_directory_target_holds_verified_copies_and_outages_and_damage_are_not
         1,
         "not again the same day"
     );
+    // The admin's health details say so too.
+    let health: Value = app
+        .get_as("/api/v1/health/details", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let warning = health["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.starts_with("backup target usb is more than a day behind")
+            && warning.contains("is not an existing folder"),
+        "{health}"
+    );
+    let public: Value = app.get("/health/ready").await.json().await.unwrap();
+    assert!(public.get("warnings").is_none(), "{public}");
 
     // Plugged in again: the waiting copy is made at its next attempt, and the target catches up.
     std::fs::rename(&unplugged, &folder).unwrap();
@@ -213,6 +228,45 @@ async fn a_directory_target_holds_verified_copies_and_outages_and_damage_are_not
         "USB-1",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_copy_damaged_at_the_target_is_found_by_its_weekly_read_back() {
+    let nas = tempfile::Builder::new()
+        .prefix("plugpos-nas-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let shop =
+        Shop::open_with(|c| c.backup.targets = vec![directory_target("nas", nas.path())]).await;
+    let app = &shop.app;
+    let (id, _) = backup(app, &shop.admin).await;
+    let copy = nas.path().join(format!("{id}.pgdump.zst.age"));
+    let original = std::fs::read(&copy).unwrap();
+    // A bit flips on the disk: same size, so a listing does not see it.
+    let mut damaged = original.clone();
+    damaged[original.len() / 2] ^= 0x01;
+    std::fs::write(&copy, &damaged).unwrap();
+    let jobs = check_targets(app).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].result.as_ref().unwrap()["nas"]["lost"], json!([]));
+
+    // A week on, the check reads the copy back whole, finds it damaged and copies it again.
+    app.clock.advance(chrono::Duration::days(8));
+    let admin = app.token("admin", ADMIN_PASSWORD).await;
+    let jobs = check_targets(app).await;
+    assert_eq!(jobs[0].result.as_ref().unwrap()["nas"]["lost"], json!([id]));
+    assert_eq!(
+        kinds(&jobs)[1..],
+        [("backup.copy".to_owned(), "succeeded".to_owned())]
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), original);
+    assert!(
+        app.security_event_kinds()
+            .await
+            .contains(&"backup_copy_failed".to_owned())
+    );
+    let view = view(app, &admin, &id).await;
+    assert_eq!(view["copies"]["nas"]["status"], "verified");
 }
 
 /// The moto S3 server, from PyPI, in `target/test-venv` (installed there when missing).

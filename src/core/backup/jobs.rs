@@ -423,13 +423,15 @@ async fn check_targets(ctx: JobContext) -> anyhow::Result<Value> {
     for target in &all {
         let state_of = states.entry(target.name.clone()).or_default();
         state_of.checked_at = Some(now);
-        let found = match targets::open(target) {
+        let opened = targets::open(target);
+        let found = match &opened {
             Ok(opened) => opened.sizes().await,
-            Err(e) => Err(e),
+            Err(e) => Err(e.clone()),
         };
         let mut outcome = json!({"reachable": found.is_ok()});
-        if let Ok(sizes) = &found {
-            let lost = find_lost_copies(state, &backups, target, sizes).await?;
+        if let (Ok(sizes), Ok(opened)) = (&found, &opened) {
+            let mut lost = find_lost_copies(state, &backups, target, sizes).await?;
+            lost.extend(read_back_the_oldest(state, &backups, opened, now).await?);
             let due = scheduled_now(target, state_of, tz, now);
             let queued = if due {
                 queue_missing_copies(state, &mut conn, &backups, target).await?
@@ -496,6 +498,66 @@ async fn find_lost_copies(
         }
     }
     Ok(lost)
+}
+
+/// A verified copy is read back whole again (size and SHA-256) once it was last verified this
+/// long ago: damage that keeps the size (a flipped bit on a disk) is found within a week,
+/// one copy per check, without downloading every copy every time.
+const READ_BACK_AFTER_DAYS: i64 = 7;
+
+/// Reads back the copy at `opened` verified longest ago, if that was more than
+/// [`READ_BACK_AFTER_DAYS`] ago: a match is verified again, a mismatch is recorded failed (with a
+/// security event) and returned, so it is copied again. A target that fails to answer is left
+/// for the next check.
+async fn read_back_the_oldest(
+    state: &AppState,
+    backups: &crate::core::backup::Backups,
+    opened: &targets::Opened,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Option<Uuid>> {
+    let name = &opened.target.name;
+    let due = backups
+        .list()
+        .into_iter()
+        .filter_map(|m| {
+            let copy = m.copies.get(name)?;
+            let at = copy.verified_at?;
+            (copy.status == targets::CopyStatus::Verified
+                && now - at > chrono::Duration::days(READ_BACK_AFTER_DAYS))
+            .then_some((at, m))
+        })
+        .min_by_key(|(at, _)| *at);
+    let Some((_, m)) = due else {
+        return Ok(None);
+    };
+    let file = format!("{}{}", m.id, crate::core::backup::FILE_SUFFIX);
+    let outcome = match opened.read_back(&file).await {
+        Err(_) => return Ok(None),
+        Ok(Some((size, sha256))) if size == m.size_bytes && sha256 == m.sha256 => Ok(()),
+        Ok(found) => Err(BackupError::new(
+            "backup.copy_damaged",
+            format!(
+                "target {name}: the copy read back differs from the backup ({})",
+                match found {
+                    Some((size, _)) => format!("{size} bytes, another SHA-256"),
+                    None => "it is gone".to_owned(),
+                }
+            ),
+        )),
+    };
+    targets::record(backups, m.id, name, &outcome)?;
+    match outcome {
+        Ok(()) => Ok(None),
+        Err(e) => {
+            security_event(
+                state,
+                EventKind::BackupCopyFailed,
+                json!({"backup_id": m.id, "target": name, "code": e.code, "reason": e.message}),
+            )
+            .await;
+            Ok(Some(m.id))
+        }
+    }
 }
 
 /// Is it time to copy to `target`: always without a schedule of its own; with one, when an
