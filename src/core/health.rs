@@ -177,8 +177,12 @@ pub async fn details(
 
 /// What the last checks of the backup targets found wrong.
 fn warnings(state: &AppState) -> Vec<String> {
-    crate::core::backup::targets::states(&state.backups())
-        .into_iter()
+    let states = crate::core::backup::targets::states(&state.backups());
+    let same_disk = states.iter().filter(|(_, s)| s.same_disk).map(|(name, _)| {
+        format!("backup target {name} is on the same disk as the data directory: a disk failure loses both")
+    });
+    states
+        .iter()
         .filter(|(_, s)| s.behind)
         .map(|(name, s)| {
             format!(
@@ -187,10 +191,12 @@ fn warnings(state: &AppState) -> Vec<String> {
                     .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_else(|| "none".to_owned()),
                 s.error
+                    .as_ref()
                     .map(|e| format!("; last check: {}", e.message))
                     .unwrap_or_default()
             )
         })
+        .chain(same_disk)
         .collect()
 }
 

@@ -215,6 +215,19 @@ async fn a_directory_target_holds_verified_copies_and_outages_and_damage_are_not
     let state = target_state(app, &admin, "usb").await;
     assert_eq!(state["state"]["reachable"], true);
     assert_eq!(state["state"]["behind"], false);
+    let health: Value = app
+        .get_as("/api/v1/health/details", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        health["warnings"],
+        json!([
+            "backup target usb is on the same disk as the data directory: a disk failure loses both"
+        ]),
+        "caught up, and the test's temp folders share a disk"
+    );
 
     // A new machine: only the exported key and the disk.
     restore_on_a_fresh_machine(
@@ -267,6 +280,38 @@ async fn a_copy_damaged_at_the_target_is_found_by_its_weekly_read_back() {
     );
     let view = view(app, &admin, &id).await;
     assert_eq!(view["copies"]["nas"]["status"], "verified");
+}
+
+#[test]
+fn targets_inside_the_data_directory_and_open_credentials_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let inside = data.path().join("copies");
+    std::fs::create_dir(&inside).unwrap();
+    let refused =
+        plugpos::core::backup::targets::open(&directory_target("x", &inside), data.path())
+            .err()
+            .unwrap();
+    assert_eq!(refused.code, "backup.target_refused");
+    assert!(refused.message.contains("inside the data directory"));
+
+    let credentials = data.path().join("s3.toml");
+    std::fs::write(
+        &credentials,
+        "access_key_id = \"a\"\nsecret_access_key = \"b\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s3: Target = serde_json::from_value(json!({
+        "name": "s", "kind": "s3", "endpoint": "http://127.0.0.1:9", "bucket": "bkt",
+        "credentials_file": credentials,
+    }))
+    .unwrap();
+    let refused = plugpos::core::backup::targets::open(&s3, data.path())
+        .err()
+        .unwrap();
+    assert_eq!(refused.code, "backup.target_credentials");
+    assert!(refused.message.contains("chmod 600"), "{}", refused.message);
 }
 
 /// The moto S3 server, from PyPI, in `target/test-venv` (installed there when missing).
@@ -354,6 +399,8 @@ async fn an_s3_target_holds_verified_copies_and_a_fresh_machine_restores_from_it
         "access_key_id = \"testing\"\nsecret_access_key = \"testing-secret\"\n",
     )
     .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
     let definition = format!(
         "[[backup.targets]]\nname = \"offsite\"\nkind = \"s3\"\nendpoint = \"{}\"\nregion = \"eu-central-1\"\n\
          bucket = \"shop-backups\"\nprefix = \"shop-1/backups\"\ncredentials_file = \"{}\"\npath_style = true\n",
@@ -381,7 +428,7 @@ async fn an_s3_target_holds_verified_copies_and_a_fresh_machine_restores_from_it
         "{copied}"
     );
     // The objects are in the bucket, under the prefix (read with the same credentials).
-    let sizes = plugpos::core::backup::targets::open(&target)
+    let sizes = plugpos::core::backup::targets::open(&target, app.data_dir.path())
         .unwrap()
         .sizes()
         .await
@@ -391,6 +438,22 @@ async fn an_s3_target_holds_verified_copies_and_a_fresh_machine_restores_from_it
         copied["size_bytes"].as_u64()
     );
     assert!(sizes.contains_key(&format!("{id}.manifest.json")));
+    // A file larger than one part (16 MiB) goes up in parts and reads back whole.
+    let big = secrets.path().join("big.bin");
+    let bytes: Vec<u8> = (0..40u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &bytes).unwrap();
+    let opened = plugpos::core::backup::targets::open(&target, app.data_dir.path()).unwrap();
+    opened.upload(&big, "big.bin").await.unwrap();
+    use sha2::Digest;
+    assert_eq!(
+        opened.read_back("big.bin").await.unwrap(),
+        Some((
+            bytes.len() as u64,
+            hex::encode(sha2::Sha256::digest(&bytes))
+        ))
+    );
     let listed: Value = app
         .get_as("/api/v1/backups/targets/offsite/backups", &shop.admin)
         .await

@@ -276,8 +276,11 @@ async fn receipt_numbers_follow_the_format_setting_and_grow_past_its_digits() {
 #[tokio::test]
 async fn a_sales_audit_record_is_json_whatever_its_receipt_number_holds() {
     let shop = Shop::open().await;
-    shop.set("numbering.receipt_format", json!("R\"\\{number}"))
-        .await;
+    shop.set(
+        "numbering.receipt_format",
+        json!("R\"\\{register}{year}{number}"),
+    )
+    .await;
     let (pen, bread) = shop.pen_and_bread().await;
     shop.open_session("0").await;
     let body = json!({
@@ -291,7 +294,11 @@ async fn a_sales_audit_record_is_json_whatever_its_receipt_number_holds() {
         .json()
         .await
         .unwrap();
-    assert_eq!(sale["receipt_number"], "R\"\\000001");
+    let year = &sale["created_at"].as_str().unwrap()[..4];
+    assert_eq!(
+        sale["receipt_number"],
+        format!("R\"\\R1{year}000001").as_str()
+    );
     let text: String = sqlx::query_scalar(
         "SELECT after_json FROM audit_records WHERE entity = 'sale' AND entity_id = $1",
     )

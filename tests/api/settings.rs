@@ -233,6 +233,21 @@ async fn bad_changes_are_refused_whole_naming_each_key() {
             .map(|(f, m)| (f.to_string(), m.to_string()))
             .collect::<Vec<_>>()
     );
+    let body = problem(
+        patch(
+            &shop,
+            &shop.admin,
+            json!({"values": {"numbering.receipt_format": "{register}-{number}"}, "version": version, "reason": "x"}),
+        )
+        .await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    assert_eq!(
+        body["errors"][0]["message"],
+        "must contain {register} and {year}: the counter restarts per register and year"
+    );
     // Nothing changed: not even the one good value.
     let after = settings(&shop, &shop.admin).await;
     assert_eq!(after["version"], version);

@@ -215,7 +215,7 @@ pub async fn list_at_target(
     Query(query): Query<PageQuery>,
 ) -> Result<Json<Page<BackupView>>, ApiError> {
     let target = find_target(&state, &name).await?;
-    let opened = targets::open(&target)?;
+    let opened = targets::open(&target, state.data_dir().root())?;
     let all: Vec<BackupView> = opened
         .manifests()
         .await?

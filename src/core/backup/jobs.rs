@@ -341,7 +341,7 @@ async fn fetch_from(
             )
         })?;
     drop(conn);
-    let opened = targets::open(&target)?;
+    let opened = targets::open(&target, state.data_dir().root())?;
     targets::fetch(backups, &opened, id).await.map(|_| ())
 }
 
@@ -352,7 +352,7 @@ async fn queue_copy(
     id: Uuid,
     target: &str,
 ) -> anyhow::Result<Uuid> {
-    Ok(jobs::enqueue(
+    let job = jobs::enqueue(
         conn,
         &COPY,
         json!({"backup_id": id, "target": target}),
@@ -360,7 +360,18 @@ async fn queue_copy(
         state.clock().now(),
     )
     .await?
-    .id())
+    .id();
+    // The manifest says the copy is waiting (a failed one keeps its error until it is tried).
+    let now = state.clock().now();
+    state.backups().update(id, |m| {
+        m.copies.entry(target.to_owned()).or_insert(targets::Copy {
+            status: targets::CopyStatus::Pending,
+            updated_at: now,
+            verified_at: None,
+            error: None,
+        });
+    })?;
+    Ok(job)
 }
 
 async fn copy(ctx: JobContext) -> anyhow::Result<Value> {
@@ -384,7 +395,7 @@ async fn copy(ctx: JobContext) -> anyhow::Result<Value> {
             );
         }
     };
-    let outcome = match targets::open(&target) {
+    let outcome = match targets::open(&target, ctx.state.data_dir().root()) {
         Ok(opened) => {
             let copied = targets::copy(&backups, &opened, &manifest).await;
             if copied.is_ok() {
@@ -423,7 +434,9 @@ async fn check_targets(ctx: JobContext) -> anyhow::Result<Value> {
     for target in &all {
         let state_of = states.entry(target.name.clone()).or_default();
         state_of.checked_at = Some(now);
-        let opened = targets::open(target);
+        state_of.first_seen_at.get_or_insert(now);
+        state_of.same_disk = targets::same_disk(target, state.data_dir().root());
+        let opened = targets::open(target, state.data_dir().root());
         let found = match &opened {
             Ok(opened) => opened.sizes().await,
             Err(e) => Err(e.clone()),
@@ -444,7 +457,7 @@ async fn check_targets(ctx: JobContext) -> anyhow::Result<Value> {
         state_of.error = found.as_ref().err().cloned();
         let local = backups.list();
         state_of.newest_copy_at = targets::newest_copy(target, &local);
-        state_of.behind = targets::behind(target, &local, now);
+        state_of.behind = targets::behind(target, &local, now, state_of);
         if state_of.behind
             && state_of
                 .behind_reported_at
@@ -628,10 +641,12 @@ impl From<BackupError> for crate::core::http::ApiError {
                 code: "backup.not_found",
                 detail: e.message,
             },
-            "backup.target_unreachable" | "backup.target_credentials" => ApiError::Unavailable {
-                what: "backup target",
-                cause: e.message,
-            },
+            "backup.target_unreachable" | "backup.target_refused" | "backup.target_credentials" => {
+                ApiError::Unavailable {
+                    what: "backup target",
+                    cause: e.message,
+                }
+            }
             "backup.not_restorable" => ApiError::Conflict {
                 code: "backup.not_restorable",
                 detail: e.message,

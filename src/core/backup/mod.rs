@@ -323,6 +323,12 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The manifests' lock, held until dropped (see [`Backups::update`]).
+struct ManifestLock {
+    _file: nix::fcntl::Flock<fs::File>,
+    _process: std::sync::MutexGuard<'static, ()>,
+}
+
 /// The tools and places a backup needs.
 #[derive(Debug, Clone)]
 pub struct Backups {
@@ -393,19 +399,49 @@ impl Backups {
         })
     }
 
-    /// Changes the manifest of backup `id` with `change` (read, change, write under a lock, so
-    /// that copy jobs of several targets do not undo each other's records). Returns it changed.
+    /// Holds the manifests still while one is read, changed and written, or deleted: against
+    /// this process's other jobs (a mutex) and other plugpos commands on the same data directory
+    /// (an advisory lock on `backups/.manifests.lock`).
+    fn lock(&self) -> Result<ManifestLock, BackupError> {
+        static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let process = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
+        let cannot = |e: &dyn std::fmt::Display| {
+            BackupError::io("backup.write_failed", "cannot lock the manifests", e)
+        };
+        fs::create_dir_all(&self.dir).map_err(|e| cannot(&e))?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(".manifests.lock"))
+            .map_err(|e| cannot(&e))?;
+        let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| cannot(&e))?;
+        Ok(ManifestLock {
+            _file: file,
+            _process: process,
+        })
+    }
+
+    /// Changes the manifest of backup `id` with `change`, under the manifests' lock, so that copy
+    /// jobs of several targets, a verification and a CLI command never undo each other's records
+    /// (and a manifest deleted meanwhile is not written back). Returns it changed.
     pub fn update(
         &self,
         id: Uuid,
         change: impl FnOnce(&mut Manifest),
     ) -> Result<Manifest, BackupError> {
-        static UPDATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _one_at_a_time = UPDATING.lock().unwrap_or_else(|e| e.into_inner());
+        let _held = self.lock()?;
         let mut manifest = self.load(id)?;
         change(&mut manifest);
         self.save(&manifest)?;
         Ok(manifest)
+    }
+
+    /// Writes `manifest` in place of whatever is recorded for its backup, under the lock.
+    pub fn replace(&self, manifest: &Manifest) -> Result<(), BackupError> {
+        let _held = self.lock()?;
+        self.save(manifest)
     }
 
     /// The manifest of backup `id`.
@@ -475,8 +511,9 @@ impl Backups {
         removed
     }
 
-    /// Deletes backup `id` (file and manifest).
+    /// Deletes backup `id` (file and manifest), under the manifests' lock.
     pub fn delete(&self, id: Uuid) -> Result<(), BackupError> {
+        let _held = self.lock()?;
         for path in [
             self.file_path(id),
             self.manifest_path(id),

@@ -171,83 +171,12 @@ struct Credentials {
     session_token: Option<String>,
 }
 
-/// Opens `target`: a directory must exist; an S3 bucket's credentials must be readable.
-pub fn open(target: &Target) -> Result<Opened, BackupError> {
-    let store: Arc<dyn ObjectStore> = match target.kind {
-        TargetKind::Directory => {
-            let path = target.path.as_deref().unwrap_or(Path::new(""));
-            if !path.is_dir() {
-                return Err(unreachable(
-                    target,
-                    format!(
-                        "{} is not an existing folder (is the disk plugged in and mounted?)",
-                        path.display()
-                    ),
-                ));
-            }
-            Arc::new(
-                object_store::local::LocalFileSystem::new_with_prefix(path)
-                    .map_err(|e| unreachable(target, e))?,
-            )
-        }
-        TargetKind::S3 => {
-            let file = target.credentials_file.as_deref().unwrap_or(Path::new(""));
-            let text = std::fs::read_to_string(file).map_err(|e| {
-                BackupError::new(
-                    "backup.target_credentials",
-                    format!(
-                        "target {}: cannot read the credentials file {}: {e}",
-                        target.name,
-                        file.display()
-                    ),
-                )
-            })?;
-            let credentials: Credentials = toml::from_str(&text).map_err(|e| {
-                BackupError::new(
-                    "backup.target_credentials",
-                    format!(
-                        "target {}: {} must hold access_key_id and secret_access_key: {}",
-                        target.name,
-                        file.display(),
-                        e.message()
-                    ),
-                )
-            })?;
-            let mut builder = object_store::aws::AmazonS3Builder::new()
-                .with_bucket_name(target.bucket.clone().unwrap_or_default())
-                .with_region(
-                    target
-                        .region
-                        .clone()
-                        .unwrap_or_else(|| "us-east-1".to_owned()),
-                )
-                .with_access_key_id(credentials.access_key_id)
-                .with_secret_access_key(credentials.secret_access_key)
-                .with_virtual_hosted_style_request(!target.path_style)
-                .with_retry(object_store::RetryConfig {
-                    max_retries: 2,
-                    retry_timeout: Duration::from_secs(60),
-                    ..Default::default()
-                })
-                .with_client_options(
-                    object_store::ClientOptions::new()
-                        .with_connect_timeout(Duration::from_secs(10))
-                        .with_timeout(Duration::from_secs(300))
-                        .with_allow_http(
-                            target
-                                .endpoint
-                                .as_deref()
-                                .is_some_and(|e| e.starts_with("http://")),
-                        ),
-                );
-            if let Some(token) = credentials.session_token {
-                builder = builder.with_token(token);
-            }
-            if let Some(endpoint) = &target.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            Arc::new(builder.build().map_err(|e| unreachable(target, e))?)
-        }
+/// Opens `target` for the backups of `data_dir`: a directory must exist and lie outside the
+/// data directory; an S3 bucket's credentials file must be readable by its owner only.
+pub fn open(target: &Target, data_dir: &Path) -> Result<Opened, BackupError> {
+    let store = match target.kind {
+        TargetKind::Directory => open_directory(target, data_dir)?,
+        TargetKind::S3 => open_s3(target)?,
     };
     Ok(Opened {
         target: target.clone(),
@@ -259,19 +188,141 @@ pub fn open(target: &Target) -> Result<Opened, BackupError> {
     })
 }
 
+/// A directory target's folder: it must exist (an unplugged disk's folder does not) and lie
+/// outside the data directory.
+fn open_directory(target: &Target, data_dir: &Path) -> Result<Arc<dyn ObjectStore>, BackupError> {
+    let path = target.path.as_deref().unwrap_or(Path::new(""));
+    if !path.is_dir() {
+        return Err(unreachable(
+            target,
+            format!(
+                "{} is not an existing folder (is the disk plugged in and mounted?)",
+                path.display()
+            ),
+        ));
+    }
+    let inside = match (path.canonicalize(), data_dir.canonicalize()) {
+        (Ok(path), Ok(data)) => path.starts_with(&data),
+        _ => false,
+    };
+    if inside {
+        return Err(BackupError::new(
+            "backup.target_refused",
+            format!(
+                "target {}: {} is inside the data directory; a copy there is lost with it",
+                target.name,
+                path.display()
+            ),
+        ));
+    }
+    Ok(Arc::new(
+        object_store::local::LocalFileSystem::new_with_prefix(path)
+            .map_err(|e| unreachable(target, e))?,
+    ))
+}
+
+/// An S3 bucket's client, with the credentials from the target's file (owner-only).
+fn open_s3(target: &Target) -> Result<Arc<dyn ObjectStore>, BackupError> {
+    let file = target.credentials_file.as_deref().unwrap_or(Path::new(""));
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(file)
+            && meta.mode() & 0o077 != 0
+        {
+            return Err(BackupError::new(
+                "backup.target_credentials",
+                format!(
+                    "target {}: the credentials file {} must be readable by its owner only (chmod 600)",
+                    target.name,
+                    file.display()
+                ),
+            ));
+        }
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        BackupError::new(
+            "backup.target_credentials",
+            format!(
+                "target {}: cannot read the credentials file {}: {e}",
+                target.name,
+                file.display()
+            ),
+        )
+    })?;
+    // The parser's message is left out: it could quote the file (any file an admin
+    // names), and this error is shown through the API.
+    let credentials: Credentials = toml::from_str(&text).map_err(|_| {
+        BackupError::new(
+            "backup.target_credentials",
+            format!(
+                "target {}: {} must be TOML with access_key_id and secret_access_key (and optionally session_token), nothing else",
+                target.name,
+                file.display(),
+            ),
+        )
+    })?;
+    let mut builder = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(target.bucket.clone().unwrap_or_default())
+        .with_region(
+            target
+                .region
+                .clone()
+                .unwrap_or_else(|| "us-east-1".to_owned()),
+        )
+        .with_access_key_id(credentials.access_key_id)
+        .with_secret_access_key(credentials.secret_access_key)
+        .with_virtual_hosted_style_request(!target.path_style)
+        // A request may take long (a read-back streams the whole file: an hour is 11 GB
+        // at 25 Mbit/s); a failed one is tried again twice within five minutes, then
+        // the copy job's own backoff takes over.
+        .with_retry(object_store::RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(300),
+            ..Default::default()
+        })
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(10))
+                .with_timeout(Duration::from_secs(3600))
+                .with_allow_http(
+                    target
+                        .endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://")),
+                ),
+        );
+    if let Some(token) = credentials.session_token {
+        builder = builder.with_token(token);
+    }
+    if let Some(endpoint) = &target.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    Ok(Arc::new(
+        builder.build().map_err(|e| unreachable(target, e))?,
+    ))
+}
+
+/// A store operation that failed: `backup.target_unreachable` when the target could not be
+/// reached (network, missing folder, time-out), `backup.target_refused` when it answered no
+/// (credentials refused, no such bucket, permissions). Either way the copy waits and is tried
+/// again; the API answers 503 with the reason.
 fn failed(target: &Target, what: &str, e: impl std::fmt::Display) -> BackupError {
     let text = e.to_string();
-    // A store that cannot be reached is waited for; anything else is this copy's failure.
-    let code = if text.contains("error sending request")
-        || text.contains("Connection refused")
-        || text.contains("No such file or directory")
-        || text.contains("Permission denied")
-        || text.contains("dns error")
-        || text.contains("timed out")
-    {
+    let unreachable = [
+        "error sending request",
+        "Connection refused",
+        "No such file or directory",
+        "dns error",
+        "timed out",
+        "operation timed out",
+        "connection closed",
+    ]
+    .iter()
+    .any(|p| text.contains(p));
+    let code = if unreachable {
         "backup.target_unreachable"
     } else {
-        "backup.copy_failed"
+        "backup.target_refused"
     };
     BackupError::new(code, format!("target {}: {what}: {text}", target.name))
 }
@@ -531,13 +582,14 @@ pub async fn prune(backups: &Backups, opened: &Opened) -> Result<Vec<Uuid>, Back
     Ok(deleted)
 }
 
-/// Fetches backup `id` from `opened` into the local backups directory (unless a local copy with
-/// the same checksum is there) and returns its local manifest: `pending` until a verification
-/// or the guided restore checks it; a file whose checksum differs is refused.
+/// Fetches backup `id` from `opened` into the local backups directory (replacing a local file of
+/// that backup) and returns its local manifest: `pending` until a verification or the guided
+/// restore checks it; a copy whose size or checksum differs from its manifest is refused.
 pub async fn fetch(backups: &Backups, opened: &Opened, id: Uuid) -> Result<Manifest, BackupError> {
     let name = &opened.target.name;
     let manifest_file = format!("{id}{MANIFEST_SUFFIX}");
-    let partial = backups.dir.join(format!("{id}.fetch"));
+    // Named like a backup being written, so an interrupted fetch is cleaned up the same way.
+    let partial = backups.dir.join(format!("{id}.partial"));
     opened.download(&manifest_file, &partial).await?;
     let bytes = std::fs::read(&partial)
         .map_err(|e| BackupError::io("backup.write_failed", "cannot read the download", e))?;
@@ -555,15 +607,9 @@ pub async fn fetch(backups: &Backups, opened: &Opened, id: Uuid) -> Result<Manif
             format!("target {name}: the manifest of {id} describes another backup or format"),
         ));
     }
-    if let Ok(local) = backups.load(id)
-        && local.sha256 == manifest.sha256
-        && backups.file_path(id).exists()
-    {
-        return Ok(local);
-    }
-    std::fs::create_dir_all(&backups.dir).map_err(|e| {
-        BackupError::io("backup.write_failed", "cannot create the backups folder", e)
-    })?;
+    // Always the target's copy, even when this machine has the backup: a restore from a target
+    // is what an admin does when the local file cannot be trusted.
+    let local_copies = backups.load(id).map(|l| l.copies).unwrap_or_default();
     opened
         .download(&format!("{id}{FILE_SUFFIX}"), &partial)
         .await?;
@@ -597,7 +643,8 @@ pub async fn fetch(backups: &Backups, opened: &Opened, id: Uuid) -> Result<Manif
     manifest.status = super::Status::Pending;
     manifest.verified_at = None;
     manifest.error = None;
-    manifest.copies = BTreeMap::from([(
+    manifest.copies = local_copies;
+    manifest.copies.insert(
         name.clone(),
         Copy {
             status: CopyStatus::Verified,
@@ -605,8 +652,8 @@ pub async fn fetch(backups: &Backups, opened: &Opened, id: Uuid) -> Result<Manif
             verified_at: Some(backups.clock.now()),
             error: None,
         },
-    )]);
-    backups.save(&manifest)?;
+    );
+    backups.replace(&manifest)?;
     Ok(manifest)
 }
 
@@ -625,6 +672,12 @@ pub struct TargetState {
     pub scheduled_at: Option<DateTime<Utc>>,
     /// The last time `backup_target_behind` was reported (once a day at most).
     pub behind_reported_at: Option<DateTime<Utc>>,
+    /// When a check first saw the target (it is not behind in its first day).
+    pub first_seen_at: Option<DateTime<Utc>>,
+    /// A directory target on the same file system as the data directory: one disk failure
+    /// takes both.
+    #[serde(default)]
+    pub same_disk: bool,
 }
 
 fn states_path(backups: &Backups) -> PathBuf {
@@ -656,20 +709,46 @@ pub fn save_states(
     })
 }
 
-/// Is `target` behind at `now`: a valid local backup of its kinds, more than a day old, without
-/// a verified copy there, and not older than its newest verified copy (an older one its
-/// retention may well not want)?
-pub fn behind(target: &Target, local: &[Manifest], now: DateTime<Utc>) -> bool {
+/// Is `target` behind at `now`: known for more than a day, it lacks a verified copy of a valid
+/// local backup of its kinds that is more than a day old, not older than its newest verified copy
+/// (an older one its retention may not want) and, for a target with its own schedule, made
+/// before that schedule last came due?
+pub fn behind(
+    target: &Target,
+    local: &[Manifest],
+    now: DateTime<Utc>,
+    state: &TargetState,
+) -> bool {
+    let day = chrono::Duration::days(1);
+    if state.first_seen_at.is_none_or(|at| now - at <= day) {
+        return false;
+    }
     let newest_copy = newest_copy(target, local);
     local.iter().any(|m| {
         takes(target, m)
             && m.status == super::Status::Valid
-            && now - m.created_at > chrono::Duration::days(1)
+            && now - m.created_at > day
             && m.copies
                 .get(&target.name)
                 .is_none_or(|c| c.status != CopyStatus::Verified)
             && newest_copy.is_none_or(|at| m.created_at >= at)
+            && (target.schedule.is_none() || state.scheduled_at.is_some_and(|at| m.created_at < at))
     })
+}
+
+/// Is a directory target on the same file system as the data directory (so a disk failure takes
+/// both)? `false` for S3 and for what cannot be told.
+pub fn same_disk(target: &Target, data_dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (target.kind, &target.path) {
+        (TargetKind::Directory, Some(path)) => {
+            match (std::fs::metadata(path), std::fs::metadata(data_dir)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev(),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 /// The creation time of the newest backup with a verified copy at `target`.

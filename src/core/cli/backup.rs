@@ -137,7 +137,7 @@ async fn execute(
             );
         }
         BackupCommand::List { from: Some(name) } => {
-            let opened = targets::open(&target_named(config, db, &name).await?)?;
+            let opened = targets::open(&target_named(config, db, &name).await?, &config.data_dir)?;
             print_list(&opened.manifests().await?)?;
         }
         BackupCommand::List { from: None } => {
@@ -155,19 +155,44 @@ async fn execute(
             );
         }
         BackupCommand::Restore { id, yes, from } => {
-            if let Some(name) = from {
-                let opened = targets::open(&target_named(config, db, &name).await?)?;
-                eprintln!("fetching backup {id} from {name}...");
-                targets::fetch(backups, &opened, id).await?;
-            }
-            let manifest = backups.load(id)?;
+            let opened = match &from {
+                Some(name) => Some(targets::open(
+                    &target_named(config, db, name).await?,
+                    &config.data_dir,
+                )?),
+                None => None,
+            };
+            // What is confirmed: the local backup, or the target's copy (nothing is fetched
+            // before the confirmation).
+            let created_at = match &opened {
+                Some(opened) => {
+                    opened
+                        .manifests()
+                        .await?
+                        .into_iter()
+                        .find(|m| m.id == id)
+                        .with_context(|| {
+                            format!("target {} has no backup {id}", opened.target.name)
+                        })?
+                        .created_at
+                }
+                None => backups.load(id)?.created_at,
+            };
             if !yes {
-                let mut conn = db.pool.acquire().await?;
-                let name = Business::load(&mut conn)
-                    .await?
-                    .map(|b| b.name)
-                    .unwrap_or_default();
-                confirm(&name, &manifest.created_at.to_rfc3339())?;
+                // A database without a shop yet (a new machine) has no name to type.
+                let name = match db.pool.acquire().await {
+                    Ok(mut conn) => Business::load(&mut conn)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|b| b.name),
+                    Err(_) => None,
+                };
+                confirm(name.as_deref(), &created_at.to_rfc3339())?;
+            }
+            if let Some(opened) = &opened {
+                eprintln!("fetching backup {id} from {}...", opened.target.name);
+                targets::fetch(backups, opened, id).await?;
             }
             let (progress, shown) = terminal_progress("restore");
             let outcome = restore::restore(
@@ -263,18 +288,30 @@ fn print_list(manifests: &[crate::core::backup::Manifest]) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Asks the user to type the business name (refuses without a terminal: use `--yes`).
-fn confirm(business: &str, created: &str) -> anyhow::Result<()> {
+/// Asks the user to type the business name, or `restore` when the database holds no shop yet
+/// (refuses without a terminal: use `--yes`).
+fn confirm(business: Option<&str>, created: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("a restore replaces the whole database: confirm on a terminal or pass --yes");
     }
-    eprint!(
-        "This replaces all data of \"{business}\" with the backup from {created}.\nType the business name to continue: "
-    );
+    let expected = match business {
+        Some(name) => {
+            eprint!(
+                "This replaces all data of \"{name}\" with the backup from {created}.\nType the business name to continue: "
+            );
+            name
+        }
+        None => {
+            eprint!(
+                "This restores the backup from {created} into this data directory, which holds no shop yet.\nType restore to continue: "
+            );
+            "restore"
+        }
+    };
     std::io::stderr().flush().ok();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
-    if line.trim() != business {
+    if line.trim() != expected {
         bail!("not confirmed; nothing was changed");
     }
     Ok(())

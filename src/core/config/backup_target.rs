@@ -120,10 +120,19 @@ impl Target {
                 if !bucket_ok {
                     out.push("an s3 target needs a bucket name (3 to 63 lowercase letters, digits, - or .)".to_owned());
                 }
-                if let Some(endpoint) = &self.endpoint
-                    && !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
-                {
-                    out.push("endpoint must start with https:// or http://".to_owned());
+                if let Some(endpoint) = &self.endpoint {
+                    let authority = endpoint
+                        .split_once("://")
+                        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+                        .unwrap_or_default();
+                    if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
+                        out.push("endpoint must start with https:// or http://".to_owned());
+                    } else if authority.contains('@') {
+                        out.push(
+                            "endpoint must not hold credentials; put them in credentials_file"
+                                .to_owned(),
+                        );
+                    }
                 }
                 if self.endpoint.is_none() && self.region.is_none() {
                     out.push("an s3 target needs an endpoint or a region".to_owned());

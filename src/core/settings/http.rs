@@ -291,7 +291,16 @@ pub async fn patch(
     )
     .await?;
     tx.commit().await?;
-    let keys: Vec<&String> = changed.keys().collect();
+    // The topic is read with READ: keys that need more to be seen are not named there.
+    let keys: Vec<&String> = changed
+        .keys()
+        .filter(|k| {
+            state
+                .settings()
+                .get(k)
+                .is_some_and(|(_, s)| s.read == registry::READ)
+        })
+        .collect();
     state.live().publish(
         "settings",
         "settings.changed",

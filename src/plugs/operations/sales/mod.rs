@@ -70,11 +70,19 @@ const TOPICS: &[Topic] = &[Topic {
 /// The module.
 pub struct Sales;
 
-/// The receipt number format's rule: `{number}` once, only known placeholders.
+/// The receipt number format's rule: `{number}` once, only known placeholders, and `{register}`
+/// and `{year}`: the counter runs per register and year, and a receipt number is unique in the
+/// business, so a format without either would repeat a number and stop the sales that follow.
 fn receipt_format(value: &serde_json::Value) -> Result<(), String> {
     let format = value.as_str().unwrap_or_default();
     if format.matches("{number}").count() != 1 {
         return Err("must contain {number} exactly once".to_owned());
+    }
+    if !format.contains("{register}") || !format.contains("{year}") {
+        return Err(
+            "must contain {register} and {year}: the counter restarts per register and year"
+                .to_owned(),
+        );
     }
     let rest = ["{number}", "{register}", "{year}"]
         .iter()
@@ -90,7 +98,7 @@ const SETTINGS: &[Setting] = &[
         "numbering.receipt_format",
         SettingType::Text { max_chars: 40 },
         DefaultValue::Text(crate::core::settings::DEFAULT_RECEIPT_FORMAT),
-        "Receipt number format: {register} the register's code, {year} the year in the business timezone, {number} the counter (required). Applies from the next sale.",
+        "Receipt number format: {register} the register's code, {year} the year in the business timezone, {number} the counter (all three required). Applies from the next sale.",
     )
     .with_rule(receipt_format)
     .with_reason(),
