@@ -199,6 +199,25 @@ async fn a_directory_target_holds_verified_copies_and_outages_and_damage_are_not
             && warning.contains("is not an existing folder"),
         "{health}"
     );
+    // And so does `plugpos doctor`, from the data directory alone.
+    let doctor = run({
+        let mut c = crate::helpers::plugpos();
+        c.args(["doctor", "--data-dir"]).arg(app.data_dir.path());
+        c
+    })
+    .await;
+    let out = String::from_utf8_lossy(&doctor.stdout);
+    assert!(!doctor.status.success(), "{out}");
+    assert!(
+        out.contains("warning backup target usb is more than a day behind")
+            && out.contains("ok      the backup key is there"),
+        "{out}"
+    );
+    assert!(
+        String::from_utf8_lossy(&doctor.stderr).contains("1 thing needs attention (above)"),
+        "{}",
+        String::from_utf8_lossy(&doctor.stderr)
+    );
     let public: Value = app.get("/health/ready").await.json().await.unwrap();
     assert!(public.get("warnings").is_none(), "{public}");
 

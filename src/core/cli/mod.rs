@@ -13,6 +13,7 @@ mod audit;
 mod backup;
 mod database;
 mod db;
+mod doctor;
 mod init;
 mod migrate;
 
@@ -63,6 +64,9 @@ pub enum Command {
     /// Verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Say what needs attention: the backup key, the newest backup, the backup targets (exit 1
+    /// when something does). Reads the data directory only; the server may be running.
+    Doctor,
     /// Print the OpenAPI 3.1 document.
     Openapi,
 }
@@ -152,6 +156,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Db(command) => db::run(&config, command).await,
                 Command::Audit(command) => audit::run(&config, command).await,
                 Command::Backup(command) => backup::run(&config, command).await,
+                Command::Doctor => doctor::run(&config).await,
                 Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),
             }
         }
