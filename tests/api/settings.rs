@@ -403,7 +403,7 @@ async fn with_negative_stock_switched_off_the_last_item_is_sold_once() {
     let refused = if a.status() == 409 { a } else { b };
     let body = problem(refused, 409, "stock.insufficient").await;
     assert!(body["detail"].as_str().unwrap().contains(&lamp), "{body}");
-    assert_eq!(shop.stock(&lamp).await.as_deref(), Some("0"));
+    assert_eq!(shop.stock(&lamp).await.as_deref(), Some("0.000"));
     let sold: i64 = sqlx::query_scalar("SELECT count(*) FROM sales")
         .fetch_one(&shop.app.pool)
         .await

@@ -65,11 +65,11 @@ pub struct Adjustment {
     pub product_id: Uuid,
     pub location_id: Uuid,
     #[schema(value_type = String)]
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(serialize_with = "store::three_decimals")]
     pub quantity_delta: Decimal,
     /// The level after the change.
     #[schema(value_type = String)]
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(serialize_with = "store::three_decimals")]
     pub quantity: Decimal,
     pub reason_code: String,
     pub note: Option<String>,

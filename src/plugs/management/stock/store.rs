@@ -10,6 +10,14 @@ use uuid::Uuid;
 
 use crate::core::audit::AuditedTx;
 
+/// A quantity as the API shows it: a string with three decimals, also for zero (which the
+/// database driver hands over without its scale).
+pub fn three_decimals<S: serde::Serializer>(q: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+    let mut shown = *q;
+    shown.rescale(3);
+    serializer.serialize_str(&shown.to_string())
+}
+
 /// The quantity of one product at one location.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct StockLevel {
@@ -17,7 +25,7 @@ pub struct StockLevel {
     pub location_id: Uuid,
     /// Quantity on hand (three decimals); may be negative when more was sold than counted.
     #[schema(value_type = String, example = "12.000")]
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(serialize_with = "three_decimals")]
     pub quantity: Decimal,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
