@@ -249,17 +249,7 @@ async fn a_directory_target_holds_verified_copies_and_outages_and_damage_are_not
     );
 
     // A new machine: only the exported key and the disk.
-    restore_on_a_fresh_machine(
-        app,
-        &format!(
-            "[[backup.targets]]\nname = \"usb\"\nkind = \"directory\"\npath = \"{}\"\n",
-            folder.display()
-        ),
-        "usb",
-        &second,
-        "USB-1",
-    )
-    .await;
+    restore_on_a_fresh_machine(app, &target, &second, "USB-1").await;
 }
 
 #[tokio::test]
@@ -301,6 +291,20 @@ async fn a_copy_damaged_at_the_target_is_found_by_its_weekly_read_back() {
     assert_eq!(view["copies"]["nas"]["status"], "verified");
 }
 
+/// An S3 credentials file in `dir` with mode `mode` (moto takes any key; the secret is one the
+/// API must never show).
+fn credentials_file(dir: &Path, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let file = dir.join("s3.toml");
+    std::fs::write(
+        &file,
+        "access_key_id = \"testing\"\nsecret_access_key = \"testing-secret\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+    file
+}
+
 #[test]
 fn targets_inside_the_data_directory_and_open_credentials_are_refused() {
     let data = tempfile::tempdir().unwrap();
@@ -313,14 +317,7 @@ fn targets_inside_the_data_directory_and_open_credentials_are_refused() {
     assert_eq!(refused.code, "backup.target_refused");
     assert!(refused.message.contains("inside the data directory"));
 
-    let credentials = data.path().join("s3.toml");
-    std::fs::write(
-        &credentials,
-        "access_key_id = \"a\"\nsecret_access_key = \"b\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let credentials = credentials_file(data.path(), 0o644);
     let s3: Target = serde_json::from_value(json!({
         "name": "s", "kind": "s3", "endpoint": "http://127.0.0.1:9", "bucket": "bkt",
         "credentials_file": credentials,
@@ -412,20 +409,7 @@ async fn an_s3_target_holds_verified_copies_and_a_fresh_machine_restores_from_it
         .prefix("plugpos-s3-")
         .tempdir_in("/tmp")
         .unwrap();
-    let credentials = secrets.path().join("s3.toml");
-    std::fs::write(
-        &credentials,
-        "access_key_id = \"testing\"\nsecret_access_key = \"testing-secret\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&credentials, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let definition = format!(
-        "[[backup.targets]]\nname = \"offsite\"\nkind = \"s3\"\nendpoint = \"{}\"\nregion = \"eu-central-1\"\n\
-         bucket = \"shop-backups\"\nprefix = \"shop-1/backups\"\ncredentials_file = \"{}\"\npath_style = true\n",
-        moto.endpoint,
-        credentials.display()
-    );
+    let credentials = credentials_file(secrets.path(), 0o600);
     let target: Target = serde_json::from_value(json!({
         "name": "offsite", "kind": "s3", "endpoint": moto.endpoint, "region": "eu-central-1",
         "bucket": "shop-backups", "prefix": "shop-1/backups", "credentials_file": credentials,
@@ -488,18 +472,12 @@ async fn an_s3_target_holds_verified_copies_and_a_fresh_machine_restores_from_it
     );
     assert!(!state.to_string().contains("testing-secret"));
 
-    restore_on_a_fresh_machine(app, &definition, "offsite", &id, "S3-1").await;
+    restore_on_a_fresh_machine(app, &target, &id, "S3-1").await;
 }
 
 /// On a new data directory: import the exported key, list the target's backups, restore `id`
 /// from it, and find `sku` in the restored database.
-async fn restore_on_a_fresh_machine(
-    app: &TestApp,
-    target_toml: &str,
-    target: &str,
-    id: &str,
-    sku: &str,
-) {
+async fn restore_on_a_fresh_machine(app: &TestApp, target: &Target, id: &str, sku: &str) {
     let key = app.data_dir.path().join("exported-key.txt");
     let export = run({
         let mut c = crate::helpers::plugpos();
@@ -516,14 +494,17 @@ async fn restore_on_a_fresh_machine(
         .tempdir_in("/tmp")
         .unwrap();
     let config = machine.path().join("plugpos.toml");
+    // The target as its admin writes it in the new machine's config file.
+    let targets = toml::to_string(&json!({"backup": {"targets": [target]}})).unwrap();
     std::fs::write(
         &config,
         format!(
-            "data_dir = \"{}\"\n\n{target_toml}",
+            "data_dir = \"{}\"\n\n{targets}",
             machine.path().join("data").display()
         ),
     )
     .unwrap();
+    let target = target.name.as_str();
     let cli = |args: &[&str]| {
         let mut c = crate::helpers::plugpos();
         c.arg("--config").arg(&config).args(args);

@@ -247,7 +247,7 @@ async fn find_target(state: &AppState, name: &str) -> Result<targets::Target, Ap
     responses(
         (status = 202, description = "Queued", body = Accepted),
         (status = 403, description = "Not a super admin (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such backup (`backup.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such backup (`backup.not_found`), or no backup target named `from` (`backup.target_not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The backup is failed or invalid (`backup.not_restorable`), or a restore is already running (`restore.in_progress`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The confirmation is not the business name (`restore.confirmation_mismatch`)", body = Problem, content_type = "application/problem+json"),
     ))]

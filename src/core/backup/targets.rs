@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
@@ -469,13 +469,6 @@ pub fn manifest_for_target(manifest: &Manifest) -> Vec<u8> {
     let mut copy = manifest.clone();
     copy.copies.clear();
     serde_json::to_vec_pretty(&copy).unwrap_or_default()
-}
-
-/// A target as `GET /api/v1/backups/targets` shows it (no credentials: only the file's path).
-pub fn describe(target: &Target, source: &str) -> Value {
-    let mut shown = serde_json::to_value(target).unwrap_or_default();
-    shown["source"] = json!(source);
-    shown
 }
 
 /// Does `target` take backups of `manifest`'s kind?

@@ -29,8 +29,8 @@ pub struct SettingView {
     pub key: String,
     /// The module that declared it (and reads it).
     pub module: String,
-    /// `bool` (a feature switch when it turns a behaviour on or off), `integer`, `decimal` (a
-    /// string like `"0.05"`), `text`, `names` (a list of names) or `objects` (a list of objects).
+    /// `bool` (a feature switch when it turns a behaviour on or off), `integer`, `amount` (money
+    /// as a string like `"0.05"`), `text`, `names` (a list of names) or `objects` (a list of objects).
     #[serde(rename = "type")]
     pub value_type: String,
     /// The value in force.
@@ -38,7 +38,7 @@ pub struct SettingView {
     pub default: Value,
     /// `database` (stored) or `default`.
     pub source: String,
-    /// `min`/`max` (integer, decimal), `min_chars`/`max_chars` (text), `max_items` (lists).
+    /// `min`/`max` (integer, amount), `min_chars`/`max_chars` (text), `max_items` (lists).
     pub constraints: Value,
     pub description: String,
     /// The caller may change it.
@@ -350,7 +350,7 @@ pub fn describe(document: &mut utoipa::openapi::OpenApi, settings: &registry::Re
                 .minimum(Some(min as f64))
                 .maximum(Some(max as f64))
                 .into(),
-            registry::SettingType::Decimal { .. } | registry::SettingType::Amount { .. } => base
+            registry::SettingType::Amount { .. } => base
                 .schema_type(Type::String)
                 .pattern(Some(r"^[0-9]{1,12}(\.[0-9]{1,4})?$"))
                 .into(),

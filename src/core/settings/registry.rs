@@ -21,11 +21,6 @@ pub enum SettingType {
     Bool,
     /// A whole number in `min..=max`.
     Integer { min: i64, max: i64 },
-    /// A decimal amount, stored as a string (`"0.05"`), at least `min`, at most `max` when set.
-    Decimal {
-        min: &'static str,
-        max: Option<&'static str>,
-    },
     /// An amount of money in the business currency, stored as a string (`"0.05"`): no more
     /// decimals than the currency has, at most `max`; `positive`: at least its smallest unit.
     Amount {
@@ -46,7 +41,6 @@ impl SettingType {
         match self {
             SettingType::Bool => "bool",
             SettingType::Integer { .. } => "integer",
-            SettingType::Decimal { .. } => "decimal",
             SettingType::Amount { .. } => "amount",
             SettingType::Text { .. } => "text",
             SettingType::Names { .. } => "names",
@@ -59,7 +53,6 @@ impl SettingType {
         match self {
             SettingType::Bool => json!({}),
             SettingType::Integer { min, max } => json!({"min": min, "max": max}),
-            SettingType::Decimal { min, max } => json!({"min": min, "max": max}),
             SettingType::Amount { positive, max } => {
                 json!({"min": if positive { "the currency's smallest unit" } else { "0" }, "max": max})
             }
@@ -164,8 +157,8 @@ impl Setting {
     }
 
     /// `value` as it is stored if it fits the declaration, else why not (one sentence), for a
-    /// business whose currency has `currency_scale` decimals. Decimals and amounts may come as
-    /// numbers or strings and are stored as strings.
+    /// business whose currency has `currency_scale` decimals. Amounts may come as numbers or
+    /// strings and are stored as strings.
     pub fn check(&self, value: &Value, currency_scale: u32) -> Result<Value, String> {
         let stored = match self.value_type {
             SettingType::Bool if value.is_boolean() => Ok(value.clone()),
@@ -174,7 +167,6 @@ impl Setting {
                 Some(n) if (min..=max).contains(&n) => Ok(value.clone()),
                 _ => Err(format!("must be a whole number from {min} to {max}")),
             },
-            SettingType::Decimal { min, max } => decimal(value, min, max),
             SettingType::Amount { positive, max } => amount(value, positive, max, currency_scale),
             SettingType::Text { max_chars } => match value.as_str() {
                 Some(s)
@@ -203,36 +195,12 @@ impl Setting {
     }
 }
 
-/// A decimal's text, whether it came as a JSON string or number.
+/// An amount's text, whether it came as a JSON string or number.
 fn decimal_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.trim().to_owned(),
         Value::Number(n) => n.to_string(),
         _ => String::new(),
-    }
-}
-
-fn decimal(value: &Value, min: &str, max: Option<&str>) -> Result<Value, String> {
-    let text = decimal_text(value);
-    let bound = |b: &str| b.parse::<Decimal>().unwrap_or_default();
-    match text.parse::<Decimal>() {
-        Ok(d)
-            if d >= bound(min)
-                && max.is_none_or(|m| d <= bound(m))
-                && d.scale() <= 4
-                && text.len() <= 24 =>
-        {
-            Ok(json!(d.normalize().to_string()))
-        }
-        _ => {
-            let range = match max {
-                Some(max) => format!("from {min} to {max}"),
-                None => format!("of at least {min}"),
-            };
-            Err(format!(
-                "must be a decimal amount {range} with at most 4 decimals, like \"0.05\""
-            ))
-        }
     }
 }
 
@@ -293,15 +261,9 @@ fn is_name(s: &str) -> bool {
 }
 
 /// The declared settings, by key, each with the module that declared it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Registry {
     settings: BTreeMap<&'static str, (&'static str, Setting)>,
-}
-
-impl PartialEq for Setting {
-    fn eq(&self, other: &Setting) -> bool {
-        self.key == other.key
-    }
 }
 
 impl Registry {
@@ -368,11 +330,11 @@ pub const CORE: &[Setting] = &[
 mod tests {
     use super::*;
 
-    fn decimal() -> Setting {
+    fn amount() -> Setting {
         Setting::new(
             "cash.threshold",
-            SettingType::Decimal {
-                min: "0",
+            SettingType::Amount {
+                positive: false,
                 max: Some("1000"),
             },
             DefaultValue::Decimal("0"),
@@ -382,16 +344,16 @@ mod tests {
 
     #[test]
     fn values_are_checked_against_their_type() {
-        assert_eq!(decimal().check(&json!("5.50"), 2).unwrap(), json!("5.5"));
-        assert_eq!(decimal().check(&json!(2), 2).unwrap(), json!("2"));
+        assert_eq!(amount().check(&json!("5.50"), 2).unwrap(), json!("5.5"));
+        assert_eq!(amount().check(&json!(2), 2).unwrap(), json!("2"));
         for bad in [
             json!("-1"),
             json!("1000.01"),
             json!("abc"),
             json!(true),
-            json!("0.00001"),
+            json!("0.001"),
         ] {
-            assert!(decimal().check(&bad, 2).is_err(), "{bad}");
+            assert!(amount().check(&bad, 2).is_err(), "{bad}");
         }
         let scale = CORE[0];
         assert!(scale.check(&json!(4), 2).is_ok());
@@ -427,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_key_is_declared_once() {
-        assert!(Registry::new([("core", CORE), ("cash", &[decimal()][..])]).is_ok());
+        assert!(Registry::new([("core", CORE), ("cash", &[amount()][..])]).is_ok());
         let twice = Registry::new([("core", CORE), ("other", &CORE[..1])]).unwrap_err();
         assert_eq!(
             twice,
