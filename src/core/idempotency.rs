@@ -183,6 +183,38 @@ pub async fn find_all(
 pub const CLAIM_CTE: &str = "keys_claimed AS (INSERT INTO idempotency_keys (scope, key, request_hash, resource_id, user_id, created_at) \
      SELECT scope, key, request_hash, resource_id, user_id, $now FROM keys_in ORDER BY scope, key)";
 
+/// Claims `key` in `scope` for `resource_id` inside the caller's transaction (a create written
+/// with an `AuditedTx`, not one statement): `Ok(None)` when claimed, so the create goes on;
+/// `Ok(Some(stored))` when a committed request holds it (a racing holder is waited for), so the
+/// caller replays `stored` (or refuses another body, [`StoredKey::replay_for`]) and rolls back.
+pub async fn claim(
+    conn: &mut PgConnection,
+    scope: &str,
+    key: &str,
+    request_hash: &[u8],
+    resource_id: Uuid,
+    user_id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<StoredKey>, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (scope, key, request_hash, resource_id, user_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(request_hash)
+    .bind(resource_id)
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if claimed == 1 {
+        return Ok(None);
+    }
+    find(conn, scope, key).await
+}
+
 /// Did a statement fail because a key it claimed ([`CLAIM_CTE`]) was committed meanwhile?
 pub fn is_key_race(e: &sqlx::Error) -> bool {
     violated_constraint(e) == Some("idempotency_keys_pkey")

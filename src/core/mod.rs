@@ -37,6 +37,7 @@ pub const TABLES: &[&str] = &[
     "role_permissions",
     "user_roles",
     "user_mfa",
+    "user_pins",
     "mfa_recovery_codes",
     "sessions",
     "refresh_tokens",

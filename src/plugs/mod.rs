@@ -18,7 +18,9 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
         Arc::new(administration::places::Places),
         Arc::new(management::catalog::Catalog),
         Arc::new(management::stock::Stock),
+        Arc::new(operations::approvals::Approvals),
         Arc::new(operations::cash::Cash),
         Arc::new(operations::sales::Sales),
+        Arc::new(operations::returns::Returns),
     ]
 }

@@ -28,6 +28,7 @@ mod migrations;
 mod modules;
 mod openapi;
 mod rbac;
+mod returns;
 mod sale_writer;
 mod sales;
 mod settings;

@@ -169,7 +169,29 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             .contains("operations.sales")
     );
 
-    // Sales depends on nothing enabled-only: it goes, and its routes answer 404.
+    // Returns need sales: they go first (nothing needs returns).
+    problem(
+        app.post_as(
+            "/api/v1/modules/operations.sales/disable",
+            &admin,
+            &json!({}),
+        )
+        .await,
+        409,
+        "module.required",
+    )
+    .await;
+    assert_eq!(
+        app.post_as(
+            "/api/v1/modules/operations.returns/disable",
+            &admin,
+            &json!({})
+        )
+        .await
+        .status(),
+        200
+    );
+    // Then sales goes, and its routes answer 404.
     assert_eq!(
         app.post_as(
             "/api/v1/modules/operations.sales/disable",
@@ -234,7 +256,7 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         "module.dependency_disabled",
     )
     .await;
-    for id in ["operations.cash", "operations.sales"] {
+    for id in ["operations.cash", "operations.sales", "operations.returns"] {
         assert_eq!(
             app.post_as(&format!("/api/v1/modules/{id}/enable"), &admin, &json!({}))
                 .await
@@ -267,6 +289,8 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         [
             "module.disable",
             "module.disable",
+            "module.disable",
+            "module.enable",
             "module.enable",
             "module.enable"
         ]

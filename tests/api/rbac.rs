@@ -46,6 +46,9 @@ async fn every_route_declares_who_may_call_it() {
         "/api/v1/auth/password",
         "/api/v1/auth/mfa/enroll",
         "/api/v1/auth/mfa/verify",
+        "/api/v1/auth/pin",
+        // The approver's own permissions decide (checked by the handler).
+        "/api/v1/approvals",
         // Topics check their own permissions on subscribe.
         "/api/v1/ws",
     ];

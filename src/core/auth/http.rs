@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::core::auth::context::{Authenticated, RequestOrigin};
 use crate::core::auth::login::{self, Issued};
-use crate::core::auth::mfa;
+use crate::core::auth::{approver, mfa};
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::state::AppState;
@@ -87,6 +87,17 @@ pub struct PasswordChange {
     pub current_password: SecretString,
     #[schema(value_type = String, format = Password)]
     pub new_password: SecretString,
+}
+
+/// An approver PIN to set.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinChange {
+    #[schema(value_type = String, format = Password)]
+    pub current_password: SecretString,
+    /// 4 to 8 digits.
+    #[schema(value_type = String, format = Password, example = "4821")]
+    pub pin: SecretString,
 }
 
 fn tokens(issued: Issued) -> Json<TokenResponse> {
@@ -240,6 +251,40 @@ pub async fn password_handler(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Set (or replace, which unlocks it) one's approver PIN: 4 to 8 digits a manager types on a
+/// cashier's till instead of their password to approve (`POST /api/v1/approvals`). Needs the
+/// current password, checked like a password change.
+#[utoipa::path(put, path = "/api/v1/auth/pin", tag = "auth", security(("bearer" = [])), request_body = PinChange,
+    responses(
+        (status = 204, description = "Set"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong current password or a PIN that is not 4 to 8 digits (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong passwords (`auth.throttled`, `auth.locked`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn set_pin(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    ApiJson(request): ApiJson<PinChange>,
+) -> Result<StatusCode, ApiError> {
+    approver::set_pin(&state, &caller, request.current_password, request.pin).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove one's approver PIN.
+#[utoipa::path(delete, path = "/api/v1/auth/pin", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No PIN set (`auth.no_pin`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn remove_pin(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<StatusCode, ApiError> {
+    approver::remove_pin(&state, &caller).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Enrollment {
     /// Base32, for typing into an authenticator app.
@@ -318,6 +363,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppSta
         .routes(declare(SelfService, routes!(logout_handler)))
         .routes(declare(SelfService, routes!(me_handler)))
         .routes(declare(SelfService, routes!(password_handler)))
+        .routes(declare(SelfService, routes!(set_pin, remove_pin)))
         .routes(declare(SelfService, routes!(enroll)))
         .routes(declare(SelfService, routes!(verify)))
 }

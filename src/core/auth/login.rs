@@ -143,7 +143,7 @@ pub async fn login(
 
 /// Counts the attempt up front, or refuses (and records) it while this address is throttled or
 /// locked out of the account, or the account is locked.
-async fn pass_gate(
+pub(super) async fn pass_gate(
     state: &AppState,
     conn: &mut PgConnection,
     attempt: &Attempt,
@@ -284,15 +284,15 @@ async fn open_session(
 }
 
 /// Who failed to log in, for the record.
-struct FailedLogin<'a> {
-    user_id: Option<Uuid>,
-    username: &'a str,
-    origin: &'a Origin,
+pub(super) struct FailedLogin<'a> {
+    pub(super) user_id: Option<Uuid>,
+    pub(super) username: &'a str,
+    pub(super) origin: &'a Origin,
 }
 
 /// Records a failed attempt (counted already) and the lockout it led to, if any; answers
 /// whether it locked.
-async fn record_failure(
+pub(super) async fn record_failure(
     conn: &mut PgConnection,
     failed: FailedLogin<'_>,
     counted: Failure,
@@ -474,16 +474,14 @@ pub async fn logout(state: &AppState, caller: &Authenticated) -> Result<(), ApiE
     Ok(())
 }
 
-/// Changes the caller's own password; every session of theirs ends (log in again).
-pub async fn change_password(
+/// Checks the caller's own current password (before a password or PIN change). It is guessed
+/// through here as through a login: the same gate and the same counters, and the session that
+/// reaches the lockout ends with it. No pooled connection is held while the password hashes.
+pub async fn check_current_password(
     state: &AppState,
     caller: &Authenticated,
     current: SecretString,
-    new: SecretString,
 ) -> Result<(), ApiError> {
-    // The current password is guessed through here as through a login: the same gate and the
-    // same counters, and the session that reaches the lockout ends with it.
-    // No pooled connection is held while the password hashes (a slow, bounded step).
     let attempt = Attempt::new(&caller.username, caller.origin.ip);
     let (counted, stored): (Failure, String) = {
         let mut conn = state.pool().acquire().await?;
@@ -494,7 +492,7 @@ pub async fn change_password(
             .await?;
         (counted, stored)
     };
-    let matches = state.hashing().verify(current.clone(), stored).await?;
+    let matches = state.hashing().verify(current, stored).await?;
     let mut conn = state.pool().acquire().await?;
     let now = state.clock().now();
     if !matches {
@@ -522,7 +520,17 @@ pub async fn change_password(
         .password_ok(&mut conn, now, &state.config().auth)
         .await?;
     attempt.succeeded(&mut conn).await?;
-    drop(conn);
+    Ok(())
+}
+
+/// Changes the caller's own password; every session of theirs ends (log in again).
+pub async fn change_password(
+    state: &AppState,
+    caller: &Authenticated,
+    current: SecretString,
+    new: SecretString,
+) -> Result<(), ApiError> {
+    check_current_password(state, caller, current.clone()).await?;
     let mut errors = Vec::new();
     if let Err(why) = password::check_policy(new.expose_secret(), &caller.username) {
         errors.push(FieldError::new("new_password", why));

@@ -1,6 +1,7 @@
 //! Authentication: passwords, tokens, sessions, login throttling, and the request's auth context.
 
 pub mod access;
+pub mod approver;
 pub mod context;
 pub mod http;
 pub mod login;

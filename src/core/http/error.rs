@@ -341,7 +341,20 @@ impl From<sqlx::Error> for ApiError {
                     cause: e.to_string(),
                 }
             }
+            // A document, cash movement or stock movement dated inside a closed business day:
+            // refused by the database itself (the `period_closed` triggers), whoever writes.
+            other if closed_period(&other) => ApiError::Conflict {
+                code: "period.closed",
+                detail: "The business day this would be dated in is closed (a Z closing was made); nothing can be added to it.".to_owned(),
+            },
             other => ApiError::Internal(anyhow::Error::new(other)),
         }
     }
+}
+
+/// Did the database refuse a write dated inside a closed period (constraint `period_closed`)?
+fn closed_period(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.constraint())
+        .is_some_and(|c| c == "period_closed")
 }

@@ -26,6 +26,30 @@ pub fn offset_cursor(cursor: Option<&str>) -> Result<i64, ApiError> {
     }
 }
 
+/// The position encoded in a `cursor` of a list ordered by (time, id), newest first
+/// (`<created_at in microseconds>_<id>`, made by [`time_cursor_of`]); absent: the first page.
+pub fn time_cursor(
+    cursor: Option<&str>,
+) -> Result<Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>, ApiError> {
+    let Some(c) = cursor else {
+        return Ok(None);
+    };
+    c.split_once('_')
+        .and_then(|(t, id)| {
+            Some((
+                chrono::DateTime::from_timestamp_micros(t.parse().ok()?)?,
+                id.parse().ok()?,
+            ))
+        })
+        .map(Some)
+        .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list"))
+}
+
+/// The cursor of the page after the item at (`at`, `id`) (see [`time_cursor`]).
+pub fn time_cursor_of(at: chrono::DateTime<chrono::Utc>, id: uuid::Uuid) -> String {
+    format!("{}_{id}", at.timestamp_micros())
+}
+
 /// A list request's `limit`: `default` when absent, refused (naming the field) outside `1..=max`.
 pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
     let limit = limit.unwrap_or(default);

@@ -38,6 +38,10 @@ pub enum EventKind {
     RestoreStarted,
     RestoreCompleted,
     RestoreFailed,
+    /// An approver PIN was locked after too many wrong tries.
+    PinLocked,
+    /// A suspicious pattern rule fired (`GET /api/v1/flags`).
+    SuspiciousActivity,
 }
 
 impl EventKind {
@@ -67,6 +71,8 @@ impl EventKind {
             EventKind::RestoreStarted => "restore_started",
             EventKind::RestoreCompleted => "restore_completed",
             EventKind::RestoreFailed => "restore_failed",
+            EventKind::PinLocked => "pin_locked",
+            EventKind::SuspiciousActivity => "suspicious_activity",
         }
     }
 }

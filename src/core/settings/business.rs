@@ -38,6 +38,9 @@ pub struct Business {
     /// `cash.blind_close` (default true): a cashier counts the drawer without seeing what the
     /// server expects; the X report of their open session is refused until it is closed.
     pub blind_close: bool,
+    /// Every stored setting, for the modules' own keys ([`Business::integer`] and its
+    /// siblings); a key not stored falls back to the caller's default, its declared one.
+    pub stored: std::sync::Arc<HashMap<String, Value>>,
 }
 
 impl Business {
@@ -122,7 +125,33 @@ impl Business {
                 .get("cash.blind_close")
                 .and_then(Value::as_bool)
                 .unwrap_or(true),
+            stored: std::sync::Arc::new(settings.clone()),
         }
+    }
+
+    /// Integer setting `key`, or `default` (its declared default) when not stored.
+    pub fn integer(&self, key: &str, default: i64) -> i64 {
+        self.stored
+            .get(key)
+            .and_then(Value::as_i64)
+            .unwrap_or(default)
+    }
+
+    /// Amount setting `key` (stored as a decimal string), or `default`.
+    pub fn amount(&self, key: &str, default: Decimal) -> Decimal {
+        self.stored
+            .get(key)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    }
+
+    /// Text setting `key`, or `default`.
+    pub fn text<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.stored
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or(default)
     }
 
     /// The receipt number for `counter` at `register` in `year`.

@@ -1,6 +1,8 @@
-//! The operations plug: cash sessions and sales (returns and voids come later). It uses the
+//! The operations plug: cash sessions, sales, approvals, returns and voids. It uses the
 //! management plug only through `management::api`.
 
 pub mod api;
+pub mod approvals;
 pub mod cash;
+pub mod returns;
 pub mod sales;

@@ -157,6 +157,7 @@ pub async fn adjust(
             quantity_after: quantity,
             reason_code: reason.as_str(),
             note: note.as_deref(),
+            document_id: None,
             user_id: caller.user_id,
             at: now,
         },

@@ -2,6 +2,7 @@
 //! the stock ledger. Sales take their goods off through `management::api::stock`.
 
 pub mod http;
+pub mod put_back;
 pub mod rules;
 pub mod store;
 pub mod take;

@@ -99,14 +99,16 @@ pub struct NewMovement<'a> {
     pub quantity_after: Decimal,
     pub reason_code: &'a str,
     pub note: Option<&'a str>,
+    /// The document that caused it (a return, a void), if any.
+    pub document_id: Option<Uuid>,
     pub user_id: Uuid,
     pub at: DateTime<Utc>,
 }
 
 pub async fn insert_movement(tx: &mut AuditedTx, m: &NewMovement<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO stock_movements (id, product_id, location_id, quantity_delta, quantity_after, reason_code, note, user_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "INSERT INTO stock_movements (id, product_id, location_id, quantity_delta, quantity_after, reason_code, note, user_id, created_at, document_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(m.id)
     .bind(m.product_id)
@@ -117,6 +119,7 @@ pub async fn insert_movement(tx: &mut AuditedTx, m: &NewMovement<'_>) -> Result<
     .bind(m.note)
     .bind(m.user_id)
     .bind(m.at)
+    .bind(m.document_id)
     .execute(&mut **tx)
     .await
     .map(drop)

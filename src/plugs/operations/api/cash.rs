@@ -88,3 +88,76 @@ pub async fn session_sales(
         )),
     }
 }
+
+/// A session's returns and voids, as the X report and the close need them.
+#[derive(Debug, Clone, Default)]
+pub struct SessionRefunds {
+    pub returns: i64,
+    pub voids: i64,
+    /// The documents' totals (negative).
+    pub net: Decimal,
+    pub tax: Decimal,
+    pub total: Decimal,
+    /// (method, refunds, amount refunded), by method.
+    pub by_method: Vec<(String, i64, Decimal)>,
+    /// Cash handed back out of the drawer.
+    pub cash_refunded: Decimal,
+}
+
+/// Reads the returns and voids of a session.
+pub type SessionRefundsReader =
+    for<'a> fn(&'a mut PgConnection, Uuid) -> BoxFuture<'a, Result<SessionRefunds, sqlx::Error>>;
+
+/// What the returns module provides so that cash can count a session's refunds.
+#[derive(Clone, Copy)]
+pub struct SessionRefundsSource(pub SessionRefundsReader);
+
+/// The refunds of session `id`; none when no module records returns (then none can exist).
+pub async fn session_refunds(
+    state: &AppState,
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<SessionRefunds, sqlx::Error> {
+    match state.provided::<SessionRefundsSource>() {
+        Some(source) => (source.0)(conn, id).await,
+        None => Ok(SessionRefunds::default()),
+    }
+}
+
+/// A session as a document written into it sees it, share-locked until the caller's
+/// transaction ends (a close waits for it, and it never lands in a closed session).
+#[derive(Debug, Clone, Copy)]
+pub struct LockedSession {
+    pub id: Uuid,
+    pub register_id: Uuid,
+    pub opened_by: Uuid,
+    pub open: bool,
+}
+
+/// Session `id`, share-locked; `None` when there is no such session.
+pub async fn lock_session(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<LockedSession>, sqlx::Error> {
+    use crate::plugs::operations::cash::store::{Lock, session};
+    Ok(session(conn, id, Lock::Share)
+        .await?
+        .map(|s| LockedSession {
+            id: s.id,
+            register_id: s.register_id,
+            opened_by: s.opened_by,
+            open: s.status == "open",
+        }))
+}
+
+/// The open session of `register_id`, share-locked; `None` when it has none.
+pub async fn lock_open_session(
+    conn: &mut PgConnection,
+    register_id: Uuid,
+) -> Result<Option<LockedSession>, sqlx::Error> {
+    let Some(open) = crate::plugs::operations::cash::store::open_session(conn, register_id).await?
+    else {
+        return Ok(None);
+    };
+    Ok(lock_session(conn, open.id).await?.filter(|s| s.open))
+}

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -13,16 +13,19 @@ use uuid::Uuid;
 
 use super::rules::{self, MovementKind, SessionStatus, ValidMovement};
 use super::store::{self, Closing, Lock, SessionRow};
-use super::{MANAGE_ANY, MODULE};
+use super::{MANAGE_ANY, MODULE, NO_SALE};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::db::violated_constraint;
+use crate::core::http::json::from_value;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::http::{page, page_limit};
+use crate::core::idempotency;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
+use crate::plugs::operations::api::approvals;
 use crate::shared::ids::new_id;
 use crate::shared::money::show;
 
@@ -442,4 +445,128 @@ pub async fn close(
         .live()
         .publish("cash", "cash_session.closed", event_data(&session));
     Ok(Json(session))
+}
+
+/// A drawer opened without a sale.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNoSale {
+    /// Why (change for a customer, a jammed drawer...): 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+    /// A manager's approval (`POST /api/v1/approvals`, action `operations.cash.no_sale`), needed
+    /// by a cashier without that permission.
+    pub approval_ref: Option<String>,
+}
+
+/// Record a drawer opened without a sale (counted in the X report; audited, with the approval).
+/// Accepts an `Idempotency-Key` (a retry answers the same record).
+#[utoipa::path(post, path = "/api/v1/cash-sessions/{id}/no-sale", tag = "cash", security(("bearer" = [])), request_body = NewNoSale,
+    params(("id" = Uuid, Path, description = "Cash session id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Optional: a retry with the same key answers the same record", pattern = "^[!-~]{1,255}$")),
+    responses(
+        (status = 201, description = "Recorded", body = Movement),
+        (status = 403, description = "Missing permission (`rbac.forbidden`), another cashier's session (`cash.not_your_session`), no approval while one is needed (`approval.required`), or an approval that does not fit (`approval.invalid`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such session (`cash.session_not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The session is closed (`cash.session_closed`), or its day is closed (`period.closed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (`validation.failed`), key used with another body (`idempotency.key_reused`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn no_sale(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<serde_json::Value>,
+) -> Result<(StatusCode, Json<Movement>), ApiError> {
+    let key = match headers.contains_key(idempotency::KEY_HEADER) {
+        true => Some(idempotency::key(&headers)?),
+        false => None,
+    };
+    let hash = idempotency::request_hash(&body);
+    let new: NewNoSale = from_value(body)?;
+    let key = idempotency::scoped(
+        &format!("{}/{id}", caller.user_id),
+        key.as_deref().unwrap_or(&new_id().to_string()),
+    );
+    let reason = new.reason.trim().to_owned();
+    if reason.is_empty() || new.reason.chars().count() > 500 {
+        return Err(ApiError::invalid("reason", "must be 1 to 500 characters"));
+    }
+    let now = state.clock().now();
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
+    let scale = business(&mut tx).await?.currency_scale;
+    let movement_id = new_id();
+    if let Some(stored) = idempotency::claim(
+        &mut tx,
+        "cash.no_sale",
+        &key,
+        &hash,
+        movement_id,
+        caller.user_id,
+        now,
+    )
+    .await?
+    {
+        tx.rollback().await?;
+        let id = stored.replay_for(&hash)?;
+        let mut conn = state.pool().acquire().await?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(store::movement(&mut conn, id, scale).await?),
+        ));
+    }
+    let row = fetch_row(&mut tx, id, Lock::Share).await?;
+    refuse_others(&state, &caller, row.opened_by).await?;
+    refuse_closed(&row)?;
+    let wanted = approvals::Wanted {
+        action: NO_SALE,
+        requester: caller.user_id,
+        register_id: row.register_id,
+        sale_id: None,
+        amount: None,
+        without_receipt: false,
+        request: &key,
+    };
+    let held = caller.has(NO_SALE);
+    let approval =
+        approvals::unless_held(&mut tx, held, new.approval_ref.as_deref(), &wanted, now).await?;
+    store::insert_movement(
+        &mut tx,
+        movement_id,
+        id,
+        "no_sale",
+        rust_decimal::Decimal::ZERO,
+        &reason,
+        caller.user_id,
+        now,
+    )
+    .await?;
+    let movement = Movement {
+        id: movement_id,
+        cash_session_id: id,
+        kind: "no_sale".to_owned(),
+        amount: show(rust_decimal::Decimal::ZERO, scale),
+        reason,
+        user_id: caller.user_id,
+        created_at: now,
+    };
+    tx.record(
+        Change::new(MODULE, "cash_session", id, "cash_session.no_sale")
+            .after(json!({
+                "movement_id": movement_id, "reason": movement.reason,
+                "approved_by": approval.as_ref().map(|a| a.approver_username.clone()),
+            }))
+            .reason(
+                Some("no_sale".to_owned()),
+                approval.as_ref().map(|a| a.approval_ref.clone()),
+            ),
+    )
+    .await?;
+    tx.commit().await?;
+    state.live().publish(
+        "cash",
+        "cash_session.no_sale",
+        json!({"id": id, "register_id": row.register_id, "user_id": caller.user_id}),
+    );
+    Ok((StatusCode::CREATED, Json(movement)))
 }

@@ -22,6 +22,7 @@ pub const MOVEMENT: &str = "operations.cash.movement";
 pub const REPORT: &str = "operations.cash.report";
 pub const MANAGE_ANY: &str = "operations.cash.manage_any";
 pub const REPORT_ANY: &str = "operations.cash.report_any";
+pub const NO_SALE: &str = "operations.cash.no_sale";
 
 const PERMISSIONS: &[ModulePermission] = &[
     ModulePermission {
@@ -50,21 +51,32 @@ const PERMISSIONS: &[ModulePermission] = &[
         roles: &["manager"],
     },
     ModulePermission {
+        name: NO_SALE,
+        description: "Open the drawer without a sale without anyone's approval (others need a manager's)",
+        roles: &["manager"],
+    },
+    ModulePermission {
         name: REPORT_ANY,
         description: "See the X report of any cashier's session, also while it is open",
         roles: &["manager", "accountant", "auditor"],
     },
 ];
 
-const DEPENDENCIES: &[Dependency] = &[Dependency {
-    id: "administration.places",
-    requirement: "^1",
-}];
+const DEPENDENCIES: &[Dependency] = &[
+    Dependency {
+        id: "administration.places",
+        requirement: "^1",
+    },
+    Dependency {
+        id: "operations.approvals",
+        requirement: "^1",
+    },
+];
 
 const TOPICS: &[Topic] = &[Topic {
     name: "cash",
     permission: REPORT,
-    description: "cash_session.opened, cash_session.movement, cash_session.closed",
+    description: "cash_session.opened, cash_session.movement, cash_session.no_sale, cash_session.closed",
 }];
 
 /// The module.
@@ -130,6 +142,11 @@ impl Module for Cash {
                 routes!(http::movement),
             ))
             .routes(declare(Access::Permission(CLOSE), routes!(http::close)))
+            // Cashiers without `operations.cash.no_sale` may ask, with a manager's approval.
+            .routes(declare(
+                Access::Permission(MOVEMENT),
+                routes!(http::no_sale),
+            ))
             .routes(declare(
                 Access::Permission(REPORT),
                 routes!(report::x_report),

@@ -54,9 +54,30 @@ pub struct CashSummary {
     pub cash_in: String,
     #[schema(value_type = String)]
     pub cash_out: String,
-    /// opening_float + cash_payments - change_given + cash_in - cash_out.
+    /// Cash handed back by returns and voids.
+    #[schema(value_type = String)]
+    pub cash_refunds: String,
+    /// opening_float + cash_payments - change_given + cash_in - cash_out - cash_refunds.
     #[schema(value_type = String)]
     pub expected_cash: String,
+    /// Times the drawer was opened without a sale (`POST .../no-sale`).
+    pub no_sales: i64,
+}
+
+/// The session's returns and voids.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RefundSummary {
+    pub returns_count: i64,
+    pub voids_count: i64,
+    /// Their totals (negative).
+    #[schema(value_type = String)]
+    pub net: String,
+    #[schema(value_type = String)]
+    pub tax: String,
+    #[schema(value_type = String)]
+    pub total: String,
+    /// What was refunded, by method.
+    pub by_refund_method: Vec<MethodTotal>,
 }
 
 /// An X report.
@@ -76,6 +97,7 @@ pub struct XReport {
     pub cash_rounding: String,
     pub by_payment_method: Vec<MethodTotal>,
     pub by_tax_rate: Vec<RateTotal>,
+    pub refunds: RefundSummary,
     pub cash: CashSummary,
 }
 
@@ -112,7 +134,7 @@ pub async fn x_report(
             detail: "Counting is blind here: close the session with the cash you count; its X report, with the expected cash and the variance, follows the close.".to_owned(),
         });
     }
-    let (flows, sales) = cash_flows(&state, &mut conn, id).await?;
+    let (flows, sales, refunds, drawer) = cash_flows(&state, &mut conn, id).await?;
     Ok(Json(XReport {
         session,
         currency: business.currency,
@@ -140,13 +162,31 @@ pub async fn x_report(
                 gross: show(gross, scale),
             })
             .collect(),
+        refunds: RefundSummary {
+            returns_count: refunds.returns,
+            voids_count: refunds.voids,
+            net: show(refunds.net, scale),
+            tax: show(refunds.tax, scale),
+            total: show(refunds.total, scale),
+            by_refund_method: refunds
+                .by_method
+                .into_iter()
+                .map(|(method, count, amount)| MethodTotal {
+                    method,
+                    count,
+                    amount: show(amount, scale),
+                })
+                .collect(),
+        },
         cash: CashSummary {
             opening_float: show(flows.opening_float, scale),
             cash_payments: show(flows.cash_payments, scale),
             change_given: show(flows.change_given, scale),
             cash_in: show(flows.cash_in, scale),
             cash_out: show(flows.cash_out, scale),
+            cash_refunds: show(flows.cash_refunds, scale),
             expected_cash: show(flows.expected(), scale),
+            no_sales: drawer.no_sales,
         },
     }))
 }

@@ -21,12 +21,16 @@ pub struct CashFlows {
     pub change_given: Decimal,
     pub cash_in: Decimal,
     pub cash_out: Decimal,
+    /// Cash handed back by returns and voids.
+    pub cash_refunds: Decimal,
 }
 
 impl CashFlows {
-    /// Opening float + cash payments - change + cash in - cash out.
+    /// Opening float + cash payments - change + cash in - cash out - cash refunds.
     pub fn expected(&self) -> Decimal {
-        self.opening_float + self.cash_payments - self.change_given + self.cash_in - self.cash_out
+        self.opening_float + self.cash_payments - self.change_given + self.cash_in
+            - self.cash_out
+            - self.cash_refunds
     }
 }
 
@@ -186,8 +190,9 @@ mod tests {
             change_given: d("4.50"),
             cash_in: d("20"),
             cash_out: d("100"),
+            cash_refunds: d("5"),
         };
-        assert_eq!(flows.expected(), d("125.50"));
+        assert_eq!(flows.expected(), d("120.50"));
     }
 
     #[test]

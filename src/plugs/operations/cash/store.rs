@@ -9,7 +9,9 @@ use uuid::Uuid;
 use super::rules::CashFlows;
 use crate::core::audit::{AuditedPart, AuditedTx};
 use crate::core::state::AppState;
-use crate::plugs::operations::api::cash::{SessionSales, session_sales};
+use crate::plugs::operations::api::cash::{
+    SessionRefunds, SessionSales, session_refunds, session_sales,
+};
 
 /// A cash session as stored.
 #[derive(Debug, sqlx::FromRow)]
@@ -169,17 +171,19 @@ pub async fn cash_flows(
     state: &AppState,
     conn: &mut PgConnection,
     id: Uuid,
-) -> Result<(CashFlows, SessionSales), sqlx::Error> {
+) -> Result<(CashFlows, SessionSales, SessionRefunds, DrawerFlows), sqlx::Error> {
     let drawer = drawer_flows(conn, id).await?;
     let sales = session_sales(state, conn, id).await?;
+    let refunds = session_refunds(state, conn, id).await?;
     let flows = CashFlows {
         opening_float: drawer.opening_float,
         cash_payments: sales.cash_payments,
         change_given: sales.change_given,
         cash_in: drawer.cash_in,
         cash_out: drawer.cash_out,
+        cash_refunds: refunds.cash_refunded,
     };
-    Ok((flows, sales))
+    Ok((flows, sales, refunds, drawer))
 }
 
 /// The open session of `register_id`, if any.
@@ -216,6 +220,8 @@ pub struct DrawerFlows {
     pub opening_float: Decimal,
     pub cash_in: Decimal,
     pub cash_out: Decimal,
+    /// Drawer opens without a sale.
+    pub no_sales: i64,
 }
 
 /// The drawer flows of session `id`.
@@ -223,10 +229,41 @@ pub async fn drawer_flows(conn: &mut PgConnection, id: Uuid) -> Result<DrawerFlo
     sqlx::query_as(
         "SELECT cs.opening_float, \
            COALESCE((SELECT sum(m.amount) FROM cash_movements m WHERE m.cash_session_id = cs.id AND m.kind = 'in'), 0) AS cash_in, \
-           COALESCE((SELECT sum(m.amount) FROM cash_movements m WHERE m.cash_session_id = cs.id AND m.kind = 'out'), 0) AS cash_out \
+           COALESCE((SELECT sum(m.amount) FROM cash_movements m WHERE m.cash_session_id = cs.id AND m.kind = 'out'), 0) AS cash_out, \
+           (SELECT count(*) FROM cash_movements m WHERE m.cash_session_id = cs.id AND m.kind = 'no_sale') AS no_sales \
          FROM cash_sessions cs WHERE cs.id = $1",
     )
     .bind(id)
     .fetch_one(conn)
     .await
+}
+
+/// Movement `id` as answered.
+pub async fn movement(
+    conn: &mut PgConnection,
+    id: Uuid,
+    scale: u32,
+) -> Result<crate::plugs::operations::cash::http::Movement, sqlx::Error> {
+    let (cash_session_id, kind, amount, reason, user_id, created_at): (
+        Uuid,
+        String,
+        Decimal,
+        String,
+        Uuid,
+        DateTime<Utc>,
+    ) = sqlx::query_as(
+        "SELECT cash_session_id, kind, amount, reason, user_id, created_at FROM cash_movements WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(conn)
+    .await?;
+    Ok(crate::plugs::operations::cash::http::Movement {
+        id,
+        cash_session_id,
+        kind,
+        amount: crate::shared::money::show(amount, scale),
+        reason,
+        user_id,
+        created_at,
+    })
 }

@@ -20,10 +20,11 @@ use crate::core::db::changes::KeepsCaches;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
-use crate::core::http::{page, page_limit};
+use crate::core::http::{page, page_limit, time_cursor, time_cursor_of};
 use crate::core::idempotency;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
+use crate::plugs::operations::api::sales as sales_api;
 use crate::shared::money::show;
 
 fn created(sale: Sale, replayed: bool) -> Response {
@@ -48,7 +49,8 @@ async fn replay(state: &AppState, id: Uuid) -> Result<Response, ApiError> {
     let sale = store::load(&mut conn, id, scale)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotent sale {id} vanished")))?;
-    Ok(created(sale, true))
+    let corrections = sales_api::corrections(state, &mut conn, id, scale).await?;
+    Ok(created(sale.corrected(corrections), true))
 }
 
 /// Record a completed sale. Send an `Idempotency-Key`: a retry returns the first response with
@@ -114,13 +116,14 @@ pub async fn get(
         .await?
         .ok_or(ApiError::SetupRequired)?
         .currency_scale;
-    store::load(&mut conn, id, scale)
+    let sale = store::load(&mut conn, id, scale)
         .await?
-        .map(Json)
         .ok_or_else(|| ApiError::NotFound {
             code: "sale.not_found",
             detail: format!("No sale with id {id}."),
-        })
+        })?;
+    let corrections = sales_api::corrections(&state, &mut conn, id, scale).await?;
+    Ok(Json(sale.corrected(corrections)))
 }
 
 /// Filters and paging.
@@ -177,20 +180,7 @@ pub async fn list(
 ) -> Result<Json<SalePage>, ApiError> {
     debug_assert!(caller.has(READ));
     let limit = page_limit(query.limit, 50, 200)?;
-    // The cursor is the last item's `<created_at micros>_<id>`.
-    let after: Option<(DateTime<Utc>, Uuid)> = match &query.cursor {
-        Some(c) => Some(
-            c.split_once('_')
-                .and_then(|(t, id)| {
-                    Some((
-                        DateTime::from_timestamp_micros(t.parse().ok()?)?,
-                        id.parse().ok()?,
-                    ))
-                })
-                .ok_or_else(|| ApiError::invalid("cursor", "is not a cursor from this list"))?,
-        ),
-        None => None,
-    };
+    let after = time_cursor(query.cursor.as_deref())?;
     let mut conn = state.pool().acquire().await?;
     let scale = Business::load(&mut conn)
         .await?
@@ -216,8 +206,6 @@ pub async fn list(
             created_at: r.created_at,
         })
         .collect();
-    let (items, next_cursor) = page(items, limit, |s| {
-        format!("{}_{}", s.created_at.timestamp_micros(), s.id)
-    });
+    let (items, next_cursor) = page(items, limit, |s| time_cursor_of(s.created_at, s.id));
     Ok(Json(SalePage { items, next_cursor }))
 }

@@ -23,6 +23,8 @@ use crate::plugs::operations::api::cash::SessionSalesSource;
 pub const CREATE: &str = "operations.sales.create";
 pub const READ: &str = "operations.sales.read";
 pub const PRICE_OVERRIDE: &str = "operations.sales.price_override";
+pub const VOID: &str = "operations.sales.void";
+pub const DISCOUNT: &str = "operations.sales.discount";
 
 const PERMISSIONS: &[ModulePermission] = &[
     ModulePermission {
@@ -37,7 +39,17 @@ const PERMISSIONS: &[ModulePermission] = &[
     },
     ModulePermission {
         name: PRICE_OVERRIDE,
-        description: "Sell at a price other than the catalog's",
+        description: "Sell at a price other than the catalog's (others need a manager's approval)",
+        roles: &["manager"],
+    },
+    ModulePermission {
+        name: VOID,
+        description: "Void a sale while its cash session is open (others need a manager's approval)",
+        roles: &["manager"],
+    },
+    ModulePermission {
+        name: DISCOUNT,
+        description: "Give discounts above the cashier limit (`sales.max_cashier_discount_percent`) without approval",
         roles: &["manager"],
     },
 ];

@@ -446,6 +446,7 @@ impl PreparedSale {
                     discount: show(input.discount, scale),
                     total: show(*total, scale),
                     tax_rate: show_rate(input.tax_rate),
+                    returnable: show_quantity(input.quantity),
                 })
                 .collect(),
             totals: Totals {
@@ -474,6 +475,8 @@ impl PreparedSale {
             cash_rounding: show(priced.cash_rounding, scale),
             change_due: show(priced.change_due, scale),
             created_at: now,
+            returns: Vec::new(),
+            voided_by: None,
         }
     }
 

@@ -82,28 +82,7 @@ pub fn price(
         *by_rate.entry(line.tax_rate.normalize()).or_default() += total;
         line_totals.push(total);
     }
-    let taxes: Vec<TaxBucket> = by_rate
-        .into_iter()
-        .map(|(rate, sum)| {
-            if prices_include_tax {
-                let tax = round_half_up(sum * rate / (Decimal::ONE + rate), scale);
-                TaxBucket {
-                    rate,
-                    net: sum - tax,
-                    tax,
-                    gross: sum,
-                }
-            } else {
-                let tax = round_half_up(sum * rate, scale);
-                TaxBucket {
-                    rate,
-                    net: sum,
-                    tax,
-                    gross: sum + tax,
-                }
-            }
-        })
-        .collect();
+    let taxes = tax_buckets(by_rate, prices_include_tax, scale);
     let zero = round_half_up(Decimal::ZERO, scale);
     let net = taxes.iter().fold(zero, |a, t| a + t.net);
     let tax = taxes.iter().fold(zero, |a, t| a + t.tax);
@@ -136,6 +115,38 @@ pub fn price(
         cash_rounding: round_half_up(cash_rounding, scale),
         change_due: round_half_up(cash - cash_due, scale),
     })
+}
+
+/// The tax buckets of amounts summed per rate (`by_rate`: rate -> sum of line totals), rates
+/// ascending: the tax of each rate is computed once over its sum and rounded half-up to the
+/// currency's minor unit. Returns and voids use it too, so their buckets round like the sale's.
+pub fn tax_buckets(
+    by_rate: BTreeMap<Decimal, Decimal>,
+    prices_include_tax: bool,
+    scale: u32,
+) -> Vec<TaxBucket> {
+    by_rate
+        .into_iter()
+        .map(|(rate, sum)| {
+            if prices_include_tax {
+                let tax = round_half_up(sum * rate / (Decimal::ONE + rate), scale);
+                TaxBucket {
+                    rate,
+                    net: sum - tax,
+                    tax,
+                    gross: sum,
+                }
+            } else {
+                let tax = round_half_up(sum * rate, scale);
+                TaxBucket {
+                    rate,
+                    net: sum,
+                    tax,
+                    gross: sum + tax,
+                }
+            }
+        })
+        .collect()
 }
 
 /// `amount` rounded half-up to a multiple of `step`.

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::plugs::operations::api::cash::SessionSales;
+use crate::plugs::operations::api::sales::{CorrectionRef, Corrections, SoldLine, SoldSale};
 use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
 
 /// A sale.
@@ -35,6 +36,10 @@ pub struct Sale {
     #[schema(value_type = String, example = "3.01")]
     pub change_due: String,
     pub created_at: DateTime<Utc>,
+    /// Its returns (`POST /api/v1/returns`), oldest first.
+    pub returns: Vec<CorrectionRef>,
+    /// The void that reversed it (`POST /api/v1/sales/{id}/void`), if any.
+    pub voided_by: Option<Uuid>,
 }
 
 /// One line.
@@ -58,6 +63,25 @@ pub struct SaleLine {
     pub total: String,
     #[schema(value_type = String, example = "0.19")]
     pub tax_rate: String,
+    /// What may still be returned of it (the quantity less its returns; zero once voided).
+    #[schema(value_type = String, example = "2.000")]
+    pub returnable: String,
+}
+
+impl Sale {
+    /// Shows what corrected it: its returns, its void and each line's returnable quantity.
+    pub fn corrected(mut self, corrections: Corrections) -> Sale {
+        for line in &mut self.lines {
+            if let Some(returned) = corrections.returned.get(&line.line_no)
+                && let Ok(quantity) = line.quantity.parse::<Decimal>()
+            {
+                line.returnable = show_quantity((quantity - returned).max(Decimal::ZERO));
+            }
+        }
+        self.returns = corrections.returns;
+        self.voided_by = corrections.voided_by;
+        self
+    }
 }
 
 /// Sale totals.
@@ -193,6 +217,7 @@ pub async fn load(
                 discount: show(l.discount, scale),
                 total: show(l.total, scale),
                 tax_rate: show_rate(l.tax_rate),
+                returnable: show_quantity(l.quantity),
             })
             .collect(),
         totals: Totals {
@@ -219,6 +244,8 @@ pub async fn load(
         cash_rounding: show(row.cash_rounding, scale),
         change_due: show(row.change_due, scale),
         created_at: row.created_at,
+        returns: Vec::new(),
+        voided_by: None,
     }))
 }
 
@@ -335,4 +362,79 @@ pub async fn summaries(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// Sale `id` as a correction reads it (`operations::api::sales::sold_sale`).
+pub async fn sold_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<SoldSale>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        receipt_number: String,
+        register_id: Uuid,
+        cash_session_id: Uuid,
+        cashier_id: Uuid,
+        location_id: Option<Uuid>,
+        currency: String,
+        prices_include_tax: bool,
+        net: Decimal,
+        tax: Decimal,
+        total: Decimal,
+        cash_rounding: Decimal,
+        change_due: Decimal,
+        payment_methods: Vec<String>,
+        payment_amounts: Vec<Decimal>,
+        tax_rates: Vec<Decimal>,
+        tax_nets: Vec<Decimal>,
+        tax_amounts: Vec<Decimal>,
+        tax_grosses: Vec<Decimal>,
+        created_at: DateTime<Utc>,
+    }
+    let Some(r): Option<Row> = sqlx::query_as(
+        "SELECT receipt_number, register_id, cash_session_id, cashier_id, location_id, currency::text AS currency, \
+                prices_include_tax, net, tax, total, cash_rounding, change_due, payment_methods, payment_amounts, \
+                tax_rates, tax_nets, tax_amounts, tax_grosses, created_at \
+         FROM sales WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let lines: Vec<SoldLine> = sqlx::query_as(
+        "SELECT line_no, product_id, sku, name, quantity, unit_price, total, tax_rate, stock_after IS NOT NULL AS tracked \
+         FROM sale_lines WHERE sale_id = $1 ORDER BY line_no",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(SoldSale {
+        id,
+        receipt_number: r.receipt_number,
+        register_id: r.register_id,
+        cash_session_id: r.cash_session_id,
+        cashier_id: r.cashier_id,
+        location_id: r.location_id,
+        currency: r.currency,
+        prices_include_tax: r.prices_include_tax,
+        net: r.net,
+        tax: r.tax,
+        total: r.total,
+        cash_rounding: r.cash_rounding,
+        change_due: r.change_due,
+        payments: r
+            .payment_methods
+            .into_iter()
+            .zip(r.payment_amounts)
+            .collect(),
+        taxes: r
+            .tax_rates
+            .into_iter()
+            .zip(r.tax_nets)
+            .zip(r.tax_amounts)
+            .zip(r.tax_grosses)
+            .map(|(((rate, net), tax), gross)| (rate, net, tax, gross))
+            .collect(),
+        lines,
+        created_at: r.created_at,
+    }))
 }

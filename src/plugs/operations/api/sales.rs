@@ -1,0 +1,120 @@
+//! `operations.sales` for other modules: a recorded sale as a correction (a return or a void)
+//! needs it, and what sales need back from the module that records corrections.
+//!
+//! Returns depend on sales, so sales cannot call returns to show a sale's returns, its void and
+//! what is left to return per line. Sales declare what they need here ([`Corrections`],
+//! [`CorrectionsSource`]); the returns module provides it when the state is made, and the sale's
+//! read asks [`corrections`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::PgConnection;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::core::state::AppState;
+
+/// A recorded sale, as a return or a void reads it.
+#[derive(Debug, Clone)]
+pub struct SoldSale {
+    pub id: Uuid,
+    pub receipt_number: String,
+    pub register_id: Uuid,
+    pub cash_session_id: Uuid,
+    pub cashier_id: Uuid,
+    pub location_id: Option<Uuid>,
+    pub currency: String,
+    pub prices_include_tax: bool,
+    pub net: Decimal,
+    pub tax: Decimal,
+    pub total: Decimal,
+    pub cash_rounding: Decimal,
+    pub change_due: Decimal,
+    /// (method, amount), in the sale's order.
+    pub payments: Vec<(String, Decimal)>,
+    /// (rate, net, tax, gross), rates ascending.
+    pub taxes: Vec<(Decimal, Decimal, Decimal, Decimal)>,
+    pub lines: Vec<SoldLine>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One line of a recorded sale.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SoldLine {
+    pub line_no: i32,
+    pub product_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub quantity: Decimal,
+    pub unit_price: Decimal,
+    /// After its discounts.
+    pub total: Decimal,
+    pub tax_rate: Decimal,
+    /// It took stock off a level (the product tracked stock when sold).
+    pub tracked: bool,
+}
+
+/// Sale `id` with its lines, payments and taxes, or `None`.
+pub async fn sold_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<SoldSale>, sqlx::Error> {
+    crate::plugs::operations::sales::store::sold_sale(conn, id).await
+}
+
+/// A correction of a sale as its read lists it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CorrectionRef {
+    pub id: Uuid,
+    /// `return` or `void`.
+    pub kind: String,
+    pub number: String,
+    /// Negative.
+    #[schema(value_type = String, example = "-2.50")]
+    pub total: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What corrected a sale so far.
+#[derive(Debug, Clone, Default)]
+pub struct Corrections {
+    /// Its returns, oldest first.
+    pub returns: Vec<CorrectionRef>,
+    /// The void that reversed it, if any.
+    pub voided_by: Option<Uuid>,
+    /// Quantity given back so far per line number (voids included).
+    pub returned: HashMap<i32, Decimal>,
+}
+
+/// Reads the corrections of a sale (at the currency scale given).
+pub type CorrectionsReader =
+    for<'a> fn(&'a mut PgConnection, Uuid, u32) -> BoxFuture<'a, Result<Corrections, sqlx::Error>>;
+
+/// What the returns module provides so that a sale's read shows its corrections.
+#[derive(Clone, Copy)]
+pub struct CorrectionsSource(pub CorrectionsReader);
+
+/// The corrections of sale `id`; none when no module records corrections.
+pub async fn corrections(
+    state: &AppState,
+    conn: &mut PgConnection,
+    id: Uuid,
+    scale: u32,
+) -> Result<Corrections, sqlx::Error> {
+    match state.provided::<CorrectionsSource>() {
+        Some(source) => (source.0)(conn, id, scale).await,
+        None => Ok(Corrections::default()),
+    }
+}
+
+/// Tax buckets computed the way a sale computes them (see `operations.sales`' pricing rules).
+pub use crate::plugs::operations::sales::pricing::{TaxBucket, tax_buckets};
+
+/// 404 `sale.not_found`.
+pub fn not_found(id: Uuid) -> crate::core::http::ApiError {
+    crate::core::http::ApiError::NotFound {
+        code: "sale.not_found",
+        detail: format!("No sale with id {id}."),
+    }
+}

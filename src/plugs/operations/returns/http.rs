@@ -1,0 +1,1110 @@
+//! `POST /api/v1/returns` (idempotent), `POST /api/v1/sales/{id}/void`, `GET /api/v1/returns`,
+//! `GET /api/v1/returns/{id}`.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Datelike, Utc};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::rules::{RETURN_REASONS, VOID_REASONS, line_refund, refund_buckets, void_refunds};
+use super::store::{self, Filter, NewDoc, NewLine, NotReturnable, ReturnDoc};
+use super::{CREATE, MODULE, VOID, WITHOUT_RECEIPT};
+use crate::core::audit::{Actor, AuditedTx, Change};
+use crate::core::auth::context::AuthContext;
+use crate::core::http::json::from_value;
+use crate::core::http::problem::{FieldError, Problem};
+use crate::core::http::{ApiError, ApiJson, Page};
+use crate::core::http::{page, page_limit, time_cursor, time_cursor_of};
+use crate::core::idempotency;
+use crate::core::settings::Business;
+use crate::core::state::AppState;
+use crate::plugs::administration::api::places;
+use crate::plugs::management::api::catalog;
+use crate::plugs::management::api::stock::{ComingBack, put_back};
+use crate::plugs::operations::api::approvals::{self, Used, Wanted};
+use crate::plugs::operations::api::cash::{self, LockedSession};
+use crate::plugs::operations::api::sales::{self, SoldSale};
+use crate::shared::ids::new_id;
+use crate::shared::money::{Money, Quantity, round_half_up, show};
+
+const MAX_LINES: usize = 500;
+const MAX_REFUNDS: usize = 20;
+const METHODS: &[&str] = &["cash", "card", "voucher", "other"];
+
+/// Goods given back, against their sale (or, with a manager's approval, without a receipt).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReturn {
+    /// Optional client-made id (UUIDv7): a return with this id from the same request replays.
+    pub id: Option<Uuid>,
+    /// The register that refunds (its open session pays cash refunds out).
+    pub register_id: Uuid,
+    /// The sale given back; none: a return without a receipt (always needs an approval from a
+    /// holder of `operations.returns.without_receipt`).
+    pub original_sale_id: Option<Uuid>,
+    pub lines: Vec<NewReturnLine>,
+    /// How the money goes back; the amounts must add up to the return's total.
+    pub refunds: Vec<NewRefund>,
+    /// `defective`, `damaged`, `wrong_item`, `changed_mind`, `price_dispute` or `other`.
+    #[schema(example = "defective")]
+    pub reason_code: String,
+    /// A manager's approval (`POST /api/v1/approvals`, action `operations.returns.create`).
+    pub approval_ref: Option<String>,
+}
+
+/// One line given back.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReturnLine {
+    /// The sale's line (with a receipt). Sale lines are identified by their `line_no`.
+    pub line_no: Option<i32>,
+    /// The product (without a receipt only).
+    pub product_id: Option<Uuid>,
+    /// The price refunded per unit (without a receipt only; default: the catalog price).
+    pub unit_price: Option<String>,
+    #[schema(example = "1")]
+    pub quantity: String,
+    /// Back on the shelf (default); `false`: written off as damaged.
+    pub restock: Option<bool>,
+}
+
+/// One refund.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRefund {
+    /// `cash`, `card`, `voucher` or `other`.
+    pub method: String,
+    #[schema(example = "2.50")]
+    pub amount: String,
+}
+
+/// Voiding a sale.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVoid {
+    /// `cashier_error`, `customer_cancelled`, `payment_failed`, `test_sale` or `other`.
+    #[schema(example = "cashier_error")]
+    pub reason_code: String,
+    /// A manager's approval (`POST /api/v1/approvals`, action `operations.sales.void`).
+    pub approval_ref: Option<String>,
+}
+
+fn created(doc: ReturnDoc, replayed: bool) -> Response {
+    let location = format!("/api/v1/returns/{}", doc.id);
+    let mut response = (StatusCode::CREATED, Json(doc)).into_response();
+    if let Ok(value) = location.parse() {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    if replayed {
+        let (name, value) = idempotency::replayed();
+        response.headers_mut().insert(name, value);
+    }
+    response
+}
+
+async fn replay(state: &AppState, id: Uuid, scale: u32) -> Result<Response, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let doc = store::load(&mut conn, id, scale)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("idempotent return {id} vanished")))?;
+    Ok(created(doc, true))
+}
+
+fn scale_of(business: &Option<Business>) -> Result<u32, ApiError> {
+    business
+        .as_ref()
+        .map(|b| b.currency_scale)
+        .ok_or(ApiError::SetupRequired)
+}
+
+/// 409 `return.exceeds_returnable`.
+fn exceeds(line_no: i32) -> ApiError {
+    ApiError::Conflict {
+        code: "return.exceeds_returnable",
+        detail: format!(
+            "Line {line_no} cannot give back that much: not more than was sold less what earlier returns gave back (see the sale's `returnable`)."
+        ),
+    }
+}
+
+/// 409 `sale.voided`.
+fn voided() -> ApiError {
+    ApiError::Conflict {
+        code: "sale.voided",
+        detail: "This sale was voided; nothing of it is left to return.".to_owned(),
+    }
+}
+
+/// The (register, year) number of a correction: the receipt format with `R` and the padded
+/// counter in place of `{number}`.
+fn correction_number(business: &Business, register_code: &str, year: i32, seq: i64) -> String {
+    let digits = business.receipt_digits;
+    business
+        .receipt_template(register_code, year)
+        .replace("{number}", &format!("R{seq:0digits$}"))
+}
+
+/// A line as checked, before its refund is known.
+struct Asked {
+    sale_line: Option<crate::plugs::operations::api::sales::SoldLine>,
+    product: Option<catalog::SaleProduct>,
+    quantity: Decimal,
+    unit_price: Decimal,
+    restock: bool,
+}
+
+/// Give goods back against their sale (or without a receipt): a numbered document of its own
+/// with negative totals, refunds that come out of the register's open session (cash) or are
+/// recorded by method, and goods back on the shelf (or written off as damaged). Needs an
+/// `Idempotency-Key`. A cashier without `operations.returns.create` needs a manager's approval;
+/// a return without a receipt always does.
+#[utoipa::path(post, path = "/api/v1/returns", tag = "returns", security(("bearer" = [])), request_body = NewReturn,
+    params(("Idempotency-Key" = String, Header, description = "Unique per return attempt (a UUID); required", pattern = "^[!-~]{1,255}$")),
+    responses(
+        (status = 201, description = "Recorded (or replayed, with `Idempotent-Replayed: true`)", body = ReturnDoc),
+        (status = 400, description = "No or bad Idempotency-Key (`idempotency.key_required`, `idempotency.key_invalid`)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing permission (`rbac.forbidden`), another cashier's session (`cash.not_your_session`), an approval needed (`approval.required`) or not fitting (`approval.invalid`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No open session on the register (`cash.no_open_session`), more than is returnable (`return.exceeds_returnable`), a voided sale (`sale.voided`), a client id used by another request (`return.id_conflict`), or a closed day (`period.closed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (`validation.failed`), refunds that do not add up to the total (`refund.mismatch`), key used with another body (`idempotency.key_reused`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let key = idempotency::key(&headers)?;
+    let hash = idempotency::request_hash(&body);
+    let new: NewReturn = from_value(body)?;
+    let key = idempotency::scoped(&format!("{}/{}", caller.user_id, new.register_id), &key);
+    let business = Business::cached(&state)
+        .await?
+        .ok_or(ApiError::SetupRequired)?;
+    let scale = business.currency_scale;
+    if let Some(id) = earlier_return(&state, &caller, &new, &key, &hash).await? {
+        return replay(&state, id, scale).await;
+    }
+    let checked = check_return(&state, &caller, &new, scale).await?;
+    let request = Request {
+        key: &key,
+        hash: &hash,
+    };
+    match record_return(&state, &caller, &new, checked, &business, request).await? {
+        Recorded::New(answer) => {
+            state.live().publish(
+                "returns",
+                "return.completed",
+                json!({"id": answer.id, "number": answer.number, "register_id": answer.register_id,
+                       "original_sale_id": answer.original_sale_id, "total": answer.totals.total}),
+            );
+            Ok(created(*answer, false))
+        }
+        Recorded::Replay(id) => replay(&state, id, scale).await,
+    }
+}
+
+/// The request behind a document: its scoped idempotency key and body digest.
+#[derive(Clone, Copy)]
+struct Request<'a> {
+    key: &'a str,
+    hash: &'a [u8],
+}
+
+/// What writing a document came to.
+enum Recorded {
+    New(Box<ReturnDoc>),
+    /// A racing retry committed this one first.
+    Replay(Uuid),
+}
+
+/// The return a retry of this request should replay: one its key or its client-made id made
+/// (a client id made by another request is refused).
+async fn earlier_return(
+    state: &AppState,
+    caller: &AuthContext,
+    new: &NewReturn,
+    key: &str,
+    hash: &[u8],
+) -> Result<Option<Uuid>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    if let Some(stored) = idempotency::find(&mut conn, "returns", key).await? {
+        return stored.replay_for(hash).map(Some);
+    }
+    let Some(id) = new.id else {
+        return Ok(None);
+    };
+    match store::same_request(&mut conn, id, caller.user_id, hash).await? {
+        Some(true) => Ok(Some(id)),
+        Some(false) => Err(ApiError::Conflict {
+            code: "return.id_conflict",
+            detail:
+                "A return with this id exists from another request; a new return needs a new id."
+                    .to_owned(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// A return request as checked before writing (reads only).
+struct CheckedReturn {
+    register: places::SaleRegister,
+    sale: Option<SoldSale>,
+    asked: Vec<Asked>,
+    refunds: Vec<(String, Decimal)>,
+}
+
+/// Checks a return's fields, its register, its sale and lines, and whether it needs an approval
+/// it lacks; every bad field is reported at once.
+async fn check_return(
+    state: &AppState,
+    caller: &AuthContext,
+    new: &NewReturn,
+    scale: u32,
+) -> Result<CheckedReturn, ApiError> {
+    let mut errors = Vec::new();
+    if !RETURN_REASONS.contains(&new.reason_code.as_str()) {
+        errors.push(FieldError::new(
+            "reason_code",
+            format!("must be one of {}", RETURN_REASONS.join(", ")),
+        ));
+    }
+    if new.lines.is_empty() || new.lines.len() > MAX_LINES {
+        errors.push(FieldError::new(
+            "lines",
+            format!("must hold 1 to {MAX_LINES} lines"),
+        ));
+    }
+    let refunds = check_refunds(&new.refunds, scale, &mut errors);
+    let register = places::register_for_sale(state, new.register_id).await?;
+    if register.is_none() {
+        errors.push(FieldError::new("register_id", "is not a register"));
+    }
+    let sale = match new.original_sale_id {
+        Some(id) => {
+            let mut conn = state.pool().acquire().await?;
+            let sale = sales::sold_sale(&mut conn, id).await?;
+            if sale.is_none() {
+                errors.push(FieldError::new("original_sale_id", "is not a sale"));
+            } else if store::corrected(&mut conn, id).await?.0.is_some() {
+                return Err(voided());
+            }
+            sale
+        }
+        None => None,
+    };
+    let asked = match &sale {
+        Some(sale) => check_sale_lines(&new.lines, sale, &mut errors),
+        None if new.original_sale_id.is_some() => Vec::new(),
+        None => check_product_lines(state, &new.lines, scale, &mut errors).await?,
+    };
+    let (Some(register), true) = (register, errors.is_empty()) else {
+        return Err(ApiError::Validation(errors));
+    };
+    let without_receipt = new.original_sale_id.is_none();
+    if (without_receipt || !caller.has(CREATE)) && new.approval_ref.is_none() {
+        return Err(match without_receipt {
+            true => approvals::required(WITHOUT_RECEIPT),
+            false => approvals::required(CREATE),
+        });
+    }
+    Ok(CheckedReturn {
+        register,
+        sale,
+        asked,
+        refunds,
+    })
+}
+
+/// A return's lines as written, the goods coming back, and its (negative) tax buckets.
+struct PricedReturn {
+    lines: Vec<NewLine>,
+    coming_back: Vec<ComingBack>,
+    /// (rate, net, tax, gross), negative.
+    taxes: Vec<(Decimal, Decimal, Decimal, Decimal)>,
+}
+
+impl PricedReturn {
+    fn sum(&self, part: impl Fn(&(Decimal, Decimal, Decimal, Decimal)) -> Decimal) -> Decimal {
+        self.taxes.iter().map(part).sum()
+    }
+}
+
+/// What each line refunds, counted against what its sale line has left under that row's lock
+/// (lines in sale-line order, so concurrent returns lock rows in one order).
+async fn price_return(
+    tx: &mut AuditedTx,
+    checked: &CheckedReturn,
+    prices_include_tax: bool,
+    scale: u32,
+) -> Result<PricedReturn, ApiError> {
+    let asked = &checked.asked;
+    let mut order: Vec<usize> = (0..asked.len()).collect();
+    order.sort_by_key(|&i| asked[i].sale_line.as_ref().map(|l| l.line_no));
+    let mut refunded = vec![Decimal::ZERO; asked.len()];
+    for &i in &order {
+        let a = &asked[i];
+        refunded[i] = match (&a.sale_line, &checked.sale) {
+            (Some(line), Some(sale)) => {
+                let before =
+                    store::add_returned(tx, sale.id, line.line_no, line.quantity, a.quantity)
+                        .await
+                        .map_err(|e| match e {
+                            NotReturnable::TooMuch(n) => exceeds(n),
+                            NotReturnable::Db(e) => e.into(),
+                        })?;
+                line_refund(line.total, line.quantity, before, a.quantity, scale)
+            }
+            _ => round_half_up(a.quantity * a.unit_price, scale),
+        };
+    }
+    let mut lines = Vec::with_capacity(asked.len());
+    let mut coming_back = Vec::new();
+    for ((line_no, a), refund) in (1..).zip(asked).zip(refunded) {
+        let (product_id, sku, name, tax_rate, tracked) = match (&a.sale_line, &a.product) {
+            (Some(l), _) => (
+                l.product_id,
+                l.sku.clone(),
+                l.name.clone(),
+                l.tax_rate,
+                l.tracked,
+            ),
+            (None, Some(p)) => (
+                p.id,
+                p.sku.clone(),
+                p.name.clone(),
+                p.tax_rate,
+                p.track_stock,
+            ),
+            (None, None) => continue,
+        };
+        if tracked {
+            coming_back.push(ComingBack {
+                line_no,
+                product_id,
+                quantity: a.quantity,
+                restock: a.restock,
+            });
+        }
+        lines.push(NewLine {
+            sale_line_no: a.sale_line.as_ref().map(|l| l.line_no),
+            product_id,
+            sku,
+            name,
+            quantity: a.quantity,
+            unit_price: a.unit_price,
+            total: -refund,
+            tax_rate,
+            restock: a.restock,
+        });
+    }
+    let rated: Vec<(Decimal, Decimal)> = lines.iter().map(|l| (l.tax_rate, -l.total)).collect();
+    let taxes = refund_buckets(&rated, prices_include_tax, scale)
+        .iter()
+        .map(|b| (b.rate, -b.net, -b.tax, -b.gross))
+        .collect();
+    Ok(PricedReturn {
+        lines,
+        coming_back,
+        taxes,
+    })
+}
+
+/// Writes a checked return in one audited transaction: the key, the register's open session
+/// (share-locked, the caller's), the lines priced against what is left, the refunds checked, the
+/// approval used, the number, the document, the goods back, the audit record.
+async fn record_return(
+    state: &AppState,
+    caller: &AuthContext,
+    new: &NewReturn,
+    checked: CheckedReturn,
+    business: &Business,
+    request: Request<'_>,
+) -> Result<Recorded, ApiError> {
+    let scale = business.currency_scale;
+    let now = state.clock().now();
+    let year = now.with_timezone(&business.timezone).year();
+    let id = new.id.unwrap_or_else(new_id);
+    let mut tx = match begin(state, caller, "returns", request, id, now).await? {
+        Ok(tx) => tx,
+        Err(earlier) => return Ok(Recorded::Replay(earlier)),
+    };
+    let session = cash::lock_open_session(&mut tx, new.register_id)
+        .await?
+        .ok_or_else(no_open_session)?;
+    cash::refuse_others(state, caller, session.opened_by).await?;
+    let prices_include_tax = checked
+        .sale
+        .as_ref()
+        .map_or(business.prices_include_tax, |s| s.prices_include_tax);
+    let priced = price_return(&mut tx, &checked, prices_include_tax, scale).await?;
+    let total = priced.sum(|t| t.3);
+    let refund_sum: Decimal = checked.refunds.iter().map(|r| r.1).sum();
+    if refund_sum != -total {
+        return Err(ApiError::Unprocessable {
+            code: "refund.mismatch",
+            detail: format!(
+                "The refunds ({}) must add up to the return's total ({}).",
+                show(refund_sum, scale),
+                show(-total, scale)
+            ),
+        });
+    }
+    let wanted = Wanted {
+        action: CREATE,
+        requester: caller.user_id,
+        register_id: new.register_id,
+        sale_id: new.original_sale_id,
+        amount: Some(-total),
+        without_receipt: new.original_sale_id.is_none(),
+        request: request.key,
+    };
+    let approval = use_approval(&mut tx, new.approval_ref.as_deref(), &wanted, now).await?;
+    let seq = store::next_number(&mut tx, new.register_id, year).await?;
+    let number = correction_number(business, &checked.register.code, year, seq);
+    let doc = NewDoc {
+        id,
+        kind: "return",
+        register_id: new.register_id,
+        cash_session_id: session.id,
+        cashier_id: caller.user_id,
+        original_sale_id: new.original_sale_id,
+        year,
+        seq,
+        number: &number,
+        currency: &business.currency,
+        prices_include_tax,
+        net: priced.sum(|t| t.1),
+        tax: priced.sum(|t| t.2),
+        total,
+        cash_rounding: Decimal::ZERO,
+        refunds: &checked.refunds,
+        taxes: &priced.taxes,
+        reason_code: &new.reason_code,
+        approval_ref: approval.as_ref().map(|a| a.approval_ref.as_str()),
+        approved_by: approval.as_ref().map(|a| a.approver_id),
+        location_id: checked.register.location_id,
+        request_hash: request.hash,
+        at: now,
+    };
+    store::insert(&mut tx, &doc, &priced.lines).await?;
+    let location = checked.register.location_id;
+    let stock = put_back(
+        &mut tx,
+        id,
+        location,
+        &priced.coming_back,
+        "return",
+        caller.user_id,
+        now,
+    )
+    .await?;
+    let record = |answer: &ReturnDoc| {
+        Change::new(MODULE, "return", id, "return.create")
+            .sensitive()
+            .reason(
+                Some(new.reason_code.clone()),
+                approval.as_ref().map(|a| a.approval_ref.clone()),
+            )
+            .after(audit_after(answer, approval.as_ref(), &stock))
+    };
+    finish(tx, id, scale, record).await
+}
+
+/// Begins a document's audited transaction and claims its request's key in `scope`: the
+/// transaction, or the document a committed retry made (`Err`).
+async fn begin(
+    state: &AppState,
+    caller: &AuthContext,
+    scope: &str,
+    request: Request<'_>,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Result<AuditedTx, Uuid>, ApiError> {
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), now).await?;
+    let claimed = idempotency::claim(
+        &mut tx,
+        scope,
+        request.key,
+        request.hash,
+        id,
+        caller.user_id,
+        now,
+    )
+    .await?;
+    match claimed {
+        None => Ok(Ok(tx)),
+        Some(stored) => {
+            tx.rollback().await?;
+            Ok(Err(stored.replay_for(request.hash)?))
+        }
+    }
+}
+
+/// Reads document `id` back as answered, appends its audit record (`record`, from it) and commits.
+async fn finish(
+    mut tx: AuditedTx,
+    id: Uuid,
+    scale: u32,
+    record: impl FnOnce(&ReturnDoc) -> Change,
+) -> Result<Recorded, ApiError> {
+    let answer = store::load(&mut tx, id, scale)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("document {id} not read back")))?;
+    tx.record(record(&answer)).await?;
+    tx.commit().await?;
+    Ok(Recorded::New(Box::new(answer)))
+}
+
+/// Uses the approval a request carries, if any, inside its transaction.
+async fn use_approval(
+    tx: &mut AuditedTx,
+    approval_ref: Option<&str>,
+    wanted: &Wanted<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<Used>, ApiError> {
+    match approval_ref {
+        Some(approval_ref) => Ok(Some(
+            approvals::consume(tx, approval_ref, wanted, now).await?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// The audit record's `after` of a return or void.
+fn audit_after(doc: &ReturnDoc, approval: Option<&Used>, stock: &[impl serde::Serialize]) -> Value {
+    json!({
+        "kind": doc.kind, "number": doc.number, "original_sale_id": doc.original_sale_id,
+        "register_id": doc.register_id, "cash_session_id": doc.cash_session_id,
+        "totals": doc.totals, "taxes": doc.taxes, "refunds": doc.refunds, "lines": doc.lines.len(),
+        "reason_code": doc.reason_code,
+        "approved_by": approval.map(|a| json!({"user_id": a.approver_id, "username": a.approver_username})),
+        "stock": stock,
+    })
+}
+
+fn no_open_session() -> ApiError {
+    ApiError::Conflict {
+        code: "cash.no_open_session",
+        detail:
+            "This register has no open cash session; open one first (POST /api/v1/cash-sessions)."
+                .to_owned(),
+    }
+}
+
+/// Each refund's method and amount (more than zero).
+fn check_refunds(
+    new: &[NewRefund],
+    scale: u32,
+    errors: &mut Vec<FieldError>,
+) -> Vec<(String, Decimal)> {
+    if new.is_empty() || new.len() > MAX_REFUNDS {
+        errors.push(FieldError::new(
+            "refunds",
+            format!("must hold 1 to {MAX_REFUNDS} refunds"),
+        ));
+    }
+    let mut out = Vec::with_capacity(new.len());
+    for (i, r) in new.iter().enumerate() {
+        if !METHODS.contains(&r.method.as_str()) {
+            errors.push(FieldError::new(
+                format!("refunds[{i}].method"),
+                "must be cash, card, voucher or other",
+            ));
+        }
+        let field = format!("refunds[{i}].amount");
+        match FieldError::gather(errors, &field, Money::parse_in(&r.amount, scale)) {
+            Some(a) if a.value().is_zero() => {
+                errors.push(FieldError::new(field, "must be more than zero"))
+            }
+            Some(a) => out.push((r.method.clone(), a.value())),
+            None => {}
+        }
+    }
+    out
+}
+
+/// Line `i`'s quantity: more than zero, three decimals at most.
+fn line_quantity(i: usize, text: &str, errors: &mut Vec<FieldError>) -> Option<Decimal> {
+    let field = format!("lines[{i}].quantity");
+    match FieldError::gather(errors, &field, Quantity::parse(text)) {
+        Some(q) if q.value().is_zero() => {
+            errors.push(FieldError::new(field, "must be more than zero"));
+            None
+        }
+        q => q.map(Quantity::value),
+    }
+}
+
+/// The lines of a return with a receipt: each names a line of `sale` once, by its number, and
+/// gives back at most what it sold.
+fn check_sale_lines(
+    new: &[NewReturnLine],
+    sale: &SoldSale,
+    errors: &mut Vec<FieldError>,
+) -> Vec<Asked> {
+    let mut seen = HashSet::new();
+    let mut asked = Vec::with_capacity(new.len());
+    for (i, line) in new.iter().enumerate() {
+        let quantity = line_quantity(i, &line.quantity, errors);
+        if line.product_id.is_some() || line.unit_price.is_some() {
+            errors.push(FieldError::new(
+                format!("lines[{i}]"),
+                "names its sale line by line_no only (product and price are the sale's)",
+            ));
+        }
+        let Some(n) = line.line_no else {
+            errors.push(FieldError::new(
+                format!("lines[{i}].line_no"),
+                "is required",
+            ));
+            continue;
+        };
+        let Some(sold) = sale.lines.iter().find(|l| l.line_no == n) else {
+            errors.push(FieldError::new(
+                format!("lines[{i}].line_no"),
+                "is not a line of this sale",
+            ));
+            continue;
+        };
+        if !seen.insert(n) {
+            errors.push(FieldError::new(
+                format!("lines[{i}].line_no"),
+                "appears twice",
+            ));
+        }
+        match quantity {
+            Some(q) if q > sold.quantity => errors.push(FieldError::new(
+                format!("lines[{i}].quantity"),
+                format!("is more than was sold ({})", sold.quantity),
+            )),
+            Some(quantity) => asked.push(Asked {
+                sale_line: Some(sold.clone()),
+                product: None,
+                quantity,
+                unit_price: sold.unit_price,
+                restock: line.restock.unwrap_or(true),
+            }),
+            None => {}
+        }
+    }
+    asked
+}
+
+/// The lines of a return without a receipt: each names a product and, optionally, the price
+/// refunded per unit (default: the catalog's).
+async fn check_product_lines(
+    state: &AppState,
+    new: &[NewReturnLine],
+    scale: u32,
+    errors: &mut Vec<FieldError>,
+) -> Result<Vec<Asked>, ApiError> {
+    let ids: Vec<Uuid> = new.iter().filter_map(|l| l.product_id).collect();
+    let products: HashMap<Uuid, catalog::SaleProduct> =
+        catalog::products_for_sale(state, &ids).await?;
+    let mut asked = Vec::with_capacity(new.len());
+    for (i, line) in new.iter().enumerate() {
+        let quantity = line_quantity(i, &line.quantity, errors);
+        if line.line_no.is_some() {
+            errors.push(FieldError::new(
+                format!("lines[{i}].line_no"),
+                "needs original_sale_id (a return without a receipt names products)",
+            ));
+        }
+        let product = match line.product_id.map(|id| products.get(&id)) {
+            Some(Some(p)) => Some(p.clone()),
+            Some(None) => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].product_id"),
+                    "is not a product",
+                ));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].product_id"),
+                    "is required without a receipt",
+                ));
+                None
+            }
+        };
+        let unit_price = match (&line.unit_price, &product) {
+            (Some(text), _) => FieldError::gather(
+                errors,
+                format!("lines[{i}].unit_price"),
+                Money::parse_in(text, scale),
+            )
+            .map(Money::value),
+            (None, Some(p)) => Some(p.price),
+            (None, None) => None,
+        };
+        if let (Some(product), Some(quantity), Some(unit_price)) = (product, quantity, unit_price) {
+            asked.push(Asked {
+                sale_line: None,
+                product: Some(product),
+                quantity,
+                unit_price,
+                restock: line.restock.unwrap_or(true),
+            });
+        }
+    }
+    Ok(asked)
+}
+
+/// Void a sale while its cash session is open: a reversal document (numbered, the sale's full
+/// negative mirror, its payments given back, its goods back on the shelf); the sale itself never
+/// changes. Afterwards, make a return. A cashier without `operations.sales.void` needs a
+/// manager's approval. Accepts an `Idempotency-Key`.
+#[utoipa::path(post, path = "/api/v1/sales/{id}/void", tag = "returns", security(("bearer" = [])), request_body = NewVoid,
+    params(("id" = Uuid, Path, description = "Sale id"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Optional: a retry with the same key answers the same void", pattern = "^[!-~]{1,255}$")),
+    responses(
+        (status = 201, description = "Voided: the reversal document", body = ReturnDoc),
+        (status = 403, description = "Missing permission (`rbac.forbidden`), another cashier's session (`cash.not_your_session`), an approval needed (`approval.required`) or not fitting (`approval.invalid`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such sale (`sale.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Voided already (`sale.already_voided`), partly returned (`sale.has_returns`), its session closed (`sale.session_closed`: make a return), or a closed day (`period.closed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn void(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(sale_id): Path<Uuid>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let client_key = match headers.contains_key(idempotency::KEY_HEADER) {
+        true => Some(idempotency::key(&headers)?),
+        false => None,
+    };
+    let hash = idempotency::request_hash(&body);
+    let new: NewVoid = from_value(body)?;
+    let key = idempotency::scoped(
+        &format!("{}/{sale_id}", caller.user_id),
+        &client_key.unwrap_or_else(|| new_id().to_string()),
+    );
+    let business = Business::cached(&state)
+        .await?
+        .ok_or(ApiError::SetupRequired)?;
+    let scale = business.currency_scale;
+    {
+        let mut conn = state.pool().acquire().await?;
+        if let Some(stored) = idempotency::find(&mut conn, "voids", &key).await? {
+            let id = stored.replay_for(&hash)?;
+            return replay(&state, id, scale).await;
+        }
+    }
+    let (sale, register) = check_void(&state, &caller, &new, sale_id).await?;
+    let request = Request {
+        key: &key,
+        hash: &hash,
+    };
+    match record_void(&state, &caller, &new, &sale, &register, &business, request).await? {
+        Recorded::New(answer) => {
+            state.live().publish(
+                "returns",
+                "sale.voided",
+                json!({"id": answer.id, "sale_id": sale_id, "number": answer.number,
+                       "register_id": answer.register_id, "total": answer.totals.total}),
+            );
+            Ok(created(*answer, false))
+        }
+        Recorded::Replay(id) => replay(&state, id, scale).await,
+    }
+}
+
+/// The sale to void and its register, if it may be voided as far as reads tell (the
+/// transaction checks its session and its lines again).
+async fn check_void(
+    state: &AppState,
+    caller: &AuthContext,
+    new: &NewVoid,
+    sale_id: Uuid,
+) -> Result<(SoldSale, places::SaleRegister), ApiError> {
+    if !VOID_REASONS.contains(&new.reason_code.as_str()) {
+        return Err(ApiError::invalid(
+            "reason_code",
+            format!("must be one of {}", VOID_REASONS.join(", ")),
+        ));
+    }
+    let mut conn = state.pool().acquire().await?;
+    let sale = sales::sold_sale(&mut conn, sale_id)
+        .await?
+        .ok_or_else(|| sales::not_found(sale_id))?;
+    match store::corrected(&mut conn, sale_id).await? {
+        (Some(_), _) => return Err(already_voided()),
+        (None, n) if n > 0 => return Err(has_returns()),
+        _ => {}
+    }
+    drop(conn);
+    if !caller.has(VOID) && new.approval_ref.is_none() {
+        return Err(approvals::required(VOID));
+    }
+    let register = places::register_for_sale(state, sale.register_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("sale {sale_id} has no register")))?;
+    Ok((sale, register))
+}
+
+/// The void of `sale` as written: its lines, taxes and payments mirrored, its goods back.
+fn mirror(sale: &SoldSale) -> PricedReturn {
+    let lines = sale
+        .lines
+        .iter()
+        .map(|l| NewLine {
+            sale_line_no: Some(l.line_no),
+            product_id: l.product_id,
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            total: -l.total,
+            tax_rate: l.tax_rate,
+            restock: true,
+        })
+        .collect();
+    let coming_back = (1..)
+        .zip(&sale.lines)
+        .filter(|(_, l)| l.tracked)
+        .map(|(line_no, l)| ComingBack {
+            line_no,
+            product_id: l.product_id,
+            quantity: l.quantity,
+            restock: true,
+        })
+        .collect();
+    let taxes = sale.taxes.iter().map(|t| (t.0, -t.1, -t.2, -t.3)).collect();
+    PricedReturn {
+        lines,
+        coming_back,
+        taxes,
+    }
+}
+
+/// Share-locks the session of `sale` (a close waits), which must still be open and the caller's.
+async fn lock_sale_session(
+    tx: &mut AuditedTx,
+    state: &AppState,
+    caller: &AuthContext,
+    sale: &SoldSale,
+) -> Result<(), ApiError> {
+    let session: LockedSession = cash::lock_session(tx, sale.cash_session_id)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("sale {} has no session", sale.id)))?;
+    if !session.open {
+        return Err(ApiError::Conflict {
+            code: "sale.session_closed",
+            detail: "The sale's cash session is closed: it can no longer be voided; make a return (POST /api/v1/returns).".to_owned(),
+        });
+    }
+    cash::refuse_others(state, caller, session.opened_by).await
+}
+
+/// Writes the void of `sale` in one audited transaction: the key, the sale's session (open,
+/// share-locked, the caller's), the approval used, every line counted as given back (refused if
+/// a return came first), the number, the document, the goods back, the audit record.
+async fn record_void(
+    state: &AppState,
+    caller: &AuthContext,
+    new: &NewVoid,
+    sale: &SoldSale,
+    register: &places::SaleRegister,
+    business: &Business,
+    request: Request<'_>,
+) -> Result<Recorded, ApiError> {
+    let now = state.clock().now();
+    let year = now.with_timezone(&business.timezone).year();
+    let id = new_id();
+    let mut tx = match begin(state, caller, "voids", request, id, now).await? {
+        Ok(tx) => tx,
+        Err(earlier) => return Ok(Recorded::Replay(earlier)),
+    };
+    lock_sale_session(&mut tx, state, caller, sale).await?;
+    let wanted = Wanted {
+        action: VOID,
+        requester: caller.user_id,
+        register_id: sale.register_id,
+        sale_id: Some(sale.id),
+        amount: Some(sale.total),
+        without_receipt: false,
+        request: request.key,
+    };
+    let approval = use_approval(&mut tx, new.approval_ref.as_deref(), &wanted, now).await?;
+    for line in &sale.lines {
+        store::add_returned(&mut tx, sale.id, line.line_no, line.quantity, line.quantity)
+            .await
+            .map_err(|e| match e {
+                NotReturnable::TooMuch(_) => has_returns(),
+                NotReturnable::Db(e) => e.into(),
+            })?;
+    }
+    let PricedReturn {
+        lines,
+        coming_back,
+        taxes,
+    } = mirror(sale);
+    let refunds = void_refunds(&sale.payments, sale.change_due);
+    let seq = store::next_number(&mut tx, sale.register_id, year).await?;
+    let number = correction_number(business, &register.code, year, seq);
+    let location_id = sale.location_id.unwrap_or(register.location_id);
+    let doc = NewDoc {
+        id,
+        kind: "void",
+        register_id: sale.register_id,
+        cash_session_id: sale.cash_session_id,
+        cashier_id: caller.user_id,
+        original_sale_id: Some(sale.id),
+        year,
+        seq,
+        number: &number,
+        currency: &sale.currency,
+        prices_include_tax: sale.prices_include_tax,
+        net: -sale.net,
+        tax: -sale.tax,
+        total: -sale.total,
+        cash_rounding: -sale.cash_rounding,
+        refunds: &refunds,
+        taxes: &taxes,
+        reason_code: &new.reason_code,
+        approval_ref: approval.as_ref().map(|a| a.approval_ref.as_str()),
+        approved_by: approval.as_ref().map(|a| a.approver_id),
+        location_id,
+        request_hash: request.hash,
+        at: now,
+    };
+    store::insert(&mut tx, &doc, &lines).await.map_err(|e| {
+        match crate::core::db::violated_constraint(&e) {
+            Some("returns_one_void_per_sale") => already_voided(),
+            _ => e.into(),
+        }
+    })?;
+    let stock = put_back(
+        &mut tx,
+        id,
+        location_id,
+        &coming_back,
+        "void",
+        caller.user_id,
+        now,
+    )
+    .await?;
+    let record = |answer: &ReturnDoc| {
+        Change::new(MODULE, "sale", sale.id, "sale.void")
+            .sensitive()
+            .reason(
+                Some(new.reason_code.clone()),
+                approval.as_ref().map(|a| a.approval_ref.clone()),
+            )
+            .after(
+                json!({"void_id": id, "document": audit_after(answer, approval.as_ref(), &stock)}),
+            )
+    };
+    finish(tx, id, business.currency_scale, record).await
+}
+
+/// 409 `sale.already_voided`.
+fn already_voided() -> ApiError {
+    ApiError::Conflict {
+        code: "sale.already_voided",
+        detail: "This sale was voided already.".to_owned(),
+    }
+}
+
+/// 409 `sale.has_returns`.
+fn has_returns() -> ApiError {
+    ApiError::Conflict {
+        code: "sale.has_returns",
+        detail: "Part of this sale was returned already: it cannot be voided as a whole; return the rest instead.".to_owned(),
+    }
+}
+
+/// One return or void.
+#[utoipa::path(get, path = "/api/v1/returns/{id}", tag = "returns", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Return or void id")),
+    responses(
+        (status = 200, description = "The document", body = ReturnDoc),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such document (`return.not_found`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ReturnDoc>, ApiError> {
+    let scale = scale_of(&Business::cached(&state).await?)?;
+    let mut conn = state.pool().acquire().await?;
+    store::load(&mut conn, id, scale)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound {
+            code: "return.not_found",
+            detail: format!("No return or void with id {id}."),
+        })
+}
+
+/// Filters and paging.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ReturnQuery {
+    /// `return` or `void`.
+    #[param(pattern = "^(return|void)$")]
+    pub kind: Option<String>,
+    pub original_sale_id: Option<Uuid>,
+    pub register_id: Option<Uuid>,
+    pub cashier_id: Option<Uuid>,
+    /// At or after this time (RFC 3339).
+    pub from: Option<DateTime<Utc>>,
+    /// Before this time (RFC 3339).
+    pub to: Option<DateTime<Utc>>,
+    /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    #[param(
+        pattern = "^[0-9]{1,18}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    pub cursor: Option<String>,
+}
+
+/// Returns and voids, newest first.
+#[utoipa::path(get, path = "/api/v1/returns", tag = "returns", security(("bearer" = [])), params(ReturnQuery),
+    responses(
+        (status = 200, description = "A page of returns and voids", body = Page<ReturnDoc>),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad filter, limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Query(query): Query<ReturnQuery>,
+) -> Result<Json<Page<ReturnDoc>>, ApiError> {
+    let limit = page_limit(query.limit, 50, 200)?;
+    let after = time_cursor(query.cursor.as_deref())?;
+    if let Some(kind) = &query.kind
+        && kind != "return"
+        && kind != "void"
+    {
+        return Err(ApiError::invalid("kind", "must be return or void"));
+    }
+    let scale = scale_of(&Business::cached(&state).await?)?;
+    let mut conn = state.pool().acquire().await?;
+    let filter = Filter {
+        kind: query.kind,
+        original_sale_id: query.original_sale_id,
+        register_id: query.register_id,
+        cashier_id: query.cashier_id,
+        from: query.from,
+        to: query.to,
+    };
+    let rows = store::list(&mut conn, &filter, after, limit + 1, scale).await?;
+    let (rows, next_cursor) = page(rows, limit, |(at, doc)| time_cursor_of(*at, doc.id));
+    Ok(Json(Page {
+        items: rows.into_iter().map(|(_, doc)| doc).collect(),
+        next_cursor,
+    }))
+}
