@@ -211,6 +211,8 @@ async fn refunds_must_add_up_and_partial_lines_refund_exact_shares() {
     let shop = Shop::open().await;
     let pen = shop.product("PEN3", "3.33", &shop.standard, true).await;
     shop.receive(&pen, "10").await;
+    shop.set("sales.max_cashier_discount_percent", json!(1))
+        .await;
     shop.open_session("0.00").await;
     let sale = sale_of(
         &shop,
@@ -739,4 +741,160 @@ async fn a_return_without_a_receipt_always_needs_an_approval_for_one() {
     assert_eq!(doc["original_sale_id"], Value::Null);
     assert_eq!(doc["lines"][0]["sale_line_no"], Value::Null);
     assert_eq!(shop.stock(&pen).await.as_deref(), Some("10.000"));
+}
+
+#[tokio::test]
+async fn discounts_are_spread_taxed_per_bucket_and_need_approval_above_the_cashier_limit() {
+    let shop = Shop::open().await;
+    let (pen, bread) = shop.pen_and_bread().await;
+    shop.set("sales.max_cashier_discount_percent", json!(10))
+        .await;
+    shop.open_session("0.00").await;
+    // 4 pens (10.00, 19 %) with 10 % off the line, a bread (1.99, 7 %), and 1.00 off the sale.
+    let body = json!({"register_id": shop.register,
+        "lines": [{"product_id": pen, "quantity": "4", "discount": {"kind": "percent", "value": "10", "reason_code": "promotion"}},
+                  {"product_id": bread, "quantity": "1"}],
+        "discount": {"kind": "amount", "value": "1.00", "reason_code": "loyalty"},
+        "payments": [{"method": "card", "amount": "9.99"}]});
+    // The pens end up 1.00 + 0.82 = 18.2 % off, above the cashier's 10 %.
+    problem(
+        shop.sell(&shop.cashier, "d1", &body).await,
+        403,
+        "approval.required",
+    )
+    .await;
+    let approval_ref = approval(
+        &shop,
+        "operations.sales.discount",
+        json!({"amount": "5.00"}),
+    )
+    .await;
+    let mut approved = body.clone();
+    approved["approval_ref"] = json!(approval_ref);
+    let response = shop.sell(&shop.cashier, "d1", &approved).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let sale: Value = response.json().await.unwrap();
+    // Pens: 10.00 - 1.00 = 9.00; bread 1.99; the sale's 1.00 spread 9.00 : 1.99 -> 0.82 + 0.18.
+    assert_eq!(sale["lines"][0]["discount"], "1.82");
+    assert_eq!(sale["lines"][0]["total"], "8.18");
+    assert_eq!(sale["lines"][1]["discount"], "0.18");
+    assert_eq!(sale["lines"][1]["total"], "1.81");
+    assert_eq!(sale["totals"]["total"], "9.99");
+    assert_eq!(sale["discount_total"], "2.00");
+    // Taxes on the discounted amounts, per bucket: 8.18 x 0.19 / 1.19 = 1.31; 1.81 x 0.07 / 1.07 = 0.12.
+    assert_eq!(
+        sale["taxes"][0],
+        json!({"rate": "0.07", "net": "1.69", "tax": "0.12", "gross": "1.81"})
+    );
+    assert_eq!(
+        sale["taxes"][1],
+        json!({"rate": "0.19", "net": "6.87", "tax": "1.31", "gross": "8.18"})
+    );
+    assert_eq!(
+        sale["discount"],
+        json!({"kind": "amount", "value": "1.00", "reason_code": "loyalty", "amount": "1.00"})
+    );
+    assert_eq!(
+        sale["lines"][0]["discounts"],
+        json!({"own": {"kind": "percent", "value": "10", "reason_code": "promotion", "amount": "1.00"}, "sale_share": "0.82"})
+    );
+    assert_eq!(
+        sale["lines"][1]["discounts"],
+        json!({"own": null, "sale_share": "0.18"})
+    );
+    assert_eq!(sale["approval_ref"], approval_ref.as_str());
+    // The read shows the same; the audit record carries the approval.
+    let read: Value = shop
+        .app
+        .get_as(
+            &format!("/api/v1/sales/{}", sale["id"].as_str().unwrap()),
+            &shop.cashier,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    for field in [
+        "discount",
+        "discount_total",
+        "approval_ref",
+        "lines",
+        "taxes",
+    ] {
+        assert_eq!(read[field], sale[field], "{field}");
+    }
+    let recorded: Option<String> = sqlx::query_scalar(
+        "SELECT approval_ref FROM audit_records WHERE entity = 'sale' AND entity_id = $1",
+    )
+    .bind(sale["id"].as_str().unwrap())
+    .fetch_one(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(recorded.as_deref(), Some(approval_ref.as_str()));
+    // The same approval cannot serve a second sale.
+    problem(
+        shop.sell(&shop.cashier, "d2", &approved).await,
+        403,
+        "approval.invalid",
+    )
+    .await;
+
+    // Within the limit the cashier discounts alone; bad discounts name their field.
+    let small = json!({"register_id": shop.register,
+        "lines": [{"product_id": pen, "quantity": "1", "discount": {"kind": "percent", "value": "10", "reason_code": "staff"}}],
+        "payments": [{"method": "card", "amount": "2.25"}]});
+    assert_eq!(shop.sell(&shop.cashier, "d3", &small).await.status(), 201);
+    let bad = json!({"register_id": shop.register,
+        "lines": [{"product_id": pen, "quantity": "1", "discount": {"kind": "percent", "value": "101", "reason_code": "whim"}}],
+        "discount": {"kind": "half", "value": "1", "reason_code": "other"},
+        "payments": [{"method": "card", "amount": "1"}]});
+    let refused = problem(
+        shop.sell(&shop.manager, "d4", &bad).await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    let fields: Vec<&str> = refused["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "lines[0].discount.reason_code",
+            "lines[0].discount.value",
+            "discount.kind"
+        ]
+    );
+
+    // A price override by a cashier: refused as before, or approved with a reason.
+    let mut cheaper = shop.cash_sale(&pen, "2", "4.00");
+    cheaper["lines"][0]["unit_price"] = json!("2.00");
+    problem(
+        shop.sell(&shop.cashier, "o1", &cheaper).await,
+        403,
+        "rbac.forbidden",
+    )
+    .await;
+    let override_ref = approval(
+        &shop,
+        "operations.sales.price_override",
+        json!({"amount": "1.00"}),
+    )
+    .await;
+    cheaper["approval_ref"] = json!(override_ref);
+    problem(
+        shop.sell(&shop.cashier, "o2", &cheaper).await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    cheaper["lines"][0]["price_reason"] = json!("price_match");
+    let response = shop.sell(&shop.cashier, "o3", &cheaper).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let sold: Value = response.json().await.unwrap();
+    assert_eq!(sold["lines"][0]["price_reason"], "price_match");
+    assert_eq!(sold["lines"][0]["unit_price"], "2.00");
 }

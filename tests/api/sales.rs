@@ -318,6 +318,9 @@ async fn the_database_refuses_payments_and_taxes_that_do_not_line_up() {
 async fn discounts_cash_rounding_and_payment_rules() {
     let shop = Shop::open().await;
     shop.set("payment.cash_rounding", json!("0.05")).await;
+    // The cashier may give up to 5 % alone (the default is 0: every discount needs an approval).
+    shop.set("sales.max_cashier_discount_percent", json!(5))
+        .await;
     let item = shop.product("ITEM", "10.03", &shop.standard, false).await;
     shop.open_session("0").await;
 

@@ -57,3 +57,17 @@ pub async fn unless_held(
         (None, false) => Err(required(wanted.action)),
     }
 }
+
+/// Like [`consume`], but an approval that does not fit is `None` rather than an error (to try
+/// several a request carries).
+pub async fn try_consume(
+    conn: &mut PgConnection,
+    approval_ref: &str,
+    wanted: &Wanted<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<Used>, sqlx::Error> {
+    let Ok(id) = approval_ref.trim().parse::<Uuid>() else {
+        return Ok(None);
+    };
+    crate::plugs::operations::approvals::store::consume(conn, id, wanted, now).await
+}

@@ -42,6 +42,11 @@ pub(super) struct SaleColumns {
     pub(super) location_id: Vec<Uuid>,
     /// The session each sale may go into (its cashier's, or one they may manage).
     pub(super) session_id: Vec<Uuid>,
+    /// What each sale's discounts took off, which discounts those were (JSON, or none), and
+    /// the approvals it used.
+    pub(super) discount_total: Vec<Decimal>,
+    pub(super) discount_detail: Vec<Option<String>>,
+    pub(super) approval_ref: Vec<Option<String>>,
     /// The batch's registers, sorted: their sessions are locked in this order.
     pub(super) registers: Vec<Uuid>,
     pub(super) l_sale: Vec<Uuid>,
@@ -117,6 +122,9 @@ impl SaleColumns {
             c.client.push(prepared.client_id);
             c.location_id.push(prepared.location_id);
             c.session_id.push(prepared.session_id);
+            c.discount_total.push(prepared.discount_total());
+            c.discount_detail.push(prepared.discount_detail());
+            c.approval_ref.push(prepared.approval_ref.clone());
             c.registers.push(sale.register_id);
             for ((line_no, (product, input)), total) in
                 (1..).zip(&prepared.lines).zip(&priced.line_totals)

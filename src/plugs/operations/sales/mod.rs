@@ -3,6 +3,7 @@
 //! sales back. A completed sale is immutable (the database refuses changes).
 
 mod columns;
+pub mod discounts;
 pub mod http;
 pub mod prepare;
 pub mod pricing;
@@ -25,6 +26,8 @@ pub const READ: &str = "operations.sales.read";
 pub const PRICE_OVERRIDE: &str = "operations.sales.price_override";
 pub const VOID: &str = "operations.sales.void";
 pub const DISCOUNT: &str = "operations.sales.discount";
+/// The setting: how far (percent of a line) a cashier without `DISCOUNT` may discount alone.
+pub const MAX_CASHIER_DISCOUNT: &str = "sales.max_cashier_discount_percent";
 
 const PERMISSIONS: &[ModulePermission] = &[
     ModulePermission {
@@ -71,6 +74,10 @@ const DEPENDENCIES: &[Dependency] = &[
         id: "administration.places",
         requirement: "^1",
     },
+    Dependency {
+        id: "operations.approvals",
+        requirement: "^1",
+    },
 ];
 
 const TOPICS: &[Topic] = &[Topic {
@@ -106,6 +113,13 @@ fn receipt_format(value: &serde_json::Value) -> Result<(), String> {
 }
 
 const SETTINGS: &[Setting] = &[
+    Setting::new(
+        MAX_CASHIER_DISCOUNT,
+        SettingType::Integer { min: 0, max: 100 },
+        DefaultValue::Integer(0),
+        "How far (percent of each line, line and sale discounts together) a cashier without operations.sales.discount may discount without a manager's approval; 0: every discount needs one.",
+    )
+    .with_reason(),
     Setting::new(
         "numbering.receipt_format",
         SettingType::Text { max_chars: 40 },

@@ -12,9 +12,13 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::PRICE_OVERRIDE;
+use super::discounts::{self, Discount, DiscountKind, allocate, largest_percent};
 use super::pricing::{LineInput, PaymentInput, Priced, PricingError, price};
-use super::store::{self, Payment, Sale, SaleLine, TaxLine, Totals, show_quantity, show_rate};
+use super::store::{
+    self, DiscountRecord, DiscountShown, LineDiscounts, Payment, Sale, SaleLine, TaxLine, Totals,
+    show_quantity, show_rate,
+};
+use super::{DISCOUNT, MAX_CASHIER_DISCOUNT, PRICE_OVERRIDE};
 use crate::core::audit::Actor;
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
@@ -24,9 +28,10 @@ use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog::{self, SaleProduct};
+use crate::plugs::operations::api::approvals::{self, Wanted};
 use crate::plugs::operations::api::cash;
 use crate::shared::ids::new_id;
-use crate::shared::money::{Money, Quantity, show};
+use crate::shared::money::{Money, Quantity, round_half_up, show};
 
 /// A sale to record.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -38,6 +43,14 @@ pub struct NewSale {
     pub register_id: Uuid,
     pub lines: Vec<NewLine>,
     pub payments: Vec<NewPayment>,
+    /// A discount on the whole sale, spread over its lines in proportion.
+    pub discount: Option<DiscountInput>,
+    /// A manager's approval (`POST /api/v1/approvals`) for what the cashier may not do alone:
+    /// `operations.sales.discount` (beyond `sales.max_cashier_discount_percent`) or
+    /// `operations.sales.price_override`.
+    pub approval_ref: Option<String>,
+    /// More approvals, when a sale needs both.
+    pub approval_refs: Option<Vec<String>>,
 }
 
 /// A line to sell.
@@ -48,10 +61,38 @@ pub struct NewLine {
     /// More than zero, three decimals at most.
     #[schema(example = "2")]
     pub quantity: String,
-    /// Defaults to the catalog price; another price needs `operations.sales.price_override`.
+    /// Defaults to the catalog price; another price needs `operations.sales.price_override`
+    /// or, with a reason, an approval for it.
     pub unit_price: Option<String>,
-    /// An amount off the line total.
-    pub discount: Option<String>,
+    /// Why the price differs from the catalog's (one of the discount reason codes); required
+    /// with an approval.
+    pub price_reason: Option<String>,
+    /// A discount on this line.
+    pub discount: Option<DiscountInput>,
+}
+
+/// A discount: `{"kind": "percent"|"amount", "value", "reason_code"}`, or (as before discounts
+/// had kinds) a plain amount, which counts as an amount with reason `other`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum DiscountInput {
+    Detailed(DiscountRequest),
+    #[schema(value_type = String, example = "0.50")]
+    Amount(String),
+}
+
+/// A discount with its kind and reason.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscountRequest {
+    #[schema(value_type = DiscountKind)]
+    pub kind: String,
+    /// A percent (above 0, at most 100) or an amount.
+    #[schema(example = "10")]
+    pub value: String,
+    /// `damaged`, `loyalty`, `staff`, `promotion`, `price_match` or `other`.
+    #[schema(example = "loyalty")]
+    pub reason_code: String,
 }
 
 /// A payment.
@@ -128,6 +169,10 @@ pub struct PreparedSale {
     pub priced: Priced,
     /// Indexes of the lines sold at another price than the catalog's.
     pub overridden: Vec<usize>,
+    /// Each discount given and what it took off (stored with the sale).
+    pub discounts: DiscountRecord,
+    /// The approvals used (comma-separated), for the sale and its audit record.
+    pub approval_ref: Option<String>,
 }
 
 /// What preparing found.
@@ -194,17 +239,26 @@ async fn check(
     let product_ids: Vec<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
     let products: HashMap<Uuid, SaleProduct> =
         catalog::products_for_sale(state, &product_ids).await?;
-    let (lines, overridden) = check_lines(&new.lines, &products, scale, &mut errors);
-    let (payments, payment_inputs) = check_payments(new.payments, scale, &mut errors);
+    let CheckedLines {
+        mut lines,
+        overridden,
+        own,
+        price_reasons,
+    } = check_lines(&new.lines, &products, scale, &mut errors);
+    let sale_discount = new
+        .discount
+        .as_ref()
+        .and_then(|d| discount("discount", d, scale, &mut errors));
+    let (payments, payment_inputs) = check_payments(&new.payments, scale, &mut errors);
     let (Some(register_code), Some(location_id)) = (register.code, register.location_id) else {
         return Err(ApiError::Validation(errors));
     };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    if !overridden.is_empty() {
-        caller.require(state, PRICE_OVERRIDE).await?;
-    }
+    let discounts = apply_discounts(&mut lines, &own, sale_discount, price_reasons, scale)?;
+    let approval_ref =
+        use_approvals(state, caller, &new, &lines, &overridden, &discounts, key).await?;
     let line_inputs: Vec<LineInput> = lines.iter().map(|(_, l)| *l).collect();
     let priced = price(
         &line_inputs,
@@ -235,6 +289,8 @@ async fn check(
         payments,
         priced,
         overridden,
+        discounts,
+        approval_ref,
     })))
 }
 
@@ -259,16 +315,32 @@ fn check_counts(new: &NewSale, register_exists: bool) -> Vec<FieldError> {
     errors
 }
 
-/// Each line's product (active), quantity, price and discount, ready for pricing, and the
-/// indexes of the lines sold at another price than the catalog's. Bad fields go to `errors`.
+/// The lines as checked: ready for pricing but for their discounts, which
+/// [`apply_discounts`] adds.
+struct CheckedLines {
+    lines: Vec<(SaleProduct, LineInput)>,
+    /// Indexes of the lines sold at another price than the catalog's.
+    overridden: Vec<usize>,
+    /// Each line's own discount.
+    own: Vec<Option<Discount>>,
+    /// Each line's reason for its price, when given.
+    price_reasons: Vec<Option<String>>,
+}
+
+/// Each line's product (active), quantity, price, price reason and discount. Bad fields go to
+/// `errors`.
 fn check_lines(
     new: &[NewLine],
     products: &HashMap<Uuid, SaleProduct>,
     scale: u32,
     errors: &mut Vec<FieldError>,
-) -> (Vec<(SaleProduct, LineInput)>, Vec<usize>) {
-    let mut lines = Vec::with_capacity(new.len());
-    let mut overridden = Vec::new();
+) -> CheckedLines {
+    let mut checked = CheckedLines {
+        lines: Vec::with_capacity(new.len()),
+        overridden: Vec::new(),
+        own: Vec::with_capacity(new.len()),
+        price_reasons: Vec::with_capacity(new.len()),
+    };
     for (i, line) in new.iter().enumerate() {
         let product = match products.get(&line.product_id) {
             Some(p) if p.active => Some(p.clone()),
@@ -292,29 +364,258 @@ fn check_lines(
             Some(text) => money(format!("lines[{i}].unit_price"), text, scale, errors),
             None => product.as_ref().map(|p| p.price),
         };
-        let discount = match &line.discount {
-            Some(text) => money(format!("lines[{i}].discount"), text, scale, errors),
-            None => Some(Decimal::ZERO),
+        let own = match &line.discount {
+            Some(d) => discount(&format!("lines[{i}].discount"), d, scale, errors).map(Some),
+            None => Some(None),
         };
-        if let (Some(product), Some(quantity), Some(unit_price), Some(discount)) =
-            (product, quantity, unit_price, discount)
+        let reason = match &line.price_reason {
+            Some(r) if !discounts::REASONS.contains(&r.as_str()) => {
+                errors.push(FieldError::new(
+                    format!("lines[{i}].price_reason"),
+                    format!("must be one of {}", discounts::REASONS.join(", ")),
+                ));
+                None
+            }
+            r => Some(r.clone()),
+        };
+        if let (Some(product), Some(quantity), Some(unit_price), Some(own), Some(reason)) =
+            (product, quantity, unit_price, own, reason)
         {
             if unit_price != product.price {
-                overridden.push(i);
+                checked.overridden.push(i);
             }
             let tax_rate = product.tax_rate;
-            lines.push((
+            checked.lines.push((
                 product,
                 LineInput {
                     quantity,
                     unit_price,
-                    discount,
+                    discount: Decimal::ZERO,
                     tax_rate,
                 },
             ));
+            checked.own.push(own);
+            checked.price_reasons.push(reason);
         }
     }
-    (lines, overridden)
+    checked
+}
+
+/// A discount field (`field`), or its errors: a known kind, a value (a percent above 0 and at
+/// most 100, or an amount above 0 at the currency's scale) and a reason from the closed list.
+fn discount(
+    field: &str,
+    input: &DiscountInput,
+    scale: u32,
+    errors: &mut Vec<FieldError>,
+) -> Option<Discount> {
+    let (kind, value, reason) = match input {
+        DiscountInput::Amount(value) => ("amount", value.as_str(), "other"),
+        DiscountInput::Detailed(d) => (d.kind.as_str(), d.value.as_str(), d.reason_code.as_str()),
+    };
+    let before = errors.len();
+    if !discounts::REASONS.contains(&reason) {
+        errors.push(FieldError::new(
+            format!("{field}.reason_code"),
+            format!("must be one of {}", discounts::REASONS.join(", ")),
+        ));
+    }
+    let checked = match kind {
+        "percent" => {
+            let percent = FieldError::gather(
+                errors,
+                format!("{field}.value"),
+                crate::shared::money::parse_amount(value, 4),
+            );
+            match percent {
+                Some(p) if p.is_zero() || p > Decimal::ONE_HUNDRED => {
+                    errors.push(FieldError::new(
+                        format!("{field}.value"),
+                        "must be a percent above 0 and at most 100",
+                    ));
+                    None
+                }
+                p => p.map(|p| (DiscountKind::Percent, p)),
+            }
+        }
+        "amount" => {
+            let name = match input {
+                DiscountInput::Amount(_) => field.to_owned(),
+                DiscountInput::Detailed(_) => format!("{field}.value"),
+            };
+            match money(name.clone(), value, scale, errors) {
+                Some(a) if a.is_zero() => {
+                    errors.push(FieldError::new(name, "must be more than zero"));
+                    None
+                }
+                a => a.map(|a| (DiscountKind::Amount, a)),
+            }
+        }
+        _ => {
+            errors.push(FieldError::new(
+                format!("{field}.kind"),
+                "must be percent or amount",
+            ));
+            None
+        }
+    };
+    let (kind, value) = checked?;
+    (errors.len() == before).then(|| Discount {
+        kind,
+        value,
+        reason_code: reason.to_owned(),
+    })
+}
+
+/// Sets each line's discount (its own, then its share of the sale's, see
+/// [`discounts`](super::discounts)) and says what each took off.
+fn apply_discounts(
+    lines: &mut [(SaleProduct, LineInput)],
+    own: &[Option<Discount>],
+    sale: Option<Discount>,
+    price_reasons: Vec<Option<String>>,
+    scale: u32,
+) -> Result<DiscountRecord, ApiError> {
+    let mut own_off = Vec::with_capacity(lines.len());
+    let mut bases = Vec::with_capacity(lines.len());
+    for (i, ((_, line), own)) in lines.iter().zip(own).enumerate() {
+        let amount = round_half_up(line.quantity * line.unit_price, scale);
+        let off = match own {
+            Some(d) => d.off(amount, scale).ok_or_else(|| {
+                ApiError::invalid(
+                    format!("lines[{i}].discount"),
+                    "is larger than the line amount",
+                )
+            })?,
+            None => Decimal::ZERO,
+        };
+        own_off.push(off);
+        bases.push(amount - off);
+    }
+    let sale_off = match &sale {
+        Some(d) => d
+            .off(bases.iter().sum(), scale)
+            .ok_or_else(|| ApiError::invalid("discount", "is larger than the sale"))?,
+        None => Decimal::ZERO,
+    };
+    let shares = allocate(sale_off, &bases, scale);
+    let shown = |d: &Discount, amount: Decimal| DiscountShown {
+        kind: d.kind,
+        value: match d.kind {
+            DiscountKind::Percent => d.value.normalize().to_string(),
+            DiscountKind::Amount => show(d.value, scale),
+        },
+        reason_code: d.reason_code.clone(),
+        amount: show(amount, scale),
+    };
+    let mut record = DiscountRecord {
+        sale: sale.as_ref().map(|d| shown(d, sale_off)),
+        ..DiscountRecord::default()
+    };
+    for (i, (line, own)) in lines.iter_mut().zip(own).enumerate() {
+        line.1.discount = own_off[i] + shares[i];
+        let line_no = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        if own.is_some() || !shares[i].is_zero() {
+            record.lines.insert(
+                line_no,
+                LineDiscounts {
+                    own: own.as_ref().map(|d| shown(d, own_off[i])),
+                    sale_share: show(shares[i], scale),
+                },
+            );
+        }
+        if let Some(reason) = &price_reasons[i] {
+            record.price_reasons.insert(line_no, reason.clone());
+        }
+    }
+    Ok(record)
+}
+
+/// Uses the approvals the sale needs and the request carries: a price override without
+/// `operations.sales.price_override` (each overridden line with a `price_reason`; without an
+/// approval it is refused as before, `403 rbac.forbidden`), a discount beyond the cashier limit
+/// without `operations.sales.discount`. Each is used by this request's key, so a retry of the
+/// same request may use it again; the one exception to "a sale request writes nothing itself".
+async fn use_approvals(
+    state: &AppState,
+    caller: &AuthContext,
+    new: &NewSale,
+    lines: &[(SaleProduct, LineInput)],
+    overridden: &[usize],
+    discounts: &DiscountRecord,
+    key: &str,
+) -> Result<Option<String>, ApiError> {
+    let business = Business::cached(state)
+        .await?
+        .ok_or(ApiError::SetupRequired)?;
+    let scale = business.currency_scale;
+    let refs: Vec<&str> = new
+        .approval_ref
+        .iter()
+        .chain(new.approval_refs.iter().flatten())
+        .map(String::as_str)
+        .collect();
+    let mut needed: Vec<(&str, Decimal)> = Vec::new();
+    if !overridden.is_empty() && !caller.has(PRICE_OVERRIDE) {
+        if refs.is_empty() {
+            caller.require(state, PRICE_OVERRIDE).await?;
+        }
+        if let Some(&i) = overridden.iter().find(|&&i| {
+            !discounts
+                .price_reasons
+                .contains_key(&i32::try_from(i + 1).unwrap_or(i32::MAX))
+        }) {
+            return Err(ApiError::invalid(
+                format!("lines[{i}].price_reason"),
+                "is required for a price approved by a manager",
+            ));
+        }
+        let reduction = overridden
+            .iter()
+            .map(|&i| {
+                let (product, line) = &lines[i];
+                ((product.price - line.unit_price) * line.quantity).max(Decimal::ZERO)
+            })
+            .sum();
+        needed.push((PRICE_OVERRIDE, round_half_up(reduction, scale)));
+    }
+    let amounts: Vec<(Decimal, Decimal)> = lines
+        .iter()
+        .map(|(_, l)| (round_half_up(l.quantity * l.unit_price, scale), l.discount))
+        .collect();
+    let limit = Decimal::from(business.integer(MAX_CASHIER_DISCOUNT, 0));
+    if largest_percent(&amounts) > limit && !caller.has(DISCOUNT) {
+        needed.push((DISCOUNT, amounts.iter().map(|a| a.1).sum()));
+    }
+    if needed.is_empty() {
+        return Ok(None);
+    }
+    let mut conn = state.pool().acquire().await?;
+    let now = state.clock().now();
+    let mut used: Vec<String> = Vec::new();
+    for (action, amount) in needed {
+        if refs.is_empty() {
+            return Err(approvals::required(action));
+        }
+        let wanted = Wanted {
+            action,
+            requester: caller.user_id,
+            register_id: new.register_id,
+            sale_id: new.id,
+            amount: Some(amount),
+            without_receipt: false,
+            request: key,
+        };
+        let mut found = None;
+        for r in refs.iter().filter(|r| !used.iter().any(|u| u == *r)) {
+            if let Some(u) = approvals::try_consume(&mut conn, r, &wanted, now).await? {
+                found = Some(u);
+                break;
+            }
+        }
+        used.push(found.ok_or_else(approvals::invalid)?.approval_ref);
+    }
+    Ok(Some(used.join(",")))
 }
 
 /// Line `i`'s quantity: more than zero, below a million, three decimals at most.
@@ -334,13 +635,13 @@ fn line_quantity(i: usize, text: &str, errors: &mut Vec<FieldError>) -> Option<D
 
 /// Each payment's method and amount (more than zero), as recorded and as pricing needs them.
 fn check_payments(
-    new: Vec<NewPayment>,
+    new: &[NewPayment],
     scale: u32,
     errors: &mut Vec<FieldError>,
 ) -> (Vec<(PaymentMethod, Decimal)>, Vec<PaymentInput>) {
     let mut payments = Vec::with_capacity(new.len());
     let mut inputs = Vec::with_capacity(new.len());
-    for (i, payment) in new.into_iter().enumerate() {
+    for (i, payment) in new.iter().enumerate() {
         let method = PaymentMethod::parse(&payment.method);
         if method.is_none() {
             errors.push(FieldError::new(
@@ -421,7 +722,7 @@ impl PreparedSale {
     ) -> Sale {
         let scale = self.business.currency_scale;
         let priced = &self.priced;
-        Sale {
+        let mut sale = Sale {
             id: self.id,
             receipt_number,
             status: "completed".to_owned(),
@@ -446,6 +747,8 @@ impl PreparedSale {
                     discount: show(input.discount, scale),
                     total: show(*total, scale),
                     tax_rate: show_rate(input.tax_rate),
+                    discounts: None,
+                    price_reason: None,
                     returnable: show_quantity(input.quantity),
                 })
                 .collect(),
@@ -475,9 +778,25 @@ impl PreparedSale {
             cash_rounding: show(priced.cash_rounding, scale),
             change_due: show(priced.change_due, scale),
             created_at: now,
+            discount: None,
+            discount_total: show(self.discount_total(), scale),
+            approval_ref: self.approval_ref.clone(),
             returns: Vec::new(),
             voided_by: None,
-        }
+        };
+        self.discounts.show_on(&mut sale);
+        sale
+    }
+
+    /// Everything its discounts took off.
+    pub fn discount_total(&self) -> Decimal {
+        self.lines.iter().map(|(_, l)| l.discount).sum()
+    }
+
+    /// Its discounts as stored (`None`: none).
+    pub fn discount_detail(&self) -> Option<String> {
+        (!self.discounts.is_empty())
+            .then(|| serde_json::to_string(&self.discounts).unwrap_or_default())
     }
 
     /// The lines that take a tracked product off stock: (line number, product, quantity).
@@ -503,6 +822,8 @@ impl PreparedSale {
             "register_id": sale.register_id, "totals": sale.totals, "taxes": sale.taxes,
             "payments": sale.payments, "change_due": sale.change_due, "cash_rounding": sale.cash_rounding,
             "lines": sale.lines.len(), "price_overrides": overrides, "idempotency_key": self.key,
+            "discount": sale.discount, "discount_total": sale.discount_total,
+            "line_discounts": self.discounts.lines, "price_reasons": self.discounts.price_reasons,
         })
     }
 }

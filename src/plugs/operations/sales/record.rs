@@ -63,14 +63,14 @@ const CANDIDATES: AuditedPart = AuditedPart::new(
     "cand AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::int[], $6::uuid[], \
          $7::text[], $8::bool[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::text[], \
          $15::bytea[], $16::uuid[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::bool[], $23::uuid[], \
-         $24::int[], $25::int[], $26::int[], $27::int[], $28::uuid[]) \
+         $24::int[], $25::int[], $26::int[], $27::int[], $28::uuid[], $29::numeric[], $30::text[], $31::text[]) \
        WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
          key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, p_from, p_to, t_from, t_to, \
-         expected_session, ord)), \
+         expected_session, discount_total, discount_detail, approval_ref, ord)), \
      taken AS (SELECT c.ord, x.same FROM cand c, LATERAL (SELECT s.cashier_id = c.cashier_id \
          AND (s.request_hash IS NULL OR s.request_hash = c.request_hash) AS same FROM sales s WHERE s.id = c.id LIMIT 1) x \
        WHERE c.client)",
-    28,
+    31,
     &["cand", "taken"],
 );
 
@@ -95,10 +95,12 @@ const NUMBERED: AuditedPart = AuditedPart::new(
      keys_in AS (SELECT 'sales'::text AS scope, key, request_hash, id AS resource_id, cashier_id AS user_id FROM w), \
      sales_in AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
          status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, location_id, \
-         payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses, request_hash) \
+         payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses, request_hash, \
+         discount_total, discount_detail, approval_ref) \
        SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $now, location_id, \
          ($1::text[])[p_from:p_to], ($2::numeric[])[p_from:p_to], ($3::numeric[])[t_from:t_to], \
-         ($4::numeric[])[t_from:t_to], ($5::numeric[])[t_from:t_to], ($6::numeric[])[t_from:t_to], request_hash \
+         ($4::numeric[])[t_from:t_to], ($5::numeric[])[t_from:t_to], ($6::numeric[])[t_from:t_to], request_hash, \
+         discount_total, discount_detail::jsonb, approval_ref \
        FROM w ORDER BY ord), \
      stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.document_id, m.line_no, m.ord \
        FROM unnest($7::uuid[], $8::uuid[], $9::numeric[], $10::uuid[], $11::int[]) \
@@ -141,7 +143,7 @@ fn audit_in() -> String {
            w.role AS actor_role, w.workstation_id, NULL::uuid AS branch_id, 'operations.sales'::text AS module, 'sale'::text AS entity, \
            w.id::text AS entity_id, 'sale.complete'::text AS action, NULL::text AS before_json, \
            {after} AS after_json, \
-           NULL::text AS reason_code, NULL::text AS approval_ref, w.request_id \
+           NULL::text AS reason_code, w.approval_ref, w.request_id \
          FROM w ORDER BY w.ord)"
     )
 }
@@ -370,6 +372,9 @@ async fn run(
         .bind(&c.t_from)
         .bind(&c.t_to)
         .bind(&c.session_id)
+        .bind(&c.discount_total)
+        .bind(&c.discount_detail)
+        .bind(&c.approval_ref)
         // cash::OPEN_SESSIONS
         .bind(&c.registers)
         // NUMBERED
@@ -413,7 +418,7 @@ mod tests {
             + cash::OPEN_SESSIONS.params()
             + NUMBERED.params()
             + LINES_IN.params();
-        assert_eq!(declared, 53, "the binds in `run`");
+        assert_eq!(declared, 56, "the binds in `run`");
         for n in 1..=declared {
             assert!(
                 sql.contains(&format!("${n}:"))

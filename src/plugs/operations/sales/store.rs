@@ -3,11 +3,14 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::discounts::DiscountKind;
 use crate::plugs::operations::api::cash::SessionSales;
 use crate::plugs::operations::api::sales::{CorrectionRef, Corrections, SoldLine, SoldSale};
 use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
@@ -36,6 +39,13 @@ pub struct Sale {
     #[schema(value_type = String, example = "3.01")]
     pub change_due: String,
     pub created_at: DateTime<Utc>,
+    /// The discount on the whole sale, if any (its share per line is in each line's `discounts`).
+    pub discount: Option<DiscountShown>,
+    /// Everything the sale's discounts took off, line and sale discounts together.
+    #[schema(value_type = String, example = "0.00")]
+    pub discount_total: String,
+    /// The approvals used (comma-separated), if any.
+    pub approval_ref: Option<String>,
     /// Its returns (`POST /api/v1/returns`), oldest first.
     pub returns: Vec<CorrectionRef>,
     /// The void that reversed it (`POST /api/v1/sales/{id}/void`), if any.
@@ -63,9 +73,65 @@ pub struct SaleLine {
     pub total: String,
     #[schema(value_type = String, example = "0.19")]
     pub tax_rate: String,
+    /// Its own discount and its share of the sale's, if any (together: `discount`).
+    pub discounts: Option<LineDiscounts>,
+    /// Why its price differs from the catalog's, when a reason was given.
+    pub price_reason: Option<String>,
     /// What may still be returned of it (the quantity less its returns; zero once voided).
     #[schema(value_type = String, example = "2.000")]
     pub returnable: String,
+}
+
+/// A discount as given and what it took off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiscountShown {
+    pub kind: DiscountKind,
+    /// A percent (`"10"`) or an amount (`"1.50"`).
+    #[schema(example = "10")]
+    pub value: String,
+    pub reason_code: String,
+    /// What it took off.
+    #[schema(value_type = String, example = "1.00")]
+    pub amount: String,
+}
+
+/// A line's discounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LineDiscounts {
+    /// Its own discount.
+    pub own: Option<DiscountShown>,
+    /// Its share of the sale's discount.
+    #[schema(value_type = String, example = "0.33")]
+    pub sale_share: String,
+}
+
+/// Every discount of a sale and its price reasons, as stored with it (`sales.discount_detail`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscountRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale: Option<DiscountShown>,
+    /// By line number.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lines: BTreeMap<i32, LineDiscounts>,
+    /// By line number.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub price_reasons: BTreeMap<i32, String>,
+}
+
+impl DiscountRecord {
+    /// Nothing to store.
+    pub fn is_empty(&self) -> bool {
+        self.sale.is_none() && self.lines.is_empty() && self.price_reasons.is_empty()
+    }
+
+    /// Shows it on `sale`.
+    pub fn show_on(&self, sale: &mut Sale) {
+        sale.discount = self.sale.clone();
+        for line in &mut sale.lines {
+            line.discounts = self.lines.get(&line.line_no).cloned();
+            line.price_reason = self.price_reasons.get(&line.line_no).cloned();
+        }
+    }
 }
 
 impl Sale {
@@ -143,6 +209,9 @@ struct SaleRow {
     cash_rounding: Decimal,
     change_due: Decimal,
     created_at: DateTime<Utc>,
+    discount_total: Decimal,
+    discount_detail: Option<sqlx::types::Json<DiscountRecord>>,
+    approval_ref: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -167,7 +236,8 @@ pub async fn load(
 ) -> Result<Option<Sale>, sqlx::Error> {
     let Some(row): Option<SaleRow> = sqlx::query_as(
         "SELECT id, receipt_number, status, register_id, cash_session_id, cashier_id, currency::text AS currency, \
-                prices_include_tax, net, tax, total, cash_rounding, change_due, created_at \
+                prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, discount_total, \
+                discount_detail, approval_ref \
          FROM sales WHERE id = $1",
     )
     .bind(id)
@@ -195,7 +265,7 @@ pub async fn load(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Some(Sale {
+    let mut sale = Sale {
         id: row.id,
         receipt_number: row.receipt_number,
         status: row.status,
@@ -217,6 +287,8 @@ pub async fn load(
                 discount: show(l.discount, scale),
                 total: show(l.total, scale),
                 tax_rate: show_rate(l.tax_rate),
+                discounts: None,
+                price_reason: None,
                 returnable: show_quantity(l.quantity),
             })
             .collect(),
@@ -244,9 +316,16 @@ pub async fn load(
         cash_rounding: show(row.cash_rounding, scale),
         change_due: show(row.change_due, scale),
         created_at: row.created_at,
+        discount: None,
+        discount_total: show(row.discount_total, scale),
+        approval_ref: row.approval_ref,
         returns: Vec::new(),
         voided_by: None,
-    }))
+    };
+    if let Some(detail) = row.discount_detail {
+        detail.0.show_on(&mut sale);
+    }
+    Ok(Some(sale))
 }
 
 /// The sales of cash session `id`, for the cash module's X report and close (sales provide it:
