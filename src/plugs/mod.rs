@@ -22,5 +22,6 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
         Arc::new(operations::cash::Cash),
         Arc::new(operations::sales::Sales),
         Arc::new(operations::returns::Returns),
+        Arc::new(administration::closings::Closings),
     ]
 }

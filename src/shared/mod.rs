@@ -5,4 +5,5 @@ pub mod cron;
 pub mod csv_cell;
 pub mod ids;
 pub mod money;
+pub mod pdf;
 pub mod text;

@@ -17,6 +17,7 @@ mod caches;
 mod cash;
 mod catalog;
 mod cli;
+mod closings;
 mod health;
 mod helpers;
 mod http_basics;

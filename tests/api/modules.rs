@@ -169,7 +169,17 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             .contains("operations.sales")
     );
 
-    // Returns need sales: they go first (nothing needs returns).
+    // Returns need sales, and closings need returns: they go first.
+    assert_eq!(
+        app.post_as(
+            "/api/v1/modules/administration.closings/disable",
+            &admin,
+            &json!({})
+        )
+        .await
+        .status(),
+        200
+    );
     problem(
         app.post_as(
             "/api/v1/modules/operations.sales/disable",
@@ -256,7 +266,12 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         "module.dependency_disabled",
     )
     .await;
-    for id in ["operations.cash", "operations.sales", "operations.returns"] {
+    for id in [
+        "operations.cash",
+        "operations.sales",
+        "operations.returns",
+        "administration.closings",
+    ] {
         assert_eq!(
             app.post_as(&format!("/api/v1/modules/{id}/enable"), &admin, &json!({}))
                 .await
@@ -290,6 +305,8 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             "module.disable",
             "module.disable",
             "module.disable",
+            "module.disable",
+            "module.enable",
             "module.enable",
             "module.enable",
             "module.enable"

@@ -152,6 +152,35 @@ pub fn check_signature(checkpoint: &Checkpoint) -> Result<(), String> {
     .map_err(|_| "the checkpoint's signature does not match its content".to_owned())
 }
 
+/// The head of the chain now: the last chained record's seq and hash (0 and the genesis hash
+/// for an empty chain). Records committed but not chained yet are not in it.
+pub async fn head(conn: &mut sqlx::PgConnection) -> anyhow::Result<(i64, [u8; 32])> {
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_chain ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(conn)
+            .await?;
+    Ok(match head {
+        Some((seq, hash)) => (
+            seq,
+            <[u8; 32]>::try_from(hash.as_slice()).context("a chain hash is not 32 bytes")?,
+        ),
+        None => (0, GENESIS),
+    })
+}
+
+/// Checks an ed25519 `signature` by `public_key` over `message` (a closing's, say).
+pub fn verify_signature(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(key) = <[u8; 32]>::try_from(public_key) else {
+        return false;
+    };
+    let Ok(signature) = <[u8; 64]>::try_from(signature) else {
+        return false;
+    };
+    VerifyingKey::from_bytes(&key)
+        .and_then(|k| k.verify_strict(message, &Signature::from_bytes(&signature)))
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@ macro_rules! say {
 
 mod audit;
 mod backup;
+mod closing;
 mod database;
 mod db;
 mod doctor;
@@ -64,6 +65,9 @@ pub enum Command {
     /// Verify the tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Verify the Z closings (signatures, chaining, totals against the documents).
+    #[command(subcommand)]
+    Closing(closing::ClosingCommand),
     /// Say what needs attention: the backup key, the newest backup, the backup targets (exit 1
     /// when something does). Reads the data directory only; the server may be running.
     Doctor,
@@ -155,6 +159,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Migrate(args) => migrate::run(&config, args).await,
                 Command::Db(command) => db::run(&config, command).await,
                 Command::Audit(command) => audit::run(&config, command).await,
+                Command::Closing(command) => closing::run(&config, &registry, command).await,
                 Command::Backup(command) => backup::run(&config, command).await,
                 Command::Doctor => doctor::run(&config).await,
                 Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),

@@ -47,6 +47,30 @@ pub struct Seeded {
     pub after: serde_json::Value,
 }
 
+/// A check a module offers the command line (`plugpos closing verify` runs the one named
+/// `closing`): it reads the database (and the instance's keys) and says what it found.
+#[derive(Clone, Copy)]
+pub struct Verifier {
+    /// The command group that runs it (`closing`).
+    pub name: &'static str,
+    pub run: VerifyFn,
+}
+
+/// Runs a [`Verifier`] over the database and the keys directory.
+pub type VerifyFn =
+    for<'a> fn(&'a sqlx::PgPool, &'a std::path::Path) -> BoxFuture<'a, anyhow::Result<Verified>>;
+
+/// What a verifier found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    /// Nothing wrong.
+    pub ok: bool,
+    /// How many items it checked.
+    pub checked: usize,
+    /// Each problem, in words an admin acts on.
+    pub problems: Vec<String>,
+}
+
 /// One domain module. Its manifest (`mod.rs`) says what it is (id, version), what it needs
 /// (dependencies), what it guards (permissions), what it serves (routes, topics), what it
 /// owns (tables) and what it creates at setup (seed). See docs/ARCHITECTURE.md, "The module shape".
@@ -92,6 +116,11 @@ pub trait Module: Send + Sync + 'static {
     /// Called once when the application state is made: the place to hand other modules what
     /// they need from this one through [`AppState::provide`]. It must not keep the state.
     fn install(&self, _state: &AppState) {}
+
+    /// The checks it offers the command line (see [`Verifier`]).
+    fn verifiers(&self) -> &'static [Verifier] {
+        &[]
+    }
 }
 
 impl AppState {

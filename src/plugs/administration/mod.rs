@@ -1,5 +1,5 @@
-//! The administration plug: places (branches, locations, registers); users, roles, settings,
-//! modules and closings follow.
+//! The administration plug: places (branches, locations, registers) and the Z closings.
 
 pub mod api;
+pub mod closings;
 pub mod places;

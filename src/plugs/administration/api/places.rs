@@ -43,3 +43,18 @@ pub async fn register_for_sale(
         .await?;
     Ok(found.flatten())
 }
+
+pub use crate::plugs::administration::places::store::BranchPlaces;
+
+/// Live branch `id` with its registers and locations (deleted ones included).
+pub async fn branch_places(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<BranchPlaces>, sqlx::Error> {
+    store::branch_places(conn, id).await
+}
+
+/// The business's branch when it has exactly one (`None` with none or several).
+pub async fn sole_branch(conn: &mut PgConnection) -> Result<Option<Uuid>, sqlx::Error> {
+    store::sole_branch(conn).await
+}

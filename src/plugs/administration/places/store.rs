@@ -185,3 +185,56 @@ pub async fn sale_register(
         .fetch_optional(conn)
         .await
 }
+
+/// A branch as a closing needs it: its name, its registers (with their codes) and its
+/// locations, deleted ones included (their documents stay the branch's).
+#[derive(Debug, Clone)]
+pub struct BranchPlaces {
+    pub id: Uuid,
+    pub name: String,
+    /// (id, code), by code.
+    pub registers: Vec<(Uuid, String)>,
+    pub locations: Vec<Uuid>,
+}
+
+/// Branch `id` (live), with its registers and locations.
+pub async fn branch_places(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<BranchPlaces>, sqlx::Error> {
+    let Some(name): Option<String> =
+        sqlx::query_scalar("SELECT name FROM branches WHERE id = $1 AND deleted_at IS NULL")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let registers =
+        sqlx::query_as("SELECT id, code FROM registers WHERE branch_id = $1 ORDER BY code, id")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await?;
+    let locations = sqlx::query_scalar("SELECT id FROM locations WHERE branch_id = $1 ORDER BY id")
+        .bind(id)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(Some(BranchPlaces {
+        id,
+        name,
+        registers,
+        locations,
+    }))
+}
+
+/// The only live branch, when there is exactly one.
+pub async fn sole_branch(conn: &mut PgConnection) -> Result<Option<Uuid>, sqlx::Error> {
+    let all: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM branches WHERE deleted_at IS NULL ORDER BY id LIMIT 2")
+            .fetch_all(conn)
+            .await?;
+    Ok(match all.as_slice() {
+        [only] => Some(*only),
+        _ => None,
+    })
+}

@@ -161,3 +161,45 @@ pub async fn lock_open_session(
     };
     Ok(lock_session(conn, open.id).await?.filter(|s| s.open))
 }
+
+/// The cash sessions of some registers in a period, as a closing reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct CashPeriod {
+    /// Sessions closed in the period.
+    pub sessions_closed: i64,
+    pub expected: Decimal,
+    pub counted: Decimal,
+    /// counted - expected, summed.
+    pub variance: Decimal,
+    /// Drawer opens without a sale in the period.
+    pub no_sales: i64,
+}
+
+/// The sessions of `registers` closed in `[start, end)`, and the no-sales recorded in it.
+pub async fn period_sessions(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> Result<CashPeriod, sqlx::Error> {
+    crate::plugs::operations::cash::store::period_sessions(conn, registers, start, end).await
+}
+
+/// The sessions of `registers` opened before `before` and still open: (session, register).
+pub async fn open_before(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    before: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    crate::plugs::operations::cash::store::open_before(conn, registers, before).await
+}
+
+/// When the earliest cash movement of `registers`' sessions in `[from, to)` was recorded.
+pub async fn first_movement_at(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+    crate::plugs::operations::cash::store::first_movement_at(conn, registers, from, to).await
+}

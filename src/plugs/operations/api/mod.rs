@@ -3,4 +3,5 @@
 
 pub mod approvals;
 pub mod cash;
+pub mod returns;
 pub mod sales;

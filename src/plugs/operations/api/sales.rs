@@ -118,3 +118,50 @@ pub fn not_found(id: Uuid) -> crate::core::http::ApiError {
         detail: format!("No sale with id {id}."),
     }
 }
+
+/// The sales of some registers in a period, as a closing reports them.
+#[derive(Debug, Clone, Default)]
+pub struct SalesPeriod {
+    pub count: i64,
+    pub net: Decimal,
+    pub tax: Decimal,
+    pub total: Decimal,
+    /// What their discounts took off.
+    pub discounts: Decimal,
+    pub change_given: Decimal,
+    /// (method, payments, amount paid), by method.
+    pub by_method: Vec<(String, i64, Decimal)>,
+    /// (rate, net, tax, gross), by rate.
+    pub by_rate: Vec<(Decimal, Decimal, Decimal, Decimal)>,
+    /// Per register: how many, and the first and last receipt numbers (by time).
+    pub numbers: Vec<Numbers>,
+}
+
+/// The documents of one register in a period.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Numbers {
+    pub register_id: Uuid,
+    pub count: i64,
+    pub first: String,
+    pub last: String,
+}
+
+/// The sales of `registers` recorded in `[start, end)`.
+pub async fn period_totals(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<SalesPeriod, sqlx::Error> {
+    crate::plugs::operations::sales::store::period_totals(conn, registers, start, end).await
+}
+
+/// When the earliest sale of `registers` in `[from, to)` was recorded, if any.
+pub async fn first_at(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    crate::plugs::operations::sales::store::first_at(conn, registers, from, to).await
+}

@@ -267,3 +267,58 @@ pub async fn movement(
         created_at,
     })
 }
+
+/// See [`crate::plugs::operations::api::cash::period_sessions`].
+pub async fn period_sessions(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<crate::plugs::operations::api::cash::CashPeriod, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*) AS sessions_closed, COALESCE(sum(expected_cash), 0) AS expected, \
+                COALESCE(sum(counted_cash), 0) AS counted, COALESCE(sum(variance), 0) AS variance, \
+                (SELECT count(*) FROM cash_movements m JOIN cash_sessions s ON s.id = m.cash_session_id \
+                  WHERE s.register_id = ANY($1) AND m.kind = 'no_sale' AND m.created_at >= $2 AND m.created_at < $3) AS no_sales \
+         FROM cash_sessions WHERE register_id = ANY($1) AND status = 'closed' AND closed_at >= $2 AND closed_at < $3",
+    )
+    .bind(registers)
+    .bind(start)
+    .bind(end)
+    .fetch_one(conn)
+    .await
+}
+
+/// See [`crate::plugs::operations::api::cash::open_before`].
+pub async fn open_before(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    before: DateTime<Utc>,
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, register_id FROM cash_sessions WHERE register_id = ANY($1) AND status = 'open' AND opened_at < $2 \
+         ORDER BY opened_at",
+    )
+    .bind(registers)
+    .bind(before)
+    .fetch_all(conn)
+    .await
+}
+
+/// See [`crate::plugs::operations::api::cash::first_movement_at`].
+pub async fn first_movement_at(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(m.created_at) FROM cash_movements m JOIN cash_sessions s ON s.id = m.cash_session_id \
+         WHERE s.register_id = ANY($1) AND m.created_at >= $2 AND m.created_at < $3",
+    )
+    .bind(registers)
+    .bind(from)
+    .bind(to)
+    .fetch_one(conn)
+    .await
+}

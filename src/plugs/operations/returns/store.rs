@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::core::audit::AuditedTx;
 use crate::core::db::violated_constraint;
 use crate::plugs::operations::api::cash::SessionRefunds;
+use crate::plugs::operations::api::returns::{CorrectionsPeriod, KindTotals};
 use crate::plugs::operations::api::sales::{CorrectionRef, Corrections};
 use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
 
@@ -564,4 +565,85 @@ pub async fn session_refunds(
             cash_refunded,
         })
     }
+}
+
+/// See [`crate::plugs::operations::api::returns::period_totals`].
+pub async fn period_totals(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<CorrectionsPeriod, sqlx::Error> {
+    const IN_PERIOD: &str = "register_id = ANY($1) AND created_at >= $2 AND created_at < $3";
+    let kinds: Vec<(String, i64, Decimal, Decimal, Decimal)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT kind, count(*), sum(net), sum(tax), sum(total) FROM returns WHERE {IN_PERIOD} GROUP BY kind"
+    )))
+    .bind(registers)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = CorrectionsPeriod::default();
+    for (kind, count, net, tax, total) in kinds {
+        let totals = KindTotals {
+            count,
+            net,
+            tax,
+            total,
+        };
+        match kind.as_str() {
+            "void" => out.voids = totals,
+            _ => out.returns = totals,
+        }
+    }
+    out.refunds_by_method = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT r.method, count(*), sum(r.amount) FROM returns d, unnest(d.refund_methods, d.refund_amounts) AS r(method, amount) \
+         WHERE d.{IN_PERIOD} GROUP BY r.method ORDER BY r.method"
+    )))
+    .bind(registers)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    out.by_rate = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT t.rate, sum(t.net), sum(t.tax), sum(t.gross) \
+         FROM returns d, unnest(d.tax_rates, d.tax_nets, d.tax_amounts, d.tax_grosses) AS t(rate, net, tax, gross) \
+         WHERE d.{IN_PERIOD} GROUP BY t.rate ORDER BY t.rate"
+    )))
+    .bind(registers)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    out.numbers = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT f.register_id, f.count, f.first, l.last FROM \
+           (SELECT DISTINCT ON (register_id) register_id, number AS first, count(*) OVER (PARTITION BY register_id) AS count \
+              FROM returns WHERE {IN_PERIOD} ORDER BY register_id, created_at, number_seq) f \
+         JOIN (SELECT DISTINCT ON (register_id) register_id, number AS last \
+              FROM returns WHERE {IN_PERIOD} ORDER BY register_id, created_at DESC, number_seq DESC) l USING (register_id) \
+         ORDER BY f.register_id"
+    )))
+    .bind(registers)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(out)
+}
+
+/// See [`crate::plugs::operations::api::returns::first_at`].
+pub async fn first_at(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(created_at) FROM returns WHERE register_id = ANY($1) AND created_at >= $2 AND created_at < $3",
+    )
+    .bind(registers)
+    .bind(from)
+    .bind(to)
+    .fetch_one(conn)
+    .await
 }

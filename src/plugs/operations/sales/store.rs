@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use super::discounts::DiscountKind;
 use crate::plugs::operations::api::cash::SessionSales;
-use crate::plugs::operations::api::sales::{CorrectionRef, Corrections, SoldLine, SoldSale};
+use crate::plugs::operations::api::sales::{
+    CorrectionRef, Corrections, SalesPeriod, SoldLine, SoldSale,
+};
 use crate::shared::money::{QUANTITY_SCALE, round_half_up, show};
 
 /// A sale.
@@ -516,4 +518,85 @@ pub async fn sold_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<SoldS
         lines,
         created_at: r.created_at,
     }))
+}
+
+/// See [`crate::plugs::operations::api::sales::period_totals`].
+pub async fn period_totals(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<SalesPeriod, sqlx::Error> {
+    const IN_PERIOD: &str = "register_id = ANY($1) AND created_at >= $2 AND created_at < $3";
+    #[allow(clippy::type_complexity)] // One row of six sums.
+    let (count, net, tax, total, discounts, change_given): (i64, Decimal, Decimal, Decimal, Decimal, Decimal) =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*), COALESCE(sum(net), 0), COALESCE(sum(tax), 0), COALESCE(sum(total), 0), \
+                    COALESCE(sum(discount_total), 0), COALESCE(sum(change_due), 0) FROM sales WHERE {IN_PERIOD}"
+        )))
+        .bind(registers)
+        .bind(start)
+        .bind(end)
+        .fetch_one(&mut *conn)
+        .await?;
+    let by_method = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT p.method, count(*), sum(p.amount) FROM sales s, unnest(s.payment_methods, s.payment_amounts) AS p(method, amount) \
+         WHERE s.{IN_PERIOD} GROUP BY p.method ORDER BY p.method"
+    )))
+    .bind(registers)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_rate = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT t.rate, sum(t.net), sum(t.tax), sum(t.gross) \
+         FROM sales s, unnest(s.tax_rates, s.tax_nets, s.tax_amounts, s.tax_grosses) AS t(rate, net, tax, gross) \
+         WHERE s.{IN_PERIOD} GROUP BY t.rate ORDER BY t.rate"
+    )))
+    .bind(registers)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    let numbers = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT f.register_id, f.count, f.first, l.last FROM \
+           (SELECT DISTINCT ON (register_id) register_id, receipt_number AS first, count(*) OVER (PARTITION BY register_id) AS count \
+              FROM sales WHERE {IN_PERIOD} ORDER BY register_id, created_at, receipt_seq) f \
+         JOIN (SELECT DISTINCT ON (register_id) register_id, receipt_number AS last \
+              FROM sales WHERE {IN_PERIOD} ORDER BY register_id, created_at DESC, receipt_seq DESC) l USING (register_id) \
+         ORDER BY f.register_id"
+    )))
+    .bind(registers)
+    .bind(start)
+    .bind(end)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(SalesPeriod {
+        count,
+        net,
+        tax,
+        total,
+        discounts,
+        change_given,
+        by_method,
+        by_rate,
+        numbers,
+    })
+}
+
+/// See [`crate::plugs::operations::api::sales::first_at`].
+pub async fn first_at(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT min(created_at) FROM sales WHERE register_id = ANY($1) AND created_at >= $2 AND created_at < $3",
+    )
+    .bind(registers)
+    .bind(from)
+    .bind(to)
+    .fetch_one(conn)
+    .await
 }

@@ -1,0 +1,51 @@
+//! `plugpos closing verify`: the closings' signatures, chaining and totals, checked against the
+//! documents (the check is the closings module's, offered as a `Verifier`).
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use crate::core::cli::database::CommandDatabase;
+use crate::core::config::Config;
+use crate::core::data_dir::DataDir;
+use crate::core::modules::Registry;
+
+#[derive(Debug, Subcommand)]
+pub enum ClosingCommand {
+    /// Check every closing: its signature, its chaining to the one before, and that its totals
+    /// still equal what the documents add up to; prints the report as JSON, fails on a problem.
+    Verify,
+}
+
+pub async fn run(
+    config: &Config,
+    registry: &Registry,
+    command: ClosingCommand,
+) -> anyhow::Result<()> {
+    let ClosingCommand::Verify = command;
+    let verifier = registry
+        .modules()
+        .iter()
+        .flat_map(|m| m.verifiers().iter())
+        .find(|v| v.name == "closing")
+        .copied()
+        .context("no module of this build keeps closings")?;
+    let data_dir = DataDir::prepare(&config.data_dir)?;
+    let db = CommandDatabase::open(config, &data_dir).await?;
+    let result = (verifier.run)(&db.pool, &data_dir.keys()).await;
+    db.close().await;
+    let report = result?;
+    say!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.ok {
+        bail!(
+            "{} problem(s) in {} closings, first: {}",
+            report.problems.len(),
+            report.checked,
+            report
+                .problems
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
