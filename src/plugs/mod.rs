@@ -23,5 +23,6 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
         Arc::new(operations::sales::Sales),
         Arc::new(operations::returns::Returns),
         Arc::new(administration::closings::Closings),
+        Arc::new(administration::incidents::Incidents),
     ]
 }

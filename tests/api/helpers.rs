@@ -222,7 +222,7 @@ impl TestApp {
     pub async fn run_jobs(&self) -> Vec<plugpos::core::jobs::Job> {
         let runner = plugpos::core::jobs::runner::Runner::new(
             self.state.clone(),
-            plugpos::core::server::assemble::job_handlers(),
+            plugpos::core::server::assemble::job_handlers(self.state.registry()),
         );
         let mut done = Vec::new();
         while let Some(job) = runner.work_one().await.unwrap() {

@@ -21,6 +21,7 @@ mod closings;
 mod health;
 mod helpers;
 mod http_basics;
+mod incidents;
 mod jobs;
 mod lifecycle;
 mod live;

@@ -169,17 +169,15 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             .contains("operations.sales")
     );
 
-    // Returns need sales, and closings need returns: they go first.
-    assert_eq!(
-        app.post_as(
-            "/api/v1/modules/administration.closings/disable",
-            &admin,
-            &json!({})
-        )
-        .await
-        .status(),
-        200
-    );
+    // Returns need sales, closings need returns, incidents need closings: they go first.
+    for id in ["administration.incidents", "administration.closings"] {
+        assert_eq!(
+            app.post_as(&format!("/api/v1/modules/{id}/disable"), &admin, &json!({}))
+                .await
+                .status(),
+            200
+        );
+    }
     problem(
         app.post_as(
             "/api/v1/modules/operations.sales/disable",
@@ -271,6 +269,7 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         "operations.sales",
         "operations.returns",
         "administration.closings",
+        "administration.incidents",
     ] {
         assert_eq!(
             app.post_as(&format!("/api/v1/modules/{id}/enable"), &admin, &json!({}))
@@ -306,6 +305,8 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             "module.disable",
             "module.disable",
             "module.disable",
+            "module.disable",
+            "module.enable",
             "module.enable",
             "module.enable",
             "module.enable",

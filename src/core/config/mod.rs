@@ -99,6 +99,9 @@ pub struct SchedulesConfig {
     /// Checks the backup targets: copies still there, missing ones queued (at a target's own
     /// schedule when it has one), a target more than a day behind reported.
     pub backup_targets: String,
+    /// Looks for suspicious patterns (returns, voids, discounts, no-sales, hours) in the
+    /// current and the previous business day.
+    pub flags: String,
 }
 
 impl Default for SchedulesConfig {
@@ -110,13 +113,14 @@ impl Default for SchedulesConfig {
             audit_verify: "0 3 * * *".to_owned(),
             prune: "30 3 * * *".to_owned(),
             backup_targets: "*/10 * * * *".to_owned(),
+            flags: "7 * * * *".to_owned(),
         }
     }
 }
 
 impl SchedulesConfig {
     /// `(name, expression)` of every schedule, `"off"` ones included.
-    pub fn entries(&self) -> [(&'static str, &str); 6] {
+    pub fn entries(&self) -> [(&'static str, &str); 7] {
         [
             ("backup_full", &self.backup_full),
             ("backup_snapshot", &self.backup_snapshot),
@@ -124,6 +128,7 @@ impl SchedulesConfig {
             ("audit_verify", &self.audit_verify),
             ("prune", &self.prune),
             ("backup_targets", &self.backup_targets),
+            ("flags", &self.flags),
         ]
     }
 }

@@ -117,6 +117,16 @@ pub trait Module: Send + Sync + 'static {
     /// they need from this one through [`AppState::provide`]. It must not keep the state.
     fn install(&self, _state: &AppState) {}
 
+    /// The background jobs it runs (their handlers).
+    fn jobs(&self) -> Vec<crate::core::jobs::runner::Handler> {
+        Vec::new()
+    }
+
+    /// Its jobs that run on a schedule (each named by its entry under `[schedules]`).
+    fn schedules(&self) -> Vec<crate::core::jobs::schedule::ScheduledJob> {
+        Vec::new()
+    }
+
     /// The checks it offers the command line (see [`Verifier`]).
     fn verifiers(&self) -> &'static [Verifier] {
         &[]

@@ -27,9 +27,10 @@ pub struct Capabilities {
 }
 
 /// Core's job handlers: backups and restore, audit verification, pruning.
-pub fn job_handlers() -> Handlers {
+pub fn job_handlers(modules: &Registry) -> Handlers {
     let mut list = crate::core::backup::jobs::handlers();
     list.extend(schedule::maintenance_handlers());
+    list.extend(modules.modules().iter().flat_map(|m| m.jobs()));
     Handlers::new(list)
 }
 
@@ -74,6 +75,13 @@ pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
         declared_settings(&capabilities.registry)
             .unwrap_or_else(|e| panic!("the settings declarations conflict: {e}")),
     );
+    let handlers = job_handlers(&capabilities.registry);
+    let scheduled: Vec<_> = capabilities
+        .registry
+        .modules()
+        .iter()
+        .flat_map(|m| m.schedules())
+        .collect();
     let parts = shared
         .with(capabilities.signing_key)
         .with(settings)
@@ -84,11 +92,12 @@ pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
         .with(capabilities.registry)
         .with(capabilities.modules)
         .with(capabilities.backup_target)
-        .with(job_handlers())
+        .with(handlers)
         .with(ScheduledJobs(
             [
                 crate::core::backup::jobs::schedules(),
                 schedule::maintenance_schedules(),
+                scheduled,
             ]
             .concat(),
         ));

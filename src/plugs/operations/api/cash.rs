@@ -203,3 +203,48 @@ pub async fn first_movement_at(
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
     crate::plugs::operations::cash::store::first_movement_at(conn, registers, from, to).await
 }
+
+/// The job that looks for suspicious patterns in a cashier's business day (`administration.incidents`
+/// runs it): queued in the transaction of each return, void, discounted sale and no-sale.
+pub const REVIEW: crate::core::jobs::JobKind = crate::core::jobs::JobKind {
+    name: "flags.review",
+    max_attempts: 3,
+    description: "Look for suspicious patterns in a cashier's business day",
+    retryable: true,
+};
+
+/// Queues a review of `cashier`'s business day around `at` (one pending per cashier).
+pub async fn review_later(
+    conn: &mut PgConnection,
+    cashier: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
+    crate::core::jobs::enqueue(
+        conn,
+        &REVIEW,
+        serde_json::json!({"user_id": cashier, "at": at}),
+        Some(&format!("flags.review:{cashier}")),
+        at,
+    )
+    .await
+    .map(drop)
+}
+
+/// A drawer opened without a sale: (movement, when).
+pub async fn no_sales_of(
+    conn: &mut PgConnection,
+    user: Uuid,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(Uuid, chrono::DateTime<chrono::Utc>)>, sqlx::Error> {
+    crate::plugs::operations::cash::store::no_sales_of(conn, user, start, end).await
+}
+
+/// Who opened a session, or recorded a cash movement, in `[start, end)`.
+pub async fn active_users(
+    conn: &mut PgConnection,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    crate::plugs::operations::cash::store::active_users(conn, start, end).await
+}

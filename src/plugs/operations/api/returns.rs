@@ -49,3 +49,47 @@ pub async fn first_at(
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     crate::plugs::operations::returns::store::first_at(conn, registers, from, to).await
 }
+
+/// A return or void as the suspicious-pattern rules look at it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CorrectionSeen {
+    pub id: Uuid,
+    pub kind: String,
+    /// Negative.
+    pub total: Decimal,
+    pub original_sale_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The returns and voids `cashier` recorded in `[start, end)`, oldest first.
+pub async fn corrections_of(
+    conn: &mut PgConnection,
+    cashier: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<CorrectionSeen>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, kind, total, original_sale_id, created_at FROM returns \
+         WHERE cashier_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at",
+    )
+    .bind(cashier)
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}
+
+/// Who recorded a return or void in `[start, end)`.
+pub async fn active_users(
+    conn: &mut PgConnection,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT cashier_id FROM returns WHERE created_at >= $1 AND created_at < $2",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}

@@ -165,3 +165,24 @@ pub async fn first_at(
 ) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     crate::plugs::operations::sales::store::first_at(conn, registers, from, to).await
 }
+
+/// A cashier's sale as the suspicious-pattern rules look at it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SaleSeen {
+    pub id: Uuid,
+    pub total: Decimal,
+    pub discount_total: Decimal,
+    /// Paid in cash alone, exactly (no change).
+    pub exact_cash: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The sales `cashier` recorded in `[start, end)`, oldest first.
+pub async fn sales_of(
+    conn: &mut PgConnection,
+    cashier: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<SaleSeen>, sqlx::Error> {
+    crate::plugs::operations::sales::store::sales_of(conn, cashier, start, end).await
+}

@@ -541,6 +541,7 @@ pub async fn no_sale(
         now,
     )
     .await?;
+    crate::plugs::operations::api::cash::review_later(&mut tx, caller.user_id, now).await?;
     let movement = Movement {
         id: movement_id,
         cash_session_id: id,

@@ -322,3 +322,37 @@ pub async fn first_movement_at(
     .fetch_one(conn)
     .await
 }
+
+/// See [`crate::plugs::operations::api::cash::no_sales_of`].
+pub async fn no_sales_of(
+    conn: &mut PgConnection,
+    user: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, created_at FROM cash_movements WHERE user_id = $1 AND kind = 'no_sale' \
+           AND created_at >= $2 AND created_at < $3 ORDER BY created_at",
+    )
+    .bind(user)
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}
+
+/// See [`crate::plugs::operations::api::cash::active_users`].
+pub async fn active_users(
+    conn: &mut PgConnection,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT opened_by FROM cash_sessions WHERE opened_at < $2 AND (closed_at IS NULL OR closed_at >= $1) \
+         UNION SELECT user_id FROM cash_movements WHERE created_at >= $1 AND created_at < $2",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}

@@ -506,6 +506,7 @@ async fn record_return(
         now,
     )
     .await?;
+    cash::review_later(&mut tx, caller.user_id, now).await?;
     let record = |answer: &ReturnDoc| {
         Change::new(MODULE, "return", id, "return.create")
             .sensitive()
@@ -994,6 +995,7 @@ async fn record_void(
         now,
     )
     .await?;
+    cash::review_later(&mut tx, caller.user_id, now).await?;
     let record = |answer: &ReturnDoc| {
         Change::new(MODULE, "sale", sale.id, "sale.void")
             .sensitive()

@@ -91,11 +91,33 @@ async fn sell(
     let id = match prepared {
         Prepared::Replay(id) => id,
         Prepared::Sale(sale) => match SaleWriter::of(state).write(sale).await? {
-            Written::Recorded(sale) => return Ok(created(*sale, false)),
+            Written::Recorded(sale) => {
+                // A discounted sale is looked at for suspicious patterns (after it committed:
+                // a failed queueing costs the hourly sweep's delay, never the sale).
+                if sale
+                    .discount_total
+                    .parse::<rust_decimal::Decimal>()
+                    .is_ok_and(|d| !d.is_zero())
+                {
+                    review_discount(state, sale.cashier_id, sale.created_at).await;
+                }
+                return Ok(created(*sale, false));
+            }
             Written::Replay(id) => id,
         },
     };
     replay(state, id).await
+}
+
+/// Queues the review of a discounted sale's cashier (see `administration.incidents`).
+async fn review_discount(state: &AppState, cashier: Uuid, at: DateTime<Utc>) {
+    let queued = async {
+        let mut conn = state.pool().acquire().await?;
+        crate::plugs::operations::api::cash::review_later(&mut conn, cashier, at).await
+    };
+    if let Err(e) = queued.await {
+        tracing::warn!(error = %e, "cannot queue the review of a discounted sale");
+    }
 }
 
 /// One sale.

@@ -600,3 +600,21 @@ pub async fn first_at(
     .fetch_one(conn)
     .await
 }
+
+/// See [`crate::plugs::operations::api::sales::sales_of`].
+pub async fn sales_of(
+    conn: &mut PgConnection,
+    cashier: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<crate::plugs::operations::api::sales::SaleSeen>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, total, discount_total, payment_methods = ARRAY['cash'] AND change_due = 0 AS exact_cash, created_at \
+         FROM sales WHERE cashier_id = $1 AND created_at >= $2 AND created_at < $3 ORDER BY created_at",
+    )
+    .bind(cashier)
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}
