@@ -43,7 +43,7 @@ INSERT INTO role_permissions (role_id, permission)
 SELECT r.id, p.permission
   FROM roles r
   JOIN (VALUES ('super_admin', 'administration.incidents.read'), ('manager', 'administration.incidents.read'),
-               ('auditor', 'administration.incidents.read'), ('accountant', 'administration.incidents.read'),
+               ('auditor', 'administration.incidents.read'),
                ('super_admin', 'administration.incidents.write'), ('manager', 'administration.incidents.write'),
                ('auditor', 'administration.incidents.write')) AS p (role, permission)
     ON p.role = r.name

@@ -411,6 +411,19 @@ async fn a_closed_day_refuses_every_document_dated_inside_it_also_by_sql() {
         "period.closed",
     )
     .await;
+    // Nor can that session be closed inside the closed day (its close counts in a day's cash).
+    problem(
+        shop.app
+            .post_as(
+                &format!("/api/v1/cash-sessions/{session}/close"),
+                &shop.cashier,
+                &json!({"counted_cash": "10.00"}),
+            )
+            .await,
+        409,
+        "period.closed",
+    )
+    .await;
     // Nothing of them was written.
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM sales")
         .fetch_one(&shop.app.pool)

@@ -99,7 +99,8 @@ async fn flags_fire_on_a_scripted_spike_and_incident_notes_are_append_only() {
         .await;
     assert_eq!(response.status(), 201);
 
-    // The reviews queued by those documents run.
+    // The reviews queued by those documents run half a minute later.
+    shop.app.clock.advance(chrono::Duration::seconds(31));
     let jobs = shop.app.run_jobs().await;
     assert!(jobs.iter().any(|j| j.kind == "flags.review"), "{jobs:?}");
     let flags: Value = shop

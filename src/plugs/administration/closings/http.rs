@@ -158,7 +158,8 @@ pub async fn create(
         tx.rollback().await?;
         return answer(&state, stored.replay_for(&hash)?, true).await;
     }
-    ready(&mut tx, &asked).await?;
+    let mut asked = asked;
+    ready(&mut tx, &mut asked).await?;
     let row = sign(&state, &mut tx, &business, &asked, id, caller.user_id, now).await?;
     store::insert(&mut tx, &row).await?;
     tx.record(
@@ -268,7 +269,7 @@ async fn check(
 
 /// Whether the period may be closed now: not closed yet, its turn in order, nothing earlier
 /// left open, no cash session open in it.
-async fn ready(tx: &mut AuditedTx, asked: &Asked) -> Result<(), ApiError> {
+async fn ready(tx: &mut AuditedTx, asked: &mut Asked) -> Result<(), ApiError> {
     let (kind, date, branch) = (asked.kind.as_str(), asked.date, asked.branch.id);
     if store::find(tx, branch, kind, date).await?.is_some() {
         return Err(conflict(
@@ -289,6 +290,14 @@ async fn ready(tx: &mut AuditedTx, asked: &Asked) -> Result<(), ApiError> {
                         last.business_date
                     ),
                 ));
+            }
+            // The day after a closed one starts where that one ended, so a change of
+            // `closing.day_starts_at` between them neither counts an hour twice nor leaves one out.
+            if let Some(last) = &last_day
+                && last.business_date + chrono::Duration::days(1) == date
+                && last.period_end < asked.period.end
+            {
+                asked.period.start = last.period_end;
             }
             let from = last_day
                 .as_ref()

@@ -37,7 +37,7 @@ const PERMISSIONS: &[ModulePermission] = &[
     ModulePermission {
         name: READ,
         description: "See suspicious-pattern flags and incident notes",
-        roles: &["manager", "auditor", "accountant"],
+        roles: &["manager", "auditor"],
     },
     ModulePermission {
         name: WRITE,
@@ -80,7 +80,7 @@ const SETTINGS: &[Setting] = &[
         settings::MAX_CORRECTIONS_PERCENT,
         SettingType::Integer { min: 1, max: 1000 },
         DefaultValue::Integer(20),
-        "A cashier whose returns and voids (two or more) are worth more than this percent of their sales in a business day is flagged.",
+        "A cashier whose returns and voids are worth more than this percent of their sales in a business day is flagged.",
     ),
     Setting::new(
         settings::DISCOUNT_PERCENT,

@@ -1,7 +1,7 @@
 //! The suspicious-pattern rules, with no I/O. Per cashier and business day:
 //!
 //! - `corrections_count`: more returns and voids than `flags.max_corrections_per_day`;
-//! - `corrections_share`: returns and voids (at least two) worth more than
+//! - `corrections_share`: returns and voids worth more than
 //!   `flags.max_corrections_percent` of the cashier's sales that day;
 //! - `discount`: a sale discounted by more than `flags.discount_percent_above` of its amount
 //!   before discounts (one flag per sale);
@@ -93,7 +93,7 @@ pub fn hits(day: &Day, limits: &Thresholds, tz: Tz) -> Vec<Hit> {
     }
     let sold: Decimal = day.sales.iter().map(|s| s.total).sum();
     let given_back: Decimal = -day.corrections.iter().map(|c| c.total).sum::<Decimal>();
-    if corrections >= 2 && sold > Decimal::ZERO {
+    if corrections >= 1 && sold > Decimal::ZERO {
         let percent = (given_back * Decimal::ONE_HUNDRED / sold).round_dp(2);
         if percent > limits.max_corrections_percent {
             out.push(Hit {

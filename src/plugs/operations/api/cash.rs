@@ -213,7 +213,12 @@ pub const REVIEW: crate::core::jobs::JobKind = crate::core::jobs::JobKind {
     retryable: true,
 };
 
-/// Queues a review of `cashier`'s business day around `at` (one pending per cashier).
+/// How long a review waits after the document that queued it, so that a busy cashier's
+/// documents are reviewed together (one pending review per cashier).
+pub const REVIEW_DELAY_SECS: i64 = 30;
+
+/// Queues a review of `cashier`'s business day around `at`, to run [`REVIEW_DELAY_SECS`] later
+/// (one per cashier and half minute: the documents of that half minute share it).
 pub async fn review_later(
     conn: &mut PgConnection,
     cashier: Uuid,
@@ -223,8 +228,12 @@ pub async fn review_later(
         conn,
         &REVIEW,
         serde_json::json!({"user_id": cashier, "at": at}),
-        Some(&format!("flags.review:{cashier}")),
-        at,
+        // One per cashier and half minute: a review running does not hold back the next one.
+        Some(&format!(
+            "flags.review:{cashier}:{}",
+            at.timestamp().div_euclid(REVIEW_DELAY_SECS)
+        )),
+        at + chrono::Duration::seconds(REVIEW_DELAY_SECS),
     )
     .await
     .map(drop)

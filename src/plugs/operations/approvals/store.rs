@@ -68,7 +68,8 @@ pub struct Wanted<'a> {
     pub amount: Option<Decimal>,
     /// A return without a receipt (only an approval given for one covers it).
     pub without_receipt: bool,
-    /// The request using it (its scoped idempotency key): a retry of the same request may use it again.
+    /// The request using it (its scoped idempotency key, and for a sale its body's digest): a
+    /// retry of the same request may use it again, until it expires.
     pub request: &'a str,
 }
 
@@ -80,8 +81,8 @@ pub struct Used {
     pub approver_username: String,
 }
 
-/// Marks approval `id` used by `wanted.request` if it matches, is unused (or used by this very
-/// request) and has not expired at `now`; `None` otherwise.
+/// Marks approval `id` used by `wanted.request` if it matches, has not expired at `now`, and is
+/// unused (or used by this very request); `None` otherwise.
 pub async fn consume(
     conn: &mut PgConnection,
     id: Uuid,
@@ -93,7 +94,7 @@ pub async fn consume(
          WHERE id = $1 AND action = $2 AND requester_id = $3 AND register_id = $4 \
            AND (sale_id IS NULL OR sale_id = $5) AND (NOT $6 OR without_receipt) \
            AND (amount IS NULL OR coalesce($7::numeric, 0) <= amount) \
-           AND ((used_at IS NULL AND expires_at > $8) OR used_key = $9) \
+           AND expires_at > $8 AND (used_at IS NULL OR used_key = $9) \
          RETURNING approver_id, approver_username",
     )
     .bind(id)

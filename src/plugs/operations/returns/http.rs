@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::rules::{RETURN_REASONS, VOID_REASONS, line_refund, refund_buckets, void_refunds};
+use super::rules::{
+    RETURN_REASONS, VOID_REASONS, line_refund, refund_buckets, share_of_bucket, void_refunds,
+};
 use super::store::{self, Filter, NewDoc, NewLine, NotReturnable, ReturnDoc};
 use super::{CREATE, MODULE, VOID, WITHOUT_RECEIPT};
 use crate::core::audit::{Actor, AuditedTx, Change};
@@ -31,6 +33,7 @@ use crate::plugs::management::api::catalog;
 use crate::plugs::management::api::stock::{ComingBack, put_back};
 use crate::plugs::operations::api::approvals::{self, Used, Wanted};
 use crate::plugs::operations::api::cash::{self, LockedSession};
+use crate::plugs::operations::api::sales::TaxBucket;
 use crate::plugs::operations::api::sales::{self, SoldSale};
 use crate::shared::ids::new_id;
 use crate::shared::money::{Money, Quantity, round_half_up, show};
@@ -337,6 +340,51 @@ impl PricedReturn {
     }
 }
 
+/// The (positive) tax buckets of a return's lines: per rate like a sale, and against a sale each
+/// rate's tax as its share of the sale's own (`rules::share_of_bucket`).
+async fn refund_taxes(
+    tx: &mut AuditedTx,
+    checked: &CheckedReturn,
+    lines: &[NewLine],
+    prices_include_tax: bool,
+    scale: u32,
+) -> Result<Vec<TaxBucket>, ApiError> {
+    let rated: Vec<(Decimal, Decimal)> = lines.iter().map(|l| (l.tax_rate, -l.total)).collect();
+    let mut buckets = refund_buckets(&rated, prices_include_tax, scale);
+    if let Some(sale) = &checked.sale {
+        // Against a sale, each rate's tax is a share of the sale's own (rules::share_of_bucket).
+        let before = store::returned_by_rate(tx, sale.id).await?;
+        for bucket in &mut buckets {
+            let Some(&(_, net, tax, gross)) =
+                sale.taxes.iter().find(|t| t.0.normalize() == bucket.rate)
+            else {
+                continue;
+            };
+            let sold = TaxBucket {
+                rate: bucket.rate,
+                net,
+                tax,
+                gross,
+            };
+            let back = before
+                .iter()
+                .find(|b| b.0.normalize() == bucket.rate)
+                .map_or(
+                    Decimal::ZERO,
+                    |b| if prices_include_tax { b.2 } else { b.1 },
+                );
+            // The refunds at this rate, in the terms the prices are in.
+            let amount = if prices_include_tax {
+                bucket.gross
+            } else {
+                bucket.net
+            };
+            *bucket = share_of_bucket(&sold, prices_include_tax, back, amount, scale);
+        }
+    }
+    Ok(buckets)
+}
+
 /// What each line refunds, counted against what its sale line has left under that row's lock
 /// (lines in sale-line order, so concurrent returns lock rows in one order).
 async fn price_return(
@@ -346,6 +394,9 @@ async fn price_return(
     scale: u32,
 ) -> Result<PricedReturn, ApiError> {
     let asked = &checked.asked;
+    if let Some(sale) = &checked.sale {
+        store::lock_sale(tx, sale.id).await?;
+    }
     let mut order: Vec<usize> = (0..asked.len()).collect();
     order.sort_by_key(|&i| asked[i].sale_line.as_ref().map(|l| l.line_no));
     let mut refunded = vec![Decimal::ZERO; asked.len()];
@@ -405,8 +456,8 @@ async fn price_return(
             restock: a.restock,
         });
     }
-    let rated: Vec<(Decimal, Decimal)> = lines.iter().map(|l| (l.tax_rate, -l.total)).collect();
-    let taxes = refund_buckets(&rated, prices_include_tax, scale)
+    let buckets = refund_taxes(tx, checked, &lines, prices_include_tax, scale).await?;
+    let taxes = buckets
         .iter()
         .map(|b| (b.rate, -b.net, -b.tax, -b.gross))
         .collect();
@@ -907,6 +958,23 @@ async fn lock_sale_session(
     cash::refuse_others(state, caller, session.opened_by).await
 }
 
+/// Counts every line of `sale` as given back (refused when a void or a return came first).
+async fn give_all_back(tx: &mut AuditedTx, sale: &SoldSale) -> Result<(), ApiError> {
+    for line in &sale.lines {
+        store::add_returned(tx, sale.id, line.line_no, line.quantity, line.quantity)
+            .await
+            .map_err(|e| match e {
+                NotReturnable::TooMuch(_) => ApiError::Conflict {
+                    code: "sale.already_voided",
+                    detail: "This sale was voided or partly returned meanwhile; read it again."
+                        .to_owned(),
+                },
+                NotReturnable::Db(e) => e.into(),
+            })?;
+    }
+    Ok(())
+}
+
 /// Writes the void of `sale` in one audited transaction: the key, the sale's session (open,
 /// share-locked, the caller's), the approval used, every line counted as given back (refused if
 /// a return came first), the number, the document, the goods back, the audit record.
@@ -937,14 +1005,7 @@ async fn record_void(
         request: request.key,
     };
     let approval = use_approval(&mut tx, new.approval_ref.as_deref(), &wanted, now).await?;
-    for line in &sale.lines {
-        store::add_returned(&mut tx, sale.id, line.line_no, line.quantity, line.quantity)
-            .await
-            .map_err(|e| match e {
-                NotReturnable::TooMuch(_) => has_returns(),
-                NotReturnable::Db(e) => e.into(),
-            })?;
-    }
+    give_all_back(&mut tx, sale).await?;
     let PricedReturn {
         lines,
         coming_back,

@@ -66,6 +66,42 @@ pub fn refund_buckets(
     tax_buckets(by_rate, prices_include_tax, scale)
 }
 
+/// The tax of a return against a sale, per rate: its share of the sale's own tax for that rate,
+/// computed like a line's refund so that the parts returned one by one add up to exactly the
+/// sale's tax (never a cent more, whatever the rounding): round(T x (before + x) / base) -
+/// round(T x before / base), where `base` is the sale's bucket amount the prices are in (gross
+/// with tax-inclusive prices, net otherwise), `before` what earlier returns gave back of it, `x`
+/// this return's refunds at that rate. Answers the (positive) bucket.
+pub fn share_of_bucket(
+    bucket: &TaxBucket,
+    prices_include_tax: bool,
+    before: Decimal,
+    amount: Decimal,
+    scale: u32,
+) -> TaxBucket {
+    let base = if prices_include_tax {
+        bucket.gross
+    } else {
+        bucket.net
+    };
+    let tax = line_refund(bucket.tax, base, before, amount, scale);
+    if prices_include_tax {
+        TaxBucket {
+            rate: bucket.rate,
+            net: amount - tax,
+            tax,
+            gross: amount,
+        }
+    } else {
+        TaxBucket {
+            rate: bucket.rate,
+            net: amount,
+            tax,
+            gross: amount + tax,
+        }
+    }
+}
+
 /// The refunds of a void: what each payment method took, cash less the change given
 /// (methods in the sale's order, one entry each, zero amounts left out).
 pub fn void_refunds(payments: &[(String, Decimal)], change_due: Decimal) -> Vec<(String, Decimal)> {
@@ -128,6 +164,31 @@ mod tests {
             (buckets[1].rate, buckets[1].tax, buckets[1].net),
             (d("0.19"), d("0.80"), d("4.20"))
         );
+    }
+
+    #[test]
+    fn net_priced_parts_never_refund_more_tax_than_the_sale_charged() {
+        // 3 x 0.05 net at 10 %: the sale charged 0.02 tax (0.15 x 0.1 = 0.015 -> 0.02), total 0.17.
+        let bucket = TaxBucket {
+            rate: d("0.1"),
+            net: d("0.15"),
+            tax: d("0.02"),
+            gross: d("0.17"),
+        };
+        let parts: Vec<TaxBucket> = (0..3)
+            .map(|i| share_of_bucket(&bucket, false, d("0.05") * Decimal::from(i), d("0.05"), 2))
+            .collect();
+        let refunded: Decimal = parts.iter().map(|p| p.gross).sum();
+        assert_eq!(refunded, d("0.17"), "{parts:?}");
+        // Tax-inclusive: the buckets' gross is the refund, the tax its share.
+        let inclusive = TaxBucket {
+            rate: d("0.19"),
+            net: d("8.40"),
+            tax: d("1.60"),
+            gross: d("10.00"),
+        };
+        let all = share_of_bucket(&inclusive, true, d("0"), d("10.00"), 2);
+        assert_eq!((all.tax, all.net), (d("1.60"), d("8.40")));
     }
 
     #[test]

@@ -647,3 +647,27 @@ pub async fn first_at(
     .fetch_one(conn)
     .await
 }
+
+/// Serializes the corrections of sale `id` until the transaction ends (their tax shares are
+/// computed from what earlier ones gave back).
+pub async fn lock_sale(tx: &mut AuditedTx, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 30))")
+        .bind(id)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}
+
+/// What earlier returns of sale `id` gave back per tax rate: (rate, net, gross), positive.
+pub async fn returned_by_rate(
+    tx: &mut AuditedTx,
+    id: Uuid,
+) -> Result<Vec<(Decimal, Decimal, Decimal)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT t.rate, -sum(t.net), -sum(t.gross) FROM returns d, unnest(d.tax_rates, d.tax_nets, d.tax_grosses) AS t(rate, net, gross) \
+         WHERE d.original_sale_id = $1 GROUP BY t.rate",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await
+}

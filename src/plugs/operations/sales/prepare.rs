@@ -257,8 +257,18 @@ async fn check(
         return Err(ApiError::Validation(errors));
     }
     let discounts = apply_discounts(&mut lines, &own, sale_discount, price_reasons, scale)?;
-    let approval_ref =
-        use_approvals(state, caller, &new, &lines, &overridden, &discounts, key).await?;
+    // The approvals are bound to this request: its key and its body.
+    let request = format!("{key}:{}", hex::encode(request_hash));
+    let approval_ref = use_approvals(
+        state,
+        caller,
+        &new,
+        &lines,
+        &overridden,
+        &discounts,
+        &request,
+    )
+    .await?;
     let line_inputs: Vec<LineInput> = lines.iter().map(|(_, l)| *l).collect();
     let priced = price(
         &line_inputs,
