@@ -1,11 +1,13 @@
 //! Load generator for `bench/sale_throughput.py`: N concurrent clients post sales for S seconds
 //! and the tool prints one JSON line with the count, throughput and latency percentiles.
 //!
-//! Usage: sale_load BASE_URL CLIENTS SECONDS SETUP.json [me]
+//! Usage: sale_load BASE_URL CLIENTS SECONDS SETUP.json [me|returns]
 //! SETUP.json: {"tokens": [...], "registers": [...], "products": [...]}; client i uses token and
 //! register i mod their count (one cashier per register, like a shop), three random products per
 //! sale, paid in cash. With `me`, the clients send `GET /api/v1/auth/me` instead (the cheapest
-//! authenticated request: what the server costs before a sale does any work).
+//! authenticated request: what the server costs before a sale does any work). With `returns`,
+//! they give back sale lines instead (`POST /api/v1/returns`, one line, refunded in cash), taken
+//! in order from SETUP.json's `"returnable": {register: [[sale_id, line_no, amount], ...]}`.
 
 use std::time::{Duration, Instant};
 
@@ -15,16 +17,17 @@ use serde_json::{Value, json};
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (base, clients, seconds, setup, me) = match args.as_slice() {
-        [_, base, clients, seconds, setup] => (base, clients, seconds, setup, false),
-        [_, base, clients, seconds, setup, mode] if mode == "me" => {
-            (base, clients, seconds, setup, true)
+    let (base, clients, seconds, setup, mode) = match args.as_slice() {
+        [_, base, clients, seconds, setup] => (base, clients, seconds, setup, ""),
+        [_, base, clients, seconds, setup, mode] if mode == "me" || mode == "returns" => {
+            (base, clients, seconds, setup, mode.as_str())
         }
         _ => {
-            eprintln!("usage: sale_load BASE_URL CLIENTS SECONDS SETUP.json [me]");
+            eprintln!("usage: sale_load BASE_URL CLIENTS SECONDS SETUP.json [me|returns]");
             std::process::exit(2);
         }
     };
+    let (me, returns) = (mode == "me", mode == "returns");
     let clients: usize = clients.parse().expect("CLIENTS is a number");
     let seconds: u64 = seconds.parse().expect("SECONDS is a number");
     let setup: Value =
@@ -49,10 +52,37 @@ async fn main() {
         let token = tokens[i % tokens.len()].clone();
         let register = registers[i % registers.len()].clone();
         let products = products.clone();
+        // This client's share of its register's returnable lines (clients of one register take
+        // every k-th one, so no two give back the same line).
+        let sharing = (0..clients)
+            .filter(|c| c % registers.len() == i % registers.len())
+            .count();
+        let rank = (0..i)
+            .filter(|c| c % registers.len() == i % registers.len())
+            .count();
+        let mut returnable: Vec<Value> = setup["returnable"][&register]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .skip(rank)
+                    .step_by(sharing.max(1))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        returnable.reverse();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             while Instant::now() < deadline {
+                let give_back = if returns {
+                    match returnable.pop() {
+                        Some(line) => Some(line),
+                        None => break,
+                    }
+                } else {
+                    None
+                };
                 let lines: Vec<Value> = {
                     let mut rng = rand::rng();
                     (0..3)
@@ -66,6 +96,14 @@ async fn main() {
                 let started = Instant::now();
                 let request = if me {
                     client.get(format!("{base}/api/v1/auth/me"))
+                } else if let Some(line) = &give_back {
+                    client
+                        .post(format!("{base}/api/v1/returns"))
+                        .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+                        .json(&json!({"register_id": register, "original_sale_id": line[0],
+                                      "lines": [{"line_no": line[1], "quantity": "1"}],
+                                      "refunds": [{"method": "cash", "amount": line[2]}],
+                                      "reason_code": "changed_mind"}))
                 } else {
                     client
                         .post(format!("{base}/api/v1/sales"))
