@@ -607,3 +607,154 @@ async fn closing_verify_passes_then_fails_on_an_altered_closing() {
     assert!(problems.contains("totals no longer equal"), "{problems}");
     assert!(String::from_utf8_lossy(&output.stderr).contains("problem(s) in 1 closings"));
 }
+
+#[tokio::test]
+async fn months_and_years_close_after_their_days_and_carry_the_grand_totals() {
+    let shop = Shop::open().await;
+    let (pen, _) = shop.pen_and_bread().await;
+    let session = shop.open_session("0.00").await;
+    sell(&shop, "s1", &shop.cash_sale(&pen, "2", "5.00")).await;
+    close_session(&shop, &session, "5.00").await;
+    let response = close_day(&shop, json!({"kind": "day"})).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let today: Value = response.json().await.unwrap();
+    let date =
+        chrono::NaiveDate::parse_from_str(today["business_date"].as_str().unwrap(), "%Y-%m-%d")
+            .unwrap();
+    use chrono::Datelike;
+    let year_end = chrono::NaiveDate::from_ymd_opt(date.year(), 12, 31).unwrap();
+    // A month closes only once its last day is closed.
+    problem(
+        close_day(
+            &shop,
+            json!({"kind": "month", "business_date": date.to_string()}),
+        )
+        .await,
+        409,
+        "closing.days_open",
+    )
+    .await;
+
+    // New Year's Day: the last day of the year closes (nothing happened since), then the months, then the year.
+    let berlin: chrono_tz::Tz = "Europe/Berlin".parse().unwrap();
+    use chrono::TimeZone;
+    let new_year = berlin
+        .with_ymd_and_hms(date.year() + 1, 1, 1, 1, 0, 0)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    shop.app.clock.advance(new_year - shop.app.clock.now());
+    let manager = shop.app.token("boss", "manager pass 123").await;
+    let post = |body: Value| {
+        shop.app
+            .client
+            .post(shop.app.url("/api/v1/closings"))
+            .bearer_auth(&manager)
+            .json(&body)
+            .send()
+    };
+    problem(
+        post(json!({"kind": "year", "business_date": date.to_string()}))
+            .await
+            .unwrap(),
+        409,
+        "closing.days_open",
+    )
+    .await;
+    let last_day: Value = if date == year_end {
+        today.clone()
+    } else {
+        let response = post(json!({"kind": "day", "business_date": year_end.to_string()}))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    };
+    // The year waits for its months.
+    problem(
+        post(json!({"kind": "year", "business_date": date.to_string()}))
+            .await
+            .unwrap(),
+        409,
+        "closing.earlier_period_open",
+    )
+    .await;
+    if date.month() != 12 {
+        // A later month cannot close before an earlier one.
+        problem(
+            post(json!({"kind": "month", "business_date": year_end.to_string()}))
+                .await
+                .unwrap(),
+            409,
+            "closing.earlier_period_open",
+        )
+        .await;
+    }
+    let response = post(json!({"kind": "month", "business_date": date.to_string()}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let month: Value = response.json().await.unwrap();
+    assert_eq!(month["report"]["figures"]["totals"]["sales"]["count"], 1);
+    assert_eq!(
+        month["business_date"],
+        date.with_day(1).unwrap().to_string()
+    );
+    if date.month() != 12 {
+        let response = post(json!({"kind": "month", "business_date": year_end.to_string()}))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+    let response = post(json!({"kind": "year", "business_date": date.to_string()}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let year: Value = response.json().await.unwrap();
+    assert_eq!(year["business_date"], format!("{}-01-01", date.year()));
+    assert_eq!(
+        year["report"]["figures"]["totals"]["sales"]["total"],
+        "5.00"
+    );
+    // Months and years state the grand totals of their last day.
+    assert_eq!(
+        month["report"]["grand_totals"],
+        last_day["report"]["grand_totals"]
+    );
+    assert_eq!(
+        year["report"]["grand_totals"],
+        last_day["report"]["grand_totals"]
+    );
+    assert_eq!(
+        last_day["report"]["grand_totals"], today["report"]["grand_totals"],
+        "an empty day adds nothing"
+    );
+    problem(
+        post(json!({"kind": "year", "business_date": date.to_string()}))
+            .await
+            .unwrap(),
+        409,
+        "closing.already_closed",
+    )
+    .await;
+
+    // The whole chain verifies.
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    let mut command = plugpos();
+    command
+        .args(["closing", "verify", "--data-dir"])
+        .arg(shop.app.data_dir.path())
+        .env("PLUGPOS_DATABASE__URL", database_url(&database));
+    let output = crate::helpers::run(command).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let days = if date == year_end { 1 } else { 2 };
+    let months = if date.month() != 12 { 2 } else { 1 };
+    assert_eq!(report["checked"], days + months + 1);
+}
