@@ -11,7 +11,7 @@ open session share-locked, the returned quantity counted under its row lock, the
 a correction number, the document, the goods back on the shelf (a stock movement), a review queued, the audit
 record. Prints each run and the medians of returns/sales.
 
-Usage: bench/returns_throughput.py [--seconds 15] [--rounds 3] [--clients 8]
+Usage: bench/returns_throughput.py [--seconds 15] [--rounds 3] [--clients 8] [--setup-sql FILE]
 Build first: cargo build --release --bin plugpos --example sale_load
 """
 import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile
@@ -28,6 +28,8 @@ def main():
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--binary", default=os.path.join(HERE, "../target/release/plugpos"))
     ap.add_argument("--load", default=os.path.join(HERE, "../target/release/examples/sale_load"))
+    ap.add_argument("--setup-sql", help="SQL run as postgres on the business database after the setup, before the "
+                                        "runs: for experiments (e.g. ALTER SYSTEM ...; SELECT pg_reload_conf())")
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="plugpos-bench-returns-", dir="/tmp"); os.chmod(root, 0o777)
     data = os.path.join(root, "data"); port = free_port(); base = f"http://127.0.0.1:{port}"
@@ -42,6 +44,10 @@ def main():
         setup = set_up_shop(base, data, os.path.join(root), registers=32, products=200)
         # Cashiers may take goods back here without a manager (the bench measures the return, not the approval).
         sql("INSERT INTO role_permissions (role_id, permission) SELECT id, 'operations.returns.create' FROM roles WHERE name = 'cashier'")
+        if args.setup_sql:
+            for statement in filter(str.strip, open(args.setup_sql).read().split(";")):
+                sql(statement)
+            print(f"ran {args.setup_sql} after the setup", flush=True)
 
         def load(mode, clients):
             extra = [mode] if mode else []
