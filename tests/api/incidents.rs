@@ -249,3 +249,50 @@ async fn flags_fire_on_a_scripted_spike_and_incident_notes_are_append_only() {
     .unwrap();
     assert_eq!(audited, 7);
 }
+
+#[tokio::test]
+async fn the_hourly_sweep_also_finds_who_sold_into_someone_elses_session() {
+    let shop = Shop::open().await;
+    let (pen, _) = shop.pen_and_bread().await;
+    shop.open_session("0.00").await;
+    // The manager sells at half price on the cashier's till (their session, manage_any).
+    let response = shop
+        .sell(
+            &shop.manager,
+            "half",
+            &json!({"register_id": shop.register, "lines": [{"product_id": pen, "quantity": "2"}],
+                    "discount": {"kind": "percent", "value": "50", "reason_code": "staff"},
+                    "payments": [{"method": "card", "amount": "2.50"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    // Say the review that sale queued was lost: the sweep still finds the seller.
+    sqlx::query("DELETE FROM jobs WHERE kind = 'flags.review'")
+        .execute(&shop.app.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payload, max_attempts, run_at, created_at, updated_at) \
+         VALUES (gen_random_uuid(), 'flags.sweep', '{}', 1, now() - interval '1 hour', now(), now())",
+    )
+    .execute(&shop.app.pool)
+    .await
+    .unwrap();
+    shop.app.run_jobs().await;
+    let flags: Value = shop
+        .app
+        .get_as("/api/v1/flags?rule=discount", &shop.manager)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(flags["items"].as_array().unwrap().len(), 1, "{flags}");
+    let me: Value = shop
+        .app
+        .get_as("/api/v1/auth/me", &shop.manager)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(flags["items"][0]["user_id"], me["id"]);
+}

@@ -112,7 +112,8 @@ pub async fn review_job(ctx: JobContext) -> anyhow::Result<Value> {
     Ok(json!({"business_date": date, "flags": raised}))
 }
 
-/// `flags.sweep`: every cashier active in the current or previous business day.
+/// `flags.sweep`: everyone who sold, gave back, opened a session or moved cash in the current or
+/// previous business day.
 pub async fn sweep_job(ctx: JobContext) -> anyhow::Result<Value> {
     let state = &ctx.state;
     let mut conn = state.pool().acquire().await?;
@@ -125,6 +126,8 @@ pub async fn sweep_job(ctx: JobContext) -> anyhow::Result<Value> {
         let span = closings::business_day(&business, date);
         let mut users = cash::active_users(&mut conn, span.start, span.end).await?;
         users.extend(returns::active_users(&mut conn, span.start, span.end).await?);
+        // Also who sold into someone else's session (a manager on a cashier's till).
+        users.extend(sales::active_sellers(&mut conn, span.start, span.end).await?);
         users.sort_unstable();
         users.dedup();
         for user in users {

@@ -186,3 +186,12 @@ pub async fn sales_of(
 ) -> Result<Vec<SaleSeen>, sqlx::Error> {
     crate::plugs::operations::sales::store::sales_of(conn, cashier, start, end).await
 }
+
+/// Who recorded a sale in `[start, end)`.
+pub async fn active_sellers(
+    conn: &mut PgConnection,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    crate::plugs::operations::sales::store::active_sellers(conn, start, end).await
+}

@@ -618,3 +618,18 @@ pub async fn sales_of(
     .fetch_all(conn)
     .await
 }
+
+/// See [`crate::plugs::operations::api::sales::active_sellers`].
+pub async fn active_sellers(
+    conn: &mut PgConnection,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT cashier_id FROM sales WHERE created_at >= $1 AND created_at < $2",
+    )
+    .bind(start)
+    .bind(end)
+    .fetch_all(conn)
+    .await
+}
