@@ -98,6 +98,25 @@ CREATE TRIGGER returns_no_truncate BEFORE TRUNCATE ON returns
 CREATE TRIGGER return_lines_no_truncate BEFORE TRUNCATE ON return_lines
     FOR EACH STATEMENT EXECUTE FUNCTION returns_are_immutable();
 
+-- A line is accepted only in the transaction that inserted its return or void (as sale lines
+-- with their sale, 0016/0017): a stored correction cannot gain lines later.
+CREATE FUNCTION return_lines_come_with_their_return() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    doc uuid;
+BEGIN
+    FOR doc IN SELECT DISTINCT return_id FROM new_lines LOOP
+        PERFORM 1 FROM returns WHERE id = doc AND xmin = pg_current_xact_id()::xid;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'a line must be recorded with its return or void, in the transaction that records it'
+                USING ERRCODE = 'integrity_constraint_violation', CONSTRAINT = 'return_lines_with_their_return';
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER return_lines_with_their_return AFTER INSERT ON return_lines
+    REFERENCING NEW TABLE AS new_lines FOR EACH STATEMENT EXECUTE FUNCTION return_lines_come_with_their_return();
+
 -- operations.cash: a drawer opened without a sale is recorded as a movement of kind no_sale
 -- (amount 0), counted in the X report.
 ALTER TABLE cash_movements DROP CONSTRAINT cash_movements_kind_check;

@@ -35,9 +35,10 @@ CREATE TRIGGER closings_no_truncate BEFORE TRUNCATE ON closings
     FOR EACH STATEMENT EXECUTE FUNCTION closings_are_immutable();
 
 -- Closed periods refuse writes: no sale, return or void, cash movement or stock movement may be
--- dated before the end of its branch's last closed day, whoever inserts it (the server, or SQL
--- as any role). One check per statement (the rows it inserted), cheap while a branch has no
--- closing.
+-- dated before the end of its branch's last closed day, and no cash session closed then (its
+-- close is what a day's cash figures count; it may be opened, but nothing can be recorded in it
+-- until the next business day), whoever writes it (the server, or SQL as any role). One check
+-- per statement (the rows it wrote), cheap while a branch has no closing.
 CREATE FUNCTION refuse_closed_period() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM closings WHERE kind = 'day') THEN
@@ -46,6 +47,10 @@ BEGIN
     IF TG_TABLE_NAME IN ('sales', 'returns') THEN
         PERFORM 1 FROM new_rows n JOIN registers r ON r.id = n.register_id
          WHERE n.created_at < (SELECT max(c.period_end) FROM closings c WHERE c.kind = 'day' AND c.branch_id = r.branch_id)
+         LIMIT 1;
+    ELSIF TG_TABLE_NAME = 'cash_sessions' THEN
+        PERFORM 1 FROM new_rows n JOIN registers r ON r.id = n.register_id
+         WHERE n.closed_at < (SELECT max(c.period_end) FROM closings c WHERE c.kind = 'day' AND c.branch_id = r.branch_id)
          LIMIT 1;
     ELSIF TG_TABLE_NAME = 'cash_movements' THEN
         PERFORM 1 FROM new_rows n JOIN cash_sessions s ON s.id = n.cash_session_id JOIN registers r ON r.id = s.register_id
@@ -70,6 +75,8 @@ CREATE TRIGGER returns_period_open AFTER INSERT ON returns
 CREATE TRIGGER cash_movements_period_open AFTER INSERT ON cash_movements
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION refuse_closed_period();
 CREATE TRIGGER stock_movements_period_open AFTER INSERT ON stock_movements
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION refuse_closed_period();
+CREATE TRIGGER cash_sessions_closed_in_open_period AFTER UPDATE ON cash_sessions
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION refuse_closed_period();
 
 -- A closing waits for every write of a document in flight and holds new ones back until it

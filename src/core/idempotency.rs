@@ -50,6 +50,15 @@ pub fn key(headers: &HeaderMap) -> Result<String, ApiError> {
         })
 }
 
+/// The request's key when it sent one (creates where a key is optional), else `None`; a bad one
+/// is refused like [`key`]'s.
+pub fn optional_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    match headers.contains_key(KEY_HEADER) {
+        true => key(headers).map(Some),
+        false => Ok(None),
+    }
+}
+
 /// The key as stored: the client's key scoped to its `owner` (the caller, and for a sale the
 /// register), so that another user reusing a key never gets the first user's result back.
 /// Hashed whole (64 hex digits): stored keys differ from their first character, so the key

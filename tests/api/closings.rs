@@ -13,34 +13,10 @@ async fn close_day(shop: &Shop, body: Value) -> reqwest::Response {
         .await
 }
 
-async fn close_session(shop: &Shop, session: &str, counted: &str) {
-    let response = shop
-        .app
-        .post_as(
-            &format!("/api/v1/cash-sessions/{session}/close"),
-            &shop.cashier,
-            &json!({"counted_cash": counted, "variance_reason": "counted"}),
-        )
-        .await;
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
-
 async fn sell(shop: &Shop, key: &str, body: &Value) -> Value {
     let response = shop.sell(&shop.cashier, key, body).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     response.json().await.unwrap()
-}
-
-async fn give_back(shop: &Shop, key: &str, body: &Value) -> reqwest::Response {
-    shop.app
-        .client
-        .post(shop.app.url("/api/v1/returns"))
-        .bearer_auth(&shop.manager)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
 }
 
 fn d(v: &Value) -> Decimal {
@@ -68,14 +44,15 @@ async fn trade(shop: &Shop, pen: &str, bread: &str, tag: &str) -> String {
         &shop.cash_sale(bread, "1", "1.99"),
     )
     .await;
-    let response = give_back(
-        shop,
-        &format!("{tag}-r"),
-        &json!({"register_id": shop.register,
+    let response = shop
+        .give_back(
+            &shop.manager,
+            &format!("{tag}-r"),
+            &json!({"register_id": shop.register,
         "original_sale_id": first["id"], "lines": [{"line_no": 2, "quantity": "1"}],
         "refunds": [{"method": "cash", "amount": "1.99"}], "reason_code": "defective"}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let url = shop.app.url(&format!(
         "/api/v1/sales/{}/void",
@@ -119,7 +96,7 @@ async fn a_day_closing_equals_an_independent_recomputation_and_grand_totals_carr
     )
     .await;
     assert!(refused["detail"].as_str().unwrap().contains(&session));
-    close_session(&shop, &session, "70.00").await;
+    shop.close_session(&session, "70.00").await;
 
     let response = close_day(&shop, json!({"kind": "day"})).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
@@ -236,7 +213,7 @@ async fn a_day_closing_equals_an_independent_recomputation_and_grand_totals_carr
         ..shop
     };
     let session = trade(&shop, &pen, &bread, "d2").await;
-    close_session(&shop, &session, "70.00").await;
+    shop.close_session(&session, "70.00").await;
     let response = close_day(&shop, json!({"kind": "day"})).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let second: Value = response.json().await.unwrap();
@@ -370,7 +347,7 @@ async fn a_closed_day_refuses_every_document_dated_inside_it_also_by_sql() {
     let (pen, _) = shop.pen_and_bread().await;
     let session = shop.open_session("10.00").await;
     let sale = sell(&shop, "s1", &shop.cash_sale(&pen, "1", "2.50")).await;
-    close_session(&shop, &session, "12.50").await;
+    shop.close_session(&session, "12.50").await;
     let response = close_day(&shop, json!({"kind": "day"})).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
 
@@ -384,7 +361,7 @@ async fn a_closed_day_refuses_every_document_dated_inside_it_also_by_sql() {
         "period.closed",
     )
     .await;
-    problem(give_back(&shop, "r1", &json!({"register_id": shop.register, "original_sale_id": sale["id"],
+    problem(shop.give_back(&shop.manager, "r1", &json!({"register_id": shop.register, "original_sale_id": sale["id"],
         "lines": [{"line_no": 1, "quantity": "1"}], "refunds": [{"method": "cash", "amount": "2.50"}],
         "reason_code": "other"})).await, 409, "period.closed").await;
     problem(
@@ -486,7 +463,7 @@ async fn days_close_in_order_and_an_earlier_day_with_documents_comes_first() {
     let (pen, _) = shop.pen_and_bread().await;
     let session = shop.open_session("0.00").await;
     sell(&shop, "s1", &shop.cash_sale(&pen, "1", "2.50")).await;
-    close_session(&shop, &session, "2.50").await;
+    shop.close_session(&session, "2.50").await;
     let day1: Value = shop
         .app
         .get_as("/api/v1/sales?limit=1", &shop.manager)
@@ -563,7 +540,7 @@ async fn closing_verify_passes_then_fails_on_an_altered_closing() {
     let (pen, _) = shop.pen_and_bread().await;
     let session = shop.open_session("0.00").await;
     sell(&shop, "s1", &shop.cash_sale(&pen, "2", "5.00")).await;
-    close_session(&shop, &session, "5.00").await;
+    shop.close_session(&session, "5.00").await;
     let response = close_day(&shop, json!({"kind": "day"})).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let database: String = sqlx::query_scalar("SELECT current_database()")
@@ -614,7 +591,7 @@ async fn months_and_years_close_after_their_days_and_carry_the_grand_totals() {
     let (pen, _) = shop.pen_and_bread().await;
     let session = shop.open_session("0.00").await;
     sell(&shop, "s1", &shop.cash_sale(&pen, "2", "5.00")).await;
-    close_session(&shop, &session, "5.00").await;
+    shop.close_session(&session, "5.00").await;
     let response = close_day(&shop, json!({"kind": "day"})).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let today: Value = response.json().await.unwrap();

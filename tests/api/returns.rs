@@ -23,19 +23,6 @@ async fn approval(shop: &Shop, action: &str, mut scope: Value) -> String {
     body["approval_ref"].as_str().unwrap().to_owned()
 }
 
-/// POST /api/v1/returns with an Idempotency-Key.
-async fn give_back(shop: &Shop, token: &str, key: &str, body: &Value) -> reqwest::Response {
-    shop.app
-        .client
-        .post(shop.app.url("/api/v1/returns"))
-        .bearer_auth(token)
-        .header("Idempotency-Key", key)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn sale_of(shop: &Shop, key: &str, body: &Value) -> Value {
     let response = shop.sell(&shop.cashier, key, body).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
@@ -76,7 +63,7 @@ async fn partial_and_full_returns_restock_refund_cash_and_show_in_the_x_report()
                          "lines": [{"line_no": 1, "quantity": "1"}],
                          "refunds": [{"method": "cash", "amount": "2.50"}], "reason_code": "defective"});
     problem(
-        give_back(&shop, &shop.cashier, "r1", &one_pen).await,
+        shop.give_back(&shop.cashier, "r1", &one_pen).await,
         403,
         "approval.required",
     )
@@ -90,7 +77,7 @@ async fn partial_and_full_returns_restock_refund_cash_and_show_in_the_x_report()
     .await;
     let mut body = one_pen.clone();
     body["approval_ref"] = json!(approval_ref);
-    let response = give_back(&shop, &shop.cashier, "r1", &body).await;
+    let response = shop.give_back(&shop.cashier, "r1", &body).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let first: Value = response.json().await.unwrap();
     assert_eq!(first["kind"], "return");
@@ -108,7 +95,7 @@ async fn partial_and_full_returns_restock_refund_cash_and_show_in_the_x_report()
     assert_eq!(first["approval_ref"], approval_ref.as_str());
     assert_eq!(shop.stock(&pen).await.as_deref(), Some("8.000"));
     // A retry replays; the approval is not used up by its own request.
-    let replay = give_back(&shop, &shop.cashier, "r1", &body).await;
+    let replay = shop.give_back(&shop.cashier, "r1", &body).await;
     assert_eq!(replay.status(), 201);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(replay.json::<Value>().await.unwrap()["id"], first["id"]);
@@ -118,7 +105,7 @@ async fn partial_and_full_returns_restock_refund_cash_and_show_in_the_x_report()
                       "lines": [{"line_no": 1, "quantity": "2", "restock": false}, {"line_no": 2, "quantity": "1"}],
                       "refunds": [{"method": "card", "amount": "6.99"}], "reason_code": "changed_mind"});
     // (Sessions are their cashier's: the manager refunds from the cashier's till with manage_any.)
-    let response = give_back(&shop, &shop.manager, "r2", &rest).await;
+    let response = shop.give_back(&shop.manager, "r2", &rest).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let second: Value = response.json().await.unwrap();
     assert!(second["number"].as_str().unwrap().contains("-R000002"));
@@ -136,7 +123,7 @@ async fn partial_and_full_returns_restock_refund_cash_and_show_in_the_x_report()
 
     // Nothing is left: another return is refused, whoever asks.
     problem(
-        give_back(&shop, &shop.manager, "r3", &one_pen).await,
+        shop.give_back(&shop.manager, "r3", &one_pen).await,
         409,
         "return.exceeds_returnable",
     )
@@ -229,7 +216,7 @@ async fn refunds_must_add_up_and_partial_lines_refund_exact_shares() {
                "refunds": [{"method": "card", "amount": amount}], "reason_code": "other"})
     };
     let wrong = problem(
-        give_back(&shop, &shop.manager, "a", &back("1", "3.00")).await,
+        shop.give_back(&shop.manager, "a", &back("1", "3.00")).await,
         422,
         "refund.mismatch",
     )
@@ -241,13 +228,13 @@ async fn refunds_must_add_up_and_partial_lines_refund_exact_shares() {
     // 9.98 in three parts: 3.33, 3.32, 3.33, adding up to the line exactly.
     let mut totals = Vec::new();
     for (key, amount) in [("b", "3.33"), ("c", "3.32"), ("d", "3.33")] {
-        let response = give_back(&shop, &shop.manager, key, &back("1", amount)).await;
+        let response = shop.give_back(&shop.manager, key, &back("1", amount)).await;
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
         totals.push(response.json::<Value>().await.unwrap()["totals"]["total"].clone());
     }
     assert_eq!(totals, [json!("-3.33"), json!("-3.32"), json!("-3.33")]);
     problem(
-        give_back(&shop, &shop.manager, "e", &json!({"register_id": shop.register, "original_sale_id": id,
+        shop.give_back(&shop.manager, "e", &json!({"register_id": shop.register, "original_sale_id": id,
                "lines": [{"line_no": 1, "quantity": "4"}], "refunds": [{"method": "card", "amount": "1"}],
                "reason_code": "nonsense"}))
         .await,
@@ -278,7 +265,7 @@ async fn racing_returns_of_one_line_never_give_back_more_than_was_sold() {
                           "lines": [{"line_no": 1, "quantity": "1"}],
                           "refunds": [{"method": "cash", "amount": "2.00"}], "reason_code": "other"});
         async move {
-            give_back(shop, &shop.manager, &format!("race-{i}"), &body)
+            shop.give_back(&shop.manager, &format!("race-{i}"), &body)
                 .await
                 .status()
                 .as_u16()
@@ -394,7 +381,7 @@ async fn a_void_reverses_everything_once_and_only_while_the_session_is_open() {
     )
     .await;
     problem(
-        give_back(&shop, &shop.manager, "r", &json!({"register_id": shop.register, "original_sale_id": id,
+        shop.give_back(&shop.manager, "r", &json!({"register_id": shop.register, "original_sale_id": id,
               "lines": [{"line_no": 1, "quantity": "1"}], "refunds": [{"method": "cash", "amount": "2.50"}],
               "reason_code": "other"}))
         .await,
@@ -449,13 +436,14 @@ async fn approvals_are_single_use_bound_to_their_scope_and_expire() {
     // Used once: a second request with it is refused.
     let approval_ref = approval(&shop, "operations.returns.create", json!({"sale_id": id})).await;
     assert_eq!(
-        give_back(&shop, &shop.cashier, "a", &one(&approval_ref))
+        shop.give_back(&shop.cashier, "a", &one(&approval_ref))
             .await
             .status(),
         201
     );
     problem(
-        give_back(&shop, &shop.cashier, "b", &one(&approval_ref)).await,
+        shop.give_back(&shop.cashier, "b", &one(&approval_ref))
+            .await,
         403,
         "approval.invalid",
     )
@@ -468,7 +456,7 @@ async fn approvals_are_single_use_bound_to_their_scope_and_expire() {
     )
     .await;
     problem(
-        give_back(&shop, &shop.cashier, "c", &one(&small)).await,
+        shop.give_back(&shop.cashier, "c", &one(&small)).await,
         403,
         "approval.invalid",
     )
@@ -476,7 +464,7 @@ async fn approvals_are_single_use_bound_to_their_scope_and_expire() {
     // Bound to its action.
     let wrong = approval(&shop, "operations.cash.no_sale", json!({})).await;
     problem(
-        give_back(&shop, &shop.cashier, "d", &one(&wrong)).await,
+        shop.give_back(&shop.cashier, "d", &one(&wrong)).await,
         403,
         "approval.invalid",
     )
@@ -487,7 +475,7 @@ async fn approvals_are_single_use_bound_to_their_scope_and_expire() {
         .await;
     let theirs = approval(&shop, "operations.returns.create", json!({"sale_id": id})).await;
     problem(
-        give_back(&shop, &shop.manager, "e", &one(&theirs)).await,
+        shop.give_back(&shop.manager, "e", &one(&theirs)).await,
         403,
         "approval.invalid",
     )
@@ -496,14 +484,14 @@ async fn approvals_are_single_use_bound_to_their_scope_and_expire() {
     let late = approval(&shop, "operations.returns.create", json!({"sale_id": id})).await;
     shop.app.clock.advance(chrono::Duration::seconds(121));
     problem(
-        give_back(&shop, &shop.cashier, "f", &one(&late)).await,
+        shop.give_back(&shop.cashier, "f", &one(&late)).await,
         403,
         "approval.invalid",
     )
     .await;
     // Nonsense is refused the same way.
     problem(
-        give_back(&shop, &shop.cashier, "g", &one("not-a-ref")).await,
+        shop.give_back(&shop.cashier, "g", &one("not-a-ref")).await,
         403,
         "approval.invalid",
     )
@@ -715,7 +703,7 @@ async fn a_return_without_a_receipt_always_needs_an_approval_for_one() {
     };
     // Even the manager needs someone's approval.
     problem(
-        give_back(&shop, &shop.manager, "a", &body(None)).await,
+        shop.give_back(&shop.manager, "a", &body(None)).await,
         403,
         "approval.required",
     )
@@ -729,13 +717,14 @@ async fn a_return_without_a_receipt_always_needs_an_approval_for_one() {
     )
     .await;
     problem(
-        give_back(&shop, &shop.cashier, "b", &body(Some(&narrow))).await,
+        shop.give_back(&shop.cashier, "b", &body(Some(&narrow)))
+            .await,
         403,
         "approval.invalid",
     )
     .await;
     let wide = approval(&shop, "operations.returns.create", json!({})).await;
-    let response = give_back(&shop, &shop.cashier, "c", &body(Some(&wide))).await;
+    let response = shop.give_back(&shop.cashier, "c", &body(Some(&wide))).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let doc: Value = response.json().await.unwrap();
     assert_eq!(doc["original_sale_id"], Value::Null);

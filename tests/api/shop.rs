@@ -136,6 +136,32 @@ impl Shop {
             .unwrap()
     }
 
+    /// POST /api/v1/returns with an Idempotency-Key.
+    pub async fn give_back(&self, token: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url("/api/v1/returns"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Closes cash session `session` as the cashier with `counted` cash (a variance gets a reason).
+    pub async fn close_session(&self, session: &str, counted: &str) {
+        let response = self
+            .app
+            .post_as(
+                &format!("/api/v1/cash-sessions/{session}/close"),
+                &self.cashier,
+                &json!({"counted_cash": counted, "variance_reason": "counted"}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    }
+
     /// A one-line cash sale on the register.
     pub fn cash_sale(&self, product: &str, quantity: &str, cash: &str) -> Value {
         json!({

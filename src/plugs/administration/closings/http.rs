@@ -129,10 +129,7 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let client_key = match headers.contains_key(idempotency::KEY_HEADER) {
-        true => Some(idempotency::key(&headers)?),
-        false => None,
-    };
+    let client_key = idempotency::optional_key(&headers)?;
     let hash = idempotency::request_hash(&body);
     let new: NewClosing = from_value(body)?;
     let key = client_key.map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));

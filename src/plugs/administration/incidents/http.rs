@@ -119,10 +119,7 @@ pub async fn create_incident(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = match headers.contains_key(idempotency::KEY_HEADER) {
-        true => Some(idempotency::key(&headers)?),
-        false => None,
-    };
+    let key = idempotency::optional_key(&headers)?;
     let hash = idempotency::request_hash(&body);
     let new: NewIncident = from_value(body)?;
     let key = key.map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));

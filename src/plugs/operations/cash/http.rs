@@ -478,10 +478,7 @@ pub async fn no_sale(
     headers: HeaderMap,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Result<(StatusCode, Json<Movement>), ApiError> {
-    let key = match headers.contains_key(idempotency::KEY_HEADER) {
-        true => Some(idempotency::key(&headers)?),
-        false => None,
-    };
+    let key = idempotency::optional_key(&headers)?;
     let hash = idempotency::request_hash(&body);
     let new: NewNoSale = from_value(body)?;
     let key = idempotency::scoped(

@@ -831,10 +831,7 @@ pub async fn void(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let client_key = match headers.contains_key(idempotency::KEY_HEADER) {
-        true => Some(idempotency::key(&headers)?),
-        false => None,
-    };
+    let client_key = idempotency::optional_key(&headers)?;
     let hash = idempotency::request_hash(&body);
     let new: NewVoid = from_value(body)?;
     let key = idempotency::scoped(
