@@ -291,6 +291,104 @@ async fn racing_returns_of_one_line_never_give_back_more_than_was_sold() {
 }
 
 #[tokio::test]
+async fn returns_arriving_together_refund_exact_shares_and_answer_what_they_stored() {
+    let shop = Shop::open().await;
+    let pen = shop.product("PEN3", "3.33", &shop.standard, true).await;
+    shop.receive(&pen, "10").await;
+    shop.open_session("50.00").await;
+    // 3 pens at 3.33: 9.99, paid in cash.
+    let sale = sale_of(
+        &shop,
+        "s",
+        &json!({"register_id": shop.register,
+                "lines": [{"product_id": pen, "quantity": "3"}],
+                "payments": [{"method": "cash", "amount": "10.00"}]}),
+    )
+    .await;
+    let id = sale["id"].as_str().unwrap().to_owned();
+    assert_eq!(sale["totals"]["total"], "9.99", "{sale}");
+    // Three returns of one pen each, sent at once (the writer may take them in one batch), and
+    // a retry of the first with its key: each pen refunds 3.33, the retry answers the first.
+    let body = json!({"register_id": shop.register, "original_sale_id": id,
+                      "lines": [{"line_no": 1, "quantity": "1"}],
+                      "refunds": [{"method": "cash", "amount": "3.33"}], "reason_code": "changed_mind"});
+    let keys = ["together-1", "together-2", "together-3", "together-1"];
+    let sent = keys.iter().map(|key| {
+        let (shop, body) = (&shop, &body);
+        async move {
+            let response = shop.give_back(&shop.manager, key, body).await;
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    });
+    let answers = futures_util::future::join_all(sent).await;
+    assert!(answers.iter().all(|(s, _)| *s == 201), "{answers:?}");
+    assert_eq!(answers[0].1["id"], answers[3].1["id"], "the retry replays");
+    let mut numbers: Vec<&str> = answers[..3]
+        .iter()
+        .map(|(_, a)| a["number"].as_str().unwrap())
+        .collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 3, "{answers:?}");
+    let mut tax = 0.0;
+    for (_, answer) in &answers[..3] {
+        assert_eq!(answer["totals"]["total"], "-3.33", "{answer}");
+        tax += answer["totals"]["tax"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap();
+        // What the request answered is what is stored.
+        let stored: Value = shop
+            .app
+            .get_as(
+                &format!("/api/v1/returns/{}", answer["id"].as_str().unwrap()),
+                &shop.manager,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(&stored, answer);
+    }
+    // The tax given back is exactly the sale's, however the returns were grouped.
+    let sold_tax: f64 = sale["totals"]["tax"].as_str().unwrap().parse().unwrap();
+    assert!((tax + sold_tax).abs() < 1e-9, "{tax} vs {sold_tax}");
+    // Nothing is left to return, and the pens are back on the shelf.
+    problem(
+        shop.give_back(&shop.manager, "together-4", &body).await,
+        409,
+        "return.exceeds_returnable",
+    )
+    .await;
+    assert_eq!(shop.stock(&pen).await.as_deref(), Some("10.000"));
+    // One audit record per return, each naming its stock movement and its level after it; the
+    // ledger's levels run 8, 9, 10 in some order.
+    let records: Vec<Value> = sqlx::query_scalar(
+        "SELECT after_json::jsonb FROM audit_records WHERE action = 'return.create' ORDER BY at, id",
+    )
+    .fetch_all(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 3);
+    let mut levels: Vec<f64> = records
+        .iter()
+        .map(|r| r["stock"][0]["quantity"].as_str().unwrap().parse().unwrap())
+        .collect();
+    levels.sort_by(f64::total_cmp);
+    assert_eq!(levels, [8.0, 9.0, 10.0], "{records:?}");
+    let reviews: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'flags.review'")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    assert!(
+        (1..=2).contains(&reviews),
+        "one review per cashier and half minute: {reviews}"
+    );
+}
+
+#[tokio::test]
 async fn a_void_reverses_everything_once_and_only_while_the_session_is_open() {
     let shop = Shop::open().await;
     let (pen, bread) = shop.pen_and_bread().await;

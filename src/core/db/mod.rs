@@ -68,6 +68,47 @@ pub fn lazy_pool(options: PgConnectOptions, max_connections: u32) -> PgPool {
         .connect_lazy_with(options)
 }
 
+/// Runs `tasks` copies of a writer's loop (`task`, given its pool) on a thread of their own,
+/// with a pool of that many connections opened there: a statement's answer is then read at once,
+/// not after whatever HTTP work the server's runtime has queued meanwhile (on two busy cores that
+/// wait was about half a batch's time; docs/PERFORMANCE.md). A connection's I/O belongs to the
+/// runtime that opened it, hence a pool of its own, made from `pool`'s options. The thread ends
+/// when every task has. Should the thread not start, the tasks run on the caller's runtime with
+/// `pool` instead (so this must be called inside a runtime).
+pub fn on_own_thread<F, Fut>(name: &str, pool: &PgPool, tasks: usize, task: F)
+where
+    F: Fn(PgPool) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let options = pool.connect_options().as_ref().clone();
+    let task = std::sync::Arc::new(task);
+    let on_thread = task.clone();
+    let started = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .and_then(|runtime| {
+            std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let pool = lazy_pool(options, u32::try_from(tasks).unwrap_or(u32::MAX));
+                        let mut running = tokio::task::JoinSet::new();
+                        for _ in 0..tasks {
+                            running.spawn(on_thread(pool.clone()));
+                        }
+                        while running.join_next().await.is_some() {}
+                        pool.close().await;
+                    })
+                })
+        });
+    if let Err(e) = started {
+        tracing::error!(error = %e, thread = name, "a writer thread could not start; its writers run on the server's runtime");
+        for _ in 0..tasks {
+            tokio::spawn(task(pool.clone()));
+        }
+    }
+}
+
 /// Proves the database answers (readiness check).
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())

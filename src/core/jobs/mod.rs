@@ -104,6 +104,58 @@ impl Enqueued {
     }
 }
 
+/// The part of a caller's statement that queues jobs like [`enqueue`], several at once: its
+/// parameters are the columns of [`JobColumns`]; a job whose unique key a pending job holds is
+/// left out (that job does the work). Defines `jobs_queued(id)`, the jobs queued now; the
+/// caller's final query wakes the runners with [`WAKE_IF_QUEUED`].
+pub const ENQUEUE_PART: crate::core::audit::AuditedPart = crate::core::audit::AuditedPart::new(
+    "jobs_queued AS (INSERT INTO jobs (id, kind, payload, unique_key, max_attempts, run_at, created_at, updated_at) \
+       SELECT id, kind, payload::jsonb, unique_key, max_attempts, run_at, run_at, run_at \
+       FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int[], $6::timestamptz[]) \
+         AS j(id, kind, payload, unique_key, max_attempts, run_at) ORDER BY unique_key \
+       ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('queued', 'running', 'failed') \
+       DO NOTHING RETURNING id)",
+    6,
+    &["jobs_queued"],
+);
+
+/// An expression for the final query of a statement with [`ENQUEUE_PART`]: notifies
+/// [`CHANNEL`] (at commit) when it queued a job.
+pub const WAKE_IF_QUEUED: &str = "(SELECT count(*) FROM (SELECT pg_notify('plugpos_jobs', '') FROM (SELECT 1 FROM jobs_queued LIMIT 1) q) w)";
+
+/// The jobs a statement with [`ENQUEUE_PART`] queues, as its parameters.
+#[derive(Debug, Default)]
+pub struct JobColumns {
+    pub id: Vec<Uuid>,
+    pub kind: Vec<&'static str>,
+    /// JSON text.
+    pub payload: Vec<String>,
+    pub unique_key: Vec<Option<String>>,
+    pub max_attempts: Vec<i32>,
+    pub run_at: Vec<DateTime<Utc>>,
+}
+
+impl JobColumns {
+    /// Adds a job of `kind` (a unique key already among them is left out).
+    pub fn push(
+        &mut self,
+        kind: &JobKind,
+        payload: &Value,
+        unique_key: Option<String>,
+        run_at: DateTime<Utc>,
+    ) {
+        if unique_key.is_some() && self.unique_key.contains(&unique_key) {
+            return;
+        }
+        self.id.push(new_id());
+        self.kind.push(kind.name);
+        self.payload.push(payload.to_string());
+        self.unique_key.push(unique_key);
+        self.max_attempts.push(kind.max_attempts.max(1));
+        self.run_at.push(run_at);
+    }
+}
+
 /// Queues a job of `kind`, due at `run_at`, inside the caller's transaction (`conn` is usually a
 /// transaction): it exists, and the runner hears of it, only if that transaction commits.
 pub async fn enqueue(
@@ -185,5 +237,15 @@ mod tests {
         );
         assert_eq!(secs(1000), 600);
         assert_eq!(secs(0), 30);
+    }
+}
+
+#[cfg(test)]
+mod enqueue_part_tests {
+    use super::*;
+
+    #[test]
+    fn the_wake_up_notifies_the_runners_channel() {
+        assert!(WAKE_IF_QUEUED.contains(&format!("pg_notify('{CHANNEL}', '')")));
     }
 }

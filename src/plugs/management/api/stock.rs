@@ -1,7 +1,9 @@
 //! `management.stock` for other plugs: taking sold goods off a location's stock (the part of a
 //! caller's audited statement that does it, and the columns that feed it).
 
-pub use crate::plugs::management::stock::put_back::{ComingBack, LevelAfter, put_back};
+pub use crate::plugs::management::stock::put_back::{
+    ComingBack, LevelAfter, PUT_BACK_PART, PutBackColumns, levels_after_json, put_back,
+};
 pub use crate::plugs::management::stock::take::{TAKE_CTES, TakeColumns};
 
 /// When the earliest stock movement (not a sale's line) at `locations` in `[from, to)` was

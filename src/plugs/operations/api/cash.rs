@@ -43,7 +43,8 @@ pub async fn open_session(
 }
 
 /// The part of a caller's audited statement that share-locks the open sessions of the registers
-/// in its parameter (a `uuid[]`), in register order, and defines `open(register_id, session_id)`.
+/// in its parameter (a `uuid[]`), in register order, and defines `open(register_id, session_id,
+/// opened_by)`.
 /// A close locks its session exclusively, so no row the statement writes against a session can
 /// land in a closed one.
 pub use crate::plugs::operations::cash::store::OPEN_SESSIONS;
@@ -224,19 +225,27 @@ pub async fn review_later(
     cashier: Uuid,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), sqlx::Error> {
-    crate::core::jobs::enqueue(
-        conn,
-        &REVIEW,
+    let (payload, key, run_at) = review_job(cashier, at);
+    crate::core::jobs::enqueue(conn, &REVIEW, payload, Some(&key), run_at)
+        .await
+        .map(drop)
+}
+
+/// The review [`review_later`] queues, for a caller that queues jobs in its own statement
+/// (`core::jobs::ENQUEUE_PART`): its payload, unique key and due time.
+pub fn review_job(
+    cashier: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+) -> (serde_json::Value, String, chrono::DateTime<chrono::Utc>) {
+    (
         serde_json::json!({"user_id": cashier, "at": at}),
         // One per cashier and half minute: a review running does not hold back the next one.
-        Some(&format!(
+        format!(
             "flags.review:{cashier}:{}",
             at.timestamp().div_euclid(REVIEW_DELAY_SECS)
-        )),
+        ),
         at + chrono::Duration::seconds(REVIEW_DELAY_SECS),
     )
-    .await
-    .map(drop)
 }
 
 /// A drawer opened without a sale: (movement, when).

@@ -208,7 +208,7 @@ pub struct OpenSession {
 
 /// See [`crate::plugs::operations::api::cash::OPEN_SESSIONS`].
 pub const OPEN_SESSIONS: AuditedPart = AuditedPart::new(
-    "open AS (SELECT register_id, id AS session_id FROM cash_sessions WHERE register_id = ANY($1) AND status = 'open' \
+    "open AS (SELECT register_id, id AS session_id, opened_by FROM cash_sessions WHERE register_id = ANY($1) AND status = 'open' \
        ORDER BY register_id FOR SHARE)",
     1,
     &["open"],

@@ -14,10 +14,12 @@ use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::rules::{
-    RETURN_REASONS, VOID_REASONS, line_refund, refund_buckets, share_of_bucket, void_refunds,
+use super::batch::{
+    Asked, Books, PreparedReturn, Recorded, audit_after, correction_number, judge, no_open_session,
 };
+use super::rules::{RETURN_REASONS, VOID_REASONS, void_refunds};
 use super::store::{self, Filter, NewDoc, NewLine, NotReturnable, ReturnDoc};
+use super::writer::{ReturnWriter, id_conflict};
 use super::{CREATE, MODULE, VOID, WITHOUT_RECEIPT};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
@@ -33,10 +35,9 @@ use crate::plugs::management::api::catalog;
 use crate::plugs::management::api::stock::{ComingBack, put_back};
 use crate::plugs::operations::api::approvals::{self, Used, Wanted};
 use crate::plugs::operations::api::cash::{self, LockedSession};
-use crate::plugs::operations::api::sales::TaxBucket;
 use crate::plugs::operations::api::sales::{self, SoldSale};
 use crate::shared::ids::new_id;
-use crate::shared::money::{Money, Quantity, round_half_up, show};
+use crate::shared::money::{Money, Quantity};
 
 const MAX_LINES: usize = 500;
 const MAX_REFUNDS: usize = 20;
@@ -128,42 +129,6 @@ fn scale_of(business: &Option<Business>) -> Result<u32, ApiError> {
         .ok_or(ApiError::SetupRequired)
 }
 
-/// 409 `return.exceeds_returnable`.
-fn exceeds(line_no: i32) -> ApiError {
-    ApiError::Conflict {
-        code: "return.exceeds_returnable",
-        detail: format!(
-            "Line {line_no} cannot give back that much: not more than was sold less what earlier returns gave back (see the sale's `returnable`)."
-        ),
-    }
-}
-
-/// 409 `sale.voided`.
-fn voided() -> ApiError {
-    ApiError::Conflict {
-        code: "sale.voided",
-        detail: "This sale was voided; nothing of it is left to return.".to_owned(),
-    }
-}
-
-/// The (register, year) number of a correction: the receipt format with `R` and the padded
-/// counter in place of `{number}`.
-fn correction_number(business: &Business, register_code: &str, year: i32, seq: i64) -> String {
-    let digits = business.receipt_digits;
-    business
-        .receipt_template(register_code, year)
-        .replace("{number}", &format!("R{seq:0digits$}"))
-}
-
-/// A line as checked, before its refund is known.
-struct Asked {
-    sale_line: Option<crate::plugs::operations::api::sales::SoldLine>,
-    product: Option<catalog::SaleProduct>,
-    quantity: Decimal,
-    unit_price: Decimal,
-    restock: bool,
-}
-
 /// Give goods back against their sale (or without a receipt): a numbered document of its own
 /// with negative totals, refunds that come out of the register's open session (cash) or are
 /// recorded by method, and goods back on the shelf (or written off as damaged). Needs an
@@ -196,11 +161,8 @@ pub async fn create(
         return replay(&state, id, scale).await;
     }
     let checked = check_return(&state, &caller, &new, scale).await?;
-    let request = Request {
-        key: &key,
-        hash: &hash,
-    };
-    match record_return(&state, &caller, &new, checked, &business, request).await? {
+    let prepared = prepare(&state, &caller, new, checked, key, hash, business).await?;
+    match ReturnWriter::of(&state).write(Box::new(prepared)).await? {
         Recorded::New(answer) => {
             state.live().publish(
                 "returns",
@@ -211,7 +173,79 @@ pub async fn create(
             Ok(created(*answer, false))
         }
         Recorded::Replay(id) => replay(&state, id, scale).await,
+        Recorded::NotYours(opened_by) => not_yours(&state, &caller, opened_by).await,
     }
+}
+
+/// A checked return made ready for the writer: its register's open session (the caller's, or
+/// one the caller may refund from) and its approval used, bound to this request (a retry of the
+/// same request may use it again), for the refund it comes to against the sale's books now.
+async fn prepare(
+    state: &AppState,
+    caller: &AuthContext,
+    new: NewReturn,
+    checked: CheckedReturn,
+    key: String,
+    hash: Vec<u8>,
+    business: Business,
+) -> Result<PreparedReturn, ApiError> {
+    let session = cash::open_session(state, new.register_id)
+        .await?
+        .ok_or_else(no_open_session)?;
+    if session.opened_by != caller.user_id {
+        cash::refuse_others(state, caller, session.opened_by).await?;
+    }
+    let mut prepared = PreparedReturn {
+        id: new.id.unwrap_or_else(new_id),
+        actor: Actor::user(caller),
+        user_id: caller.user_id,
+        register_id: new.register_id,
+        register_code: checked.register.code,
+        location_id: checked.register.location_id,
+        session_id: session.id,
+        sale: checked.sale,
+        asked: checked.asked,
+        refunds: checked.refunds,
+        reason_code: new.reason_code,
+        approval: None,
+        key,
+        hash,
+        business,
+    };
+    if let Some(approval_ref) = &new.approval_ref {
+        // Priced against the books as they are now (the writer prices again, and refuses a
+        // refund above this one).
+        let mut conn = state.pool().acquire().await?;
+        let sales: Vec<Uuid> = prepared.sale.iter().map(|s| s.id).collect();
+        let books = Books::read(&mut conn, &sales).await?;
+        let refund = judge(&prepared, 0, &books, state.clock().now())?.refund();
+        let wanted = Wanted {
+            action: CREATE,
+            requester: caller.user_id,
+            register_id: new.register_id,
+            sale_id: new.original_sale_id,
+            amount: Some(refund),
+            without_receipt: new.original_sale_id.is_none(),
+            request: &prepared.key,
+        };
+        let used =
+            approvals::consume(&mut conn, approval_ref, &wanted, state.clock().now()).await?;
+        prepared.approval = Some((used, refund));
+    }
+    Ok(prepared)
+}
+
+/// 403 `cash.not_your_session` for a document refused in a session `opened_by` opened (the
+/// denial is recorded).
+async fn not_yours(
+    state: &AppState,
+    caller: &AuthContext,
+    opened_by: Uuid,
+) -> Result<Response, ApiError> {
+    cash::refuse_others(state, caller, opened_by).await?;
+    Err(ApiError::Internal(anyhow::anyhow!(
+        "a session the caller may use was refused as another's"
+    )))
 }
 
 /// The request behind a document: its scoped idempotency key and body digest.
@@ -219,13 +253,6 @@ pub async fn create(
 struct Request<'a> {
     key: &'a str,
     hash: &'a [u8],
-}
-
-/// What writing a document came to.
-enum Recorded {
-    New(Box<ReturnDoc>),
-    /// A racing retry committed this one first.
-    Replay(Uuid),
 }
 
 /// The return a retry of this request should replay: one its key or its client-made id made
@@ -246,12 +273,7 @@ async fn earlier_return(
     };
     match store::same_request(&mut conn, id, caller.user_id, hash).await? {
         Some(true) => Ok(Some(id)),
-        Some(false) => Err(ApiError::Conflict {
-            code: "return.id_conflict",
-            detail:
-                "A return with this id exists from another request; a new return needs a new id."
-                    .to_owned(),
-        }),
+        Some(false) => Err(id_conflict()),
         None => Ok(None),
     }
 }
@@ -296,9 +318,8 @@ async fn check_return(
             let sale = sales::sold_sale(&mut conn, id).await?;
             if sale.is_none() {
                 errors.push(FieldError::new("original_sale_id", "is not a sale"));
-            } else if store::corrected(&mut conn, id).await?.0.is_some() {
-                return Err(voided());
             }
+            // A voided sale is refused by the writer (`sale.voided`), under the sale's lock.
             sale
         }
         None => None,
@@ -332,242 +353,6 @@ struct PricedReturn {
     coming_back: Vec<ComingBack>,
     /// (rate, net, tax, gross), negative.
     taxes: Vec<(Decimal, Decimal, Decimal, Decimal)>,
-}
-
-impl PricedReturn {
-    fn sum(&self, part: impl Fn(&(Decimal, Decimal, Decimal, Decimal)) -> Decimal) -> Decimal {
-        self.taxes.iter().map(part).sum()
-    }
-}
-
-/// The (positive) tax buckets of a return's lines: per rate like a sale, and against a sale each
-/// rate's tax as its share of the sale's own (`rules::share_of_bucket`).
-async fn refund_taxes(
-    tx: &mut AuditedTx,
-    checked: &CheckedReturn,
-    lines: &[NewLine],
-    prices_include_tax: bool,
-    scale: u32,
-) -> Result<Vec<TaxBucket>, ApiError> {
-    let rated: Vec<(Decimal, Decimal)> = lines.iter().map(|l| (l.tax_rate, -l.total)).collect();
-    let mut buckets = refund_buckets(&rated, prices_include_tax, scale);
-    if let Some(sale) = &checked.sale {
-        // Against a sale, each rate's tax is a share of the sale's own (rules::share_of_bucket).
-        let before = store::returned_by_rate(tx, sale.id).await?;
-        for bucket in &mut buckets {
-            let Some(&(_, net, tax, gross)) =
-                sale.taxes.iter().find(|t| t.0.normalize() == bucket.rate)
-            else {
-                continue;
-            };
-            let sold = TaxBucket {
-                rate: bucket.rate,
-                net,
-                tax,
-                gross,
-            };
-            let back = before
-                .iter()
-                .find(|b| b.0.normalize() == bucket.rate)
-                .map_or(
-                    Decimal::ZERO,
-                    |b| if prices_include_tax { b.2 } else { b.1 },
-                );
-            // The refunds at this rate, in the terms the prices are in.
-            let amount = if prices_include_tax {
-                bucket.gross
-            } else {
-                bucket.net
-            };
-            *bucket = share_of_bucket(&sold, prices_include_tax, back, amount, scale);
-        }
-    }
-    Ok(buckets)
-}
-
-/// What each line refunds, counted against what its sale line has left under that row's lock
-/// (lines in sale-line order, so concurrent returns lock rows in one order).
-async fn price_return(
-    tx: &mut AuditedTx,
-    checked: &CheckedReturn,
-    prices_include_tax: bool,
-    scale: u32,
-) -> Result<PricedReturn, ApiError> {
-    let asked = &checked.asked;
-    if let Some(sale) = &checked.sale {
-        store::lock_sale(tx, sale.id).await?;
-    }
-    let mut order: Vec<usize> = (0..asked.len()).collect();
-    order.sort_by_key(|&i| asked[i].sale_line.as_ref().map(|l| l.line_no));
-    let mut refunded = vec![Decimal::ZERO; asked.len()];
-    for &i in &order {
-        let a = &asked[i];
-        refunded[i] = match (&a.sale_line, &checked.sale) {
-            (Some(line), Some(sale)) => {
-                let before =
-                    store::add_returned(tx, sale.id, line.line_no, line.quantity, a.quantity)
-                        .await
-                        .map_err(|e| match e {
-                            NotReturnable::TooMuch(n) => exceeds(n),
-                            NotReturnable::Db(e) => e.into(),
-                        })?;
-                line_refund(line.total, line.quantity, before, a.quantity, scale)
-            }
-            _ => round_half_up(a.quantity * a.unit_price, scale),
-        };
-    }
-    let mut lines = Vec::with_capacity(asked.len());
-    let mut coming_back = Vec::new();
-    for ((line_no, a), refund) in (1..).zip(asked).zip(refunded) {
-        let (product_id, sku, name, tax_rate, tracked) = match (&a.sale_line, &a.product) {
-            (Some(l), _) => (
-                l.product_id,
-                l.sku.clone(),
-                l.name.clone(),
-                l.tax_rate,
-                l.tracked,
-            ),
-            (None, Some(p)) => (
-                p.id,
-                p.sku.clone(),
-                p.name.clone(),
-                p.tax_rate,
-                p.track_stock,
-            ),
-            (None, None) => continue,
-        };
-        if tracked {
-            coming_back.push(ComingBack {
-                line_no,
-                product_id,
-                quantity: a.quantity,
-                restock: a.restock,
-            });
-        }
-        lines.push(NewLine {
-            sale_line_no: a.sale_line.as_ref().map(|l| l.line_no),
-            product_id,
-            sku,
-            name,
-            quantity: a.quantity,
-            unit_price: a.unit_price,
-            total: -refund,
-            tax_rate,
-            restock: a.restock,
-        });
-    }
-    let buckets = refund_taxes(tx, checked, &lines, prices_include_tax, scale).await?;
-    let taxes = buckets
-        .iter()
-        .map(|b| (b.rate, -b.net, -b.tax, -b.gross))
-        .collect();
-    Ok(PricedReturn {
-        lines,
-        coming_back,
-        taxes,
-    })
-}
-
-/// Writes a checked return in one audited transaction: the key, the register's open session
-/// (share-locked, the caller's), the lines priced against what is left, the refunds checked, the
-/// approval used, the number, the document, the goods back, the audit record.
-async fn record_return(
-    state: &AppState,
-    caller: &AuthContext,
-    new: &NewReturn,
-    checked: CheckedReturn,
-    business: &Business,
-    request: Request<'_>,
-) -> Result<Recorded, ApiError> {
-    let scale = business.currency_scale;
-    let now = state.clock().now();
-    let year = now.with_timezone(&business.timezone).year();
-    let id = new.id.unwrap_or_else(new_id);
-    let mut tx = match begin(state, caller, "returns", request, id, now).await? {
-        Ok(tx) => tx,
-        Err(earlier) => return Ok(Recorded::Replay(earlier)),
-    };
-    let session = cash::lock_open_session(&mut tx, new.register_id)
-        .await?
-        .ok_or_else(no_open_session)?;
-    cash::refuse_others(state, caller, session.opened_by).await?;
-    let prices_include_tax = checked
-        .sale
-        .as_ref()
-        .map_or(business.prices_include_tax, |s| s.prices_include_tax);
-    let priced = price_return(&mut tx, &checked, prices_include_tax, scale).await?;
-    let total = priced.sum(|t| t.3);
-    let refund_sum: Decimal = checked.refunds.iter().map(|r| r.1).sum();
-    if refund_sum != -total {
-        return Err(ApiError::Unprocessable {
-            code: "refund.mismatch",
-            detail: format!(
-                "The refunds ({}) must add up to the return's total ({}).",
-                show(refund_sum, scale),
-                show(-total, scale)
-            ),
-        });
-    }
-    let wanted = Wanted {
-        action: CREATE,
-        requester: caller.user_id,
-        register_id: new.register_id,
-        sale_id: new.original_sale_id,
-        amount: Some(-total),
-        without_receipt: new.original_sale_id.is_none(),
-        request: request.key,
-    };
-    let approval = use_approval(&mut tx, new.approval_ref.as_deref(), &wanted, now).await?;
-    let seq = store::next_number(&mut tx, new.register_id, year).await?;
-    let number = correction_number(business, &checked.register.code, year, seq);
-    let doc = NewDoc {
-        id,
-        kind: "return",
-        register_id: new.register_id,
-        cash_session_id: session.id,
-        cashier_id: caller.user_id,
-        original_sale_id: new.original_sale_id,
-        year,
-        seq,
-        number: &number,
-        currency: &business.currency,
-        prices_include_tax,
-        net: priced.sum(|t| t.1),
-        tax: priced.sum(|t| t.2),
-        total,
-        cash_rounding: Decimal::ZERO,
-        refunds: &checked.refunds,
-        taxes: &priced.taxes,
-        reason_code: &new.reason_code,
-        approval_ref: approval.as_ref().map(|a| a.approval_ref.as_str()),
-        approved_by: approval.as_ref().map(|a| a.approver_id),
-        location_id: checked.register.location_id,
-        request_hash: request.hash,
-        at: now,
-    };
-    store::insert(&mut tx, &doc, &priced.lines).await?;
-    let location = checked.register.location_id;
-    let stock = put_back(
-        &mut tx,
-        id,
-        location,
-        &priced.coming_back,
-        "return",
-        caller.user_id,
-        now,
-    )
-    .await?;
-    cash::review_later(&mut tx, caller.user_id, now).await?;
-    let record = |answer: &ReturnDoc| {
-        Change::new(MODULE, "return", id, "return.create")
-            .sensitive()
-            .reason(
-                Some(new.reason_code.clone()),
-                approval.as_ref().map(|a| a.approval_ref.clone()),
-            )
-            .after(audit_after(answer, approval.as_ref(), &stock))
-    };
-    finish(tx, id, scale, record).await
 }
 
 /// Begins a document's audited transaction and claims its request's key in `scope`: the
@@ -627,27 +412,6 @@ async fn use_approval(
             approvals::consume(tx, approval_ref, wanted, now).await?,
         )),
         None => Ok(None),
-    }
-}
-
-/// The audit record's `after` of a return or void.
-fn audit_after(doc: &ReturnDoc, approval: Option<&Used>, stock: &[impl serde::Serialize]) -> Value {
-    json!({
-        "kind": doc.kind, "number": doc.number, "original_sale_id": doc.original_sale_id,
-        "register_id": doc.register_id, "cash_session_id": doc.cash_session_id,
-        "totals": doc.totals, "taxes": doc.taxes, "refunds": doc.refunds, "lines": doc.lines.len(),
-        "reason_code": doc.reason_code,
-        "approved_by": approval.map(|a| json!({"user_id": a.approver_id, "username": a.approver_username})),
-        "stock": stock,
-    })
-}
-
-fn no_open_session() -> ApiError {
-    ApiError::Conflict {
-        code: "cash.no_open_session",
-        detail:
-            "This register has no open cash session; open one first (POST /api/v1/cash-sessions)."
-                .to_owned(),
     }
 }
 
@@ -865,6 +629,7 @@ pub async fn void(
             Ok(created(*answer, false))
         }
         Recorded::Replay(id) => replay(&state, id, scale).await,
+        Recorded::NotYours(opened_by) => not_yours(&state, &caller, opened_by).await,
     }
 }
 

@@ -3,9 +3,11 @@
 //! numbered document of its own in the register's correction series, never a change to the
 //! sale: the database refuses changes to it, and a sale line never gives back more than it sold.
 
+pub mod batch;
 pub mod http;
 pub mod rules;
 pub mod store;
+pub mod writer;
 
 use futures_util::FutureExt;
 use utoipa_axum::router::OpenApiRouter;
@@ -112,10 +114,12 @@ impl Module for Returns {
             "return_lines",
             "return_counters",
             "returned_quantities",
+            "returned_taxes",
         ]
     }
 
     fn install(&self, state: &AppState) {
+        batch::compose_statements();
         state.provide(CorrectionsSource(|conn, id, scale| {
             store::corrections(conn, id, scale).boxed()
         }));

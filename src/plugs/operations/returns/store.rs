@@ -356,6 +356,52 @@ pub async fn load(
     Ok(Some(present(row, lines, scale)))
 }
 
+/// Document `d` with `lines` as [`load`] will read it back once written (the batch writer
+/// answers with it rather than reading it back).
+pub fn as_shown(d: &NewDoc<'_>, lines: &[NewLine], scale: u32) -> ReturnDoc {
+    let row = DocRow {
+        id: d.id,
+        kind: d.kind.to_owned(),
+        number: d.number.to_owned(),
+        original_sale_id: d.original_sale_id,
+        register_id: d.register_id,
+        cash_session_id: d.cash_session_id,
+        cashier_id: d.cashier_id,
+        currency: d.currency.to_owned(),
+        prices_include_tax: d.prices_include_tax,
+        net: d.net,
+        tax: d.tax,
+        total: d.total,
+        cash_rounding: d.cash_rounding,
+        refund_methods: d.refunds.iter().map(|r| r.0.clone()).collect(),
+        refund_amounts: d.refunds.iter().map(|r| r.1).collect(),
+        tax_rates: d.taxes.iter().map(|t| t.0).collect(),
+        tax_nets: d.taxes.iter().map(|t| t.1).collect(),
+        tax_amounts: d.taxes.iter().map(|t| t.2).collect(),
+        tax_grosses: d.taxes.iter().map(|t| t.3).collect(),
+        reason_code: d.reason_code.to_owned(),
+        approval_ref: d.approval_ref.map(str::to_owned),
+        approved_by: d.approved_by,
+        created_at: d.at,
+    };
+    let lines = (1..)
+        .zip(lines)
+        .map(|(line_no, l)| LineRow {
+            line_no,
+            sale_line_no: l.sale_line_no,
+            product_id: l.product_id,
+            sku: l.sku.clone(),
+            name: l.name.clone(),
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+            total: l.total,
+            tax_rate: l.tax_rate,
+            restock: l.restock,
+        })
+        .collect();
+    present(row, lines, scale)
+}
+
 fn present(row: DocRow, lines: Vec<LineRow>, scale: u32) -> ReturnDoc {
     ReturnDoc {
         id: row.id,
@@ -645,29 +691,5 @@ pub async fn first_at(
     .bind(from)
     .bind(to)
     .fetch_one(conn)
-    .await
-}
-
-/// Serializes the corrections of sale `id` until the transaction ends (their tax shares are
-/// computed from what earlier ones gave back).
-pub async fn lock_sale(tx: &mut AuditedTx, id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 30))")
-        .bind(id)
-        .execute(&mut **tx)
-        .await
-        .map(drop)
-}
-
-/// What earlier returns of sale `id` gave back per tax rate: (rate, net, gross), positive.
-pub async fn returned_by_rate(
-    tx: &mut AuditedTx,
-    id: Uuid,
-) -> Result<Vec<(Decimal, Decimal, Decimal)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT t.rate, -sum(t.net), -sum(t.gross) FROM returns d, unnest(d.tax_rates, d.tax_nets, d.tax_grosses) AS t(rate, net, gross) \
-         WHERE d.original_sale_id = $1 GROUP BY t.rate",
-    )
-    .bind(id)
-    .fetch_all(&mut **tx)
     .await
 }

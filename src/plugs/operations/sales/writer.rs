@@ -15,12 +15,11 @@ use futures_util::FutureExt;
 use serde_json::json;
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
-use tokio::task::JoinSet;
 
 use super::prepare::PreparedSale;
 use super::record::{Outcome, Written, record_batch};
 use crate::core::audit::AuditError;
-use crate::core::db::lazy_pool;
+use crate::core::db::on_own_thread;
 use crate::core::db::violated_constraint;
 use crate::core::http::ApiError;
 use crate::core::live::Hub;
@@ -78,44 +77,11 @@ impl SaleWriter {
     }
 }
 
-/// Starts the writers on a thread of their own, with their own connections: a batch's answer from
-/// PostgreSQL is then read at once, not after whatever HTTP work the server's runtime has queued
-/// meanwhile (on two busy cores that wait was about half a batch's time; docs/PERFORMANCE.md).
-/// The connections are opened on that thread, because a connection's I/O belongs to the runtime
-/// that opened it. The thread ends when the queue closes. Should the thread not start, the writers
-/// run on the server's runtime with its pool instead.
+/// Starts the writers on a thread of their own ([`on_own_thread`]).
 fn start(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, pool: &PgPool, live: Arc<Hub>, clock: Clock) {
-    let options = pool.connect_options().as_ref().clone();
-    let (thread_jobs, thread_live, thread_clock) = (jobs.clone(), live.clone(), clock.clone());
-    let started = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .and_then(|runtime| {
-            std::thread::Builder::new()
-                .name("sales-writer".into())
-                .spawn(move || {
-                    runtime.block_on(async move {
-                        let pool = lazy_pool(options, WRITERS as u32);
-                        let mut writers = JoinSet::new();
-                        for _ in 0..WRITERS {
-                            writers.spawn(run(
-                                thread_jobs.clone(),
-                                pool.clone(),
-                                thread_live.clone(),
-                                thread_clock.clone(),
-                            ));
-                        }
-                        while writers.join_next().await.is_some() {}
-                        pool.close().await;
-                    })
-                })
-        });
-    if let Err(e) = started {
-        tracing::error!(error = %e, "the sales writer thread could not start; writing sales on the server's runtime");
-        for _ in 0..WRITERS {
-            tokio::spawn(run(jobs.clone(), pool.clone(), live.clone(), clock.clone()));
-        }
-    }
+    on_own_thread("sales-writer", pool, WRITERS, move |pool| {
+        run(jobs.clone(), pool, live.clone(), clock.clone())
+    });
 }
 
 async fn run(jobs: Arc<Mutex<mpsc::Receiver<Job>>>, pool: PgPool, live: Arc<Hub>, clock: Clock) {
