@@ -31,7 +31,7 @@ $$;
 -- changed meanwhile): `SELECT refuse_statement(...) FROM <what does not fit>` raises a check
 -- violation named `constraint_name`, which the writer reads to decide what to do.
 CREATE FUNCTION refuse_statement(constraint_name text, message text) RETURNS boolean
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     RAISE EXCEPTION '%', message USING ERRCODE = 'check_violation', CONSTRAINT = constraint_name;
 END

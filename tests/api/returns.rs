@@ -389,6 +389,74 @@ async fn returns_arriving_together_refund_exact_shares_and_answer_what_they_stor
 }
 
 #[tokio::test]
+async fn a_return_priced_against_books_that_changed_meanwhile_is_priced_again() {
+    let shop = Shop::open().await;
+    let pen = shop.product("PEN4", "3.67", &shop.standard, true).await;
+    shop.receive(&pen, "10").await;
+    shop.open_session("50.00").await;
+    // 3 pens at 3.67 less 1.01: the line comes to 10.00, so one pen refunds 3.33, 3.34, 3.33 in turn.
+    let response = shop
+        .sell(
+            &shop.manager,
+            "s",
+            &json!({"register_id": shop.register,
+                    "lines": [{"product_id": pen, "quantity": "3",
+                               "discount": {"kind": "amount", "value": "1.01", "reason_code": "loyalty"}}],
+                    "payments": [{"method": "cash", "amount": "10.00"}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let sale: Value = response.json().await.unwrap();
+    assert_eq!(sale["totals"]["total"], "10.00", "{sale}");
+    let id = sale["id"].as_str().unwrap().to_owned();
+    // Another writer gives the first pen back and has not committed yet.
+    let mut other = shop.app.pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO returned_quantities (sale_id, line_no, sold, returned) VALUES ($1::uuid, 1, 3, 1)")
+        .bind(&id)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    // This return is priced as the first pen (3.33) and waits for that row.
+    let body = json!({"register_id": shop.register, "original_sale_id": id,
+                      "lines": [{"line_no": 1, "quantity": "1"}],
+                      "refunds": [{"method": "cash", "amount": "3.33"}], "reason_code": "other"});
+    let sent = {
+        let (shop, body) = (&shop, &body);
+        async move { shop.give_back(&shop.manager, "stale", body).await }
+    };
+    let waiting = async {
+        for _ in 0..100 {
+            let waiters: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                    .fetch_one(&shop.app.pool)
+                    .await
+                    .unwrap();
+            if waiters > 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        other.commit().await.unwrap();
+    };
+    let (response, ()) = tokio::join!(sent, waiting);
+    // Once the other commits, this one is the second pen: 3.34, not the 3.33 it was priced at.
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "refund.mismatch", "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("(3.34)"),
+        "{problem}"
+    );
+    let returned: String = sqlx::query_scalar(
+        "SELECT returned::text FROM returned_quantities WHERE sale_id = $1::uuid AND line_no = 1",
+    )
+    .bind(&id)
+    .fetch_one(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(returned, "1.000", "nothing of the refused return stays");
+}
+
+#[tokio::test]
 async fn a_void_reverses_everything_once_and_only_while_the_session_is_open() {
     let shop = Shop::open().await;
     let (pen, bread) = shop.pen_and_bread().await;

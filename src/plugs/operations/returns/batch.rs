@@ -44,7 +44,7 @@ use crate::plugs::management::api::catalog::SaleProduct;
 use crate::plugs::management::api::stock::{
     ComingBack, PUT_BACK_PART, PutBackColumns, levels_after_json,
 };
-use crate::plugs::operations::api::approvals::{self, Used};
+use crate::plugs::operations::api::approvals::Used;
 use crate::plugs::operations::api::cash;
 use crate::plugs::operations::api::sales::{SoldLine, SoldSale, TaxBucket};
 use crate::shared::ids::new_id;
@@ -80,8 +80,11 @@ pub struct PreparedReturn {
     /// (method, amount), positive.
     pub refunds: Vec<(String, Decimal)>,
     pub reason_code: String,
-    /// The approval the request used, and the largest refund it was used for.
-    pub approval: Option<(Used, Decimal)>,
+    /// The approval the request used (for the refund the request priced, which its refunds
+    /// must add up to, so the writer's price cannot exceed it unrefused).
+    pub approval: Option<Used>,
+    /// Was `id` made by the client (a retry with it replays)?
+    pub client_id: bool,
     /// The scoped idempotency key and the body's digest.
     pub key: String,
     pub hash: Vec<u8>,
@@ -94,9 +97,6 @@ pub enum Recorded {
     New(Box<ReturnDoc>),
     /// A retry of the return with this id, which stands.
     Replay(Uuid),
-    /// The register's session is another cashier's (opened by this user), and the caller may not
-    /// refund from it: the request answers 403 `cash.not_your_session` (and records the denial).
-    NotYours(Uuid),
 }
 
 /// One return's answer.
@@ -390,34 +390,47 @@ impl Accepted {
     }
 }
 
-/// Records `returns` at `now` in one statement and gives each one's outcome, in order. On a
-/// database error nothing of the batch is recorded (the caller may try the returns one by one).
+/// Records `returns` at `now` and gives each one's outcome, in order: in one statement, and
+/// after it those that repeat a key or a client-made id of another in the batch; a statement
+/// that fails is tried again return by return, so one that fails fails alone.
 pub async fn record_batch(
     pool: &PgPool,
     returns: &[&PreparedReturn],
     now: DateTime<Utc>,
-) -> Result<Vec<Outcome>, AuditError> {
+) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = (0..returns.len()).map(|_| None).collect();
     let mut pending: Vec<usize> = (0..returns.len()).collect();
     while !pending.is_empty() {
         let (now_batch, later) = plan(returns, &pending);
         let batch: Vec<&PreparedReturn> = now_batch.iter().map(|&i| returns[i]).collect();
-        let written = write_with_retries(pool, &batch, now).await?;
+        let written = match write_with_retries(pool, &batch, now).await {
+            Ok(written) => written,
+            Err(e) if batch.len() > 1 => {
+                tracing::warn!(error = %e, returns = batch.len(), "a batch of returns failed; recording them one by one");
+                let mut written = Vec::with_capacity(batch.len());
+                for r in &batch {
+                    written.push(match write_with_retries(pool, &[r], now).await {
+                        Ok(mut one) => one.pop().unwrap_or_else(|| Err(unanswered())),
+                        Err(e) => alone_failed(pool, r, e).await,
+                    });
+                }
+                written
+            }
+            Err(e) => vec![alone_failed(pool, batch[0], e).await],
+        };
         for (i, outcome) in now_batch.into_iter().zip(written) {
             outcomes[i] = Some(outcome);
         }
         pending = later;
     }
-    Ok(outcomes
+    outcomes
         .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| {
-                Err(ApiError::Internal(anyhow::anyhow!(
-                    "a return was not planned"
-                )))
-            })
-        })
-        .collect())
+        .map(|o| o.unwrap_or_else(|| Err(unanswered())))
+        .collect()
+}
+
+fn unanswered() -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("a return of the batch was not answered"))
 }
 
 /// Writes `batch` (distinct keys and ids), again when a retry committed one of its keys first
@@ -511,18 +524,13 @@ async fn write(
     }
     Ok(outcomes
         .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| {
-                Err(ApiError::Internal(anyhow::anyhow!(
-                    "a return was not answered"
-                )))
-            })
-        })
+        .map(|o| o.unwrap_or_else(|| Err(unanswered())))
         .collect())
 }
 
 /// A refused return may be the retry of one that committed after its request looked for its key
-/// (the retry read it as free, then found its lines given back): those replay instead.
+/// or its client-made id (the retry read them as free, then found its lines given back): those
+/// replay instead (or, for an id another request made, answer `return.id_conflict`).
 async fn replay_refused(
     pool: &PgPool,
     batch: &[&PreparedReturn],
@@ -537,17 +545,75 @@ async fn replay_refused(
     if refused.is_empty() {
         return Ok(());
     }
-    let stored = idempotency::find_all(&mut *pool.acquire().await?, SCOPE, &refused).await?;
+    let mut conn = pool.acquire().await?;
+    let stored = idempotency::find_all(&mut conn, SCOPE, &refused).await?;
     for (r, outcome) in batch.iter().zip(outcomes.iter_mut()) {
-        if let (Some(Err(_)), Some(stored)) = (&outcome, stored.get(&r.key)) {
+        if !matches!(outcome, Some(Err(_))) {
+            continue;
+        }
+        if let Some(stored) = stored.get(&r.key) {
             *outcome = Some(stored.replay_for(&r.hash).map(Recorded::Replay));
+        } else if r.client_id {
+            match store::same_request(&mut conn, r.id, r.user_id, &r.hash).await? {
+                Some(true) => *outcome = Some(Ok(Recorded::Replay(r.id))),
+                Some(false) => *outcome = Some(Err(id_conflict())),
+                None => {}
+            }
         }
     }
     Ok(())
 }
 
+/// The answer for a return whose own statement failed: a client-made id that another request
+/// recorded meanwhile is that request's return (a replay if it was this same request); a closed
+/// session, more than is left to give back, a closed day (`period.closed`) are 409; a statement
+/// that other writers kept changing under it after every try is 409 `return.contention`.
+async fn alone_failed(pool: &PgPool, r: &PreparedReturn, e: AuditError) -> Outcome {
+    let AuditError::Database(db) = e else {
+        return Err(e.into());
+    };
+    match violated_constraint(&db) {
+        Some("returns_pkey") => {
+            let mut conn = pool.acquire().await?;
+            match store::same_request(&mut conn, r.id, r.user_id, &r.hash).await? {
+                Some(true) => Ok(Recorded::Replay(r.id)),
+                _ => Err(id_conflict()),
+            }
+        }
+        Some("return_session_closed") => Err(no_open_session()),
+        // A void racing the statement (it checks the books it priced against otherwise).
+        Some("returned_not_above_sold") => Err(ApiError::Conflict {
+            code: "return.exceeds_returnable",
+            detail: "A line cannot give back that much: not more than was sold less what earlier returns gave back (see the sale's `returnable`).".to_owned(),
+        }),
+        Some("return_books_changed" | "idempotency_keys_pkey") => Err(contention()),
+        _ if is_deadlock(&db) => Err(contention()),
+        _ => {
+            tracing::warn!(error = %db, return_id = %r.id, request_id = r.actor.request_id.as_deref().unwrap_or(""), "a return could not be recorded");
+            Err(db.into())
+        }
+    }
+}
+
+/// 409 `return.contention`.
+fn contention() -> ApiError {
+    ApiError::Conflict {
+        code: "return.contention",
+        detail: "Other returns or a void of this sale kept changing it while this return was recorded; nothing was recorded: send the same request again.".to_owned(),
+    }
+}
+
+/// 409 `return.id_conflict`.
+pub fn id_conflict() -> ApiError {
+    ApiError::Conflict {
+        code: "return.id_conflict",
+        detail: "A return with this id exists from another request; a new return needs a new id."
+            .to_owned(),
+    }
+}
+
 /// Prices return `r` (the `index`th of its batch) against `books`: accepted, or why not (its
-/// sale voided, more than is left, refunds that do not add up to it, more than its approval).
+/// sale voided, more than is left, refunds that do not add up to it).
 pub fn judge(
     r: &PreparedReturn,
     index: usize,
@@ -583,11 +649,6 @@ pub fn judge(
                 show(accepted.refund(), scale)
             ),
         });
-    }
-    if let Some((_, approved)) = &r.approval
-        && accepted.refund() > *approved
-    {
-        return Err(approvals::invalid());
     }
     Ok(accepted)
 }
@@ -804,10 +865,9 @@ impl<'a> WriteColumns<'a> {
             let r = batch[a.index];
             w.docs.push(r, a);
             w.audit.id.push(new_id());
-            w.audit.base.push(parts::open_object(&audit_base(
-                doc,
-                r.approval.as_ref().map(|(u, _)| u),
-            )));
+            w.audit
+                .base
+                .push(parts::open_object(&audit_base(doc, r.approval.as_ref())));
             w.audit.user_id.push(r.actor.user_id);
             w.audit.username.push(r.actor.username.clone());
             w.audit.role.push(r.actor.role.clone());
@@ -867,9 +927,9 @@ impl<'a> DocColumns<'a> {
         c.total.push(a.sum(|t| t.3));
         c.reason_code.push(&r.reason_code);
         c.approval_ref
-            .push(r.approval.as_ref().map(|(u, _)| u.approval_ref.as_str()));
+            .push(r.approval.as_ref().map(|u| u.approval_ref.as_str()));
         c.approved_by
-            .push(r.approval.as_ref().map(|(u, _)| u.approver_id));
+            .push(r.approval.as_ref().map(|u| u.approver_id));
         c.location_id.push(r.location_id);
         c.request_hash.push(r.hash.clone());
         c.r_from.push(next_position(c.r_method.len()));
@@ -935,8 +995,8 @@ async fn write_documents(
                 refunds: &r.refunds,
                 taxes: &a.taxes,
                 reason_code: &r.reason_code,
-                approval_ref: r.approval.as_ref().map(|(u, _)| u.approval_ref.as_str()),
-                approved_by: r.approval.as_ref().map(|(u, _)| u.approver_id),
+                approval_ref: r.approval.as_ref().map(|u| u.approval_ref.as_str()),
+                approved_by: r.approval.as_ref().map(|u| u.approver_id),
                 location_id: r.location_id,
                 request_hash: &r.hash,
                 at: now,

@@ -15,11 +15,12 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::batch::{
-    Asked, Books, PreparedReturn, Recorded, audit_after, correction_number, judge, no_open_session,
+    Asked, Books, PreparedReturn, Recorded, audit_after, correction_number, id_conflict, judge,
+    no_open_session,
 };
 use super::rules::{RETURN_REASONS, VOID_REASONS, void_refunds};
 use super::store::{self, Filter, NewDoc, NewLine, NotReturnable, ReturnDoc};
-use super::writer::{ReturnWriter, id_conflict};
+use super::writer::ReturnWriter;
 use super::{CREATE, MODULE, VOID, WITHOUT_RECEIPT};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
@@ -173,7 +174,6 @@ pub async fn create(
             Ok(created(*answer, false))
         }
         Recorded::Replay(id) => replay(&state, id, scale).await,
-        Recorded::NotYours(opened_by) => not_yours(&state, &caller, opened_by).await,
     }
 }
 
@@ -208,6 +208,7 @@ async fn prepare(
         refunds: checked.refunds,
         reason_code: new.reason_code,
         approval: None,
+        client_id: new.id.is_some(),
         key,
         hash,
         business,
@@ -226,26 +227,14 @@ async fn prepare(
             sale_id: new.original_sale_id,
             amount: Some(refund),
             without_receipt: new.original_sale_id.is_none(),
-            request: &prepared.key,
+            // Bound to this request, its key and its body (as a sale's).
+            request: &format!("{}:{}", prepared.key, hex::encode(&prepared.hash)),
         };
         let used =
             approvals::consume(&mut conn, approval_ref, &wanted, state.clock().now()).await?;
-        prepared.approval = Some((used, refund));
+        prepared.approval = Some(used);
     }
     Ok(prepared)
-}
-
-/// 403 `cash.not_your_session` for a document refused in a session `opened_by` opened (the
-/// denial is recorded).
-async fn not_yours(
-    state: &AppState,
-    caller: &AuthContext,
-    opened_by: Uuid,
-) -> Result<Response, ApiError> {
-    cash::refuse_others(state, caller, opened_by).await?;
-    Err(ApiError::Internal(anyhow::anyhow!(
-        "a session the caller may use was refused as another's"
-    )))
 }
 
 /// The request behind a document: its scoped idempotency key and body digest.
@@ -319,7 +308,7 @@ async fn check_return(
             if sale.is_none() {
                 errors.push(FieldError::new("original_sale_id", "is not a sale"));
             }
-            // A voided sale is refused by the writer (`sale.voided`), under the sale's lock.
+            // A voided sale is refused by the writer (`sale.voided`), which reads its books.
             sale
         }
         None => None,
@@ -629,7 +618,6 @@ pub async fn void(
             Ok(created(*answer, false))
         }
         Recorded::Replay(id) => replay(&state, id, scale).await,
-        Recorded::NotYours(opened_by) => not_yours(&state, &caller, opened_by).await,
     }
 }
 
@@ -767,6 +755,9 @@ async fn record_void(
         request: request.key,
     };
     let approval = use_approval(&mut tx, new.approval_ref.as_deref(), &wanted, now).await?;
+    // The counter before the returned quantities: the order the returns writer's statement
+    // takes them in, so a void and a return of one sale do not deadlock.
+    let seq = store::next_number(&mut tx, sale.register_id, year).await?;
     give_all_back(&mut tx, sale).await?;
     let PricedReturn {
         lines,
@@ -774,7 +765,6 @@ async fn record_void(
         taxes,
     } = mirror(sale);
     let refunds = void_refunds(&sale.payments, sale.change_due);
-    let seq = store::next_number(&mut tx, sale.register_id, year).await?;
     let number = correction_number(business, &register.code, year, seq);
     let location_id = sale.location_id.unwrap_or(register.location_id);
     let doc = NewDoc {
