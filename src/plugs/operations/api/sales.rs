@@ -63,6 +63,22 @@ pub async fn sold_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<SoldS
     crate::plugs::operations::sales::store::sold_sale(conn, id).await
 }
 
+/// Sales kept in memory at most by [`sold_sale_cached`].
+const SOLD_SALE_CACHE: usize = 10_000;
+
+/// Like [`sold_sale`], kept in memory (a sale not found is not kept): a recorded sale never
+/// changes (the database refuses it), so the returns of one sale read it once. Forgotten with
+/// every cache (a restore, a change of a cached table).
+pub async fn sold_sale_cached(state: &AppState, id: Uuid) -> Result<Option<SoldSale>, sqlx::Error> {
+    state
+        .cache::<Uuid, SoldSale>(SOLD_SALE_CACHE)
+        .get_or_read(id, || async {
+            let mut conn = state.pool().acquire().await?;
+            sold_sale(&mut conn, id).await
+        })
+        .await
+}
+
 /// A correction of a sale as its read lists it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CorrectionRef {

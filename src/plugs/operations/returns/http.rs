@@ -24,6 +24,7 @@ use super::writer::ReturnWriter;
 use super::{CREATE, MODULE, VOID, WITHOUT_RECEIPT};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
+use crate::core::db::changes::KeepsCaches;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson, Page};
@@ -149,21 +150,36 @@ pub async fn create(
     caller: AuthContext,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
+) -> Response {
+    let mut response = give_back(&state, &caller, &headers, body)
+        .await
+        .into_response();
+    // A return writes no table that is cached (settings, registers, sessions, products, users):
+    // answering it need not make every till read those again.
+    response.extensions_mut().insert(KeepsCaches);
+    response
+}
+
+async fn give_back(
+    state: &AppState,
+    caller: &AuthContext,
+    headers: &HeaderMap,
+    body: Value,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::key(&headers)?;
+    let key = idempotency::key(headers)?;
     let hash = idempotency::request_hash(&body);
     let new: NewReturn = from_value(body)?;
     let key = idempotency::scoped(&format!("{}/{}", caller.user_id, new.register_id), &key);
-    let business = Business::cached(&state)
+    let business = Business::cached(state)
         .await?
         .ok_or(ApiError::SetupRequired)?;
     let scale = business.currency_scale;
-    if let Some(id) = earlier_return(&state, &caller, &new, &key, &hash).await? {
-        return replay(&state, id, scale).await;
+    if let Some(id) = earlier_return(state, caller, &new, &key, &hash).await? {
+        return replay(state, id, scale).await;
     }
-    let checked = check_return(&state, &caller, &new, scale).await?;
-    let prepared = prepare(&state, &caller, new, checked, key, hash, business).await?;
-    match ReturnWriter::of(&state).write(Box::new(prepared)).await? {
+    let checked = check_return(state, caller, &new, scale).await?;
+    let prepared = prepare(state, caller, new, checked, key, hash, business).await?;
+    match ReturnWriter::of(state).write(Box::new(prepared)).await? {
         Recorded::New(answer) => {
             state.live().publish(
                 "returns",
@@ -173,7 +189,7 @@ pub async fn create(
             );
             Ok(created(*answer, false))
         }
-        Recorded::Replay(id) => replay(&state, id, scale).await,
+        Recorded::Replay(id) => replay(state, id, scale).await,
     }
 }
 
@@ -303,8 +319,7 @@ async fn check_return(
     }
     let sale = match new.original_sale_id {
         Some(id) => {
-            let mut conn = state.pool().acquire().await?;
-            let sale = sales::sold_sale(&mut conn, id).await?;
+            let sale = sales::sold_sale_cached(state, id).await?;
             if sale.is_none() {
                 errors.push(FieldError::new("original_sale_id", "is not a sale"));
             }

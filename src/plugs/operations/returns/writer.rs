@@ -21,7 +21,7 @@ use crate::shared::clock::Clock;
 
 /// Writers that record batches side by side (while one waits for its commit, the next records
 /// what arrived meanwhile), as many as the sales writer runs.
-const WRITERS: usize = 1;
+const WRITERS: usize = 2;
 /// The most returns one transaction records.
 const MAX_BATCH: usize = 64;
 /// Returns queued beyond this make requests wait to queue (back-pressure, bounded memory).
