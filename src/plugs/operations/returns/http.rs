@@ -142,7 +142,7 @@ fn scale_of(business: &Option<Business>) -> Result<u32, ApiError> {
         (status = 201, description = "Recorded (or replayed, with `Idempotent-Replayed: true`)", body = ReturnDoc),
         (status = 400, description = "No or bad Idempotency-Key (`idempotency.key_required`, `idempotency.key_invalid`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`), another cashier's session (`cash.not_your_session`), an approval needed (`approval.required`) or not fitting (`approval.invalid`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No open session on the register (`cash.no_open_session`), more than is returnable (`return.exceeds_returnable`), a voided sale (`sale.voided`), a client id used by another request (`return.id_conflict`), or a closed day (`period.closed`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No open session on the register (`cash.no_open_session`), more than is returnable (`return.exceeds_returnable`), a voided sale (`sale.voided`), a client id used by another request (`return.id_conflict`), a sale other returns kept changing meanwhile (`return.contention`: send the same request again), or a closed day (`period.closed`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (`validation.failed`), refunds that do not add up to the total (`refund.mismatch`), key used with another body (`idempotency.key_reused`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
