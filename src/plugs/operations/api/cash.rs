@@ -21,7 +21,7 @@ const SESSION_CACHE: usize = 10_000;
 struct OpenSessionOf(Option<OpenSession>);
 
 pub use crate::plugs::operations::cash::MANAGE_ANY;
-pub use crate::plugs::operations::cash::http::{not_your_session, refuse_others};
+pub use crate::plugs::operations::cash::http::{no_open_session, not_your_session, refuse_others};
 pub use crate::plugs::operations::cash::store::OpenSession;
 
 /// The open cash session of `register_id`, kept in memory until a cash session changes (see

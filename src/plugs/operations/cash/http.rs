@@ -274,6 +274,17 @@ pub struct Movement {
 }
 
 /// 403 `cash.not_your_session`.
+/// 409 `cash.no_open_session`: a document for a register without an open session (a sale, a
+/// return).
+pub fn no_open_session() -> ApiError {
+    ApiError::Conflict {
+        code: "cash.no_open_session",
+        detail:
+            "This register has no open cash session; open one first (POST /api/v1/cash-sessions)."
+                .to_owned(),
+    }
+}
+
 pub fn not_your_session() -> ApiError {
     ApiError::Denied {
         code: "cash.not_your_session",

@@ -120,16 +120,6 @@ pub fn voided() -> ApiError {
     }
 }
 
-/// 409 `cash.no_open_session`.
-pub fn no_open_session() -> ApiError {
-    ApiError::Conflict {
-        code: "cash.no_open_session",
-        detail:
-            "This register has no open cash session; open one first (POST /api/v1/cash-sessions)."
-                .to_owned(),
-    }
-}
-
 /// The (register, year) number of a correction: the receipt format with `R` and the padded
 /// counter in place of `{number}` (the `WRITE` statement formats it the same way).
 pub fn correction_number(business: &Business, register_code: &str, year: i32, seq: i64) -> String {
@@ -580,7 +570,7 @@ async fn alone_failed(pool: &PgPool, r: &PreparedReturn, e: AuditError) -> Outco
                 _ => Err(id_conflict()),
             }
         }
-        Some("return_session_closed") => Err(no_open_session()),
+        Some("return_session_closed") => Err(cash::no_open_session()),
         // A void racing the statement (it checks the books it priced against otherwise).
         Some("returned_not_above_sold") => Err(ApiError::Conflict {
             code: "return.exceeds_returnable",

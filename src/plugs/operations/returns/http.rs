@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use super::batch::{
     Asked, Books, PreparedReturn, Recorded, audit_after, correction_number, id_conflict, judge,
-    no_open_session,
 };
 use super::rules::{RETURN_REASONS, VOID_REASONS, void_refunds};
 use super::store::{self, Filter, NewDoc, NewLine, NotReturnable, ReturnDoc};
@@ -207,7 +206,7 @@ async fn prepare(
 ) -> Result<PreparedReturn, ApiError> {
     let session = cash::open_session(state, new.register_id)
         .await?
-        .ok_or_else(no_open_session)?;
+        .ok_or_else(cash::no_open_session)?;
     if session.opened_by != caller.user_id {
         cash::refuse_others(state, caller, session.opened_by).await?;
     }

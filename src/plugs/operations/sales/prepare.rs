@@ -279,7 +279,7 @@ async fn check(
     )
     .map_err(|e| pricing_error(e, scale))?;
     let Some(session) = register.session else {
-        return Err(no_open_session());
+        return Err(cash::no_open_session());
     };
     // A session belongs to the cashier who opened it (the writer holds the sale to this session).
     cash::refuse_others(state, caller, session.opened_by).await?;
@@ -713,16 +713,6 @@ pub fn id_conflict() -> ApiError {
     ApiError::Conflict {
         code: "sale.id_conflict",
         detail: "A sale with this id exists and was recorded from another request (another body or cashier); a new sale needs a new id.".to_owned(),
-    }
-}
-
-/// 409 `cash.no_open_session`.
-pub fn no_open_session() -> ApiError {
-    ApiError::Conflict {
-        code: "cash.no_open_session",
-        detail:
-            "This register has no open cash session; open one first (POST /api/v1/cash-sessions)."
-                .to_owned(),
     }
 }
 

@@ -22,7 +22,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::columns::SaleColumns;
-use super::prepare::{PreparedSale, id_conflict, no_open_session};
+use super::prepare::{PreparedSale, id_conflict};
 use super::store::Sale;
 use crate::core::audit::parts::{self, SqlJson};
 use crate::core::audit::{AuditError, AuditedPart, AuditedStatement};
@@ -265,7 +265,7 @@ async fn write(
                     plans[index] = Plan::Done(Ok(Written::Replay(sales[index].id)))
                 }
                 _ if taken => plans[index] = Plan::Done(Err(id_conflict())),
-                _ => plans[index] = Plan::Done(Err(no_open_session())),
+                _ => plans[index] = Plan::Done(Err(cash::no_open_session())),
             }
         }
     }
@@ -274,7 +274,7 @@ async fn write(
         if let Plan::SameAs(first) = plans[i]
             && matches!(plans[first], Plan::Done(Err(_)))
         {
-            plans[i] = Plan::Done(Err(no_open_session()));
+            plans[i] = Plan::Done(Err(cash::no_open_session()));
         }
     }
     Ok(finish(plans, recorded, sales))
