@@ -451,7 +451,12 @@ async fn write_with_retries(
         if is_key_race(&error) {
             let keys: Vec<&str> = batch.iter().map(|r| r.key.as_str()).collect();
             stored = idempotency::find_all(&mut conn, SCOPE, &keys).await?;
-        } else if violated_constraint(&error) == Some("return_books_changed") {
+        } else if matches!(
+            violated_constraint(&error),
+            // The running total's own check can fire before the statement's books check when
+            // another writer's returns of the sale committed meanwhile: both mean read again.
+            Some("return_books_changed" | "returned_not_above_sold")
+        ) {
             books = Books::read(&mut conn, &sales).await?;
         } else if !is_deadlock(&error) {
             return Err(error.into());
@@ -562,6 +567,12 @@ async fn alone_failed(pool: &PgPool, r: &PreparedReturn, e: AuditError) -> Outco
     let AuditError::Database(db) = e else {
         return Err(e.into());
     };
+    // The retry of a request that committed meanwhile replays it, whatever failed.
+    let mut conn = pool.acquire().await?;
+    if let Some(stored) = idempotency::find(&mut conn, SCOPE, &r.key).await? {
+        return stored.replay_for(&r.hash).map(Recorded::Replay);
+    }
+    drop(conn);
     match violated_constraint(&db) {
         Some("returns_pkey") => {
             let mut conn = pool.acquire().await?;
