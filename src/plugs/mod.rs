@@ -22,6 +22,7 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
         Arc::new(operations::cash::Cash),
         Arc::new(operations::sales::Sales),
         Arc::new(operations::returns::Returns),
+        Arc::new(operations::receipts::Receipts),
         Arc::new(administration::closings::Closings),
         Arc::new(administration::incidents::Incidents),
     ]

@@ -9,17 +9,17 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::shop::Shop;
 
-type Socket =
+pub(crate) type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(shop: &Shop, token: &str) -> Socket {
+pub(crate) async fn connect(shop: &Shop, token: &str) -> Socket {
     let url = format!("ws://{}/api/v1/ws?access_token={token}", shop.app.address);
     let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     socket
 }
 
 /// The next JSON message (skipping pings), within 5 s.
-async fn next(socket: &mut Socket) -> Value {
+pub(crate) async fn next(socket: &mut Socket) -> Value {
     loop {
         let message = tokio::time::timeout(Duration::from_secs(5), socket.next())
             .await
@@ -32,7 +32,7 @@ async fn next(socket: &mut Socket) -> Value {
     }
 }
 
-async fn send(socket: &mut Socket, message: Value) {
+pub(crate) async fn send(socket: &mut Socket, message: Value) {
     socket
         .send(Message::Text(message.to_string().into()))
         .await

@@ -30,6 +30,7 @@ mod migrations;
 mod modules;
 mod openapi;
 mod rbac;
+mod receipts;
 mod returns;
 mod sale_writer;
 mod sales;

@@ -169,8 +169,13 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             .contains("operations.sales")
     );
 
-    // Returns need sales, closings need returns, incidents need closings: they go first.
-    for id in ["administration.incidents", "administration.closings"] {
+    // Returns need sales, receipts need returns, closings need receipts, incidents need
+    // closings: they go first.
+    for id in [
+        "administration.incidents",
+        "administration.closings",
+        "operations.receipts",
+    ] {
         assert_eq!(
             app.post_as(&format!("/api/v1/modules/{id}/disable"), &admin, &json!({}))
                 .await
@@ -268,6 +273,7 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         "operations.cash",
         "operations.sales",
         "operations.returns",
+        "operations.receipts",
         "administration.closings",
         "administration.incidents",
     ] {
@@ -306,6 +312,8 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             "module.disable",
             "module.disable",
             "module.disable",
+            "module.disable",
+            "module.enable",
             "module.enable",
             "module.enable",
             "module.enable",

@@ -118,3 +118,23 @@ pub async fn chain_pending(pool: &PgPool) -> Result<usize, sqlx::Error> {
         }
     }
 }
+
+/// Where the first audit record of `entity` `entity_id` with `action` sits in the chain: its
+/// sequence number and chain hash. `None` while it is not chained yet (the chainer links
+/// committed records within tens of milliseconds), or when there is no such record.
+pub async fn chained(
+    conn: &mut sqlx::PgConnection,
+    entity: &str,
+    entity_id: &str,
+    action: &str,
+) -> Result<Option<(i64, Vec<u8>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT c.seq, c.hash FROM audit_records r JOIN audit_chain c ON c.record_id = r.id \
+         WHERE r.entity = $1 AND r.entity_id = $2 AND r.action = $3 ORDER BY c.seq LIMIT 1",
+    )
+    .bind(entity)
+    .bind(entity_id)
+    .bind(action)
+    .fetch_optional(conn)
+    .await
+}

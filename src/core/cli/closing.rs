@@ -22,22 +22,34 @@ pub async fn run(
     command: ClosingCommand,
 ) -> anyhow::Result<()> {
     let ClosingCommand::Verify = command;
+    verify_with(config, registry, "closing", &[], "closings").await
+}
+
+/// Runs the module verifier `name` with `args`, prints its report as JSON and fails (one line
+/// naming the first problem) when it found any; `items` names what it checks.
+pub(super) async fn verify_with(
+    config: &Config,
+    registry: &Registry,
+    name: &str,
+    args: &[String],
+    items: &str,
+) -> anyhow::Result<()> {
     let verifier = registry
         .modules()
         .iter()
         .flat_map(|m| m.verifiers().iter())
-        .find(|v| v.name == "closing")
+        .find(|v| v.name == name)
         .copied()
-        .context("no module of this build keeps closings")?;
+        .with_context(|| format!("no module of this build offers `{name} verify`"))?;
     let data_dir = DataDir::prepare(&config.data_dir)?;
     let db = CommandDatabase::open(config, &data_dir).await?;
-    let result = (verifier.run)(&db.pool, &data_dir.keys()).await;
+    let result = (verifier.run)(&db.pool, &data_dir.keys(), args).await;
     db.close().await;
     let report = result?;
     say!("{}", serde_json::to_string_pretty(&report)?);
     if !report.ok {
         bail!(
-            "{} problem(s) in {} closings, first: {}",
+            "{} problem(s) in {} {items}, first: {}",
             report.problems.len(),
             report.checked,
             report

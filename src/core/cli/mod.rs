@@ -17,6 +17,7 @@ mod db;
 mod doctor;
 mod init;
 mod migrate;
+mod receipt;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Verify the Z closings (signatures, chaining, totals against the documents).
     #[command(subcommand)]
     Closing(closing::ClosingCommand),
+    /// Verify a receipt's signed QR code against this instance's key and records.
+    #[command(subcommand)]
+    Receipt(receipt::ReceiptCommand),
     /// Say what needs attention: the backup key, the newest backup, the backup targets (exit 1
     /// when something does). Reads the data directory only; the server may be running.
     Doctor,
@@ -160,6 +164,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Db(command) => db::run(&config, command).await,
                 Command::Audit(command) => audit::run(&config, command).await,
                 Command::Closing(command) => closing::run(&config, &registry, command).await,
+                Command::Receipt(command) => receipt::run(&config, &registry, command).await,
                 Command::Backup(command) => backup::run(&config, command).await,
                 Command::Doctor => doctor::run(&config).await,
                 Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),

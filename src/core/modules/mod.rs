@@ -48,7 +48,8 @@ pub struct Seeded {
 }
 
 /// A check a module offers the command line (`plugpos closing verify` runs the one named
-/// `closing`): it reads the database (and the instance's keys) and says what it found.
+/// `closing`, `plugpos receipt verify CODE` the one named `receipt` with `[CODE]`): it reads the
+/// database (and the instance's keys) and says what it found.
 #[derive(Clone, Copy)]
 pub struct Verifier {
     /// The command group that runs it (`closing`).
@@ -56,9 +57,12 @@ pub struct Verifier {
     pub run: VerifyFn,
 }
 
-/// Runs a [`Verifier`] over the database and the keys directory.
-pub type VerifyFn =
-    for<'a> fn(&'a sqlx::PgPool, &'a std::path::Path) -> BoxFuture<'a, anyhow::Result<Verified>>;
+/// Runs a [`Verifier`] over the database and the keys directory, with the command's arguments.
+pub type VerifyFn = for<'a> fn(
+    &'a sqlx::PgPool,
+    &'a std::path::Path,
+    &'a [String],
+) -> BoxFuture<'a, anyhow::Result<Verified>>;
 
 /// What a verifier found.
 #[derive(Debug, Clone, serde::Serialize)]

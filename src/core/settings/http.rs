@@ -370,6 +370,19 @@ pub fn describe(document: &mut utoipa::openapi::OpenApi, settings: &registry::Re
                     .description(Some(setting.description))
                     .into()
             }
+            registry::SettingType::Lines {
+                max_items,
+                max_chars,
+            } => ArrayBuilder::new()
+                .items(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(max_chars)),
+                )
+                .max_items(Some(max_items))
+                .description(Some(setting.description))
+                .into(),
             registry::SettingType::Objects { max_items } => ArrayBuilder::new()
                 .items(ObjectBuilder::new().schema_type(Type::Object))
                 .max_items(Some(max_items))

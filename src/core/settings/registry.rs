@@ -33,6 +33,9 @@ pub enum SettingType {
     Names { max_items: usize },
     /// A list of objects whose shape the setting's own rule checks ([`Setting::rule`]).
     Objects { max_items: usize },
+    /// Printed lines: a list of at most `max_items` texts of 1 to `max_chars` characters
+    /// without control characters (a receipt's address).
+    Lines { max_items: usize, max_chars: usize },
 }
 
 impl SettingType {
@@ -45,6 +48,7 @@ impl SettingType {
             SettingType::Text { .. } => "text",
             SettingType::Names { .. } => "names",
             SettingType::Objects { .. } => "objects",
+            SettingType::Lines { .. } => "lines",
         }
     }
 
@@ -57,6 +61,10 @@ impl SettingType {
                 json!({"min": if positive { "the currency's smallest unit" } else { "0" }, "max": max})
             }
             SettingType::Text { max_chars } => json!({"min_chars": 1, "max_chars": max_chars}),
+            SettingType::Lines {
+                max_items,
+                max_chars,
+            } => json!({"max_items": max_items, "max_chars": max_chars}),
             SettingType::Names { max_items } | SettingType::Objects { max_items } => {
                 json!({"max_items": max_items})
             }
@@ -72,6 +80,8 @@ pub enum DefaultValue {
     Decimal(&'static str),
     Text(&'static str),
     EmptyList,
+    /// Not set (`null`): the setting may be left unset, and set back to `null` (a tax id).
+    Unset,
     /// The business currency's smallest unit (`"0.01"` for EUR, `"1"` for JPY).
     MinorUnit,
 }
@@ -84,6 +94,7 @@ impl DefaultValue {
             DefaultValue::Integer(n) => json!(n),
             DefaultValue::Decimal(d) | DefaultValue::Text(d) => json!(d),
             DefaultValue::EmptyList => json!([]),
+            DefaultValue::Unset => Value::Null,
             DefaultValue::MinorUnit => json!(Decimal::new(1, currency_scale).to_string()),
         }
     }
@@ -160,6 +171,9 @@ impl Setting {
     /// business whose currency has `currency_scale` decimals. Amounts may come as numbers or
     /// strings and are stored as strings.
     pub fn check(&self, value: &Value, currency_scale: u32) -> Result<Value, String> {
+        if value.is_null() && matches!(self.default, DefaultValue::Unset) {
+            return Ok(Value::Null);
+        }
         let stored = match self.value_type {
             SettingType::Bool if value.is_boolean() => Ok(value.clone()),
             SettingType::Bool => Err("must be true or false".to_owned()),
@@ -186,6 +200,26 @@ impl Setting {
                     Ok(value.clone())
                 }
                 _ => Err(format!("must be a list of at most {max_items} objects")),
+            },
+            SettingType::Lines {
+                max_items,
+                max_chars,
+            } => match value.as_array() {
+                Some(items)
+                    if items.len() <= max_items
+                        && items.iter().all(|i| {
+                            i.as_str().is_some_and(|s| {
+                                !s.trim().is_empty()
+                                    && s.chars().count() <= max_chars
+                                    && !s.chars().any(char::is_control)
+                            })
+                        }) =>
+                {
+                    Ok(value.clone())
+                }
+                _ => Err(format!(
+                    "must be a list of at most {max_items} lines of 1 to {max_chars} characters without control characters"
+                )),
             },
         }?;
         if let Some(rule) = self.rule {

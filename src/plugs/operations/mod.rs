@@ -4,5 +4,6 @@
 pub mod api;
 pub mod approvals;
 pub mod cash;
+pub mod receipts;
 pub mod returns;
 pub mod sales;

@@ -44,7 +44,23 @@ pub async fn register_for_sale(
     Ok(found.flatten())
 }
 
-pub use crate::plugs::administration::places::store::BranchPlaces;
+pub use crate::plugs::administration::places::store::{BranchPlaces, RegisterCard};
+
+/// Register `id` (deleted or not) with its code, name and branch.
+pub async fn register_card(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<RegisterCard>, sqlx::Error> {
+    store::register_card(conn, Some(id), None).await
+}
+
+/// The register whose code is `code` (deleted or not).
+pub async fn register_by_code(
+    conn: &mut PgConnection,
+    code: &str,
+) -> Result<Option<RegisterCard>, sqlx::Error> {
+    store::register_card(conn, None, Some(code)).await
+}
 
 /// Live branch `id` with its registers and locations (deleted ones included).
 pub async fn branch_places(

@@ -366,7 +366,7 @@ async fn sign(
     now: DateTime<Utc>,
 ) -> Result<ClosingRow, ApiError> {
     let scale = business.currency_scale;
-    let figures = report::figures(tx, &asked.branch, asked.period, scale).await?;
+    let figures = report::figures(tx, &asked.branch, asked.period, None, scale).await?;
     let grand_totals = match asked.kind {
         Kind::Day => {
             let previous = store::latest(tx, asked.branch.id, "day", None).await?;

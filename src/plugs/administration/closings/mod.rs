@@ -62,6 +62,10 @@ const DEPENDENCIES: &[Dependency] = &[
         id: "management.stock",
         requirement: "^1",
     },
+    Dependency {
+        id: "operations.receipts",
+        requirement: "^1",
+    },
 ];
 
 const TOPICS: &[Topic] = &[Topic {
@@ -90,7 +94,7 @@ const SETTINGS: &[Setting] = &[Setting::new(
 
 const VERIFIERS: &[Verifier] = &[Verifier {
     name: "closing",
-    run: |pool, keys| verify::verify(pool, keys).boxed(),
+    run: |pool, keys, _args| verify::verify(pool, keys).boxed(),
 }];
 
 /// The module.

@@ -152,6 +152,10 @@ pub fn render(closing: &Closing) -> Vec<u8> {
                     "Drawer opened without a sale".into(),
                     f.cash.no_sales.to_string(),
                 ],
+                vec![
+                    "Receipt copies printed".into(),
+                    f.receipt_copies.to_string(),
+                ],
             ],
         },
         Table {

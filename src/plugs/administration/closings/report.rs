@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::period::Period;
 use crate::plugs::administration::api::places::BranchPlaces;
 use crate::plugs::management::api::stock;
-use crate::plugs::operations::api::{cash, returns, sales};
+use crate::plugs::operations::api::{cash, receipts, returns, sales};
 use crate::shared::money::show;
 
 /// The format name that starts every signed report.
@@ -66,6 +66,15 @@ pub struct Figures {
     /// What the sales' discounts took off.
     pub discounts: String,
     pub cash: CashTotals,
+    /// Receipt copies (reprints, marked `COPY n`) made at the branch's registers in the period,
+    /// among the renders recorded before the closing. Absent from closings made before receipts
+    /// existed (read as 0).
+    #[serde(default)]
+    pub receipt_copies: i64,
+    /// The last render the closing saw (`receipt_renders.seq`): a copy made later, even dated in
+    /// the period, belongs to no closing's count, and `plugpos closing verify` recounts up to it.
+    #[serde(default)]
+    pub receipt_renders_through: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -180,18 +189,31 @@ pub async fn first_document_at(
     Ok(found.into_iter().flatten().min())
 }
 
-/// The figures of `branch` in `period`, from the documents, at the currency's `scale`.
+/// The figures of `branch` in `period`, from the documents, at the currency's `scale`; receipt
+/// copies among the renders up to `renders_through` (none: all recorded so far, for a new
+/// closing, which holds new ones back).
 pub async fn figures(
     conn: &mut PgConnection,
     branch: &BranchPlaces,
     period: Period,
+    renders_through: Option<i64>,
     scale: u32,
 ) -> Result<Figures, sqlx::Error> {
     let registers: Vec<Uuid> = branch.registers.iter().map(|r| r.0).collect();
     let sold = sales::period_totals(conn, &registers, period.start, period.end).await?;
     let corrected = returns::period_totals(conn, &registers, period.start, period.end).await?;
     let drawer = cash::period_sessions(conn, &registers, period.start, period.end).await?;
-    Ok(combine(branch, &sold, &corrected, &drawer, scale))
+    let mut figures = combine(branch, &sold, &corrected, &drawer, scale);
+    // A new closing counts up to the last render recorded (new ones are held back by its lock);
+    // a verification, up to the one the closing states.
+    let through = match renders_through {
+        Some(through) => through,
+        None => receipts::last_render(conn).await?,
+    };
+    figures.receipt_copies =
+        receipts::copies_in(conn, &registers, period.start, period.end, through).await?;
+    figures.receipt_renders_through = through;
+    Ok(figures)
 }
 
 /// The figures from the modules' period totals (pure).
@@ -291,6 +313,8 @@ pub fn combine(
             variance: money(drawer.variance),
             no_sales: drawer.no_sales,
         },
+        receipt_copies: 0,
+        receipt_renders_through: 0,
     }
 }
 

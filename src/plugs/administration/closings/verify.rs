@@ -85,7 +85,14 @@ pub async fn verify(pool: &PgPool, keys: &Path) -> anyhow::Result<Verified> {
             start: row.period_start,
             end: row.period_end,
         };
-        let now = report::figures(&mut conn, &branch, span, business.currency_scale).await?;
+        let now = report::figures(
+            &mut conn,
+            &branch,
+            span,
+            Some(report.figures.receipt_renders_through),
+            business.currency_scale,
+        )
+        .await?;
         if now != report.figures {
             found(format!(
                 "its totals no longer equal the documents': {}",

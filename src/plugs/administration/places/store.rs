@@ -175,6 +175,31 @@ pub struct SaleRegister {
     pub location_id: Uuid,
 }
 
+/// A register as a receipt names it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RegisterCard {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub branch_id: Uuid,
+}
+
+/// Register `id` (deleted ones too: their documents still print), or the one with `code`.
+pub async fn register_card(
+    conn: &mut PgConnection,
+    id: Option<Uuid>,
+    code: Option<&str>,
+) -> Result<Option<RegisterCard>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, code, name, branch_id FROM registers \
+         WHERE ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR code = $2) LIMIT 1",
+    )
+    .bind(id)
+    .bind(code)
+    .fetch_optional(conn)
+    .await
+}
+
 /// Live register `id` as a sale needs it.
 pub async fn sale_register(
     conn: &mut PgConnection,

@@ -266,3 +266,30 @@ pub async fn active_users(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     crate::plugs::operations::cash::store::active_users(conn, start, end).await
 }
+
+/// Counts the receipt copies (reprints) made at a register in `[start, end)`: given by the
+/// receipts module, which depends on cash through sales.
+pub type ReceiptCopiesReader = for<'c> fn(
+    &'c mut PgConnection,
+    Uuid,
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+) -> BoxFuture<'c, Result<i64, sqlx::Error>>;
+
+/// The receipts module's [`ReceiptCopiesReader`], provided to the state.
+#[derive(Clone, Copy)]
+pub struct ReceiptCopiesSource(pub ReceiptCopiesReader);
+
+/// The receipt copies made at `register` in `[start, end)`; zero when no module prints receipts.
+pub async fn receipt_copies(
+    state: &AppState,
+    conn: &mut PgConnection,
+    register: Uuid,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+) -> Result<i64, sqlx::Error> {
+    match state.provided::<ReceiptCopiesSource>() {
+        Some(source) => (source.0)(conn, register, start, end).await,
+        None => Ok(0),
+    }
+}

@@ -3,5 +3,6 @@
 
 pub mod approvals;
 pub mod cash;
+pub mod receipts;
 pub mod returns;
 pub mod sales;

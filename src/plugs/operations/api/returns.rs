@@ -8,6 +8,28 @@ use uuid::Uuid;
 
 use crate::plugs::operations::api::sales::Numbers;
 
+pub use crate::plugs::operations::returns::store::ReturnDoc;
+
+/// Return or void `id` as the API shows it, or `None`.
+pub async fn correction_document(
+    conn: &mut PgConnection,
+    id: Uuid,
+    scale: u32,
+) -> Result<Option<ReturnDoc>, sqlx::Error> {
+    crate::plugs::operations::returns::store::load(conn, id, scale).await
+}
+
+/// The return or void numbered `number`, with its kind.
+pub async fn correction_numbered(
+    conn: &mut PgConnection,
+    number: &str,
+) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, kind FROM returns WHERE number = $1")
+        .bind(number)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Documents of one kind: how many and their (negative) totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KindTotals {

@@ -58,6 +58,43 @@ pub struct SoldLine {
     pub tracked: bool,
 }
 
+pub use crate::plugs::operations::sales::discounts::DiscountKind;
+
+/// What follows a recorded sale in another module (the receipts module's automatic print):
+/// given the state, the sale's id and its register. Provided to the state; run on its own task,
+/// so the sale's answer never waits for it.
+#[derive(Clone, Copy)]
+pub struct AfterSale(pub fn(AppState, Uuid, Uuid) -> BoxFuture<'static, ()>);
+
+/// Runs the provided [`AfterSale`], if any, on its own task.
+pub fn after_sale(state: &AppState, sale: Uuid, register: Uuid) {
+    if let Some(hook) = state.provided::<AfterSale>() {
+        tokio::spawn((hook.0)(state.clone(), sale, register));
+    }
+}
+pub use crate::plugs::operations::sales::store::Sale;
+
+/// Sale `id` as the API shows it (its discounts per line included, its corrections not), or
+/// `None`.
+pub async fn sale_document(
+    conn: &mut PgConnection,
+    id: Uuid,
+    scale: u32,
+) -> Result<Option<Sale>, sqlx::Error> {
+    crate::plugs::operations::sales::store::load(conn, id, scale).await
+}
+
+/// The sale whose receipt number is `number`.
+pub async fn sale_numbered(
+    conn: &mut PgConnection,
+    number: &str,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM sales WHERE receipt_number = $1")
+        .bind(number)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Sale `id` with its lines, payments and taxes, or `None`.
 pub async fn sold_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<SoldSale>, sqlx::Error> {
     crate::plugs::operations::sales::store::sold_sale(conn, id).await

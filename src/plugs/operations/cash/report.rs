@@ -99,6 +99,8 @@ pub struct XReport {
     pub by_tax_rate: Vec<RateTotal>,
     pub refunds: RefundSummary,
     pub cash: CashSummary,
+    /// Receipt copies (reprints, marked `COPY n`) made at the register during the session.
+    pub receipt_copies: i64,
 }
 
 /// The X report of a cash session: sales count and totals by payment method and by tax rate.
@@ -135,6 +137,18 @@ pub async fn x_report(
         });
     }
     let (flows, sales, refunds, drawer) = cash_flows(&state, &mut conn, id).await?;
+    // An open session's copies run until now, whatever the clock says.
+    let until = session
+        .closed_at
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    let receipt_copies = crate::plugs::operations::api::cash::receipt_copies(
+        &state,
+        &mut conn,
+        session.register_id,
+        session.opened_at,
+        until,
+    )
+    .await?;
     Ok(Json(XReport {
         session,
         currency: business.currency,
@@ -188,5 +202,6 @@ pub async fn x_report(
             expected_cash: show(flows.expected(), scale),
             no_sales: drawer.no_sales,
         },
+        receipt_copies,
     }))
 }

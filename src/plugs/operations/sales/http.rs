@@ -101,6 +101,7 @@ async fn sell(
                 {
                     review_discount(state, sale.cashier_id, sale.created_at).await;
                 }
+                crate::plugs::operations::api::sales::after_sale(state, sale.id, sale.register_id);
                 return Ok(created(*sale, false));
             }
             Written::Replay(id) => id,
