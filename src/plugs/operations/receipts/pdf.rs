@@ -1,9 +1,14 @@
 //! A receipt as a PDF: the A6 receipt (the 48-column layout) or the A4 invoice (a wider layout
-//! of the same receipt), in DejaVu Sans Mono embedded in the file so every character it has
-//! prints (Latin, Greek, Cyrillic and more; see docs/api.md for the rest), the QR code drawn
-//! as filled squares.
+//! of the same receipt), the QR code drawn as filled squares. The fonts are embedded, cut down
+//! to the characters the document prints: DejaVu Sans Mono (Latin, Greek, Cyrillic and more)
+//! and, for what it lacks (Chinese, Japanese, Korean), Droid Sans Fallback.
 
+use std::collections::BTreeSet;
 use std::sync::OnceLock;
+
+use allsorts::binary::read::ReadScope;
+use allsorts::font_data::FontData;
+use allsorts::subset::{CmapTarget, SubsetProfile, subset};
 
 use printpdf::{
     Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt,
@@ -13,14 +18,48 @@ use unicode_width::UnicodeWidthChar;
 
 use super::text::{Block, Line};
 
-/// The font every receipt PDF embeds (its licence is beside it).
-const FONT: &[u8] = include_bytes!("../../../shared/fonts/DejaVuSansMono.ttf");
+/// The faces receipt PDFs draw with, in order of preference (their licences are beside them):
+/// the monospaced face, then the fallback for the characters it lacks.
+const FACES: [&[u8]; 2] = [
+    include_bytes!("../../../shared/fonts/DejaVuSansMono.ttf"),
+    include_bytes!("../../../shared/fonts/DroidSansFallback.ttf"),
+];
 
-fn font() -> Option<&'static ParsedFont> {
-    static PARSED: OnceLock<Option<ParsedFont>> = OnceLock::new();
-    PARSED
-        .get_or_init(|| ParsedFont::from_bytes(FONT, 0, &mut Vec::new()))
+/// Face `index`, parsed once.
+fn face(index: usize) -> Option<&'static ParsedFont> {
+    static PARSED: [OnceLock<Option<ParsedFont>>; 2] = [OnceLock::new(), OnceLock::new()];
+    PARSED[index]
+        .get_or_init(|| ParsedFont::from_bytes(FACES[index], 0, &mut Vec::new()))
         .as_ref()
+}
+
+/// The face that draws `c`: the first that has it, else the first (its missing-glyph box).
+fn face_of(c: char) -> usize {
+    (0..FACES.len())
+        .find(|&i| face(i).is_some_and(|f| f.lookup_glyph_index(c as u32).is_some_and(|g| g != 0)))
+        .unwrap_or(0)
+}
+
+/// Face `index` cut down to the glyphs of `chars` (with the missing-glyph one); the whole face
+/// should cutting fail.
+fn subset_of(index: usize, chars: &BTreeSet<char>) -> Option<ParsedFont> {
+    let full = face(index)?;
+    let mut glyphs: Vec<u16> = chars
+        .iter()
+        .filter_map(|&c| full.lookup_glyph_index(c as u32))
+        .chain([0])
+        .collect();
+    glyphs.sort_unstable();
+    glyphs.dedup();
+    let cut = ReadScope::new(FACES[index])
+        .read::<FontData<'_>>()
+        .ok()
+        .and_then(|data| data.table_provider(0).ok())
+        .and_then(|provider| {
+            subset(&provider, &glyphs, &SubsetProfile::Pdf, CmapTarget::Unicode).ok()
+        })
+        .and_then(|bytes| ParsedFont::from_bytes(&bytes, 0, &mut Vec::new()));
+    cut.or_else(|| Some(full.clone()))
 }
 
 /// A page size and the text on it.
@@ -72,7 +111,8 @@ impl Page {
 
 struct Writer {
     page: Page,
-    font: PdfFontHandle,
+    /// By face; a face the document does not use has none.
+    fonts: Vec<Option<PdfFontHandle>>,
     done: Vec<PdfPage>,
     ops: Vec<Op>,
     y: f32,
@@ -95,7 +135,10 @@ impl Writer {
         ));
     }
 
-    fn show(&mut self, x: f32, text: String, bold: bool) {
+    fn show(&mut self, x: f32, text: String, bold: bool, face: usize) {
+        let Some(font) = self.fonts.get(face).cloned().flatten() else {
+            return;
+        };
         self.ops.push(Op::StartTextSection);
         self.ops.push(Op::SetTextCursor {
             pos: Point {
@@ -104,7 +147,7 @@ impl Writer {
             },
         });
         self.ops.push(Op::SetFont {
-            font: self.font.clone(),
+            font,
             size: Pt(self.page.size),
         });
         if bold {
@@ -131,16 +174,26 @@ impl Writer {
         self.y -= step;
         let column = self.page.column_mm();
         let x0 = self.page.margin_mm;
-        if line.text.chars().all(|c| c.width() == Some(1)) {
-            self.show(x0, line.text.clone(), line.bold);
+        if line
+            .text
+            .chars()
+            .all(|c| c.width() == Some(1) && face_of(c) == 0)
+        {
+            self.show(x0, line.text.clone(), line.bold, 0);
             return;
         }
-        // Characters wider than a column (CJK) are placed one by one, so columns stay aligned.
+        // Characters wider than a column (CJK) or from the fallback face are placed one by one,
+        // so columns stay aligned.
         let mut col = 0usize;
         for c in line.text.chars() {
             let w = c.width().unwrap_or(0);
             if w > 0 && c != ' ' {
-                self.show(x0 + col as f32 * column, c.to_string(), line.bold);
+                self.show(
+                    x0 + col as f32 * column,
+                    c.to_string(),
+                    line.bold,
+                    face_of(c),
+                );
             }
             col += w;
         }
@@ -188,14 +241,29 @@ impl Writer {
 /// `blocks` on pages of `page`, titled `title`.
 pub fn render(blocks: &[Block], page: Page, title: &str) -> Vec<u8> {
     let mut doc = PdfDocument::new(title);
-    let font = match font() {
-        Some(parsed) => PdfFontHandle::External(doc.add_font(parsed)),
-        // The bundled font always parses (a unit test says so); should it not, Courier.
-        None => PdfFontHandle::Builtin(printpdf::BuiltinFont::Courier),
-    };
+    let mut used: Vec<BTreeSet<char>> = vec![BTreeSet::new(); FACES.len()];
+    for block in blocks {
+        if let Block::Line(line) = block {
+            for c in line.text.chars() {
+                used[face_of(c)].insert(c);
+            }
+        }
+    }
+    let fonts = used
+        .iter()
+        .enumerate()
+        .map(|(index, chars)| match (index, chars.is_empty()) {
+            (0, _) | (_, false) => Some(match subset_of(index, chars) {
+                Some(parsed) => PdfFontHandle::External(doc.add_font(&parsed)),
+                // The bundled faces parse (a unit test says so); should one not, Courier.
+                None => PdfFontHandle::Builtin(printpdf::BuiltinFont::Courier),
+            }),
+            _ => None,
+        })
+        .collect();
     let mut writer = Writer {
         page,
-        font,
+        fonts,
         done: Vec::new(),
         ops: Vec::new(),
         y: page.height_mm - page.margin_mm,
@@ -216,11 +284,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bundled_font_parses_and_has_accents_and_the_euro() {
-        let font = font().expect("DejaVu Sans Mono parses");
+    fn the_bundled_faces_parse_and_cover_accents_the_euro_and_cjk() {
         for c in ['é', 'ü', '€', 'ß', 'Ж'] {
-            assert!(font.lookup_glyph_index(c as u32).is_some(), "{c}");
+            assert_eq!(face_of(c), 0, "{c}");
         }
+        for c in ['漢', '字', 'か', '한'] {
+            assert_eq!(face_of(c), 1, "{c}");
+        }
+    }
+
+    #[test]
+    fn embedded_faces_are_cut_down_to_what_the_document_prints() {
+        let line = |text: &str| {
+            Block::Line(Line {
+                text: text.into(),
+                bold: false,
+            })
+        };
+        let latin = render(&[line("Crème brûlée 4.50")], A6, "t");
+        let both = render(
+            &[line("Crème brûlée 4.50"), line("抹茶 ケーキ 漢字")],
+            A6,
+            "t",
+        );
+        let count = |pdf: &[u8]| pdf.windows(9).filter(|w| *w == b"/FontFile").count();
+        assert_eq!(count(&latin), 1);
+        assert_eq!(count(&both), 2, "the fallback face is embedded when used");
+        // The whole faces are 340 KB and 3.4 MB.
+        assert!(latin.len() < 100_000, "{}", latin.len());
+        assert!(both.len() < 200_000, "{}", both.len());
     }
 
     #[test]
