@@ -1,10 +1,13 @@
 -- operations.receipts: every render of a receipt (the first is the original, every later one a
 -- numbered copy, NF525's duplicata), the count per document, and each register's receipt printer.
 
--- How many times each document's receipt was rendered; the row lock numbers copies one by one.
+-- How many times each document's receipt was rendered (the row lock numbers copies one by one),
+-- and the receipt as first issued: every copy prints it again (its QR code included), whatever
+-- the settings say by then, and `receipt verify` compares a code with it.
 CREATE TABLE receipt_copies (
     document_id uuid    PRIMARY KEY,
-    renders     integer NOT NULL CHECK (renders >= 1)
+    renders     integer NOT NULL CHECK (renders >= 1),
+    original    jsonb
 );
 
 -- One row per render: who, when, which copy (0: the original) and in which format. Append-only.

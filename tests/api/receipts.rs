@@ -313,7 +313,8 @@ async fn a_receipt_prints_in_every_format_and_width_with_a_qr_code_anyone_can_ve
         .unwrap();
     assert_eq!(verdict["signature_valid"], false);
     assert_eq!(verdict["record_matches"], false);
-    assert_eq!(verdict["mismatched_fields"], json!(["total"]));
+    // Unsigned codes are compared with nothing: guessing amounts learns nothing.
+    assert_eq!(verdict["mismatched_fields"], json!([]));
     problem(
         shop.app
             .post_json("/api/v1/receipts/verify", &json!({"code": "hello"}))
@@ -346,8 +347,33 @@ async fn a_receipt_prints_in_every_format_and_width_with_a_qr_code_anyone_can_ve
     let output = verify(altered).await;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("signature does not hold"));
+    // The shop's own command line compares even an unsigned code, naming the field.
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("differs in: total"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 
-    // Every render is counted: one original, then copies 1 to 6, each audited.
+    // The tax id changes: copies still print the receipt as issued, and its code still holds.
+    shop.set("receipt.tax_id", json!("FR 99 999999999")).await;
+    let copy: Value = receipt(&shop, &format!("/api/v1/sales/{id}/receipt"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(copy["copy_mark"], "COPY 7");
+    assert_eq!(copy["fiscal"]["qr"], qr.as_str());
+    assert_eq!(copy["business"]["tax_id"], "FR 12 345678901");
+    let verdict: Value = shop
+        .app
+        .post_json("/api/v1/receipts/verify", &json!({"code": qr}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verdict["record_matches"], true, "{verdict}");
+
+    // Every render is counted: one original, then copies 1 to 7, each audited.
     let (renders, copies): (i32, i64) = sqlx::query_as(
         "SELECT (SELECT renders FROM receipt_copies WHERE document_id = $1::uuid), \
                 (SELECT count(*) FROM audit_records WHERE entity = 'receipt' AND entity_id = $1)",
@@ -356,7 +382,7 @@ async fn a_receipt_prints_in_every_format_and_width_with_a_qr_code_anyone_can_ve
     .fetch_one(&shop.app.pool)
     .await
     .unwrap();
-    assert_eq!((renders, copies), (7, 7));
+    assert_eq!((renders, copies), (8, 8));
     let session = sale["cash_session_id"].as_str().unwrap();
     let x: Value = shop
         .app
@@ -368,7 +394,7 @@ async fn a_receipt_prints_in_every_format_and_width_with_a_qr_code_anyone_can_ve
         .json()
         .await
         .unwrap();
-    assert_eq!(x["receipt_copies"], 6, "{x}");
+    assert_eq!(x["receipt_copies"], 7, "{x}");
 }
 
 #[tokio::test]
@@ -503,13 +529,21 @@ async fn returns_and_voids_print_and_a_reprint_says_copy_1() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The next day's Z counts that reprint: every copy in exactly one day closing.
+    shop.app.clock.advance(chrono::Duration::days(1));
+    let manager = shop.app.token("boss", "manager pass 123").await;
+    let response = shop
+        .app
+        .post_as("/api/v1/closings", &manager, &json!({"kind": "day"}))
+        .await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let next: Value = response.json().await.unwrap();
+    assert_eq!(next["report"]["figures"]["receipt_copies"], 1, "{next}");
+    let cashier = shop.app.token("carla", "cashier pass 123").await;
 
     problem(
         shop.app
-            .get_as(
-                &format!("/api/v1/sales/{id}/receipt?format=doc"),
-                &shop.cashier,
-            )
+            .get_as(&format!("/api/v1/sales/{id}/receipt?format=doc"), &cashier)
             .await,
         422,
         "validation.failed",
@@ -517,11 +551,28 @@ async fn returns_and_voids_print_and_a_reprint_says_copy_1() {
     .await;
 }
 
-/// A printer on 127.0.0.1 that records what it is sent, one connection at a time.
-async fn printer_on(listener: tokio::net::TcpListener) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+/// A printer on 127.0.0.1 that records what it is sent, one connection at a time (without the
+/// paper status query, `DLE EOT 4`, which it answers with each of `statuses` in turn, then
+/// "paper present"; `None`: it does not answer, like printers without the command).
+async fn printer_on(
+    listener: tokio::net::TcpListener,
+    statuses: Option<Vec<u8>>,
+) -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    use tokio::io::AsyncWriteExt;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     tokio::spawn(async move {
+        let mut statuses = statuses.map(|s| s.into_iter());
         while let Ok((mut socket, _)) = listener.accept().await {
+            let mut query = [0u8; 3];
+            socket.read_exact(&mut query).await.unwrap();
+            assert_eq!(query, [0x10, 0x04, 0x04], "the paper status query first");
+            if let Some(statuses) = &mut statuses {
+                let status = statuses.next().unwrap_or(0x12);
+                socket.write_all(&[status]).await.unwrap();
+                if status & 0x60 == 0x60 {
+                    continue;
+                }
+            }
             let mut bytes = Vec::new();
             socket.read_to_end(&mut bytes).await.unwrap();
             if tx.send(bytes).await.is_err() {
@@ -537,7 +588,7 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
     let (shop, _) = shop_with_a_sale().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut printed = printer_on(listener).await;
+    let mut printed = printer_on(listener, Some(vec![0x12])).await;
     let register = &shop.register;
     let response = shop
         .app
@@ -686,9 +737,9 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", gone_port))
         .await
         .unwrap();
-    let mut printed = printer_on(listener).await;
+    let mut printed = printer_on(listener, None).await;
     assert!(shop.app.run_jobs().await.is_empty(), "not before its time");
-    shop.app.clock.advance(chrono::Duration::minutes(10));
+    shop.app.clock.advance(chrono::Duration::minutes(1));
     // (The flags review of the discounted sale falls due too.)
     let retried: Vec<_> = shop
         .app
@@ -712,6 +763,89 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
     );
     assert_eq!(crate::live::next(&mut till).await["event"], "print.done");
 
+    // Out of paper (the roll sensor says so): the attempt fails and is retried with paper in.
+    drop(printed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let paper_port = listener.local_addr().unwrap().port();
+    let mut printed = printer_on(listener, Some(vec![0x72])).await;
+    let response = shop
+        .app
+        .client
+        .put(
+            shop.app
+                .url(&format!("/api/v1/registers/{register}/printer")),
+        )
+        .bearer_auth(&shop.manager)
+        .json(
+            &json!({"kind": "network", "host": "127.0.0.1", "port": paper_port, "version": 2,
+            "encoding": "utf8", "width_mm": 58}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let response = shop
+        .app
+        .client
+        .post(shop.app.url(&format!("/api/v1/sales/{id}/print")))
+        .bearer_auth(&shop.cashier)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let failed: Vec<_> = shop
+        .app
+        .run_jobs()
+        .await
+        .into_iter()
+        .filter(|j| j.kind == "receipts.print")
+        .collect();
+    assert_eq!(failed[0].status, "failed");
+    assert!(
+        failed[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("out of paper")
+    );
+    let event = crate::live::next(&mut till).await;
+    assert!(
+        event["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("out of paper"),
+        "{event}"
+    );
+    shop.app.clock.advance(chrono::Duration::minutes(1));
+    let retried: Vec<_> = shop
+        .app
+        .run_jobs()
+        .await
+        .into_iter()
+        .filter(|j| j.kind == "receipts.print")
+        .collect();
+    assert_eq!(
+        retried[0].status, "succeeded",
+        "{:?}",
+        retried[0].last_error
+    );
+    let bytes = printed.recv().await.unwrap();
+    assert!(bytes.windows(14).any(|w| w == b"*** COPY 2 ***"));
+    // UTF-8 mode (FS ( C, encoding 2) and 58 mm paper: text as UTF-8, QR modules of 4 dots.
+    assert!(bytes.windows(7).any(|w| w == b"\x1c(C\x02\x000\x02"));
+    let eglise = "Église".as_bytes();
+    assert!(bytes.windows(eglise.len()).any(|w| w == eglise));
+    assert!(bytes.windows(8).any(|w| w == b"\x1d(k\x03\x001C\x04"));
+    let rules: Vec<usize> = bytes
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty() && line.iter().all(|b| *b == b'-'))
+        .map(<[u8]>::len)
+        .collect();
+    assert!(
+        !rules.is_empty() && rules.iter().all(|n| *n == 32),
+        "{rules:?}"
+    );
+
     // A register without a network printer: the till prints itself.
     let response = shop
         .app
@@ -721,7 +855,7 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
                 .url(&format!("/api/v1/registers/{register}/printer")),
         )
         .bearer_auth(&shop.manager)
-        .json(&json!({"kind": "none", "version": 1}))
+        .json(&json!({"kind": "none", "version": 2}))
         .send()
         .await
         .unwrap();
@@ -734,7 +868,7 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
                 .url(&format!("/api/v1/registers/{register}/printer")),
         )
         .bearer_auth(&shop.manager)
-        .json(&json!({"kind": "none", "version": 2}))
+        .json(&json!({"kind": "none", "version": 3}))
         .send()
         .await
         .unwrap();

@@ -47,18 +47,28 @@ pub fn message(seq: i64, hash: &[u8; 32], at: &str) -> Vec<u8> {
 
 /// Loads `<keys>/audit-signing.key` (hex seed, 0600), creating it on first use.
 pub fn load_or_create_key(keys_dir: &Path) -> anyhow::Result<SigningKey> {
+    if let Some(key) = load_key(keys_dir)? {
+        return Ok(key);
+    }
+    let path = keys_dir.join(KEY_FILE);
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    write_private_file(&path, format!("{}\n", hex::encode(seed)).as_bytes())?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Loads `<keys>/audit-signing.key` if it exists (setup creates it); never creates one, for
+/// signatures that must be checkable against the key earlier ones were made with.
+pub fn load_key(keys_dir: &Path) -> anyhow::Result<Option<SigningKey>> {
     let path = keys_dir.join(KEY_FILE);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let bytes: [u8; 32] = hex::decode(text.trim())
             .ok()
             .and_then(|b| b.try_into().ok())
             .with_context(|| format!("{} is damaged", path.display()))?;
-        return Ok(SigningKey::from_bytes(&bytes));
+        return Ok(Some(SigningKey::from_bytes(&bytes)));
     }
-    let mut seed = [0u8; 32];
-    rand::rng().fill_bytes(&mut seed);
-    write_private_file(&path, format!("{}\n", hex::encode(seed)).as_bytes())?;
-    Ok(SigningKey::from_bytes(&seed))
+    Ok(None)
 }
 
 /// The public key of this instance, if its signing key exists.

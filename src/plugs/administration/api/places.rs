@@ -51,15 +51,7 @@ pub async fn register_card(
     conn: &mut PgConnection,
     id: Uuid,
 ) -> Result<Option<RegisterCard>, sqlx::Error> {
-    store::register_card(conn, Some(id), None).await
-}
-
-/// The register whose code is `code` (deleted or not).
-pub async fn register_by_code(
-    conn: &mut PgConnection,
-    code: &str,
-) -> Result<Option<RegisterCard>, sqlx::Error> {
-    store::register_card(conn, None, Some(code)).await
+    store::register_card(conn, id).await
 }
 
 /// Live branch `id` with its registers and locations (deleted ones included).

@@ -27,7 +27,7 @@ use crate::core::idempotency;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places::{self, BranchPlaces};
-use crate::plugs::operations::api::cash;
+use crate::plugs::operations::api::{cash, receipts};
 use crate::shared::ids::new_id;
 
 /// A closing to make.
@@ -366,7 +366,8 @@ async fn sign(
     now: DateTime<Utc>,
 ) -> Result<ClosingRow, ApiError> {
     let scale = business.currency_scale;
-    let figures = report::figures(tx, &asked.branch, asked.period, None, scale).await?;
+    let renders = renders_counted(tx, asked).await?;
+    let figures = report::figures(tx, &asked.branch, asked.period, renders, scale).await?;
     let grand_totals = match asked.kind {
         Kind::Day => {
             let previous = store::latest(tx, asked.branch.id, "day", None).await?;
@@ -430,6 +431,35 @@ async fn sign(
         signed_message,
         created_by: user,
         created_at: now,
+    })
+}
+
+/// The receipt renders a closing counts copies among, (after, through): a day, those since the
+/// branch's previous day closing up to the last recorded (the closing holds new ones back); a
+/// month or a year, those of its day closings.
+async fn renders_counted(tx: &mut AuditedTx, asked: &Asked) -> Result<(i64, i64), ApiError> {
+    let branch = asked.branch.id;
+    let through_of = |row: Option<ClosingRow>| -> Result<Option<i64>, ApiError> {
+        row.map(|r| {
+            serde_json::from_str::<ClosingReport>(&r.signed_message)
+                .map(|report| report.figures.receipt_renders_through)
+                .map_err(|e| {
+                    ApiError::Internal(anyhow::anyhow!("closing {} cannot be read: {e}", r.id))
+                })
+        })
+        .transpose()
+    };
+    Ok(match asked.kind {
+        Kind::Day => {
+            let after = through_of(store::latest(tx, branch, "day", None).await?)?.unwrap_or(0);
+            (after, receipts::last_render(tx).await?)
+        }
+        Kind::Month | Kind::Year => {
+            let before = store::latest(tx, branch, "day", Some(asked.period.start)).await?;
+            let after = through_of(before)?.unwrap_or(0);
+            let last = store::latest(tx, branch, "day", Some(asked.period.end)).await?;
+            (after, through_of(last)?.unwrap_or(after))
+        }
     })
 }
 

@@ -66,13 +66,19 @@ pub struct Figures {
     /// What the sales' discounts took off.
     pub discounts: String,
     pub cash: CashTotals,
-    /// Receipt copies (reprints, marked `COPY n`) made at the branch's registers in the period,
-    /// among the renders recorded before the closing. Absent from closings made before receipts
-    /// existed (read as 0).
+    /// Receipt copies (reprints, marked `COPY n`) made at the branch's registers among the
+    /// renders recorded after `receipt_renders_after` up to `receipt_renders_through`: for a day,
+    /// since the day closing before it (so a reprint made after a closing counts in the next);
+    /// for a month or year, those of its days. Absent from closings made before receipts existed
+    /// (read as 0).
     #[serde(default)]
     pub receipt_copies: i64,
-    /// The last render the closing saw (`receipt_renders.seq`): a copy made later, even dated in
-    /// the period, belongs to no closing's count, and `plugpos closing verify` recounts up to it.
+    /// The previous day closing's `receipt_renders_through` (a month's or year's: the last day
+    /// closing's before it).
+    #[serde(default)]
+    pub receipt_renders_after: i64,
+    /// The last render counted (`receipt_renders.seq`): for a day, the last recorded when it was
+    /// made (its lock holds new ones back); for a month or year, its last day's.
     #[serde(default)]
     pub receipt_renders_through: i64,
 }
@@ -190,13 +196,12 @@ pub async fn first_document_at(
 }
 
 /// The figures of `branch` in `period`, from the documents, at the currency's `scale`; receipt
-/// copies among the renders up to `renders_through` (none: all recorded so far, for a new
-/// closing, which holds new ones back).
+/// copies among the renders in `renders` (after, through).
 pub async fn figures(
     conn: &mut PgConnection,
     branch: &BranchPlaces,
     period: Period,
-    renders_through: Option<i64>,
+    renders: (i64, i64),
     scale: u32,
 ) -> Result<Figures, sqlx::Error> {
     let registers: Vec<Uuid> = branch.registers.iter().map(|r| r.0).collect();
@@ -204,14 +209,9 @@ pub async fn figures(
     let corrected = returns::period_totals(conn, &registers, period.start, period.end).await?;
     let drawer = cash::period_sessions(conn, &registers, period.start, period.end).await?;
     let mut figures = combine(branch, &sold, &corrected, &drawer, scale);
-    // A new closing counts up to the last render recorded (new ones are held back by its lock);
-    // a verification, up to the one the closing states.
-    let through = match renders_through {
-        Some(through) => through,
-        None => receipts::last_render(conn).await?,
-    };
-    figures.receipt_copies =
-        receipts::copies_in(conn, &registers, period.start, period.end, through).await?;
+    let (after, through) = renders;
+    figures.receipt_copies = receipts::copies_between(conn, &registers, after, through).await?;
+    figures.receipt_renders_after = after;
     figures.receipt_renders_through = through;
     Ok(figures)
 }
@@ -306,15 +306,28 @@ pub fn combine(
         payments,
         taxes,
         discounts: money(sold.discounts),
-        cash: CashTotals {
-            sessions_closed: drawer.sessions_closed,
-            expected: money(drawer.expected),
-            counted: money(drawer.counted),
-            variance: money(drawer.variance),
-            no_sales: drawer.no_sales,
-        },
+        cash: cash_totals(drawer, scale),
         receipt_copies: 0,
+        receipt_renders_after: 0,
         receipt_renders_through: 0,
+    }
+}
+
+impl Figures {
+    /// The receipt renders its copies were counted among: (after, through).
+    pub fn renders(&self) -> (i64, i64) {
+        (self.receipt_renders_after, self.receipt_renders_through)
+    }
+}
+
+/// The cash sessions' figures.
+fn cash_totals(drawer: &cash::CashPeriod, scale: u32) -> CashTotals {
+    CashTotals {
+        sessions_closed: drawer.sessions_closed,
+        expected: show(drawer.expected, scale),
+        counted: show(drawer.counted, scale),
+        variance: show(drawer.variance, scale),
+        no_sales: drawer.no_sales,
     }
 }
 

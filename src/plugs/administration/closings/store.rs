@@ -25,6 +25,16 @@ pub struct ClosingRow {
     pub created_at: DateTime<Utc>,
 }
 
+impl ClosingRow {
+    /// The period it closed.
+    pub fn period(&self) -> super::period::Period {
+        super::period::Period {
+            start: self.period_start,
+            end: self.period_end,
+        }
+    }
+}
+
 const SELECT: &str = "SELECT id, seq, kind, branch_id, business_date, period_start, period_end, signed_message, hash, \
     previous_hash, public_key, signature, created_by, created_at FROM closings";
 

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::http::day_start;
-use super::period::{self, Kind, Period};
+use super::period::{self, Kind};
 use super::report::{self, ClosingReport, GrandTotals};
 use super::store::{self, ClosingRow};
 use crate::core::audit::checkpoint;
@@ -35,6 +35,7 @@ pub async fn verify(pool: &PgPool, keys: &Path) -> anyhow::Result<Verified> {
     }
     let mut previous_hash = vec![0u8; 32];
     let mut grand: HashMap<Uuid, GrandTotals> = HashMap::new();
+    let mut last_day_through: HashMap<Uuid, i64> = HashMap::new();
     let mut last_day_end: HashMap<Uuid, (chrono::NaiveDate, chrono::DateTime<chrono::Utc>)> =
         HashMap::new();
     for (expected_seq, row) in (1..).zip(&rows) {
@@ -70,6 +71,9 @@ pub async fn verify(pool: &PgPool, keys: &Path) -> anyhow::Result<Verified> {
                 continue;
             }
         };
+        if let Some(what) = copies_follow_on(&mut last_day_through, row, &report) {
+            found(what);
+        }
         let follows = last_day_end.get(&row.branch_id).copied();
         for what in self_checks(row, &report, &business, follows) {
             found(what);
@@ -81,18 +85,9 @@ pub async fn verify(pool: &PgPool, keys: &Path) -> anyhow::Result<Verified> {
             found("its branch no longer exists".into());
             continue;
         };
-        let span = Period {
-            start: row.period_start,
-            end: row.period_end,
-        };
-        let now = report::figures(
-            &mut conn,
-            &branch,
-            span,
-            Some(report.figures.receipt_renders_through),
-            business.currency_scale,
-        )
-        .await?;
+        let renders = report.figures.renders();
+        let scale = business.currency_scale;
+        let now = report::figures(&mut conn, &branch, row.period(), renders, scale).await?;
         if now != report.figures {
             found(format!(
                 "its totals no longer equal the documents': {}",
@@ -161,6 +156,21 @@ fn self_checks(
 }
 
 /// Which parts of the figures differ.
+/// A day closing counts the receipt copies since the branch's day closing before it: its range
+/// of renders must start where that one's ended (`last_day_through`, updated).
+fn copies_follow_on(
+    last_day_through: &mut HashMap<Uuid, i64>,
+    row: &ClosingRow,
+    report: &ClosingReport,
+) -> Option<String> {
+    if row.kind != "day" {
+        return None;
+    }
+    let before = last_day_through.insert(row.branch_id, report.figures.receipt_renders_through);
+    (report.figures.receipt_renders_after != before.unwrap_or(0))
+        .then(|| "its receipt copies do not follow on from the day closing before it".to_owned())
+}
+
 fn differences(stated: &report::Figures, now: &report::Figures) -> String {
     let mut parts = Vec::new();
     if stated.documents != now.documents {
@@ -180,6 +190,9 @@ fn differences(stated: &report::Figures, now: &report::Figures) -> String {
     }
     if stated.cash != now.cash {
         parts.push("cash");
+    }
+    if stated.receipt_copies != now.receipt_copies {
+        parts.push("receipt copies");
     }
     parts.join(", ")
 }

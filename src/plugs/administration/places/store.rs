@@ -184,20 +184,15 @@ pub struct RegisterCard {
     pub branch_id: Uuid,
 }
 
-/// Register `id` (deleted ones too: their documents still print), or the one with `code`.
+/// Register `id` (deleted ones too: their documents still print).
 pub async fn register_card(
     conn: &mut PgConnection,
-    id: Option<Uuid>,
-    code: Option<&str>,
+    id: Uuid,
 ) -> Result<Option<RegisterCard>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, code, name, branch_id FROM registers \
-         WHERE ($1::uuid IS NULL OR id = $1) AND ($2::text IS NULL OR code = $2) LIMIT 1",
-    )
-    .bind(id)
-    .bind(code)
-    .fetch_optional(conn)
-    .await
+    sqlx::query_as("SELECT id, code, name, branch_id FROM registers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
 }
 
 /// Live register `id` as a sale needs it.

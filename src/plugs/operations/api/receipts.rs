@@ -1,21 +1,18 @@
 //! `operations.receipts` for other modules: how many receipt copies were made, as the Z report
 //! counts them.
 
-use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// Receipt copies (renders after a document's first) made at `registers` in `[start, end)`,
-/// among the renders recorded up to `through` (see [`last_render`]).
-pub async fn copies_in(
+/// Receipt copies (renders after a document's first) made at `registers` among the renders
+/// recorded after `after` up to `through` (see [`last_render`]).
+pub async fn copies_between(
     conn: &mut PgConnection,
     registers: &[Uuid],
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    after: i64,
     through: i64,
 ) -> Result<i64, sqlx::Error> {
-    crate::plugs::operations::receipts::store::copies_in(conn, registers, start, end, Some(through))
-        .await
+    crate::plugs::operations::receipts::store::copies_between(conn, registers, after, through).await
 }
 
 /// Where the renders recorded so far end (0: none yet): what a closing that holds new ones back

@@ -46,7 +46,19 @@ fn cp858(c: char) -> u8 {
 fn text(out: &mut Vec<u8>, line: &str, encoding: Encoding) {
     match encoding {
         Encoding::Utf8 => out.extend_from_slice(line.as_bytes()),
-        Encoding::Cp858 => out.extend(line.chars().map(cp858)),
+        // A character the code page lacks prints as `?`, one per column it was laid out in
+        // (two for CJK), so the columns stay aligned.
+        Encoding::Cp858 => {
+            for c in line.chars() {
+                let byte = cp858(c);
+                let columns = if byte == b'?' && c != '?' {
+                    unicode_width::UnicodeWidthChar::width(c).unwrap_or(1)
+                } else {
+                    1
+                };
+                out.extend(std::iter::repeat_n(byte, columns));
+            }
+        }
     }
 }
 
@@ -116,6 +128,9 @@ mod tests {
         assert_eq!(cp858('\u{a0}'), 0xff);
         assert_eq!(cp858('漢'), b'?');
         assert_eq!(cp858('A'), b'A');
+        let mut out = Vec::new();
+        text(&mut out, "漢字 é", Encoding::Cp858);
+        assert_eq!(out, b"???? \x82", "two columns each, as laid out");
     }
 
     #[test]

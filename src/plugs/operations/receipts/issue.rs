@@ -8,6 +8,8 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::model::{BusinessHeader, Context, Receipt, RegisterShown};
+use super::store;
+use crate::core::audit::AuditedTx;
 use crate::core::audit::chain;
 use crate::core::audit::checkpoint;
 use crate::core::http::ApiError;
@@ -222,6 +224,31 @@ pub async fn context(
     })
 }
 
+/// The receipt of `document` as its `copy`, in `tx` where its render was just counted: the
+/// receipt as first issued (the original is built, sealed and kept the first time).
+pub async fn receipt(
+    state: &AppState,
+    tx: &mut AuditedTx,
+    business: &Business,
+    document: &Document,
+    place: &(i64, String),
+    copy: i32,
+) -> Result<Receipt, ApiError> {
+    if let Some(kept) = store::issued(tx, document.id()).await? {
+        let receipt: Receipt = serde_json::from_value(kept).map_err(|e| {
+            ApiError::Internal(anyhow::anyhow!(
+                "the issued receipt of {} cannot be read: {e}",
+                document.id()
+            ))
+        })?;
+        return Ok(receipt.as_copy(copy));
+    }
+    let context = context(tx, business, document, 0).await?;
+    let original = build(state, business, document, &context, place)?;
+    store::keep_issued(tx, document.id(), &serde_json::json!(original)).await?;
+    Ok(original.as_copy(copy))
+}
+
 /// The receipt of `document` as its `copy`, sealed.
 pub fn build(
     state: &AppState,
@@ -234,8 +261,14 @@ pub fn build(
         Document::Sale(sale) => Receipt::of_sale(sale, context),
         Document::Correction(doc) => Receipt::of_correction(doc, context, business.currency_scale),
     };
-    let key =
-        checkpoint::load_or_create_key(&state.data_dir().keys()).map_err(ApiError::Internal)?;
+    // Never a new key: receipts signed with the lost one could no longer be checked here.
+    let key = checkpoint::load_key(&state.data_dir().keys())
+        .map_err(ApiError::Internal)?
+        .ok_or_else(|| ApiError::Unavailable {
+            what: "instance signing key",
+            cause: "keys/audit-signing.key is missing: restore it from the data directory's backup"
+                .to_owned(),
+        })?;
     receipt.seal(place.0, &place.1, &key);
     Ok(receipt)
 }

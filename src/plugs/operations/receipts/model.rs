@@ -5,7 +5,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use crate::plugs::operations::api::returns::ReturnDoc;
 use crate::plugs::operations::api::sales::{DiscountKind, Sale};
 
 /// A receipt.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Receipt {
     /// `sale`, `return` or `void`.
     pub kind: String,
@@ -58,7 +58,7 @@ pub struct Receipt {
 }
 
 /// The header: the business's name, address lines and tax id.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BusinessHeader {
     pub name: String,
     /// Setting `receipt.address`.
@@ -67,7 +67,7 @@ pub struct BusinessHeader {
     pub tax_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RegisterShown {
     pub id: Uuid,
     pub code: String,
@@ -75,7 +75,7 @@ pub struct RegisterShown {
 }
 
 /// One line.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReceiptLine {
     pub name: String,
     pub sku: String,
@@ -93,7 +93,7 @@ pub struct ReceiptLine {
     pub tax_letter: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReceiptDiscount {
     /// `Discount 10% (loyalty)`, `Sale discount`.
     pub label: String,
@@ -101,7 +101,7 @@ pub struct ReceiptDiscount {
     pub amount: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReceiptTotals {
     #[schema(value_type = String)]
     pub net: String,
@@ -111,7 +111,7 @@ pub struct ReceiptTotals {
     pub total: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReceiptTax {
     /// `A`, `B`, ...
     pub letter: String,
@@ -128,7 +128,7 @@ pub struct ReceiptTax {
     pub gross: String,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReceiptPayment {
     /// `cash`, `card`, `voucher` or `other`.
     pub method: String,
@@ -137,7 +137,7 @@ pub struct ReceiptPayment {
 }
 
 /// The fiscal block: where the document sits in the audit chain, and the signed QR text.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FiscalBlock {
     pub receipt_number: String,
     /// The register's code.
@@ -404,6 +404,13 @@ impl Receipt {
             audit_seq,
             audit_hash: audit_hash.to_owned(),
         }
+    }
+
+    /// The same receipt as its `copy` (0: the original).
+    pub fn as_copy(mut self, copy: i32) -> Receipt {
+        self.copy = copy;
+        self.copy_mark = (copy > 0).then(|| format!("COPY {copy}"));
+        self
     }
 
     /// Fills in the fiscal block, its QR text signed by `key`.

@@ -23,6 +23,7 @@ use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::http::ApiError;
 use crate::core::jobs::runner::JobContext;
 use crate::core::jobs::{self, JobKind};
+use crate::core::settings::Business;
 use crate::core::state::AppState;
 
 /// The job that sends one receipt to its register's printer.
@@ -35,6 +36,30 @@ pub const PRINT: JobKind = JobKind {
 
 /// How long a printer may take to accept the connection and the bytes.
 const PRINTER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a printer may take to answer the paper status query; one that does not answer it
+/// is printed to all the same.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// Asks the printer for its roll paper sensor (`DLE EOT 4`); out of paper (bits 5 and 6 of the
+/// answer) fails the attempt, so the print is retried once paper is in, rather than lost.
+async fn paper_check(
+    stream: &mut tokio::net::TcpStream,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(PRINTER_TIMEOUT, stream.write_all(&[0x10, 0x04, 0x04]))
+        .await
+        .with_context(|| format!("the printer at {host}:{port} did not take a status query"))?
+        .with_context(|| format!("the printer at {host}:{port} broke off"))?;
+    let mut status = [0u8; 1];
+    if let Ok(Ok(1)) = tokio::time::timeout(STATUS_TIMEOUT, stream.read(&mut status)).await
+        && status[0] & 0x60 == 0x60
+    {
+        bail!("the printer at {host}:{port} is out of paper");
+    }
+    Ok(())
+}
 
 /// What a print job carries: the document and the copy it prints (numbered when it was asked
 /// for, so every attempt sends the same bytes).
@@ -61,11 +86,15 @@ pub async fn printer_of(state: &AppState, register_id: Uuid) -> Result<Printer, 
         .unwrap_or_else(|| Printer::none(register_id, state.clock().now())))
 }
 
-/// Counts the render, queues the print job and records both, in `tx`; answers the job's id and
-/// the copy number.
+/// Counts the render (issuing the original receipt the first time), queues the print job and
+/// records both, in `tx`; answers the job's id and the copy number.
+#[allow(clippy::too_many_arguments)] // What a print is of, by whom and when; each used once.
 pub async fn queue(
+    state: &AppState,
     tx: &mut AuditedTx,
+    business: &Business,
     document: &Document,
+    place: &(i64, String),
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<(Uuid, i32), ApiError> {
@@ -81,6 +110,7 @@ pub async fn queue(
         },
     )
     .await?;
+    issue::receipt(state, tx, business, document, place, copy).await?;
     let payload = PrintJob {
         document_id: document.id(),
         kind: document.kind().to_owned(),
@@ -117,6 +147,7 @@ pub fn after_sale(state: AppState, sale_id: Uuid, register_id: Uuid) -> BoxFutur
             )
             .await?;
             drop(conn);
+            let place = issue::audit_place(&state, &document).await?;
             let now = state.clock().now();
             let mut tx =
                 AuditedTx::begin(state.pool(), Actor::system("receipts.auto_print"), now).await?;
@@ -124,7 +155,7 @@ pub fn after_sale(state: AppState, sale_id: Uuid, register_id: Uuid) -> BoxFutur
                 Document::Sale(s) => s.cashier_id,
                 Document::Correction(d) => d.cashier_id,
             };
-            queue(&mut tx, &document, cashier, now).await?;
+            queue(&state, &mut tx, &business, &document, &place, cashier, now).await?;
             tx.commit().await?;
             Ok(())
         };
@@ -149,7 +180,8 @@ pub async fn run(ctx: JobContext) -> anyhow::Result<Value> {
         }
         state.live().publish(TOPIC, outcome, data);
     };
-    match send(state, &job).await {
+    // The drawer opens with the first attempt only: a retry minutes later must not open it.
+    match send(state, &job, ctx.job.attempts <= 1).await {
         Ok(bytes) => {
             event("print.done", json!({ "bytes": bytes }));
             Ok(json!({ "bytes": bytes, "copy": job.copy }))
@@ -165,7 +197,7 @@ pub async fn run(ctx: JobContext) -> anyhow::Result<Value> {
     }
 }
 
-async fn send(state: &AppState, job: &PrintJob) -> anyhow::Result<usize> {
+async fn send(state: &AppState, job: &PrintJob, first_attempt: bool) -> anyhow::Result<usize> {
     let printer = printer_of(state, job.register_id).await?;
     let (Some(host), Some(port)) = (&printer.host, printer.port) else {
         bail!("the register has no network printer any more");
@@ -184,12 +216,16 @@ async fn send(state: &AppState, job: &PrintJob) -> anyhow::Result<usize> {
     )
     .await?
     .context("the document to print does not exist")?;
-    let context = issue::context(&mut conn, &business, &document, job.copy).await?;
+    // The receipt as issued when the print was asked for (every attempt sends the same bytes).
+    let kept = store::issued(&mut conn, document.id())
+        .await?
+        .context("the receipt to print was never issued")?;
     drop(conn);
-    let place = issue::audit_place(state, &document).await?;
-    let receipt = issue::build(state, &business, &document, &context, &place)?;
+    let receipt = serde_json::from_value::<super::model::Receipt>(kept)
+        .context("the issued receipt cannot be read")?
+        .as_copy(job.copy);
     let encoding = Encoding::parse(&printer.encoding).unwrap_or(Encoding::Cp858);
-    let kick = printer.drawer_kick && job.copy == 0 && receipt.moves_cash();
+    let kick = printer.drawer_kick && job.copy == 0 && first_attempt && receipt.moves_cash();
     let bytes = escpos::render(
         &receipt,
         columns(u32::try_from(printer.width_mm).unwrap_or(80)),
@@ -197,19 +233,23 @@ async fn send(state: &AppState, job: &PrintJob) -> anyhow::Result<usize> {
         kick,
     );
     let port = u16::try_from(port).context("the printer's port")?;
+    // An IPv6 address is stored as written in a URL ([::1]); the resolver takes it bare.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     let mut stream = tokio::time::timeout(
         PRINTER_TIMEOUT,
-        tokio::net::TcpStream::connect((host.as_str(), port)),
+        tokio::net::TcpStream::connect((host, port)),
     )
     .await
     .with_context(|| format!("the printer at {host}:{port} did not answer in time"))?
     .with_context(|| format!("cannot reach the printer at {host}:{port}"))?;
-    tokio::time::timeout(PRINTER_TIMEOUT, async {
-        stream.write_all(&bytes).await?;
-        stream.shutdown().await
-    })
-    .await
-    .with_context(|| format!("the printer at {host}:{port} did not take the receipt in time"))?
-    .with_context(|| format!("the printer at {host}:{port} broke off"))?;
+    paper_check(&mut stream, host, port).await?;
+    tokio::time::timeout(PRINTER_TIMEOUT, stream.write_all(&bytes))
+        .await
+        .with_context(|| format!("the printer at {host}:{port} did not take the receipt in time"))?
+        .with_context(|| format!("the printer at {host}:{port} broke off"))?;
+    // Every byte was handed over: a failing close must not print the receipt a second time.
+    if let Err(e) = tokio::time::timeout(PRINTER_TIMEOUT, stream.shutdown()).await {
+        tracing::debug!(error = %e, "a printer connection did not close cleanly");
+    }
     Ok(bytes.len())
 }

@@ -132,22 +132,69 @@ pub async fn count_render(tx: &mut AuditedTx, render: Render<'_>) -> Result<i32,
     Ok(copy)
 }
 
-/// How many copies (renders after the first) were made at `registers` in `[start, end)`,
-/// among the renders recorded up to `through` (their `seq`; none: all).
+/// The receipt of `document_id` as first issued, if it was.
+pub async fn issued(
+    conn: &mut PgConnection,
+    document_id: Uuid,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    sqlx::query_scalar::<_, Option<serde_json::Value>>(
+        "SELECT original FROM receipt_copies WHERE document_id = $1",
+    )
+    .bind(document_id)
+    .fetch_optional(conn)
+    .await
+    .map(Option::flatten)
+}
+
+/// Keeps `receipt` as the one `document_id` was first issued with (its render was counted in
+/// this transaction, so its row exists and is locked).
+pub async fn keep_issued(
+    tx: &mut AuditedTx,
+    document_id: Uuid,
+    receipt: &serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE receipt_copies SET original = $2 WHERE document_id = $1 AND original IS NULL",
+    )
+    .bind(document_id)
+    .bind(receipt)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
+}
+
+/// How many copies (renders after the first) were made at `registers` in `[start, end)`.
 pub async fn copies_in(
     conn: &mut PgConnection,
     registers: &[Uuid],
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-    through: Option<i64>,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT count(*) FROM receipt_renders WHERE copy > 0 AND register_id = ANY($1) \
-         AND created_at >= $2 AND created_at < $3 AND ($4::bigint IS NULL OR seq <= $4)",
+        "SELECT count(*) FROM receipt_renders \
+         WHERE copy > 0 AND register_id = ANY($1) AND created_at >= $2 AND created_at < $3",
     )
     .bind(registers)
     .bind(start)
     .bind(end)
+    .fetch_one(conn)
+    .await
+}
+
+/// How many copies were made at `registers` among the renders recorded after `after` up to
+/// `through` (their `seq`).
+pub async fn copies_between(
+    conn: &mut PgConnection,
+    registers: &[Uuid],
+    after: i64,
+    through: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM receipt_renders \
+         WHERE copy > 0 AND register_id = ANY($1) AND seq > $2 AND seq <= $3",
+    )
+    .bind(registers)
+    .bind(after)
     .bind(through)
     .fetch_one(conn)
     .await

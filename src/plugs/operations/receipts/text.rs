@@ -102,12 +102,16 @@ struct Lines {
 }
 
 impl Lines {
+    /// Adds `lines`; a control character (from a product name, say) becomes `?`, so no text can
+    /// send a printer a command or shift the columns.
     fn push(&mut self, lines: Vec<String>, bold: bool) {
         self.blocks.extend(lines.into_iter().map(|text| {
-            Block::Line(Line {
-                text: text.trim_end().to_owned(),
-                bold,
-            })
+            let text: String = text
+                .trim_end()
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            Block::Line(Line { text, bold })
         }));
     }
 
@@ -233,12 +237,38 @@ impl Lines {
         self.rule();
     }
 
-    /// Net, tax and gross per rate (by letter), then all rates together.
+    /// Net, tax and gross per rate (by letter), then all rates together; when an amount is too
+    /// wide for the columns (large amounts on 58 mm paper), one line per figure instead.
     fn tax_table(&mut self, receipt: &Receipt) {
         let amount_w = (self.cols - 8) / 3;
+        let totals = &receipt.totals;
+        let widest = receipt
+            .taxes
+            .iter()
+            .flat_map(|t| [&t.net, &t.tax, &t.gross])
+            .chain([&totals.net, &totals.tax, &totals.total])
+            .map(|a| width(a))
+            .max()
+            .unwrap_or(0);
+        if widest + 1 > amount_w {
+            let cols = self.cols;
+            for tax in &receipt.taxes {
+                let rate = format!("Tax {} {}", tax.letter, tax.percent);
+                self.push(vec![rate], false);
+                for (label, amount) in [
+                    ("  Net", &tax.net),
+                    ("  Tax", &tax.tax),
+                    ("  Gross", &tax.gross),
+                ] {
+                    self.push(two(label, &format!("{amount}  "), cols), false);
+                }
+            }
+            return;
+        }
         let row = |a: &str, b: &str, c: &str, d: &str| {
             let cell = |s: &str| format!("{}{s}", " ".repeat(amount_w.saturating_sub(width(s))));
-            format!("{a:<8}{}{}{}", cell(b), cell(c), cell(d))
+            let pad = " ".repeat(8usize.saturating_sub(width(a)));
+            format!("{a}{pad}{}{}{}", cell(b), cell(c), cell(d))
         };
         self.push(vec![row("Tax", "Net", "Tax", "Gross")], false);
         for tax in &receipt.taxes {
@@ -335,7 +365,8 @@ impl Lines {
             "sale" => "Invoice",
             _ => "Credit note",
         };
-        let half = cols / 2;
+        // The business's lines (up to 48 characters) keep their whole width.
+        let half = (cols / 2).max(50).min(cols - 30);
         let mut left = vec![receipt.business.name.clone()];
         left.extend(receipt.business.address.iter().cloned());
         if let Some(tax_id) = &receipt.business.tax_id {
@@ -367,13 +398,13 @@ impl Lines {
 
     /// The table of lines: description (wrapped), quantity, unit price, total, tax letter.
     fn invoice_lines(&mut self, receipt: &Receipt) {
-        let desc = self.cols - (9 + 12 + 12 + 3 + 4);
+        let desc = self.cols - (9 + 14 + 14 + 3 + 4);
         let row = |d: &str, q: &str, u: &str, t: &str, x: &str| {
             cells(&[
                 (d, desc, false),
                 (q, 8, true),
-                (u, 11, true),
-                (t, 11, true),
+                (u, 13, true),
+                (t, 13, true),
                 (x, 3, false),
             ])
         };
@@ -461,6 +492,71 @@ pub fn render(receipt: &Receipt, cols: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A return with large amounts, a CJK name and a name carrying a printer command.
+    fn large() -> Receipt {
+        let amount = "-123456.78";
+        serde_json::from_value(serde_json::json!({
+            "kind": "return", "document_id": uuid::Uuid::nil(), "number": "R1-2026-R000001",
+            "copy": 1, "copy_mark": "COPY 1",
+            "business": {"name": "Corner Shop", "address": ["x".repeat(48)], "tax_id": "DE1"},
+            "register": {"id": uuid::Uuid::nil(), "code": "R1", "name": "Till"},
+            "cashier": "carla", "issued_at": "2026-12-06T10:00:00Z", "local_time": "2026-12-06 11:00:00",
+            "timezone": "Europe/Berlin", "currency": "EUR", "corrects": "R1-2026-000001",
+            "reason_code": "defective",
+            "lines": [
+                {"name": "抹茶ケーキ 特選 宇治抹茶使用 期間限定", "sku": "M", "quantity": "-2",
+                 "unit_price": "61728.39", "discounts": [], "total": amount, "tax_letter": "A"},
+                {"name": "Evil\u{1b}p\u{0}\u{19}name", "sku": "E", "quantity": "-1",
+                 "unit_price": "1.00", "discounts": [], "total": "-1.00", "tax_letter": "A"}],
+            "discount_total": "0.00",
+            "totals": {"net": amount, "tax": amount, "total": amount},
+            "taxes": [{"letter": "A", "rate": "0.19", "percent": "19%", "net": amount, "tax": amount, "gross": amount}],
+            "payments": [{"method": "cash", "amount": amount}],
+            "cash_rounding": "0.00", "change": "0.00", "footer": [],
+            "fiscal": {"receipt_number": "R1-2026-R000001", "register": "R1", "audit_seq": 1,
+                       "audit_hash": "ab".repeat(32), "audit_hash_short": "ab".repeat(8), "qr": "PP1|x"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn no_line_is_wider_than_the_paper_and_no_name_sends_a_command() {
+        let receipt = large();
+        for cols in [32, 48] {
+            for block in layout(&receipt, cols) {
+                if let Block::Line(line) = block {
+                    assert!(width(&line.text) <= cols, "{cols}: {:?}", line.text);
+                    assert!(!line.text.chars().any(char::is_control), "{:?}", line.text);
+                }
+            }
+        }
+        let narrow = render(&receipt, 32);
+        assert!(narrow.contains("Tax A 19%"), "stacked on 58 mm:\n{narrow}");
+        assert!(narrow.contains("Evil?p??name"));
+        for block in invoice(&receipt, 90) {
+            if let Block::Line(line) = block {
+                assert!(width(&line.text) <= 90, "{:?}", line.text);
+            }
+        }
+        let lines: Vec<String> = invoice(&receipt, 90)
+            .into_iter()
+            .filter_map(|b| match b {
+                Block::Line(l) => Some(l.text),
+                Block::Qr(_) => None,
+            })
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with("61728.39    -123456.78 A")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with(&"x".repeat(48))),
+            "the address whole"
+        );
+    }
 
     #[test]
     fn wrapping_and_alignment_count_display_columns() {

@@ -3,6 +3,7 @@
 //! `POST /api/v1/receipts/verify` and `plugpos receipt verify`. The answer names fields, never
 //! values: it reveals nothing beyond what is printed.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::Serialize;
@@ -12,6 +13,7 @@ use utoipa::ToSchema;
 use super::fiscal::{self, Scanned};
 use super::issue::{self, Collection, Document};
 use super::model::Receipt;
+use super::store;
 use crate::core::audit::{chain, checkpoint};
 use crate::core::settings::Business;
 use crate::plugs::operations::api::{returns, sales};
@@ -32,10 +34,13 @@ pub struct Verdict {
 }
 
 /// Checks `scanned` against `public_key` (none: this instance has no key yet) and the database.
+/// A code whose signature fails is compared with the records only when `unsigned_too` (the
+/// command line); otherwise the answer says nothing of what the server holds.
 pub async fn check(
     conn: &mut PgConnection,
     scanned: &Scanned,
     public_key: Option<&[u8]>,
+    unsigned_too: bool,
 ) -> anyhow::Result<Verdict> {
     let mut problems = Vec::new();
     let signature_valid = public_key.is_some_and(|k| scanned.signed_by(k));
@@ -49,13 +54,34 @@ pub async fn check(
         );
     }
     let mut mismatched = Vec::new();
+    if !signature_valid && !unsigned_too {
+        problems.push("the record was not looked up: only a signed code is compared".to_owned());
+        return Ok(Verdict {
+            format: fiscal::FORMAT.to_owned(),
+            signature_valid,
+            record_matches: false,
+            mismatched_fields: mismatched,
+            problems,
+        });
+    }
     let record = record_fields(conn, scanned).await?;
     let record_matches = match record {
-        Some(fields) => {
-            mismatched = fields
-                .differences(&scanned.fields)
-                .into_iter()
-                .map(str::to_owned)
+        Some((issued, now)) => {
+            // Against the receipt as issued, and against the document and chain as they are
+            // now (its tax id aside: the setting may have changed since).
+            let mut differ = BTreeSet::new();
+            if let Some(issued) = &issued {
+                differ.extend(issued.differences(&scanned.fields));
+            }
+            differ.extend(
+                now.differences(&scanned.fields)
+                    .into_iter()
+                    .filter(|f| issued.is_none() || *f != "tax_id"),
+            );
+            mismatched = fiscal::FIELD_NAMES
+                .iter()
+                .filter(|f| differ.contains(*f))
+                .map(|f| (*f).to_owned())
                 .collect();
             if !mismatched.is_empty() {
                 problems.push(format!(
@@ -79,11 +105,13 @@ pub async fn check(
     })
 }
 
-/// The fields the server's record of the scanned document states, if it holds it.
+/// What the server's records state of the scanned document, if it holds it: the fields of the
+/// receipt as issued (none if it was never rendered), and those recomputed from the document
+/// and the audit chain now.
 async fn record_fields(
     conn: &mut PgConnection,
     scanned: &Scanned,
-) -> anyhow::Result<Option<fiscal::Fields>> {
+) -> anyhow::Result<Option<(Option<fiscal::Fields>, fiscal::Fields)>> {
     let Some(business) = Business::load(conn).await? else {
         return Ok(None);
     };
@@ -111,7 +139,12 @@ async fn record_fields(
         Document::Correction(doc) => Receipt::of_correction(doc, &context, scale),
     };
     let (seq, hash) = place.map_or((0, String::new()), |(s, h)| (s, hex::encode(h)));
-    Ok(Some(receipt.fields(seq, &hash)))
+    let issued = store::issued(conn, document.id())
+        .await?
+        .and_then(|kept| serde_json::from_value::<Receipt>(kept).ok())
+        .and_then(|r| fiscal::parse(&r.fiscal.qr).ok())
+        .map(|s| s.fields);
+    Ok(Some((issued, receipt.fields(seq, &hash))))
 }
 
 /// The instance's public key from `keys`, as bytes.

@@ -1,6 +1,9 @@
-//! `GET /api/v1/sales/{id}/receipt` and `/returns/{id}/receipt` (returns and voids), `POST
-//! .../print`, `POST /api/v1/receipts/verify`, and a register's printer
+//! `GET /api/v1/sales/{id}/receipt` and `/returns/{id}/receipt` (returns and voids) and `POST
+//! .../print`; `verify.rs`: `POST /api/v1/receipts/verify`; `printers.rs`: a register's printer
 //! (`GET`/`PUT /api/v1/registers/{id}/printer`).
+
+pub mod printers;
+pub mod verify;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -15,18 +18,15 @@ use super::escpos::{self, Encoding};
 use super::issue::{self, Collection};
 use super::model::Receipt;
 use super::print::{self, printer_of};
-use super::store::{self, Printer, Render};
+use super::store::{self, Render};
 use super::text::{self, columns};
-use super::verify::{self, Verdict};
-use super::{MODULE, fiscal, pdf};
+use super::{MODULE, pdf};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
-use crate::core::http::json::from_value;
+use crate::core::http::ApiError;
 use crate::core::http::problem::{FieldError, Problem};
-use crate::core::http::{ApiError, ApiJson};
 use crate::core::idempotency;
 use crate::core::state::AppState;
-use crate::plugs::administration::api::places;
 
 /// How to render.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -36,8 +36,9 @@ pub struct ReceiptQuery {
     pub format: Option<String>,
     /// Paper width in mm, `58` (32 columns) or `80` (48 columns); default: the register
     /// printer's, else 80.
-    pub width: Option<u32>,
-    /// PDF only: `receipt` (A6, default) or `invoice` (A4).
+    #[param(pattern = "^(58|80)$")]
+    pub width: Option<String>,
+    /// PDF only (ignored otherwise): `receipt` (A6, default) or `invoice` (A4).
     #[param(pattern = "^(receipt|invoice)$")]
     pub layout: Option<String>,
 }
@@ -82,14 +83,17 @@ fn checked(query: &ReceiptQuery) -> Result<(Format, Option<u32>), ApiError> {
             None
         }
     };
-    if query.width.is_some_and(|w| w != 58 && w != 80) {
-        errors.push(FieldError::new("width", "must be 58 or 80 (mm)"));
-    }
-    if query.layout.is_some() && !matches!(format, Some(Format::Pdf { .. })) {
-        errors.push(FieldError::new("layout", "applies to format=pdf only"));
-    }
+    let width = match query.width.as_deref() {
+        None => None,
+        Some("58") => Some(58),
+        Some("80") => Some(80),
+        Some(_) => {
+            errors.push(FieldError::new("width", "must be 58 or 80 (mm)"));
+            None
+        }
+    };
     match format {
-        Some(f) if errors.is_empty() => Ok((f, query.width)),
+        Some(f) if errors.is_empty() => Ok((f, width)),
         _ => Err(ApiError::Validation(errors)),
     }
 }
@@ -161,8 +165,7 @@ async fn receipt(
         },
     )
     .await?;
-    let context = issue::context(&mut tx, &business, &document, copy).await?;
-    let receipt = issue::build(state, &business, &document, &context, &place)?;
+    let receipt = issue::receipt(state, &mut tx, &business, &document, &place, copy).await?;
     tx.record(
         Change::new(MODULE, "receipt", document.id(), "receipt.render").after(json!({
             "kind": document.kind(), "number": document.number(), "copy": copy,
@@ -304,9 +307,19 @@ async fn print(
             detail: "This register has no network printer: the till prints the receipt itself (format=escpos).".to_owned(),
         });
     }
+    let place = issue::audit_place(state, &document).await?;
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), now).await?;
-    let (job_id, copy) = print::queue(&mut tx, &document, caller.user_id, now).await?;
+    let (job_id, copy) = print::queue(
+        state,
+        &mut tx,
+        &business,
+        &document,
+        &place,
+        caller.user_id,
+        now,
+    )
+    .await?;
     if let Some(key) = &key
         && let Some(stored) = idempotency::claim(
             &mut tx,
@@ -339,190 +352,4 @@ async fn queued_again(conn: &mut sqlx::PgConnection, job_id: Uuid) -> Result<Res
         .headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     Ok(response)
-}
-
-/// A receipt's QR text to check.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyReceipt {
-    /// The text the QR code holds (`PP1|...`).
-    pub code: String,
-}
-
-/// Check a receipt's QR code: whether its signature is this instance's and whether the server's
-/// record of the document states the same fields. No login needed; the answer names fields,
-/// never values.
-#[utoipa::path(post, path = "/api/v1/receipts/verify", tag = "receipts", request_body = VerifyReceipt,
-    responses(
-        (status = 200, description = "The verdict (a bad signature or a mismatch is a verdict, not an error)", body = Verdict),
-        (status = 422, description = "Not a receipt code (`validation.failed`, naming what is wrong)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many unauthenticated requests (`rate_limited`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn verify_receipt(
-    State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Verdict>, ApiError> {
-    let body: VerifyReceipt = from_value(body)?;
-    if body.code.len() > 2048 {
-        return Err(ApiError::invalid("code", "is longer than any receipt code"));
-    }
-    let scanned = fiscal::parse(&body.code).map_err(|why| ApiError::invalid("code", why))?;
-    let key = verify::instance_key(&state.data_dir().keys());
-    let mut conn = state.pool().acquire().await?;
-    let verdict = verify::check(&mut conn, &scanned, key.as_deref())
-        .await
-        .map_err(ApiError::Internal)?;
-    Ok(Json(verdict))
-}
-
-/// A register's printer as set.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PrinterSet {
-    /// `none` or `network`.
-    pub kind: String,
-    /// `network`: the printer's host name or IP address.
-    pub host: Option<String>,
-    /// `network`: its raw TCP port (default 9100).
-    pub port: Option<i32>,
-    /// 58 or 80 (default 80).
-    pub width_mm: Option<i32>,
-    /// `cp858` (default) or `utf8`.
-    pub encoding: Option<String>,
-    /// Print every sale by itself (network printers; default false).
-    pub auto_print: Option<bool>,
-    /// Open the cash drawer on documents that move cash (default false).
-    pub drawer_kick: Option<bool>,
-    /// The version being replaced (0 when none was set).
-    pub version: i64,
-}
-
-/// A register's receipt printer (`kind: none` when none was set).
-#[utoipa::path(get, path = "/api/v1/registers/{id}/printer", tag = "receipts", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Register id")),
-    responses(
-        (status = 200, description = "The printer", body = Printer),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such register (`register.not_found`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn get_printer(
-    State(state): State<AppState>,
-    _caller: AuthContext,
-    Path(id): Path<Uuid>,
-) -> Result<Json<Printer>, ApiError> {
-    let mut conn = state.pool().acquire().await?;
-    if !places::register_exists(&mut conn, id).await? {
-        return Err(register_not_found(id));
-    }
-    drop(conn);
-    Ok(Json(printer_of(&state, id).await?))
-}
-
-fn register_not_found(id: Uuid) -> ApiError {
-    ApiError::NotFound {
-        code: "register.not_found",
-        detail: format!("No register with id {id}."),
-    }
-}
-
-/// Set a register's receipt printer. `version` must be the current one (409
-/// `conflict.version_mismatch`).
-#[utoipa::path(put, path = "/api/v1/registers/{id}/printer", tag = "receipts", security(("bearer" = [])),
-    params(("id" = Uuid, Path, description = "Register id")), request_body = PrinterSet,
-    responses(
-        (status = 200, description = "Set", body = Printer),
-        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such register (`register.not_found`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version (`conflict.version_mismatch`)", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
-    ))]
-pub async fn put_printer(
-    State(state): State<AppState>,
-    caller: AuthContext,
-    Path(id): Path<Uuid>,
-    ApiJson(body): ApiJson<Value>,
-) -> Result<Json<Printer>, ApiError> {
-    let set: PrinterSet = from_value(body)?;
-    let now = state.clock().now();
-    let mut errors = Vec::new();
-    let network = match set.kind.as_str() {
-        "network" => true,
-        "none" => false,
-        _ => {
-            errors.push(FieldError::new("kind", "must be none or network"));
-            false
-        }
-    };
-    let host = set.host.map(|h| h.trim().to_owned());
-    match (&host, network) {
-        (Some(h), true) if !valid_host(h) => errors.push(FieldError::new(
-            "host",
-            "must be a host name or an IP address (letters, digits, '.', '-', ':')",
-        )),
-        (None, true) => errors.push(FieldError::new("host", "is required for a network printer")),
-        (Some(_), false) => errors.push(FieldError::new("host", "only a network printer has one")),
-        _ => {}
-    }
-    let port = match network {
-        true => set.port.or(Some(9100)),
-        false => None,
-    };
-    if port.is_some_and(|p| !(1..=65535).contains(&p)) {
-        errors.push(FieldError::new("port", "must be 1 to 65535"));
-    }
-    let width_mm = set.width_mm.unwrap_or(80);
-    if width_mm != 58 && width_mm != 80 {
-        errors.push(FieldError::new("width_mm", "must be 58 or 80"));
-    }
-    let encoding = set.encoding.unwrap_or_else(|| "cp858".to_owned());
-    if Encoding::parse(&encoding).is_none() {
-        errors.push(FieldError::new("encoding", "must be cp858 or utf8"));
-    }
-    let auto_print = set.auto_print.unwrap_or(false);
-    if auto_print && !network {
-        errors.push(FieldError::new(
-            "auto_print",
-            "needs a network printer (without one the till prints)",
-        ));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if !places::register_exists(&mut tx, id).await? {
-        return Err(register_not_found(id));
-    }
-    let before = store::printer(&mut tx, id).await?;
-    let current = before.as_ref().map_or(0, |p| p.version);
-    let printer = Printer {
-        register_id: id,
-        kind: set.kind,
-        host: host.filter(|_| network),
-        port,
-        width_mm,
-        encoding,
-        auto_print,
-        drawer_kick: set.drawer_kick.unwrap_or(false),
-        version: set.version + 1,
-        updated_at: now,
-    };
-    if set.version != current || !store::put_printer(&mut tx, &printer).await? {
-        return Err(ApiError::version_mismatch("printer", current, set.version));
-    }
-    let mut change =
-        Change::new(MODULE, "receipt_printer", id, "receipt_printer.set").after(json!(printer));
-    if let Some(before) = before {
-        change = change.before(json!(before));
-    }
-    tx.record(change).await?;
-    tx.commit().await?;
-    Ok(Json(printer))
-}
-
-fn valid_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
