@@ -39,7 +39,7 @@ pub enum SettingType {
 }
 
 impl SettingType {
-    /// Its name in the API (`bool`, `integer`, `decimal`, `text`, `names`, `objects`).
+    /// Its name in the API (`bool`, `integer`, `amount`, `text`, `names`, `objects`, `lines`).
     pub fn name(self) -> &'static str {
         match self {
             SettingType::Bool => "bool",
