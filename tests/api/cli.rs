@@ -263,3 +263,84 @@ async fn migrate_status_dry_run_and_apply() {
     assert!(stdout(&output).contains(&format!("applied {n} migration(s)")));
     assert!(stdout(&migrate(&["status"])).contains(&format!("{n} applied, 0 pending")));
 }
+
+#[tokio::test]
+async fn doctor_prints_every_check_and_exits_by_the_worst() {
+    let shop = crate::shop::Shop::open().await;
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&shop.app.pool)
+        .await
+        .unwrap();
+    let doctor = |json: bool| {
+        let mut command = plugpos();
+        command.arg("doctor");
+        if json {
+            command.arg("--json");
+        }
+        command
+            .arg("--data-dir")
+            .arg(shop.app.data_dir.path())
+            .env("PLUGPOS_DATABASE__URL", database_url(&database));
+        crate::helpers::run(command)
+    };
+    let output = doctor(true).await;
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let level = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["level"].as_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no check {name}: {report}"))
+    };
+    for name in [
+        "data_directory",
+        "disk_space",
+        "postgres",
+        "database",
+        "migrations",
+        "audit_chain",
+        "clock",
+        "backup_key",
+        "backups",
+        "server",
+        "service",
+        "tls",
+    ] {
+        level(name);
+    }
+    for name in [
+        "data_directory",
+        "database",
+        "migrations",
+        "audit_chain",
+        "clock",
+        "backup_key",
+    ] {
+        assert_eq!(level(name), "ok", "{name}: {report}");
+    }
+    // No backup yet, and no `plugpos serve` for this data directory: warnings, exit 1.
+    assert_eq!(level("backups"), "warn");
+    assert_eq!(level("server"), "warn");
+    assert_eq!(report["status"], "warn");
+    assert_eq!(output.status.code(), Some(1));
+
+    // A key readable by others is a failure: exit 2, the line says what to do.
+    let key = shop.app.data_dir.path().join("keys/audit-signing.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let output = doctor(false).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("FAIL data_directory: others may read")
+                && l.ends_with("chmod 700 the keys directory and 600 its files")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("OK   migrations: the schema is current"))
+    );
+    assert!(stderr(&output).contains("1 failure(s)"));
+}

@@ -72,9 +72,14 @@ pub enum Command {
     /// Verify a receipt's signed QR code against this instance's key and records.
     #[command(subcommand)]
     Receipt(receipt::ReceiptCommand),
-    /// Say what needs attention: the backup key, the newest backup, the backup targets (exit 1
-    /// when something does). Reads the data directory only; the server may be running.
-    Doctor,
+    /// Check the installation, one line each with OK / WARN / FAIL and the remedy: data
+    /// directory, disk, PostgreSQL, migrations, audit chain, clock, backups, server, service.
+    /// Starts nothing (the server may run); exit 0 all OK, 1 warnings, 2 failures.
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the OpenAPI 3.1 document.
     Openapi,
 }
@@ -166,7 +171,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Closing(command) => closing::run(&config, &registry, command).await,
                 Command::Receipt(command) => receipt::run(&config, &registry, command).await,
                 Command::Backup(command) => backup::run(&config, command).await,
-                Command::Doctor => doctor::run(&config).await,
+                Command::Doctor { json } => doctor::run(&config, json).await,
                 Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),
             }
         }
