@@ -39,6 +39,7 @@ async fn every_route_declares_who_may_call_it() {
         "/api/v1/auth/refresh",
         // Anyone holding a paper receipt may check its QR code; the answer names fields only.
         "/api/v1/receipts/verify",
+        "/api/v1/receipts/public-key",
     ];
     let self_service = [
         "/api/v1/auth/me",

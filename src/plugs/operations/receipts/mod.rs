@@ -206,6 +206,7 @@ impl Module for Receipts {
                 Access::Public,
                 routes!(http::verify::verify_receipt),
             ))
+            .routes(declare(Access::Public, routes!(http::verify::public_key)))
             .routes(declare(
                 Access::Permission(PRINT),
                 routes!(http::printers::get_printer),

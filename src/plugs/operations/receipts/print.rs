@@ -147,6 +147,15 @@ pub fn after_sale(state: AppState, sale_id: Uuid, register_id: Uuid) -> BoxFutur
             )
             .await?;
             drop(conn);
+            // Only sales made while the register printed by itself (this task may run after the
+            // printer was set up).
+            let made = match &document {
+                Document::Sale(s) => s.created_at,
+                Document::Correction(d) => d.created_at,
+            };
+            if printer.updated_at >= made {
+                return Ok(());
+            }
             let place = issue::audit_place(&state, &document).await?;
             let now = state.clock().now();
             let mut tx =

@@ -1,8 +1,9 @@
-//! `POST /api/v1/receipts/verify`: anyone may check a receipt's QR code.
+//! `POST /api/v1/receipts/verify`: anyone may check a receipt's QR code;
+//! `GET /api/v1/receipts/public-key`: the key to check one with their own tool.
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -47,4 +48,35 @@ pub async fn verify_receipt(
         .await
         .map_err(ApiError::Internal)?;
     Ok(Json(verdict))
+}
+
+/// The instance's receipt-signing key, public half.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublicKey {
+    /// `ed25519`.
+    pub algorithm: String,
+    /// 32 bytes, hex.
+    pub public_key: String,
+}
+
+/// The public key receipts' QR codes are signed with (the instance key, also each closing's
+/// `public_key`), for an auditor who checks a code with their own tool (docs/api.md, "Receipts").
+/// No login needed.
+#[utoipa::path(get, path = "/api/v1/receipts/public-key", tag = "receipts",
+    responses(
+        (status = 200, description = "The key", body = PublicKey),
+        (status = 503, description = "The instance has no signing key (`service.unavailable`): before setup, or the key file was lost", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn public_key(State(state): State<AppState>) -> Result<Json<PublicKey>, ApiError> {
+    let key =
+        crate::core::audit::checkpoint::public_key(&state.data_dir().keys()).ok_or_else(|| {
+            ApiError::Unavailable {
+                what: "instance signing key",
+                cause: "keys/audit-signing.key is missing".to_owned(),
+            }
+        })?;
+    Ok(Json(PublicKey {
+        algorithm: "ed25519".to_owned(),
+        public_key: key,
+    }))
 }
