@@ -561,6 +561,32 @@ async fn returns_and_voids_print_and_a_reprint_says_copy_1() {
     .await;
 }
 
+/// `PUT /api/v1/registers/{id}/printer` of the shop's register as `token`.
+async fn set_printer(shop: &Shop, token: &str, body: &Value) -> reqwest::Response {
+    let url = format!("/api/v1/registers/{}/printer", shop.register);
+    shop.app
+        .client
+        .put(shop.app.url(&url))
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST /api/v1/sales/{id}/print` as the cashier, with an Idempotency-Key if given.
+async fn print(shop: &Shop, id: &str, key: Option<&str>) -> reqwest::Response {
+    let mut request = shop
+        .app
+        .client
+        .post(shop.app.url(&format!("/api/v1/sales/{id}/print")))
+        .bearer_auth(&shop.cashier);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    request.send().await.unwrap()
+}
+
 /// A printer on 127.0.0.1 that records what it is sent, one connection at a time (without the
 /// paper status query, `DLE EOT 4`, which it answers with each of `statuses` in turn, then
 /// "paper present"; `None`: it does not answer, like printers without the command).
@@ -599,36 +625,16 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut printed = printer_on(listener, Some(vec![0x12])).await;
-    let register = &shop.register;
-    let response = shop
-        .app
-        .client
-        .put(
-            shop.app
-                .url(&format!("/api/v1/registers/{register}/printer")),
-        )
-        .bearer_auth(&shop.manager)
-        .json(
-            &json!({"kind": "network", "host": "127.0.0.1", "port": port,
+    let response = set_printer(
+        &shop,
+        &shop.manager,
+        &json!({"kind": "network", "host": "127.0.0.1", "port": port,
             "auto_print": true, "drawer_kick": true, "version": 0}),
-        )
-        .send()
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     // A cashier may not set printers up.
-    let response = shop
-        .app
-        .client
-        .put(
-            shop.app
-                .url(&format!("/api/v1/registers/{register}/printer")),
-        )
-        .bearer_auth(&shop.cashier)
-        .json(&json!({"kind": "none", "version": 1}))
-        .send()
-        .await
-        .unwrap();
+    let response = set_printer(&shop, &shop.cashier, &json!({"kind": "none", "version": 1})).await;
     assert_eq!(response.status(), 403);
 
     // The till listens on the `printer` topic.
@@ -699,33 +705,23 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
     let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let gone_port = gone.local_addr().unwrap().port();
     drop(gone);
-    let response = shop
-        .app
-        .client
-        .put(
-            shop.app
-                .url(&format!("/api/v1/registers/{register}/printer")),
-        )
-        .bearer_auth(&shop.manager)
-        .json(&json!({"kind": "network", "host": "127.0.0.1", "port": gone_port, "version": 1}))
-        .send()
-        .await
-        .unwrap();
+    let response = set_printer(
+        &shop,
+        &shop.manager,
+        &json!({"kind": "network", "host": "127.0.0.1", "port": gone_port, "version": 1}),
+    )
+    .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     let id = sale["id"].as_str().unwrap();
-    let print = || {
-        shop.app
-            .client
-            .post(shop.app.url(&format!("/api/v1/sales/{id}/print")))
-            .bearer_auth(&shop.cashier)
-            .header("Idempotency-Key", "reprint-1")
-            .send()
-    };
-    let response = print().await.unwrap();
+    let response = print(&shop, id, Some("reprint-1")).await;
     assert_eq!(response.status(), 202);
     let queued: Value = response.json().await.unwrap();
     assert_eq!(queued["copy"], 1);
-    let again: Value = print().await.unwrap().json().await.unwrap();
+    let again: Value = print(&shop, id, Some("reprint-1"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again, queued, "a retried request queues nothing new");
     let failed = shop.app.run_jobs().await;
     let kinds: Vec<_> = failed.iter().map(|j| (&j.kind, &j.status)).collect();
@@ -784,30 +780,15 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let paper_port = listener.local_addr().unwrap().port();
     let mut printed = printer_on(listener, Some(vec![0x72])).await;
-    let response = shop
-        .app
-        .client
-        .put(
-            shop.app
-                .url(&format!("/api/v1/registers/{register}/printer")),
-        )
-        .bearer_auth(&shop.manager)
-        .json(
-            &json!({"kind": "network", "host": "127.0.0.1", "port": paper_port, "version": 2,
+    let response = set_printer(
+        &shop,
+        &shop.manager,
+        &json!({"kind": "network", "host": "127.0.0.1", "port": paper_port, "version": 2,
             "encoding": "utf8", "width_mm": 58}),
-        )
-        .send()
-        .await
-        .unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-    let response = shop
-        .app
-        .client
-        .post(shop.app.url(&format!("/api/v1/sales/{id}/print")))
-        .bearer_auth(&shop.cashier)
-        .send()
-        .await
-        .unwrap();
+    let response = print(&shop, id, None).await;
     assert_eq!(response.status(), 202);
     let failed: Vec<_> = shop
         .app
@@ -863,42 +844,9 @@ async fn a_network_printer_gets_each_sale_and_a_refused_print_is_retried() {
     );
 
     // A register without a network printer: the till prints itself.
-    let response = shop
-        .app
-        .client
-        .put(
-            shop.app
-                .url(&format!("/api/v1/registers/{register}/printer")),
-        )
-        .bearer_auth(&shop.manager)
-        .json(&json!({"kind": "none", "version": 2}))
-        .send()
-        .await
-        .unwrap();
+    let response = set_printer(&shop, &shop.manager, &json!({"kind": "none", "version": 2})).await;
     assert_eq!(response.status(), 409, "a stale version");
-    let response = shop
-        .app
-        .client
-        .put(
-            shop.app
-                .url(&format!("/api/v1/registers/{register}/printer")),
-        )
-        .bearer_auth(&shop.manager)
-        .json(&json!({"kind": "none", "version": 3}))
-        .send()
-        .await
-        .unwrap();
+    let response = set_printer(&shop, &shop.manager, &json!({"kind": "none", "version": 3})).await;
     assert_eq!(response.status(), 200);
-    problem(
-        shop.app
-            .client
-            .post(shop.app.url(&format!("/api/v1/sales/{id}/print")))
-            .bearer_auth(&shop.cashier)
-            .send()
-            .await
-            .unwrap(),
-        409,
-        "receipt.no_printer",
-    )
-    .await;
+    problem(print(&shop, id, None).await, 409, "receipt.no_printer").await;
 }

@@ -193,29 +193,42 @@ fn negate(amount: &str) -> String {
     }
 }
 
+/// The tax table from a document's (rate, net, tax, gross) per rate, rates ascending, lettered
+/// A, B, ...
+fn tax_table<'a>(
+    rates: impl Iterator<Item = (&'a String, &'a String, &'a String, &'a String)>,
+) -> Vec<ReceiptTax> {
+    rates
+        .enumerate()
+        .map(|(i, (rate, net, tax, gross))| ReceiptTax {
+            letter: letter(i),
+            rate: rate.clone(),
+            percent: percent(rate),
+            net: net.clone(),
+            tax: tax.clone(),
+            gross: gross.clone(),
+        })
+        .collect()
+}
+
+/// The letter of `rate` in `taxes` (empty if it has none).
+fn letter_of(taxes: &[ReceiptTax], rate: &str) -> String {
+    taxes
+        .iter()
+        .find(|t| t.rate == rate)
+        .map(|t| t.letter.clone())
+        .unwrap_or_default()
+}
+
 impl Receipt {
     /// Sale `sale`'s receipt; its fiscal block comes from [`Receipt::seal`].
     pub fn of_sale(sale: &Sale, ctx: &Context) -> Receipt {
-        let taxes: Vec<ReceiptTax> = sale
-            .taxes
-            .iter()
-            .enumerate()
-            .map(|(i, t)| ReceiptTax {
-                letter: letter(i),
-                rate: t.rate.clone(),
-                percent: percent(&t.rate),
-                net: t.net.clone(),
-                tax: t.tax.clone(),
-                gross: t.gross.clone(),
-            })
-            .collect();
-        let letter_of = |rate: &str| {
-            taxes
+        let taxes = tax_table(
+            sale.taxes
                 .iter()
-                .find(|t| t.rate == rate)
-                .map(|t| t.letter.clone())
-                .unwrap_or_default()
-        };
+                .map(|t| (&t.rate, &t.net, &t.tax, &t.gross)),
+        );
+        let letter_for = |rate: &str| letter_of(&taxes, rate);
         let lines = sale
             .lines
             .iter()
@@ -246,7 +259,7 @@ impl Receipt {
                     unit_price: l.unit_price.clone(),
                     discounts,
                     total: l.total.clone(),
-                    tax_letter: letter_of(&l.tax_rate),
+                    tax_letter: letter_for(&l.tax_rate),
                 }
             })
             .collect();
@@ -279,26 +292,12 @@ impl Receipt {
 
     /// A return's or a void's receipt.
     pub fn of_correction(doc: &ReturnDoc, ctx: &Context, scale: u32) -> Receipt {
-        let taxes: Vec<ReceiptTax> = doc
-            .taxes
-            .iter()
-            .enumerate()
-            .map(|(i, t)| ReceiptTax {
-                letter: letter(i),
-                rate: t.rate.clone(),
-                percent: percent(&t.rate),
-                net: t.net.clone(),
-                tax: t.tax.clone(),
-                gross: t.gross.clone(),
-            })
-            .collect();
-        let letter_of = |rate: &str| {
-            taxes
+        let taxes = tax_table(
+            doc.taxes
                 .iter()
-                .find(|t| t.rate == rate)
-                .map(|t| t.letter.clone())
-                .unwrap_or_default()
-        };
+                .map(|t| (&t.rate, &t.net, &t.tax, &t.gross)),
+        );
+        let letter_for = |rate: &str| letter_of(&taxes, rate);
         let lines = doc
             .lines
             .iter()
@@ -309,7 +308,7 @@ impl Receipt {
                 unit_price: l.unit_price.clone(),
                 discounts: Vec::new(),
                 total: l.total.clone(),
-                tax_letter: letter_of(&l.tax_rate),
+                tax_letter: letter_for(&l.tax_rate),
             })
             .collect();
         let zero = Decimal::new(0, scale).to_string();

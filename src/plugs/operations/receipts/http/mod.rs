@@ -247,6 +247,7 @@ pub struct PrintQueued {
         ("Idempotency-Key" = Option<String>, Header, description = "Optional: a retry with the same key answers the same print job", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 202, description = "Queued", body = PrintQueued),
+        (status = 400, description = "A malformed Idempotency-Key (`idempotency.key_invalid`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such sale (`sale.not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The register has no network printer (`receipt.no_printer`): the till prints `format=escpos` itself", body = Problem, content_type = "application/problem+json"),
@@ -267,6 +268,7 @@ pub async fn print_sale(
         ("Idempotency-Key" = Option<String>, Header, description = "Optional: a retry with the same key answers the same print job", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 202, description = "Queued", body = PrintQueued),
+        (status = 400, description = "A malformed Idempotency-Key (`idempotency.key_invalid`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such document (`return.not_found`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The register has no network printer (`receipt.no_printer`)", body = Problem, content_type = "application/problem+json"),
