@@ -106,3 +106,30 @@ async fn a_migration_from_a_newer_release_is_reported() {
         .to_string();
     assert!(message.contains("does not know"), "{message}");
 }
+
+#[tokio::test]
+async fn a_failing_migration_leaves_the_schema_as_it_was() {
+    // An empty database, and in it a table named like one the last migration creates: the last
+    // migration fails after every earlier one has run in the same transaction.
+    let pool = pool(&create_database(false).await);
+    sqlx::query("CREATE TABLE receipt_printers (squatter int)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let before = schema_fingerprint(&pool).await;
+    let message = migrations::apply(&pool).await.unwrap_err().to_string();
+    assert!(message.contains("receipt_printers"), "{message}");
+    assert_eq!(
+        schema_fingerprint(&pool).await,
+        before,
+        "a failed upgrade left part of its migrations behind"
+    );
+    assert!(!table_exists(&pool, "business").await);
+    assert!(
+        migrations::status(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.state == MigrationState::Pending)
+    );
+}

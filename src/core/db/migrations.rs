@@ -4,7 +4,7 @@
 //! refused with a message that says so, rather than silently diverging schemas.
 
 use sqlx::migrate::{MigrateError, Migration, Migrator};
-use sqlx::{Acquire, PgPool};
+use sqlx::{Acquire, PgConnection, PgPool};
 
 /// Every migration of this release, in order.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -86,14 +86,19 @@ fn up_migrations() -> impl Iterator<Item = &'static Migration> {
 
 /// Every embedded migration and every applied one, with its state, ordered by version.
 pub async fn status(pool: &PgPool) -> Result<Vec<MigrationStatus>, SchemaError> {
+    let mut conn = pool.acquire().await?;
+    status_on(&mut conn).await
+}
+
+async fn status_on(conn: &mut PgConnection) -> Result<Vec<MigrationStatus>, SchemaError> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     let applied: Vec<(i64, String, bool, Vec<u8>)> = if exists {
         sqlx::query_as(
             "SELECT version, description, success, checksum FROM _sqlx_migrations ORDER BY version",
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
     } else {
         Vec::new()
@@ -154,22 +159,52 @@ fn refuse_broken(status: &[MigrationStatus]) -> Result<(), SchemaError> {
     Ok(())
 }
 
-/// Applies the pending migrations; returns the versions applied.
+/// Applies the pending migrations in one transaction, so a migration that fails leaves the
+/// schema exactly as it was before the first of them (an upgrade that brings several migrations
+/// is all or nothing). Returns the versions applied. A migration marked `-- no-transaction`
+/// (none so far: PostgreSQL refuses `CREATE INDEX CONCURRENTLY` inside a transaction) runs alone
+/// between the batches; the pre-upgrade backup covers it.
 pub async fn apply(pool: &PgPool) -> Result<Vec<i64>, SchemaError> {
-    let before = status(pool).await?;
-    refuse_broken(&before)?;
-    MIGRATOR.run(pool).await?;
-    Ok(before
-        .iter()
-        .filter(|m| m.state == MigrationState::Pending)
-        .map(|m| m.version)
-        .collect())
+    run_pending(pool, Outcome::Commit).await
 }
 
 /// Applies the pending migrations inside one transaction and rolls it back, proving they would
 /// apply without changing anything. Returns the versions that were tried.
 pub async fn dry_run(pool: &PgPool) -> Result<Vec<i64>, SchemaError> {
-    let before = status(pool).await?;
+    run_pending(pool, Outcome::RollBack).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Commit,
+    RollBack,
+}
+
+/// Serializes plugpos processes migrating the same database (a second one waits, then finds
+/// nothing pending). Any constant: it is only ever taken here.
+const MIGRATE_LOCK: i64 = 0x706c_7567_706f_73;
+
+async fn run_pending(pool: &PgPool, outcome: Outcome) -> Result<Vec<i64>, SchemaError> {
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(MIGRATE_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+             version BIGINT PRIMARY KEY,
+             description TEXT NOT NULL,
+             installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+             success BOOLEAN NOT NULL,
+             checksum BYTEA NOT NULL,
+             execution_time BIGINT NOT NULL
+         )",
+    )
+    .execute(&mut *tx)
+    .await?;
+    // Read under the lock: another process may have migrated while this one waited.
+    let before = status_on(&mut tx).await?;
     refuse_broken(&before)?;
     let pending: Vec<&Migration> = up_migrations()
         .filter(|m| {
@@ -178,16 +213,34 @@ pub async fn dry_run(pool: &PgPool) -> Result<Vec<i64>, SchemaError> {
                 .any(|s| s.version == m.version && s.state == MigrationState::Pending)
         })
         .collect();
-    let mut conn = pool.acquire().await?;
-    let mut tx = conn.begin().await?;
     for migration in &pending {
+        if migration.no_tx && outcome == Outcome::Commit {
+            // Everything before it is committed first; it runs on its own.
+            tx.commit().await?;
+            MIGRATOR.run(pool).await?;
+            return Ok(pending.iter().map(|m| m.version).collect());
+        }
+        let started = std::time::Instant::now();
         sqlx::raw_sql(migration.sql.clone())
             .execute(&mut *tx)
             .await
             .map_err(|e| {
                 SchemaError::Migrate(MigrateError::ExecuteMigration(e, migration.version))
             })?;
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES ($1, $2, TRUE, $3, $4)",
+        )
+        .bind(migration.version)
+        .bind(&*migration.description)
+        .bind(&*migration.checksum)
+        .bind(i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
     }
-    tx.rollback().await?;
+    match outcome {
+        Outcome::Commit => tx.commit().await?,
+        Outcome::RollBack => tx.rollback().await?,
+    }
     Ok(pending.iter().map(|m| m.version).collect())
 }
