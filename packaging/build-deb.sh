@@ -18,6 +18,8 @@ arch=$(dpkg --print-architecture)
 [ -n "$version" ] || { echo "build-deb.sh: no version in Cargo.toml" >&2; exit 1; }
 
 if [ "$build" = yes ]; then
+    PLUGPOS_BUILD_ID=$(git describe --always --dirty 2>/dev/null || echo unknown)
+    export PLUGPOS_BUILD_ID
     cargo build --release --locked
 fi
 binary=target/release/plugpos

@@ -22,6 +22,7 @@ pub mod server;
 pub mod settings;
 pub mod setup;
 pub mod state;
+pub mod upgrade;
 pub mod version;
 
 /// The tables and views core owns: the business and its settings, the security tables (users,

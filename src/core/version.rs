@@ -20,6 +20,10 @@ pub struct VersionInfo {
     pub api: &'static str,
     /// The newest migration applied to this database.
     pub schema_version: i64,
+    /// The build (a commit id for packaged builds, `dev` otherwise).
+    pub build: &'static str,
+    /// Every upgrade attempt of this installation, oldest first (`plugpos version --history`).
+    pub history: Vec<crate::core::upgrade::history::Entry>,
 }
 
 /// Server, API and schema versions.
@@ -43,5 +47,7 @@ pub async fn version(State(state): State<AppState>) -> Result<Json<VersionInfo>,
         version: env!("CARGO_PKG_VERSION"),
         api: "v1",
         schema_version: schema_version.unwrap_or(0),
+        build: option_env!("PLUGPOS_BUILD_ID").unwrap_or("dev"),
+        history: crate::core::upgrade::history::read(state.data_dir().root()),
     }))
 }

@@ -37,3 +37,4 @@ mod sales;
 mod settings;
 mod setup;
 mod shop;
+mod upgrade;

@@ -28,6 +28,9 @@ pub enum BackupCommand {
         /// verified; `plugpos serve` verifies pending backups at startup).
         #[arg(long)]
         no_verify: bool,
+        /// Take it as the `pre-upgrade` kind (what `plugpos upgrade` does).
+        #[arg(long, hide = true)]
+        pre_upgrade: bool,
     },
     /// List the backups, newest first (with --from, those at a backup target).
     List {
@@ -113,10 +116,18 @@ async fn execute(
     command: BackupCommand,
 ) -> anyhow::Result<()> {
     match command {
-        BackupCommand::Create { no_verify } => {
+        BackupCommand::Create {
+            no_verify,
+            pre_upgrade,
+        } => {
             let id = new_id();
+            let kind = if pre_upgrade {
+                Kind::PreUpgrade
+            } else {
+                Kind::Full
+            };
             let (progress, shown) = terminal_progress("backup");
-            let created = pipeline::create(backups, id, Kind::Full, None, &progress).await;
+            let created = pipeline::create(backups, id, kind, None, &progress).await;
             let verified = match created {
                 Ok(manifest) if no_verify => Ok(manifest),
                 Ok(_) => pipeline::verify(backups, id, &progress).await,

@@ -18,6 +18,7 @@ mod doctor;
 mod init;
 mod migrate;
 mod receipt;
+mod upgrade;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -79,6 +80,20 @@ pub enum Command {
         /// Print the checks as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Upgrade from a signed update package: backup first, automatic rollback on failure.
+    Upgrade(upgrade::UpgradeArgs),
+    /// Print this binary's version and schema; `--history` lists the upgrades of this installation.
+    Version(upgrade::VersionArgs),
+    /// Build and sign update packages (the release side; see packaging/build-plugpkg.sh).
+    #[command(subcommand)]
+    Package(upgrade::PackageCommand),
+    /// The checks `plugpos upgrade` runs with the new binary (migrations, core tables, audit chain).
+    #[command(hide = true)]
+    UpgradeCheck {
+        /// `SEQ:HASH` of the last audit record before the upgrade, which must be unchanged.
+        #[arg(long)]
+        audit_head: Option<String>,
     },
     /// Print the OpenAPI 3.1 document.
     Openapi,
@@ -142,6 +157,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
             say!("{}", EXAMPLE.trim_end_matches('\n'));
             return Ok(());
         }
+        Command::Package(command) => return upgrade::package(command),
         Command::Openapi => {
             let json = openapi::document(&registry)
                 .to_pretty_json()
@@ -172,7 +188,12 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Receipt(command) => receipt::run(&config, &registry, command).await,
                 Command::Backup(command) => backup::run(&config, command).await,
                 Command::Doctor { json } => doctor::run(&config, json).await,
-                Command::Serve(_) | Command::Config(_) | Command::Openapi => Ok(()),
+                Command::Upgrade(args) => upgrade::run(&config, cli.config.clone(), args).await,
+                Command::Version(args) => upgrade::version(&config, args),
+                Command::UpgradeCheck { audit_head } => upgrade::check(&config, audit_head).await,
+                Command::Serve(_) | Command::Config(_) | Command::Openapi | Command::Package(_) => {
+                    Ok(())
+                }
             }
         }
     }

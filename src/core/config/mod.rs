@@ -32,6 +32,7 @@ pub struct Config {
     pub jobs: JobsConfig,
     pub schedules: SchedulesConfig,
     pub backup: BackupConfig,
+    pub upgrade: UpgradeConfig,
     /// Where each key set outside the defaults came from (`from /etc/plugpos/plugpos.toml`,
     /// `from PLUGPOS_HTTP__PORT`, `from the command line`), for the settings an admin reads.
     #[serde(skip)]
@@ -45,6 +46,15 @@ pub struct BackupConfig {
     /// Where backups are copied off this machine (`[[backup.targets]]`, see docs/operations.md);
     /// more can be added in the `backup.targets` setting.
     pub targets: Vec<backup_target::Target>,
+}
+
+/// `plugpos upgrade`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpgradeConfig {
+    /// Public keys (hex ed25519) whose update packages are trusted besides the release key:
+    /// for packages you build and sign yourself (`packaging/build-plugpkg.sh`).
+    pub trusted_keys: Vec<String>,
 }
 
 /// The job runner.
@@ -295,6 +305,7 @@ impl Default for Config {
             jobs: JobsConfig::default(),
             schedules: SchedulesConfig::default(),
             backup: BackupConfig::default(),
+            upgrade: UpgradeConfig::default(),
             sources: BTreeMap::new(),
         }
     }
@@ -454,6 +465,18 @@ impl Config {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     return fail(key, "must start with postgres:// or postgresql://");
                 }
+            }
+        }
+        for (i, key) in self.upgrade.trusted_keys.iter().enumerate() {
+            let valid = hex::decode(key.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .is_some_and(|b| ed25519_dalek::VerifyingKey::from_bytes(&b).is_ok());
+            if !valid {
+                return fail(
+                    &format!("upgrade.trusted_keys.{i}"),
+                    "must be a hex ed25519 public key (64 hex digits, from `plugpos package keygen`)",
+                );
             }
         }
         let mut target_names = std::collections::BTreeSet::new();
@@ -681,6 +704,25 @@ mod tests {
             err,
             "config key `http.prot` (from PLUGPOS_HTTP__PROT): unknown key"
         );
+    }
+
+    #[test]
+    fn a_trusted_key_that_is_not_one_is_named() {
+        let dir = std::env::temp_dir().join(format!("plugpos-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("keys.toml");
+        std::fs::write(&file, "[upgrade]\ntrusted_keys = [\"not-a-key\"]\n").unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        assert!(
+            err.starts_with("config key `upgrade.trusted_keys.0`")
+                && err.contains("must be a hex ed25519 public key"),
+            "{err}"
+        );
+        let key = "ab32c76d05138522ed6114c97b398108d5a1b260ba9470c4a6bc15626f11ed69";
+        std::fs::write(&file, format!("[upgrade]\ntrusted_keys = [\"{key}\"]\n")).unwrap();
+        let config = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(config.upgrade.trusted_keys, [key]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

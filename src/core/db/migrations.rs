@@ -78,6 +78,11 @@ impl From<MigrateError> for SchemaError {
     }
 }
 
+/// The newest migration this binary embeds (its schema version).
+pub fn embedded_schema_version() -> i64 {
+    up_migrations().map(|m| m.version).max().unwrap_or(0)
+}
+
 fn up_migrations() -> impl Iterator<Item = &'static Migration> {
     MIGRATOR
         .iter()
@@ -182,7 +187,7 @@ enum Outcome {
 
 /// Serializes plugpos processes migrating the same database (a second one waits, then finds
 /// nothing pending). Any constant: it is only ever taken here.
-const MIGRATE_LOCK: i64 = 0x706c_7567_706f_73;
+const MIGRATE_LOCK: i64 = 0x0070_6c75_6770_6f73;
 
 async fn run_pending(pool: &PgPool, outcome: Outcome) -> Result<Vec<i64>, SchemaError> {
     let mut conn = pool.acquire().await?;
