@@ -24,7 +24,7 @@ fn d(v: &Value) -> Decimal {
 }
 
 /// A day of trade: sales by cash and card (one discounted), a partial return, a void, a no-sale.
-async fn trade(shop: &Shop, pen: &str, bread: &str, tag: &str) -> String {
+pub async fn trade(shop: &Shop, pen: &str, bread: &str, tag: &str) -> String {
     let session = shop.open_session("50.00").await;
     let first = sell(
         shop,

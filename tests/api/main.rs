@@ -31,6 +31,7 @@ mod modules;
 mod openapi;
 mod rbac;
 mod receipts;
+mod releases;
 mod returns;
 mod sale_writer;
 mod sales;
