@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod db;
+pub mod doctor;
 pub mod health;
 pub mod http;
 pub mod idempotency;
@@ -22,6 +23,7 @@ pub mod server;
 pub mod settings;
 pub mod setup;
 pub mod state;
+pub mod support;
 pub mod upgrade;
 pub mod version;
 

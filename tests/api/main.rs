@@ -38,4 +38,5 @@ mod sales;
 mod settings;
 mod setup;
 mod shop;
+mod support;
 mod upgrade;

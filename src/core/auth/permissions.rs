@@ -90,6 +90,10 @@ pub const CORE: &[Permission] = &[
         name: "administration.system.read",
         description: "See the server's readiness in detail (paths, processes, database errors)",
     },
+    Permission {
+        name: "administration.diagnostics.export",
+        description: "Download the support bundle (redacted configuration, logs and checks)",
+    },
 ];
 
 /// A permission a module declares, and the built-in roles that start with it.

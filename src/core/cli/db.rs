@@ -5,8 +5,8 @@ use clap::Subcommand;
 
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
+use crate::core::data_dir::pid_file::running_server;
 use crate::core::postgres::{ClusterOptions, DATABASE_NAME, ManagedCluster};
-use crate::core::server::pid_file::running_server;
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {

@@ -18,6 +18,7 @@ mod doctor;
 mod init;
 mod migrate;
 mod receipt;
+mod support;
 mod upgrade;
 
 use std::net::IpAddr;
@@ -81,6 +82,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the support bundle (redacted configuration, scrubbed logs, checks, backups, jobs,
+    /// audit, database and system facts) as one .tar.zst; works with the database down.
+    SupportBundle(support::SupportArgs),
     /// Upgrade from a signed update package: backup first, automatic rollback on failure.
     Upgrade(upgrade::UpgradeArgs),
     /// Print this binary's version and schema; `--history` lists the upgrades of this installation.
@@ -188,6 +192,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Receipt(command) => receipt::run(&config, &registry, command).await,
                 Command::Backup(command) => backup::run(&config, command).await,
                 Command::Doctor { json } => doctor::run(&config, json).await,
+                Command::SupportBundle(args) => support::run(&config, args).await,
                 Command::Upgrade(args) => upgrade::run(&config, cli.config.clone(), args).await,
                 Command::Version(args) => upgrade::version(&config, args),
                 Command::UpgradeCheck { audit_head } => upgrade::check(&config, audit_head).await,

@@ -15,7 +15,7 @@ use crate::core::modules::Registry;
 use crate::core::state::AppState;
 use crate::core::{
     audit, auth, backup, health, jobs, live, metrics, modules, rbac, security, settings, setup,
-    version,
+    support, version,
 };
 
 /// Where the document is served.
@@ -40,6 +40,7 @@ pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
         (name = "modules", description = "The module registry"),
         (name = "jobs", description = "Background jobs and schedules"),
         (name = "backups", description = "Encrypted, verified backups and the guided restore"),
+        (name = "system", description = "Diagnostics: the support bundle"),
         (name = "meta", description = "The API description itself"),
     )
 )]
@@ -83,6 +84,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(jobs::http::routes())
         .merge(backup::http::routes())
         .merge(settings::http::routes())
+        .merge(support::http::routes())
 }
 
 /// Core's routes and the registered modules' routes.

@@ -358,6 +358,12 @@ pub const CORE: &[Setting] = &[
     )
     .guarded(READ, "administration.roles.manage")
     .with_reason(),
+    Setting::new(
+        "support.log_days",
+        SettingType::Integer { min: 1, max: 30 },
+        DefaultValue::Integer(3),
+        "Days of logs the support bundle includes (plugpos support-bundle, POST /api/v1/support-bundle).",
+    ),
 ];
 
 #[cfg(test)]

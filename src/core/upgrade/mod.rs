@@ -41,7 +41,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::core::backup::Backups;
 use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
-use crate::core::server::pid_file::running_server;
+use crate::core::data_dir::pid_file::running_server;
 use crate::shared::clock::Clock;
 use crate::shared::ids::new_id;
 

@@ -1,5 +1,7 @@
 //! The data directory: one place for everything the instance keeps on disk.
 
+pub mod pid_file;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
