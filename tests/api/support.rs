@@ -71,6 +71,16 @@ fn assert_no_canary(files: &[(String, Vec<u8>)], canaries: &[(&str, String)]) {
     }
 }
 
+/// The server of a test, stopped however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -115,11 +125,13 @@ async fn the_bundle_has_every_part_and_no_secret_with_the_database_up_or_down() 
             .args(args);
         command
     };
-    let mut server = binary(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = KillOnDrop(
+        binary(&["serve"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     for _ in 0..240 {
@@ -297,8 +309,12 @@ async fn the_bundle_has_every_part_and_no_secret_with_the_database_up_or_down() 
     assert_eq!(exported, 1, "the export is audited");
 
     // From the command line, with the server stopped and the database unreachable.
-    let _ = Command::new("kill").arg(server.id().to_string()).status();
-    let _ = tokio::task::spawn_blocking(move || server.wait()).await;
+    let _ = Command::new("kill").arg(server.0.id().to_string()).status();
+    let _ = tokio::task::spawn_blocking(move || {
+        let mut server = server;
+        server.0.wait()
+    })
+    .await;
     let out = dir.path().join("down.tar.zst");
     let mut command = binary(&["support-bundle", "--log-days", "2", "-o"]);
     command.arg(&out).env(

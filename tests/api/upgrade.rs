@@ -378,13 +378,11 @@ impl Running {
         ids
     }
 
-    /// Stops whichever server runs now (the upgrade started its own) and reaps the first one.
-    async fn stop(mut self) {
-        let pid_file = self.shop.app.data_dir.path().join("plugpos.pid");
-        if let Ok(pid) = std::fs::read_to_string(&pid_file)
-            && let Ok(pid) = pid.trim().parse::<i32>()
-        {
-            let _ = Command::new("kill").arg(pid.to_string()).status();
+    /// Stops whichever server runs now (the upgrade started its own) and waits for it to go.
+    async fn stop(self) {
+        let pid = self.server_pid();
+        drop(self);
+        if let Some(pid) = pid {
             for _ in 0..200 {
                 if !Path::new(&format!("/proc/{pid}")).exists()
                     || std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -394,6 +392,21 @@ impl Running {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+
+    fn server_pid(&self) -> Option<i32> {
+        let pid_file = self.shop.app.data_dir.path().join("plugpos.pid");
+        std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
+    }
+}
+
+/// A failed assertion must not leave servers behind: the one the test started and the one the
+/// upgrade started get SIGTERM however the test ends.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(pid) = self.server_pid() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
         }
         let _ = self.server.kill();
         let _ = self.server.wait();

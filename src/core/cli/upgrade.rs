@@ -93,7 +93,14 @@ pub async fn run(
         config_file,
         binary,
     };
-    let entry = upgrade::upgrade(config, request, &Terminal { yes: args.yes }).await?;
+    let terminal = Terminal {
+        yes: args.yes,
+        terminal: std::io::stderr().is_terminal(),
+        spinner: std::sync::Mutex::new(None),
+    };
+    let outcome = upgrade::upgrade(config, request, &terminal).await;
+    terminal.clear();
+    let entry = outcome?;
     say!(
         "upgraded plugpos {} to {}; the pre-upgrade backup is {}",
         entry.from_version,
@@ -118,14 +125,36 @@ fn read_password(file: &std::path::Path) -> anyhow::Result<SecretString> {
     Ok(SecretString::from(password))
 }
 
-/// Steps on standard error; the go-ahead typed on a terminal.
+/// Steps on standard error (on a terminal, a spinner turns while a long one runs); the go-ahead
+/// typed on a terminal.
 struct Terminal {
     yes: bool,
+    terminal: bool,
+    spinner: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Terminal {
+    fn clear(&self) {
+        let mut spinner = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bar) = spinner.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 impl Ui for Terminal {
     fn step(&self, line: &str) {
+        self.clear();
         eprintln!("{line}");
+    }
+
+    fn working(&self, what: &str) {
+        self.clear();
+        if self.terminal {
+            let bar = indicatif::ProgressBar::new_spinner().with_message(format!("{what}..."));
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            *self.spinner.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+        }
     }
 
     fn confirm(&self, plan: &str) -> anyhow::Result<()> {

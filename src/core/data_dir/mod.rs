@@ -39,6 +39,17 @@ impl DataDir {
         Ok(dir)
     }
 
+    /// An existing data directory as it is: nothing is created and no mode is changed (for
+    /// commands run by root on a directory the service's user owns, such as `plugpos upgrade`).
+    pub fn existing(path: &Path) -> anyhow::Result<DataDir> {
+        let root = fs::canonicalize(path)
+            .with_context(|| format!("there is no data directory {}", path.display()))?;
+        if !root.is_dir() {
+            anyhow::bail!("{} is not a directory", root.display());
+        }
+        Ok(DataDir { root })
+    }
+
     /// The data directory itself.
     pub fn root(&self) -> &Path {
         &self.root

@@ -69,6 +69,8 @@ pub struct Request {
 pub trait Ui {
     fn step(&self, line: &str);
     fn confirm(&self, plan: &str) -> anyhow::Result<()>;
+    /// A long step begins (a terminal shows it turning until the step's line).
+    fn working(&self, _what: &str) {}
 }
 
 /// How the server was running before the upgrade, so it is left the same way.
@@ -82,7 +84,7 @@ enum Running {
 /// Runs the whole upgrade; `Ok` with the history entry when the new version runs and passed
 /// its checks, `Err` with what failed (and how the rollback went) otherwise.
 pub async fn upgrade(config: &Config, request: Request, ui: &dyn Ui) -> anyhow::Result<Entry> {
-    let data_dir = DataDir::prepare(&config.data_dir)?;
+    let data_dir = DataDir::existing(&config.data_dir)?;
     let current = BinaryFacts::current();
     let trusted = package::trusted_keys(&config.upgrade.trusted_keys)
         .map_err(|e| anyhow::anyhow!("upgrade.trusted_keys: {e}"))?;
@@ -177,6 +179,7 @@ async fn run_steps(
         package_sha256: verified.sha256.clone(),
     };
     // 3. stop
+    ui.working("stopping the server");
     stop_server(running, data_dir).await?;
     ui.step(&match running {
         Running::Service => "stop: systemctl stop plugpos".to_owned(),
@@ -185,6 +188,9 @@ async fn run_steps(
     });
     // 4. backup (the old binary: it knows the data as it is). A failure here changed nothing:
     // the server is started again as it was.
+    ui.working(
+        "taking the pre-upgrade backup and verifying it by restoring it beside the database",
+    );
     let backup = children.run(&request.binary, &["backup", "create", "--pre-upgrade"]);
     let backup_id = match backup.and_then(|out| parse_backup_id(&out)) {
         Ok(id) => id,
@@ -212,10 +218,12 @@ async fn run_steps(
             verified.manifest.version,
             previous.display()
         ));
+        ui.working("migrating the database");
         let applied = children
             .run(&request.binary, &["migrate"])
             .map_err(|e| ("migrate", e))?;
         ui.step(&format!("migrate: {}", applied.trim()));
+        ui.working("starting the new server and waiting for it to be ready");
         started = if running == Running::Stopped {
             Running::Process
         } else {
@@ -228,6 +236,7 @@ async fn run_steps(
             .await
             .map_err(|e| ("start", e))?;
         ui.step("start: the new server is ready");
+        ui.working("checking the migrations, the core tables, the audit chain and a login");
         let head = verified_head(data_dir, backup_id);
         let mut args = vec!["upgrade-check".to_owned()];
         if let Some(head) = head {
@@ -328,6 +337,7 @@ async fn rollback(
         ));
     }
     let id = backup_id.to_string();
+    ui.working("restoring the pre-upgrade backup");
     children
         .run(&request.binary, &["backup", "restore", &id, "--yes"])
         .context("cannot restore the pre-upgrade backup")?;
