@@ -21,8 +21,6 @@ use crate::core::db::{external_options, lazy_pool, migrations};
 use crate::core::postgres::{APP_ROLE, ClusterOptions, DATABASE_NAME, ManagedCluster, PgBinaries};
 use crate::shared::clock::Clock;
 
-/// A valid backup older than this is worth a warning (the daily backup failed twice).
-const BACKUP_WARN_AFTER_HOURS: i64 = 48;
 /// Free disk below these is a warning, then a failure (a backup needs room; PostgreSQL stops
 /// when the disk fills).
 const DISK_WARN_BYTES: u64 = 2 << 30;
@@ -91,7 +89,7 @@ pub async fn checks(config: &Config) -> anyhow::Result<Vec<Check>> {
         key_line,
         "run setup, or `plugpos backup import-key` on a new machine",
     ));
-    let (backup_ok, backup_line) = backup_finding(&backups, clock.now());
+    let (backup_ok, backup_line) = backup_finding(&backups, config, clock.now());
     out.push(finding(
         "backups",
         backup_ok,
@@ -129,7 +127,8 @@ fn data_dir_check(data_dir: &DataDir) -> Check {
         );
     };
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
+    // Root may check the service's directory (the .deb's /var/lib/plugpos is plugpos's).
+    if meta.uid() != me && me != 0 {
         return bad(
             "data_directory",
             Level::Fail,
@@ -143,6 +142,9 @@ fn data_dir_check(data_dir: &DataDir) -> Check {
     }
     let keys = data_dir.keys();
     let mut loose = Vec::new();
+    if meta.permissions().mode() & 0o022 != 0 {
+        loose.push(format!("{} (writable by others)", root.display()));
+    }
     if std::fs::metadata(&keys).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
         loose.push(keys.display().to_string());
     }
@@ -157,7 +159,15 @@ fn data_dir_check(data_dir: &DataDir) -> Check {
     match loose.is_empty() {
         true => ok(
             "data_directory",
-            format!("{} is this user's; its keys are private", root.display()),
+            if meta.uid() == me {
+                format!("{} is this user's; its keys are private", root.display())
+            } else {
+                format!(
+                    "{} belongs to uid {} (checked as root); its keys are private",
+                    root.display(),
+                    meta.uid()
+                )
+            },
         ),
         false => bad(
             "data_directory",
@@ -410,10 +420,24 @@ async fn server_check(config: &Config, data_dir: &DataDir) -> Check {
     )
     .await
     {
-        Ok(Ok(_)) => ok(
-            "server",
-            format!("running (pid {pid}), port {port} answers on {host}"),
-        ),
+        Ok(Ok(_)) => match listens_on(&pid, port) {
+            Some(false) => bad(
+                "server",
+                Level::Fail,
+                format!("running (pid {pid}), but port {port} is held by another program"),
+                "stop the other program or change http.port",
+            ),
+            Some(true) => ok(
+                "server",
+                format!("running (pid {pid}), listening on port {port}, which answers on {host}"),
+            ),
+            None => ok(
+                "server",
+                format!(
+                    "running (pid {pid}), port {port} answers on {host} (whose socket it is cannot be read as this user)"
+                ),
+            ),
+        },
         _ => bad(
             "server",
             Level::Fail,
@@ -421,6 +445,42 @@ async fn server_check(config: &Config, data_dir: &DataDir) -> Check {
             "is another program on the port? see the server's log",
         ),
     }
+}
+
+/// Does process `pid` hold the socket listening on `port`? `None` when its descriptors cannot
+/// be read (another user's process, and not root).
+fn listens_on(pid: &str, port: u16) -> Option<bool> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) =
+                (fields.get(1), fields.get(3), fields.get(9))
+            else {
+                continue;
+            };
+            let listening = *state == "0A";
+            let on_port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+                == Some(port);
+            if listening && on_port {
+                inodes.push(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let mut found = false;
+    for fd in fds.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path())
+            && inodes.iter().any(|i| target.as_os_str() == i.as_str())
+        {
+            found = true;
+        }
+    }
+    Some(found)
 }
 
 /// The systemd service, where systemd runs.
@@ -452,38 +512,85 @@ fn service_check() -> Check {
 
 /// Is the backup key there?
 fn key_finding(data_dir: &DataDir) -> (bool, String) {
-    match key::path(&data_dir.keys()).exists() {
-        true => (
-            true,
-            "the backup key is there (keep the exported copy off this machine)".to_owned(),
-        ),
-        false => (
+    let keys = data_dir.keys();
+    if !key::path(&keys).exists() {
+        return (
             false,
             "there is no backup key yet: run setup, or import-key on a new machine".to_owned(),
+        );
+    }
+    match key::identity(&keys) {
+        Ok(_) => (
+            true,
+            "the backup key is there and readable (keep the exported copy off this machine)"
+                .to_owned(),
         ),
+        Err(e) => (false, format!("the backup key cannot be read: {e:#}")),
     }
 }
 
-/// How old is the newest valid backup?
-fn backup_finding(backups: &Backups, now: chrono::DateTime<chrono::Utc>) -> (bool, String) {
-    match backups
+/// How old may the newest valid backup be? Twice the time between two scheduled backups (full
+/// or snapshot, whichever runs more often), and at least a day; `None` when none is scheduled.
+fn backup_allowance(
+    config: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::Duration> {
+    let mut gaps = Vec::new();
+    for expression in [
+        &config.schedules.backup_full,
+        &config.schedules.backup_snapshot,
+    ] {
+        let Ok(Some(cron)) = crate::shared::cron::parse_cron(expression) else {
+            continue;
+        };
+        let Ok(first) = cron.find_next_occurrence(&now, false) else {
+            continue;
+        };
+        let Ok(second) = cron.find_next_occurrence(&first, false) else {
+            continue;
+        };
+        gaps.push(second - first);
+    }
+    let gap = gaps.into_iter().min()?;
+    Some((gap * 2).max(chrono::Duration::hours(24)))
+}
+
+/// How old is the newest valid backup, against the schedule?
+fn backup_finding(
+    backups: &Backups,
+    config: &Config,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (bool, String) {
+    let allowance = backup_allowance(config, now);
+    let Some(newest) = backups
         .list()
         .into_iter()
         .find(|m| m.status == Status::Valid)
-    {
-        Some(newest) => {
-            let age = now - newest.created_at;
-            (
-                age.num_hours() < BACKUP_WARN_AFTER_HOURS,
-                format!(
-                    "newest valid backup {} from {} ({} hours ago)",
-                    newest.id,
-                    newest.created_at.format("%Y-%m-%d %H:%M UTC"),
-                    age.num_hours()
-                ),
-            )
-        }
-        None => (false, "there is no valid backup on this machine".to_owned()),
+    else {
+        return (false, "there is no valid backup on this machine".to_owned());
+    };
+    let age = now - newest.created_at;
+    let line = format!(
+        "newest valid backup {} from {} ({} hours ago)",
+        newest.id,
+        newest.created_at.format("%Y-%m-%d %H:%M UTC"),
+        age.num_hours()
+    );
+    match allowance {
+        None => (
+            false,
+            format!(
+                "{line}; no backup is scheduled (schedules.backup_full and backup_snapshot are off)"
+            ),
+        ),
+        Some(allowed) if age > allowed => (
+            false,
+            format!(
+                "{line}: older than {} hours, twice the schedule's interval: scheduled backups are failing",
+                allowed.num_hours()
+            ),
+        ),
+        Some(_) => (true, line),
     }
 }
 

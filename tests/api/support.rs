@@ -208,6 +208,7 @@ async fn the_bundle_has_every_part_and_no_secret_with_the_database_up_or_down() 
         format!("owner connection host=/run dbname=pos password={owner_password}"),
         format!("otpauth://totp/Corner%20Shop:admin?secret={totp_secret}&issuer=Corner%20Shop"),
         json!({"fields": {"message": "mfa", "totp_secret": totp_secret}}).to_string(),
+        format!(r#"request body "{{\"username\":\"admin\",\"password\":\"{admin_password}\"}}" refused"#),
         "a line that stays: 2 pens sold for 5.00".to_owned(),
     ];
     let log = data.join("logs").join("plugpos.canary.log");
@@ -222,6 +223,17 @@ async fn the_bundle_has_every_part_and_no_secret_with_the_database_up_or_down() 
     ))
     .execute(&pool(&database))
     .await
+    .unwrap();
+    // A rolled-back upgrade whose error quoted a connection string.
+    std::fs::create_dir_all(data.join("upgrades")).unwrap();
+    std::fs::write(
+        data.join("upgrades/history.jsonl"),
+        json!({"at": "2026-12-01T02:00:00Z", "from_version": "0.1.0", "to_version": "0.2.0",
+               "outcome": "rolled_back", "failed_step": "migrate", "package_sha256": "00",
+               "error": format!("cannot connect to postgres://postgres:{db_password}@db/pos")})
+        .to_string()
+            + "\n",
+    )
     .unwrap();
     let canaries = [
         ("admin password", admin_password.to_owned()),
@@ -278,13 +290,23 @@ async fn the_bundle_has_every_part_and_no_secret_with_the_database_up_or_down() 
         scrubbed.contains("a line that stays: 2 pens sold for 5.00"),
         "{scrubbed}"
     );
-    assert!(scrubbed.matches("[REDACTED]").count() >= 12, "{scrubbed}");
+    assert!(scrubbed.matches("[REDACTED]").count() >= 13, "{scrubbed}");
     assert!(
         text("config.toml").contains(&format!("http.port = {port}  # from {}", config.display())),
         "{}",
         text("config.toml")
     );
     assert!(text("version.txt").contains(&format!("plugpos {}", env!("CARGO_PKG_VERSION"))));
+    assert!(
+        text("version.txt").contains("rolled_back"),
+        "{}",
+        text("version.txt")
+    );
+    assert!(
+        !text("database.json").contains("\"query\""),
+        "no query text: {}",
+        text("database.json")
+    );
     let audit: Value = serde_json::from_str(&text("audit.json")).unwrap();
     assert_eq!(audit["verification"]["ok"], true, "{audit}");
     let jobs: Value = serde_json::from_str(&text("jobs.json")).unwrap();

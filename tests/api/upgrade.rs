@@ -15,12 +15,25 @@ use serde_json::{Value, json};
 use crate::helpers::{ADMIN_PASSWORD, database_url, plugpos, pool, run};
 use crate::shop::Shop;
 
+/// This build's version, and the version the test releases claim (any newer one).
+const CURRENT: &str = env!("CARGO_PKG_VERSION");
+const NEWER: &str = "99.0.0";
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Where a test release fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fails {
+    Nothing,
+    Migration,
+    /// Its own post-upgrade checks, after its server started.
+    Checks,
 }
 
 /// A scratch installation: the binary copied to `bin/plugpos` (the upgrade replaces the binary
@@ -81,8 +94,22 @@ impl Install {
     /// A "release" script: `version --json` says `version`; with `break_migration` its migrate
     /// renames the sales table and fails; everything else runs this build.
     fn release(&self, name: &str, version: &str, break_migration: bool) -> PathBuf {
+        self.release_failing(
+            name,
+            version,
+            if break_migration {
+                Fails::Migration
+            } else {
+                Fails::Nothing
+            },
+        )
+    }
+
+    fn release_failing(&self, name: &str, version: &str, fails: Fails) -> PathBuf {
         let facts = json!({"version": version, "schema_version": 1, "arch": std::env::consts::ARCH, "build": "test"});
-        let breaking = if break_migration {
+        let breaking = if fails == Fails::Checks {
+            "for a in \"$@\"; do if [ \"$a\" = upgrade-check ]; then\n  echo 'error: the core table sales is missing' >&2\n  exit 1\nfi; done\n".to_owned()
+        } else if fails == Fails::Migration {
             format!(
                 "for a in \"$@\"; do if [ \"$a\" = migrate ]; then\n  psql -q \"{}\" -c 'ALTER TABLE sales RENAME TO sales_lost' >&2\n  echo 'error: migration 99990101000000 failed: column \"x\" does not exist' >&2\n  exit 1\nfi; done\n",
                 database_url_of(&self.config)
@@ -166,7 +193,7 @@ async fn packages_are_refused_unless_signed_by_a_trusted_key_whole_and_newer() {
     let data = tempfile::tempdir().unwrap();
     let install = Install::new(data.path(), "postgres", free_port());
     let original = std::fs::read(install.binary()).unwrap();
-    let good = install.package(&install.release("newer", "0.1.1", false), None);
+    let good = install.package(&install.release("newer", NEWER, false), None);
 
     let other_key = install.dir.path().join("other.key");
     assert!(
@@ -180,7 +207,7 @@ async fn packages_are_refused_unless_signed_by_a_trusted_key_whole_and_newer() {
     );
     let mut refusals = vec![
         (
-            install.package(&install.release("newer2", "0.1.1", false), Some(&other_key)),
+            install.package(&install.release("newer2", NEWER, false), Some(&other_key)),
             "not signed by a trusted key",
         ),
         (
@@ -194,7 +221,7 @@ async fn packages_are_refused_unless_signed_by_a_trusted_key_whole_and_newer() {
                 Some(if name == "manifest.json" {
                     String::from_utf8(bytes)
                         .unwrap()
-                        .replace("0.1.1", "9.9.9")
+                        .replace(NEWER, "99.0.1")
                         .into_bytes()
                 } else {
                     bytes
@@ -417,19 +444,21 @@ impl Drop for Running {
 async fn an_upgrade_backs_up_swaps_checks_and_records_it() {
     let running = Running::start().await;
     let original = std::fs::read(running.install.binary()).unwrap();
-    let release = running.install.release("newer", "0.1.1", false);
+    let release = running.install.release("newer", NEWER, false);
     let package = running.install.package(&release, None);
 
     let output = running.upgrade(&package).await;
     let steps = stderr(&output);
     assert!(output.status.success(), "{steps}");
     assert!(
-        stdout(&output).contains("upgraded plugpos 0.1.0 to 0.1.1; the pre-upgrade backup is "),
+        stdout(&output).contains(&format!(
+            "upgraded plugpos {CURRENT} to {NEWER}; the pre-upgrade backup is "
+        )),
         "{}",
         stdout(&output)
     );
     for step in [
-        "verify: package of plugpos 0.1.1",
+        "verify: package of plugpos 99.0.0",
         "stop: plugpos serve stopped",
         "backup: pre-upgrade backup ",
         "swap: ",
@@ -457,8 +486,8 @@ async fn an_upgrade_backs_up_swaps_checks_and_records_it() {
     let history = version["history"].as_array().unwrap();
     assert_eq!(history.len(), 1, "{version}");
     assert_eq!(history[0]["outcome"], "upgraded");
-    assert_eq!(history[0]["from_version"], "0.1.0");
-    assert_eq!(history[0]["to_version"], "0.1.1");
+    assert_eq!(history[0]["from_version"], CURRENT);
+    assert_eq!(history[0]["to_version"], NEWER);
     let backup = history[0]["backup_id"].as_str().unwrap();
     let manifest: Value = serde_json::from_slice(
         &std::fs::read(
@@ -483,7 +512,7 @@ async fn an_upgrade_backs_up_swaps_checks_and_records_it() {
     })
     .await;
     assert!(
-        stdout(&listed).contains("0.1.0 -> 0.1.1  upgraded"),
+        stdout(&listed).contains(&format!("{CURRENT} -> {NEWER}  upgraded")),
         "{}",
         stdout(&listed)
     );
@@ -496,7 +525,7 @@ async fn a_failed_upgrade_puts_the_old_binary_and_data_back() {
     let original = std::fs::read(running.install.binary()).unwrap();
     let package = running
         .install
-        .package(&running.install.release("broken", "0.1.1", true), None);
+        .package(&running.install.release("broken", NEWER, true), None);
 
     let output = running.upgrade(&package).await;
     let steps = stderr(&output);
@@ -513,8 +542,8 @@ async fn a_failed_upgrade_puts_the_old_binary_and_data_back() {
     }
     let last = steps.trim().lines().last().unwrap();
     assert!(
-        last.contains("upgrade to 0.1.1 failed at migrate")
-            && last.contains("rolled back to 0.1.0"),
+        last.contains(&format!("upgrade to {NEWER} failed at migrate"))
+            && last.contains(&format!("rolled back to {CURRENT}")),
         "{last}"
     );
 
@@ -528,7 +557,7 @@ async fn a_failed_upgrade_puts_the_old_binary_and_data_back() {
     assert!(!lost, "the broken migration's change survived the rollback");
     running.wait_ready().await;
     let version = running.version().await;
-    assert_eq!(version["version"], "0.1.0");
+    assert_eq!(version["version"], CURRENT);
     let history = version["history"].as_array().unwrap();
     assert_eq!(history[0]["outcome"], "rolled_back", "{version}");
     assert_eq!(history[0]["failed_step"], "migrate");
@@ -538,5 +567,40 @@ async fn a_failed_upgrade_puts_the_old_binary_and_data_back() {
             .unwrap()
             .contains("migration 99990101000000 failed")
     );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_release_failing_its_checks_after_it_started_is_rolled_back() {
+    let running = Running::start().await;
+    let original = std::fs::read(running.install.binary()).unwrap();
+    let package = running.install.package(
+        &running
+            .install
+            .release_failing("unchecked", NEWER, Fails::Checks),
+        None,
+    );
+
+    let output = running.upgrade(&package).await;
+    let steps = stderr(&output);
+    assert!(!output.status.success(), "{steps}");
+    for step in [
+        "migrate: nothing to apply",
+        "start: the new server is ready",
+        "checks: FAILED",
+        "the core table sales is missing",
+        "rollback: the new server is stopped",
+        "is the previous version again",
+        "rollback: the data of backup ",
+        "rollback: the previous server is running again",
+    ] {
+        assert!(steps.contains(step), "no `{step}` in:\n{steps}");
+    }
+    assert_eq!(std::fs::read(running.install.binary()).unwrap(), original);
+    assert_eq!(running.sales().await, vec![running.sale.clone()]);
+    running.wait_ready().await;
+    let version = running.version().await;
+    assert_eq!(version["history"][0]["outcome"], "rolled_back", "{version}");
+    assert_eq!(version["history"][0]["failed_step"], "checks");
     running.stop().await;
 }

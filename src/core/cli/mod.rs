@@ -99,6 +99,10 @@ pub enum Command {
         #[arg(long)]
         audit_head: Option<String>,
     },
+    /// Appends one attempt (JSON) to the version history: how `plugpos upgrade`, run by root,
+    /// writes it as the data directory's owner.
+    #[command(hide = true)]
+    UpgradeRecord { entry: String },
     /// Print the OpenAPI 3.1 document.
     Openapi,
 }
@@ -196,6 +200,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Upgrade(args) => upgrade::run(&config, cli.config.clone(), args).await,
                 Command::Version(args) => upgrade::version(&config, args),
                 Command::UpgradeCheck { audit_head } => upgrade::check(&config, audit_head).await,
+                Command::UpgradeRecord { entry } => upgrade::record(&config, &entry),
                 Command::Serve(_) | Command::Config(_) | Command::Openapi | Command::Package(_) => {
                     Ok(())
                 }

@@ -79,6 +79,11 @@ pub async fn run(
     config_file: Option<PathBuf>,
     args: UpgradeArgs,
 ) -> anyhow::Result<()> {
+    if args.password_file.as_deref() == Some(std::path::Path::new("-")) && !args.yes {
+        bail!(
+            "--password-file - reads the password from standard input, which then cannot confirm: add --yes"
+        );
+    }
     let login = match (&args.login, &args.password_file) {
         (Some(user), Some(file)) => Some((user.clone(), read_password(file)?)),
         _ => None,
@@ -214,6 +219,10 @@ pub fn version(config: &Config, args: VersionArgs) -> anyhow::Result<()> {
                     entry.failed_step.as_deref().unwrap_or("?")
                 ),
                 Outcome::RollbackFailed => "ROLLBACK FAILED".to_owned(),
+                Outcome::Aborted => format!(
+                    "aborted at {}, nothing changed",
+                    entry.failed_step.as_deref().unwrap_or("?")
+                ),
             };
             say!(
                 "{}  {} -> {}  {outcome}{}",
@@ -276,6 +285,13 @@ pub fn package(command: &PackageCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `plugpos upgrade-record JSON`: one attempt into the version history (see `Children::record`).
+pub fn record(config: &Config, entry: &str) -> anyhow::Result<()> {
+    let entry: history::Entry =
+        serde_json::from_str(entry).context("the history entry is not one plugpos wrote")?;
+    history::append(&config.data_dir, &entry)
 }
 
 /// The tables the core cannot work without (each module checks its own at startup).

@@ -35,6 +35,9 @@ use self::redact::Redactor;
 pub const DEFAULT_LOG_DAYS: u32 = 3;
 /// Jobs included, newest first.
 const JOBS: i64 = 500;
+/// A log file larger than this (PostgreSQL's own log is one file that grows) is included from
+/// this many bytes before its end.
+const LOG_FILE_LIMIT: u64 = 8 << 20;
 /// A query running longer than this is listed in `database.json`.
 const LONG_QUERY_SECS: i64 = 60;
 
@@ -81,10 +84,15 @@ struct Part {
     error: Option<String>,
 }
 
-fn json_part(name: &str, source: &str, value: Result<Value, String>) -> Part {
+/// A JSON part, redacted whole (values under secret names, known secrets, secret shapes): a
+/// part's producer need not know which of its fields might carry one.
+fn json_part(redactor: &Redactor, name: &str, source: &str, value: Result<Value, String>) -> Part {
     let (value, error) = match value {
-        Ok(value) => (value, None),
-        Err(why) => (json!({ "unavailable": why }), Some(why)),
+        Ok(value) => (redactor.json(&value), None),
+        Err(why) => {
+            let why = redactor.text(&why);
+            (json!({ "unavailable": why }), Some(why))
+        }
     };
     Part {
         name: name.to_owned(),
@@ -99,11 +107,25 @@ pub async fn write(
     sources: Sources<'_>,
     out: impl Write + Send + 'static,
 ) -> anyhow::Result<Manifest> {
-    let redactor = Redactor::for_instance(sources.config, sources.data_dir.root());
+    let mut redactor = Redactor::for_instance(sources.config, sources.data_dir.root());
+    if let Ok(pool) = &sources.database {
+        // Targets added in the settings have credentials files too.
+        let setting: Option<Value> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'backup.targets'")
+                .fetch_optional(pool)
+                .await
+                .ok()
+                .flatten();
+        redactor.learn_targets(&crate::core::backup::targets::in_force(
+            &[],
+            setting.as_ref(),
+        ));
+    }
     let mut parts = vec![
-        version_part(&sources).await,
+        version_part(&sources, &redactor).await,
         config_part(sources.config, &redactor),
         json_part(
+            &redactor,
             "doctor.json",
             "the checks of plugpos doctor",
             crate::core::doctor::checks(sources.config)
@@ -111,14 +133,15 @@ pub async fn write(
                 .map(|checks| json!({ "checks": redactor.json(&serde_json::to_value(checks).unwrap_or_default()) }))
                 .map_err(|e| format!("{e:#}")),
         ),
-        json_part("backups.json", "the backup manifests in <data_dir>/backups", Ok(backups(&sources))),
-        json_part("system.json", "the operating system", Ok(system(&sources).await)),
+        json_part(&redactor, "backups.json", "the backup manifests in <data_dir>/backups", Ok(backups(&sources))),
+        json_part(&redactor, "system.json", "the operating system", Ok(system(&sources).await)),
     ];
     let database = &sources
         .database
         .as_ref()
         .map_err(|why| format!("the database is not available: {why}"));
     parts.push(json_part(
+        &redactor,
         "migrations.json",
         "_sqlx_migrations against this binary's migrations",
         match database {
@@ -127,14 +150,18 @@ pub async fn write(
         },
     ));
     parts.push(json_part(
+        &redactor,
         "jobs.json",
-        &format!("the newest {JOBS} jobs, payloads redacted"),
+        &format!(
+            "the newest {JOBS} jobs and the newest {JOBS} failed or dead ones, payloads redacted"
+        ),
         match database {
             Ok(pool) => jobs(pool, &redactor).await,
             Err(why) => Err(why.clone()),
         },
     ));
     parts.push(json_part(
+        &redactor,
         "audit.json",
         "the audit chain's verification and its last checkpoint",
         match database {
@@ -143,6 +170,7 @@ pub async fn write(
         },
     ));
     parts.push(json_part(
+        &redactor,
         "database.json",
         "PostgreSQL's statistics views",
         match database {
@@ -242,9 +270,15 @@ fn log_parts(logs: &Path, since: DateTime<Utc>, redactor: &Redactor) -> Vec<Part
                 path.file_name().unwrap_or_default().to_string_lossy()
             );
             let source = format!("{}, every line scrubbed", path.display());
-            match std::fs::read(&path) {
-                Ok(bytes) => {
+            match tail(&path, LOG_FILE_LIMIT) {
+                Ok((bytes, cut)) => {
                     let mut out = String::with_capacity(bytes.len());
+                    if cut {
+                        out.push_str(&format!(
+                            "[support bundle: only the last {} MiB of this file]\n",
+                            LOG_FILE_LIMIT >> 20
+                        ));
+                    }
                     for line in String::from_utf8_lossy(&bytes).lines() {
                         out.push_str(&redactor.log_line(line));
                         out.push('\n');
@@ -267,7 +301,24 @@ fn log_parts(logs: &Path, since: DateTime<Utc>, redactor: &Redactor) -> Vec<Part
         .collect()
 }
 
-async fn version_part(sources: &Sources<'_>) -> Part {
+/// The last `limit` bytes of `path` (from a line start), and whether anything was left out.
+fn tail(path: &Path, limit: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    if size <= limit {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        return Ok((bytes, false));
+    }
+    file.seek(SeekFrom::Start(size - limit))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let start = bytes.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
+    Ok((bytes.split_off(start), true))
+}
+
+async fn version_part(sources: &Sources<'_>, redactor: &Redactor) -> Part {
     let facts = BinaryFacts::current();
     let mut text = format!(
         "plugpos {}\nbuild {}\narch {}\nschema (this binary) {}\n",
@@ -301,7 +352,7 @@ async fn version_part(sources: &Sources<'_>) -> Part {
     }
     Part {
         name: "version.txt".to_owned(),
-        bytes: text.into_bytes(),
+        bytes: redactor.text(&text).into_bytes(),
         source: "this binary and <data_dir>/upgrades/history.jsonl".to_owned(),
         error: None,
     }
@@ -443,9 +494,13 @@ async fn migrations_status(pool: &PgPool) -> Result<Value, String> {
 }
 
 async fn jobs(pool: &PgPool, redactor: &Redactor) -> Result<Value, String> {
+    let columns = crate::core::jobs::COLUMNS;
     let jobs: Vec<crate::core::jobs::Job> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM jobs ORDER BY created_at DESC LIMIT {JOBS}",
-        crate::core::jobs::COLUMNS
+        "SELECT {columns} FROM ( \
+             (SELECT {columns} FROM jobs ORDER BY created_at DESC LIMIT {JOBS}) \
+             UNION \
+             (SELECT {columns} FROM jobs WHERE status IN ('failed', 'dead') ORDER BY created_at DESC LIMIT {JOBS}) \
+         ) j ORDER BY created_at DESC"
     )))
     .fetch_all(pool)
     .await
@@ -508,7 +563,7 @@ async fn database_status(pool: &PgPool) -> Result<Value, String> {
         let long: Value = sqlx::query_scalar(
             "SELECT coalesce(json_agg(json_build_object('pid', pid, 'state', state, 'seconds', \
              extract(epoch FROM now() - query_start)::bigint, 'wait_event', wait_event, \
-             'application', application_name, 'query', left(regexp_replace(query, '''[^'']*''', '''?''', 'g'), 300))), '[]') \
+             'application', application_name, 'command', upper(split_part(ltrim(query), ' ', 1)))), '[]') \
              FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid() \
              AND query_start < now() - make_interval(secs => $1)",
         )

@@ -68,7 +68,7 @@ pub fn secret_name(name: &str) -> bool {
 }
 
 static SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
-    let rules: [(&str, &str); 7] = [
+    let rules: [(&str, &str); 8] = [
         // A bearer (or basic) credential in a header, logged or pasted.
         (
             r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}",
@@ -93,6 +93,12 @@ static SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         ),
         // SQL: CREATE/ALTER ROLE ... PASSWORD '...'.
         (r"(?i)\bpassword\s+'[^']*'", "PASSWORD '[REDACTED]'"),
+        // "key": "value" inside text (JSON logged as a string, escaped or not) where the key is
+        // named like a secret.
+        (
+            r#"(?i)(\\?"[a-z0-9_.-]*(?:password|passwd|passphrase|secret|token|credential|private_key|api_key|totp|pin)[a-z0-9_.-]*\\?"\s*:\s*)\\?"(?:[^"\\]|\\[^"])*\\?""#,
+            "$1\"[REDACTED]\"",
+        ),
         // key: value / key = value where the key is named like a secret (plain-text lines).
         (
             r#"(?i)\b([a-z0-9_.-]*(?:password|passwd|passphrase|secret|token|credential|private_key|api_key|totp)[a-z0-9_.-]*)(\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;&"']+)"#,
@@ -151,6 +157,20 @@ impl Redactor {
             }
         }
         Redactor::with_known(known)
+    }
+
+    /// Also removes the credentials of these backup targets (from their credentials files).
+    pub fn learn_targets(&mut self, targets: &[crate::core::config::backup_target::Target]) {
+        let mut known = std::mem::take(&mut self.known);
+        for target in targets {
+            if let Some(file) = &target.credentials_file
+                && let Ok(text) = std::fs::read_to_string(file)
+                && let Ok(table) = text.parse::<toml::Table>()
+            {
+                known.extend(table.values().filter_map(|v| v.as_str()).map(str::to_owned));
+            }
+        }
+        *self = Redactor::with_known(known);
     }
 
     /// A redactor that also removes each of `known` by value.
@@ -252,6 +272,14 @@ mod tests {
             ),
             ("admin_password = \"correct horse\"", "correct horse"),
             ("s3 secret_access_key: abc123def456", "abc123def456"),
+            (
+                r#"body "{\"password\":\"hunter2 hunter2\",\"user\":\"ann\"}""#,
+                "hunter2",
+            ),
+            (
+                r#"payload {"api_token": "tok-123456789"} sent"#,
+                "tok-123456789",
+            ),
         ] {
             let out = r.text(input);
             assert!(!out.contains(gone), "{input} -> {out}");

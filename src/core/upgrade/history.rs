@@ -4,6 +4,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -21,6 +22,8 @@ pub enum Outcome {
     RolledBack,
     /// A step failed and putting the previous version back failed too: see `error`.
     RollbackFailed,
+    /// Stopped before anything changed (the pre-upgrade backup failed); the server runs as before.
+    Aborted,
 }
 
 /// One upgrade attempt.
@@ -59,9 +62,12 @@ pub fn append(data_dir: &Path, entry: &Entry) -> anyhow::Result<()> {
     }
     let mut line = serde_json::to_vec(entry)?;
     line.push(b'\n');
+    // Never through a link: the file is the installation's record, not a way to write elsewhere.
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .mode(0o644)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
     file.write_all(&line)

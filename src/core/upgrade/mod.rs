@@ -52,6 +52,9 @@ use self::package::{BinaryFacts, Verified};
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a stopping server may take (its shutdown grace is 20 s by default).
 const STOP_TIMEOUT: Duration = Duration::from_secs(90);
+/// Room for the pre-upgrade backup and its check, in multiples of the newest (compressed) backup:
+/// the check restores the whole database beside the live one.
+const BACKUP_ROOM_FACTOR: u64 = 8;
 
 /// What the admin asked for.
 pub struct Request {
@@ -89,10 +92,29 @@ pub async fn upgrade(config: &Config, request: Request, ui: &dyn Ui) -> anyhow::
     let trusted = package::trusted_keys(&config.upgrade.trusted_keys)
         .map_err(|e| anyhow::anyhow!("upgrade.trusted_keys: {e}"))?;
     let attempt = new_id();
-    let staging = data_dir
-        .root()
-        .join("upgrades")
-        .join(format!("staging-{attempt}"));
+    // Staged beside the binary, never in the data directory: the service's user owns that and
+    // could swap a file between the check and the install.
+    let binary_dir = request
+        .binary
+        .parent()
+        .context("the binary has no directory")?
+        .to_owned();
+    let staging = binary_dir.join(format!(".plugpos-upgrade-{}", attempt.simple()));
+    writable(&binary_dir)?;
+    // Staging left by an upgrade that was killed.
+    for entry in std::fs::read_dir(&binary_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".plugpos-upgrade-")
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     let outcome = async {
         // 1. verify
         let verified = package::open(&request.package, &trusted, &staging)?;
@@ -117,7 +139,10 @@ pub async fn upgrade(config: &Config, request: Request, ui: &dyn Ui) -> anyhow::
         let owner = Owner::of(data_dir.root())?;
         // 2. preflight
         preflight(&request.binary, &verified, &data_dir, config)?;
-        ui.step("preflight: the binary's directory is writable and there is room for the backup");
+        ui.step(
+            "preflight: the data directory holds an instance, the binary's directory is writable, \
+             and there is room for the binary and the backup",
+        );
         let running = server_state(&data_dir);
         ui.confirm(&format!(
             "Upgrade plugpos {} to {}: the server ({}) stops, a pre-upgrade backup is taken and \
@@ -180,7 +205,16 @@ async fn run_steps(
     };
     // 3. stop
     ui.working("stopping the server");
-    stop_server(running, data_dir).await?;
+    if let Err(e) = stop_server(running, data_dir).await {
+        let restarted = match running_server(data_dir) {
+            None => start_server(running, &request.binary, children).await,
+            Some(_) => Ok(()),
+        };
+        bail!(
+            "stop: {e:#}; nothing was changed{}",
+            restart_note(&restarted)
+        );
+    }
     ui.step(&match running {
         Running::Service => "stop: systemctl stop plugpos".to_owned(),
         Running::Process => "stop: plugpos serve stopped".to_owned(),
@@ -196,6 +230,10 @@ async fn run_steps(
         Ok(id) => id,
         Err(e) => {
             let restarted = start_server(running, &request.binary, children).await;
+            entry.outcome = Outcome::Aborted;
+            entry.failed_step = Some("backup".to_owned());
+            entry.error = Some(format!("{e:#}"));
+            let _ = children.record(&entry);
             bail!(
                 "backup: the pre-upgrade backup failed, nothing was changed: {e:#}{}",
                 restart_note(&restarted)
@@ -210,8 +248,10 @@ async fn run_steps(
     // 5 to 8; any failure rolls back.
     let previous = previous_path(&request.binary);
     let mut started = Running::Stopped;
+    let mut swapped = false;
     let attempt = async {
         swap(&verified.binary, &request.binary, &previous).map_err(|e| ("swap", e))?;
+        swapped = true;
         ui.step(&format!(
             "swap: {} is now {}; the previous binary is {}",
             request.binary.display(),
@@ -263,8 +303,7 @@ async fn run_steps(
                 stop_server(Running::Process, data_dir).await?;
                 ui.step("stop: the server was not running before the upgrade; it is stopped again");
             }
-            history::append(data_dir.root(), &entry)?;
-            children.give_to_owner(&history::path(data_dir.root()));
+            children.record(&entry)?;
             Ok(entry)
         }
         Err((step, e)) => {
@@ -272,7 +311,7 @@ async fn run_steps(
             ui.step("rollback: putting the previous version and the pre-upgrade backup back");
             entry.failed_step = Some(step.to_owned());
             let rolled = rollback(
-                config, request, data_dir, running, started, backup_id, children, ui,
+                config, request, data_dir, running, started, swapped, backup_id, children, ui,
             )
             .await;
             let message = match &rolled {
@@ -296,15 +335,15 @@ async fn run_steps(
                     )
                 }
             };
-            let _ = history::append(data_dir.root(), &entry);
-            children.give_to_owner(&history::path(data_dir.root()));
+            let _ = children.record(&entry);
             bail!("{message}")
         }
     }
 }
 
 /// Puts the previous binary back, restores the pre-upgrade backup with it and starts it as the
-/// server ran before.
+/// server ran before. Each step is tried even when one before it failed (a shop without its
+/// server is the worst outcome): the errors are reported together.
 #[allow(clippy::too_many_arguments)]
 async fn rollback(
     config: &Config,
@@ -312,44 +351,56 @@ async fn rollback(
     data_dir: &DataDir,
     running: Running,
     started: Running,
+    swapped: bool,
     backup_id: uuid::Uuid,
     children: &Children,
     ui: &dyn Ui,
 ) -> anyhow::Result<()> {
+    let mut failures: Vec<String> = Vec::new();
     if started != Running::Stopped || running_server(data_dir).is_some() {
-        stop_server(
-            if started == Running::Stopped {
-                Running::Process
-            } else {
-                started
-            },
-            data_dir,
-        )
-        .await?;
-        ui.step("rollback: the new server is stopped");
+        let how = if started == Running::Stopped {
+            Running::Process
+        } else {
+            started
+        };
+        match stop_server(how, data_dir).await {
+            Ok(()) => ui.step("rollback: the new server is stopped"),
+            Err(e) => failures.push(format!("stopping the new server: {e:#}")),
+        }
     }
     let previous = previous_path(&request.binary);
-    if previous.exists() {
-        put_back(&previous, &request.binary).context("cannot put the previous binary back")?;
-        ui.step(&format!(
-            "rollback: {} is the previous version again",
-            request.binary.display()
-        ));
+    if swapped {
+        match put_back(&previous, &request.binary) {
+            Ok(()) => ui.step(&format!(
+                "rollback: {} is the previous version again",
+                request.binary.display()
+            )),
+            Err(e) => failures.push(format!("putting the previous binary back: {e:#}")),
+        }
     }
     let id = backup_id.to_string();
     ui.working("restoring the pre-upgrade backup");
-    children
-        .run(&request.binary, &["backup", "restore", &id, "--yes"])
-        .context("cannot restore the pre-upgrade backup")?;
-    ui.step(&format!(
-        "rollback: the data of backup {backup_id} is restored"
-    ));
-    if running != Running::Stopped {
-        start_server(running, &request.binary, children).await?;
-        wait_ready(config, READY_TIMEOUT).await?;
-        ui.step("rollback: the previous server is running again");
+    match children.run(&request.binary, &["backup", "restore", &id, "--yes"]) {
+        Ok(_) => ui.step(&format!(
+            "rollback: the data of backup {backup_id} is restored"
+        )),
+        Err(e) => failures.push(format!("restoring the pre-upgrade backup: {e:#}")),
     }
-    Ok(())
+    if running != Running::Stopped && running_server(data_dir).is_none() {
+        ui.working("starting the previous server");
+        let started = match start_server(running, &request.binary, children).await {
+            Ok(()) => wait_ready(config, READY_TIMEOUT).await,
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(()) => ui.step("rollback: the previous server is running again"),
+            Err(e) => failures.push(format!("starting the previous server: {e:#}")),
+        }
+    }
+    match failures.is_empty() {
+        true => Ok(()),
+        false => bail!("{}", failures.join("; ")),
+    }
 }
 
 fn short_key(hex: &str) -> String {
@@ -445,14 +496,17 @@ impl Children {
         Ok(())
     }
 
-    fn give_to_owner(&self, path: &Path) {
-        if nix::unistd::geteuid().is_root() {
-            let _ = nix::unistd::chown(
-                path,
-                Some(nix::unistd::Uid::from_raw(self.owner.uid)),
-                Some(nix::unistd::Gid::from_raw(self.owner.gid)),
-            );
+    /// Appends `entry` to the version history as the data directory's owner: run by root, the
+    /// write goes through a child of this very binary (`/proc/self/exe`, whatever is installed
+    /// now) with the owner's ids, so root never writes into a directory another user controls.
+    fn record(&self, entry: &Entry) -> anyhow::Result<()> {
+        if !(nix::unistd::geteuid().is_root() && self.owner.uid != 0) {
+            return history::append(&self.data_dir, entry);
         }
+        let line = serde_json::to_string(entry)?;
+        self.run(Path::new("/proc/self/exe"), &["upgrade-record", &line])
+            .map(|_| ())
+            .context("cannot record the attempt in the version history")
     }
 }
 
@@ -475,26 +529,37 @@ fn free_bytes(path: &Path) -> anyhow::Result<u64> {
     Ok(stat.blocks_available() * stat.fragment_size())
 }
 
+/// Can this process replace files in `dir`?
+fn writable(dir: &Path) -> anyhow::Result<()> {
+    let probe = dir.join(format!(".plugpos-upgrade-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "preflight: cannot write in {} (run the upgrade as root?); nothing was changed",
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 fn preflight(
     binary: &Path,
     verified: &Verified,
     data_dir: &DataDir,
     config: &Config,
 ) -> anyhow::Result<()> {
+    if !data_dir.keys().is_dir() {
+        bail!(
+            "preflight: {} holds no plugpos instance (no keys/); is --config or --data-dir right? nothing was changed",
+            data_dir.root().display()
+        );
+    }
     let dir = binary.parent().context("the binary has no directory")?;
-    let probe = dir.join(format!(".plugpos-upgrade-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").with_context(|| {
-        format!(
-            "preflight: cannot write in {} (run the upgrade as root?)",
-            dir.display()
-        )
-    })?;
-    let _ = std::fs::remove_file(&probe);
     let size = std::fs::metadata(&verified.binary)?.len();
     let free = free_bytes(dir)?;
     if free < size * 2 {
         bail!(
-            "preflight: {} has {} MiB free, the new binary needs {} MiB",
+            "preflight: {} has {} MiB free, the new binary needs {} MiB; nothing was changed",
             dir.display(),
             free >> 20,
             (size * 2) >> 20
@@ -506,17 +571,19 @@ fn preflight(
         config.database.pg_bin_dir.as_deref(),
         Clock::system(),
     );
+    // The backup is compressed; checking it restores the whole database beside the live one.
     let newest = backups
         .list()
         .iter()
         .map(|m| m.size_bytes)
         .max()
         .unwrap_or(0);
-    let needed = newest * 2 + (256 << 20);
+    let needed = newest * BACKUP_ROOM_FACTOR + (512 << 20);
     let free = free_bytes(data_dir.root())?;
     if free < needed {
         bail!(
-            "preflight: the data directory has {} MiB free, the pre-upgrade backup and its check need about {} MiB; free some space first",
+            "preflight: the data directory has {} MiB free; the pre-upgrade backup and its check need about {} MiB \
+             ({BACKUP_ROOM_FACTOR} times the newest backup, plus 512 MiB); free some space first; nothing was changed",
             free >> 20,
             needed >> 20
         );
@@ -595,23 +662,17 @@ async fn start_server(how: Running, binary: &Path, children: &Children) -> anyho
     }
 }
 
-/// Writes `new` beside `binary` and renames it over it; `binary` is kept as `previous` first.
+/// Keeps `binary` as `previous` (a hard link, or a copy), then renames `new` (staged in the same
+/// file system, beside it) over `binary`: the installed binary is the old one or the new one,
+/// never a mixture.
 fn swap(new: &Path, binary: &Path, previous: &Path) -> anyhow::Result<()> {
     let dir = binary.parent().context("the binary has no directory")?;
-    let incoming = dir.join(format!(".plugpos.incoming-{}", std::process::id()));
-    std::fs::copy(new, &incoming)
-        .with_context(|| format!("cannot write {}", incoming.display()))?;
-    std::fs::File::open(&incoming).and_then(|f| f.sync_all())?;
     let _ = std::fs::remove_file(previous);
-    // A hard link keeps the installed binary in place until the rename replaces it.
     if std::fs::hard_link(binary, previous).is_err() {
         std::fs::copy(binary, previous)
             .with_context(|| format!("cannot keep {}", previous.display()))?;
     }
-    if let Err(e) = std::fs::rename(&incoming, binary) {
-        let _ = std::fs::remove_file(&incoming);
-        return Err(e).with_context(|| format!("cannot replace {}", binary.display()));
-    }
+    std::fs::rename(new, binary).with_context(|| format!("cannot replace {}", binary.display()))?;
     std::fs::File::open(dir).and_then(|d| d.sync_all())?;
     Ok(())
 }

@@ -427,6 +427,16 @@ fn extract<R: Read>(
                 format!("{name} in the package is not one plain file"),
             ));
         }
+        let declared = entry.header().size().map_err(unreadable(package))?;
+        if declared != listed.size {
+            return Err(refuse(
+                "package.tampered",
+                format!(
+                    "{name} in the package does not match its manifest ({declared} bytes, the signed manifest says {}): the package was altered",
+                    listed.size
+                ),
+            ));
+        }
         let target = staging.join(&listed.name);
         let mut out = OpenOptions::new()
             .write(true)
@@ -445,7 +455,10 @@ fn extract<R: Read>(
             hasher: Sha256::new(),
             size: 0,
         };
-        io::copy(&mut entry, &mut hasher).map_err(unreadable(package))?;
+        // Never more than the signed size (plus one byte, to see a longer file): a tampered
+        // package cannot fill the disk before it is refused.
+        io::copy(&mut (&mut entry).take(listed.size + 1), &mut hasher)
+            .map_err(unreadable(package))?;
         let (size, sha) = (hasher.size, hex::encode(hasher.hasher.finalize()));
         out.sync_all().map_err(unreadable(package))?;
         if size != listed.size || sha != listed.sha256 {
