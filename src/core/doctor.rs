@@ -18,6 +18,7 @@ use crate::core::config::Config;
 use crate::core::data_dir::DataDir;
 use crate::core::data_dir::pid_file::running_server;
 use crate::core::db::{external_options, lazy_pool, migrations};
+use crate::core::modules::Verifier;
 use crate::core::postgres::{APP_ROLE, ClusterOptions, DATABASE_NAME, ManagedCluster, PgBinaries};
 use crate::shared::clock::Clock;
 
@@ -64,7 +65,7 @@ fn bad(name: &'static str, level: Level, detail: impl Into<String>, remedy: &str
 }
 
 /// Every check, in the order an admin reads them.
-pub async fn checks(config: &Config) -> anyhow::Result<Vec<Check>> {
+pub async fn checks(config: &Config, modules: &[Verifier]) -> anyhow::Result<Vec<Check>> {
     let data_dir = DataDir::prepare(&config.data_dir)?;
     let clock = Clock::system();
     let mut out = vec![data_dir_check(&data_dir), disk_check(&data_dir)];
@@ -73,6 +74,9 @@ pub async fn checks(config: &Config) -> anyhow::Result<Vec<Check>> {
         out.push(migrations_check(pool).await);
         out.push(audit_check(pool, &data_dir.keys()).await);
         out.push(clock_check(pool, clock.now()).await);
+        for check in modules {
+            out.push(module_check(check, pool, &data_dir.keys()).await);
+        }
         pool.close().await;
     }
     // Only the file layout is used for the backups: no database connection is made.
@@ -316,6 +320,30 @@ async fn connect(
             ));
             None
         }
+    }
+}
+
+/// A module's consistency check (`Module::doctor_checks`).
+async fn module_check(check: &Verifier, pool: &PgPool, keys: &Path) -> Check {
+    match (check.run)(pool, keys, &[]).await {
+        Ok(found) if found.ok => ok(check.name, format!("{} checked, consistent", found.checked)),
+        Ok(found) => bad(
+            check.name,
+            Level::Fail,
+            format!(
+                "{} of {} inconsistent: {}",
+                found.problems.len(),
+                found.checked,
+                found.problems.join("; ")
+            ),
+            "report it with a support bundle (plugpos support-bundle); do not correct it by hand",
+        ),
+        Err(e) => bad(
+            check.name,
+            Level::Warn,
+            format!("could not run: {e:#}"),
+            "see the server's log",
+        ),
     }
 }
 

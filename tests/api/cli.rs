@@ -267,6 +267,7 @@ async fn migrate_status_dry_run_and_apply() {
 #[tokio::test]
 async fn doctor_prints_every_check_and_exits_by_the_worst() {
     let shop = crate::shop::Shop::open().await;
+    let (pen, _) = shop.pen_and_bread().await;
     let database: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(&shop.app.pool)
         .await
@@ -317,6 +318,7 @@ async fn doctor_prints_every_check_and_exits_by_the_worst() {
         "audit_chain",
         "clock",
         "backup_key",
+        "stock_ledger",
     ] {
         assert_eq!(level(name), "ok", "{name}: {report}");
     }
@@ -343,4 +345,21 @@ async fn doctor_prints_every_check_and_exits_by_the_worst() {
             .any(|l| l.starts_with("OK   migrations: the schema is current"))
     );
     assert!(stderr(&output).contains("1 failure(s)"));
+
+    // A level changed behind the ledger's back is found.
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    sqlx::query("UPDATE stock_levels SET quantity = quantity + 1 WHERE product_id = $1::uuid")
+        .bind(&pen)
+        .execute(&shop.app.pool)
+        .await
+        .unwrap();
+    let output = doctor(false).await;
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("FAIL stock_ledger: 1 of 1 inconsistent")
+            && l.contains(&format!("product {pen}"))
+            && l.contains("level 11.000, movements add up to 10.000")),
+        "{text}"
+    );
 }

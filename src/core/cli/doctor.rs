@@ -3,9 +3,10 @@
 
 use crate::core::config::Config;
 use crate::core::doctor::{Level, checks};
+use crate::core::modules::Verifier;
 
-pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
-    let checks = checks(config).await?;
+pub async fn run(config: &Config, modules: &[Verifier], json: bool) -> anyhow::Result<()> {
+    let checks = checks(config, modules).await?;
     let worst = checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok);
     if json {
         say!(

@@ -195,8 +195,12 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Closing(command) => closing::run(&config, &registry, command).await,
                 Command::Receipt(command) => receipt::run(&config, &registry, command).await,
                 Command::Backup(command) => backup::run(&config, command).await,
-                Command::Doctor { json } => doctor::run(&config, json).await,
-                Command::SupportBundle(args) => support::run(&config, args).await,
+                Command::Doctor { json } => {
+                    doctor::run(&config, &registry.doctor_checks(), json).await
+                }
+                Command::SupportBundle(args) => {
+                    support::run(&config, &registry.doctor_checks(), args).await
+                }
                 Command::Upgrade(args) => upgrade::run(&config, cli.config.clone(), args).await,
                 Command::Version(args) => upgrade::version(&config, args),
                 Command::UpgradeCheck { audit_head } => upgrade::check(&config, audit_head).await,

@@ -24,7 +24,11 @@ pub struct SupportArgs {
     pub log_days: Option<u32>,
 }
 
-pub async fn run(config: &Config, args: SupportArgs) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    doctor_checks: &[crate::core::modules::Verifier],
+    args: SupportArgs,
+) -> anyhow::Result<()> {
     let data_dir = DataDir::prepare(&config.data_dir)?;
     let now = Clock::system().now();
     let output = args.output.unwrap_or_else(|| {
@@ -78,6 +82,7 @@ pub async fn run(config: &Config, args: SupportArgs) -> anyhow::Result<()> {
             log_days,
             now,
             requested_by: "plugpos support-bundle".to_owned(),
+            doctor_checks: doctor_checks.to_vec(),
         },
         file,
     )

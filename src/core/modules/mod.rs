@@ -135,6 +135,12 @@ pub trait Module: Send + Sync + 'static {
     fn verifiers(&self) -> &'static [Verifier] {
         &[]
     }
+
+    /// The consistency checks it adds to `plugpos doctor` (and the support bundle's
+    /// `doctor.json`): each runs over the database with no arguments; a problem is a FAIL.
+    fn doctor_checks(&self) -> &'static [Verifier] {
+        &[]
+    }
 }
 
 impl AppState {

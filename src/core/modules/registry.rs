@@ -159,6 +159,14 @@ impl Registry {
     }
 
     /// Every registered module, in registration order.
+    /// Every module's consistency checks for `plugpos doctor`.
+    pub fn doctor_checks(&self) -> Vec<super::Verifier> {
+        self.modules()
+            .iter()
+            .flat_map(|m| m.doctor_checks().iter().copied())
+            .collect()
+    }
+
     pub fn modules(&self) -> &[Arc<dyn Module>] {
         &self.modules
     }

@@ -79,6 +79,7 @@ pub async fn export(
             log_days,
             now,
             requested_by: format!("POST /api/v1/support-bundle by {}", caller.username),
+            doctor_checks: state.registry().doctor_checks(),
         },
         file,
     )

@@ -51,6 +51,8 @@ pub struct Sources<'a> {
     pub now: DateTime<Utc>,
     /// `plugpos support-bundle` or `POST /api/v1/support-bundle by <user>`.
     pub requested_by: String,
+    /// The modules' consistency checks, run with the doctor's.
+    pub doctor_checks: Vec<crate::core::modules::Verifier>,
 }
 
 /// One file of the bundle, as the manifest lists it.
@@ -128,7 +130,7 @@ pub async fn write(
             &redactor,
             "doctor.json",
             "the checks of plugpos doctor",
-            crate::core::doctor::checks(sources.config)
+            crate::core::doctor::checks(sources.config, &sources.doctor_checks)
                 .await
                 .map(|checks| json!({ "checks": redactor.json(&serde_json::to_value(checks).unwrap_or_default()) }))
                 .map_err(|e| format!("{e:#}")),

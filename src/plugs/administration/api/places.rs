@@ -19,6 +19,14 @@ pub async fn sole_location(conn: &mut PgConnection) -> Result<Option<Uuid>, sqlx
     store::sole_location(conn).await
 }
 
+/// The branch of live location `id` (`None`: no such live location).
+pub async fn branch_of_location(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    store::branch_of_location(conn, id).await
+}
+
 /// Is `id` a live register?
 pub async fn register_exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
     store::register_exists(conn, id).await

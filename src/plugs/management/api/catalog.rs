@@ -49,3 +49,24 @@ pub async fn tracks_stock(
 ) -> Result<Option<bool>, sqlx::Error> {
     products::tracks_stock(conn, id).await
 }
+
+pub use crate::plugs::management::catalog::store::products::StockFacts;
+
+/// The live products among `ids` with their names, category, cost and stock tracking.
+pub async fn stock_facts(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<StockFacts>, sqlx::Error> {
+    products::stock_facts(conn, ids).await
+}
+
+/// The live products that `barcodes` identify, as (barcode, product id).
+pub async fn ids_by_barcode(
+    conn: &mut sqlx::PgConnection,
+    barcodes: &[String],
+) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
+    products::ids_by_barcode(conn, barcodes).await
+}
+
+/// Who may see cost prices (the field permission of `cost_price`).
+pub const COST_PRICE_READ: &str = crate::plugs::management::catalog::COST_PRICE_READ;

@@ -301,3 +301,42 @@ pub async fn tracks_stock(conn: &mut PgConnection, id: Uuid) -> Result<Option<bo
         .fetch_optional(conn)
         .await
 }
+
+/// What stock needs of a product: its names, category, cost and whether it tracks stock.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StockFacts {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub category_id: Option<Uuid>,
+    pub cost_price: Option<rust_decimal::Decimal>,
+    pub track_stock: bool,
+}
+
+/// The live products among `ids`, as stock needs them.
+pub async fn stock_facts(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<StockFacts>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, sku, name, category_id, cost_price, track_stock FROM products \
+         WHERE id = ANY($1) AND archived_at IS NULL",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// The live products of `barcodes`, as (barcode, product).
+pub async fn ids_by_barcode(
+    conn: &mut PgConnection,
+    barcodes: &[String],
+) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT pb.barcode, p.id FROM product_barcodes pb JOIN products p ON p.id = pb.product_id \
+         WHERE pb.barcode = ANY($1) AND p.archived_at IS NULL",
+    )
+    .bind(barcodes)
+    .fetch_all(conn)
+    .await
+}

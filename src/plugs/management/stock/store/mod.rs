@@ -10,6 +10,10 @@ use uuid::Uuid;
 
 use crate::core::audit::AuditedTx;
 
+pub mod counts;
+pub mod ledger;
+pub mod transfers;
+
 /// A quantity as the API shows it: a string with three decimals, also for zero (which the
 /// database driver hands over without its scale).
 pub fn three_decimals<S: serde::Serializer>(q: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {

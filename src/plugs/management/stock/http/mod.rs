@@ -10,15 +10,19 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::MODULE;
-use super::rules::{self, StockReason, ValidAdjustment};
-use super::store::{self, NewMovement, StockLevel};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::http::{page, page_limit};
 use crate::core::state::AppState;
+use crate::plugs::management::stock::MODULE;
+use crate::plugs::management::stock::rules::{self, StockReason, ValidAdjustment};
+use crate::plugs::management::stock::store::{self, NewMovement, StockLevel};
+
+pub mod counts;
+pub mod ledger;
+pub mod transfers;
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog;
 use crate::shared::ids::new_id;
