@@ -357,9 +357,10 @@ async fn doctor_prints_every_check_and_exits_by_the_worst() {
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("FAIL stock_ledger: 1 of 1 inconsistent")
-            && l.contains(&format!("product {pen}"))
-            && l.contains("level 11.000, movements add up to 10.000")),
+        text.lines()
+            .any(|l| l.starts_with("FAIL stock_ledger: 1 of 1 inconsistent")
+                && l.contains(&format!("product {pen}"))
+                && l.contains("level 11.000, movements add up to 10.000")),
         "{text}"
     );
 }

@@ -362,3 +362,101 @@ async fn every_level_is_the_sum_of_its_movements_in_the_ledger() {
         .unwrap();
     assert_eq!(levels, 2, "the pen at the front and at the back");
 }
+
+#[tokio::test]
+async fn falling_below_the_reorder_point_publishes_stock_low_once() {
+    use crate::live::{connect, next, send};
+    let shop = Shop::open().await;
+    let (pen, _) = shop.pen_and_bread().await;
+    let set = |body: Value| {
+        let shop = &shop;
+        async move {
+            shop.app
+                .client
+                .put(shop.app.url("/api/v1/stock/reorder-points"))
+                .bearer_auth(&shop.manager)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = problem(
+        set(json!({"product_id": pen, "location_id": shop.location, "reorder_quantity": "0", "version": 0})).await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    assert_eq!(refused["errors"].as_array().unwrap().len(), 2, "{refused}");
+    let response = set(json!({"product_id": pen, "location_id": shop.location, "min_quantity": "5", "reorder_quantity": "24", "version": 0})).await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let point: Value = response.json().await.unwrap();
+    assert_eq!(
+        (point["min_quantity"].as_str(), point["version"].as_i64()),
+        (Some("5.000"), Some(1))
+    );
+    problem(
+        set(json!({"product_id": pen, "location_id": shop.location, "min_quantity": "6", "version": 0})).await,
+        409,
+        "conflict.version_mismatch",
+    )
+    .await;
+
+    let mut socket = connect(&shop, &shop.manager).await;
+    next(&mut socket).await;
+    send(
+        &mut socket,
+        json!({"type": "subscribe", "topics": ["stock"]}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut socket).await,
+        json!({"type": "subscribed", "topics": ["stock"]})
+    );
+
+    shop.open_session("50.00").await;
+    // 10 -> 6: still at or above the minimum, nothing is said.
+    assert_eq!(
+        shop.sell(&shop.cashier, "s-1", &shop.cash_sale(&pen, "4", "10.00"))
+            .await
+            .status(),
+        201
+    );
+    // 6 -> 4: below it.
+    assert_eq!(
+        shop.sell(&shop.cashier, "s-2", &shop.cash_sale(&pen, "2", "5.00"))
+            .await
+            .status(),
+        201
+    );
+    let event = next(&mut socket).await;
+    assert_eq!(
+        (event["topic"].as_str(), event["event"].as_str()),
+        (Some("stock"), Some("stock.low")),
+        "{event}"
+    );
+    assert_eq!(event["data"]["product_id"], pen.as_str());
+    assert_eq!(event["data"]["quantity"], "4.000");
+    assert_eq!(event["data"]["reorder_quantity"], "24.000");
+    // 4 -> 3: already below, not said again.
+    assert_eq!(
+        shop.sell(&shop.cashier, "s-3", &shop.cash_sale(&pen, "1", "2.50"))
+            .await
+            .status(),
+        201
+    );
+    let quiet =
+        tokio::time::timeout(std::time::Duration::from_millis(1500), next(&mut socket)).await;
+    assert!(quiet.is_err(), "a second stock.low: {quiet:?}");
+
+    let low: Value = shop
+        .app
+        .get_as("/api/v1/stock/low", &shop.cashier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(low["items"].as_array().unwrap().len(), 1, "{low}");
+    assert_eq!(low["items"][0]["quantity"], "3.000");
+    assert_eq!(low["next_cursor"], Value::Null);
+}

@@ -3,6 +3,7 @@
 //! level is the sum (checked by `plugpos doctor`). Sales take their goods off through `management::api::stock`.
 
 pub mod http;
+pub mod low;
 pub mod put_back;
 pub mod rules;
 pub mod store;
@@ -13,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::core::auth::access::{Access, declare};
-use crate::core::modules::{Dependency, Module, ModulePermission, Verified, Verifier};
+use crate::core::modules::{Dependency, Module, ModulePermission, Topic, Verified, Verifier};
 use crate::core::state::AppState;
 
 pub(crate) const MODULE: &str = "management.stock";
@@ -39,6 +40,12 @@ const PERMISSIONS: &[ModulePermission] = &[
         roles: &["manager"],
     },
 ];
+
+const TOPICS: &[Topic] = &[Topic {
+    name: "stock",
+    permission: READ,
+    description: "stock.low",
+}];
 
 const DOCTOR_CHECKS: &[Verifier] = &[Verifier {
     name: "stock_ledger",
@@ -174,6 +181,22 @@ impl Module for Stock {
                 Access::Permission(READ),
                 routes!(http::counts::report),
             ))
+            .routes(declare(
+                Access::Permission(ADJUST),
+                routes!(http::reorder::set),
+            ))
+            .routes(declare(
+                Access::Permission(READ),
+                routes!(http::reorder::low),
+            ))
+    }
+
+    fn topics(&self) -> &'static [Topic] {
+        TOPICS
+    }
+
+    fn install(&self, state: &AppState) {
+        low::start(state);
     }
 
     fn doctor_checks(&self) -> &'static [Verifier] {

@@ -22,6 +22,7 @@ use crate::plugs::management::stock::store::{self, NewMovement, StockLevel};
 
 pub mod counts;
 pub mod ledger;
+pub mod reorder;
 pub mod transfers;
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog;

@@ -12,6 +12,7 @@ use crate::core::audit::AuditedTx;
 
 pub mod counts;
 pub mod ledger;
+pub mod reorder;
 pub mod transfers;
 
 /// A quantity as the API shows it: a string with three decimals, also for zero (which the
