@@ -151,7 +151,7 @@ fn no_such_count() -> ApiError {
 
 /// Open a count of a location. Takes an `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/v1/stock/counts", tag = "stock", security(("bearer" = [])), request_body = NewCount,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first request's count")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional: a retry with the same key answers the same count", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Open", body = Count),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),

@@ -100,7 +100,7 @@ pub struct InTransitQuery {
 
 /// Create a transfer (a draft: nothing moves until it is sent). Takes an `Idempotency-Key`.
 #[utoipa::path(post, path = "/api/v1/stock/transfers", tag = "stock", security(("bearer" = [])), request_body = NewTransfer,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first request's transfer")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Optional: a retry with the same key answers the same transfer", pattern = "^[!-~]{1,255}$")),
     responses(
         (status = 201, description = "Created as a draft", body = Transfer),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
