@@ -18,6 +18,7 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
         Arc::new(administration::places::Places),
         Arc::new(management::catalog::Catalog),
         Arc::new(management::stock::Stock),
+        Arc::new(management::purchasing::Purchasing),
         Arc::new(operations::approvals::Approvals),
         Arc::new(operations::cash::Cash),
         Arc::new(operations::sales::Sales),

@@ -30,6 +30,7 @@ mod mfa;
 mod migrations;
 mod modules;
 mod openapi;
+mod purchasing;
 mod rbac;
 mod receipts;
 mod releases;

@@ -146,6 +146,14 @@ impl Business {
             .unwrap_or(default)
     }
 
+    /// Boolean setting `key`, or `default`.
+    pub fn flag(&self, key: &str, default: bool) -> bool {
+        self.stored
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    }
+
     /// Text setting `key`, or `default`.
     pub fn text<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
         self.stored

@@ -70,3 +70,12 @@ pub async fn ids_by_barcode(
 
 /// Who may see cost prices (the field permission of `cost_price`).
 pub const COST_PRICE_READ: &str = crate::plugs::management::catalog::COST_PRICE_READ;
+
+/// Sets a product's cost price (by a goods receipt).
+pub async fn set_cost_price(
+    tx: &mut crate::core::audit::AuditedTx,
+    id: Uuid,
+    cost: rust_decimal::Decimal,
+) -> Result<(), sqlx::Error> {
+    products::set_cost_price(tx, id, cost).await
+}

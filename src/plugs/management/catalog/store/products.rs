@@ -340,3 +340,18 @@ pub async fn ids_by_barcode(
     .fetch_all(conn)
     .await
 }
+
+/// Sets product `id`'s cost price (a goods receipt's cost method; the receipt's audit record
+/// carries it), bumping its version.
+pub async fn set_cost_price(
+    tx: &mut crate::core::audit::AuditedTx,
+    id: Uuid,
+    cost: rust_decimal::Decimal,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE products SET cost_price = $2, version = version + 1, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(cost)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
+}

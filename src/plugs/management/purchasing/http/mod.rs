@@ -1,0 +1,4 @@
+//! Purchasing's HTTP handlers: suppliers, and purchase orders with their receipts.
+
+pub mod orders;
+pub mod suppliers;
