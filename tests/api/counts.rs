@@ -79,6 +79,18 @@ async fn a_count_posts_counted_minus_book_and_keeps_the_sales_made_meanwhile() {
     assert_eq!(response.status(), 201);
     let count: Value = response.json().await.unwrap();
     let id = count["id"].as_str().unwrap().to_owned();
+    // Two open counts of one place would post the same differences twice.
+    problem(
+        open_count(
+            &shop,
+            "c-2",
+            &json!({"location_id": shop.location, "scope": "products", "product_ids": [pen]}),
+        )
+        .await,
+        409,
+        "count.already_open",
+    )
+    .await;
     let lines = |body: Value| {
         let shop = &shop;
         let id = id.clone();
@@ -99,7 +111,27 @@ async fn a_count_posts_counted_minus_book_and_keeps_the_sales_made_meanwhile() {
         {"barcode": "4006381333931", "quantity": "1"}, {"product_id": pen, "quantity": "4"}]}))
     .await;
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-    let response = lines(json!({"lines": [{"product_id": pen, "quantity": "3"}]})).await;
+    // A scanner retries its batch with the same key: counted once.
+    let scan = json!({"lines": [{"product_id": pen, "quantity": "3"}]});
+    let keyed = |key: &'static str| {
+        let shop = &shop;
+        let id = id.clone();
+        let scan = scan.clone();
+        async move {
+            shop.app
+                .client
+                .post(shop.app.url(&format!("/api/v1/stock/counts/{id}/lines")))
+                .bearer_auth(&shop.manager)
+                .header("Idempotency-Key", key)
+                .json(&scan)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(keyed("scan-7").await.status(), 200);
+    let response = keyed("scan-7").await;
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
     let counted: Value = response.json().await.unwrap();
     assert_eq!(counted["lines"][0]["counted"], "7.000");
     assert_eq!(counted["lines"][0]["book"], "10.000");
@@ -266,7 +298,7 @@ async fn a_count_posts_counted_minus_book_and_keeps_the_sales_made_meanwhile() {
         .text()
         .await
         .unwrap();
-    assert!(csv.contains(",-2.000,1.50,-3.00"), "{csv}");
+    assert!(csv.contains(",-2.000,1.5000,-3.00"), "{csv}");
     let pdf = shop
         .app
         .get_as(

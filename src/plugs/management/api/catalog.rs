@@ -52,7 +52,8 @@ pub async fn tracks_stock(
 
 pub use crate::plugs::management::catalog::store::products::StockFacts;
 
-/// The live products among `ids` with their names, category, cost and stock tracking.
+/// The products among `ids` (archived ones flagged) with their names, category, cost and stock
+/// tracking.
 pub async fn stock_facts(
     conn: &mut sqlx::PgConnection,
     ids: &[Uuid],
@@ -78,4 +79,12 @@ pub async fn set_cost_price(
     cost: rust_decimal::Decimal,
 ) -> Result<(), sqlx::Error> {
     products::set_cost_price(tx, id, cost).await
+}
+
+/// Category `id` and every category below it.
+pub async fn category_tree(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    products::category_tree(conn, id).await
 }

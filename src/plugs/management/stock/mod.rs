@@ -187,6 +187,10 @@ impl Module for Stock {
             ))
             .routes(declare(
                 Access::Permission(READ),
+                routes!(http::reorder::points),
+            ))
+            .routes(declare(
+                Access::Permission(READ),
                 routes!(http::reorder::low),
             ))
     }

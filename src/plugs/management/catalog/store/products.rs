@@ -311,16 +311,18 @@ pub struct StockFacts {
     pub category_id: Option<Uuid>,
     pub cost_price: Option<rust_decimal::Decimal>,
     pub track_stock: bool,
+    /// Archived products are still named (a report of an old count) but take no new stock.
+    pub archived: bool,
 }
 
-/// The live products among `ids`, as stock needs them.
+/// The products among `ids` (archived ones flagged), as stock needs them.
 pub async fn stock_facts(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<StockFacts>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, sku, name, category_id, cost_price, track_stock FROM products \
-         WHERE id = ANY($1) AND archived_at IS NULL",
+        "SELECT id, sku, name, category_id, cost_price, track_stock, archived_at IS NOT NULL AS archived \
+         FROM products WHERE id = ANY($1)",
     )
     .bind(ids)
     .fetch_all(conn)
@@ -354,4 +356,15 @@ pub async fn set_cost_price(
         .execute(&mut **tx)
         .await
         .map(drop)
+}
+
+/// Category `id` and every category below it.
+pub async fn category_tree(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH RECURSIVE tree AS (SELECT id FROM categories WHERE id = $1 \
+             UNION SELECT c.id FROM categories c JOIN tree t ON c.parent_id = t.id) SELECT id FROM tree",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
 }

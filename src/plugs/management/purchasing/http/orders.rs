@@ -224,10 +224,11 @@ pub async fn create(
     }
     let ids: Vec<Uuid> = lines.iter().map(|l| l.product_id).collect();
     let facts = catalog::stock_facts(&mut conn, &ids).await?;
-    if let Some(i) = ids
-        .iter()
-        .position(|id| !facts.iter().any(|f| f.id == *id && f.track_stock))
-    {
+    if let Some(i) = ids.iter().position(|id| {
+        !facts
+            .iter()
+            .any(|f| f.id == *id && f.track_stock && !f.archived)
+    }) {
         return Err(ApiError::invalid(
             format!("lines[{i}].product_id"),
             "is not a product that tracks stock",

@@ -358,9 +358,10 @@ pub async fn supply(
     store::supplier(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_supplier)?;
-    if catalog::stock_facts(&mut tx, &[body.product_id])
+    if !catalog::stock_facts(&mut tx, &[body.product_id])
         .await?
-        .is_empty()
+        .iter()
+        .any(|f| !f.archived)
     {
         return Err(ApiError::invalid("product_id", "is not a product"));
     }

@@ -155,6 +155,7 @@ fn no_such_count() -> ApiError {
     responses(
         (status = 201, description = "Open", body = Count),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The location has an open count (`count.already_open`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields (`validation.failed`), key used with another body (`idempotency.key_reused`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn create(
@@ -222,6 +223,10 @@ pub async fn create(
             Some("stock_counts_category_id_fkey") => {
                 ApiError::invalid("category_id", "is not a category")
             }
+            Some("stock_counts_one_open") => ApiError::Conflict {
+                code: "count.already_open",
+                detail: "This location has an open count: post or cancel it first (two counts would post the same differences twice).".to_owned(),
+            },
             _ => e.into(),
         },
     )?;
@@ -268,7 +273,7 @@ async fn check_new(
     let unique: HashSet<Uuid> = product_ids.iter().copied().collect();
     if !product_ids.is_empty() {
         let known = catalog::stock_facts(conn, &product_ids).await?;
-        if known.len() != unique.len() || known.iter().any(|p| !p.track_stock) {
+        if known.len() != unique.len() || known.iter().any(|p| !p.track_stock || p.archived) {
             errors.push(FieldError::new(
                 "product_ids",
                 "names a product that does not exist or does not track stock",
@@ -357,7 +362,8 @@ pub async fn get(
 /// Enter counted quantities (a batch of scans). The book quantity of each line becomes the
 /// level now.
 #[utoipa::path(post, path = "/api/v1/stock/counts/{id}/lines", tag = "stock", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = CountedBatch,
+    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, description = "Optional: a scanner's retry with the same key adds nothing twice", pattern = "^[!-~]{1,255}$")),
+    request_body = CountedBatch,
     responses(
         (status = 200, description = "The lines as they are now", body = CountedLines),
         (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
@@ -369,8 +375,13 @@ pub async fn enter(
     State(state): State<AppState>,
     caller: AuthContext,
     Path(id): Path<Uuid>,
-    ApiJson(batch): ApiJson<CountedBatch>,
-) -> Result<Json<CountedLines>, ApiError> {
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let key = idempotency::optional_key(&headers)?
+        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
+    let hash = idempotency::request_hash(&body);
+    let batch: CountedBatch = from_value(body)?;
     let add = match batch.mode.as_deref() {
         None | Some("add") => true,
         Some("set") => false,
@@ -393,8 +404,37 @@ pub async fn enter(
     let count = counts::load(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_count)?;
-    open(&count)?;
     let products: Vec<Uuid> = products.into_iter().map(|(_, p)| p).collect();
+    // A scanner's retry (same key) answers the lines as they are, adding nothing twice.
+    if let Some(key) = &key
+        && let Some(stored) = idempotency::claim(
+            &mut tx,
+            "stock_count_lines",
+            key,
+            &hash,
+            id,
+            caller.user_id,
+            now,
+        )
+        .await?
+    {
+        tx.rollback().await?;
+        stored.replay_for(&hash)?;
+        let mut conn = state.pool().acquire().await?;
+        let lines = counts::lines(&mut conn, id)
+            .await?
+            .into_iter()
+            .filter(|l| products.contains(&l.product_id))
+            .collect();
+        let version = counts::load(&mut conn, id, false)
+            .await?
+            .map_or(0, |c| c.version);
+        let mut response = Json(CountedLines { version, lines }).into_response();
+        let (name, value) = idempotency::replayed();
+        response.headers_mut().insert(name, value);
+        return Ok(response);
+    }
+    open(&count)?;
     let lines = counts::count_products(
         &mut tx,
         id,
@@ -413,7 +453,7 @@ pub async fn enter(
     })))
     .await?;
     tx.commit().await?;
-    Ok(Json(CountedLines { version, lines }))
+    Ok(Json(CountedLines { version, lines }).into_response())
 }
 
 /// The batch's lines as (line index, product) and quantities: barcodes looked up, every product
@@ -478,16 +518,10 @@ async fn resolve(
         .into_iter()
         .collect();
     let facts = catalog::stock_facts(conn, &unique).await?;
+    let tree = scope_tree(conn, count).await?;
     for (i, product) in &products {
         let fact = facts.iter().find(|f| f.id == *product);
-        let in_scope = fact.is_some_and(|f| {
-            f.track_stock
-                && match count.scope.as_str() {
-                    "category" => f.category_id == count.category_id,
-                    "products" => count.product_ids.binary_search(product).is_ok(),
-                    _ => true,
-                }
-        });
+        let in_scope = fact.is_some_and(|f| in_scope(count, &tree, f));
         if !in_scope {
             errors.push(FieldError::new(
                 format!("lines[{i}]"),
@@ -499,6 +533,27 @@ async fn resolve(
         return Err(ApiError::Validation(errors));
     }
     Ok((products, quantities))
+}
+
+/// The categories a `category` count covers: its category and every one below it.
+async fn scope_tree(conn: &mut sqlx::PgConnection, count: &Count) -> Result<Vec<Uuid>, ApiError> {
+    Ok(match count.category_id {
+        Some(category) if count.scope == "category" => {
+            catalog::category_tree(conn, category).await?
+        }
+        _ => Vec::new(),
+    })
+}
+
+/// Is product `f` one the count counts (tracked, not archived, in its scope)?
+fn in_scope(count: &Count, tree: &[Uuid], f: &catalog::StockFacts) -> bool {
+    f.track_stock
+        && !f.archived
+        && match count.scope.as_str() {
+            "category" => f.category_id.is_some_and(|c| tree.contains(&c)),
+            "products" => count.product_ids.binary_search(&f.id).is_ok(),
+            _ => true,
+        }
 }
 
 fn open(count: &Count) -> Result<(), ApiError> {
@@ -549,22 +604,19 @@ pub async fn post(
     if zero {
         let candidates = counts::uncounted_with_stock(&mut tx, id, count.location_id).await?;
         let facts = catalog::stock_facts(&mut tx, &candidates).await?;
-        let in_scope: Vec<Uuid> = facts
+        let tree = scope_tree(&mut tx, &count).await?;
+        let zero_these: Vec<Uuid> = facts
             .iter()
-            .filter(|f| match count.scope.as_str() {
-                "category" => f.category_id == count.category_id,
-                "products" => count.product_ids.binary_search(&f.id).is_ok(),
-                _ => true,
-            })
+            .filter(|f| in_scope(&count, &tree, f))
             .map(|f| f.id)
             .collect();
-        let nothing = vec![Decimal::ZERO; in_scope.len()];
-        zeroed = in_scope.len();
+        let nothing = vec![Decimal::ZERO; zero_these.len()];
+        zeroed = zero_these.len();
         counts::count_products(
             &mut tx,
             id,
             count.location_id,
-            &in_scope,
+            &zero_these,
             &nothing,
             false,
             caller.user_id,
@@ -583,11 +635,25 @@ pub async fn post(
         now,
     )
     .await?;
+    if usize::try_from(moved).unwrap_or(0) != differing {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "count {id}: {differing} differences but {moved} movements written; nothing was posted"
+        )));
+    }
     counts::set_status(&mut tx, id, "posted", caller.user_id, now).await?;
+    // Each product's difference, for the auditor: [product, counted, book] (the level moved by
+    // counted - book).
+    let differences: Vec<Value> = counts::lines(&mut tx, id)
+        .await?
+        .iter()
+        .filter(|l| l.counted != l.book)
+        .map(|l| json!([l.product_id, l.counted.to_string(), l.book.to_string()]))
+        .collect();
     tx.record(
         Change::new(MODULE, "stock_count", id, "stock_count.post")
             .before(json!({"status": count.status, "version": count.version}))
-            .after(json!({"status": "posted", "movements": moved, "uncounted": if zero { "zero" } else { "keep" }, "zeroed": zeroed})),
+            .after(json!({"status": "posted", "movements": moved, "uncounted": if zero { "zero" } else { "keep" },
+                          "zeroed": zeroed, "differences": differences})),
     )
     .await?;
     tx.commit().await?;
@@ -691,7 +757,7 @@ pub async fn report(
             book: shown(line.book),
             counted: shown(line.counted),
             difference: shown(difference),
-            unit_cost: cost.map(|c| crate::shared::money::show(c, 2)),
+            unit_cost: cost.map(|c| crate::shared::money::show(c, 4)),
             value: value.map(|v| v.to_string()),
         });
     }

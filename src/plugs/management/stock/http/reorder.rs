@@ -106,7 +106,23 @@ pub async fn set(
             new.version,
         ));
     }
-    let after = reorder::set(&mut tx, new.product_id, new.location_id, min, reorder).await?;
+    let Some(after) = reorder::set(
+        &mut tx,
+        new.product_id,
+        new.location_id,
+        min,
+        reorder,
+        new.version,
+    )
+    .await?
+    else {
+        // Another change set it first (two first settings at once).
+        return Err(ApiError::version_mismatch(
+            "reorder point",
+            current + 1,
+            new.version,
+        ));
+    };
     tx.record(
         Change::new(MODULE, "reorder_point", format!("{}:{}", new.product_id, new.location_id), "stock.reorder_point")
             .before(json!({"min_quantity": before.as_ref().and_then(|b| b.min_quantity.clone()),
@@ -116,6 +132,43 @@ pub async fn set(
     .await?;
     tx.commit().await?;
     Ok(Json(after))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PointQuery {
+    pub product_id: Option<Uuid>,
+    pub location_id: Option<Uuid>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    #[param(pattern = "^[0-9]{1,7}$")]
+    pub cursor: Option<String>,
+}
+
+/// The reorder points set (with their versions, for `PUT`); a product with none has version 0.
+#[utoipa::path(get, path = "/api/v1/stock/reorder-points", tag = "stock", security(("bearer" = [])), params(PointQuery),
+    responses(
+        (status = 200, description = "A page of reorder points", body = Page<ReorderPoint>),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad limit or cursor (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn points(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+    Query(query): Query<PointQuery>,
+) -> Result<Json<Page<ReorderPoint>>, ApiError> {
+    let limit = page_limit(query.limit, 100, 500)?;
+    let offset = offset_cursor(query.cursor.as_deref())?;
+    let mut conn = state.pool().acquire().await?;
+    let rows = reorder::points(
+        &mut conn,
+        query.product_id,
+        query.location_id,
+        offset,
+        limit + 1,
+    )
+    .await?;
+    let (items, next_cursor) = page(rows, limit, |_| (offset + limit).to_string());
+    Ok(Json(Page { items, next_cursor }))
 }
 
 /// Products below their minimum, with what to reorder.

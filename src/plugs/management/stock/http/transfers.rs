@@ -341,7 +341,10 @@ pub async fn send(
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     let transfer = locked(&mut tx, id, body.version, Action::Send).await?;
     let mut moved = Vec::new();
-    for line in &transfer.lines {
+    // In product order, as sales and returns lock levels: no deadlock between them.
+    let mut lines: Vec<&TransferLine> = transfer.lines.iter().collect();
+    lines.sort_by_key(|l| l.product_id);
+    for line in lines {
         let after = move_stock(
             &mut tx,
             &transfer,
@@ -403,6 +406,14 @@ pub async fn receive(
         .collect();
     let arrived = transfer_rules::check_received(&sent, &inputs).map_err(ApiError::Validation)?;
     let mut recorded = Vec::new();
+    let mut arrived = arrived;
+    arrived.sort_by_key(|got| {
+        transfer
+            .lines
+            .iter()
+            .find(|l| l.line_no == got.line_no)
+            .map(|l| l.product_id)
+    });
     for got in &arrived {
         let Some(line) = transfer.lines.iter().find(|l| l.line_no == got.line_no) else {
             continue;

@@ -56,7 +56,7 @@ pub async fn movements(
          WHERE ($1::uuid IS NULL OR product_id = $1) AND ($2::uuid IS NULL OR location_id = $2) \
            AND ($3::timestamptz IS NULL OR created_at >= $3) AND ($4::timestamptz IS NULL OR created_at < $4) \
            AND ($5::text IS NULL OR reason_code = $5) \
-         ORDER BY created_at, document_id, line_no OFFSET $6 LIMIT $7",
+         ORDER BY created_at, order_id, line_no OFFSET $6 LIMIT $7",
     )
     .bind(filter.product_id)
     .bind(filter.location_id)
@@ -77,12 +77,12 @@ pub async fn levels_off_their_movements(
         .fetch_one(&mut *conn)
         .await?;
     let off = sqlx::query_as(
-        "SELECT l.product_id, l.location_id, l.quantity, COALESCE(m.total, 0) \
+        "SELECT product_id, location_id, COALESCE(l.quantity, 0), COALESCE(m.total, 0) \
          FROM stock_levels l \
-         LEFT JOIN (SELECT product_id, location_id, sum(quantity_delta) AS total FROM stock_ledger \
+         FULL JOIN (SELECT product_id, location_id, sum(quantity_delta) AS total FROM stock_ledger \
                     GROUP BY product_id, location_id) m USING (product_id, location_id) \
-         WHERE l.quantity <> COALESCE(m.total, 0) \
-         ORDER BY l.product_id, l.location_id LIMIT 20",
+         WHERE COALESCE(l.quantity, 0) <> COALESCE(m.total, 0) \
+         ORDER BY product_id, location_id LIMIT 20",
     )
     .fetch_all(conn)
     .await?;

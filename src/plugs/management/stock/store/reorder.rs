@@ -45,26 +45,51 @@ pub async fn lock(
     .await
 }
 
-/// Sets the reorder point (creating the level at zero when there is none) and bumps its version.
+/// Sets the reorder point if its version is still `expected` (creating the level at zero when
+/// there is none) and bumps the version; `None` when another change came first.
 pub async fn set(
     tx: &mut AuditedTx,
     product_id: Uuid,
     location_id: Uuid,
     min_quantity: Option<Decimal>,
     reorder_quantity: Option<Decimal>,
-) -> Result<ReorderPoint, sqlx::Error> {
+    expected: i64,
+) -> Result<Option<ReorderPoint>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO stock_levels AS l (product_id, location_id, quantity, min_quantity, reorder_quantity, reorder_version) \
-         VALUES ($1, $2, 0, $3, $4, 1) \
+         SELECT $1, $2, 0, $3, $4, 1 WHERE $5 = 0 \
          ON CONFLICT (product_id, location_id) DO UPDATE SET min_quantity = EXCLUDED.min_quantity, \
              reorder_quantity = EXCLUDED.reorder_quantity, reorder_version = l.reorder_version + 1 \
+         WHERE l.reorder_version = $5 \
          RETURNING {COLUMNS}"
     )))
     .bind(product_id)
     .bind(location_id)
     .bind(min_quantity)
     .bind(reorder_quantity)
-    .fetch_one(&mut **tx)
+    .bind(expected)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// The reorder points set, optionally of one product or location.
+pub async fn points(
+    conn: &mut PgConnection,
+    product_id: Option<Uuid>,
+    location_id: Option<Uuid>,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<ReorderPoint>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM stock_levels WHERE reorder_version > 0 \
+         AND ($1::uuid IS NULL OR product_id = $1) AND ($2::uuid IS NULL OR location_id = $2) \
+         ORDER BY product_id, location_id OFFSET $3 LIMIT $4"
+    )))
+    .bind(product_id)
+    .bind(location_id)
+    .bind(offset)
+    .bind(limit)
+    .fetch_all(conn)
     .await
 }
 
