@@ -302,8 +302,7 @@ async fn answer(
         .ok_or_else(no_such_order)?;
     let mut response = (status, Json(shown(order, caller))).into_response();
     if replayed {
-        let (name, value) = idempotency::replayed();
-        response.headers_mut().insert(name, value);
+        idempotency::mark_replayed(&mut response);
     }
     Ok(response)
 }
@@ -595,8 +594,7 @@ async fn replay_receipt(
         }),
     )
         .into_response();
-    let (name, value) = idempotency::replayed();
-    response.headers_mut().insert(name, value);
+    idempotency::mark_replayed(&mut response);
     Ok(response)
 }
 
@@ -778,7 +776,7 @@ pub async fn pdf(
                 let cost = l.unit_cost.unwrap_or_default();
                 let amount = crate::shared::money::round_half_up(cost * l.quantity, 2);
                 total += amount;
-                row.extend([cost.normalize().to_string(), amount.to_string()]);
+                row.extend([crate::shared::money::show(cost, 4), amount.to_string()]);
             }
             row
         })
