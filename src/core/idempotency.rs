@@ -30,6 +30,12 @@ pub fn replayed() -> (HeaderName, HeaderValue) {
     (REPLAYED_HEADER.clone(), HeaderValue::from_static("true"))
 }
 
+/// Marks `response` as the replay of an earlier request's answer.
+pub fn mark_replayed(response: &mut axum::response::Response) {
+    let (name, value) = replayed();
+    response.headers_mut().insert(name, value);
+}
+
 /// The request's key: 1 to 255 visible ASCII characters. Required where a route says so.
 pub fn key(headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(value) = headers.get(KEY_HEADER) else {

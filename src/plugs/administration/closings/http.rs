@@ -184,8 +184,7 @@ async fn answer(state: &AppState, id: Uuid, replayed: bool) -> Result<Response, 
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("closing {id} vanished")))?;
     let mut response = (StatusCode::CREATED, Json(present(row)?)).into_response();
     if replayed {
-        let (name, value) = idempotency::replayed();
-        response.headers_mut().insert(name, value);
+        idempotency::mark_replayed(&mut response);
     }
     Ok(response)
 }

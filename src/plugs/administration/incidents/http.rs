@@ -211,8 +211,7 @@ async fn replay(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Response, Api
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("incident {id} vanished")))?;
     let mut response = (StatusCode::CREATED, Json(incident)).into_response();
-    let (name, value) = idempotency::replayed();
-    response.headers_mut().insert(name, value);
+    idempotency::mark_replayed(&mut response);
     Ok(response)
 }
 

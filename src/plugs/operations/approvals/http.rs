@@ -256,8 +256,7 @@ async fn check_fields(
 fn given(approval: ApprovalGiven, replayed: bool) -> Response {
     let mut response = (StatusCode::CREATED, Json(approval)).into_response();
     if replayed {
-        let (name, value) = idempotency::replayed();
-        response.headers_mut().insert(name, value);
+        idempotency::mark_replayed(&mut response);
     }
     response
 }

@@ -109,8 +109,7 @@ fn created(doc: ReturnDoc, replayed: bool) -> Response {
         response.headers_mut().insert(header::LOCATION, value);
     }
     if replayed {
-        let (name, value) = idempotency::replayed();
-        response.headers_mut().insert(name, value);
+        idempotency::mark_replayed(&mut response);
     }
     response
 }

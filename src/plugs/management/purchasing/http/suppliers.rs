@@ -204,8 +204,7 @@ async fn replay(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Response, Api
         .await?
         .ok_or_else(no_such_supplier)?;
     let mut response = (StatusCode::CREATED, Json(supplier)).into_response();
-    let (name, value) = idempotency::replayed();
-    response.headers_mut().insert(name, value);
+    idempotency::mark_replayed(&mut response);
     Ok(response)
 }
 

@@ -297,8 +297,7 @@ async fn answer(
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("count {id} vanished")))?;
     let mut response = (status, Json(count)).into_response();
     if replayed {
-        let (name, value) = idempotency::replayed();
-        response.headers_mut().insert(name, value);
+        idempotency::mark_replayed(&mut response);
     }
     Ok(response)
 }
@@ -430,8 +429,7 @@ pub async fn enter(
             .await?
             .map_or(0, |c| c.version);
         let mut response = Json(CountedLines { version, lines }).into_response();
-        let (name, value) = idempotency::replayed();
-        response.headers_mut().insert(name, value);
+        idempotency::mark_replayed(&mut response);
         return Ok(response);
     }
     open(&count)?;

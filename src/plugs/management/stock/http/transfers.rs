@@ -259,8 +259,7 @@ async fn answer(
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("transfer {id} vanished")))?;
     let mut response = (status, Json(transfer)).into_response();
     if replayed {
-        let (name, value) = idempotency::replayed();
-        response.headers_mut().insert(name, value);
+        idempotency::mark_replayed(&mut response);
     }
     Ok(response)
 }
