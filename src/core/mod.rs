@@ -50,6 +50,7 @@ pub const TABLES: &[&str] = &[
     "audit_pending",
     "audit_chain",
     "audit_checkpoints",
+    "audit_subject_keys",
     "idempotency_keys",
     "jobs",
     "schedule_runs",

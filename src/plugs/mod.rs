@@ -20,6 +20,7 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
         Arc::new(management::stock::Stock),
         Arc::new(management::purchasing::Purchasing),
         Arc::new(operations::approvals::Approvals),
+        Arc::new(management::customers::Customers),
         Arc::new(operations::cash::Cash),
         Arc::new(operations::sales::Sales),
         Arc::new(operations::returns::Returns),

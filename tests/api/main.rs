@@ -19,6 +19,7 @@ mod catalog;
 mod cli;
 mod closings;
 mod counts;
+mod customers;
 mod health;
 mod helpers;
 mod http_basics;

@@ -14,7 +14,7 @@ use crate::core::audit::query::{
     AuditExportParams, AuditFilter, AuditListParams, AuditPage, EXPORT_LIMIT, Redaction, Row,
     csv_report, fetch, pdf_report,
 };
-use crate::core::audit::{Actor, AuditedTx, Change, chain, verify};
+use crate::core::audit::{Actor, AuditedTx, Change, chain, personal, verify};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::ApiError;
 use crate::core::http::problem::Problem;
@@ -112,11 +112,24 @@ pub async fn list(
     let mut rows = fetch(state.pool(), &filter, after, limit + 1).await?;
     let redaction = redaction(&state, &caller);
     rows.iter_mut().for_each(|row| redaction.apply(row));
+    open_personal(&state, &mut rows).await?;
     let (rows, next_cursor) = page(rows, limit, |r| r.seq.to_string());
     Ok(Json(AuditPage {
         items: rows.into_iter().map(Row::entry).collect(),
         next_cursor,
     }))
+}
+
+/// Opens the personal values the records hold sealed (those the reader may see: a protected
+/// field they may not see is gone already); an erased subject's read as `"[erased]"`.
+async fn open_personal(state: &AppState, rows: &mut [Row]) -> Result<(), ApiError> {
+    let mut texts: Vec<&mut Option<String>> = rows
+        .iter_mut()
+        .flat_map(|r| [&mut r.before_json, &mut r.after_json])
+        .collect();
+    let mut conn = state.pool().acquire().await?;
+    personal::open_all(&mut conn, &mut texts).await?;
+    Ok(())
 }
 
 /// What `caller` may not see of the records: the modules' protected fields whose permission
@@ -168,6 +181,7 @@ pub async fn export(
     let mut rows = fetch(state.pool(), &filter, 0, EXPORT_LIMIT + 1).await?;
     let redaction = redaction(&state, &caller);
     rows.iter_mut().for_each(|row| redaction.apply(row));
+    open_personal(&state, &mut rows).await?;
     if rows.len() as i64 > EXPORT_LIMIT {
         return Err(ApiError::invalid(
             "from",

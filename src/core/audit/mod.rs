@@ -8,6 +8,7 @@ pub mod encoding;
 pub mod http;
 pub mod parts;
 pub mod pdf;
+pub mod personal;
 pub mod query;
 pub mod verify;
 pub mod write;

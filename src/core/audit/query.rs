@@ -18,7 +18,7 @@ pub(super) const EXPORT_LIMIT: i64 = 100_000;
 
 /// Filters (all optional) and paging, as both the query and the export read them; each documents
 /// its own parameters ([`AuditListParams`], [`AuditExportParams`]).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct AuditFilter {
     /// Inclusive, RFC 3339.
     pub from: Option<DateTime<Utc>>,
@@ -135,8 +135,8 @@ pub(super) struct Row {
     entity: String,
     entity_id: Option<String>,
     action: String,
-    before_json: Option<String>,
-    after_json: Option<String>,
+    pub(super) before_json: Option<String>,
+    pub(super) after_json: Option<String>,
     reason_code: Option<String>,
     approval_ref: Option<String>,
     request_id: Option<String>,
@@ -229,6 +229,31 @@ impl Row {
             redacted: self.redacted,
         }
     }
+}
+
+/// Every record about `entity` `entity_id` written by `module`, in chain order, with the personal
+/// values it holds sealed opened (`"[erased]"` where the subject was erased): what a subject
+/// access request (GDPR Art. 15) returns of the audit log.
+pub async fn about(
+    pool: &PgPool,
+    module: &str,
+    entity: &str,
+    entity_id: &str,
+) -> Result<Vec<AuditEntry>, sqlx::Error> {
+    crate::core::audit::chain::chain_pending(pool).await?;
+    let filter = AuditFilter {
+        module: Some(module.to_owned()),
+        entity: Some(entity.to_owned()),
+        entity_id: Some(entity_id.to_owned()),
+        ..AuditFilter::default()
+    };
+    let mut rows = fetch(pool, &filter, 0, EXPORT_LIMIT).await?;
+    let mut texts: Vec<&mut Option<String>> = rows
+        .iter_mut()
+        .flat_map(|r| [&mut r.before_json, &mut r.after_json])
+        .collect();
+    crate::core::audit::personal::open_all(&mut *pool.acquire().await?, &mut texts).await?;
+    Ok(rows.into_iter().map(Row::entry).collect())
 }
 
 pub(super) async fn fetch(

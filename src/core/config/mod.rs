@@ -112,6 +112,9 @@ pub struct SchedulesConfig {
     /// Looks for suspicious patterns (returns, voids, discounts, no-sales, hours) in the
     /// current and the previous business day.
     pub flags: String,
+    /// Proposes the customers to erase (inactive longer than `customers.retention_days`);
+    /// nothing is erased by it.
+    pub customer_retention: String,
 }
 
 impl Default for SchedulesConfig {
@@ -124,13 +127,14 @@ impl Default for SchedulesConfig {
             prune: "30 3 * * *".to_owned(),
             backup_targets: "*/10 * * * *".to_owned(),
             flags: "7 * * * *".to_owned(),
+            customer_retention: "45 3 * * *".to_owned(),
         }
     }
 }
 
 impl SchedulesConfig {
     /// `(name, expression)` of every schedule, `"off"` ones included.
-    pub fn entries(&self) -> [(&'static str, &str); 7] {
+    pub fn entries(&self) -> [(&'static str, &str); 8] {
         [
             ("backup_full", &self.backup_full),
             ("backup_snapshot", &self.backup_snapshot),
@@ -139,6 +143,7 @@ impl SchedulesConfig {
             ("prune", &self.prune),
             ("backup_targets", &self.backup_targets),
             ("flags", &self.flags),
+            ("customer_retention", &self.customer_retention),
         ]
     }
 }

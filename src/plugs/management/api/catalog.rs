@@ -88,3 +88,11 @@ pub async fn category_tree(
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     products::category_tree(conn, id).await
 }
+
+/// Category `id` and every category below it, with its distance from `id` (0 for itself).
+pub async fn category_tree_depths(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    products::category_tree_depths(conn, id).await
+}

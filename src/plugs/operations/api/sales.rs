@@ -40,6 +40,8 @@ pub struct SoldSale {
     pub taxes: Vec<(Decimal, Decimal, Decimal, Decimal)>,
     pub lines: Vec<SoldLine>,
     pub created_at: DateTime<Utc>,
+    /// The customer it named, if any (its returns and void name them too).
+    pub customer_id: Option<Uuid>,
 }
 
 /// One line of a recorded sale.

@@ -13,7 +13,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::store::{self, NewApproval};
-use super::{ACTIONS, DEFAULT_EXPIRE_SECONDS, EXPIRE_SECONDS, MODULE, WITHOUT_RECEIPT};
+use super::{
+    ACTIONS, BACK_OFFICE, DEFAULT_EXPIRE_SECONDS, EXPIRE_SECONDS, MODULE, WITHOUT_RECEIPT,
+};
 use crate::core::audit::{Actor, AuditedTx, Change};
 use crate::core::auth::approver::{self, Credential};
 use crate::core::auth::context::AuthContext;
@@ -38,11 +40,15 @@ pub struct ApproverCredentials {
     pub pin: Option<SecretString>,
 }
 
-/// What is approved: on which register, for which sale, up to which amount.
+/// What is approved: on which register, for which sale, up to which amount; or, for a
+/// back-office action (erasing a customer), which customer.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalScope {
-    pub register_id: Uuid,
+    /// Required for the till's actions.
+    pub register_id: Option<Uuid>,
+    /// Required for `management.customers.erase`: the customer to erase.
+    pub customer_id: Option<Uuid>,
     /// The sale voided or returned (required for a void; a return approved without one is a
     /// return without a receipt), or the client-made id of a sale being made.
     pub sale_id: Option<Uuid>,
@@ -56,7 +62,8 @@ pub struct ApprovalScope {
 #[serde(deny_unknown_fields)]
 pub struct NewApprovalRequest {
     /// One of `operations.returns.create`, `operations.sales.void`,
-    /// `operations.sales.price_override`, `operations.sales.discount`, `operations.cash.no_sale`.
+    /// `operations.sales.price_override`, `operations.sales.discount`, `operations.cash.no_sale`,
+    /// `management.customers.erase` (a back-office action: scoped by `customer_id`).
     #[schema(example = "operations.sales.void")]
     pub action: String,
     pub approver: ApproverCredentials,
@@ -144,6 +151,7 @@ pub async fn approve(
             approver_id: approver.user_id,
             approver_username: &approver.username,
             register_id: request.scope.register_id,
+            subject_id: request.scope.customer_id,
             sale_id: request.scope.sale_id,
             amount,
             without_receipt,
@@ -156,7 +164,8 @@ pub async fn approve(
         Change::new(MODULE, "approval", id, "approval.grant").after(json!({
             "action": request.action, "requester_id": caller.user_id, "requester": caller.username,
             "approver_id": approver.user_id, "approver": approver.username,
-            "register_id": request.scope.register_id, "sale_id": request.scope.sale_id,
+            "register_id": request.scope.register_id, "customer_id": request.scope.customer_id,
+            "sale_id": request.scope.sale_id,
             "amount": amount.map(|a| a.to_string()), "without_receipt": without_receipt,
             "expires_at": expires_at,
         })),
@@ -244,8 +253,35 @@ async fn check_fields(
         }
     };
     let mut conn = state.pool().acquire().await?;
-    if !places::register_exists(&mut conn, request.scope.register_id).await? {
-        errors.push(FieldError::new("scope.register_id", "is not a register"));
+    if BACK_OFFICE.contains(&request.action.as_str()) {
+        if request.scope.customer_id.is_none() {
+            errors.push(FieldError::new(
+                "scope.customer_id",
+                "is required: the customer to erase",
+            ));
+        }
+        if let Some(register_id) = request.scope.register_id
+            && !places::register_exists(&mut conn, register_id).await?
+        {
+            errors.push(FieldError::new("scope.register_id", "is not a register"));
+        }
+    } else {
+        if request.scope.customer_id.is_some() {
+            errors.push(FieldError::new(
+                "scope.customer_id",
+                "is only for management.customers.erase",
+            ));
+        }
+        match request.scope.register_id {
+            None => errors.push(FieldError::new(
+                "scope.register_id",
+                "is required for a till's action",
+            )),
+            Some(id) if !places::register_exists(&mut conn, id).await? => {
+                errors.push(FieldError::new("scope.register_id", "is not a register"));
+            }
+            Some(_) => {}
+        }
     }
     match (amount, credential, errors.is_empty()) {
         (Some(amount), Some(credential), true) => Ok((amount, credential)),

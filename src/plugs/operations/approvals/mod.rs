@@ -29,7 +29,12 @@ pub const ACTIONS: &[&str] = &[
     "operations.sales.price_override",
     "operations.sales.discount",
     "operations.cash.no_sale",
+    "management.customers.erase",
 ];
+
+/// The actions among [`ACTIONS`] done in the back office, not on a till: approved for a record
+/// (`scope.customer_id`) rather than a register.
+pub const BACK_OFFICE: &[&str] = &["management.customers.erase"];
 
 /// What a return without a receipt also needs of its approver.
 pub const WITHOUT_RECEIPT: &str = "operations.returns.without_receipt";

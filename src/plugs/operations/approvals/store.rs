@@ -15,7 +15,10 @@ pub struct NewApproval<'a> {
     pub requester_id: Uuid,
     pub approver_id: Uuid,
     pub approver_username: &'a str,
-    pub register_id: Uuid,
+    /// The till it was given on (till actions).
+    pub register_id: Option<Uuid>,
+    /// The record a back-office action is about (the customer erased).
+    pub subject_id: Option<Uuid>,
     pub sale_id: Option<Uuid>,
     pub amount: Option<Decimal>,
     pub without_receipt: bool,
@@ -26,7 +29,7 @@ pub struct NewApproval<'a> {
 pub async fn insert(tx: &mut AuditedTx, a: &NewApproval<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO approvals (id, action, requester_id, approver_id, approver_username, register_id, sale_id, amount, \
-           without_receipt, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+           without_receipt, created_at, expires_at, subject_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(a.id)
     .bind(a.action)
@@ -39,6 +42,7 @@ pub async fn insert(tx: &mut AuditedTx, a: &NewApproval<'_>) -> Result<(), sqlx:
     .bind(a.without_receipt)
     .bind(a.created_at)
     .bind(a.expires_at)
+    .bind(a.subject_id)
     .execute(&mut **tx)
     .await
     .map(drop)
@@ -61,7 +65,10 @@ pub struct Wanted<'a> {
     pub action: &'a str,
     /// The caller performing the action (the cashier the approval was given to).
     pub requester: Uuid,
-    pub register_id: Uuid,
+    /// The till (till actions; none for back-office ones).
+    pub register_id: Option<Uuid>,
+    /// The record a back-office action is about (the customer erased).
+    pub subject_id: Option<Uuid>,
     /// The document the action is about (the sale voided or returned, the sale being made).
     pub sale_id: Option<Uuid>,
     /// The amount at stake (refund total, discount, override reduction); at most the approved one.
@@ -91,7 +98,8 @@ pub async fn consume(
 ) -> Result<Option<Used>, sqlx::Error> {
     let row: Option<(Uuid, String)> = sqlx::query_as(
         "UPDATE approvals SET used_at = coalesce(used_at, $8), used_key = coalesce(used_key, $9) \
-         WHERE id = $1 AND action = $2 AND requester_id = $3 AND register_id = $4 \
+         WHERE id = $1 AND action = $2 AND requester_id = $3 AND register_id IS NOT DISTINCT FROM $4 \
+           AND subject_id IS NOT DISTINCT FROM $10 \
            AND (sale_id IS NULL OR sale_id = $5) AND (NOT $6 OR without_receipt) \
            AND (amount IS NULL OR coalesce($7::numeric, 0) <= amount) \
            AND expires_at > $8 AND (used_at IS NULL OR used_key = $9) \
@@ -106,6 +114,7 @@ pub async fn consume(
     .bind(wanted.amount)
     .bind(now)
     .bind(wanted.request)
+    .bind(wanted.subject_id)
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(approver_id, approver_username)| Used {

@@ -529,7 +529,8 @@ pub async fn no_sale(
     let wanted = approvals::Wanted {
         action: NO_SALE,
         requester: caller.user_id,
-        register_id: row.register_id,
+        register_id: Some(row.register_id),
+        subject_id: None,
         sale_id: None,
         amount: None,
         without_receipt: false,

@@ -76,6 +76,8 @@ pub struct PreparedReturn {
     /// The register's open session, as the request found it (the writer checks it again).
     pub session_id: Uuid,
     pub sale: Option<SoldSale>,
+    /// The customer the return names (the sale's, or one named without a receipt).
+    pub customer_id: Option<Uuid>,
     pub asked: Vec<Asked>,
     /// (method, amount), positive.
     pub refunds: Vec<(String, Decimal)>,
@@ -147,9 +149,9 @@ const BOOKS: &str = "SELECT 'q'::text, sale_id, line_no, returned, NULL::numeric
 const DOCUMENTS: AuditedPart = AuditedPart::new(
     "ret_docs AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::uuid[], $6::int[], $7::text[], \
          $8::int[], $9::text[], $10::bool[], $11::numeric[], $12::numeric[], $13::numeric[], $14::text[], $15::text[], \
-         $16::uuid[], $17::uuid[], $18::bytea[], $19::int[], $20::int[], $21::int[], $22::int[], $48::text[]) \
+         $16::uuid[], $17::uuid[], $18::bytea[], $19::int[], $20::int[], $21::int[], $22::int[], $48::text[], $52::uuid[]) \
        WITH ORDINALITY AS d(id, register_id, session_id, cashier_id, sale_id, year, template, digits, currency, pit, net, tax, \
-         total, reason_code, approval_ref, approved_by, location_id, request_hash, r_from, r_to, t_from, t_to, key, ord)), \
+         total, reason_code, approval_ref, approved_by, location_id, request_hash, r_from, r_to, t_from, t_to, key, customer_id, ord)), \
      ret_counted AS (SELECT register_id, year, count(*) AS n FROM ret_docs GROUP BY register_id, year), \
      ret_counters AS (INSERT INTO return_counters AS rc (register_id, year, last_number) \
        SELECT register_id, year, n FROM ret_counted ORDER BY register_id, year \
@@ -162,11 +164,12 @@ const DOCUMENTS: AuditedPart = AuditedPart::new(
          LATERAL (SELECT k.last_number - g.n + d.rn AS seq) q), \
      ret_written AS (INSERT INTO returns (id, kind, register_id, cash_session_id, cashier_id, original_sale_id, number_year, \
          number_seq, number, currency, prices_include_tax, net, tax, total, cash_rounding, refund_methods, refund_amounts, \
-         tax_rates, tax_nets, tax_amounts, tax_grosses, reason_code, approval_ref, approved_by, location_id, request_hash, created_at) \
+         tax_rates, tax_nets, tax_amounts, tax_grosses, reason_code, approval_ref, approved_by, location_id, request_hash, created_at, \
+         customer_id) \
        SELECT id, 'return', register_id, session_id, cashier_id, sale_id, year, seq, number, currency, pit, net, tax, total, 0, \
          ($23::text[])[r_from:r_to], ($24::numeric[])[r_from:r_to], ($25::numeric[])[t_from:t_to], \
          ($26::numeric[])[t_from:t_to], ($27::numeric[])[t_from:t_to], ($28::numeric[])[t_from:t_to], \
-         reason_code, approval_ref, approved_by, location_id, request_hash, $now \
+         reason_code, approval_ref, approved_by, location_id, request_hash, $now, customer_id \
        FROM ret_numbered ORDER BY ord), \
      ret_lines AS (INSERT INTO return_lines (return_id, line_no, sale_line_no, product_id, sku, name, quantity, unit_price, \
          total, tax_rate, restock) \
@@ -191,7 +194,7 @@ const DOCUMENTS: AuditedPart = AuditedPart::new(
          FROM ret_returned r JOIN ret_back b USING (sale_id, line_no) WHERE r.returned - b.returned <> b.assumed \
        UNION ALL SELECT refuse_statement('return_books_changed', 'a return of the sale was recorded meanwhile') \
          FROM ret_taxed t JOIN ret_rated x USING (sale_id, rate) WHERE t.net - x.net <> x.assumed_net OR t.gross - x.gross <> x.assumed_gross)",
-    51,
+    52,
     &[
         "ret_docs",
         "ret_counted",
@@ -819,6 +822,7 @@ struct DocColumns<'a> {
     l_tax_rate: Vec<Decimal>,
     l_restock: Vec<bool>,
     key: Vec<&'a str>,
+    customer_id: Vec<Option<Uuid>>,
 }
 
 /// 1-based position of the next element of a flat array with `len` elements.
@@ -916,6 +920,7 @@ impl<'a> DocColumns<'a> {
         c.key.push(&r.key);
         c.cashier_id.push(r.user_id);
         c.sale_id.push(r.sale.as_ref().map(|s| s.id));
+        c.customer_id.push(r.customer_id);
         c.year.push(a.year);
         c.template
             .push(r.business.receipt_template(&r.register_code, a.year));
@@ -1000,6 +1005,7 @@ async fn write_documents(
                 approved_by: r.approval.as_ref().map(|u| u.approver_id),
                 location_id: r.location_id,
                 request_hash: &r.hash,
+                customer_id: r.customer_id,
                 at: now,
             };
             store::as_shown(&doc, &a.lines, r.business.currency_scale)
@@ -1121,6 +1127,7 @@ async fn run_write(
         .bind(&t.q_assumed)
         .bind(&t.t_assumed_net)
         .bind(&t.t_assumed_gross)
+        .bind(&c.customer_id)
         .bind(&stock.id)
         .bind(&stock.product_id)
         .bind(&stock.location_id)
@@ -1175,11 +1182,16 @@ pub fn audit_after(
 
 /// What a return's or void's audit record says of it, but for its number and stock.
 fn audit_base(doc: &ReturnDoc, approval: Option<&Used>) -> Value {
-    json!({
+    let mut base = json!({
         "kind": doc.kind, "original_sale_id": doc.original_sale_id,
         "register_id": doc.register_id, "cash_session_id": doc.cash_session_id,
         "totals": doc.totals, "taxes": doc.taxes, "refunds": doc.refunds, "lines": doc.lines.len(),
         "reason_code": doc.reason_code,
         "approved_by": approval.map(|a| json!({"user_id": a.approver_id, "username": a.approver_username})),
-    })
+    });
+    // Only a return naming a customer says so (other returns' records read as they always did).
+    if let Some(customer) = doc.customer_id {
+        base["customer_id"] = json!(customer);
+    }
+    base
 }

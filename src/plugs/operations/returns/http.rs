@@ -33,6 +33,7 @@ use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog;
+use crate::plugs::management::api::customers;
 use crate::plugs::management::api::stock::{ComingBack, put_back};
 use crate::plugs::operations::api::approvals::{self, Used, Wanted};
 use crate::plugs::operations::api::cash::{self, LockedSession};
@@ -55,6 +56,9 @@ pub struct NewReturn {
     /// The sale given back; none: a return without a receipt (always needs an approval from a
     /// holder of `operations.returns.without_receipt`).
     pub original_sale_id: Option<Uuid>,
+    /// The customer giving back (`GET /api/v1/customers`); default: the sale's. With a sale
+    /// that names a customer, only that customer.
+    pub customer_id: Option<Uuid>,
     pub lines: Vec<NewReturnLine>,
     /// How the money goes back; the amounts must add up to the return's total.
     pub refunds: Vec<NewRefund>,
@@ -209,6 +213,7 @@ async fn prepare(
     if session.opened_by != caller.user_id {
         cash::refuse_others(state, caller, session.opened_by).await?;
     }
+    let customer_id = return_customer(state, new.customer_id, checked.sale.as_ref()).await?;
     let mut prepared = PreparedReturn {
         id: new.id.unwrap_or_else(new_id),
         actor: Actor::user(caller),
@@ -218,6 +223,7 @@ async fn prepare(
         location_id: checked.register.location_id,
         session_id: session.id,
         sale: checked.sale,
+        customer_id,
         asked: checked.asked,
         refunds: checked.refunds,
         reason_code: new.reason_code,
@@ -237,7 +243,8 @@ async fn prepare(
         let wanted = Wanted {
             action: CREATE,
             requester: caller.user_id,
-            register_id: new.register_id,
+            register_id: Some(new.register_id),
+            subject_id: None,
             sale_id: new.original_sale_id,
             amount: Some(refund),
             without_receipt: new.original_sale_id.is_none(),
@@ -400,6 +407,32 @@ async fn finish(
     tx.record(record(&answer)).await?;
     tx.commit().await?;
     Ok(Recorded::New(Box::new(answer)))
+}
+
+/// The customer a return names: the one asked for (a live customer; with a sale that names a
+/// customer, that one only), else the sale's.
+async fn return_customer(
+    state: &AppState,
+    asked: Option<Uuid>,
+    sale: Option<&SoldSale>,
+) -> Result<Option<Uuid>, ApiError> {
+    let sold_to = sale.and_then(|s| s.customer_id);
+    let Some(asked) = asked else {
+        return Ok(sold_to);
+    };
+    if sold_to.is_some_and(|c| c != asked) {
+        return Err(ApiError::invalid(
+            "customer_id",
+            "is not the customer the sale names",
+        ));
+    }
+    if sold_to.is_none() {
+        let mut conn = state.pool().acquire().await?;
+        if customers::group_of(&mut conn, asked).await?.is_none() {
+            return Err(ApiError::invalid("customer_id", "is not a customer"));
+        }
+    }
+    Ok(Some(asked))
 }
 
 /// Uses the approval a request carries, if any, inside its transaction.
@@ -761,7 +794,8 @@ async fn record_void(
     let wanted = Wanted {
         action: VOID,
         requester: caller.user_id,
-        register_id: sale.register_id,
+        register_id: Some(sale.register_id),
+        subject_id: None,
         sale_id: Some(sale.id),
         amount: Some(sale.total),
         without_receipt: false,
@@ -803,6 +837,7 @@ async fn record_void(
         approved_by: approval.as_ref().map(|a| a.approver_id),
         location_id,
         request_hash: request.hash,
+        customer_id: sale.customer_id,
         at: now,
     };
     store::insert(&mut tx, &doc, &lines).await.map_err(|e| {

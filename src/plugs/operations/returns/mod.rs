@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
 use crate::core::state::AppState;
+use crate::plugs::management::api::customers::{DocumentSource, ReturnsOfCustomers};
 use crate::plugs::operations::api::cash::SessionRefundsSource;
 use crate::plugs::operations::api::sales::CorrectionsSource;
 
@@ -48,6 +49,10 @@ const PERMISSIONS: &[ModulePermission] = &[
 ];
 
 const DEPENDENCIES: &[Dependency] = &[
+    Dependency {
+        id: "management.customers",
+        requirement: "^1",
+    },
     Dependency {
         id: "operations.sales",
         requirement: "^1",
@@ -125,6 +130,12 @@ impl Module for Returns {
         }));
         state.provide(SessionRefundsSource(|conn, id| {
             store::session_refunds(conn, id).boxed()
+        }));
+        state.provide(ReturnsOfCustomers(DocumentSource {
+            documents: |conn, customer, before, limit| {
+                store::customer_documents(conn, customer, before, limit).boxed()
+            },
+            latest: |conn| store::customers_latest(conn).boxed(),
         }));
     }
 

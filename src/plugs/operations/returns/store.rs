@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::core::audit::AuditedTx;
 use crate::core::db::violated_constraint;
+use crate::plugs::management::api::customers::CustomerDocument;
 use crate::plugs::operations::api::cash::SessionRefunds;
 use crate::plugs::operations::api::returns::{CorrectionsPeriod, KindTotals};
 use crate::plugs::operations::api::sales::{CorrectionRef, Corrections};
@@ -45,6 +46,8 @@ pub struct ReturnDoc {
     pub approval_ref: Option<String>,
     /// Who approved (user id), when an approval was used.
     pub approved_by: Option<Uuid>,
+    /// The customer it names (the sale's, or the one named without a receipt), if any.
+    pub customer_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -130,6 +133,7 @@ pub struct NewDoc<'a> {
     pub approved_by: Option<Uuid>,
     pub location_id: Uuid,
     pub request_hash: &'a [u8],
+    pub customer_id: Option<Uuid>,
     pub at: DateTime<Utc>,
 }
 
@@ -234,8 +238,9 @@ pub async fn insert(
     sqlx::query(
         "INSERT INTO returns (id, kind, register_id, cash_session_id, cashier_id, original_sale_id, number_year, number_seq, \
            number, currency, prices_include_tax, net, tax, total, cash_rounding, refund_methods, refund_amounts, \
-           tax_rates, tax_nets, tax_amounts, tax_grosses, reason_code, approval_ref, approved_by, location_id, request_hash, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)",
+           tax_rates, tax_nets, tax_amounts, tax_grosses, reason_code, approval_ref, approved_by, location_id, request_hash, created_at, \
+           customer_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)",
     )
     .bind(d.id)
     .bind(d.kind)
@@ -264,6 +269,7 @@ pub async fn insert(
     .bind(d.location_id)
     .bind(d.request_hash)
     .bind(d.at)
+    .bind(d.customer_id)
     .execute(&mut **tx)
     .await?;
     sqlx::query(
@@ -312,6 +318,7 @@ struct DocRow {
     approval_ref: Option<String>,
     approved_by: Option<Uuid>,
     created_at: DateTime<Utc>,
+    customer_id: Option<Uuid>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -330,7 +337,7 @@ struct LineRow {
 
 const SELECT: &str = "SELECT id, kind, number, original_sale_id, register_id, cash_session_id, cashier_id, \
     currency::text AS currency, prices_include_tax, net, tax, total, cash_rounding, refund_methods, refund_amounts, \
-    tax_rates, tax_nets, tax_amounts, tax_grosses, reason_code, approval_ref, approved_by, created_at FROM returns";
+    tax_rates, tax_nets, tax_amounts, tax_grosses, reason_code, approval_ref, approved_by, created_at, customer_id FROM returns";
 
 /// Document `id`, or `None`.
 pub async fn load(
@@ -383,6 +390,7 @@ pub fn as_shown(d: &NewDoc<'_>, lines: &[NewLine], scale: u32) -> ReturnDoc {
         approval_ref: d.approval_ref.map(str::to_owned),
         approved_by: d.approved_by,
         created_at: d.at,
+        customer_id: d.customer_id,
     };
     let lines = (1..)
         .zip(lines)
@@ -459,6 +467,7 @@ fn present(row: DocRow, lines: Vec<LineRow>, scale: u32) -> ReturnDoc {
         reason_code: row.reason_code,
         approval_ref: row.approval_ref,
         approved_by: row.approved_by,
+        customer_id: row.customer_id,
         created_at: row.created_at,
     }
 }
@@ -691,5 +700,63 @@ pub async fn first_at(
     .bind(from)
     .bind(to)
     .fetch_one(conn)
+    .await
+}
+
+/// The returns and voids that name `customer` before position `before` (newest first), at most
+/// `limit` (see [`crate::plugs::management::api::customers::ReturnsOfCustomers`]).
+pub async fn customer_documents(
+    conn: &mut PgConnection,
+    customer: Uuid,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<CustomerDocument>, sqlx::Error> {
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        String,
+        Uuid,
+        String,
+        DateTime<Utc>,
+        String,
+        Decimal,
+        sqlx::types::Json<serde_json::Value>,
+    )> = sqlx::query_as(
+        "SELECT r.kind, r.id, r.number, r.created_at, r.currency::text, r.total, \
+           (SELECT coalesce(json_agg(json_build_object('line_no', l.line_no, 'product_id', l.product_id, 'sku', l.sku, \
+              'name', l.name, 'quantity', l.quantity::text, 'unit_price', l.unit_price::text, 'total', l.total::text) \
+              ORDER BY l.line_no), '[]'::json) FROM return_lines l WHERE l.return_id = r.id) \
+         FROM returns r WHERE r.customer_id = $1 AND ($2::timestamptz IS NULL OR (r.created_at, r.id) < ($2, $3)) \
+         ORDER BY r.created_at DESC, r.id DESC LIMIT $4",
+    )
+    .bind(customer)
+    .bind(before.map(|b| b.0))
+    .bind(before.map(|b| b.1))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(kind, id, number, at, currency, total, lines)| CustomerDocument {
+                kind,
+                id,
+                number,
+                at,
+                currency,
+                total,
+                lines: lines.0,
+            },
+        )
+        .collect())
+}
+
+/// Each customer's latest return or void.
+pub async fn customers_latest(
+    conn: &mut PgConnection,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT customer_id, max(created_at) FROM returns WHERE customer_id IS NOT NULL GROUP BY customer_id",
+    )
+    .fetch_all(conn)
     .await
 }

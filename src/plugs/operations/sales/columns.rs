@@ -47,6 +47,7 @@ pub(super) struct SaleColumns {
     pub(super) discount_total: Vec<Decimal>,
     pub(super) discount_detail: Vec<Option<String>>,
     pub(super) approval_ref: Vec<Option<String>>,
+    pub(super) customer_id: Vec<Option<Uuid>>,
     /// The batch's registers, sorted: their sessions are locked in this order.
     pub(super) registers: Vec<Uuid>,
     pub(super) l_sale: Vec<Uuid>,
@@ -61,6 +62,8 @@ pub(super) struct SaleColumns {
     pub(super) l_total: Vec<Decimal>,
     pub(super) l_tax_class: Vec<Uuid>,
     pub(super) l_tax_rate: Vec<Decimal>,
+    /// The price list rule of each line (JSON), if one priced it.
+    pub(super) l_price_rule: Vec<Option<String>>,
     /// The batch's payments and tax buckets, sale after sale; sale `k`'s are elements
     /// `p_from[k]..=p_to[k]` and `t_from[k]..=t_to[k]` (1-based; none when `to < from`), which
     /// the statement slices into the sale's array columns.
@@ -125,6 +128,7 @@ impl SaleColumns {
             c.discount_total.push(prepared.discount_total());
             c.discount_detail.push(prepared.discount_detail());
             c.approval_ref.push(prepared.approval_ref.clone());
+            c.customer_id.push(prepared.customer_id);
             c.registers.push(sale.register_id);
             for ((line_no, (product, input)), total) in
                 (1..).zip(&prepared.lines).zip(&priced.line_totals)
@@ -141,6 +145,14 @@ impl SaleColumns {
                 c.l_total.push(*total);
                 c.l_tax_class.push(product.tax_class_id);
                 c.l_tax_rate.push(input.tax_rate);
+                c.l_price_rule.push(
+                    prepared
+                        .price_rules
+                        .get(usize::try_from(line_no - 1).unwrap_or(usize::MAX))
+                        .cloned()
+                        .flatten()
+                        .and_then(|r| serde_json::to_string(&r).ok()),
+                );
             }
             c.p_from.push(position_after(c.p_method.len()));
             for (method, amount) in &prepared.payments {

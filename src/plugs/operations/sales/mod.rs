@@ -19,6 +19,7 @@ use crate::core::auth::access::{Access, declare};
 use crate::core::modules::{Dependency, Module, ModulePermission, Topic};
 use crate::core::settings::{DefaultValue, Setting, SettingType};
 use crate::core::state::AppState;
+use crate::plugs::management::api::customers::{DocumentSource, SalesOfCustomers};
 use crate::plugs::operations::api::cash::SessionSalesSource;
 
 pub const CREATE: &str = "operations.sales.create";
@@ -58,6 +59,10 @@ const PERMISSIONS: &[ModulePermission] = &[
 ];
 
 const DEPENDENCIES: &[Dependency] = &[
+    Dependency {
+        id: "management.customers",
+        requirement: "^1",
+    },
     Dependency {
         id: "management.catalog",
         requirement: "^1",
@@ -195,6 +200,12 @@ impl Module for Sales {
         record::compose_statement();
         state.provide(SessionSalesSource(|conn, id| {
             store::session_sales(conn, id).boxed()
+        }));
+        state.provide(SalesOfCustomers(DocumentSource {
+            documents: |conn, customer, before, limit| {
+                store::customer_documents(conn, customer, before, limit).boxed()
+            },
+            latest: |conn| store::customers_latest(conn).boxed(),
         }));
     }
 

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,6 +28,7 @@ use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog::{self, SaleProduct};
+use crate::plugs::management::api::customers::{self, AppliedRule};
 use crate::plugs::operations::api::approvals::{self, Wanted};
 use crate::plugs::operations::api::cash;
 use crate::shared::ids::new_id;
@@ -41,6 +42,8 @@ pub struct NewSale {
     /// returned as a replay.
     pub id: Option<Uuid>,
     pub register_id: Uuid,
+    /// The customer buying (`GET /api/v1/customers`): their group's price lists price the lines.
+    pub customer_id: Option<Uuid>,
     pub lines: Vec<NewLine>,
     pub payments: Vec<NewPayment>,
     /// A discount on the whole sale, spread over its lines in proportion.
@@ -61,8 +64,10 @@ pub struct NewLine {
     /// More than zero, three decimals at most.
     #[schema(example = "2")]
     pub quantity: String,
-    /// Defaults to the catalog price; another price needs `operations.sales.price_override`
-    /// or, with a reason, an approval for it.
+    /// Defaults to the catalog price, or the customer's price list price (`GET
+    /// /api/v1/customers/{id}/prices`); another price needs `operations.sales.price_override`
+    /// or, with a reason, an approval for it. A till that sends the price it showed gets exactly
+    /// that price recorded, or a refusal (never another price).
     pub unit_price: Option<String>,
     /// Why the price differs from the catalog's (one of the discount reason codes); required
     /// with an approval.
@@ -164,10 +169,14 @@ pub struct PreparedSale {
     /// The business settings the sale was priced with (receipt format, timezone, currency).
     pub business: Business,
     pub lines: Vec<(SaleProduct, LineInput)>,
+    /// The customer named, if any.
+    pub customer_id: Option<Uuid>,
+    /// Each line's price list rule, when the customer's list priced it.
+    pub price_rules: Vec<Option<AppliedRule>>,
     /// The payments' methods, in the request's order, with their amounts.
     pub payments: Vec<(PaymentMethod, Decimal)>,
     pub priced: Priced,
-    /// Indexes of the lines sold at another price than the catalog's.
+    /// Indexes of the lines sold at another price than the catalog's (or the customer's list's).
     pub overridden: Vec<usize>,
     /// Each discount given and what it took off (stored with the sale).
     pub discounts: DiscountRecord,
@@ -239,12 +248,22 @@ async fn check(
     let product_ids: Vec<Uuid> = new.lines.iter().map(|l| l.product_id).collect();
     let products: HashMap<Uuid, SaleProduct> =
         catalog::products_for_sale(state, &product_ids).await?;
+    let prices = customer_prices(state, new.customer_id, &mut errors).await?;
+    let on = customers::price_date(&business, state.clock().now());
     let CheckedLines {
         mut lines,
+        bases,
+        rules: price_rules,
         overridden,
         own,
         price_reasons,
-    } = check_lines(&new.lines, &products, scale, &mut errors);
+    } = check_lines(
+        &new.lines,
+        &products,
+        prices.as_deref().map(|p| (p, on)),
+        scale,
+        &mut errors,
+    );
     let sale_discount = new
         .discount
         .as_ref()
@@ -264,6 +283,7 @@ async fn check(
         caller,
         &new,
         &lines,
+        &bases,
         &overridden,
         &discounts,
         &request,
@@ -296,6 +316,8 @@ async fn check(
         location_id,
         business,
         lines,
+        customer_id: new.customer_id,
+        price_rules,
         payments,
         priced,
         overridden,
@@ -325,10 +347,38 @@ fn check_counts(new: &NewSale, register_exists: bool) -> Vec<FieldError> {
     errors
 }
 
+/// The price lists of customer `id`'s group (none without a customer or a group); a customer
+/// that is not one (or deleted, or erased) is a field error.
+async fn customer_prices(
+    state: &AppState,
+    id: Option<Uuid>,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<std::sync::Arc<customers::GroupPrices>>, ApiError> {
+    let Some(id) = id else {
+        return Ok(None);
+    };
+    let group = {
+        let mut conn = state.pool().acquire().await?;
+        customers::group_of(&mut conn, id).await?
+    };
+    match group {
+        None => {
+            errors.push(FieldError::new("customer_id", "is not a customer"));
+            Ok(None)
+        }
+        Some(None) => Ok(None),
+        Some(Some(group)) => Ok(Some(customers::group_prices(state, &group).await?)),
+    }
+}
+
 /// The lines as checked: ready for pricing but for their discounts, which
 /// [`apply_discounts`] adds.
 struct CheckedLines {
     lines: Vec<(SaleProduct, LineInput)>,
+    /// Each line's price before any override: the customer's list price, else the catalog's.
+    bases: Vec<Decimal>,
+    /// Each line's price list rule, when one priced it.
+    rules: Vec<Option<AppliedRule>>,
     /// Indexes of the lines sold at another price than the catalog's.
     overridden: Vec<usize>,
     /// Each line's own discount.
@@ -342,11 +392,14 @@ struct CheckedLines {
 fn check_lines(
     new: &[NewLine],
     products: &HashMap<Uuid, SaleProduct>,
+    prices: Option<(&customers::GroupPrices, NaiveDate)>,
     scale: u32,
     errors: &mut Vec<FieldError>,
 ) -> CheckedLines {
     let mut checked = CheckedLines {
         lines: Vec::with_capacity(new.len()),
+        bases: Vec::with_capacity(new.len()),
+        rules: Vec::with_capacity(new.len()),
         overridden: Vec::new(),
         own: Vec::with_capacity(new.len()),
         price_reasons: Vec::with_capacity(new.len()),
@@ -370,9 +423,17 @@ fn check_lines(
             }
         };
         let quantity = line_quantity(i, &line.quantity, errors);
+        let applied = product.as_ref().and_then(|p| {
+            let (group, on) = prices?;
+            group.price(p.id, p.category_id, p.price, on, scale)
+        });
+        let base = applied
+            .as_ref()
+            .map(|a| a.price)
+            .or(product.as_ref().map(|p| p.price));
         let unit_price = match &line.unit_price {
             Some(text) => money(format!("lines[{i}].unit_price"), text, scale, errors),
-            None => product.as_ref().map(|p| p.price),
+            None => base,
         };
         let own = match &line.discount {
             Some(d) => discount(&format!("lines[{i}].discount"), d, scale, errors).map(Some),
@@ -388,12 +449,20 @@ fn check_lines(
             }
             r => Some(r.clone()),
         };
-        if let (Some(product), Some(quantity), Some(unit_price), Some(own), Some(reason)) =
-            (product, quantity, unit_price, own, reason)
+        if let (
+            Some(product),
+            Some(quantity),
+            Some(unit_price),
+            Some(own),
+            Some(reason),
+            Some(base),
+        ) = (product, quantity, unit_price, own, reason, base)
         {
-            if unit_price != product.price {
+            if unit_price != base {
                 checked.overridden.push(i);
             }
+            checked.bases.push(base);
+            checked.rules.push(applied.map(|a| a.rule));
             let tax_rate = product.tax_rate;
             checked.lines.push((
                 product,
@@ -546,11 +615,13 @@ fn apply_discounts(
 /// approval it is refused as before, `403 rbac.forbidden`), a discount beyond the cashier limit
 /// without `operations.sales.discount`. Each is used by this request's key, so a retry of the
 /// same request may use it again; the one exception to "a sale request writes nothing itself".
+#[allow(clippy::too_many_arguments)]
 async fn use_approvals(
     state: &AppState,
     caller: &AuthContext,
     new: &NewSale,
     lines: &[(SaleProduct, LineInput)],
+    bases: &[Decimal],
     overridden: &[usize],
     discounts: &DiscountRecord,
     key: &str,
@@ -587,8 +658,8 @@ async fn use_approvals(
         let reduction = overridden
             .iter()
             .map(|&i| {
-                let (product, line) = &lines[i];
-                ((product.price - line.unit_price) * line.quantity).max(Decimal::ZERO)
+                let (_, line) = &lines[i];
+                ((bases[i] - line.unit_price) * line.quantity).max(Decimal::ZERO)
             })
             .sum();
         needed.push((PRICE_OVERRIDE, round_half_up(reduction, scale)));
@@ -614,7 +685,8 @@ async fn use_approvals(
         let wanted = Wanted {
             action,
             requester: caller.user_id,
-            register_id: new.register_id,
+            register_id: Some(new.register_id),
+            subject_id: None,
             sale_id: new.id,
             amount: Some(amount),
             without_receipt: false,
@@ -753,6 +825,7 @@ impl PreparedSale {
                     tax_rate: show_rate(input.tax_rate),
                     discounts: None,
                     price_reason: None,
+                    price_rule: self.price_rules.get(i).cloned().flatten(),
                     returnable: show_quantity(input.quantity),
                 })
                 .collect(),
@@ -785,6 +858,7 @@ impl PreparedSale {
             discount: None,
             discount_total: show(self.discount_total(), scale),
             approval_ref: self.approval_ref.clone(),
+            customer_id: self.customer_id,
             returns: Vec::new(),
             voided_by: None,
         };
@@ -822,13 +896,26 @@ impl PreparedSale {
             .filter_map(|&i| sale.lines.get(i))
             .map(|l| json!({"line_no": l.line_no, "catalog_price": l.catalog_price, "unit_price": l.unit_price}))
             .collect();
-        json!({
+        let mut base = json!({
             "register_id": sale.register_id, "totals": sale.totals, "taxes": sale.taxes,
             "payments": sale.payments, "change_due": sale.change_due, "cash_rounding": sale.cash_rounding,
             "lines": sale.lines.len(), "price_overrides": overrides, "idempotency_key": self.key,
             "discount": sale.discount, "discount_total": sale.discount_total,
             "line_discounts": self.discounts.lines, "price_reasons": self.discounts.price_reasons,
-        })
+        });
+        // Only a sale naming a customer says so (other sales' records read as they always did).
+        if let Some(customer) = self.customer_id {
+            base["customer_id"] = json!(customer);
+            let priced: Vec<Value> = sale
+                .lines
+                .iter()
+                .filter_map(|l| {
+                    Some(json!({"line_no": l.line_no, "price_rule": l.price_rule.as_ref()?}))
+                })
+                .collect();
+            base["price_rules"] = json!(priced);
+        }
+        base
     }
 }
 

@@ -63,14 +63,14 @@ const CANDIDATES: AuditedPart = AuditedPart::new(
     "cand AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::text[], $5::int[], $6::uuid[], \
          $7::text[], $8::bool[], $9::numeric[], $10::numeric[], $11::numeric[], $12::numeric[], $13::numeric[], $14::text[], \
          $15::bytea[], $16::uuid[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[], $22::bool[], $23::uuid[], \
-         $24::int[], $25::int[], $26::int[], $27::int[], $28::uuid[], $29::numeric[], $30::text[], $31::text[]) \
+         $24::int[], $25::int[], $26::int[], $27::int[], $28::uuid[], $29::numeric[], $30::text[], $31::text[], $32::uuid[]) \
        WITH ORDINALITY AS c(id, register_id, year, template, digits, cashier_id, currency, pit, net, tax, total, rounding, change, \
          key, request_hash, audit_id, audit_base, username, role, workstation_id, request_id, client, location_id, p_from, p_to, t_from, t_to, \
-         expected_session, discount_total, discount_detail, approval_ref, ord)), \
+         expected_session, discount_total, discount_detail, approval_ref, customer_id, ord)), \
      taken AS (SELECT c.ord, x.same FROM cand c, LATERAL (SELECT s.cashier_id = c.cashier_id \
          AND (s.request_hash IS NULL OR s.request_hash = c.request_hash) AS same FROM sales s WHERE s.id = c.id LIMIT 1) x \
        WHERE c.client)",
-    31,
+    32,
     &["cand", "taken"],
 );
 
@@ -96,11 +96,11 @@ const NUMBERED: AuditedPart = AuditedPart::new(
      sales_in AS (INSERT INTO sales (id, register_id, cash_session_id, cashier_id, receipt_year, receipt_seq, receipt_number, \
          status, currency, prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, location_id, \
          payment_methods, payment_amounts, tax_rates, tax_nets, tax_amounts, tax_grosses, request_hash, \
-         discount_total, discount_detail, approval_ref) \
+         discount_total, discount_detail, approval_ref, customer_id) \
        SELECT id, register_id, session_id, cashier_id, year, seq, number, 'completed', currency, pit, net, tax, total, rounding, change, $now, location_id, \
          ($1::text[])[p_from:p_to], ($2::numeric[])[p_from:p_to], ($3::numeric[])[t_from:t_to], \
          ($4::numeric[])[t_from:t_to], ($5::numeric[])[t_from:t_to], ($6::numeric[])[t_from:t_to], request_hash, \
-         discount_total, discount_detail::jsonb, approval_ref \
+         discount_total, discount_detail::jsonb, approval_ref, customer_id \
        FROM w ORDER BY ord), \
      stock_in AS (SELECT m.product_id, m.location_id, m.delta, m.document_id, m.line_no, m.ord \
        FROM unnest($7::uuid[], $8::uuid[], $9::numeric[], $10::uuid[], $11::int[]) \
@@ -121,12 +121,15 @@ const CLAIM: AuditedPart = AuditedPart::new(CLAIM_CTE, 0, &["keys_claimed"]).rea
 /// `stock_ledger` view).
 const LINES_IN: AuditedPart = AuditedPart::new(
     "lines_in AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, \
-         unit_price, discount, total, tax_class_id, tax_rate, stock_after) \
-       SELECT l.*, a.quantity_after FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::numeric[], \
-         $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::uuid[], $12::numeric[]) AS l(sale_id, line_no) \
+         unit_price, discount, total, tax_class_id, tax_rate, price_rule, stock_after) \
+       SELECT l.sale_id, l.line_no, l.product_id, l.sku, l.name, l.quantity, l.catalog_price, l.unit_price, l.discount, \
+         l.total, l.tax_class_id, l.tax_rate, l.price_rule::jsonb, a.quantity_after \
+       FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::numeric[], \
+         $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::uuid[], $12::numeric[], $13::text[]) \
+         AS l(sale_id, line_no, product_id, sku, name, quantity, catalog_price, unit_price, discount, total, tax_class_id, tax_rate, price_rule) \
          LEFT JOIN stock_after a ON a.document_id = l.sale_id AND a.line_no = l.line_no \
        WHERE l.sale_id IN (SELECT id FROM w))",
-    12,
+    13,
     &["lines_in"],
 )
 .reading(&["w", "stock_after"]);
@@ -375,6 +378,7 @@ async fn run(
         .bind(&c.discount_total)
         .bind(&c.discount_detail)
         .bind(&c.approval_ref)
+        .bind(&c.customer_id)
         // cash::OPEN_SESSIONS
         .bind(&c.registers)
         // NUMBERED
@@ -402,6 +406,7 @@ async fn run(
         .bind(&c.l_total)
         .bind(&c.l_tax_class)
         .bind(&c.l_tax_rate)
+        .bind(&c.l_price_rule)
         .fetch_all(pool)
         .await
 }
@@ -418,7 +423,7 @@ mod tests {
             + cash::OPEN_SESSIONS.params()
             + NUMBERED.params()
             + LINES_IN.params();
-        assert_eq!(declared, 56, "the binds in `run`");
+        assert_eq!(declared, 58, "the binds in `run`");
         for n in 1..=declared {
             assert!(
                 sql.contains(&format!("${n}:"))

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::discounts::DiscountKind;
+use crate::plugs::management::api::customers::{AppliedRule, CustomerDocument};
 use crate::plugs::operations::api::cash::SessionSales;
 use crate::plugs::operations::api::sales::{
     CorrectionRef, Corrections, SalesPeriod, SoldLine, SoldSale,
@@ -48,6 +49,8 @@ pub struct Sale {
     pub discount_total: String,
     /// The approvals used (comma-separated), if any.
     pub approval_ref: Option<String>,
+    /// The customer named, if any (`GET /api/v1/customers/{id}`).
+    pub customer_id: Option<Uuid>,
     /// Its returns (`POST /api/v1/returns`), oldest first.
     pub returns: Vec<CorrectionRef>,
     /// The void that reversed it (`POST /api/v1/sales/{id}/void`), if any.
@@ -79,6 +82,9 @@ pub struct SaleLine {
     pub discounts: Option<LineDiscounts>,
     /// Why its price differs from the catalog's, when a reason was given.
     pub price_reason: Option<String>,
+    /// The customer's price list rule that set `unit_price` (`catalog_price` is the list price
+    /// it started from), if one did.
+    pub price_rule: Option<AppliedRule>,
     /// What may still be returned of it (the quantity less its returns; zero once voided).
     #[schema(value_type = String, example = "2.000")]
     pub returnable: String,
@@ -214,6 +220,7 @@ struct SaleRow {
     discount_total: Decimal,
     discount_detail: Option<sqlx::types::Json<DiscountRecord>>,
     approval_ref: Option<String>,
+    customer_id: Option<Uuid>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -228,6 +235,7 @@ struct LineRow {
     discount: Decimal,
     total: Decimal,
     tax_rate: Decimal,
+    price_rule: Option<sqlx::types::Json<AppliedRule>>,
 }
 
 /// Sale `id`, or `None`.
@@ -239,7 +247,7 @@ pub async fn load(
     let Some(row): Option<SaleRow> = sqlx::query_as(
         "SELECT id, receipt_number, status, register_id, cash_session_id, cashier_id, currency::text AS currency, \
                 prices_include_tax, net, tax, total, cash_rounding, change_due, created_at, discount_total, \
-                discount_detail, approval_ref \
+                discount_detail, approval_ref, customer_id \
          FROM sales WHERE id = $1",
     )
     .bind(id)
@@ -249,7 +257,7 @@ pub async fn load(
         return Ok(None);
     };
     let lines: Vec<LineRow> = sqlx::query_as(
-        "SELECT line_no, product_id, sku, name, quantity, unit_price, catalog_price, discount, total, tax_rate \
+        "SELECT line_no, product_id, sku, name, quantity, unit_price, catalog_price, discount, total, tax_rate, price_rule \
          FROM sale_lines WHERE sale_id = $1 ORDER BY line_no",
     )
     .bind(id)
@@ -291,6 +299,7 @@ pub async fn load(
                 tax_rate: show_rate(l.tax_rate),
                 discounts: None,
                 price_reason: None,
+                price_rule: l.price_rule.map(|r| r.0),
                 returnable: show_quantity(l.quantity),
             })
             .collect(),
@@ -321,6 +330,7 @@ pub async fn load(
         discount: None,
         discount_total: show(row.discount_total, scale),
         approval_ref: row.approval_ref,
+        customer_id: row.customer_id,
         returns: Vec::new(),
         voided_by: None,
     };
@@ -468,11 +478,12 @@ pub async fn sold_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<SoldS
         tax_amounts: Vec<Decimal>,
         tax_grosses: Vec<Decimal>,
         created_at: DateTime<Utc>,
+        customer_id: Option<Uuid>,
     }
     let Some(r): Option<Row> = sqlx::query_as(
         "SELECT receipt_number, register_id, cash_session_id, cashier_id, location_id, currency::text AS currency, \
                 prices_include_tax, net, tax, total, cash_rounding, change_due, payment_methods, payment_amounts, \
-                tax_rates, tax_nets, tax_amounts, tax_grosses, created_at \
+                tax_rates, tax_nets, tax_amounts, tax_grosses, created_at, customer_id \
          FROM sales WHERE id = $1",
     )
     .bind(id)
@@ -517,6 +528,7 @@ pub async fn sold_sale(conn: &mut PgConnection, id: Uuid) -> Result<Option<SoldS
             .collect(),
         lines,
         created_at: r.created_at,
+        customer_id: r.customer_id,
     }))
 }
 
@@ -630,6 +642,57 @@ pub async fn active_sellers(
     )
     .bind(start)
     .bind(end)
+    .fetch_all(conn)
+    .await
+}
+
+/// The sales that name `customer` before position `before` (newest first), at most `limit`
+/// (see [`crate::plugs::management::api::customers::SalesOfCustomers`]).
+pub async fn customer_documents(
+    conn: &mut PgConnection,
+    customer: Uuid,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<CustomerDocument>, sqlx::Error> {
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(Uuid, String, DateTime<Utc>, String, Decimal, sqlx::types::Json<serde_json::Value>)> =
+        sqlx::query_as(
+            "SELECT s.id, s.receipt_number, s.created_at, s.currency::text, s.total, \
+               (SELECT coalesce(json_agg(json_build_object('line_no', l.line_no, 'product_id', l.product_id, 'sku', l.sku, \
+                  'name', l.name, 'quantity', l.quantity::text, 'unit_price', l.unit_price::text, 'total', l.total::text) \
+                  ORDER BY l.line_no), '[]'::json) FROM sale_lines l WHERE l.sale_id = s.id) \
+             FROM sales s WHERE s.customer_id = $1 AND ($2::timestamptz IS NULL OR (s.created_at, s.id) < ($2, $3)) \
+             ORDER BY s.created_at DESC, s.id DESC LIMIT $4",
+        )
+        .bind(customer)
+        .bind(before.map(|b| b.0))
+        .bind(before.map(|b| b.1))
+        .bind(limit)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, number, at, currency, total, lines)| CustomerDocument {
+                kind: "sale".to_owned(),
+                id,
+                number,
+                at,
+                currency,
+                total,
+                lines: lines.0,
+            },
+        )
+        .collect())
+}
+
+/// Each customer's latest sale.
+pub async fn customers_latest(
+    conn: &mut PgConnection,
+) -> Result<Vec<(Uuid, DateTime<Utc>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT customer_id, max(created_at) FROM sales WHERE customer_id IS NOT NULL GROUP BY customer_id",
+    )
     .fetch_all(conn)
     .await
 }

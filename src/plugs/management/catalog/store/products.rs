@@ -277,6 +277,8 @@ pub struct SaleProduct {
     pub tax_rate: Decimal,
     pub track_stock: bool,
     pub active: bool,
+    /// Its category (a customer's price list may price the category).
+    pub category_id: Option<Uuid>,
 }
 
 /// The live products with these ids as a sale needs them.
@@ -285,7 +287,7 @@ pub async fn for_sale(
     ids: &[Uuid],
 ) -> Result<Vec<SaleProduct>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT p.id, p.sku, p.name, p.price, p.tax_class_id, t.rate AS tax_rate, p.track_stock, p.active \
+        "SELECT p.id, p.sku, p.name, p.price, p.tax_class_id, t.rate AS tax_rate, p.track_stock, p.active, p.category_id \
          FROM products p JOIN tax_classes t ON t.id = p.tax_class_id \
          WHERE p.id = ANY($1) AND p.archived_at IS NULL",
     )
@@ -363,6 +365,21 @@ pub async fn category_tree(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Uuid
     sqlx::query_scalar(
         "WITH RECURSIVE tree AS (SELECT id FROM categories WHERE id = $1 \
              UNION SELECT c.id FROM categories c JOIN tree t ON c.parent_id = t.id) SELECT id FROM tree",
+    )
+    .bind(id)
+    .fetch_all(conn)
+    .await
+}
+
+/// Category `id` and every category below it, each with its distance from `id` (0 for itself).
+pub async fn category_tree_depths(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH RECURSIVE tree AS (SELECT id, 0 AS depth FROM categories WHERE id = $1 \
+             UNION ALL SELECT c.id, t.depth + 1 FROM categories c JOIN tree t ON c.parent_id = t.id WHERE t.depth < 100) \
+         SELECT id, depth FROM tree",
     )
     .bind(id)
     .fetch_all(conn)
