@@ -586,6 +586,15 @@ async fn a_customer_is_exported_whole_and_erased_without_a_trace_while_the_chain
         "Wunderweg 7, 10115 Berlin"
     );
 
+    // The A4 invoice is addressed to them (read when printed, never stored with the receipt).
+    let invoice = invoice_text(&shop, sale["id"].as_str().unwrap()).await;
+    assert!(invoice.contains("Bill to"), "{invoice}");
+    assert!(invoice.contains("Quirin Zyxwerth"), "{invoice}");
+    assert!(
+        invoice.contains("10115 Berlin") && invoice.contains("Tax ID DE999888777"),
+        "{invoice}"
+    );
+
     // Before erasure the values are in the database (the customer row): the scan finds them.
     assert!(!columns_holding(&shop.app.pool, "Zyxwerth").await.is_empty());
 
@@ -720,6 +729,12 @@ async fn a_customer_is_exported_whole_and_erased_without_a_trace_while_the_chain
     .await;
     assert_eq!(kept["customer_id"], id);
     assert_eq!(kept["totals"], sale["totals"]);
+    let invoice = invoice_text(&shop, sale["id"].as_str().unwrap()).await;
+    assert!(invoice.contains("erased customer"), "{invoice}");
+    assert!(
+        !invoice.contains("Zyxwerth") && !invoice.contains("Wunderweg"),
+        "{invoice}"
+    );
     let export = get(
         &shop,
         &shop.manager,
@@ -728,6 +743,28 @@ async fn a_customer_is_exported_whole_and_erased_without_a_trace_while_the_chain
     .await;
     assert_eq!(export["customer"]["name"], "erased customer");
     assert_eq!(export["documents"].as_array().unwrap().len(), 1);
+}
+
+/// The text of sale `id`'s A4 invoice, as `pdftotext` reads it.
+async fn invoice_text(shop: &Shop, id: &str) -> String {
+    let response = shop
+        .app
+        .get_as(
+            &format!("/api/v1/sales/{id}/receipt?format=pdf&layout=invoice"),
+            &shop.manager,
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let pdf = response.bytes().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("invoice.pdf");
+    std::fs::write(&path, &pdf).unwrap();
+    let out = std::process::Command::new("pdftotext")
+        .args(["-layout", path.to_str().unwrap(), "-"])
+        .output()
+        .expect("pdftotext (poppler-utils) is installed");
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 async fn chain_verifies(shop: &Shop) {

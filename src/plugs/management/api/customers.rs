@@ -118,3 +118,21 @@ pub fn price_date(
 ) -> chrono::NaiveDate {
     at.with_timezone(&business.timezone).date_naive()
 }
+
+/// A customer as an invoice addresses them: name, address and tax id ("erased customer" and
+/// nothing else once erased).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InvoiceCustomer {
+    pub name: String,
+    pub address: Option<String>,
+    pub tax_id: Option<String>,
+}
+
+/// Customer `id` as an invoice addresses them (deleted and erased ones too: their documents
+/// still name them), read when the invoice is printed and never stored with it.
+pub async fn for_invoice(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<InvoiceCustomer>, sqlx::Error> {
+    store::for_invoice(conn, id).await
+}

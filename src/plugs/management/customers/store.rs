@@ -223,6 +223,17 @@ pub async fn group_of(
         .await
 }
 
+/// Customer `id`'s name, address and tax id (deleted and erased ones too).
+pub async fn for_invoice(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> Result<Option<crate::plugs::management::api::customers::InvoiceCustomer>, sqlx::Error> {
+    sqlx::query_as("SELECT name, address, tax_id FROM customers WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
 /// Does customer `id` exist (deleted and erased ones too)?
 pub async fn exists(conn: &mut PgConnection, id: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM customers WHERE id = $1)")

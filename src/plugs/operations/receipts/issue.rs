@@ -47,6 +47,14 @@ impl Document {
         }
     }
 
+    /// The customer the document names, if any.
+    pub fn customer_id(&self) -> Option<Uuid> {
+        match self {
+            Document::Sale(s) => s.customer_id,
+            Document::Correction(d) => d.customer_id,
+        }
+    }
+
     pub fn register_id(&self) -> Uuid {
         match self {
             Document::Sale(s) => s.register_id,

@@ -57,6 +57,10 @@ const PERMISSIONS: &[ModulePermission] = &[
 
 const DEPENDENCIES: &[Dependency] = &[
     Dependency {
+        id: "management.customers",
+        requirement: "^1",
+    },
+    Dependency {
         id: "operations.sales",
         requirement: "^1",
     },

@@ -6,6 +6,7 @@
 use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
 use super::model::Receipt;
+use crate::plugs::management::api::customers::InvoiceCustomer;
 
 /// One printed line, padded to the receipt's width when centred.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,7 +322,7 @@ fn cells(values: &[(&str, usize, bool)]) -> String {
 
 /// The A4 invoice's layout in `cols` columns (at least 80): the business and the document side
 /// by side, a table of lines, the totals, the tax table, payments, footer and fiscal block.
-pub fn invoice(receipt: &Receipt, cols: usize) -> Vec<Block> {
+pub fn invoice(receipt: &Receipt, customer: Option<&InvoiceCustomer>, cols: usize) -> Vec<Block> {
     let mut out = Lines {
         cols,
         blocks: Vec::new(),
@@ -330,6 +331,9 @@ pub fn invoice(receipt: &Receipt, cols: usize) -> Vec<Block> {
         out.push(vec![format!("*** {mark} ***")], true);
     }
     out.invoice_head(receipt);
+    if let Some(customer) = customer {
+        out.invoice_customer(customer);
+    }
     out.invoice_lines(receipt);
     out.invoice_totals(receipt);
     let tax_row = |a: &str, b: &str, c: &str, d: &str| {
@@ -393,6 +397,24 @@ impl Lines {
             let row = cells(&[(l, half - 1, false), (r, cols - half, false)]);
             self.push(vec![row], i == 0);
         }
+        self.push(vec![String::new()], false);
+    }
+
+    /// Whom the invoice is for (the customer the document names): name, address, tax id.
+    fn invoice_customer(&mut self, customer: &InvoiceCustomer) {
+        let cols = self.cols;
+        self.push(vec!["Bill to".to_owned()], true);
+        let mut lines = wrap(&customer.name, cols);
+        for part in customer.address.iter().flat_map(|a| a.split([',', '\n'])) {
+            let part = part.trim();
+            if !part.is_empty() {
+                lines.extend(wrap(part, cols));
+            }
+        }
+        if let Some(tax_id) = &customer.tax_id {
+            lines.push(format!("Tax ID {tax_id}"));
+        }
+        self.push(lines, false);
         self.push(vec![String::new()], false);
     }
 
@@ -534,12 +556,12 @@ mod tests {
         let narrow = render(&receipt, 32);
         assert!(narrow.contains("Tax A 19%"), "stacked on 58 mm:\n{narrow}");
         assert!(narrow.contains("Evil?p??name"));
-        for block in invoice(&receipt, 90) {
+        for block in invoice(&receipt, None, 90) {
             if let Block::Line(line) = block {
                 assert!(width(&line.text) <= 90, "{:?}", line.text);
             }
         }
-        let lines: Vec<String> = invoice(&receipt, 90)
+        let lines: Vec<String> = invoice(&receipt, None, 90)
             .into_iter()
             .filter_map(|b| match b {
                 Block::Line(l) => Some(l.text),

@@ -27,6 +27,7 @@ use crate::core::http::ApiError;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::idempotency;
 use crate::core::state::AppState;
+use crate::plugs::management::api::customers;
 
 /// How to render.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -166,6 +167,11 @@ async fn receipt(
     )
     .await?;
     let receipt = issue::receipt(state, &mut tx, &business, &document, &place, copy).await?;
+    // The invoice's customer is read as it is now (an erased one prints as such), never stored.
+    let customer = match (&format, document.customer_id()) {
+        (Format::Pdf { invoice: true }, Some(id)) => customers::for_invoice(&mut tx, id).await?,
+        _ => None,
+    };
     tx.record(
         Change::new(MODULE, "receipt", document.id(), "receipt.render").after(json!({
             "kind": document.kind(), "number": document.number(), "copy": copy,
@@ -194,7 +200,7 @@ async fn receipt(
         Format::Pdf { invoice } => {
             let bytes = match invoice {
                 true => pdf::render(
-                    &text::invoice(&receipt, pdf::A4.columns()),
+                    &text::invoice(&receipt, customer.as_ref(), pdf::A4.columns()),
                     pdf::A4,
                     &receipt.number,
                 ),
