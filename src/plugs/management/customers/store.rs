@@ -177,6 +177,14 @@ pub async fn by_name(
 /// starts with it, then (for 3 characters or more) other matches of name, email or phone, shortest
 /// names first. Planned per text, as the product search is (a common fragment is found fastest by
 /// scanning, a rare one through the trigram index).
+///
+/// The other matches are the first SEARCH_CANDIDATES substring matches, the name-start ones among
+/// them dropped afterwards: excluding them in the scan itself (`NOT LIKE 'key%'`) made a first name
+/// (which the email repeats: every match also starts with it) read all 200,000 rows to find no
+/// other match (120 ms; PERFORMANCE.md). Whether a fragment is found faster by reading the table
+/// until enough rows match (common ones) or through the trigram index (rare ones) is the planner's
+/// call from the search text's statistics, kept at 1,000 samples (migration 0033) so that a rare
+/// fragment is not taken for a common one (`emil.schwa`: 60 ms when it was).
 pub async fn search(
     conn: &mut PgConnection,
     key: &str,
@@ -195,8 +203,8 @@ pub async fn search(
     } else {
         format!(
             "{prefix} UNION ALL \
-             (SELECT * FROM (SELECT {COLUMNS} FROM customers WHERE deleted_at IS NULL AND search_text LIKE $2 \
-                AND search_text NOT LIKE $1 LIMIT {SEARCH_CANDIDATES}) other \
+             (SELECT {COLUMNS} FROM (SELECT {COLUMNS}, search_text FROM customers WHERE deleted_at IS NULL \
+                AND search_text LIKE $2 LIMIT {SEARCH_CANDIDATES}) other WHERE other.search_text NOT LIKE $1 \
               ORDER BY length(other.name), other.name, other.id LIMIT $3)"
         )
     };
