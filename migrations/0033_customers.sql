@@ -37,12 +37,19 @@ CREATE TABLE customers (
 CREATE INDEX customers_search ON customers USING gin (search_text gin_trgm_ops) WHERE deleted_at IS NULL;
 CREATE INDEX customers_search_prefix ON customers (search_text text_pattern_ops) WHERE deleted_at IS NULL;
 CREATE INDEX customers_by_name ON customers (lower(name), id) WHERE deleted_at IS NULL;
--- Search plans per text: scan the table for a common fragment, use the trigram index for a rare one.
--- Which is which the planner reads from these statistics; the default 100 samples took rare
--- fragments for common ones (bench/customer_search.py, PERFORMANCE.md).
-ALTER TABLE customers ALTER COLUMN search_text SET STATISTICS 1000;
+-- No planner statistics of personal values: ANALYZE would copy samples of them into pg_statistic,
+-- where an erasure cannot reach them until the next analyze (the search does not need them: it
+-- always goes through its indexes, see management::customers::store::search).
+ALTER TABLE customers ALTER COLUMN name SET STATISTICS 0;
+ALTER TABLE customers ALTER COLUMN email SET STATISTICS 0;
+ALTER TABLE customers ALTER COLUMN phone SET STATISTICS 0;
+ALTER TABLE customers ALTER COLUMN tax_id SET STATISTICS 0;
+ALTER TABLE customers ALTER COLUMN address SET STATISTICS 0;
+ALTER TABLE customers ALTER COLUMN notes SET STATISTICS 0;
+ALTER TABLE customers ALTER COLUMN search_text SET STATISTICS 0;
+ALTER INDEX customers_by_name ALTER COLUMN 1 SET STATISTICS 0;
 
--- A price list of a customer group, valid on the business dates [valid_from, valid_to] (open
+-- A price list of a customer group, valid on the calendar dates (business timezone) [valid_from, valid_to] (open
 -- ends when null).
 CREATE TABLE price_lists (
     id             uuid        PRIMARY KEY,

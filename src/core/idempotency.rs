@@ -230,6 +230,22 @@ pub async fn claim(
     find(conn, scope, key).await
 }
 
+/// Forgets the keys of `scope` that created `resource_id` (their request hashes are digests of
+/// bodies that may hold personal data: an erasure removes them). A retry with such a key after
+/// this creates anew, so only an erasure, which ends the resource's life, calls it.
+pub async fn forget_resource(
+    conn: &mut PgConnection,
+    scope: &str,
+    resource_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND resource_id = $2")
+        .bind(scope)
+        .bind(resource_id)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Did a statement fail because a key it claimed ([`CLAIM_CTE`]) was committed meanwhile?
 pub fn is_key_race(e: &sqlx::Error) -> bool {
     violated_constraint(e) == Some("idempotency_keys_pkey")

@@ -338,12 +338,21 @@ async fn a_customers_price_list_prices_the_sale_exactly_as_the_till_showed_it() 
         "Staff prices"
     );
 
-    // The sale records exactly that, with the rule on each line, whether the till sends the
-    // shown price or leaves it to the server.
+    // The sale records exactly that, with the rule on each line; a till naming a customer sends
+    // the prices it showed (a line without one is refused: the server never picks another).
     shop.open_session("50.00").await;
     let sale_body = json!({"register_id": shop.register, "customer_id": sid,
         "lines": [{"product_id": pen, "quantity": "2", "unit_price": "1.99"}, {"product_id": brie, "quantity": "1"}],
         "payments": [{"method": "cash", "amount": "10.00"}]});
+    let refused = problem(
+        shop.sell(&shop.cashier, "s-unshown", &sale_body).await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    assert_eq!(refused["errors"][0]["field"], "lines[1].unit_price");
+    let mut sale_body = sale_body;
+    sale_body["lines"][1]["unit_price"] = json!("3.00");
     let response = shop.sell(&shop.cashier, "s-staff", &sale_body).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let sale: Value = response.json().await.unwrap();
@@ -546,6 +555,7 @@ async fn a_customer_is_exported_whole_and_erased_without_a_trace_while_the_chain
     shop.open_session("20.00").await;
     let mut body = shop.cash_sale(&pen, "1", "5.00");
     body["customer_id"] = json!(id);
+    body["lines"][0]["unit_price"] = json!("2.50");
     let response = shop.sell(&shop.cashier, "s-q", &body).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let sale: Value = response.json().await.unwrap();
@@ -580,7 +590,11 @@ async fn a_customer_is_exported_whole_and_erased_without_a_trace_while_the_chain
         .iter()
         .map(|r| r["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, ["customer.create", "customer.update"]);
+    assert_eq!(
+        actions,
+        ["customer.create", "customer.update", "sale.complete"]
+    );
+    assert_eq!(export["audit_records"][2]["after"]["customer_id"], id);
     assert_eq!(
         export["audit_records"][1]["before"]["address"],
         "Wunderweg 7, 10115 Berlin"
@@ -596,7 +610,27 @@ async fn a_customer_is_exported_whole_and_erased_without_a_trace_while_the_chain
     );
 
     // Before erasure the values are in the database (the customer row): the scan finds them.
+    // The planner's statistics never hold samples of them (an erasure could not reach those).
     assert!(!columns_holding(&shop.app.pool, "Zyxwerth").await.is_empty());
+    // (With two distinct names, statistics kept would list both among their histogram bounds.)
+    customer(
+        &shop,
+        "c-other",
+        json!({"name": "Otto Other", "email": "otto@example.org"}),
+    )
+    .await;
+    sqlx::query("ANALYZE customers")
+        .execute(&shop.app.pool)
+        .await
+        .unwrap();
+    let sampled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stats WHERE tablename = 'customers' \
+           AND concat(most_common_vals::text, histogram_bounds::text) ILIKE '%zyxwerth%'",
+    )
+    .fetch_one(&shop.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(sampled, 0, "no statistics sample personal values");
 
     // Erasure needs the permission, a reason and a second person's approval.
     problem(
@@ -794,6 +828,7 @@ async fn the_retention_job_proposes_inactive_customers_and_erases_nobody() {
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     let mut body = shop.cash_sale(&pen, "1", "5.00");
     body["customer_id"] = buyer["id"].clone();
+    body["lines"][0]["unit_price"] = json!("2.50");
     let response = shop.sell(&cashier, "s-buy", &body).await;
     assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
     shop.app.clock.advance(chrono::Duration::days(2));

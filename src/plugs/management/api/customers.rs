@@ -18,6 +18,9 @@ use crate::plugs::management::customers::{prices, store};
 
 pub use crate::plugs::management::customers::rules::{Applied, AppliedRule, GroupPrices};
 
+/// Who may read customers (their personal data).
+pub const READ: &str = crate::plugs::management::customers::READ;
+
 /// Group prices kept in memory at most (one entry per customer group).
 const GROUP_CACHE: usize = 1_000;
 

@@ -5,10 +5,10 @@
 //! digits. Names that start with the text come first, then other matches, shortest names first.
 //!
 //! **Price lists.** A customer belongs to at most one group (`customer_group`); a price list
-//! belongs to a group and is valid on the business dates `valid_from..=valid_to` (open ends when
+//! belongs to a group and is valid on the calendar dates (business timezone) `valid_from..=valid_to` (open ends when
 //! absent). A rule of a list either fixes the price (`fixed_price`) or takes a percentage off the
 //! catalog price (`percent_off`), for one product or for a category and every category below it.
-//! Of the rules of the group's lists valid on the sale's business date, a product's own rule wins
+//! Of the rules of the group's lists valid on the sale's calendar date, a product's own rule wins
 //! over a category rule, a rule for a nearer category over one for a category further up; among
 //! equally specific rules the lowest resulting price wins (then the lower rule id, so the choice is
 //! always the same). The result is rounded half-up to the currency's minor unit.
@@ -141,7 +141,7 @@ pub struct GroupPrices {
 
 impl GroupPrices {
     /// The price of a product (`product_id` in `category_id`, catalog price `list_price`) for this
-    /// group on business date `on`, if a rule applies (the rules in the module doc).
+    /// group on calendar date `on`, if a rule applies (the rules in the module doc).
     pub fn price(
         &self,
         product_id: Uuid,

@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -181,10 +181,11 @@ pub async fn by_name(
 /// The other matches are the first SEARCH_CANDIDATES substring matches, the name-start ones among
 /// them dropped afterwards: excluding them in the scan itself (`NOT LIKE 'key%'`) made a first name
 /// (which the email repeats: every match also starts with it) read all 200,000 rows to find no
-/// other match (120 ms; PERFORMANCE.md). Whether a fragment is found faster by reading the table
-/// until enough rows match (common ones) or through the trigram index (rare ones) is the planner's
-/// call from the search text's statistics, kept at 1,000 samples (migration 0033) so that a rare
-/// fragment is not taken for a common one (`emil.schwa`: 60 ms when it was).
+/// other match (120 ms; PERFORMANCE.md). The candidates always come through the trigram index,
+/// at most about 2,000 of them (`gin_fuzzy_search_limit`: a common fragment yields a sample of its
+/// matches): left to the planner, a table scan bet on finding 200 matches early read most of the
+/// table for a rare fragment it took for a common one (`emil.schwa`: 60 ms), and good guesses
+/// need statistics, which would hold samples of personal values (migration 0033 keeps none).
 pub async fn search(
     conn: &mut PgConnection,
     key: &str,
@@ -208,13 +209,20 @@ pub async fn search(
               ORDER BY length(other.name), other.name, other.id LIMIT $3)"
         )
     };
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "SELECT set_config('enable_seqscan', 'off', true), set_config('gin_fuzzy_search_limit', '2000', true)",
+    )
+    .execute(&mut *tx)
+    .await?;
     let mut all: Vec<Customer> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .persistent(false)
         .bind(format!("{escaped}%"))
         .bind(format!("%{escaped}%"))
         .bind(wanted)
-        .fetch_all(conn)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     all.truncate(usize::try_from(wanted).unwrap_or(0));
     Ok(all)
 }
@@ -474,7 +482,8 @@ pub struct RetentionProposal {
     pub proposed_at: DateTime<Utc>,
 }
 
-/// Live, not erased customers not changed since `before`, with when they last changed.
+/// Customers not erased (deleted ones too: they still hold personal data) not changed since
+/// `before`, with when they last changed.
 pub async fn unchanged_since(
     conn: &mut PgConnection,
     before: DateTime<Utc>,

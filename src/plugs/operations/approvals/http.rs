@@ -260,10 +260,11 @@ async fn check_fields(
                 "is required: the customer to erase",
             ));
         }
-        if let Some(register_id) = request.scope.register_id
-            && !places::register_exists(&mut conn, register_id).await?
-        {
-            errors.push(FieldError::new("scope.register_id", "is not a register"));
+        if request.scope.register_id.is_some() {
+            errors.push(FieldError::new(
+                "scope.register_id",
+                "is not for a back-office action (it is approved for the customer)",
+            ));
         }
     } else {
         if request.scope.customer_id.is_some() {

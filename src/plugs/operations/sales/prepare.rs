@@ -260,7 +260,10 @@ async fn check(
     } = check_lines(
         &new.lines,
         &products,
-        prices.as_deref().map(|p| (p, on)),
+        (
+            new.customer_id.is_some(),
+            prices.as_deref().map(|p| (p, on)),
+        ),
         scale,
         &mut errors,
     );
@@ -388,11 +391,13 @@ struct CheckedLines {
 }
 
 /// Each line's product (active), quantity, price, price reason and discount. Bad fields go to
-/// `errors`.
+/// `errors`. With a customer (`customer.0`), each line carries the price the till showed
+/// (`GET /api/v1/customers/{id}/prices`), so the price recorded is the price shown or the sale
+/// is refused; `customer.1` is their group's price lists and the date they apply on.
 fn check_lines(
     new: &[NewLine],
     products: &HashMap<Uuid, SaleProduct>,
-    prices: Option<(&customers::GroupPrices, NaiveDate)>,
+    customer: (bool, Option<(&customers::GroupPrices, NaiveDate)>),
     scale: u32,
     errors: &mut Vec<FieldError>,
 ) -> CheckedLines {
@@ -423,8 +428,14 @@ fn check_lines(
             }
         };
         let quantity = line_quantity(i, &line.quantity, errors);
+        if customer.0 && line.unit_price.is_none() {
+            errors.push(FieldError::new(
+                format!("lines[{i}].unit_price"),
+                "is required with a customer: the price the till showed (GET /api/v1/customers/{id}/prices)",
+            ));
+        }
         let applied = product.as_ref().and_then(|p| {
-            let (group, on) = prices?;
+            let (group, on) = customer.1?;
             group.price(p.id, p.category_id, p.price, on, scale)
         });
         let base = applied
@@ -462,7 +473,10 @@ fn check_lines(
                 checked.overridden.push(i);
             }
             checked.bases.push(base);
-            checked.rules.push(applied.map(|a| a.rule));
+            // The rule is the line's only when it set the price (an override did not).
+            checked
+                .rules
+                .push(applied.filter(|a| a.price == unit_price).map(|a| a.rule));
             let tax_rate = product.tax_rate;
             checked.lines.push((
                 product,

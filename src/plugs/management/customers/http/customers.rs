@@ -46,8 +46,8 @@ pub struct CustomerFields {
     pub notes: Option<String>,
     /// Whether they agreed to marketing; default false.
     pub marketing_consent: Option<bool>,
-    /// How the consent answer was given (`till`, `paper_form`, `web`...): required when the
-    /// answer changes (the time is recorded by the server).
+    /// How the consent answer was given: `till`, `paper_form`, `web`, `email`, `phone` or
+    /// `other`; required when the answer changes (the time is recorded by the server).
     pub consent_source: Option<String>,
     /// On update: the version read (a stale one is `409 conflict.version_mismatch`).
     pub version: Option<i64>,
@@ -69,6 +69,9 @@ pub struct CustomerQuery {
 pub struct CustomerVersion {
     pub version: i64,
 }
+
+/// How a consent answer may have been given.
+pub const CONSENT_SOURCES: &[&str] = &["till", "paper_form", "web", "email", "phone", "other"];
 
 pub(super) fn clean(value: &Option<String>) -> Option<String> {
     value
@@ -107,7 +110,6 @@ fn checked(
         ("tax_id", &f.tax_id, 50),
         ("address", &f.address, 500),
         ("notes", &f.notes, 2000),
-        ("consent_source", &f.consent_source, 100),
     ] {
         if clean(value).is_some_and(|v| v.chars().count() > max) {
             errors.push(FieldError::new(
@@ -138,7 +140,20 @@ fn checked(
     if changed && source.is_none() {
         errors.push(FieldError::new(
             "consent_source",
-            "is required when the marketing consent answer changes (till, paper_form, web...)",
+            format!(
+                "is required when the marketing consent answer changes: one of {}",
+                CONSENT_SOURCES.join(", ")
+            ),
+        ));
+    }
+    // A closed list: free text here would stay in clear in the audit log after an erasure.
+    if source
+        .as_deref()
+        .is_some_and(|s| !CONSENT_SOURCES.contains(&s))
+    {
+        errors.push(FieldError::new(
+            "consent_source",
+            format!("must be one of {}", CONSENT_SOURCES.join(", ")),
         ));
     }
     if !errors.is_empty() {
@@ -497,8 +512,9 @@ pub struct CustomerPrice {
 }
 
 /// The prices a sale naming this customer applies now (their group's price lists), for the
-/// till to show. Send the shown price as the line's `unit_price`: the sale records exactly it, or
-/// refuses (`validation.failed`, an override) when the price has changed since.
+/// till to show. A sale naming a customer sends each shown price as the line's `unit_price`: the
+/// sale records exactly it, or, when the price has changed since, treats it as a price override
+/// (refused without `operations.sales.price_override` or an approval).
 #[utoipa::path(get, path = "/api/v1/customers/{id}/prices", tag = "customers", security(("bearer" = [])), params(("id" = Uuid, Path), PricesQuery),
     responses(
         (status = 200, description = "The prices", body = CustomerPrices),

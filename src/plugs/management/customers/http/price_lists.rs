@@ -38,7 +38,7 @@ pub struct PriceListFields {
     /// The customer group it prices for.
     #[schema(example = "staff")]
     pub customer_group: String,
-    /// First date it applies (calendar date in the business's timezone); none: from now on.
+    /// First date it applies (calendar date in the business's timezone); none: no start.
     pub valid_from: Option<NaiveDate>,
     /// Last date it applies; none: no end.
     pub valid_to: Option<NaiveDate>,
@@ -151,6 +151,9 @@ fn checked(f: &PriceListFields, id: Uuid, now: DateTime<Utc>) -> Result<PriceLis
         }
         if value.is_some_and(|v| v.is_sign_negative()) {
             errors.push(FieldError::new(field("value"), "must not be negative"));
+        }
+        if value.is_some_and(|v| v >= Decimal::from(10_000_000_000_i64)) {
+            errors.push(FieldError::new(field("value"), "is too large"));
         }
         if let (Some(kind), Some(value)) = (kind, value) {
             rules.push(PriceRule {

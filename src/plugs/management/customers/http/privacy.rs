@@ -19,6 +19,7 @@ use crate::core::audit::{Actor, AuditedTx, Change, personal};
 use crate::core::auth::context::AuthContext;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson, Page, offset_cursor, page, page_limit};
+use crate::core::idempotency;
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::management::api::customers::CustomerDocument;
@@ -49,7 +50,8 @@ pub struct CustomerExport {
     pub consent_history: Vec<Value>,
     /// The sales, returns and voids that name them, newest first.
     pub documents: Vec<CustomerDocument>,
-    /// The audit records about them, personal values opened (`"[erased]"` once erased).
+    /// The audit records about them (their own, and those of the documents that name them, in
+    /// chain order), personal values opened (`"[erased]"` once erased).
     pub audit_records: Vec<AuditEntry>,
 }
 
@@ -83,7 +85,16 @@ pub async fn export(
             break;
         }
     }
-    let records = about(state.pool(), MODULE, "customer", &id.to_string()).await?;
+    let mut records = about(state.pool(), MODULE, "customer", &id.to_string()).await?;
+    // And the records of the sales and returns that name them.
+    for doc in &all {
+        let (module, entity) = match doc.kind.as_str() {
+            "sale" => ("operations.sales", "sale"),
+            _ => ("operations.returns", "return"),
+        };
+        records.extend(about(state.pool(), module, entity, &doc.id.to_string()).await?);
+    }
+    records.sort_by_key(|r| r.seq);
     let mut consent_history: Vec<Value> = Vec::new();
     for record in &records {
         let Some(after) = record.after.as_ref() else {
@@ -192,6 +203,7 @@ pub async fn erase(
     };
     store::erase(&mut tx, id, ERASED_NAME, now).await?;
     let key_destroyed = personal::forget(&mut tx, id).await?;
+    idempotency::forget_resource(&mut tx, "customers", id).await?;
     tx.record(
         Change::new(MODULE, "customer", id, "customer.erase")
             .sensitive()

@@ -167,9 +167,12 @@ async fn receipt(
     )
     .await?;
     let receipt = issue::receipt(state, &mut tx, &business, &document, &place, copy).await?;
-    // The invoice's customer is read as it is now (an erased one prints as such), never stored.
+    // The invoice's customer is read as it is now (an erased one prints as such), never stored,
+    // and printed only for those who may read customers (personal data).
     let customer = match (&format, document.customer_id()) {
-        (Format::Pdf { invoice: true }, Some(id)) => customers::for_invoice(&mut tx, id).await?,
+        (Format::Pdf { invoice: true }, Some(id)) if caller.has(customers::READ) => {
+            customers::for_invoice(&mut tx, id).await?
+        }
         _ => None,
     };
     tx.record(
