@@ -109,6 +109,23 @@ where
     }
 }
 
+/// A transaction on `conn` for a read that needs planner settings of its own (`settings`: name,
+/// value), set for that transaction only, so none stays on a pooled connection. Commit it (or
+/// drop it) when the read is done; it writes nothing.
+pub async fn read_with_settings<'c>(
+    conn: &'c mut sqlx::PgConnection,
+    settings: &[(&str, &str)],
+) -> Result<sqlx::Transaction<'c, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let (names, values): (Vec<&str>, Vec<&str>) = settings.iter().copied().unzip();
+    sqlx::query("SELECT set_config(n, v, true) FROM unnest($1::text[], $2::text[]) AS s(n, v)")
+        .bind(&names)
+        .bind(&values)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Proves the database answers (readiness check).
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())

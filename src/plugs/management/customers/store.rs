@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -209,11 +209,13 @@ pub async fn search(
               ORDER BY length(other.name), other.name, other.id LIMIT $3)"
         )
     };
-    let mut tx = conn.begin().await?;
-    sqlx::query(
-        "SELECT set_config('enable_seqscan', 'off', true), set_config('gin_fuzzy_search_limit', '2000', true)",
+    let mut tx = crate::core::db::read_with_settings(
+        conn,
+        &[
+            ("enable_seqscan", "off"),
+            ("gin_fuzzy_search_limit", "2000"),
+        ],
     )
-    .execute(&mut *tx)
     .await?;
     let mut all: Vec<Customer> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .persistent(false)
