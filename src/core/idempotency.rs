@@ -246,6 +246,63 @@ pub async fn forget_resource(
         .map(drop)
 }
 
+/// The optional `Idempotency-Key` of a create written in an [`crate::core::audit::AuditedTx`]:
+/// the caller's key in `scope` and the body's digest. The create asks [`CreateKey::earlier`]
+/// before it does anything (a retry of a committed request replays it), then
+/// [`CreateKey::claim`]s the key inside its transaction (a racing retry that committed first is
+/// replayed instead: roll back). A request without a key creates every time.
+pub struct CreateKey {
+    scope: &'static str,
+    key: Option<String>,
+    hash: Vec<u8>,
+}
+
+impl CreateKey {
+    /// The key of `headers` (scoped to the caller `user_id`) for a create in `scope` with `body`.
+    pub fn read(
+        headers: &HeaderMap,
+        user_id: Uuid,
+        scope: &'static str,
+        body: &Value,
+    ) -> Result<CreateKey, ApiError> {
+        Ok(CreateKey {
+            scope,
+            key: optional_key(headers)?.map(|k| scoped(&user_id.to_string(), &k)),
+            hash: request_hash(body),
+        })
+    }
+
+    /// What a committed request with this key created (`None`: a new key, or none); the key
+    /// with another body is `422 idempotency.key_reused`.
+    pub async fn earlier(&self, conn: &mut PgConnection) -> Result<Option<Uuid>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        match find(conn, self.scope, key).await? {
+            Some(stored) => stored.replay_for(&self.hash).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Claims the key for `resource_id` in the create's transaction (`conn`): `None` when claimed
+    /// (go on), else what the committed request that holds it created (roll back, replay it).
+    pub async fn claim(
+        &self,
+        conn: &mut PgConnection,
+        resource_id: Uuid,
+        user_id: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Uuid>, ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(None);
+        };
+        match claim(conn, self.scope, key, &self.hash, resource_id, user_id, now).await? {
+            Some(stored) => stored.replay_for(&self.hash).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
 /// Did a statement fail because a key it claimed ([`CLAIM_CTE`]) was committed meanwhile?
 pub fn is_key_race(e: &sqlx::Error) -> bool {
     violated_constraint(e) == Some("idempotency_keys_pkey")

@@ -17,7 +17,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson, Page, page, page_limit, time_cursor, time_cursor_of};
-use crate::core::idempotency;
+use crate::core::idempotency::{self, CreateKey};
 use crate::core::state::AppState;
 use crate::shared::ids::new_id;
 
@@ -119,15 +119,10 @@ pub async fn create_incident(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?;
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "incidents", &body)?;
     let new: NewIncident = from_value(body)?;
-    let key = key.map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
     let mut conn = state.pool().acquire().await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::find(&mut conn, "incidents", key).await?
-    {
-        let id = stored.replay_for(&hash)?;
+    if let Some(id) = key.earlier(&mut conn).await? {
         return replay(&mut conn, id).await;
     }
     let mut errors = Vec::new();
@@ -178,21 +173,10 @@ pub async fn create_incident(
         created_at: now,
     };
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::claim(
-            &mut tx,
-            "incidents",
-            key,
-            &hash,
-            incident.id,
-            caller.user_id,
-            now,
-        )
-        .await?
-    {
+    if let Some(earlier) = key.claim(&mut tx, incident.id, caller.user_id, now).await? {
         tx.rollback().await?;
         let mut conn = state.pool().acquire().await?;
-        return replay(&mut conn, stored.replay_for(&hash)?).await;
+        return replay(&mut conn, earlier).await;
     }
     store::insert_incident(&mut tx, &incident).await?;
     tx.record(

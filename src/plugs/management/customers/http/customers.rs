@@ -17,7 +17,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson, Page, offset_cursor, page, page_limit};
-use crate::core::idempotency;
+use crate::core::idempotency::{self, CreateKey};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::management::api::catalog;
@@ -214,34 +214,17 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?
-        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "customers", &body)?;
     let fields: CustomerFields = from_value(body)?;
-    if let Some(key) = &key {
-        let mut conn = state.pool().acquire().await?;
-        if let Some(stored) = idempotency::find(&mut conn, "customers", key).await? {
-            return replay(&mut conn, stored.replay_for(&hash)?).await;
-        }
+    if let Some(id) = key.earlier(&mut *state.pool().acquire().await?).await? {
+        return replay(&state, id).await;
     }
     let now = state.clock().now();
     let customer = checked(&fields, new_id(), None, now)?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::claim(
-            &mut tx,
-            "customers",
-            key,
-            &hash,
-            customer.id,
-            caller.user_id,
-            now,
-        )
-        .await?
-    {
+    if let Some(id) = key.claim(&mut tx, customer.id, caller.user_id, now).await? {
         tx.rollback().await?;
-        let mut conn = state.pool().acquire().await?;
-        return replay(&mut conn, stored.replay_for(&hash)?).await;
+        return replay(&state, id).await;
     }
     store::insert(&mut tx, &customer, &search_of(&customer)).await?;
     let after = audited(&mut tx, &customer).await?;
@@ -251,8 +234,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(customer)).into_response())
 }
 
-async fn replay(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Response, ApiError> {
-    let customer = store::customer(conn, id, true, false)
+async fn replay(state: &AppState, id: Uuid) -> Result<Response, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let customer = store::customer(&mut conn, id, true, false)
         .await?
         .ok_or_else(no_such_customer)?;
     let mut response = (StatusCode::CREATED, Json(customer)).into_response();

@@ -19,7 +19,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson, Page, offset_cursor, page, page_limit};
-use crate::core::idempotency;
+use crate::core::idempotency::{self, CreateKey};
 use crate::core::state::AppState;
 use crate::plugs::management::customers::MODULE;
 use crate::plugs::management::customers::rules::RuleKind;
@@ -218,34 +218,17 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?
-        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "price_lists", &body)?;
     let fields: PriceListFields = from_value(body)?;
-    if let Some(key) = &key {
-        let mut conn = state.pool().acquire().await?;
-        if let Some(stored) = idempotency::find(&mut conn, "price_lists", key).await? {
-            return replay(&mut conn, stored.replay_for(&hash)?).await;
-        }
+    if let Some(id) = key.earlier(&mut *state.pool().acquire().await?).await? {
+        return replay(&state, id).await;
     }
     let now = state.clock().now();
     let list = checked(&fields, new_id(), now)?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::claim(
-            &mut tx,
-            "price_lists",
-            key,
-            &hash,
-            list.id,
-            caller.user_id,
-            now,
-        )
-        .await?
-    {
+    if let Some(id) = key.claim(&mut tx, list.id, caller.user_id, now).await? {
         tx.rollback().await?;
-        let mut conn = state.pool().acquire().await?;
-        return replay(&mut conn, stored.replay_for(&hash)?).await;
+        return replay(&state, id).await;
     }
     store::insert_price_list(&mut tx, &list)
         .await
@@ -262,8 +245,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(stored)).into_response())
 }
 
-async fn replay(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Response, ApiError> {
-    let list = store::price_list(conn, id, false)
+async fn replay(state: &AppState, id: Uuid) -> Result<Response, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let list = store::price_list(&mut conn, id, false)
         .await?
         .ok_or_else(no_such_list)?;
     let mut response = (StatusCode::CREATED, Json(list)).into_response();

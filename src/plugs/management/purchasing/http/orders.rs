@@ -17,7 +17,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson, Page, offset_cursor, page, page_limit};
-use crate::core::idempotency;
+use crate::core::idempotency::{self, CreateKey};
 use crate::core::settings::Business;
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
@@ -195,22 +195,11 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?
-        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "purchase_orders", &body)?;
     let new: NewOrder = from_value(body)?;
     let mut conn = state.pool().acquire().await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::find(&mut conn, "purchase_orders", key).await?
-    {
-        return answer(
-            &mut conn,
-            stored.replay_for(&hash)?,
-            &caller,
-            StatusCode::CREATED,
-            true,
-        )
-        .await;
+    if let Some(id) = key.earlier(&mut conn).await? {
+        return answer(&mut conn, id, &caller, StatusCode::CREATED, true).await;
     }
     let lines = checked_lines(&new)?;
     if store::supplier(&mut conn, new.supplier_id, false)
@@ -238,28 +227,10 @@ pub async fn create(
     let now = state.clock().now();
     let id = new_id();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::claim(
-            &mut tx,
-            "purchase_orders",
-            key,
-            &hash,
-            id,
-            caller.user_id,
-            now,
-        )
-        .await?
-    {
+    if let Some(earlier) = key.claim(&mut tx, id, caller.user_id, now).await? {
         tx.rollback().await?;
         let mut conn = state.pool().acquire().await?;
-        return answer(
-            &mut conn,
-            stored.replay_for(&hash)?,
-            &caller,
-            StatusCode::CREATED,
-            true,
-        )
-        .await;
+        return answer(&mut conn, earlier, &caller, StatusCode::CREATED, true).await;
     }
     let order = Order {
         id,
@@ -460,9 +431,7 @@ pub async fn receive(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?
-        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "goods_receipts", &body)?;
     let new: NewReceipt = from_value(body)?;
     let business = Business::cached(&state)
         .await?
@@ -474,20 +443,9 @@ pub async fn receive(
     let now = state.clock().now();
     let receipt_id = new_id();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::claim(
-            &mut tx,
-            "goods_receipts",
-            key,
-            &hash,
-            receipt_id,
-            caller.user_id,
-            now,
-        )
-        .await?
-    {
+    if let Some(earlier) = key.claim(&mut tx, receipt_id, caller.user_id, now).await? {
         tx.rollback().await?;
-        return replay_receipt(&state, &caller, id, stored.replay_for(&hash)?).await;
+        return replay_receipt(&state, &caller, id, earlier).await;
     }
     let order = store::order(&mut tx, id, true)
         .await?

@@ -14,7 +14,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson, Page, offset_cursor, page, page_limit};
-use crate::core::idempotency;
+use crate::core::idempotency::{self, CreateKey};
 use crate::core::state::AppState;
 use crate::plugs::management::api::catalog;
 use crate::plugs::management::purchasing::MODULE;
@@ -160,35 +160,17 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?
-        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "suppliers", &body)?;
     let fields: SupplierFields = from_value(body)?;
-    let mut conn = state.pool().acquire().await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::find(&mut conn, "suppliers", key).await?
-    {
-        return replay(&mut conn, stored.replay_for(&hash)?).await;
+    if let Some(id) = key.earlier(&mut *state.pool().acquire().await?).await? {
+        return replay(&state, id).await;
     }
-    drop(conn);
     let now = state.clock().now();
     let supplier = checked(&fields, new_id(), now)?;
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::claim(
-            &mut tx,
-            "suppliers",
-            key,
-            &hash,
-            supplier.id,
-            caller.user_id,
-            now,
-        )
-        .await?
-    {
+    if let Some(id) = key.claim(&mut tx, supplier.id, caller.user_id, now).await? {
         tx.rollback().await?;
-        let mut conn = state.pool().acquire().await?;
-        return replay(&mut conn, stored.replay_for(&hash)?).await;
+        return replay(&state, id).await;
     }
     store::insert_supplier(&mut tx, &supplier).await?;
     tx.record(
@@ -199,8 +181,9 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(supplier)).into_response())
 }
 
-async fn replay(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Response, ApiError> {
-    let supplier = store::supplier(conn, id, false)
+async fn replay(state: &AppState, id: Uuid) -> Result<Response, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let supplier = store::supplier(&mut conn, id, false)
         .await?
         .ok_or_else(no_such_supplier)?;
     let mut response = (StatusCode::CREATED, Json(supplier)).into_response();

@@ -22,7 +22,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::{FieldError, Problem};
 use crate::core::http::{ApiError, ApiJson, Page, offset_cursor, page, page_limit};
-use crate::core::idempotency;
+use crate::core::idempotency::{self, CreateKey};
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog;
@@ -164,40 +164,21 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?
-        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "stock_counts", &body)?;
     let new: NewCount = from_value(body)?;
     let mut conn = state.pool().acquire().await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::find(&mut conn, "stock_counts", key).await?
-    {
-        return answer(
-            &mut conn,
-            stored.replay_for(&hash)?,
-            StatusCode::CREATED,
-            true,
-        )
-        .await;
+    if let Some(id) = key.earlier(&mut conn).await? {
+        return answer(&mut conn, id, StatusCode::CREATED, true).await;
     }
     let (note, unique) = check_new(&mut conn, &new).await?;
     drop(conn);
     let now = state.clock().now();
     let id = new_id();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if let Some(key) = &key
-        && let Some(stored) =
-            idempotency::claim(&mut tx, "stock_counts", key, &hash, id, caller.user_id, now).await?
-    {
+    if let Some(earlier) = key.claim(&mut tx, id, caller.user_id, now).await? {
         tx.rollback().await?;
         let mut conn = state.pool().acquire().await?;
-        return answer(
-            &mut conn,
-            stored.replay_for(&hash)?,
-            StatusCode::CREATED,
-            true,
-        )
-        .await;
+        return answer(&mut conn, earlier, StatusCode::CREATED, true).await;
     }
     let mut product_ids: Vec<Uuid> = unique.into_iter().collect();
     product_ids.sort();
@@ -377,9 +358,7 @@ pub async fn enter(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?
-        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "stock_count_lines", &body)?;
     let batch: CountedBatch = from_value(body)?;
     let add = match batch.mode.as_deref() {
         None | Some("add") => true,
@@ -405,20 +384,8 @@ pub async fn enter(
         .ok_or_else(no_such_count)?;
     let products: Vec<Uuid> = products.into_iter().map(|(_, p)| p).collect();
     // A scanner's retry (same key) answers the lines as they are, adding nothing twice.
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::claim(
-            &mut tx,
-            "stock_count_lines",
-            key,
-            &hash,
-            id,
-            caller.user_id,
-            now,
-        )
-        .await?
-    {
+    if key.claim(&mut tx, id, caller.user_id, now).await?.is_some() {
         tx.rollback().await?;
-        stored.replay_for(&hash)?;
         let mut conn = state.pool().acquire().await?;
         let lines = counts::lines(&mut conn, id)
             .await?

@@ -14,7 +14,7 @@ use crate::core::auth::context::AuthContext;
 use crate::core::http::json::from_value;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson, Page, offset_cursor, page, page_limit};
-use crate::core::idempotency;
+use crate::core::idempotency::{self, CreateKey};
 use crate::core::state::AppState;
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog;
@@ -112,48 +112,21 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency::optional_key(&headers)?
-        .map(|k| idempotency::scoped(&caller.user_id.to_string(), &k));
-    let hash = idempotency::request_hash(&body);
+    let key = CreateKey::read(&headers, caller.user_id, "stock_transfers", &body)?;
     let new: NewTransfer = from_value(body)?;
     let mut conn = state.pool().acquire().await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::find(&mut conn, "stock_transfers", key).await?
-    {
-        return answer(
-            &mut conn,
-            stored.replay_for(&hash)?,
-            StatusCode::CREATED,
-            true,
-        )
-        .await;
+    if let Some(id) = key.earlier(&mut conn).await? {
+        return answer(&mut conn, id, StatusCode::CREATED, true).await;
     }
     let (branch_id, lines, note) = validated(&mut conn, &new).await?;
     drop(conn);
     let now = state.clock().now();
     let id = new_id();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
-    if let Some(key) = &key
-        && let Some(stored) = idempotency::claim(
-            &mut tx,
-            "stock_transfers",
-            key,
-            &hash,
-            id,
-            caller.user_id,
-            now,
-        )
-        .await?
-    {
+    if let Some(earlier) = key.claim(&mut tx, id, caller.user_id, now).await? {
         tx.rollback().await?;
         let mut conn = state.pool().acquire().await?;
-        return answer(
-            &mut conn,
-            stored.replay_for(&hash)?,
-            StatusCode::CREATED,
-            true,
-        )
-        .await;
+        return answer(&mut conn, earlier, StatusCode::CREATED, true).await;
     }
     let number = transfers::next_number(&mut tx, branch_id).await?;
     let transfer = Transfer {
