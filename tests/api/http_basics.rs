@@ -35,6 +35,39 @@ async fn wrong_method_is_a_405_problem_with_allow() {
 }
 
 #[tokio::test]
+async fn a_nul_character_is_refused_before_it_reaches_the_database() {
+    let shop = crate::shop::Shop::open().await;
+    // In a body: 422 naming the field (PostgreSQL cannot store it: it used to be a 500).
+    let response = shop
+        .app
+        .post_as(
+            "/api/v1/customers",
+            &shop.cashier,
+            &json!({"name": "Anna\u{0}Nul"}),
+        )
+        .await;
+    let body = problem(response, 422, "validation.failed").await;
+    assert_eq!(body["errors"][0]["field"], "name");
+    // In a query or a path: 400.
+    problem(
+        shop.app
+            .get_as("/api/v1/customers?search=an%00na", &shop.cashier)
+            .await,
+        400,
+        "request.nul_character",
+    )
+    .await;
+    problem(
+        shop.app
+            .get_as("/api/v1/backups/targets/usb%00x/backups", &shop.admin)
+            .await,
+        400,
+        "request.nul_character",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn malformed_json_is_a_400_problem() {
     let app = TestApp::spawn().await;
     let response = app

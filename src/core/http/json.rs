@@ -63,7 +63,21 @@ where
 }
 
 /// Parses `bytes` as `T`, telling syntax errors (400) from shape errors (422, with the field path).
+/// A string holding a NUL character (`\u0000`, which no text column can store) is a 422 naming it.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.windows(6).any(|w| w.eq_ignore_ascii_case(b"\\u0000"))
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(field) = nul_in(&value, "")
+    {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            if field.is_empty() {
+                "body".to_owned()
+            } else {
+                field
+            },
+            "holds a NUL character (\\u0000), which text cannot store",
+        )]));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -97,6 +111,30 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Ap
     })
 }
 
+/// The path (`lines[2].name`) of the first string in `value` holding a NUL character, if any.
+fn nul_in(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_in(v, &format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(path.to_owned());
+            }
+            let child = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            nul_in(v, &child)
+        }),
+        _ => None,
+    }
+}
+
 /// serde_json appends " at line 1 column 42" to data errors; the field path says more.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
@@ -127,6 +165,24 @@ mod tests {
             panic!("{err:?}")
         };
         assert_eq!(errors[0].field, "inner.n");
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_naming_its_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)] // Fields are read by serde only.
+        struct Named {
+            lines: Vec<String>,
+        }
+        let err = parse::<Named>(br#"{"lines":["ok","a\u0000b"]}"#).unwrap_err();
+        let ApiError::Validation(errors) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(errors[0].field, "lines[1]");
+        assert!(
+            parse::<Named>(br#"{"lines":["a\\u0000b"]}"#).is_ok(),
+            "an escaped backslash is text"
+        );
     }
 
     #[test]

@@ -37,7 +37,19 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let is_docs = req.uri().path().starts_with("/docs");
 
+    // Text with a NUL character cannot be stored (PostgreSQL refuses it): refused here for the
+    // path and query, as `ApiJson` refuses it in bodies, rather than failing in the database.
+    let nul =
+        req.uri().path().contains("%00") || req.uri().query().is_some_and(|q| q.contains("%00"));
     let mut response = request_id::scope(id.clone(), async {
+        if nul {
+            return ApiError::BadRequest {
+                code: "request.nul_character",
+                detail: "The URL holds a NUL character (%00), which no text field accepts."
+                    .to_owned(),
+            }
+            .into_response();
+        }
         let response = next.run(req).await;
         problem_for_bare_errors(response)
     })
