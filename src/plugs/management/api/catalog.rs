@@ -89,10 +89,11 @@ pub async fn category_tree(
     products::category_tree(conn, id).await
 }
 
-/// Category `id` and every category below it, with its distance from `id` (0 for itself).
+/// For each of `roots`, itself and every category below it, with its distance from the root, as
+/// (root, category, distance).
 pub async fn category_tree_depths(
     conn: &mut sqlx::PgConnection,
-    id: Uuid,
-) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
-    products::category_tree_depths(conn, id).await
+    roots: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid, i32)>, sqlx::Error> {
+    products::category_tree_depths(conn, roots).await
 }

@@ -371,17 +371,19 @@ pub async fn category_tree(conn: &mut PgConnection, id: Uuid) -> Result<Vec<Uuid
     .await
 }
 
-/// Category `id` and every category below it, each with its distance from `id` (0 for itself).
+/// For each of `roots`, itself and every category below it, with its distance from the root (0
+/// for itself), as (root, category, distance): one query for them all.
 pub async fn category_tree_depths(
     conn: &mut PgConnection,
-    id: Uuid,
-) -> Result<Vec<(Uuid, i32)>, sqlx::Error> {
+    roots: &[Uuid],
+) -> Result<Vec<(Uuid, Uuid, i32)>, sqlx::Error> {
     sqlx::query_as(
-        "WITH RECURSIVE tree AS (SELECT id, 0 AS depth FROM categories WHERE id = $1 \
-             UNION ALL SELECT c.id, t.depth + 1 FROM categories c JOIN tree t ON c.parent_id = t.id WHERE t.depth < 100) \
-         SELECT id, depth FROM tree",
+        "WITH RECURSIVE tree AS (SELECT id AS root, id, 0 AS depth FROM categories WHERE id = ANY($1) \
+             UNION ALL SELECT t.root, c.id, t.depth + 1 FROM categories c JOIN tree t ON c.parent_id = t.id \
+             WHERE t.depth < 100) \
+         SELECT root, id, depth FROM tree",
     )
-    .bind(id)
+    .bind(roots)
     .fetch_all(conn)
     .await
 }
