@@ -379,6 +379,33 @@ async fn a_customers_price_list_prices_the_sale_exactly_as_the_till_showed_it() 
     assert_eq!(read["lines"], sale["lines"], "as stored");
     assert_eq!(read["customer_id"], sid);
 
+    // A manager's override from the customer's price: the line names no rule, and the audit
+    // record says which price the override departed from.
+    let mut overridden = sale_body.clone();
+    overridden["lines"][0]["unit_price"] = json!("1.80");
+    let response = shop.sell(&shop.manager, "s-override", &overridden).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let over: Value = response.json().await.unwrap();
+    assert_eq!(over["lines"][0]["unit_price"], "1.80");
+    assert!(over["lines"][0]["price_rule"].is_null());
+    assert_eq!(
+        over["lines"][1]["price_rule"],
+        quote["prices"][1]["price_rule"]
+    );
+    let log = get(
+        &shop,
+        &shop.admin,
+        &format!(
+            "/api/v1/audit?entity=sale&entity_id={}",
+            over["id"].as_str().unwrap()
+        ),
+    )
+    .await;
+    let overrides = &log["items"][0]["after"]["price_overrides"];
+    assert_eq!(overrides[0]["customer_price"], "1.99", "{overrides}");
+    assert_eq!(overrides[0]["catalog_price"], "2.50");
+    assert_eq!(overrides[0]["unit_price"], "1.80");
+
     // A customer without a group pays the catalog price; the staff price for them is an
     // override the cashier may not make.
     let wid = walk_in["id"].as_str().unwrap();
@@ -485,18 +512,27 @@ async fn a_customers_price_list_prices_the_sale_exactly_as_the_till_showed_it() 
     .await;
     assert_eq!(history["items"][0]["kind"], "return");
     assert_eq!(history["items"][0]["total"], "-1.99");
-    let rest = get(
-        &shop,
-        &shop.cashier,
-        &format!(
-            "/api/v1/customers/{sid}/history?limit=1&cursor={}",
-            history["next_cursor"].as_str().unwrap()
-        ),
-    )
-    .await;
-    assert_eq!(rest["items"][0]["kind"], "sale");
-    assert_eq!(rest["items"][0]["number"], sale["receipt_number"]);
-    assert!(rest["next_cursor"].is_null());
+    // Page by page, newest first: the return, the override sale, the first sale.
+    let mut numbers = Vec::new();
+    let mut cursor = history["next_cursor"].as_str().map(str::to_owned);
+    while let Some(c) = cursor {
+        let page = get(
+            &shop,
+            &shop.cashier,
+            &format!("/api/v1/customers/{sid}/history?limit=1&cursor={c}"),
+        )
+        .await;
+        assert_eq!(page["items"][0]["kind"], "sale");
+        numbers.push(page["items"][0]["number"].clone());
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert_eq!(
+        numbers,
+        [
+            over["receipt_number"].clone(),
+            sale["receipt_number"].clone()
+        ]
+    );
 }
 
 /// Every value of any column of any table (text, JSON, arrays, bytes) that contains `needle`,

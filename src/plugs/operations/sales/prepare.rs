@@ -173,6 +173,8 @@ pub struct PreparedSale {
     pub customer_id: Option<Uuid>,
     /// Each line's price list rule, when the customer's list priced it.
     pub price_rules: Vec<Option<AppliedRule>>,
+    /// Each line's price before any override: the customer's price, else the catalog's.
+    pub bases: Vec<Decimal>,
     /// The payments' methods, in the request's order, with their amounts.
     pub payments: Vec<(PaymentMethod, Decimal)>,
     pub priced: Priced,
@@ -321,6 +323,7 @@ async fn check(
         lines,
         customer_id: new.customer_id,
         price_rules,
+        bases,
         payments,
         priced,
         overridden,
@@ -904,11 +907,19 @@ impl PreparedSale {
     /// price overrides and the key. The writer adds `receipt_number`, `cash_session_id` and
     /// `stock` (each level right after the sale) in SQL, when it learns them.
     pub fn audit_base(&self, sale: &Sale) -> Value {
+        let scale = self.business.currency_scale;
         let overrides: Vec<Value> = self
             .overridden
             .iter()
-            .filter_map(|&i| sale.lines.get(i))
-            .map(|l| json!({"line_no": l.line_no, "catalog_price": l.catalog_price, "unit_price": l.unit_price}))
+            .filter_map(|&i| Some((sale.lines.get(i)?, self.bases.get(i)?)))
+            .map(|(l, base)| {
+                let mut o = json!({"line_no": l.line_no, "catalog_price": l.catalog_price, "unit_price": l.unit_price});
+                // With a customer, the price the override departed from is theirs.
+                if self.customer_id.is_some() {
+                    o["customer_price"] = json!(show(*base, scale));
+                }
+                o
+            })
             .collect();
         let mut base = json!({
             "register_id": sale.register_id, "totals": sale.totals, "taxes": sale.taxes,
