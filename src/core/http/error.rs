@@ -93,6 +93,15 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }
 
+    /// `Ok` when the version the client sent is the current one, else
+    /// [`ApiError::version_mismatch`].
+    pub fn check_version(what: &str, current: i64, sent: i64) -> Result<(), ApiError> {
+        match current == sent {
+            true => Ok(()),
+            false => Err(ApiError::version_mismatch(what, current, sent)),
+        }
+    }
+
     /// 409 `conflict.version_mismatch`: the client edited an outdated copy of `what`.
     pub fn version_mismatch(what: &str, current: i64, sent: i64) -> ApiError {
         ApiError::Conflict {

@@ -241,13 +241,7 @@ pub async fn patch(
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let stored = store::load(&mut tx).await?;
     let values = checked(&state, &caller, &change, currency_scale(&stored))?;
-    if stored.version != change.version {
-        return Err(ApiError::version_mismatch(
-            "settings",
-            stored.version,
-            change.version,
-        ));
-    }
+    ApiError::check_version("settings", stored.version, change.version)?;
     let scale = currency_scale(&stored);
     let in_force = |key: &str| {
         stored.values.get(key).cloned().or_else(|| {

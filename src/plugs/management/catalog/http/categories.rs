@@ -150,13 +150,7 @@ pub async fn update(
             code: "category.not_found",
             detail: format!("No category with id {id}."),
         })?;
-    if before.version != patch.version {
-        return Err(ApiError::version_mismatch(
-            "category",
-            before.version,
-            patch.version,
-        ));
-    }
+    ApiError::check_version("category", before.version, patch.version)?;
     let parent = patch.parent_id.unwrap_or(before.parent_id);
     if let Some(parent) = parent {
         if store::get(&mut tx, parent).await?.is_none() {

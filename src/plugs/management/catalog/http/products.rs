@@ -377,13 +377,7 @@ pub async fn update(
     // Lock the row so two edits cannot both pass the version check.
     store::lock(&mut tx, id).await?;
     let before = fetch(&mut tx, id).await?;
-    if before.version != patch.version {
-        return Err(ApiError::version_mismatch(
-            "product",
-            before.version,
-            patch.version,
-        ));
-    }
+    ApiError::check_version("product", before.version, patch.version)?;
     let mut errors = Vec::new();
     let name = match &patch.name {
         Some(n) if n.trim().is_empty() || n.chars().count() > 200 => {

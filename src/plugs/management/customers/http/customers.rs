@@ -321,13 +321,7 @@ pub async fn update(
     let before = store::customer(&mut tx, id, false, true)
         .await?
         .ok_or_else(no_such_customer)?;
-    if before.version != version {
-        return Err(ApiError::version_mismatch(
-            "customer",
-            before.version,
-            version,
-        ));
-    }
+    ApiError::check_version("customer", before.version, version)?;
     let wanted = checked(&fields, id, Some(&before), now)?;
     let after = store::update(&mut tx, &wanted, &search_of(&wanted), now).await?;
     let (old, new) = (
@@ -363,13 +357,7 @@ pub async fn delete(
     let before = store::customer(&mut tx, id, false, true)
         .await?
         .ok_or_else(no_such_customer)?;
-    if before.version != body.version {
-        return Err(ApiError::version_mismatch(
-            "customer",
-            before.version,
-            body.version,
-        ));
-    }
+    ApiError::check_version("customer", before.version, body.version)?;
     store::delete(&mut tx, id, now).await?;
     let old = audited(&mut tx, &before).await?;
     tx.record(Change::new(MODULE, "customer", id, "customer.delete").before(old))

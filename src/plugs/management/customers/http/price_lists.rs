@@ -327,13 +327,7 @@ pub async fn update(
     let before = store::price_list(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_list)?;
-    if before.version != version {
-        return Err(ApiError::version_mismatch(
-            "price list",
-            before.version,
-            version,
-        ));
-    }
+    ApiError::check_version("price list", before.version, version)?;
     store::update_price_list(&mut tx, &wanted, now)
         .await
         .map_err(unknown_target)?;
@@ -370,13 +364,7 @@ pub async fn delete(
     let before = store::price_list(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_list)?;
-    if before.version != body.version {
-        return Err(ApiError::version_mismatch(
-            "price list",
-            before.version,
-            body.version,
-        ));
-    }
+    ApiError::check_version("price list", before.version, body.version)?;
     store::delete_price_list(&mut tx, id, now).await?;
     tx.record(Change::new(MODULE, "price_list", id, "price_list.delete").before(audited(&before)))
         .await?;

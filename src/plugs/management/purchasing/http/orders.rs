@@ -340,13 +340,7 @@ async fn transition(
     let order = store::order(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_order)?;
-    if order.version != version {
-        return Err(ApiError::version_mismatch(
-            "purchase order",
-            order.version,
-            version,
-        ));
-    }
+    ApiError::check_version("purchase order", order.version, version)?;
     let next = rules::next_status(&order.status, action).map_err(|detail| ApiError::Conflict {
         code: "purchase_order.wrong_state",
         detail,

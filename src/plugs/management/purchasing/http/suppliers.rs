@@ -262,13 +262,7 @@ pub async fn update(
     let before = store::supplier(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_supplier)?;
-    if before.version != version {
-        return Err(ApiError::version_mismatch(
-            "supplier",
-            before.version,
-            version,
-        ));
-    }
+    ApiError::check_version("supplier", before.version, version)?;
     let after = store::update_supplier(&mut tx, &wanted, now).await?;
     tx.record(
         Change::new(MODULE, "supplier", id, "supplier.update")
@@ -300,13 +294,7 @@ pub async fn delete(
     let before = store::supplier(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_supplier)?;
-    if before.version != body.version {
-        return Err(ApiError::version_mismatch(
-            "supplier",
-            before.version,
-            body.version,
-        ));
-    }
+    ApiError::check_version("supplier", before.version, body.version)?;
     store::delete_supplier(&mut tx, id, now).await?;
     tx.record(Change::new(MODULE, "supplier", id, "supplier.delete").before(audited(&before)))
         .await?;

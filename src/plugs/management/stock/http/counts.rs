@@ -557,13 +557,7 @@ pub async fn post(
     let count = counts::load(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_count)?;
-    if count.version != body.version {
-        return Err(ApiError::version_mismatch(
-            "count",
-            count.version,
-            body.version,
-        ));
-    }
+    ApiError::check_version("count", count.version, body.version)?;
     open(&count)?;
     let mut zeroed = 0;
     if zero {
@@ -647,13 +641,7 @@ pub async fn cancel(
     let count = counts::load(&mut tx, id, true)
         .await?
         .ok_or_else(no_such_count)?;
-    if count.version != body.version {
-        return Err(ApiError::version_mismatch(
-            "count",
-            count.version,
-            body.version,
-        ));
-    }
+    ApiError::check_version("count", count.version, body.version)?;
     open(&count)?;
     counts::set_status(&mut tx, id, "cancelled", caller.user_id, now).await?;
     tx.record(

@@ -473,13 +473,7 @@ async fn locked(
     let transfer = transfers::load(tx, id, true)
         .await?
         .ok_or_else(no_such_transfer)?;
-    if transfer.version != version {
-        return Err(ApiError::version_mismatch(
-            "transfer",
-            transfer.version,
-            version,
-        ));
-    }
+    ApiError::check_version("transfer", transfer.version, version)?;
     let status = Status::parse(&transfer.status).ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!("transfer {id} is {}", transfer.status))
     })?;
