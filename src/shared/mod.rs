@@ -3,6 +3,7 @@
 pub mod clock;
 pub mod cron;
 pub mod csv_cell;
+pub mod fonts;
 pub mod ids;
 pub mod money;
 pub mod pdf;

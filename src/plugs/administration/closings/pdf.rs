@@ -41,6 +41,7 @@ pub fn render(closing: &Closing) -> Vec<u8> {
     let amount = |s: &str| s.to_owned();
     let tables = vec![
         Table {
+            totals: None,
             title: "Documents per register".into(),
             columns: vec![
                 ("Register", 16.0, false),
@@ -68,6 +69,7 @@ pub fn render(closing: &Closing) -> Vec<u8> {
                 .collect(),
         },
         Table {
+            totals: None,
             title: "Totals by document type".into(),
             columns: vec![
                 ("Type", 40.0, false),
@@ -95,6 +97,7 @@ pub fn render(closing: &Closing) -> Vec<u8> {
             .collect(),
         },
         Table {
+            totals: None,
             title: "By payment method".into(),
             columns: vec![
                 ("Method", 40.0, false),
@@ -116,6 +119,7 @@ pub fn render(closing: &Closing) -> Vec<u8> {
                 .collect(),
         },
         Table {
+            totals: None,
             title: "By tax rate".into(),
             columns: vec![
                 ("Rate", 40.0, false),
@@ -137,6 +141,7 @@ pub fn render(closing: &Closing) -> Vec<u8> {
                 .collect(),
         },
         Table {
+            totals: None,
             title: "Discounts and cash".into(),
             columns: vec![("Item", 70.0, false), ("Amount", 40.0, true)],
             rows: vec![
@@ -159,6 +164,7 @@ pub fn render(closing: &Closing) -> Vec<u8> {
             ],
         },
         Table {
+            totals: None,
             title: "Perpetual grand totals (since the first closing)".into(),
             columns: vec![("Total", 70.0, false), ("Amount", 40.0, true)],
             rows: vec![
@@ -169,6 +175,7 @@ pub fn render(closing: &Closing) -> Vec<u8> {
         },
     ];
     render_pdf(&Report {
+        chart: None,
         title,
         header,
         tables,

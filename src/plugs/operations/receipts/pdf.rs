@@ -3,64 +3,14 @@
 //! to the characters the document prints: DejaVu Sans Mono (Latin, Greek, Cyrillic and more)
 //! and, for what it lacks (Chinese, Japanese, Korean), Droid Sans Fallback.
 
-use std::collections::BTreeSet;
-use std::sync::OnceLock;
-
-use allsorts::binary::read::ReadScope;
-use allsorts::font_data::FontData;
-use allsorts::subset::{CmapTarget, SubsetProfile, subset};
-
 use printpdf::{
-    Mm, Op, PaintMode, ParsedFont, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt,
-    Rect, TextItem, TextRenderingMode, WindingOrder,
+    Mm, Op, PaintMode, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions, Point, Pt, Rect,
+    TextItem, TextRenderingMode, WindingOrder,
 };
 use unicode_width::UnicodeWidthChar;
 
 use super::text::{Block, Line};
-
-/// The faces receipt PDFs draw with, in order of preference (their licences are beside them):
-/// the monospaced face, then the fallback for the characters it lacks.
-const FACES: [&[u8]; 2] = [
-    include_bytes!("../../../shared/fonts/DejaVuSansMono.ttf"),
-    include_bytes!("../../../shared/fonts/DroidSansFallback.ttf"),
-];
-
-/// Face `index`, parsed once.
-fn face(index: usize) -> Option<&'static ParsedFont> {
-    static PARSED: [OnceLock<Option<ParsedFont>>; 2] = [OnceLock::new(), OnceLock::new()];
-    PARSED[index]
-        .get_or_init(|| ParsedFont::from_bytes(FACES[index], 0, &mut Vec::new()))
-        .as_ref()
-}
-
-/// The face that draws `c`: the first that has it, else the first (its missing-glyph box).
-fn face_of(c: char) -> usize {
-    (0..FACES.len())
-        .find(|&i| face(i).is_some_and(|f| f.lookup_glyph_index(c as u32).is_some_and(|g| g != 0)))
-        .unwrap_or(0)
-}
-
-/// Face `index` cut down to the glyphs of `chars` (with the missing-glyph one); the whole face
-/// should cutting fail.
-fn subset_of(index: usize, chars: &BTreeSet<char>) -> Option<ParsedFont> {
-    let full = face(index)?;
-    let mut glyphs: Vec<u16> = chars
-        .iter()
-        .filter_map(|&c| full.lookup_glyph_index(c as u32))
-        .chain([0])
-        .collect();
-    glyphs.sort_unstable();
-    glyphs.dedup();
-    let cut = ReadScope::new(FACES[index])
-        .read::<FontData<'_>>()
-        .ok()
-        .and_then(|data| data.table_provider(0).ok())
-        .and_then(|provider| {
-            subset(&provider, &glyphs, &SubsetProfile::Pdf, CmapTarget::Unicode).ok()
-        })
-        .and_then(|bytes| ParsedFont::from_bytes(&bytes, 0, &mut Vec::new()));
-    cut.or_else(|| Some(full.clone()))
-}
+use crate::shared::fonts::{embed, face_of};
 
 /// A page size and the text on it.
 #[derive(Debug, Clone, Copy)]
@@ -241,26 +191,13 @@ impl Writer {
 /// `blocks` on pages of `page`, titled `title`.
 pub fn render(blocks: &[Block], page: Page, title: &str) -> Vec<u8> {
     let mut doc = PdfDocument::new(title);
-    let mut used: Vec<BTreeSet<char>> = vec![BTreeSet::new(); FACES.len()];
-    for block in blocks {
-        if let Block::Line(line) = block {
-            for c in line.text.chars() {
-                used[face_of(c)].insert(c);
-            }
-        }
-    }
-    let fonts = used
-        .iter()
-        .enumerate()
-        .map(|(index, chars)| match (index, chars.is_empty()) {
-            (0, _) | (_, false) => Some(match subset_of(index, chars) {
-                Some(parsed) => PdfFontHandle::External(doc.add_font(&parsed)),
-                // The bundled faces parse (a unit test says so); should one not, Courier.
-                None => PdfFontHandle::Builtin(printpdf::BuiltinFont::Courier),
-            }),
-            _ => None,
-        })
-        .collect();
+    let fonts = embed(
+        &mut doc,
+        blocks.iter().flat_map(|block| match block {
+            Block::Line(line) => line.text.chars().collect::<Vec<_>>(),
+            Block::Qr(_) => Vec::new(),
+        }),
+    );
     let mut writer = Writer {
         page,
         fonts,

@@ -733,15 +733,10 @@ pub async fn pdf(
             row
         })
         .collect();
+    let to = supplier.as_ref().map_or("", |s| s.name.as_str());
     let mut header = vec![
         format!("Buyer: {business}"),
-        format!(
-            "To: {}",
-            supplier
-                .as_ref()
-                .map(|s| s.name.clone())
-                .unwrap_or_default()
-        ),
+        format!("To: {to}"),
         format!(
             "Order no. {} - {} - status {}",
             order.number,
@@ -761,9 +756,11 @@ pub async fn pdf(
         header.push(format!("Note: {note}"));
     }
     let bytes = render(&Report {
+        chart: None,
         title: format!("Purchase order {}", order.number),
         header,
         tables: vec![Table {
+            totals: None,
             title: "Lines".to_owned(),
             columns,
             rows,

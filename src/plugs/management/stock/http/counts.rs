@@ -820,9 +820,11 @@ fn pdf(report: &VarianceReport, costs: bool) -> Vec<u8> {
         header.push(format!("Value of the differences at cost: {total}"));
     }
     render(&Report {
+        chart: None,
         title: "Stock count - variance report".to_owned(),
         header,
         tables: vec![Table {
+            totals: None,
             title: "Counted products".to_owned(),
             columns,
             rows,
