@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod modules;
 pub mod postgres;
 pub mod rbac;
+pub mod reports;
 pub mod security;
 pub mod server;
 pub mod settings;

@@ -41,6 +41,17 @@ struct Inner {
     changes: Arc<Changes>,
 }
 
+/// An [`AppState`] that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakState(std::sync::Weak<Inner>);
+
+impl WeakState {
+    /// The state, unless it was dropped.
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(|inner| AppState { inner })
+    }
+}
+
 /// Long-lived helpers that plug modules start on first use and keep for the life of the state
 /// (e.g. the sales writer), one per type. Core does not know their types.
 #[derive(Default)]
@@ -176,6 +187,12 @@ impl AppState {
 
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// A handle that does not keep the state alive: what a service's background task holds
+    /// (see [`AppState::service`]), upgrading it for each round of work.
+    pub fn downgrade(&self) -> WeakState {
+        WeakState(Arc::downgrade(&self.inner))
     }
 
     /// The managed cluster's state, or `None` when an external database is used.

@@ -27,5 +27,6 @@ pub fn modules() -> Vec<Arc<dyn Module>> {
         Arc::new(operations::receipts::Receipts),
         Arc::new(administration::closings::Closings),
         Arc::new(administration::incidents::Incidents),
+        Arc::new(management::reports::Reports),
     ]
 }

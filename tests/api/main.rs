@@ -35,6 +35,7 @@ mod purchasing;
 mod rbac;
 mod receipts;
 mod releases;
+mod reports;
 mod returns;
 mod sale_writer;
 mod sales;

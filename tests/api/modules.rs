@@ -169,9 +169,10 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             .contains("operations.sales")
     );
 
-    // Returns need sales, receipts need returns, closings need receipts, incidents need
-    // closings: they go first.
+    // Returns need sales, receipts need returns, closings need receipts, incidents and reports
+    // need closings: they go first.
     for id in [
+        "management.reports",
         "administration.incidents",
         "administration.closings",
         "operations.receipts",
@@ -276,6 +277,7 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
         "operations.receipts",
         "administration.closings",
         "administration.incidents",
+        "management.reports",
     ] {
         assert_eq!(
             app.post_as(&format!("/api/v1/modules/{id}/enable"), &admin, &json!({}))
@@ -313,6 +315,8 @@ async fn a_disabled_module_answers_404_until_enabled_again() {
             "module.disable",
             "module.disable",
             "module.disable",
+            "module.disable",
+            "module.enable",
             "module.enable",
             "module.enable",
             "module.enable",

@@ -115,6 +115,9 @@ pub struct SchedulesConfig {
     /// Proposes the customers to erase (inactive longer than `customers.retention_days`);
     /// nothing is erased by it.
     pub customer_retention: String,
+    /// Checks the report rollups of the last 35 business days against the sale lines and
+    /// rebuilds the days that differ.
+    pub report_rollups: String,
 }
 
 impl Default for SchedulesConfig {
@@ -128,13 +131,14 @@ impl Default for SchedulesConfig {
             backup_targets: "*/10 * * * *".to_owned(),
             flags: "7 * * * *".to_owned(),
             customer_retention: "45 3 * * *".to_owned(),
+            report_rollups: "15 4 * * *".to_owned(),
         }
     }
 }
 
 impl SchedulesConfig {
     /// `(name, expression)` of every schedule, `"off"` ones included.
-    pub fn entries(&self) -> [(&'static str, &str); 8] {
+    pub fn entries(&self) -> [(&'static str, &str); 9] {
         [
             ("backup_full", &self.backup_full),
             ("backup_snapshot", &self.backup_snapshot),
@@ -144,6 +148,7 @@ impl SchedulesConfig {
             ("backup_targets", &self.backup_targets),
             ("flags", &self.flags),
             ("customer_retention", &self.customer_retention),
+            ("report_rollups", &self.report_rollups),
         ]
     }
 }

@@ -56,6 +56,8 @@ pub struct Hub {
     clock: Clock,
     next_id: AtomicU64,
     subscribers: Mutex<HashMap<u64, Subscriber>>,
+    /// The topic of every event published, for listeners inside the server (the dashboard).
+    events: tokio::sync::broadcast::Sender<&'static str>,
 }
 
 impl Hub {
@@ -67,6 +69,7 @@ impl Hub {
             clock,
             next_id: AtomicU64::new(1),
             subscribers: Mutex::new(HashMap::new()),
+            events: tokio::sync::broadcast::channel(256).0,
         }
     }
 
@@ -135,9 +138,33 @@ impl Hub {
         self.lock().len()
     }
 
+    /// The topics of events as they are published (a listener that falls behind gets
+    /// `Lagged`: events happened).
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<&'static str> {
+        self.events.subscribe()
+    }
+
+    /// The users with a client subscribed to `topic`.
+    pub fn subscribers(&self, topic: &str) -> HashSet<Uuid> {
+        self.lock()
+            .values()
+            .filter(|s| s.topics.contains(topic))
+            .map(|s| s.user)
+            .collect()
+    }
+
     /// Sends `{"type":"event","topic","event","data","time"}` to every client subscribed to
     /// `topic`. Never waits: a client whose queue is full is cut off.
     pub fn publish(&self, topic: &str, event: &str, data: Value) {
+        self.publish_to(topic, event, data, |_| true);
+    }
+
+    /// [`Hub::publish`], to the clients of the users `to` accepts only (an event part of whose
+    /// data needs a further permission).
+    pub fn publish_to(&self, topic: &str, event: &str, data: Value, to: impl Fn(Uuid) -> bool) {
+        if let Some(declared) = self.topics.get(topic) {
+            let _ = self.events.send(declared.name);
+        }
         let message: Arc<str> = json!({
             "type": "event",
             "topic": topic,
@@ -149,7 +176,7 @@ impl Hub {
         .into();
         let mut dropped = 0.0;
         self.lock().retain(|_, subscriber| {
-            if !subscriber.topics.contains(topic) {
+            if !subscriber.topics.contains(topic) || !to(subscriber.user) {
                 return true;
             }
             match subscriber.tx.try_send(message.clone()) {

@@ -3,7 +3,6 @@
 //! versions in the database, assembles the router and the OpenAPI document, and lets an admin
 //! enable or disable modules per business. Core is not a module and cannot be disabled.
 //!
-//! Jobs and schedules, reports and KPIs join the trait with the scheduler and reporting issues.
 
 pub mod http;
 pub mod registry;
@@ -133,6 +132,16 @@ pub trait Module: Send + Sync + 'static {
 
     /// The checks it offers the command line (see [`Verifier`]).
     fn verifiers(&self) -> &'static [Verifier] {
+        &[]
+    }
+
+    /// The reports it offers (`management.reports` runs them; `core::reports`).
+    fn reports(&self) -> &'static [crate::core::reports::Report] {
+        &[]
+    }
+
+    /// The dashboard figures it offers.
+    fn kpis(&self) -> &'static [crate::core::reports::Kpi] {
         &[]
     }
 

@@ -288,3 +288,30 @@ pub async fn set_permissions(
         .await
         .map(drop)
 }
+
+/// The username of each of `ids`, for reports naming cashiers.
+pub async fn usernames(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, username FROM users WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// Which of `users` hold `permission` (through their roles).
+pub async fn holders(
+    conn: &mut PgConnection,
+    users: &[Uuid],
+    permission: &str,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT ur.user_id FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
+         WHERE ur.user_id = ANY($1) AND rp.permission = $2",
+    )
+    .bind(users)
+    .bind(permission)
+    .fetch_all(conn)
+    .await
+}

@@ -4,8 +4,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::core::settings::Business;
+pub use crate::plugs::administration::closings::http::day_start;
+use crate::plugs::administration::closings::period;
 pub use crate::plugs::administration::closings::period::Period;
-use crate::plugs::administration::closings::{http::day_start, period};
 
 /// The business date `at` falls in.
 pub fn business_date(business: &Business, at: DateTime<Utc>) -> NaiveDate {

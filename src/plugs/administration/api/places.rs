@@ -74,3 +74,19 @@ pub async fn branch_places(
 pub async fn sole_branch(conn: &mut PgConnection) -> Result<Option<Uuid>, sqlx::Error> {
     store::sole_branch(conn).await
 }
+
+/// For reports: `code name` of each of `registers` (deleted ones included).
+pub async fn register_labels(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    store::register_labels(conn, ids).await
+}
+
+/// For reports: the name of each of `locations` (deleted ones included).
+pub async fn location_labels(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    store::location_labels(conn, ids).await
+}

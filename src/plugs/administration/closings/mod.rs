@@ -7,6 +7,7 @@ pub mod http;
 pub mod pdf;
 pub mod period;
 pub mod report;
+pub mod reports;
 pub mod store;
 pub mod verify;
 
@@ -131,6 +132,10 @@ impl Module for Closings {
 
     fn tables(&self) -> &'static [&'static str] {
         &["closings"]
+    }
+
+    fn reports(&self) -> &'static [crate::core::reports::Report] {
+        reports::REPORTS
     }
 
     fn verifiers(&self) -> &'static [Verifier] {

@@ -258,3 +258,25 @@ pub async fn sole_branch(conn: &mut PgConnection) -> Result<Option<Uuid>, sqlx::
         _ => None,
     })
 }
+
+/// `code name` of each of `registers` (deleted ones included), for reports.
+pub async fn register_labels(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, code || ' ' || name FROM registers WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
+/// The name of each of `locations` (deleted ones included), for reports.
+pub async fn location_labels(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name FROM locations WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}

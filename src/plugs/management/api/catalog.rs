@@ -69,6 +69,11 @@ pub async fn ids_by_barcode(
     products::ids_by_barcode(conn, barcodes).await
 }
 
+/// The cost price of the product of line `l` (a row with `product_id`), as a subquery for a
+/// lateral join: a sale's lines keep the cost their product had when it was sold.
+pub const COST_OF_LINE_PRODUCT: &str =
+    "SELECT p.cost_price FROM products p WHERE p.id = l.product_id";
+
 /// Who may see cost prices (the field permission of `cost_price`).
 pub const COST_PRICE_READ: &str = crate::plugs::management::catalog::COST_PRICE_READ;
 
@@ -96,4 +101,44 @@ pub async fn category_tree_depths(
     roots: &[Uuid],
 ) -> Result<Vec<(Uuid, Uuid, i32)>, sqlx::Error> {
     products::category_tree_depths(conn, roots).await
+}
+
+/// For reports: the products in any of `categories`.
+pub async fn products_in_categories(
+    conn: &mut sqlx::PgConnection,
+    categories: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    products::in_categories(conn, categories).await
+}
+
+/// For reports: the category of each of `products`.
+pub async fn categories_of(
+    conn: &mut sqlx::PgConnection,
+    products: &[Uuid],
+) -> Result<Vec<(Uuid, Option<Uuid>)>, sqlx::Error> {
+    products::categories_of(conn, products).await
+}
+
+/// For reports: `sku name` of each of `products`.
+pub async fn product_labels(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    products::labels(conn, ids).await
+}
+
+/// For reports: the name of each of `categories`.
+pub async fn category_labels(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    products::category_labels(conn, ids).await
+}
+
+/// For reports: the cost price of each of `products` that has one (stock valuation).
+pub async fn cost_prices(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, rust_decimal::Decimal)>, sqlx::Error> {
+    products::cost_prices(conn, ids).await
 }

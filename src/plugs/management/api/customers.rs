@@ -139,3 +139,11 @@ pub async fn for_invoice(
 ) -> Result<Option<InvoiceCustomer>, sqlx::Error> {
     store::for_invoice(conn, id).await
 }
+
+/// For reports: the name of each of `ids` (`erased customer` once erased).
+pub async fn customer_names(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    crate::plugs::management::customers::store::names(conn, ids).await
+}

@@ -71,3 +71,6 @@ pub async fn on_hand(
             .await?;
     Ok(total.unwrap_or_default())
 }
+
+/// For the movements report: per reason, the movements other than sale lines in a period.
+pub use crate::plugs::management::stock::reports::movements_by_reason;

@@ -540,3 +540,14 @@ pub async fn proposals(
     .fetch_all(conn)
     .await
 }
+
+/// The name of each of `ids` (`erased customer` once erased), for reports.
+pub async fn names(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name FROM customers WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}

@@ -5,6 +5,7 @@
 pub mod http;
 pub mod low;
 pub mod put_back;
+pub mod reports;
 pub mod rules;
 pub mod store;
 pub mod take;
@@ -115,6 +116,10 @@ impl Module for Stock {
             "stock_count_products",
             "stock_count_lines",
         ]
+    }
+
+    fn reports(&self) -> &'static [crate::core::reports::Report] {
+        reports::REPORTS
     }
 
     fn routes(&self) -> OpenApiRouter<AppState> {

@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod report;
+pub mod reports;
 pub mod rules;
 pub mod store;
 
@@ -130,6 +131,14 @@ impl Module for Cash {
 
     fn tables(&self) -> &'static [&'static str] {
         &["cash_sessions", "cash_movements"]
+    }
+
+    fn reports(&self) -> &'static [crate::core::reports::Report] {
+        reports::REPORTS
+    }
+
+    fn kpis(&self) -> &'static [crate::core::reports::Kpi] {
+        reports::KPIS
     }
 
     fn routes(&self) -> OpenApiRouter<AppState> {

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod http;
+pub mod reports;
 pub mod rules;
 pub mod store;
 pub mod writer;
@@ -121,6 +122,14 @@ impl Module for Returns {
             "returned_quantities",
             "returned_taxes",
         ]
+    }
+
+    fn reports(&self) -> &'static [crate::core::reports::Report] {
+        reports::REPORTS
+    }
+
+    fn kpis(&self) -> &'static [crate::core::reports::Kpi] {
+        reports::KPIS
     }
 
     fn install(&self, state: &AppState) {

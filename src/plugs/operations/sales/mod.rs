@@ -8,6 +8,8 @@ pub mod http;
 pub mod prepare;
 pub mod pricing;
 pub mod record;
+pub mod reports;
+pub mod rollup;
 pub mod store;
 pub mod writer;
 
@@ -84,6 +86,11 @@ const DEPENDENCIES: &[Dependency] = &[
         requirement: "^1",
     },
 ];
+
+const DOCTOR_CHECKS: &[crate::core::modules::Verifier] = &[crate::core::modules::Verifier {
+    name: "report_rollups",
+    run: |pool, _keys, _args| Box::pin(rollup::doctor_check(pool)),
+}];
 
 const TOPICS: &[Topic] = &[Topic {
     name: "sales",
@@ -192,12 +199,49 @@ impl Module for Sales {
             "sale_payments",
             "sale_taxes",
             "receipt_counters",
+            "report_queue",
+            "report_rollup_state",
+            "report_sales_hourly",
+            "report_products_daily",
+            "report_products_monthly",
+            "report_payments_daily",
+            "report_taxes_daily",
+            "report_discounts_daily",
+            "report_customers_daily",
         ]
+    }
+
+    fn jobs(&self) -> Vec<crate::core::jobs::runner::Handler> {
+        vec![crate::core::jobs::runner::Handler::new(
+            rollup::CHECK_JOB,
+            |ctx| rollup::check_job(ctx).boxed(),
+        )]
+    }
+
+    fn schedules(&self) -> Vec<crate::core::jobs::schedule::ScheduledJob> {
+        vec![crate::core::jobs::schedule::ScheduledJob {
+            name: "report_rollups",
+            job: rollup::CHECK_JOB,
+            payload: serde_json::json!({}),
+        }]
+    }
+
+    fn doctor_checks(&self) -> &'static [crate::core::modules::Verifier] {
+        DOCTOR_CHECKS
+    }
+
+    fn reports(&self) -> &'static [crate::core::reports::Report] {
+        reports::REPORTS
+    }
+
+    fn kpis(&self) -> &'static [crate::core::reports::Kpi] {
+        reports::KPIS
     }
 
     /// Gives the cash module a session's sales (cash cannot depend on sales: sales depend on it).
     fn install(&self, state: &AppState) {
         record::compose_statement();
+        rollup::start(state);
         state.provide(SessionSalesSource(|conn, id| {
             store::session_sales(conn, id).boxed()
         }));

@@ -387,3 +387,60 @@ pub async fn category_tree_depths(
     .fetch_all(conn)
     .await
 }
+
+/// The live and archived products in any of `categories`.
+pub async fn in_categories(
+    conn: &mut PgConnection,
+    categories: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM products WHERE category_id = ANY($1)")
+        .bind(categories)
+        .fetch_all(conn)
+        .await
+}
+
+/// The category of each of `products` (none for a product without one).
+pub async fn categories_of(
+    conn: &mut PgConnection,
+    products: &[Uuid],
+) -> Result<Vec<(Uuid, Option<Uuid>)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, category_id FROM products WHERE id = ANY($1)")
+        .bind(products)
+        .fetch_all(conn)
+        .await
+}
+
+/// `sku name` of each of `products`.
+pub async fn labels(
+    conn: &mut PgConnection,
+    products: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, sku || ' ' || name FROM products WHERE id = ANY($1)")
+        .bind(products)
+        .fetch_all(conn)
+        .await
+}
+
+/// The name of each of `categories`.
+pub async fn category_labels(
+    conn: &mut PgConnection,
+    categories: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name FROM categories WHERE id = ANY($1)")
+        .bind(categories)
+        .fetch_all(conn)
+        .await
+}
+
+/// The cost price of each of `products` that has one.
+pub async fn cost_prices(
+    conn: &mut PgConnection,
+    products: &[Uuid],
+) -> Result<Vec<(Uuid, rust_decimal::Decimal)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, cost_price FROM products WHERE id = ANY($1) AND cost_price IS NOT NULL",
+    )
+    .bind(products)
+    .fetch_all(conn)
+    .await
+}
