@@ -47,13 +47,21 @@ pub struct Report {
     pub tables: Vec<Table>,
     /// Printed at the foot of every page.
     pub footer: String,
+    /// A4 landscape (for tables wider than portrait's 180 mm) instead of portrait.
+    pub landscape: bool,
+}
+
+/// The width tables may take on a page, in mm.
+pub fn usable_width(landscape: bool) -> f32 {
+    (if landscape { A4_LONG } else { A4_SHORT }) - 2.0 * MARGIN
 }
 
 /// The bars a ranking chart shows.
 pub const MAX_BARS: usize = 15;
 
-const PAGE_W: f32 = 210.0;
-const PAGE_H: f32 = 297.0;
+/// A4, in mm.
+const A4_SHORT: f32 = 210.0;
+const A4_LONG: f32 = 297.0;
 const MARGIN: f32 = 15.0;
 const LINE: f32 = 4.6;
 const SIZE: f32 = 8.5;
@@ -115,6 +123,9 @@ fn point(x: f32, y: f32) -> LinePoint {
 
 /// Pages being written.
 struct Pages {
+    /// The page's size, in mm.
+    width: f32,
+    height: f32,
     fonts: Vec<Option<PdfFontHandle>>,
     done: Vec<PdfPage>,
     ops: Vec<Op>,
@@ -227,7 +238,7 @@ impl Pages {
     fn room(&mut self, mm: f32) {
         if self.y - mm < MARGIN + LINE {
             self.finish_page();
-            self.y = PAGE_H - MARGIN;
+            self.y = self.height - MARGIN;
         }
     }
 
@@ -236,7 +247,8 @@ impl Pages {
         let footer = fit(&format!("{} - page {n}", self.footer), 130);
         self.text(MARGIN, MARGIN - 7.0, 7.0, false, &footer);
         let ops = std::mem::take(&mut self.ops);
-        self.done.push(PdfPage::new(Mm(PAGE_W), Mm(PAGE_H), ops));
+        self.done
+            .push(PdfPage::new(Mm(self.width), Mm(self.height), ops));
     }
 
     fn row(&mut self, columns: &[(&'static str, f32, bool)], cells: &[String], bold: bool) {
@@ -292,7 +304,7 @@ impl Pages {
         let label_w = 52.0;
         let value_w = 22.0;
         let x0 = MARGIN + label_w + 2.0;
-        let x1 = PAGE_W - MARGIN - value_w;
+        let x1 = self.width - MARGIN - value_w;
         let scale = (x1 - x0) as f64 / (hi - lo);
         let zero = x0 + ((0.0 - lo) * scale) as f32;
         for (label, value) in points {
@@ -301,7 +313,7 @@ impl Pages {
             let end = x0 + ((value - lo) * scale) as f32;
             self.bar(zero.min(end), y - 0.6, (end - zero).abs(), 2.8);
             let shown = short(*value);
-            let at = PAGE_W - MARGIN - width(&shown) as f32 * column_mm(small);
+            let at = self.width - MARGIN - width(&shown) as f32 * column_mm(small);
             self.text(at, y, small, false, &shown);
             self.y -= 4.2;
         }
@@ -315,7 +327,7 @@ impl Pages {
         let top = self.y;
         let bottom = top - CHART_H + 12.0;
         let x0 = MARGIN + 18.0;
-        let x1 = PAGE_W - MARGIN;
+        let x1 = self.width - MARGIN;
         let scale = (top - bottom) as f64 / (hi - lo);
         let y_of = |v: f64| bottom + ((v - lo) * scale) as f32;
         for step in 0..=4 {
@@ -440,11 +452,18 @@ pub fn render(report: &Report) -> Vec<u8> {
 
 /// The pages of `report`.
 fn layout(report: &Report, fonts: Vec<Option<PdfFontHandle>>) -> Vec<PdfPage> {
+    let (width, height) = if report.landscape {
+        (A4_LONG, A4_SHORT)
+    } else {
+        (A4_SHORT, A4_LONG)
+    };
     let mut pages = Pages {
+        width,
+        height,
         fonts,
         done: Vec::new(),
         ops: Vec::new(),
-        y: PAGE_H - MARGIN,
+        y: height - MARGIN,
         footer: report.footer.clone(),
     };
     pages.text(MARGIN, pages.y, 15.0, true, &fit(&report.title, 48));
@@ -509,6 +528,7 @@ mod tests {
                 totals: Some(vec!["Total".into(), "1.00".into()]),
             }],
             footer: "footer".into(),
+            landscape: false,
         }
     }
 

@@ -854,6 +854,11 @@ async fn exports_are_csv_and_pdf_audited_and_hide_what_the_reader_may_not_see() 
         for format in ["json", "csv", "pdf"] {
             let (_, body) = download(shop, &shop.manager, id, &format!("format={format}")).await;
             assert!(!body.is_empty(), "{id} {format}");
+            // To look at them: PLUGPOS_REPORT_FILES=/tmp/reports cargo test reports::exports
+            if let Ok(dir) = std::env::var("PLUGPOS_REPORT_FILES") {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(format!("{dir}/{id}.{format}"), &body).unwrap();
+            }
         }
     }
 }

@@ -180,5 +180,6 @@ pub fn render(closing: &Closing) -> Vec<u8> {
         header,
         tables,
         footer: format!("{} - closing {} - {}", r.business, r.seq, closing.hash),
+        landscape: false,
     })
 }

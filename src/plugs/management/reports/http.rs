@@ -260,6 +260,7 @@ pub async fn run(
         scale: business.currency_scale,
         generated_at: now,
         generated_by: caller.username.clone(),
+        timezone: business.timezone,
     };
     if format == "json" {
         return Ok(Json(render::to_json(&run)).into_response());

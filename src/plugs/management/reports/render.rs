@@ -31,6 +31,8 @@ pub struct Run<'a> {
     pub scale: u32,
     pub generated_at: DateTime<Utc>,
     pub generated_by: String,
+    /// The business timezone: the PDF shows times in it.
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Run<'_> {
@@ -58,6 +60,17 @@ impl Run<'_> {
             (_, Cell::Date(d)) => d.format("%Y-%m-%d").to_string(),
             (_, Cell::Time(t)) => t.to_rfc3339_opts(SecondsFormat::Secs, true),
             (_, Cell::Ref(id)) => id.to_string(),
+        }
+    }
+
+    /// A cell as the PDF prints it: times to the minute in the business timezone.
+    fn printed(&self, column: &Column, cell: &Cell) -> String {
+        match cell {
+            Cell::Time(t) => t
+                .with_timezone(&self.timezone)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            _ => self.text(column, cell),
         }
     }
 
@@ -228,18 +241,29 @@ pub fn to_csv(run: &Run<'_>) -> String {
     out
 }
 
-/// Widths in mm for the PDF's columns: numbers as wide as their longest value, text sharing
-/// what is left (at least 18 mm each).
-fn widths(run: &Run<'_>, cells: &[Vec<String>]) -> Vec<f32> {
-    const PAGE: f32 = 180.0;
-    const CHAR: f32 = 8.5 * 0.602 * 25.4 / 72.0;
+/// Widths in mm for the PDF's columns on a `page` mm wide: numbers as wide as their longest
+/// value, text sharing what is left (at least 14 mm each).
+fn widths(
+    run: &Run<'_>,
+    cells: &[Vec<String>],
+    totals: Option<&Vec<String>>,
+    page: f32,
+) -> Vec<f32> {
+    // A column of the table's font, and a little more (so that a cell of exactly the column's
+    // width is not cut by rounding).
+    const CHAR: f32 = 8.5 * 0.602 * 25.4 / 72.0 * 1.02;
     let wants: Vec<usize> = run
         .columns
         .iter()
         .enumerate()
         .map(|(i, (_, c))| {
-            let longest = cells.iter().map(|r| pdf::width(&r[i])).max().unwrap_or(0);
-            longest.max(pdf::width(c.title)).max(4)
+            let longest = cells
+                .iter()
+                .chain(totals)
+                .map(|r| pdf::width(&r[i]))
+                .max()
+                .unwrap_or(0);
+            longest.max(pdf::width(c.title)).max(6)
         })
         .collect();
     let is_text = |c: &Column| {
@@ -263,7 +287,7 @@ fn widths(run: &Run<'_>, cells: &[Vec<String>]) -> Vec<f32> {
         .filter(|((_, c), _)| is_text(c))
         .map(|(_, w)| *w as f32 * CHAR)
         .sum();
-    let left = (PAGE - gaps - fixed).max(18.0);
+    let left = (page - gaps - fixed).max(14.0);
     run.columns
         .iter()
         .zip(&wants)
@@ -272,7 +296,7 @@ fn widths(run: &Run<'_>, cells: &[Vec<String>]) -> Vec<f32> {
             if !is_text(c) || text_wants <= left {
                 natural
             } else {
-                (natural / text_wants * left).max(18.0)
+                (natural / text_wants * left).max(14.0)
             }
         })
         .collect()
@@ -332,7 +356,7 @@ pub fn to_pdf(run: &Run<'_>) -> Vec<u8> {
         .map(|row| {
             run.columns
                 .iter()
-                .map(|(index, column)| run.text(column, row.get(*index).unwrap_or(&Cell::Null)))
+                .map(|(index, column)| run.printed(column, row.get(*index).unwrap_or(&Cell::Null)))
                 .collect()
         })
         .collect();
@@ -348,7 +372,18 @@ pub fn to_pdf(run: &Run<'_>) -> Vec<u8> {
             })
             .collect()
     });
-    let widths = widths(run, &cells);
+    // Landscape when portrait cannot hold the table.
+    let natural: f32 = widths(run, &cells, total_cells.as_ref(), f32::MAX)
+        .iter()
+        .map(|w| w + 2.0)
+        .sum();
+    let landscape = natural - 2.0 > pdf::usable_width(false);
+    let widths = widths(
+        run,
+        &cells,
+        total_cells.as_ref(),
+        pdf::usable_width(landscape),
+    );
     let columns: Vec<(&'static str, f32, bool)> = run
         .columns
         .iter()
@@ -370,9 +405,12 @@ pub fn to_pdf(run: &Run<'_>) -> Vec<u8> {
             .join("   "),
     );
     header.push(format!(
-        "Amounts in {}. Generated {} by {}.",
+        "Amounts in {}, times in {}. Generated {} by {}.",
         run.currency,
-        run.generated_at.format("%Y-%m-%d %H:%M UTC"),
+        run.timezone.name(),
+        run.generated_at
+            .with_timezone(&run.timezone)
+            .format("%Y-%m-%d %H:%M"),
         run.generated_by
     ));
     if !run.hidden.is_empty() {
@@ -396,8 +434,11 @@ pub fn to_pdf(run: &Run<'_>) -> Vec<u8> {
             "{} - {} - generated {}",
             run.business,
             run.report.id,
-            run.generated_at.format("%Y-%m-%d %H:%M UTC")
+            run.generated_at
+                .with_timezone(&run.timezone)
+                .format("%Y-%m-%d %H:%M %Z")
         ),
+        landscape,
     })
 }
 

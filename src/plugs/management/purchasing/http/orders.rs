@@ -766,6 +766,7 @@ pub async fn pdf(
             rows,
         }],
         footer: format!("Purchase order {}", order.number),
+        landscape: false,
     });
     Ok((
         [

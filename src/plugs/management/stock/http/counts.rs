@@ -831,5 +831,6 @@ fn pdf(report: &VarianceReport, costs: bool) -> Vec<u8> {
         }],
         footer: "Book = the level when the product was counted; difference = counted - book."
             .to_owned(),
+        landscape: false,
     })
 }
