@@ -14,8 +14,8 @@ CREATE TABLE report_queue (
     sale_id uuid NOT NULL
 );
 
--- The business timezone and day start the rollups were built with: when either changes, the
--- worker rebuilds them (business days move).
+-- The business timezone and day start the rollups were built with: when either changes (business
+-- days move), or the row is missing, the next drain builds them again from every sale.
 CREATE TABLE report_rollup_state (
     singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
     timezone   text        NOT NULL,
@@ -115,8 +115,9 @@ CREATE TABLE report_customers_daily (
     PRIMARY KEY (day, register_id, customer_id)
 );
 
--- The sales recorded so far are rolled up by the worker at the server's next start.
-INSERT INTO report_queue (sale_id) SELECT id FROM sales;
+-- The sales recorded so far are rolled up at the server's first drain: without a row in
+-- report_rollup_state, it queues every sale (and an admin may delete that row to have the rollups
+-- built again, docs/operations.md).
 
 DO $$
 BEGIN

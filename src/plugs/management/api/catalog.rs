@@ -69,11 +69,6 @@ pub async fn ids_by_barcode(
     products::ids_by_barcode(conn, barcodes).await
 }
 
-/// The cost price of the product of line `l` (a row with `product_id`), as a subquery for a
-/// lateral join: a sale's lines keep the cost their product had when it was sold.
-pub const COST_OF_LINE_PRODUCT: &str =
-    "SELECT p.cost_price FROM products p WHERE p.id = l.product_id";
-
 /// Who may see cost prices (the field permission of `cost_price`).
 pub const COST_PRICE_READ: &str = crate::plugs::management::catalog::COST_PRICE_READ;
 

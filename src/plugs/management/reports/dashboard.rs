@@ -40,6 +40,9 @@ pub struct Dashboard {
     values: Mutex<HashMap<&'static str, Computed>>,
     /// KPIs an event changed since they were computed.
     dirty: Mutex<HashSet<&'static str>>,
+    /// The values last pushed (a `GET` computes values too: what to push is what differs from
+    /// this, not what a computation changed).
+    pushed: Mutex<HashMap<&'static str, Value>>,
     /// One computation at a time.
     computing: tokio::sync::Mutex<()>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -89,6 +92,7 @@ impl Dashboard {
         let dashboard = state.service(|_| Dashboard {
             values: Mutex::new(HashMap::new()),
             dirty: Mutex::new(HashSet::new()),
+            pushed: Mutex::new(HashMap::new()),
             computing: tokio::sync::Mutex::new(()),
             task: Mutex::new(None),
         });
@@ -121,12 +125,9 @@ impl Dashboard {
     }
 
     /// Computes the KPIs that are due (changed by an event, older than their interval, never
-    /// computed, or of another business day); answers those whose value changed. A KPI that
-    /// fails keeps its last value (the failure is logged).
-    pub async fn refresh(
-        &self,
-        state: &AppState,
-    ) -> Result<Vec<(&'static Kpi, Computed)>, ApiError> {
+    /// computed, or of another business day). A KPI that fails keeps its last value (the
+    /// failure is logged).
+    pub async fn refresh(&self, state: &AppState) -> Result<(), ApiError> {
         let _one = self.computing.lock().await;
         let business = Business::cached(state)
             .await?
@@ -140,7 +141,6 @@ impl Dashboard {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let mut changed = Vec::new();
         for kpi in kpis(state) {
             let due = match known.get(kpi.id) {
                 None => true,
@@ -160,17 +160,28 @@ impl Dashboard {
                     continue;
                 }
             };
-            let computed = Computed { value, at: now };
-            let before = self
-                .values
+            self.values
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .insert(kpi.id, computed.clone());
-            if before.map(|b| b.value) != Some(computed.value.clone()) {
-                changed.push((kpi, computed));
+                .insert(kpi.id, Computed { value, at: now });
+        }
+        Ok(())
+    }
+
+    /// The KPIs whose value differs from the one last pushed (now marked pushed).
+    fn unpushed(&self, all: &[&'static Kpi]) -> Vec<(&'static Kpi, Computed)> {
+        let values = self.values();
+        let mut pushed = self.pushed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut out = Vec::new();
+        for kpi in all {
+            if let Some(now) = values.get(kpi.id)
+                && pushed.get(kpi.id) != Some(&now.value)
+            {
+                pushed.insert(kpi.id, now.value.clone());
+                out.push((*kpi, now.clone()));
             }
         }
-        Ok(changed)
+        out
     }
 
     /// The current value of every KPI (after [`Dashboard::refresh`]).
@@ -246,13 +257,11 @@ async fn push(weak: crate::core::state::WeakState, dashboard: std::sync::Weak<Da
         let Some(state) = weak.upgrade() else {
             return;
         };
-        let changed = match board.refresh(&state).await {
-            Ok(changed) => changed,
-            Err(e) => {
-                tracing::debug!(error = %e, "dashboard: cannot compute the KPIs");
-                continue;
-            }
-        };
+        if let Err(e) = board.refresh(&state).await {
+            tracing::debug!(error = %e, "dashboard: cannot compute the KPIs");
+            continue;
+        }
+        let changed = board.unpushed(&all);
         last_push = Instant::now();
         if changed.is_empty() {
             continue;

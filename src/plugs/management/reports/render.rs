@@ -97,6 +97,11 @@ impl Run<'_> {
             for row in &self.rows {
                 match row.get(*index) {
                     Some(Cell::Int(n)) => int += n,
+                    // The sum of what the rows show.
+                    Some(Cell::Dec(d)) if column.kind == ColumnKind::Money => {
+                        dec += round_half_up(*d, self.scale);
+                        decimal = true;
+                    }
                     Some(Cell::Dec(d)) => {
                         dec += d;
                         decimal = true;

@@ -25,7 +25,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.stock_valuation",
         title: "Stock valuation at cost",
         description: "Per location now: the products in stock, their quantity and its value at today's cost prices (value for readers of cost prices).",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: &[Param::Branch, Param::Location],
         columns: &[
             Column::new("location", "Location", ColumnKind::Ref(RefKind::Location)),
@@ -49,7 +49,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.low_stock",
         title: "Low stock",
         description: "Products below their minimum now, per location, with what to order.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: &[Param::Branch, Param::Location],
         columns: &[
             Column::new("product", "Product", ColumnKind::Ref(RefKind::Product)),
@@ -92,7 +92,13 @@ async fn valuation(state: &AppState, f: &Filters) -> Result<Vec<Vec<Cell>>, ApiE
         }
     }
     let mut rows: Vec<_> = per.into_iter().collect();
-    rows.sort_by(|a, b| b.1.2.cmp(&a.1.2).then(a.0.cmp(&b.0)));
+    // Largest value first for a reader of costs; by quantity for others (the order must not
+    // tell them what the hidden column would).
+    if f.sees_costs {
+        rows.sort_by(|a, b| b.1.2.cmp(&a.1.2).then(a.0.cmp(&b.0)));
+    } else {
+        rows.sort_by(|a, b| b.1.1.cmp(&a.1.1).then(a.0.cmp(&b.0)));
+    }
     Ok(rows
         .into_iter()
         .map(|(location, (products, quantity, value, missing))| {

@@ -253,6 +253,7 @@ pub async fn active_sellers(
 
 /// For other modules' reports and KPIs: the sales' totals from the report rollups (each drains
 /// the rollup queue first), and the permissions reports use.
+pub use crate::plugs::operations::sales::READ;
 pub use crate::plugs::operations::sales::reports::{
     DASHBOARD, REPORTS_READ, day_totals, payment_totals, sold_per_product, tax_totals,
 };

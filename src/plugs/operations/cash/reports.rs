@@ -18,7 +18,7 @@ pub const REPORTS: &[Report] = &[Report {
     id: "management.cash_sessions",
     title: "Cash sessions with variances",
     description: "The cash sessions opened in the period: who opened and closed them, the float, the cash expected and counted, and the variance with its reason.",
-    permissions: &[REPORTS_READ],
+    permissions: &[REPORTS_READ, super::REPORT_ANY],
     params: &[
         Param::Period,
         Param::Branch,

@@ -16,7 +16,7 @@ use crate::core::reports::{
 };
 use crate::core::state::AppState;
 use crate::plugs::operations::api::sales::{
-    DASHBOARD, REPORTS_READ, day_totals, payment_totals, tax_totals,
+    DASHBOARD, READ as SALES_READ, REPORTS_READ, day_totals, payment_totals, tax_totals,
 };
 
 const PERIOD_WHERE: &str = "created_at >= $1 AND created_at < $2 AND ($3::uuid[] IS NULL OR register_id = ANY($3)) \
@@ -26,13 +26,14 @@ pub const REPORTS: &[Report] = &[
     Report {
         id: "management.returns_and_voids",
         title: "Returns and voids by reason and cashier",
-        description: "Returns and voids per kind, reason and cashier: how many and what they gave back.",
-        permissions: &[REPORTS_READ],
+        description: "Returns and voids per kind, reason and cashier: how many and what they gave back (`customer_id`: those naming the customer).",
+        permissions: &[REPORTS_READ, super::READ],
         params: &[
             Param::Period,
             Param::Branch,
             Param::Register,
             Param::Cashier,
+            Param::Customer,
         ],
         columns: &[
             Column::new("kind", "Kind", ColumnKind::Text),
@@ -48,7 +49,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_tax_rate",
         title: "Sales by tax rate",
         description: "Per tax rate: the sales' net, tax and gross, the returns' and voids' (negative), and what remains (the VAT return).",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ, SALES_READ],
         params: &[Param::Period, Param::Branch, Param::Register],
         columns: &[
             Column::new("rate", "Rate %", ColumnKind::Percent),
@@ -71,7 +72,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_payment_method",
         title: "Sales by payment method",
         description: "Per payment method: what sales took (cash less change), what returns and voids gave back, and the net.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ, SALES_READ],
         params: &[
             Param::Period,
             Param::Branch,
@@ -100,12 +101,14 @@ async fn returns_and_voids(state: &AppState, f: &Filters) -> Result<Vec<Vec<Cell
     let mut conn = state.pool().acquire().await?;
     let rows: Vec<(String, String, Uuid, i64, Decimal)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT kind, reason_code, cashier_id, count(*), -sum(total) FROM returns WHERE {PERIOD_WHERE} \
+            AND ($5::uuid IS NULL OR customer_id = $5) \
           GROUP BY 1, 2, 3 ORDER BY 5 DESC, 1, 2, 3"
     )))
     .bind(f.start)
     .bind(f.end)
     .bind(&f.registers)
     .bind(f.cashier)
+    .bind(f.customer)
     .fetch_all(&mut *conn)
     .await?;
     Ok(rows

@@ -64,6 +64,8 @@ pub(super) struct SaleColumns {
     pub(super) l_tax_rate: Vec<Decimal>,
     /// The price list rule of each line (JSON), if one priced it.
     pub(super) l_price_rule: Vec<Option<String>>,
+    /// Each line's product's cost price then (margins).
+    pub(super) l_unit_cost: Vec<Option<Decimal>>,
     /// The batch's payments and tax buckets, sale after sale; sale `k`'s are elements
     /// `p_from[k]..=p_to[k]` and `t_from[k]..=t_to[k]` (1-based; none when `to < from`), which
     /// the statement slices into the sale's array columns.
@@ -145,6 +147,7 @@ impl SaleColumns {
                 c.l_total.push(*total);
                 c.l_tax_class.push(product.tax_class_id);
                 c.l_tax_rate.push(input.tax_rate);
+                c.l_unit_cost.push(product.cost_price);
                 c.l_price_rule.push(
                     prepared
                         .price_rules

@@ -28,7 +28,6 @@ use crate::core::audit::parts::{self, SqlJson};
 use crate::core::audit::{AuditError, AuditedPart, AuditedStatement};
 use crate::core::http::ApiError;
 use crate::core::idempotency::{self, CLAIM_CTE, StoredKey, is_key_race, key_reused};
-use crate::plugs::management::api::catalog;
 use crate::plugs::management::api::stock::TAKE_CTES;
 use crate::plugs::operations::api::cash;
 
@@ -117,27 +116,27 @@ const NUMBERED: AuditedPart = AuditedPart::new(
 /// Claiming the written sales' idempotency keys (`keys_in`).
 const CLAIM: AuditedPart = AuditedPart::new(CLAIM_CTE, 0, &["keys_claimed"]).reading(&["keys_in"]);
 
-/// The written sales' lines (`$1..$12`), after [`TAKE_CTES`]: a tracked line carries its
+/// The written sales' lines (`$1..$14`), after [`TAKE_CTES`]: a tracked line carries its
 /// product's level right after it, which makes the line that product's stock movement (the
-/// `stock_ledger` view), and every line its product's cost price at the time (`unit_cost`, for
-/// margins). Each written sale is queued for the report rollups (`queued`, see `rollup`).
-fn lines_in() -> AuditedPart {
-    let sql = format!(
-        "lines_in AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, \
+/// `stock_ledger` view), and every line its product's cost price as the sale read it (with its
+/// price, `unit_cost`, for margins). Each written sale is queued for the report rollups (`queued`, see `rollup`).
+const LINES_IN: AuditedPart = AuditedPart::new(
+    "lines_in AS (INSERT INTO sale_lines (sale_id, line_no, product_id, sku, name, quantity, catalog_price, \
          unit_price, discount, total, tax_class_id, tax_rate, price_rule, stock_after, unit_cost) \
        SELECT l.sale_id, l.line_no, l.product_id, l.sku, l.name, l.quantity, l.catalog_price, l.unit_price, l.discount, \
-         l.total, l.tax_class_id, l.tax_rate, l.price_rule::jsonb, a.quantity_after, c.cost_price \
+         l.total, l.tax_class_id, l.tax_rate, l.price_rule::jsonb, a.quantity_after, l.unit_cost \
        FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::numeric[], \
-         $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::uuid[], $12::numeric[], $13::text[]) \
-         AS l(sale_id, line_no, product_id, sku, name, quantity, catalog_price, unit_price, discount, total, tax_class_id, tax_rate, price_rule) \
+         $7::numeric[], $8::numeric[], $9::numeric[], $10::numeric[], $11::uuid[], $12::numeric[], $13::text[], \
+         $14::numeric[]) \
+         AS l(sale_id, line_no, product_id, sku, name, quantity, catalog_price, unit_price, discount, total, tax_class_id, \
+           tax_rate, price_rule, unit_cost) \
          LEFT JOIN stock_after a ON a.document_id = l.sale_id AND a.line_no = l.line_no \
-         LEFT JOIN LATERAL ({cost}) c ON true \
        WHERE l.sale_id IN (SELECT id FROM w)), \
      queued AS (INSERT INTO report_queue (sale_id) SELECT id FROM w)",
-        cost = catalog::COST_OF_LINE_PRODUCT
-    );
-    AuditedPart::new(sql.leak(), 13, &["lines_in", "queued"]).reading(&["w", "stock_after"])
-}
+    14,
+    &["lines_in", "queued"],
+)
+.reading(&["w", "stock_after"]);
 
 /// One audit record per written sale: what the request knew (`audit_base`, serialized once in
 /// Rust without its closing brace) with the receipt number, the session and, per tracked line,
@@ -198,7 +197,7 @@ static WRITE: LazyLock<AuditedStatement> = LazyLock::new(|| {
             NUMBERED,
             CLAIM,
             TAKE_CTES,
-            lines_in(),
+            LINES_IN,
             audit_part,
         ],
         RESULT,
@@ -412,6 +411,7 @@ async fn run(
         .bind(&c.l_tax_class)
         .bind(&c.l_tax_rate)
         .bind(&c.l_price_rule)
+        .bind(&c.l_unit_cost)
         .fetch_all(pool)
         .await
 }
@@ -427,8 +427,8 @@ mod tests {
             + CANDIDATES.params()
             + cash::OPEN_SESSIONS.params()
             + NUMBERED.params()
-            + lines_in().params();
-        assert_eq!(declared, 58, "the binds in `run`");
+            + LINES_IN.params();
+        assert_eq!(declared, 59, "the binds in `run`");
         for n in 1..=declared {
             assert!(
                 sql.contains(&format!("${n}:"))

@@ -74,7 +74,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_day",
         title: "Sales by day",
         description: "Sales, items, net, tax, gross and discounts per business day (every day of the period).",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: SALES_PARAMS,
         columns: summary_columns!(Column::new("date", "Date", ColumnKind::Date)),
         chart: Some(Chart {
@@ -88,7 +88,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_hour",
         title: "Sales by hour of day",
         description: "The period's sales per hour of the day (business timezone), 0 to 23.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: SALES_PARAMS,
         columns: summary_columns!(Column::new("hour", "Hour", ColumnKind::Integer)),
         chart: bars("hour", "gross"),
@@ -98,7 +98,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_weekday",
         title: "Sales by weekday",
         description: "The period's sales per weekday of the business date, Monday first.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: SALES_PARAMS,
         columns: summary_columns!(Column::new("weekday", "Weekday", ColumnKind::Text)),
         chart: bars("weekday", "gross"),
@@ -108,7 +108,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_cashier",
         title: "Sales by cashier",
         description: "The period's sales per cashier, largest gross first.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: SALES_PARAMS,
         columns: summary_columns!(Column::new(
             "cashier",
@@ -122,7 +122,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_register",
         title: "Sales by register",
         description: "The period's sales per register, largest gross first.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: SALES_PARAMS,
         columns: summary_columns!(Column::new(
             "register",
@@ -136,7 +136,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_product",
         title: "Sales by product",
         description: "Quantity, net, gross and discounts per product, largest gross first (`limit` rows).",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: PRODUCT_PARAMS,
         columns: &[
             Column::new("product", "Product", ColumnKind::Ref(RefKind::Product)),
@@ -152,7 +152,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.sales_by_category",
         title: "Sales by category",
         description: "Quantity, net, gross and discounts per product category (the product's category now), largest gross first.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: PRODUCT_PARAMS,
         columns: &[
             Column::new("category", "Category", ColumnKind::Ref(RefKind::Category)),
@@ -168,7 +168,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.gross_margin_by_product",
         title: "Gross margin by product",
         description: "Net sales, cost at the time of sale and margin per product, largest margin first (cost and margin for readers of cost prices).",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: PRODUCT_PARAMS,
         columns: &[
             Column::new("product", "Product", ColumnKind::Ref(RefKind::Product)),
@@ -192,7 +192,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.gross_margin_by_category",
         title: "Gross margin by category",
         description: "Net sales, cost at the time of sale and margin per product category (cost and margin for readers of cost prices).",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: PRODUCT_PARAMS,
         columns: &[
             Column::new("category", "Category", ColumnKind::Ref(RefKind::Category)),
@@ -216,7 +216,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.discounts",
         title: "Discounts by reason and cashier",
         description: "Discounts given (a line's own or a whole sale's) per reason and cashier, largest amount first.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: SALES_PARAMS,
         columns: &[
             Column::new("reason_code", "Reason", ColumnKind::Text),
@@ -231,7 +231,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.top_customers",
         title: "Top customers",
         description: "Customers by what their sales came to in the period, largest first (`limit` rows).",
-        permissions: &[REPORTS_READ, customers::READ],
+        permissions: &[REPORTS_READ, super::READ, customers::READ],
         params: &[Param::Period, Param::Branch, Param::Register, Param::Limit],
         columns: &[
             Column::new("customer", "Customer", ColumnKind::Ref(RefKind::Customer)),
@@ -246,7 +246,7 @@ pub const REPORTS: &[Report] = &[
         id: "management.stock_movements_by_reason",
         title: "Stock movements by reason",
         description: "Per reason (sale, return, receipt, count, transfer...), the stock movements of the period: how many, the quantity in and out. Sales count the lines of products that track stock.",
-        permissions: &[REPORTS_READ],
+        permissions: &[REPORTS_READ, super::READ],
         params: &[Param::Period, Param::Branch],
         columns: &[
             Column::new("reason_code", "Reason", ColumnKind::Text),
@@ -508,12 +508,16 @@ async fn products_asked(
     })
 }
 
+/// Cost, margin, margin % and lines without cost; no margin when a line's cost is unknown (a
+/// margin over part of the lines would read as the whole).
 fn margin_cells(t: &ProductTotals) -> [Cell; 4] {
-    let margin = t.net - t.cost;
-    let percent = (!t.net.is_zero()).then(|| margin * Decimal::ONE_HUNDRED / t.net);
+    let margin = (t.cost_missing == 0).then(|| t.net - t.cost);
+    let percent = margin
+        .filter(|_| !t.net.is_zero())
+        .map(|m| m * Decimal::ONE_HUNDRED / t.net);
     [
         Cell::Dec(t.cost),
-        Cell::Dec(margin),
+        Cell::from(margin),
         Cell::from(percent),
         Cell::Int(t.cost_missing),
     ]
@@ -534,6 +538,8 @@ fn product_cells(key: Cell, t: &ProductTotals, margins: bool) -> Vec<Cell> {
 /// (by net for a margin report without costs: its visible figure).
 fn rank(rows: &mut [(Option<Uuid>, ProductTotals)], margins: bool, sees_costs: bool) {
     let key = |t: &ProductTotals| match (margins, sees_costs) {
+        // Unknown margins last.
+        (true, true) if t.cost_missing > 0 => Decimal::MIN,
         (true, true) => t.net - t.cost,
         (true, false) => t.net,
         _ => t.gross,
@@ -844,9 +850,24 @@ fn shown(value: Decimal, places: u32) -> Value {
 
 async fn today_figure(state: &AppState, t: &Today, figure: Figure) -> Result<Value, ApiError> {
     let mut conn = ready(state).await?;
-    let (sales, items, net, gross, cost): (i64, Decimal, Decimal, Decimal, Decimal) = sqlx::query_as(
-        "SELECT coalesce(sum(sales), 0)::bigint, coalesce(sum(items), 0), coalesce(sum(net), 0), \
-                coalesce(sum(gross), 0), coalesce(sum(cost), 0) FROM report_sales_hourly WHERE day = $1",
+    if let Figure::MarginPercent = figure {
+        // Over the products whose every line today has a known cost.
+        let (net, cost): (Decimal, Decimal) = sqlx::query_as(
+            "SELECT coalesce(sum(net), 0), coalesce(sum(cost), 0) FROM report_products_daily \
+              WHERE day = $1 AND cost_missing = 0",
+        )
+        .bind(t.date)
+        .fetch_one(&mut *conn)
+        .await?;
+        return Ok(if net.is_zero() {
+            Value::Null
+        } else {
+            shown((net - cost) * Decimal::ONE_HUNDRED / net, 1)
+        });
+    }
+    let (sales, items, gross): (i64, Decimal, Decimal) = sqlx::query_as(
+        "SELECT coalesce(sum(sales), 0)::bigint, coalesce(sum(items), 0), coalesce(sum(gross), 0) \
+           FROM report_sales_hourly WHERE day = $1",
     )
     .bind(t.date)
     .fetch_one(&mut *conn)
@@ -859,12 +880,10 @@ async fn today_figure(state: &AppState, t: &Today, figure: Figure) -> Result<Val
         }
     };
     Ok(match figure {
-        Figure::Gross => shown(gross, 2),
         Figure::Count => json!(sales),
         Figure::AverageBasket => shown(per_sale(gross), 2),
         Figure::ItemsPerBasket => shown(per_sale(items), 2),
-        Figure::MarginPercent if net.is_zero() => Value::Null,
-        Figure::MarginPercent => shown((net - cost) * Decimal::ONE_HUNDRED / net, 1),
+        Figure::Gross | Figure::MarginPercent => shown(gross, 2),
     })
 }
 

@@ -5,7 +5,7 @@
 //! queued sales in batches and adds each batch to the rollups in the transaction that deletes it
 //! from the queue: a sale is counted once, and only after it committed, whatever order sales
 //! commit in. One drain runs at a time (a transaction-level advisory lock). A background task
-//! drains every second; reports and KPIs drain before they read, so they see every sale committed
+//! drains every five seconds; reports and KPIs drain before they read, so they see every sale committed
 //! before the request.
 //!
 //! Business days depend on the business timezone and `closing.day_starts_at`: the rollups
@@ -139,16 +139,22 @@ const TABLES: &[(&str, &str)] = &[
     ("report_customers_daily", "day"),
 ];
 
+/// This server's drains take turns here first, so that those waiting hold no connection (a
+/// rebuild can take minutes; waiting requests must not empty the pool the sales need).
+#[derive(Default)]
+struct Turns(tokio::sync::Mutex<()>);
+
 /// Rolls up every queued sale; answers how many. Before setup, nothing.
 pub async fn drain(state: &AppState) -> Result<u64, sqlx::Error> {
-    let Some(business) = Business::cached(state).await? else {
-        return Ok(0);
-    };
-    drain_with(state.pool(), &Days::of(&business)).await
+    let turns = state.service(|_| Turns::default());
+    let _turn = turns.0.lock().await;
+    drain_with(state.pool()).await
 }
 
-/// [`drain`] for business days as `days` says.
-pub async fn drain_with(pool: &PgPool, days: &Days) -> Result<u64, sqlx::Error> {
+/// [`drain`], on `pool` (for a caller without the state). The business days are read inside
+/// the lock, so a drain started before a change of the timezone or day start cannot undo the
+/// rebuild that change caused.
+pub async fn drain_with(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let mut tx = pool.begin().await?;
@@ -156,6 +162,10 @@ pub async fn drain_with(pool: &PgPool, days: &Days) -> Result<u64, sqlx::Error> 
             .bind(LOCK)
             .execute(&mut *tx)
             .await?;
+        let Some(business) = Business::load(&mut tx).await? else {
+            return Ok(total);
+        };
+        let days = &Days::of(&business);
         rebuild_if_days_moved(&mut tx, days).await?;
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "DELETE FROM report_queue WHERE ctid = ANY(ARRAY(SELECT ctid FROM report_queue LIMIT $1)) \
@@ -187,33 +197,43 @@ async fn add(conn: &mut PgConnection, ids: &[Uuid], days: &Days) -> Result<(), s
         .map(drop)
 }
 
-/// When the rollups were built for other business days, empties them and queues every sale.
-async fn rebuild_if_days_moved(conn: &mut PgConnection, days: &Days) -> Result<(), sqlx::Error> {
+/// The business days the rollups were built for (none yet: they are built at the next drain).
+async fn built_for(conn: &mut PgConnection) -> Result<Option<Days>, sqlx::Error> {
     let built: Option<(String, String)> =
         sqlx::query_as("SELECT timezone, day_start FROM report_rollup_state")
-            .fetch_optional(&mut *conn)
+            .fetch_optional(conn)
             .await?;
-    if built.as_ref() == Some(&(days.timezone.clone(), days.day_start.clone())) {
+    Ok(built.map(|(timezone, day_start)| Days {
+        timezone,
+        day_start,
+    }))
+}
+
+/// When the rollups were built for other business days, or not at all (a new installation, an
+/// upgrade, or an admin deleted `report_rollup_state` to have them built again), empties them
+/// and queues every sale.
+async fn rebuild_if_days_moved(conn: &mut PgConnection, days: &Days) -> Result<(), sqlx::Error> {
+    let built = built_for(&mut *conn).await?;
+    if built.as_ref() == Some(days) {
         return Ok(());
     }
-    if built.is_some() {
-        tracing::warn!(
-            timezone = %days.timezone,
-            day_start = %days.day_start,
-            "the business days moved: the report rollups are built again"
-        );
-        for (table, _) in TABLES {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-                .execute(&mut *conn)
-                .await?;
-        }
-        sqlx::query("DELETE FROM report_queue")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("INSERT INTO report_queue (sale_id) SELECT id FROM sales")
+    tracing::warn!(
+        timezone = %days.timezone,
+        day_start = %days.day_start,
+        "the report rollups are built (again) from every sale"
+    );
+    for (table, _) in TABLES {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(&mut *conn)
             .await?;
     }
+    // One statement, one snapshot: a sale committed after it stays queued once, by its own
+    // statement; one committed before is queued once, here.
+    sqlx::query(
+        "WITH emptied AS (DELETE FROM report_queue) INSERT INTO report_queue (sale_id) SELECT id FROM sales",
+    )
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "INSERT INTO report_rollup_state (singleton, timezone, day_start, rebuilt_at) VALUES (true, $1, $2, now()) \
          ON CONFLICT (singleton) DO UPDATE SET timezone = $1, day_start = $2, rebuilt_at = now()",
@@ -233,7 +253,8 @@ const CHECKS: &[(&str, &str)] = &[
         "WITH s AS (SELECT s.*, ((s.created_at AT TIME ZONE $3) - $4::interval)::date AS day, \
                 extract(hour FROM s.created_at AT TIME ZONE $3)::smallint AS hour \
               FROM sales s WHERE s.created_at >= (($1::date + $4::interval) AT TIME ZONE $3) - interval '1 day' \
-                AND s.created_at < (($2::date + $4::interval) AT TIME ZONE $3) + interval '2 days'), \
+                AND s.created_at < (($2::date + $4::interval) AT TIME ZONE $3) + interval '2 days' \
+                AND NOT EXISTS (SELECT 1 FROM report_queue q WHERE q.sale_id = s.id)), \
          raw AS (SELECT s.day, s.hour, s.register_id, s.cashier_id, count(*) AS sales, sum(s.net) AS net, sum(s.tax) AS tax, \
                 sum(s.total) AS gross, sum(s.discount_total) AS discount, \
                 (SELECT coalesce(sum(l.quantity), 0) FROM sale_lines l WHERE l.sale_id = ANY(array_agg(s.id))) AS items \
@@ -248,7 +269,8 @@ const CHECKS: &[(&str, &str)] = &[
         "products per day and register",
         "WITH s AS (SELECT s.id, s.register_id, s.prices_include_tax, ((s.created_at AT TIME ZONE $3) - $4::interval)::date AS day \
               FROM sales s WHERE s.created_at >= (($1::date + $4::interval) AT TIME ZONE $3) - interval '1 day' \
-                AND s.created_at < (($2::date + $4::interval) AT TIME ZONE $3) + interval '2 days'), \
+                AND s.created_at < (($2::date + $4::interval) AT TIME ZONE $3) + interval '2 days' \
+                AND NOT EXISTS (SELECT 1 FROM report_queue q WHERE q.sale_id = s.id)), \
          raw AS (SELECT s.day, s.register_id, l.product_id, count(*) AS lines, sum(l.quantity) AS quantity, \
                 sum(CASE WHEN s.prices_include_tax THEN l.total ELSE l.total + round(l.total * l.tax_rate, 4) END) AS gross \
               FROM s JOIN sale_lines l ON l.sale_id = s.id WHERE s.day BETWEEN $1 AND $2 GROUP BY 1, 2, 3), \
@@ -274,7 +296,8 @@ const CHECKS: &[(&str, &str)] = &[
         "tax buckets per day and register",
         "WITH s AS (SELECT s.*, ((s.created_at AT TIME ZONE $3) - $4::interval)::date AS day \
               FROM sales s WHERE s.created_at >= (($1::date + $4::interval) AT TIME ZONE $3) - interval '1 day' \
-                AND s.created_at < (($2::date + $4::interval) AT TIME ZONE $3) + interval '2 days'), \
+                AND s.created_at < (($2::date + $4::interval) AT TIME ZONE $3) + interval '2 days' \
+                AND NOT EXISTS (SELECT 1 FROM report_queue q WHERE q.sale_id = s.id)), \
          raw AS (SELECT s.day, s.register_id, t.rate, sum(t.net) AS net, sum(t.tax) AS tax, sum(t.gross) AS gross \
               FROM s, unnest(s.tax_rates, s.tax_nets, s.tax_amounts, s.tax_grosses) AS t(rate, net, tax, gross) \
               WHERE s.day BETWEEN $1 AND $2 GROUP BY 1, 2, 3), \
@@ -285,15 +308,17 @@ const CHECKS: &[(&str, &str)] = &[
 ];
 
 /// The business days of `[from, to]` whose rollups differ from the lines, each with what
-/// differs. Drains first: a queued sale is not a difference.
+/// differs, for the business days the rollups were built for (none yet: nothing). Reads only:
+/// a sale still queued is left out of both sides.
 pub async fn check(
     pool: &PgPool,
-    days: &Days,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<(NaiveDate, &'static str)>, sqlx::Error> {
-    drain_with(pool, days).await?;
     let mut conn = pool.acquire().await?;
+    let Some(days) = built_for(&mut conn).await? else {
+        return Ok(Vec::new());
+    };
     let mut found = Vec::new();
     for (what, sql) in CHECKS {
         let differ: Vec<NaiveDate> = sqlx::query_scalar(*sql)
@@ -310,8 +335,8 @@ pub async fn check(
 }
 
 /// Builds the rollups of business days `dates` again from the lines (and the months they fall
-/// in from their days), in one transaction.
-pub async fn repair(pool: &PgPool, days: &Days, dates: &[NaiveDate]) -> Result<(), sqlx::Error> {
+/// in from their days), in one transaction, for the business days they were built for.
+pub async fn repair(pool: &PgPool, dates: &[NaiveDate]) -> Result<(), sqlx::Error> {
     let dates: BTreeSet<NaiveDate> = dates.iter().copied().collect();
     let dates: Vec<NaiveDate> = dates.into_iter().collect();
     let months: BTreeSet<NaiveDate> = dates
@@ -324,6 +349,10 @@ pub async fn repair(pool: &PgPool, days: &Days, dates: &[NaiveDate]) -> Result<(
         .bind(LOCK)
         .execute(&mut *tx)
         .await?;
+    let Some(days) = built_for(&mut tx).await? else {
+        return Ok(());
+    };
+    let days = &days;
     for (table, column) in TABLES {
         let set = if *column == "month" { &months } else { &dates };
         sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -364,7 +393,12 @@ pub async fn repair(pool: &PgPool, days: &Days, dates: &[NaiveDate]) -> Result<(
     tx.commit().await
 }
 
-/// The background drain: every second, until the state is dropped.
+/// How often the background drain runs. Readers drain before they read, so this bounds only the
+/// work a report may find queued; longer batches merge more rows per rollup key (cheaper per
+/// sale under load, docs/PERFORMANCE.md).
+const DRAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// The background drain: every [`DRAIN_EVERY`], until the state is dropped.
 pub struct Worker {
     task: tokio::task::JoinHandle<()>,
 }
@@ -384,7 +418,7 @@ pub fn start(state: &AppState) {
         let weak = state.downgrade();
         Worker {
             task: tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut tick = tokio::time::interval(DRAIN_EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tick.tick().await;
@@ -418,17 +452,17 @@ pub async fn check_job(
     let Some(business) = Business::cached(state).await? else {
         return Ok(serde_json::json!({"checked_days": 0}));
     };
-    let days = Days::of(&business);
-    let today = days.date_of(&business, state.clock().now());
+    drain(state).await?;
+    let today = Days::of(&business).date_of(&business, state.clock().now());
     let from = today - chrono::Duration::days(CHECKED_DAYS);
-    let found = check(state.pool(), &days, from, today).await?;
+    let found = check(state.pool(), from, today).await?;
     let differing: Vec<NaiveDate> = found.iter().map(|(d, _)| *d).collect();
     if !differing.is_empty() {
         tracing::warn!(
             days = ?differing,
             "report rollups differed from the sale lines; those days are built again"
         );
-        repair(state.pool(), &days, &differing).await?;
+        repair(state.pool(), &differing).await?;
     }
     Ok(serde_json::json!({
         "checked_from": from,
@@ -437,30 +471,31 @@ pub async fn check_job(
     }))
 }
 
-/// `plugpos doctor`: every business day's rollups equal the lines (read-only: a difference is
-/// named, the nightly job repairs it).
+/// `plugpos doctor`: every business day with sales has rollups equal to its lines (read-only: a
+/// difference is named; the nightly job repairs the last 35 days).
 pub async fn doctor_check(pool: &PgPool) -> anyhow::Result<crate::core::modules::Verified> {
-    let mut conn = pool.acquire().await?;
-    let Some(business) = Business::load(&mut conn).await? else {
-        return Ok(crate::core::modules::Verified {
-            ok: true,
-            checked: 0,
-            problems: Vec::new(),
-        });
+    let nothing = || crate::core::modules::Verified {
+        ok: true,
+        checked: 0,
+        problems: Vec::new(),
     };
-    let range: (Option<NaiveDate>, Option<NaiveDate>) =
-        sqlx::query_as("SELECT min(day), max(day) FROM report_sales_hourly")
-            .fetch_one(&mut *conn)
-            .await?;
+    let mut conn = pool.acquire().await?;
+    let Some(days) = built_for(&mut conn).await? else {
+        return Ok(nothing());
+    };
+    let range: (Option<NaiveDate>, Option<NaiveDate>) = sqlx::query_as(
+        "SELECT ((min(created_at) AT TIME ZONE $1) - $2::interval)::date, \
+                ((max(created_at) AT TIME ZONE $1) - $2::interval)::date FROM sales",
+    )
+    .bind(&days.timezone)
+    .bind(&days.day_start)
+    .fetch_one(&mut *conn)
+    .await?;
     drop(conn);
     let (Some(from), Some(to)) = range else {
-        return Ok(crate::core::modules::Verified {
-            ok: true,
-            checked: 0,
-            problems: Vec::new(),
-        });
+        return Ok(nothing());
     };
-    let found = check(pool, &Days::of(&business), from, to).await?;
+    let found = check(pool, from, to).await?;
     let checked = usize::try_from((to - from).num_days() + 1).unwrap_or(0);
     Ok(crate::core::modules::Verified {
         ok: found.is_empty(),
@@ -469,7 +504,9 @@ pub async fn doctor_check(pool: &PgPool) -> anyhow::Result<crate::core::modules:
             .iter()
             .map(|(day, what)| {
                 format!(
-                    "report rollups of {day} ({what}) differ from the sale lines; the nightly job `reports.rollup_check` rebuilds them (or run it now)"
+                    "report rollups of {day} ({what}) differ from the sale lines; the nightly job `reports.rollup_check` \
+                     rebuilds the last 35 days; to rebuild them all, `DELETE FROM report_rollup_state` (the server then \
+                     rolls up every sale again)"
                 )
             })
             .collect(),

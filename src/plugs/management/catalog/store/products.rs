@@ -279,6 +279,8 @@ pub struct SaleProduct {
     pub active: bool,
     /// Its category (a customer's price list may price the category).
     pub category_id: Option<Uuid>,
+    /// Its cost price (kept with each line sold, for margins).
+    pub cost_price: Option<Decimal>,
 }
 
 /// The live products with these ids as a sale needs them.
@@ -287,8 +289,8 @@ pub async fn for_sale(
     ids: &[Uuid],
 ) -> Result<Vec<SaleProduct>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT p.id, p.sku, p.name, p.price, p.tax_class_id, t.rate AS tax_rate, p.track_stock, p.active, p.category_id \
-         FROM products p JOIN tax_classes t ON t.id = p.tax_class_id \
+        "SELECT p.id, p.sku, p.name, p.price, p.tax_class_id, t.rate AS tax_rate, p.track_stock, p.active, p.category_id, \
+         p.cost_price FROM products p JOIN tax_classes t ON t.id = p.tax_class_id \
          WHERE p.id = ANY($1) AND p.archived_at IS NULL",
     )
     .bind(ids)
