@@ -20,6 +20,7 @@ Usage: bench/reports.py [--lines 10000000] [--runs 5] [--binary target/release/p
 Build first: cargo build --release --bin plugpos
 """
 import argparse, datetime, json, os, re, shutil, signal, socket, statistics, subprocess, tempfile, time, urllib.request
+from zoneinfo import ZoneInfo
 
 LINES_PER_SALE = 9
 PRODUCTS = 5000
@@ -70,7 +71,9 @@ class Server:
     def psql(self, sql, capture=False):
         cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", os.path.join(self.data, "run"), "-U", "postgres", "-d", "plugpos", "-At", "-c", sql]
         if os.geteuid() == 0: cmd = ["runuser", "-u", "postgres", "--"] + cmd
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"psql failed: {out.stderr.strip()}")
         return out.stdout
 
 def set_up(server):
@@ -128,7 +131,7 @@ def generate(server, tax, location, lines, today):
                 SELECT i, gen_random_uuid() AS id, r.id AS register_id, r.session_id, r.cashier_id,
                        (timestamp '{first_day}' + (floor(i / {per_day}) * interval '1 day') + interval '8 hours'
                           + ((i - floor(i / {per_day}) * {per_day}) / {per_day}) * interval '12 hours') AT TIME ZONE '{TZ}' AS created_at,
-                       CASE WHEN i % 5 = 0 THEN (SELECT id FROM bench_customers WHERE n = 1 + (i * 7919) % {CUSTOMERS}) END AS customer_id
+                       CASE WHEN i % 5 = 0 THEN (SELECT id FROM bench_customers WHERE n = 1 + (i::bigint * 7919) % {CUSTOMERS}) END AS customer_id
                   FROM generate_series({a}, {b}) i JOIN bench_registers r ON r.n = i % {REGISTERS}),
             l AS (
                 SELECT s.id AS sale_id, j AS line_no, p.id AS product_id, p.sku, p.name, 1 + (s.i + j) % 3 AS quantity,
@@ -152,16 +155,26 @@ def generate(server, tax, location, lines, today):
         """)
         done += b - a + 1
         print(f"  {m:%Y-%m}: {done:,} sales, {done * LINES_PER_SALE:,} lines ({time.time() - t:.0f} s)", flush=True)
-    server.psql("DROP TABLE bench_products, bench_customers, bench_registers; VACUUM ANALYZE sales; VACUUM ANALYZE sale_lines;")
+    server.psql("DROP TABLE bench_products, bench_customers, bench_registers")
+    return sales
+
+def roll_up(server):
+    """Has the server build the rollups from every sale (as after an upgrade: no state row) and
+    waits until it has; answers the seconds it took."""
+    server.psql("VACUUM ANALYZE sales")
+    server.psql("VACUUM ANALYZE sale_lines")
     t = time.time()
-    server.psql("INSERT INTO report_queue (sale_id) SELECT id FROM sales")
+    server.psql("DELETE FROM report_rollup_state")
     while True:
-        left = int(server.psql("SELECT count(*) FROM report_queue").strip())
-        if left == 0: break
         time.sleep(2)
+        state = int(server.psql("SELECT count(*) FROM report_rollup_state").strip())
+        left = int(server.psql("SELECT count(*) FROM report_queue").strip())
+        if state == 1 and left == 0: break
     built = time.time() - t
-    server.psql("VACUUM ANALYZE")
-    return sales, built
+    for table in ["report_sales_hourly", "report_products_daily", "report_products_monthly", "report_customers_daily",
+                  "report_taxes_daily", "report_payments_daily"]:
+        server.psql(f"VACUUM ANALYZE {table}")
+    return built
 
 BASELINES = {
     "per day": "SELECT ((s.created_at AT TIME ZONE '{tz}'))::date, count(DISTINCT s.id), sum(l.quantity), sum(l.total) "
@@ -189,6 +202,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--binary", default="target/release/plugpos")
     ap.add_argument("--keep", help="keep the data directory here (and reuse it when it exists: no generation)")
+    ap.add_argument("--rebuild", action="store_true", help="with a reused --keep directory: build the rollups again")
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
     reuse = args.keep and os.path.exists(os.path.join(args.keep, "data"))
@@ -201,9 +215,14 @@ def main():
         if not reuse:
             tax, location = set_up(server)
             t = time.time()
-            sales, built = generate(server, tax, location, args.lines, today)
-            print(f"generated {sales:,} sales ({sales * LINES_PER_SALE:,} lines) in {time.time() - t - built:.0f} s; "
-                  f"the server rolled them up in {built:.0f} s ({sales / built:,.0f} sales/s)", flush=True)
+            sales = generate(server, tax, location, args.lines, today)
+            print(f"generated {sales:,} sales ({sales * LINES_PER_SALE:,} lines) in {time.time() - t:.0f} s", flush=True)
+        sales = int(server.psql("SELECT count(*) FROM sales").strip())
+        if reuse and not args.rebuild:
+            print("reusing the data and its rollups")
+        else:
+            built = roll_up(server)
+            print(f"the server rolled up {sales:,} sales in {built:.0f} s ({sales / built:,.0f} sales/s)", flush=True)
         size = server.psql("SELECT pg_size_pretty(pg_total_relation_size('sale_lines')), "
                            "pg_size_pretty(pg_total_relation_size('report_products_daily') + pg_total_relation_size('report_products_monthly') "
                            "+ pg_total_relation_size('report_sales_hourly') + pg_total_relation_size('report_customers_daily'))").strip()
@@ -230,8 +249,8 @@ def main():
                 worst = max(worst, cold, pct(warm, .95))
                 line = f"{report:42} {name:6} {cold:9.1f} {pct(warm, .5):8.1f} {pct(warm, .95):8.1f} {len(json.loads(body)['rows']):5}"
                 if report in FAMILY:
-                    s = datetime.datetime.combine(start, datetime.time()).isoformat() + "+01:00"
-                    e = datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time()).isoformat() + "+01:00"
+                    s = datetime.datetime.combine(start, datetime.time(), tzinfo=ZoneInfo(TZ)).isoformat()
+                    e = datetime.datetime.combine(end + datetime.timedelta(days=1), datetime.time(), tzinfo=ZoneInfo(TZ)).isoformat()
                     base_ms = baseline(server, BASELINES[FAMILY[report]].format(tz=TZ, start=s, end=e))
                     line += f"   {base_ms:9.1f}  ({FAMILY[report]}: {base_ms / pct(warm, .5):.0f}x the report's p50)"
                 print(line, flush=True)

@@ -5,7 +5,7 @@
 //! queued sales in batches and adds each batch to the rollups in the transaction that deletes it
 //! from the queue: a sale is counted once, and only after it committed, whatever order sales
 //! commit in. One drain runs at a time (a transaction-level advisory lock). A background task
-//! drains every five seconds; reports and KPIs drain before they read, so they see every sale committed
+//! drains every ten seconds; reports and KPIs drain before they read, so they see every sale committed
 //! before the request.
 //!
 //! Business days depend on the business timezone and `closing.day_starts_at`: the rollups
@@ -25,7 +25,7 @@ use crate::core::settings::Business;
 use crate::core::state::AppState;
 
 /// Sales rolled up per transaction.
-const BATCH: i64 = 5000;
+const BATCH: i64 = 50_000;
 /// The advisory lock that serialises drains (any constant the other modules do not use).
 const LOCK: i64 = 0x7270_726f_6c6c_7570;
 /// `closing.day_starts_at` (administration.closings' setting, read through the business).
@@ -396,7 +396,7 @@ pub async fn repair(pool: &PgPool, dates: &[NaiveDate]) -> Result<(), sqlx::Erro
 /// How often the background drain runs. Readers drain before they read, so this bounds only the
 /// work a report may find queued; longer batches merge more rows per rollup key (cheaper per
 /// sale under load, docs/PERFORMANCE.md).
-const DRAIN_EVERY: Duration = Duration::from_secs(5);
+const DRAIN_EVERY: Duration = Duration::from_secs(10);
 
 /// The background drain: every [`DRAIN_EVERY`], until the state is dropped.
 pub struct Worker {
