@@ -976,6 +976,37 @@ async fn bad_parameters_are_named_and_reports_need_their_permissions() {
     )
     .await;
     problem(
+        shop.app
+            .get_as("/api/v1/reports?cursor=", &shop.manager)
+            .await,
+        422,
+        "validation.failed",
+    )
+    .await;
+    let page: Value = shop
+        .app
+        .get_as("/api/v1/reports?limit=5", &shop.manager)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let next = page["next_cursor"].as_str().unwrap().to_owned();
+    let rest: Value = shop
+        .app
+        .get_as(
+            &format!("/api/v1/reports?limit=100&cursor={next}"),
+            &shop.manager,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["items"].as_array().unwrap().len() + rest["items"].as_array().unwrap().len(),
+        19
+    );
+    assert!(rest["next_cursor"].is_null());
+    problem(
         run(shop.manager.clone(), "management.nothing").await,
         404,
         "report.not_found",

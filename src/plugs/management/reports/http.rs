@@ -117,6 +117,18 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<ReportList>, ApiError> {
     let limit = page_limit(query.limit, 100, 200)?;
+    if let Some(cursor) = &query.cursor {
+        let mut chars = cursor.chars();
+        let well_formed = cursor.len() <= 100
+            && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+            && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.');
+        if !well_formed {
+            return Err(ApiError::invalid(
+                "cursor",
+                "must be a `next_cursor` of this list",
+            ));
+        }
+    }
     let mut runnable: Vec<&'static Report> = all(&state)
         .into_iter()
         .filter(|r| may_run(&caller, r))
