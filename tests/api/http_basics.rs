@@ -231,3 +231,84 @@ async fn stalled_request_times_out_with_a_408_problem() {
     assert_eq!(body["code"], "request.timeout");
     assert_eq!(body["request_id"], "slow-1");
 }
+
+#[tokio::test]
+async fn browsers_may_call_from_the_allowed_origins_only() {
+    let app = TestApp::spawn_initialized_with(|c| {
+        c.http.cors.allowed_origins = vec!["https://shop.example".into()];
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/v1/auth/me"))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    // A preflight carries no token: it is answered before authentication.
+    let allowed = preflight("https://shop.example").await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let methods = allowed.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("PATCH"), "{methods}");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // A real request from the allowed origin gets the header; from another, not.
+    let response = app
+        .client
+        .get(app.url("/health/live"))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    // Without the setting (the default), no origin is allowed.
+    let plain = TestApp::spawn().await;
+    let response = plain
+        .client
+        .get(plain.url("/health/live"))
+        .header("origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_cors_origin_must_be_a_bare_origin() {
+    use std::collections::BTreeMap;
+    let mut config = plugpos::core::config::Config::default();
+    for good in ["https://shop.example", "http://10.0.0.5:8080"] {
+        config.http.cors.allowed_origins = vec![good.into()];
+        assert!(config.validate(&BTreeMap::new()).is_ok(), "{good}");
+    }
+    for bad in [
+        "*",
+        "https://shop.example/",
+        "shop.example",
+        "https://a.example/path",
+        "https://",
+    ] {
+        config.http.cors.allowed_origins = vec![bad.into()];
+        let message = config.validate(&BTreeMap::new()).unwrap_err().to_string();
+        assert!(
+            message.contains("http.cors.allowed_origins"),
+            "{bad}: {message}"
+        );
+    }
+}

@@ -189,6 +189,31 @@ pub struct HttpConfig {
     pub body_limit_bytes: usize,
     /// How long a shutdown waits for in-flight requests before it stops anyway.
     pub shutdown_grace_secs: u64,
+    /// Cross-origin requests from browsers (hosted mode's browser clients).
+    pub cors: CorsConfig,
+}
+
+/// Which web pages' scripts may call the API from a browser.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Origins (`https://shop.example`, scheme and host, a port if not the default, nothing
+    /// after) whose pages may call the API. None by default: browsers refuse cross-origin calls.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Whether `origin` is a bare origin: `http(s)://host[:port]`, nothing after, no wildcard.
+fn is_origin(origin: &str) -> bool {
+    let Some(rest) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
 
 /// The database: the managed cluster by default, or an external PostgreSQL.
@@ -329,6 +354,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_secs: 20,
+            cors: CorsConfig::default(),
         }
     }
 }
@@ -462,6 +488,20 @@ impl Config {
         }
         if self.http.body_limit_bytes < 1024 {
             return fail("http.body_limit_bytes", "must be at least 1024");
+        }
+        if let Some(bad) = self
+            .http
+            .cors
+            .allowed_origins
+            .iter()
+            .find(|o| !is_origin(o))
+        {
+            return fail(
+                "http.cors.allowed_origins",
+                &format!(
+                    "`{bad}` is not an origin like https://shop.example (scheme and host, a port, nothing after)"
+                ),
+            );
         }
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1");

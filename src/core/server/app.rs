@@ -33,7 +33,7 @@ pub fn app(state: AppState) -> Router {
             Duration::from_secs(http.request_timeout_secs),
         ))
         .layer(DefaultBodyLimit::max(http.body_limit_bytes));
-    routes
+    let app = routes
         .merge(openapi::docs())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -46,8 +46,48 @@ pub fn app(state: AppState) -> Router {
         ))
         // Route guards (core::auth::access) find the state here.
         .layer(axum::Extension(state.clone()))
-        .layer(layers)
-        .with_state(state)
+        .layer(layers);
+    let origins = &http.cors.allowed_origins;
+    let app = if origins.is_empty() {
+        app
+    } else {
+        // Outermost: a preflight is answered before authentication (it carries no token).
+        app.layer(cors(origins))
+    };
+    app.with_state(state)
+}
+
+/// The CORS layer for `origins` (checked by the configuration): the API's methods and the
+/// headers its clients send; answers expose what clients read.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-request-id"),
+        ])
+        .expose_headers([
+            header::CONTENT_DISPOSITION,
+            header::RETRY_AFTER,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("idempotent-replayed"),
+        ])
+        .max_age(Duration::from_secs(600))
 }
 
 async fn not_found() -> impl IntoResponse {

@@ -216,6 +216,17 @@ async fn run(
         }
     }));
 
+    if !config.http.bind.is_loopback() {
+        // The shop LAN default stays possible; whoever runs it is told what it means.
+        tracing::warn!(
+            bind = %config.http.bind,
+            "serving plain HTTP beyond this machine: passwords and tokens cross the network unencrypted"
+        );
+        eprintln!(
+            "plugpos: warning: serving plain HTTP on {} (not only this machine): passwords and tokens cross the network unencrypted",
+            config.http.bind
+        );
+    }
     let address = SocketAddr::new(config.http.bind, config.http.port);
     let listener = TcpListener::bind(address)
         .await
