@@ -4,7 +4,7 @@
 //! them, names what the rows refer to, hides the columns a caller may not see and renders JSON,
 //! CSV or PDF. KPIs are the dashboard's figures, computed the same way for the business day now.
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::future::BoxFuture;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -12,6 +12,12 @@ use uuid::Uuid;
 
 use crate::core::http::ApiError;
 use crate::core::state::AppState;
+
+/// Running reports: the permission every report needs besides its own module's
+/// (`management.reports` declares it; contributing modules name it through this constant).
+pub const RUN: &str = "management.reports.read";
+/// Seeing the dashboard (`management.reports` declares it; every KPI needs it besides its own).
+pub const DASHBOARD: &str = "management.reports.dashboard";
 
 /// A parameter a report accepts. Each has one query-string name (or two, for the period).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,9 +168,6 @@ pub struct Filters {
     /// The period as instants: `[start of from, start of the day after to)`.
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// The business timezone (IANA name) and when a business day starts there.
-    pub timezone: String,
-    pub day_start: NaiveTime,
     /// The branch asked for.
     pub branch: Option<Uuid>,
     /// The registers asked for (a register, or a branch's): `None` for all.
@@ -182,13 +185,6 @@ pub struct Filters {
     pub today: NaiveDate,
     /// Whether the caller may see cost prices (a report that ranks by margin needs to know).
     pub sees_costs: bool,
-}
-
-impl Filters {
-    /// `day_start` as a PostgreSQL interval (`HH:MM`), for `(t AT TIME ZONE tz) - interval`.
-    pub fn day_start_interval(&self) -> String {
-        self.day_start.format("%H:%M").to_string()
-    }
 }
 
 /// Computes a report's rows (one cell per declared column, hidden ones included).
@@ -214,18 +210,9 @@ pub struct Report {
 #[derive(Debug, Clone)]
 pub struct Today {
     pub date: NaiveDate,
-    /// The business day as instants, and now.
+    /// The business day as instants.
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    pub now: DateTime<Utc>,
-    pub timezone: String,
-    pub day_start: NaiveTime,
-}
-
-impl Today {
-    pub fn day_start_interval(&self) -> String {
-        self.day_start.format("%H:%M").to_string()
-    }
 }
 
 /// Computes a KPI's value.

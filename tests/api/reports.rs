@@ -118,6 +118,25 @@ async fn product(shop: &Shop, mut body: Value, tax: &str, track: bool) -> String
         .to_owned()
 }
 
+/// A user `username` whose only role, `role`, holds `permissions`; returns their token.
+async fn user_with(
+    shop: &Shop,
+    role: &str,
+    permissions: &[&str],
+    username: &str,
+    password: &str,
+) -> String {
+    let body = json!({"name": role, "permissions": permissions});
+    assert_eq!(
+        shop.app
+            .post_as("/api/v1/roles", &shop.admin, &body)
+            .await
+            .status(),
+        201
+    );
+    shop.app.user_token(username, password, &[role]).await
+}
+
 async fn category(shop: &Shop, name: &str, parent: Option<&str>) -> String {
     let response = shop
         .app
@@ -747,18 +766,20 @@ async fn exports_are_csv_and_pdf_audited_and_hide_what_the_reader_may_not_see() 
     let today = berlin(&day.sales[0]["created_at"]).date_naive();
     let period = format!("from={today}&to={today}");
     // A reader of reports who may not see costs.
-    let role = json!({"name": "reporter", "permissions": ["management.reports.read", "management.reports.dashboard", "management.customers.read", "operations.sales.read", "management.stock.read"]});
-    assert_eq!(
-        shop.app
-            .post_as("/api/v1/roles", &shop.admin, &role)
-            .await
-            .status(),
-        201
-    );
-    let reporter = shop
-        .app
-        .user_token("rita", "reporter pass 123", &["reporter"])
-        .await;
+    let reporter = user_with(
+        shop,
+        "reporter",
+        &[
+            "management.reports.read",
+            "management.reports.dashboard",
+            "management.customers.read",
+            "operations.sales.read",
+            "management.stock.read",
+        ],
+        "rita",
+        "reporter pass 123",
+    )
+    .await;
 
     let listed: Value = shop
         .app
@@ -1019,18 +1040,14 @@ async fn bad_parameters_are_named_and_reports_need_their_permissions() {
         "rbac.forbidden",
     )
     .await;
-    let role = json!({"name": "numbers", "permissions": ["management.reports.read"]});
-    assert_eq!(
-        shop.app
-            .post_as("/api/v1/roles", &shop.admin, &role)
-            .await
-            .status(),
-        201
-    );
-    let numbers = shop
-        .app
-        .user_token("nina", "numbers pass 1234", &["numbers"])
-        .await;
+    let numbers = user_with(
+        &shop,
+        "numbers",
+        &["management.reports.read"],
+        "nina",
+        "numbers pass 1234",
+    )
+    .await;
     problem(
         run(numbers.clone(), "management.top_customers").await,
         403,
@@ -1230,18 +1247,14 @@ async fn the_dashboard_pushes_todays_figures_within_two_seconds_of_a_sale() {
     assert_eq!(kpi(&before, "cash.open_sessions").unwrap()["value"], 1);
     assert!(kpi(&before, "sales.gross_margin_percent").is_some());
     // Without the cost permission, no margin.
-    let role = json!({"name": "watcher", "permissions": ["management.reports.dashboard"]});
-    assert_eq!(
-        shop.app
-            .post_as("/api/v1/roles", &shop.admin, &role)
-            .await
-            .status(),
-        201
-    );
-    let watcher = shop
-        .app
-        .user_token("walt", "watcher pass 1234", &["watcher"])
-        .await;
+    let watcher = user_with(
+        &shop,
+        "watcher",
+        &["management.reports.dashboard"],
+        "walt",
+        "watcher pass 1234",
+    )
+    .await;
     let theirs: Value = shop
         .app
         .get_as("/api/v1/dashboard", &watcher)

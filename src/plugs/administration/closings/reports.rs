@@ -7,11 +7,10 @@ use uuid::Uuid;
 
 use super::report::ClosingReport;
 use crate::core::http::ApiError;
-use crate::core::reports::{Cell, Column, ColumnKind, Filters, Param, RefKind, Report};
+use crate::core::reports::{
+    Cell, Column, ColumnKind, Filters, Param, RUN as REPORTS_READ, RefKind, Report,
+};
 use crate::core::state::AppState;
-
-/// Running reports (a permission `management.reports` declares).
-const REPORTS_READ: &str = "management.reports.read";
 
 pub const REPORTS: &[Report] = &[Report {
     id: "management.closings",

@@ -80,9 +80,6 @@ pub fn today(business: &Business, now: DateTime<Utc>) -> Today {
         date,
         start: day.start,
         end: day.end,
-        now,
-        timezone: business.timezone.name().to_owned(),
-        day_start: closings::day_start(business),
     }
 }
 

@@ -19,8 +19,7 @@ use crate::core::state::AppState;
 
 pub(crate) const MODULE: &str = "management.reports";
 
-pub const READ: &str = "management.reports.read";
-pub const DASHBOARD: &str = "management.reports.dashboard";
+pub use crate::core::reports::{DASHBOARD, RUN as READ};
 
 const PERMISSIONS: &[ModulePermission] = &[
     ModulePermission {

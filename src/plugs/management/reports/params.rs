@@ -238,8 +238,6 @@ pub async fn filters(
         to,
         start,
         end,
-        timezone: business.timezone.name().to_owned(),
-        day_start: closings::day_start(business),
         branch,
         registers,
         locations,

@@ -12,13 +12,11 @@ use uuid::Uuid;
 
 use crate::core::http::ApiError;
 use crate::core::reports::{
-    Cell, Chart, ChartKind, Column, ColumnKind, Filters, Param, RefKind, Report,
+    Cell, Chart, ChartKind, Column, ColumnKind, Filters, Param, RUN as REPORTS_READ, RefKind,
+    Report,
 };
 use crate::core::state::AppState;
 use crate::plugs::management::api::catalog::{self, COST_PRICE_READ};
-
-/// Running reports (a permission `management.reports` declares).
-const REPORTS_READ: &str = "management.reports.read";
 
 pub const REPORTS: &[Report] = &[
     Report {

@@ -7,12 +7,10 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::core::http::ApiError;
-use crate::core::reports::{Cell, Column, ColumnKind, Filters, Kpi, Param, RefKind, Report};
+use crate::core::reports::{
+    Cell, Column, ColumnKind, DASHBOARD, Filters, Kpi, Param, RUN as REPORTS_READ, RefKind, Report,
+};
 use crate::core::state::AppState;
-
-/// Running reports and seeing the dashboard (permissions `management.reports` declares).
-const REPORTS_READ: &str = "management.reports.read";
-const DASHBOARD: &str = "management.reports.dashboard";
 
 pub const REPORTS: &[Report] = &[Report {
     id: "management.cash_sessions",

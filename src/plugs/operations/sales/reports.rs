@@ -25,10 +25,7 @@ use crate::core::state::AppState;
 use crate::plugs::management::api::catalog::{self, COST_PRICE_READ};
 use crate::plugs::management::api::{customers, stock};
 
-/// Running reports (a permission `management.reports` declares; the string is the contract).
-pub const REPORTS_READ: &str = "management.reports.read";
-/// Seeing the dashboard (likewise).
-pub const DASHBOARD: &str = "management.reports.dashboard";
+pub use crate::core::reports::{DASHBOARD, RUN as REPORTS_READ};
 
 const SALES_PARAMS: &[Param] = &[
     Param::Period,
@@ -57,6 +54,40 @@ macro_rules! summary_columns {
             Column::new("gross", "Gross", ColumnKind::Money).summed(),
             Column::new("discounts", "Discounts", ColumnKind::Money).summed(),
             Column::new("average_basket", "Avg basket", ColumnKind::Money),
+        ]
+    };
+}
+
+/// A product report's figures (per product or category), after its key column.
+macro_rules! product_columns {
+    ($key:expr) => {
+        &[
+            $key,
+            Column::new("quantity", "Quantity", ColumnKind::Quantity).summed(),
+            Column::new("net", "Net", ColumnKind::Money).summed(),
+            Column::new("gross", "Gross", ColumnKind::Money).summed(),
+            Column::new("discounts", "Discounts", ColumnKind::Money).summed(),
+        ]
+    };
+}
+
+/// A margin report's figures, after its key column; cost and margin for readers of costs only.
+macro_rules! margin_columns {
+    ($key:expr) => {
+        &[
+            $key,
+            Column::new("quantity", "Quantity", ColumnKind::Quantity).summed(),
+            Column::new("net", "Net", ColumnKind::Money).summed(),
+            Column::new("cost", "Cost", ColumnKind::Money)
+                .summed()
+                .needs(COST_PRICE_READ),
+            Column::new("margin", "Margin", ColumnKind::Money)
+                .summed()
+                .needs(COST_PRICE_READ),
+            Column::new("margin_percent", "Margin %", ColumnKind::Percent).needs(COST_PRICE_READ),
+            Column::new("lines_without_cost", "No cost", ColumnKind::Integer)
+                .summed()
+                .needs(COST_PRICE_READ),
         ]
     };
 }
@@ -138,13 +169,11 @@ pub const REPORTS: &[Report] = &[
         description: "Quantity, net, gross and discounts per product, largest gross first (`limit` rows).",
         permissions: &[REPORTS_READ, super::READ],
         params: PRODUCT_PARAMS,
-        columns: &[
-            Column::new("product", "Product", ColumnKind::Ref(RefKind::Product)),
-            Column::new("quantity", "Quantity", ColumnKind::Quantity).summed(),
-            Column::new("net", "Net", ColumnKind::Money).summed(),
-            Column::new("gross", "Gross", ColumnKind::Money).summed(),
-            Column::new("discounts", "Discounts", ColumnKind::Money).summed(),
-        ],
+        columns: product_columns!(Column::new(
+            "product",
+            "Product",
+            ColumnKind::Ref(RefKind::Product)
+        )),
         chart: bars("product", "gross"),
         run: |state, f| by_product(state, f, false).boxed(),
     },
@@ -154,13 +183,11 @@ pub const REPORTS: &[Report] = &[
         description: "Quantity, net, gross and discounts per product category (the product's category now), largest gross first.",
         permissions: &[REPORTS_READ, super::READ],
         params: PRODUCT_PARAMS,
-        columns: &[
-            Column::new("category", "Category", ColumnKind::Ref(RefKind::Category)),
-            Column::new("quantity", "Quantity", ColumnKind::Quantity).summed(),
-            Column::new("net", "Net", ColumnKind::Money).summed(),
-            Column::new("gross", "Gross", ColumnKind::Money).summed(),
-            Column::new("discounts", "Discounts", ColumnKind::Money).summed(),
-        ],
+        columns: product_columns!(Column::new(
+            "category",
+            "Category",
+            ColumnKind::Ref(RefKind::Category)
+        )),
         chart: bars("category", "gross"),
         run: |state, f| by_category(state, f, false).boxed(),
     },
@@ -170,21 +197,11 @@ pub const REPORTS: &[Report] = &[
         description: "Net sales, cost at the time of sale and margin per product, largest margin first (cost and margin for readers of cost prices).",
         permissions: &[REPORTS_READ, super::READ],
         params: PRODUCT_PARAMS,
-        columns: &[
-            Column::new("product", "Product", ColumnKind::Ref(RefKind::Product)),
-            Column::new("quantity", "Quantity", ColumnKind::Quantity).summed(),
-            Column::new("net", "Net", ColumnKind::Money).summed(),
-            Column::new("cost", "Cost", ColumnKind::Money)
-                .summed()
-                .needs(COST_PRICE_READ),
-            Column::new("margin", "Margin", ColumnKind::Money)
-                .summed()
-                .needs(COST_PRICE_READ),
-            Column::new("margin_percent", "Margin %", ColumnKind::Percent).needs(COST_PRICE_READ),
-            Column::new("lines_without_cost", "No cost", ColumnKind::Integer)
-                .summed()
-                .needs(COST_PRICE_READ),
-        ],
+        columns: margin_columns!(Column::new(
+            "product",
+            "Product",
+            ColumnKind::Ref(RefKind::Product)
+        )),
         chart: bars("product", "margin"),
         run: |state, f| by_product(state, f, true).boxed(),
     },
@@ -194,21 +211,11 @@ pub const REPORTS: &[Report] = &[
         description: "Net sales, cost at the time of sale and margin per product category (cost and margin for readers of cost prices).",
         permissions: &[REPORTS_READ, super::READ],
         params: PRODUCT_PARAMS,
-        columns: &[
-            Column::new("category", "Category", ColumnKind::Ref(RefKind::Category)),
-            Column::new("quantity", "Quantity", ColumnKind::Quantity).summed(),
-            Column::new("net", "Net", ColumnKind::Money).summed(),
-            Column::new("cost", "Cost", ColumnKind::Money)
-                .summed()
-                .needs(COST_PRICE_READ),
-            Column::new("margin", "Margin", ColumnKind::Money)
-                .summed()
-                .needs(COST_PRICE_READ),
-            Column::new("margin_percent", "Margin %", ColumnKind::Percent).needs(COST_PRICE_READ),
-            Column::new("lines_without_cost", "No cost", ColumnKind::Integer)
-                .summed()
-                .needs(COST_PRICE_READ),
-        ],
+        columns: margin_columns!(Column::new(
+            "category",
+            "Category",
+            ColumnKind::Ref(RefKind::Category)
+        )),
         chart: bars("category", "margin"),
         run: |state, f| by_category(state, f, true).boxed(),
     },
