@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod data_dir;
 pub mod db;
+pub mod devices;
 pub mod doctor;
 pub mod health;
 pub mod http;
@@ -25,6 +26,7 @@ pub mod settings;
 pub mod setup;
 pub mod state;
 pub mod support;
+pub mod sync;
 pub mod upgrade;
 pub mod version;
 
@@ -56,4 +58,8 @@ pub const TABLES: &[&str] = &[
     "jobs",
     "schedule_runs",
     "modules",
+    "devices",
+    "device_enrolments",
+    "sync_outbox",
+    "sync_state",
 ];

@@ -414,7 +414,13 @@ pub fn readiness_check(body: &Value, name: &str) -> Value {
 
 /// Reads a problem document, checking the media type and the fields every problem has.
 pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
-    assert_eq!(response.status().as_u16(), status);
+    if response.status().as_u16() != status {
+        panic!(
+            "expected {status} {code}, got {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
     let content_type = response.headers()["content-type"]
         .to_str()
         .unwrap()

@@ -40,6 +40,8 @@ async fn every_route_declares_who_may_call_it() {
         // Anyone holding a paper receipt may check its QR code; the answer names fields only.
         "/api/v1/receipts/verify",
         "/api/v1/receipts/public-key",
+        // A till exchanges its one-time enrolment code (an admin made it) for its credential.
+        "/api/v1/devices/enrol",
     ];
     let self_service = [
         "/api/v1/auth/me",

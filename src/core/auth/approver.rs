@@ -195,17 +195,22 @@ pub async fn set_pin(
 ) -> Result<(), ApiError> {
     check_pin(pin.expose_secret()).map_err(|e| ApiError::Validation(vec![e]))?;
     crate::core::auth::login::check_current_password(state, caller, current).await?;
+    // Two hashes under two salts: the server checks the first; enrolled tills get the second (the
+    // PIN's offline verifier, `core::sync::entities`), so a till's copy is not the server's.
+    let offline = SecretString::from(pin.expose_secret().to_owned());
     let hash = state.hashing().hash(pin).await?;
+    let offline = state.hashing().hash(offline).await?;
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(caller), now).await?;
     let replaced: bool = sqlx::query_scalar(
-        "INSERT INTO user_pins AS p (user_id, pin_hash, updated_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (user_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash, failures = 0, locked_at = NULL, \
-           updated_at = EXCLUDED.updated_at \
+        "INSERT INTO user_pins AS p (user_id, pin_hash, offline_verifier, updated_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (user_id) DO UPDATE SET pin_hash = EXCLUDED.pin_hash, offline_verifier = EXCLUDED.offline_verifier, \
+           failures = 0, locked_at = NULL, updated_at = EXCLUDED.updated_at \
          RETURNING (xmax <> 0)",
     )
     .bind(caller.user_id)
     .bind(hash)
+    .bind(offline)
     .bind(now)
     .fetch_one(&mut *tx)
     .await?;

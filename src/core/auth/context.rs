@@ -19,6 +19,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::core::audit::Actor;
+use crate::core::devices;
 use crate::core::http::ApiError;
 use crate::core::http::request_id;
 use crate::core::security::events::{self, EventKind, Origin, SecurityEvent};
@@ -45,6 +46,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestOrigin {
             ip,
             user_agent,
             workstation_id: None,
+            device_id: None,
         }))
     }
 }
@@ -79,6 +81,9 @@ struct SessionRow {
     display_name: String,
     password_change_required: bool,
     workstation_id: Option<String>,
+    device_id: Option<Uuid>,
+    /// The device's credential hash, while it is not revoked.
+    device_token_hash: Option<Vec<u8>>,
     mfa_enrollment_required: bool,
     roles: Vec<String>,
     permissions: Vec<String>,
@@ -138,6 +143,10 @@ impl FromRequestParts<AppState> for Authenticated {
         {
             return Err(ApiError::SessionEnded);
         }
+        if let Some(device) = row.device_id {
+            check_device(&parts.headers, row.device_token_hash.as_deref())?;
+            origin.device_id = Some(device);
+        }
         origin.workstation_id = row.workstation_id.clone();
         Ok(Authenticated {
             user_id: row.user_id,
@@ -150,6 +159,24 @@ impl FromRequestParts<AppState> for Authenticated {
             mfa_enrollment_required: row.mfa_enrollment_required,
             origin,
         })
+    }
+}
+
+/// A session opened on an enrolled device is used only with that device's credential: missing,
+/// it is 401 `device.required`; another one, or the device's once it was revoked, 401
+/// `device.invalid` (revoking also ends the session).
+fn check_device(headers: &axum::http::HeaderMap, stored: Option<&[u8]>) -> Result<(), ApiError> {
+    use subtle::ConstantTimeEq;
+    let Some(token) = devices::token(headers) else {
+        return Err(ApiError::Unauthorized {
+            code: "device.required",
+            detail: "This session was opened on an enrolled till: send its credential in `X-Device-Token` with every request.".to_owned(),
+        });
+    };
+    let sent = devices::token_hash(token);
+    match stored {
+        Some(stored) if bool::from(sent.as_slice().ct_eq(stored)) => Ok(()),
+        _ => Err(devices::invalid()),
     }
 }
 
@@ -181,6 +208,7 @@ async fn session_row(state: &AppState, session: Uuid) -> Result<Option<Arc<Sessi
             let row: Option<SessionRow> = sqlx::query_as(
                 "SELECT s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp AS stamp_current, \
                         u.disabled_at, u.username, u.display_name, u.password_change_required, s.workstation_id, \
+                        s.device_id, d.token_hash AS device_token_hash, \
                         (EXISTS (SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id \
                                  JOIN settings st ON st.key = 'security.mfa_required_roles' \
                                  WHERE ur.user_id = u.id AND st.value ? r.name) \
@@ -190,7 +218,8 @@ async fn session_row(state: &AppState, session: Uuid) -> Result<Option<Arc<Sessi
                               WHERE ur.user_id = u.id ORDER BY r.name) AS roles, \
                         ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
                               WHERE ur.user_id = u.id) AS permissions \
-                 FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+                 FROM sessions s JOIN users u ON u.id = s.user_id \
+                 LEFT JOIN devices d ON d.id = s.device_id AND d.revoked_at IS NULL WHERE s.id = $1",
             )
             .bind(session)
             .fetch_optional(state.pool())

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::core::auth::context::{Authenticated, RequestOrigin};
 use crate::core::auth::login::{self, Issued};
 use crate::core::auth::{approver, mfa};
+use crate::core::devices;
 use crate::core::http::problem::Problem;
 use crate::core::http::{ApiError, ApiJson};
 use crate::core::state::AppState;
@@ -23,7 +24,9 @@ pub struct LoginRequest {
     pub username: String,
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
-    /// The registered workstation (till) this login comes from, stored with the session.
+    /// A name for the workstation this login comes from, stored with the session, for tills that
+    /// are not enrolled. On an enrolled till (`X-Device-Token`) the device's id is the workstation
+    /// and this is ignored.
     #[schema(example = "till-2")]
     pub workstation_id: Option<String>,
     /// The current code of the authenticator app, for users with two-factor authentication.
@@ -123,7 +126,7 @@ fn tokens(issued: Issued) -> Json<TokenResponse> {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Logged in", body = TokenResponse),
-        (status = 401, description = "Wrong username or password (`auth.invalid_credentials`), the same for unknown users and for a disabled account; second factor missing (`auth.mfa_required`) or wrong (`auth.mfa_invalid`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong username or password (`auth.invalid_credentials`), the same for unknown users and for a disabled account; second factor missing (`auth.mfa_required`) or wrong (`auth.mfa_invalid`); an `X-Device-Token` that is not an enrolled device's (`device.invalid`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Session limit reached with `refuse_new` (`auth.session_limit`)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Throttled (`auth.throttled`) or locked (`auth.locked`) for this account from this address or everywhere, password checks busy (`auth.busy`), or too many requests from this address (`rate_limited`); see `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
@@ -131,6 +134,7 @@ fn tokens(issued: Issued) -> Json<TokenResponse> {
 pub async fn login_handler(
     State(state): State<AppState>,
     RequestOrigin(mut origin): RequestOrigin,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     // The id goes into every audit record and its exports: no control characters, nothing a
@@ -148,6 +152,11 @@ pub async fn login_handler(
         return Err(ApiError::invalid("username", "must be 1 to 128 characters"));
     }
     origin.workstation_id = request.workstation_id;
+    // On an enrolled till the session is the device's, and the device is its workstation.
+    if let Some(device) = device_of(&state, &headers).await? {
+        origin.device_id = Some(device);
+        origin.workstation_id = Some(device.to_string());
+    }
     let second = login::SecondFactor {
         totp_code: request.totp_code.as_deref(),
         recovery_code: request.recovery_code.as_deref(),
@@ -165,18 +174,40 @@ pub async fn login_handler(
     request_body = RefreshRequest,
     responses(
         (status = 200, description = "New tokens; the presented refresh token is now used", body = TokenResponse),
-        (status = 401, description = "Unknown (`auth.invalid_refresh_token`), reused (`auth.refresh_reused`: the session is ended) or ended session (`auth.session_ended`)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Unknown (`auth.invalid_refresh_token`), reused (`auth.refresh_reused`: the session is ended) or ended session (`auth.session_ended`); a till's session refreshed without its device's `X-Device-Token` (`device.invalid`)", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn refresh_handler(
     State(state): State<AppState>,
-    RequestOrigin(origin): RequestOrigin,
+    RequestOrigin(mut origin): RequestOrigin,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     use secrecy::ExposeSecret;
+    origin.device_id = device_of(&state, &headers).await?;
     login::refresh(&state, request.refresh_token.expose_secret(), &origin)
         .await
         .map(tokens)
+}
+
+/// The enrolled device whose credential the request carries (noted as seen), `None` without one;
+/// 401 `device.invalid` for a credential that is not an enrolled, unrevoked device's.
+async fn device_of(state: &AppState, headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
+    let Some(token) = devices::token(headers) else {
+        return Ok(None);
+    };
+    let mut conn = state.pool().acquire().await?;
+    let device = devices::by_token(&mut conn, token)
+        .await?
+        .ok_or_else(devices::invalid)?;
+    devices::seen(
+        &mut conn,
+        device.id,
+        devices::app_version(headers).as_deref(),
+        state.clock().now(),
+    )
+    .await?;
+    Ok(Some(device.id))
 }
 
 /// End this session.

@@ -383,10 +383,11 @@ pub async fn refresh(
         Option<DateTime<Utc>>,
         String,
         bool,
+        Option<Uuid>,
     );
     let row: Option<Row> = sqlx::query_as(
         "SELECT rt.used_at, s.id, s.user_id, s.ended_at, s.expires_at, s.security_stamp = u.security_stamp, \
-                u.disabled_at, u.username, u.password_change_required \
+                u.disabled_at, u.username, u.password_change_required, s.device_id \
          FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id JOIN users u ON u.id = s.user_id \
          WHERE rt.token_hash = $1 FOR UPDATE OF rt, s",
     )
@@ -403,10 +404,16 @@ pub async fn refresh(
         disabled_at,
         username,
         change_required,
+        device,
     )) = row
     else {
         return Err(ApiError::InvalidRefreshToken);
     };
+    // A till's session is refreshed by that till (its credential), not by whoever copied the
+    // refresh token.
+    if device.is_some() && origin.device_id != device {
+        return Err(crate::core::devices::invalid());
+    }
     if used_at.is_some() {
         sessions::end(&mut tx, session, EndReason::RefreshReused, now).await?;
         event(

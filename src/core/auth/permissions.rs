@@ -94,6 +94,18 @@ pub const CORE: &[Permission] = &[
         name: "administration.diagnostics.export",
         description: "Download the support bundle (redacted configuration, logs and checks)",
     },
+    Permission {
+        name: "administration.devices.read",
+        description: "List enrolled tills (devices)",
+    },
+    Permission {
+        name: "administration.devices.manage",
+        description: "Enrol tills and revoke them",
+    },
+    Permission {
+        name: "administration.devices.offline_use",
+        description: "Work on an enrolled till while it is offline (the change feed ships the user, with their PIN's offline verifier, to tills)",
+    },
 ];
 
 /// A permission a module declares, and the built-in roles that start with it.
@@ -158,7 +170,13 @@ pub fn builtin_template(role: &str) -> Vec<&'static str> {
 fn core_template(role: &str) -> Vec<&'static str> {
     match role {
         "super_admin" => CORE.iter().map(|p| p.name).collect(),
-        "manager" => vec!["administration.users.read", "administration.settings.read"],
+        "manager" => vec![
+            "administration.users.read",
+            "administration.settings.read",
+            "administration.devices.read",
+            "administration.devices.offline_use",
+        ],
+        "cashier" => vec!["administration.devices.offline_use"],
         "accountant" => vec![
             "administration.security_events.read",
             "administration.audit.read",

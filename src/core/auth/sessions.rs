@@ -19,6 +19,8 @@ pub enum EndReason {
     Disabled,
     /// Too many wrong passwords (the account is locked).
     Locked,
+    /// The device (till) it was opened on was revoked.
+    DeviceRevoked,
 }
 
 impl EndReason {
@@ -30,6 +32,7 @@ impl EndReason {
             EndReason::PasswordChanged => "password_changed",
             EndReason::Disabled => "user_disabled",
             EndReason::Locked => "account_locked",
+            EndReason::DeviceRevoked => "device_revoked",
         }
     }
 }
@@ -45,8 +48,8 @@ pub async fn open(
 ) -> Result<(Uuid, String), sqlx::Error> {
     let id = new_id();
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, security_stamp, workstation_id, ip, user_agent, created_at, last_used_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)",
+        "INSERT INTO sessions (id, user_id, security_stamp, workstation_id, ip, user_agent, created_at, last_used_at, expires_at, device_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)",
     )
     .bind(id)
     .bind(user)
@@ -56,6 +59,7 @@ pub async fn open(
     .bind(origin.user_agent.as_deref())
     .bind(now)
     .bind(expires_at)
+    .bind(origin.device_id)
     .execute(&mut *conn)
     .await?;
     let token = add_refresh_token(conn, id, now).await?;
@@ -112,6 +116,21 @@ pub async fn end_all(
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// Ends every open session opened on `device`; returns how many.
+pub async fn end_on_device(
+    conn: &mut PgConnection,
+    device: Uuid,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query("UPDATE sessions SET ended_at = $2, end_reason = $3 WHERE device_id = $1 AND ended_at IS NULL")
+        .bind(device)
+        .bind(now)
+        .bind(EndReason::DeviceRevoked.as_str())
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
 }
 
 /// The user's live sessions (not ended, not expired), oldest first.

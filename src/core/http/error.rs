@@ -77,6 +77,12 @@ pub enum ApiError {
     /// 422 with a specific code: well-formed, but a business rule refuses it.
     #[error("{detail}")]
     Unprocessable { code: &'static str, detail: String },
+    /// 401 with a specific code: a credential besides the user's is missing or wrong (a device's).
+    #[error("{detail}")]
+    Unauthorized { code: &'static str, detail: String },
+    /// 410 with a specific code: what the request points at is gone for good (an expired cursor).
+    #[error("{detail}")]
+    Gone { code: &'static str, detail: String },
     /// `what` is shown to the client; `cause` only goes to the log (5xx bodies carry no internals).
     #[error("{what} is unavailable: {cause}")]
     Unavailable { what: &'static str, cause: String },
@@ -148,6 +154,8 @@ impl ApiError {
             | ApiError::Denied { code, .. }
             | ApiError::Conflict { code, .. }
             | ApiError::BadRequest { code, .. }
+            | ApiError::Unauthorized { code, .. }
+            | ApiError::Gone { code, .. }
             | ApiError::Unprocessable { code, .. } => code,
         }
     }
@@ -171,7 +179,9 @@ impl ApiError {
             | ApiError::InvalidRefreshToken
             | ApiError::RefreshReused
             | ApiError::MfaRequired
-            | ApiError::MfaInvalid => StatusCode::UNAUTHORIZED,
+            | ApiError::MfaInvalid
+            | ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::Throttled { .. }
             | ApiError::Locked { .. }
             | ApiError::Busy { .. }
@@ -227,6 +237,8 @@ impl ApiError {
             ApiError::Conflict { .. } => "Conflict",
             ApiError::BadRequest { .. } => "Bad request",
             ApiError::Unprocessable { .. } => "Unprocessable request",
+            ApiError::Unauthorized { .. } => "Authentication required",
+            ApiError::Gone { .. } => "Gone",
         }
     }
 
@@ -301,6 +313,8 @@ impl ApiError {
             | ApiError::Denied { detail, .. }
             | ApiError::Conflict { detail, .. }
             | ApiError::BadRequest { detail, .. }
+            | ApiError::Unauthorized { detail, .. }
+            | ApiError::Gone { detail, .. }
             | ApiError::Unprocessable { detail, .. } => detail.clone(),
         }
     }

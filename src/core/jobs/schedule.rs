@@ -39,7 +39,7 @@ pub const AUDIT_VERIFY: JobKind = JobKind {
 pub const PRUNE: JobKind = JobKind {
     name: "maintenance.prune",
     max_attempts: 3,
-    description: "Prune old job history and expired idempotency keys",
+    description: "Prune old job history, expired idempotency keys, login counters, security events and the change feed's outbox",
     retryable: true,
 };
 
@@ -322,12 +322,22 @@ async fn prune(ctx: JobContext) -> anyhow::Result<Value> {
         .bind(now - chrono::Duration::days(retention))
         .fetch_one(&mut *conn)
         .await?;
+    // The change feed's outbox: behind every till, and past its retention for tills away longer.
+    let stored = crate::core::settings::store::load(&mut conn).await?;
+    let outbox_days = stored
+        .values
+        .get("sync.outbox_retention_days")
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
+    let outbox =
+        crate::core::sync::prune(&mut conn, chrono::Duration::days(outbox_days), now).await?;
     // Log files rotate daily and are pruned by the appender itself (log.retention_days).
     Ok(json!({
         "jobs_deleted": jobs,
         "idempotency_keys_deleted": keys,
         "login_counters_deleted": login_counters,
         "security_events_deleted": events,
+        "sync_outbox_deleted": outbox,
     }))
 }
 

@@ -145,6 +145,11 @@ pub trait Module: Send + Sync + 'static {
         &[]
     }
 
+    /// What tills cache of its data, served by the change feed (`core::sync`).
+    fn sync_entities(&self) -> &'static [crate::core::sync::SyncEntity] {
+        &[]
+    }
+
     /// The consistency checks it adds to `plugpos doctor` (and the support bundle's
     /// `doctor.json`): each runs over the database with no arguments; a problem is a FAIL.
     fn doctor_checks(&self) -> &'static [Verifier] {

@@ -83,6 +83,8 @@ pub struct Origin {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     pub workstation_id: Option<String>,
+    /// The enrolled device (till) the request came from (`core::devices`).
+    pub device_id: Option<Uuid>,
 }
 
 /// One event to record.

@@ -364,6 +364,12 @@ pub const CORE: &[Setting] = &[
         DefaultValue::Integer(3),
         "Days of logs the support bundle includes (plugpos support-bundle, POST /api/v1/support-bundle).",
     ),
+    Setting::new(
+        "sync.outbox_retention_days",
+        SettingType::Integer { min: 1, max: 365 },
+        DefaultValue::Integer(30),
+        "Days the change feed keeps a change for a till that has not pulled it: a till away longer must take a new snapshot (410 sync.cursor_expired).",
+    ),
 ];
 
 #[cfg(test)]

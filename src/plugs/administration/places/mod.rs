@@ -59,6 +59,10 @@ impl Module for Places {
         &["branches", "locations", "registers"]
     }
 
+    fn sync_entities(&self) -> &'static [crate::core::sync::SyncEntity] {
+        store::SYNC_ENTITIES
+    }
+
     fn seed(&self) -> Option<Seed> {
         Some(|tx| seed(tx).boxed())
     }

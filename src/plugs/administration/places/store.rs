@@ -280,3 +280,27 @@ pub async fn location_labels(
         .fetch_all(conn)
         .await
 }
+
+/// The registers tills cache (the change feed, `core::sync`): deleted ones are tombstones.
+pub const SYNC_ENTITIES: &[crate::core::sync::SyncEntity] = &[crate::core::sync::SyncEntity {
+    name: "register",
+    permission: Some(super::READ),
+    read: |_, conn, query| futures_util::FutureExt::boxed(sync_registers(conn, query)),
+}];
+
+async fn sync_registers(
+    conn: &mut PgConnection,
+    query: crate::core::sync::SyncQuery<'_>,
+) -> Result<Vec<(String, serde_json::Value)>, crate::core::http::ApiError> {
+    let (filter, keys, after, limit) = query.by_uuid("id");
+    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id::text, jsonb_build_object('id', id, 'name', name, 'code', code, 'branch_id', branch_id, \
+                'location_id', location_id, 'version', version) \
+         FROM registers WHERE {filter} AND deleted_at IS NULL ORDER BY id LIMIT $3"
+    )))
+    .bind(keys)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}

@@ -78,6 +78,10 @@ impl Module for Catalog {
         &["tax_classes", "categories", "products", "product_barcodes"]
     }
 
+    fn sync_entities(&self) -> &'static [crate::core::sync::SyncEntity] {
+        store::sync::ENTITIES
+    }
+
     fn protected_fields(&self) -> &'static [ProtectedField] {
         &[ProtectedField {
             module: MODULE,

@@ -12,6 +12,7 @@ pub mod prices;
 pub mod retention;
 pub mod rules;
 pub mod store;
+pub mod sync;
 
 use futures_util::FutureExt;
 use utoipa_axum::router::OpenApiRouter;
@@ -171,6 +172,10 @@ impl Module for Customers {
             "price_list_rules",
             "customer_retention",
         ]
+    }
+
+    fn sync_entities(&self) -> &'static [crate::core::sync::SyncEntity] {
+        sync::ENTITIES
     }
 
     fn jobs(&self) -> Vec<Handler> {

@@ -4,4 +4,5 @@
 
 pub mod categories;
 pub mod products;
+pub mod sync;
 pub mod tax_classes;
