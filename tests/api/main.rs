@@ -45,5 +45,6 @@ mod setup;
 mod shop;
 mod support;
 mod sync;
+mod tls;
 mod transfers;
 mod upgrade;

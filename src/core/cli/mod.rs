@@ -19,6 +19,7 @@ mod init;
 mod migrate;
 mod receipt;
 mod support;
+mod tls;
 mod upgrade;
 
 use std::net::IpAddr;
@@ -105,6 +106,9 @@ pub enum Command {
     UpgradeRecord { entry: String },
     /// Print the OpenAPI 3.1 document.
     Openapi,
+    /// HTTPS certificates: `self-signed` makes one for the shop LAN.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +199,7 @@ async fn run_command(cli: Cli, modules: fn() -> Vec<Arc<dyn Module>>) -> anyhow:
                 Command::Closing(command) => closing::run(&config, &registry, command).await,
                 Command::Receipt(command) => receipt::run(&config, &registry, command).await,
                 Command::Backup(command) => backup::run(&config, command).await,
+                Command::Tls(command) => tls::run(&config, command),
                 Command::Doctor { json } => {
                     doctor::run(&config, &registry.doctor_checks(), json).await
                 }

@@ -191,6 +191,28 @@ pub struct HttpConfig {
     pub shutdown_grace_secs: u64,
     /// Cross-origin requests from browsers (hosted mode's browser clients).
     pub cors: CorsConfig,
+    /// HTTPS instead of HTTP, when a certificate and its key are named.
+    pub tls: TlsConfig,
+}
+
+/// The certificate the server presents (PEM files, read again when they change).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (PEM). A relative path is in the data directory.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1). A relative path is in the data directory.
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// Both files, resolved against `data_dir`, when TLS is on.
+    pub fn files(&self, data_dir: &Path) -> Option<(PathBuf, PathBuf)> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((data_dir.join(cert), data_dir.join(key))),
+            _ => None,
+        }
+    }
 }
 
 /// Which web pages' scripts may call the API from a browser.
@@ -355,6 +377,7 @@ impl Default for HttpConfig {
             body_limit_bytes: 1024 * 1024,
             shutdown_grace_secs: 20,
             cors: CorsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -502,6 +525,11 @@ impl Config {
                     "`{bad}` is not an origin like https://shop.example (scheme and host, a port, nothing after)"
                 ),
             );
+        }
+        match (&self.http.tls.cert, &self.http.tls.key) {
+            (Some(_), None) => return fail("http.tls.key", "is needed with http.tls.cert"),
+            (None, Some(_)) => return fail("http.tls.cert", "is needed with http.tls.key"),
+            _ => {}
         }
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1");

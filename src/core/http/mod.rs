@@ -6,6 +6,7 @@ pub mod error;
 pub mod json;
 pub mod problem;
 pub mod request_id;
+pub mod tls;
 
 pub use error::ApiError;
 pub use json::ApiJson;

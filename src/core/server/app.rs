@@ -47,6 +47,12 @@ pub fn app(state: AppState) -> Router {
         // Route guards (core::auth::access) find the state here.
         .layer(axum::Extension(state.clone()))
         .layer(layers);
+    // Served over TLS: browsers are told to come back only over HTTPS (a year).
+    let app = if http.tls.cert.is_some() {
+        app.layer(axum::middleware::from_fn(middleware::strict_transport))
+    } else {
+        app
+    };
     let origins = &http.cors.allowed_origins;
     let app = if origins.is_empty() {
         app

@@ -118,6 +118,16 @@ fn problem_for_bare_errors(response: Response) -> Response {
     problem
 }
 
+/// `Strict-Transport-Security` on every answer (only layered when the server speaks TLS).
+pub async fn strict_transport(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    response
+        .headers_mut()
+        .entry(header::STRICT_TRANSPORT_SECURITY)
+        .or_insert(HeaderValue::from_static("max-age=31536000"));
+    response
+}
+
 fn set_security_headers(headers: &mut axum::http::HeaderMap, is_docs: bool) {
     let csp = if is_docs {
         // The vendored Swagger UI loads its own scripts and styles (and inline styles).

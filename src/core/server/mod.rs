@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use axum::serve::ListenerExt;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -216,7 +217,8 @@ async fn run(
         }
     }));
 
-    if !config.http.bind.is_loopback() {
+    let tls = config.http.tls.files(state.data_dir().root());
+    if tls.is_none() && !config.http.bind.is_loopback() {
         // The shop LAN default stays possible; whoever runs it is told what it means.
         tracing::warn!(
             bind = %config.http.bind,
@@ -234,27 +236,36 @@ async fn run(
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
-    tracing::info!(address = %local, "listening on http://{local}");
-    eprintln!(
-        "plugpos {} listening on http://{local}",
-        env!("CARGO_PKG_VERSION")
-    );
-
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    let service = app::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app::app(state).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
+    let stopped = async {
         let _ = stop_rx.await;
-    });
-    let mut server = std::pin::pin!(server.into_future());
+    };
+    let (server, _watch): (futures_util::future::BoxFuture<'_, std::io::Result<()>>, _) = match tls
+    {
+        None => {
+            announce("http", local, None);
+            let server = axum::serve(listener, service).with_graceful_shutdown(stopped);
+            (Box::pin(server.into_future()), None)
+        }
+        Some((cert, key)) => {
+            let certificates = crate::core::http::tls::Certificates::open(cert, key)?;
+            announce("https", local, certificates.fingerprint());
+            let watch = AbortOnDrop(tokio::spawn(certificates.clone().watch()));
+            let listener = crate::core::http::tls::TlsListener::new(listener, certificates)
+                .context("cannot read the listening address")?
+                .tap_io(|_| {});
+            let server = axum::serve(listener, service).with_graceful_shutdown(stopped);
+            (Box::pin(server.into_future()), Some(watch))
+        }
+    };
+    let mut server = server;
     tokio::select! {
         result = &mut server => return result.context("the HTTP server failed"),
         name = shutdown.recv() => tracing::info!(signal = name, "shutting down: draining in-flight requests"),
     }
     let _ = stop_tx.send(());
-    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
     match tokio::time::timeout(grace, server).await {
         Ok(result) => result.context("the HTTP server failed while draining")?,
         Err(_) => tracing::warn!(
@@ -263,6 +274,17 @@ async fn run(
         ),
     }
     Ok(())
+}
+
+fn announce(scheme: &str, local: SocketAddr, fingerprint: Option<String>) {
+    tracing::info!(address = %local, fingerprint = fingerprint.as_deref().unwrap_or(""), "listening on {scheme}://{local}");
+    eprintln!(
+        "plugpos {} listening on {scheme}://{local}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(fingerprint) = fingerprint {
+        eprintln!("plugpos: certificate SHA-256 fingerprint {fingerprint}");
+    }
 }
 
 /// Cleans up after an interrupted backup, verification or restore, makes sure the backup key

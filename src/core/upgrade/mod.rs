@@ -712,10 +712,11 @@ fn local_address(config: &Config) -> (String, u16) {
 
 async fn wait_ready(config: &Config, timeout: Duration) -> anyhow::Result<()> {
     let (host, port) = local_address(config);
+    let tls = pinned_tls(config)?;
     let deadline = Instant::now() + timeout;
     let mut last = String::from("nothing answered");
     while Instant::now() < deadline {
-        match http::request(&host, port, "GET", "/health/ready", None).await {
+        match http::request(&host, port, tls.clone(), "GET", "/health/ready", None).await {
             Ok((200, _)) => return Ok(()),
             Ok((status, body)) => {
                 last = format!(
@@ -748,8 +749,9 @@ async fn login_check(
         ),
     };
     let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let tls = pinned_tls(config)?;
     let (status, answer) =
-        http::request(&host, port, "POST", "/api/v1/auth/login", Some(&body)).await?;
+        http::request(&host, port, tls, "POST", "/api/v1/auth/login", Some(&body)).await?;
     let code = serde_json::from_str::<serde_json::Value>(&answer)
         .ok()
         .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_owned))
@@ -762,22 +764,63 @@ async fn login_check(
     }
 }
 
-/// Enough HTTP/1.1 for the checks against the local server (no TLS, `Connection: close`).
+/// With `[http.tls]` on, the checks speak TLS to the server, trusting exactly the configured
+/// certificate (as a till pins its fingerprint).
+fn pinned_tls(config: &Config) -> anyhow::Result<Option<std::sync::Arc<rustls::ClientConfig>>> {
+    let Some((cert, _)) = config.http.tls.files(&config.data_dir) else {
+        return Ok(None);
+    };
+    let leaf = crate::core::http::tls::leaf(&cert)?;
+    Ok(Some(crate::core::http::tls::pinned_client(leaf)))
+}
+
+/// Enough HTTP/1.1 for the checks against the local server (`Connection: close`; over TLS when
+/// given a client configuration).
 mod http {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use anyhow::Context;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
     pub async fn request(
         host: &str,
         port: u16,
+        tls: Option<Arc<rustls::ClientConfig>>,
         method: &str,
         path: &str,
         body: Option<&str>,
     ) -> anyhow::Result<(u16, String)> {
         let exchange = async {
-            let mut stream = tokio::net::TcpStream::connect((host, port)).await?;
+            let stream = tokio::net::TcpStream::connect((host, port)).await?;
+            match tls {
+                None => send(stream, host, port, method, path, body).await,
+                Some(config) => {
+                    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+                    let stream = tokio_rustls::TlsConnector::from(config)
+                        .connect(name, stream)
+                        .await?;
+                    send(stream, host, port, method, path, body).await
+                }
+            }
+        };
+        let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .context("no answer within 10 s")?
+            .with_context(|| format!("cannot reach {host}:{port}"))?;
+        parse(&raw)
+    }
+
+    async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+        mut stream: S,
+        host: &str,
+        port: u16,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> std::io::Result<Vec<u8>> {
+        {
             let body = body.unwrap_or("");
             let authority = if host.contains(':') {
                 format!("[{host}]:{port}")
@@ -792,13 +835,12 @@ mod http {
             stream.write_all(body.as_bytes()).await?;
             let mut raw = Vec::new();
             stream.read_to_end(&mut raw).await?;
-            Ok::<_, std::io::Error>(raw)
-        };
-        let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
-            .await
-            .context("no answer within 10 s")?
-            .with_context(|| format!("cannot reach {host}:{port}"))?;
-        let text = String::from_utf8_lossy(&raw);
+            Ok(raw)
+        }
+    }
+
+    fn parse(raw: &[u8]) -> anyhow::Result<(u16, String)> {
+        let text = String::from_utf8_lossy(raw);
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head
             .split_whitespace()
