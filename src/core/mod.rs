@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod integrations;
 pub mod jobs;
 pub mod live;
 pub mod logging;
@@ -62,4 +63,6 @@ pub const TABLES: &[&str] = &[
     "device_enrolments",
     "sync_outbox",
     "sync_state",
+    "api_keys",
+    "api_key_usage",
 ];

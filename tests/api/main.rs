@@ -25,6 +25,7 @@ mod health;
 mod helpers;
 mod http_basics;
 mod incidents;
+mod integrations;
 mod jobs;
 mod lifecycle;
 mod live;

@@ -22,6 +22,7 @@ use crate::core::audit::Actor;
 use crate::core::devices;
 use crate::core::http::ApiError;
 use crate::core::http::request_id;
+use crate::core::integrations;
 use crate::core::security::events::{self, EventKind, Origin, SecurityEvent};
 use crate::core::state::AppState;
 
@@ -65,6 +66,10 @@ pub struct Authenticated {
     /// The user's role requires two-factor authentication and they have not enrolled yet.
     pub mfa_enrollment_required: bool,
     pub origin: Origin,
+    /// The API key the request authenticated with (`core::integrations`), if it was not a
+    /// user's session: then `user_id` is the key's maker, `username` is `api-key:<prefix>` and
+    /// the permissions are the key's.
+    pub api_key: Option<Uuid>,
 }
 
 /// Sessions kept in memory at most (a shop has a few dozen).
@@ -127,6 +132,9 @@ impl FromRequestParts<AppState> for Authenticated {
             })
             .ok_or(ApiError::Unauthenticated)?;
         let now = state.clock().now();
+        if token.trim().starts_with(integrations::KEY_PREFIX) {
+            return with_api_key(state, token.trim(), origin, now).await;
+        }
         let claims = state
             .signing_key()
             .verify(token.trim(), u64::try_from(now.timestamp()).unwrap_or(0))
@@ -158,8 +166,42 @@ impl FromRequestParts<AppState> for Authenticated {
             password_change_required: row.password_change_required,
             mfa_enrollment_required: row.mfa_enrollment_required,
             origin,
+            api_key: None,
         })
     }
+}
+
+/// A request authenticated by an API key: the key must be known, not revoked, not expired, and its
+/// maker not disabled (each `401 auth.invalid_api_key`). Its use is noted (time and address).
+async fn with_api_key(
+    state: &AppState,
+    key: &str,
+    origin: Origin,
+    now: DateTime<Utc>,
+) -> Result<Authenticated, ApiError> {
+    let found = integrations::by_key(state, key).await?;
+    let usable =
+        found.filter(|k| !k.revoked && !k.maker_disabled && k.expires_at.is_none_or(|at| at > now));
+    let Some(key) = usable else {
+        return Err(ApiError::Unauthorized {
+            code: "auth.invalid_api_key",
+            detail: "This API key is unknown, revoked or expired (or its maker was disabled)."
+                .to_owned(),
+        });
+    };
+    integrations::note_use(state.pool(), key.id, origin.ip, now).await?;
+    Ok(Authenticated {
+        user_id: key.created_by,
+        username: format!("api-key:{}", key.prefix),
+        display_name: key.name.clone(),
+        session_id: key.id,
+        roles: vec!["api_key".to_owned()],
+        permissions: key.permissions.iter().cloned().collect(),
+        password_change_required: false,
+        mfa_enrollment_required: false,
+        origin,
+        api_key: Some(key.id),
+    })
 }
 
 /// A session opened on an enrolled device is used only with that device's credential: missing,

@@ -106,6 +106,14 @@ pub const CORE: &[Permission] = &[
         name: "administration.devices.offline_use",
         description: "Work on an enrolled till while it is offline (the change feed ships the user, with their PIN's offline verifier, to tills)",
     },
+    Permission {
+        name: "administration.integrations.read",
+        description: "List API keys (never the keys themselves)",
+    },
+    Permission {
+        name: "administration.integrations.manage",
+        description: "Create and revoke API keys for other systems (each with at most your own permissions)",
+    },
 ];
 
 /// A permission a module declares, and the built-in roles that start with it.

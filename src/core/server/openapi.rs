@@ -14,8 +14,8 @@ use crate::core::http::problem::{FieldError, Problem};
 use crate::core::modules::Registry;
 use crate::core::state::AppState;
 use crate::core::{
-    audit, auth, backup, devices, health, jobs, live, metrics, modules, rbac, security, settings,
-    setup, support, sync, version,
+    audit, auth, backup, devices, health, integrations, jobs, live, metrics, modules, rbac,
+    security, settings, setup, support, sync, version,
 };
 
 /// Where the document is served.
@@ -87,6 +87,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(support::http::routes())
         .merge(devices::http::routes())
         .merge(sync::http::routes())
+        .merge(integrations::http::routes())
 }
 
 /// Core's routes and the registered modules' routes.

@@ -68,7 +68,9 @@ pub fn secret_name(name: &str) -> bool {
 }
 
 static SHAPES: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
-    let rules: [(&str, &str); 8] = [
+    let rules: [(&str, &str); 9] = [
+        // An API key or a till's device credential, anywhere (`core::integrations`, `core::devices`).
+        (r"\b(pk|pdt)_[A-Za-z0-9_-]{20,}", "$1_[REDACTED]"),
         // A bearer (or basic) credential in a header, logged or pasted.
         (
             r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}",
@@ -254,6 +256,14 @@ mod tests {
                 "eyJzdWIiOiIx",
             ),
             ("AGE-SECRET-KEY-1QQPQQZQZ2S3QZQ5", "QQPQQZQZ"),
+            (
+                "curl -H 'X-Device-Token: pdt_Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA'",
+                "Zm9vYmFy",
+            ),
+            (
+                "key pk_Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA in a note",
+                "Zm9vYmFy",
+            ),
             (
                 "postgres://shop:hunter2hunter2@db.local/pos",
                 "hunter2hunter2",
