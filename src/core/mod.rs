@@ -30,6 +30,7 @@ pub mod support;
 pub mod sync;
 pub mod upgrade;
 pub mod version;
+pub mod webhooks;
 
 /// The tables and views core owns: the business and its settings, the security tables (users,
 /// roles, sessions, MFA, throttling, security events), the audit log, idempotency keys, jobs and
@@ -65,4 +66,6 @@ pub const TABLES: &[&str] = &[
     "sync_state",
     "api_keys",
     "api_key_usage",
+    "webhooks",
+    "webhook_deliveries",
 ];

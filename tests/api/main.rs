@@ -49,3 +49,4 @@ mod sync;
 mod tls;
 mod transfers;
 mod upgrade;
+mod webhooks;

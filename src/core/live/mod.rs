@@ -58,6 +58,17 @@ pub struct Hub {
     subscribers: Mutex<HashMap<u64, Subscriber>>,
     /// The topic of every event published, for listeners inside the server (the dashboard).
     events: tokio::sync::broadcast::Sender<&'static str>,
+    /// Every event whole, for listeners inside the server that pass them on (webhooks).
+    published: tokio::sync::broadcast::Sender<Arc<Published>>,
+}
+
+/// An event as it was published.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub topic: String,
+    pub event: String,
+    pub data: Value,
+    pub time: chrono::DateTime<chrono::Utc>,
 }
 
 impl Hub {
@@ -70,6 +81,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             subscribers: Mutex::new(HashMap::new()),
             events: tokio::sync::broadcast::channel(256).0,
+            published: tokio::sync::broadcast::channel(4096).0,
         }
     }
 
@@ -144,6 +156,12 @@ impl Hub {
         self.events.subscribe()
     }
 
+    /// Every event published from now on, whole (a listener that falls 4096 events behind loses
+    /// the oldest and is told so).
+    pub fn tap(&self) -> tokio::sync::broadcast::Receiver<Arc<Published>> {
+        self.published.subscribe()
+    }
+
     /// The users with a client subscribed to `topic`.
     pub fn subscribers(&self, topic: &str) -> HashSet<Uuid> {
         self.lock()
@@ -164,6 +182,14 @@ impl Hub {
     pub fn publish_to(&self, topic: &str, event: &str, data: Value, to: impl Fn(Uuid) -> bool) {
         if let Some(declared) = self.topics.get(topic) {
             let _ = self.events.send(declared.name);
+        }
+        if self.published.receiver_count() > 0 {
+            let _ = self.published.send(Arc::new(Published {
+                topic: topic.to_owned(),
+                event: event.to_owned(),
+                data: data.clone(),
+                time: self.clock.now(),
+            }));
         }
         let message: Arc<str> = json!({
             "type": "event",

@@ -30,6 +30,7 @@ pub struct Capabilities {
 pub fn job_handlers(modules: &Registry) -> Handlers {
     let mut list = crate::core::backup::jobs::handlers();
     list.extend(schedule::maintenance_handlers());
+    list.extend(crate::core::webhooks::handlers());
     list.extend(modules.modules().iter().flat_map(|m| m.jobs()));
     Handlers::new(list)
 }
@@ -41,6 +42,7 @@ pub fn declared_settings(modules: &Registry) -> Result<crate::core::settings::Re
         [
             ("core", settings::registry::CORE),
             ("core.backup", crate::core::backup::targets::SETTINGS),
+            ("core.webhooks", crate::core::webhooks::SETTINGS),
         ]
         .into_iter()
         .chain(modules.modules().iter().map(|m| (m.id(), m.settings()))),

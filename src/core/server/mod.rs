@@ -210,6 +210,10 @@ async fn run(
     let _runner = AbortOnDrop(tokio::spawn(
         Runner::new(state.clone(), state.part::<Handlers>().clone()).run(),
     ));
+    // Webhooks hear the server's events for as long as it runs.
+    let _webhooks = AbortOnDrop(tokio::spawn(crate::core::webhooks::dispatch(
+        state.downgrade(),
+    )));
     let scheduling = state.clone();
     let _scheduler = AbortOnDrop(tokio::spawn(async move {
         if let Err(e) = schedule::run(scheduling).await {

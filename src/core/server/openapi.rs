@@ -15,7 +15,7 @@ use crate::core::modules::Registry;
 use crate::core::state::AppState;
 use crate::core::{
     audit, auth, backup, devices, health, integrations, jobs, live, metrics, modules, rbac,
-    security, settings, setup, support, sync, version,
+    security, settings, setup, support, sync, version, webhooks,
 };
 
 /// Where the document is served.
@@ -88,6 +88,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(devices::http::routes())
         .merge(sync::http::routes())
         .merge(integrations::http::routes())
+        .merge(webhooks::http::routes())
 }
 
 /// Core's routes and the registered modules' routes.
