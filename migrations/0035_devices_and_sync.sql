@@ -60,12 +60,16 @@ CREATE TABLE sync_outbox (
 CREATE INDEX sync_outbox_by_age ON sync_outbox (created_at);
 
 -- Everything at or below this position was pruned: a cursor below it must take a new snapshot.
+-- The epoch names this database's timeline: a restore gives it a new one, so cursors served
+-- before (by the database the backup replaced, or by another machine) are refused.
 CREATE TABLE sync_state (
     singleton  boolean     PRIMARY KEY DEFAULT true CHECK (singleton),
+    epoch      uuid        NOT NULL,
     pruned_xid xid8        NOT NULL,
     pruned_id  bigint      NOT NULL,
-    pruned_at  timestamptz NOT NULL
+    pruned_at  timestamptz
 );
+INSERT INTO sync_state (epoch, pruned_xid, pruned_id) VALUES (gen_random_uuid(), '0', 0);
 
 -- Row triggers add the changed entity's key: TG_ARGV[0] the entity, TG_ARGV[1] the column holding
 -- its key (on child tables, the parent's key: a barcode changes its product).
@@ -76,6 +80,8 @@ DECLARE
 BEGIN
     IF TG_OP = 'DELETE' THEN
         changed := to_jsonb(OLD);
+    ELSIF TG_OP = 'UPDATE' AND to_jsonb(OLD) = to_jsonb(NEW) THEN
+        RETURN NULL;
     ELSE
         changed := to_jsonb(NEW);
         IF TG_OP = 'UPDATE' AND to_jsonb(OLD) ->> TG_ARGV[1] IS DISTINCT FROM changed ->> TG_ARGV[1] THEN

@@ -99,6 +99,43 @@ async fn an_api_key_acts_with_the_permissions_it_was_given_and_stops_when_revoke
         Some(&key[..11]).map(|p| format!("api-key:{p}")).as_deref()
     );
     assert_eq!(actor.1.as_deref(), Some("api_key"));
+    // Not a person's own account, and no keys of its own.
+    let me: Value = app
+        .get_as("/api/v1/auth/me", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["username"], format!("api-key:{}", &key[..11]));
+    let pin = app
+        .client
+        .delete(app.url("/api/v1/auth/pin"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    problem(pin, 403, "auth.api_key_not_allowed").await;
+    let manager_key: Value = make_key(
+        &shop,
+        &shop.admin,
+        json!({"name": "Keys", "permissions": ["administration.integrations.manage"]}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let manager_key = manager_key["key"].as_str().unwrap();
+    problem(
+        make_key(
+            &shop,
+            manager_key,
+            json!({"name": "child", "permissions": ["administration.integrations.manage"]}),
+        )
+        .await,
+        403,
+        "auth.api_key_not_allowed",
+    )
+    .await;
     let shown: Value = app
         .get_as(&format!("/api/v1/api-keys/{id}"), &shop.admin)
         .await
@@ -113,7 +150,7 @@ async fn an_api_key_acts_with_the_permissions_it_was_given_and_stops_when_revoke
         .json()
         .await
         .unwrap();
-    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
     assert!(!page.to_string().contains(&key[11..]), "never shown again");
 
     problem(

@@ -115,6 +115,15 @@ async fn a_till_takes_a_snapshot_then_follows_the_changes_with_what_its_user_may
         .await
         .unwrap();
     assert_eq!(pin.status(), 204, "{}", pin.text().await.unwrap());
+    let manager_pin = app
+        .client
+        .put(app.url("/api/v1/auth/pin"))
+        .bearer_auth(&shop.manager)
+        .json(&json!({"current_password": "manager pass 123", "pin": "9135"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manager_pin.status(), 204);
 
     // The feed is for enrolled tills.
     problem(
@@ -159,6 +168,11 @@ async fn a_till_takes_a_snapshot_then_follows_the_changes_with_what_its_user_may
     assert!(
         names.contains(&"carla") && names.contains(&"boss"),
         "{names:?}"
+    );
+    let boss_user = users.iter().find(|u| u["username"] == "boss").unwrap();
+    assert!(
+        boss_user["offline_pin"].is_null(),
+        "a PIN that approves online never leaves the server: {boss_user}"
     );
     let carla_user = users.iter().find(|u| u["username"] == "carla").unwrap();
     let verifier = carla_user["offline_pin"].as_str().unwrap();
@@ -551,6 +565,26 @@ async fn the_outbox_is_pruned_behind_the_tills_and_a_till_away_too_long_takes_a_
         .get(&format!("/api/v1/sync/changes?cursor={cursor}"))
         .await;
     problem(expired, 410, "sync.cursor_expired").await;
-    let fresh = snapshot(&carla).await;
-    assert_eq!(of(&fresh, "product", &tea).unwrap()["name"], "Black tea");
+    let fresh_cursor = {
+        let mut copy = Copy::new();
+        let cursor = pull(&carla, &mut copy, None, 500).await;
+        assert_eq!(of(&copy, "product", &tea).unwrap()["name"], "Black tea");
+        cursor
+    };
+
+    // A restore starts a new timeline: every cursor served before asks for a new snapshot.
+    let mut conn = app.pool.acquire().await.unwrap();
+    plugpos::core::sync::new_epoch(&mut conn).await.unwrap();
+    let before_restore = carla
+        .get(&format!("/api/v1/sync/changes?cursor={fresh_cursor}"))
+        .await;
+    problem(before_restore, 410, "sync.cursor_expired").await;
+    let positions: Option<String> = sqlx::query_scalar("SELECT sync_xid::text FROM devices")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        positions, None,
+        "no till holds back the pruning of the new timeline"
+    );
 }

@@ -106,6 +106,14 @@ async fn guard(access: Access, req: Request, next: Next) -> Response {
     let checked = match access {
         Access::Public => Ok(()),
         Access::SelfService => match Authenticated::from_request_parts(&mut parts, &state).await {
+            // A person's own account (password, PIN, second factor, live events) is theirs: an
+            // API key acting for them may only say who it is.
+            Ok(caller) if caller.api_key.is_some() && parts.uri.path() != "/api/v1/auth/me" => {
+                Err(ApiError::Denied {
+                    code: "auth.api_key_not_allowed",
+                    detail: "API keys cannot use a person's own account endpoints (password, PIN, two-factor, live events).".to_owned(),
+                })
+            }
             Ok(caller) => {
                 parts.extensions.insert(caller);
                 Ok(())

@@ -294,6 +294,19 @@ impl FromRequestParts<AppState> for AuthContext {
 }
 
 impl Authenticated {
+    /// Refuses an API key (403 `auth.api_key_not_allowed`): what a person must do themselves,
+    /// such as managing API keys and webhooks (a leaked key could otherwise make others that
+    /// outlive its revocation).
+    pub fn refuse_api_key(&self) -> Result<(), ApiError> {
+        match self.api_key {
+            Some(_) => Err(ApiError::Denied {
+                code: "auth.api_key_not_allowed",
+                detail: "This needs a person's login, not an API key.".to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Does the caller hold `permission`?
     pub fn has(&self, permission: &str) -> bool {
         self.permissions.contains(permission)

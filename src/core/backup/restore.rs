@@ -269,6 +269,9 @@ async fn record(
                 })),
             )
             .await?;
+            // The tills' cursors describe the database the backup replaced: they take a new
+            // snapshot of this one.
+            crate::core::sync::new_epoch(&mut tx).await?;
             if let Some(job) = request.job {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO jobs ({COLUMNS}, heartbeat_at) \

@@ -1,8 +1,8 @@
 //! HTTPS (`[http.tls]`): the certificate and key are PEM files, read at start (a bad pair stops the
 //! start with the reason) and again whenever either file changes, so a renewed certificate needs no
 //! restart; a pair that no longer loads is logged and the previous one kept. Handshakes run in
-//! tasks of their own (ten seconds at most), so a slow or silent client delays nobody else's
-//! connection. `plugpos tls self-signed` makes a pair for the shop LAN (`self_signed`).
+//! tasks of their own (ten seconds at most, 256 at once), so a slow or silent client delays
+//! nobody else's connection. `plugpos tls self-signed` makes a pair for the shop LAN (`self_signed`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +21,8 @@ use tokio_rustls::server::TlsStream;
 
 /// How long a client has to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at most.
+const MAX_HANDSHAKES: usize = 256;
 /// How often the files are looked at for a change.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
 
@@ -250,8 +252,14 @@ impl TlsListener {
     pub fn new(tcp: TcpListener, certificates: Arc<Certificates>) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
+        // Handshakes in flight at most: past it, new connections wait in the kernel's backlog
+        // rather than each taking a task and a file descriptor.
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
         let accepting = tokio::spawn(async move {
             loop {
+                let Ok(permit) = handshakes.clone().acquire_owned().await else {
+                    return;
+                };
                 let (stream, peer) = match tcp.accept().await {
                     Ok(accepted) => accepted,
                     Err(e) => {
@@ -264,9 +272,15 @@ impl TlsListener {
                 let acceptor = TlsAcceptor::from(certificates.config());
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                    drop(permit);
+                    match handshake {
                         Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
+                            // The server takes connections as fast as it serves them; one it
+                            // cannot take within the handshake's time is dropped.
+                            let _ =
+                                tokio::time::timeout(HANDSHAKE_TIMEOUT, tx.send((tls, peer))).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -110,6 +110,7 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(new): ApiJson<NewApiKey>,
 ) -> Result<(StatusCode, Json<CreatedApiKey>), ApiError> {
+    caller.refuse_api_key()?;
     let now = state.clock().now();
     let (name, granted) = checked(&new, &caller, now)?;
     let idempotency = CreateKey::read(&headers, caller.user_id, "api_keys", &json!(new))?;
@@ -217,6 +218,7 @@ pub async fn revoke(
     caller: AuthContext,
     Path(id): Path<Uuid>,
 ) -> Result<Json<ApiKey>, ApiError> {
+    caller.refuse_api_key()?;
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     let before = super::get(&mut tx, id)

@@ -145,6 +145,12 @@ pub trait Module: Send + Sync + 'static {
         &[]
     }
 
+    /// The permissions whose holders approve others' actions with their PIN (`operations.approvals`):
+    /// their PIN is never shipped to tills as an offline verifier.
+    fn approver_permissions(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// What tills cache of its data, served by the change feed (`core::sync`).
     fn sync_entities(&self) -> &'static [crate::core::sync::SyncEntity] {
         &[]

@@ -7,8 +7,9 @@
 //! of its own, never the server's password or PIN hash. The till checks a typed PIN with any
 //! argon2id implementation against it. A PIN is 4 to 8 digits: whoever holds a till's copy can try
 //! them all offline, so a PIN opens only the till while it is offline; a lost till is revoked and
-//! its users set new PINs. `null` when the user has no PIN, it is locked, or it was set before
-//! offline verifiers existed (set it again).
+//! its users set new PINs. `null` when the user has no PIN, it is locked, it was set before
+//! offline verifiers existed (set it again), or the user may approve others' actions with it
+//! (`Module::approver_permissions`): that PIN works online, so no till gets its verifier.
 //!
 //! **Settings.** Each declared business setting the user may read, with its value (or default);
 //! holding `administration.devices.offline_use` counts as holding `administration.settings.read`
@@ -45,18 +46,28 @@ pub const CORE: &[SyncEntity] = &[
 ];
 
 async fn users(
-    _reader: SyncReader<'_>,
+    reader: SyncReader<'_>,
     conn: &mut PgConnection,
     query: SyncQuery<'_>,
 ) -> Result<Vec<(String, Value)>, ApiError> {
     let (filter, keys, after, limit) = query.by_uuid("u.id");
+    // A PIN that approves others' actions online is never shipped: a till's user could find it.
+    let approvers: Vec<&str> = reader
+        .state
+        .registry()
+        .modules()
+        .iter()
+        .flat_map(|m| m.approver_permissions().iter().copied())
+        .collect();
     let rows: Vec<(String, Value)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT u.id::text, json_build_object( \
              'id', u.id, 'username', u.username, 'display_name', u.display_name, \
              'roles', ARRAY(SELECT r.name FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id ORDER BY r.name), \
              'permissions', ARRAY(SELECT DISTINCT rp.permission FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
                                   WHERE ur.user_id = u.id ORDER BY rp.permission), \
-             'offline_pin', CASE WHEN p.locked_at IS NULL THEN p.offline_verifier END)::jsonb \
+             'offline_pin', CASE WHEN p.locked_at IS NULL AND NOT EXISTS ( \
+                 SELECT 1 FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
+                 WHERE ur.user_id = u.id AND rp.permission = ANY($5)) THEN p.offline_verifier END)::jsonb \
          FROM users u LEFT JOIN user_pins p ON p.user_id = u.id \
          WHERE {filter} AND u.disabled_at IS NULL \
            AND EXISTS (SELECT 1 FROM user_roles ur JOIN role_permissions rp ON rp.role_id = ur.role_id \
@@ -67,6 +78,7 @@ async fn users(
     .bind(after)
     .bind(OFFLINE_USE)
     .bind(limit)
+    .bind(&approvers)
     .fetch_all(conn)
     .await?;
     Ok(rows)

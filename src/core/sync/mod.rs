@@ -202,12 +202,28 @@ impl Cursor {
     }
 }
 
-/// The short digest of a caller's permissions a cursor is bound to.
-fn permissions_digest(permissions: &BTreeSet<String>) -> String {
+/// The short digest a cursor is bound to: the database's timeline (`sync_state.epoch`), the
+/// reader, their permissions and what they receive (entities and hidden fields, which move when a
+/// module is enabled or disabled). Any change asks for a new snapshot.
+fn reader_digest(
+    epoch: &str,
+    caller: &Authenticated,
+    visible: &[(SyncEntity, Vec<&'static str>)],
+) -> String {
     let mut hasher = Sha256::new();
-    for p in permissions {
+    hasher.update(epoch.as_bytes());
+    hasher.update(caller.user_id.as_bytes());
+    for p in &caller.permissions {
         hasher.update(p.as_bytes());
         hasher.update([0]);
+    }
+    for (entity, hidden) in visible {
+        hasher.update(entity.name.as_bytes());
+        hasher.update([1]);
+        for field in hidden {
+            hasher.update(field.as_bytes());
+            hasher.update([2]);
+        }
     }
     hex::encode(&hasher.finalize()[..6])
 }
@@ -267,21 +283,32 @@ async fn horizon(conn: &mut PgConnection) -> Result<u64, sqlx::Error> {
     Ok(text.parse().unwrap_or(0))
 }
 
-/// Refuses a position below what was pruned.
-async fn check_not_pruned(conn: &mut PgConnection, (xid, id): (u64, i64)) -> Result<(), ApiError> {
-    let pruned: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sync_state WHERE (pruned_xid, pruned_id) > ($1::text::xid8, $2))",
+/// The database's timeline and whether `position` is below what was pruned.
+async fn state_of(
+    conn: &mut PgConnection,
+    (xid, id): (u64, i64),
+) -> Result<(String, bool), sqlx::Error> {
+    let row: Option<(String, bool)> = sqlx::query_as(
+        "SELECT epoch::text, (pruned_xid, pruned_id) > ($1::text::xid8, $2) FROM sync_state",
     )
     .bind(xid.to_string())
     .bind(id)
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await?;
-    if pruned {
-        return Err(expired(
-            "The changes after this cursor were pruned (the till was away longer than sync.outbox_retention_days)",
-        ));
-    }
-    Ok(())
+    Ok(row.unwrap_or_default())
+}
+
+/// Gives the database a new timeline: every till's cursor is refused (410) and it takes a new
+/// snapshot. A restore calls it in the restored database (its outbox and positions describe the
+/// past the backup was taken in, not what the tills hold).
+pub async fn new_epoch(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sync_state SET epoch = gen_random_uuid()")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE devices SET sync_xid = NULL, sync_id = NULL")
+        .execute(conn)
+        .await
+        .map(drop)
 }
 
 /// One page of the feed for `caller` from `cursor` (`None`: start a snapshot).
@@ -291,19 +318,22 @@ pub async fn page(
     cursor: Option<&str>,
     limit: i64,
 ) -> Result<(SyncPage, (u64, i64)), ApiError> {
-    let digest = permissions_digest(&caller.permissions);
     let visible = visible_entities(state, caller);
     let mut conn = state.pool().acquire().await?;
-    let cursor = match cursor {
-        None => Cursor::Snapshot {
-            horizon: horizon(&mut conn).await?,
-            entity: visible
-                .first()
-                .map(|(e, _)| e.name)
-                .unwrap_or_default()
-                .to_owned(),
-            after: None,
-        },
+    let (cursor, served_under) = match cursor {
+        None => {
+            let horizon = horizon(&mut conn).await?;
+            let first = Cursor::Snapshot {
+                horizon,
+                entity: visible
+                    .first()
+                    .map(|(e, _)| e.name)
+                    .unwrap_or_default()
+                    .to_owned(),
+                after: None,
+            };
+            (first, None)
+        }
         Some(text) => {
             let (cursor, served_under) =
                 Cursor::decode(text).ok_or_else(|| ApiError::Unprocessable {
@@ -311,16 +341,26 @@ pub async fn page(
                     detail: "This is not a cursor the feed gave; start again without one."
                         .to_owned(),
                 })?;
-            if served_under != digest {
-                return Err(expired(
-                    "Your permissions changed since this cursor was served",
-                ));
-            }
-            cursor
+            (cursor, Some(served_under.to_owned()))
         }
     };
+    let (epoch, pruned) = state_of(&mut conn, cursor.position()).await?;
+    let digest = reader_digest(&epoch, caller, &visible);
+    // A first call needs neither check: its snapshot starts at the horizon, which nothing pruned
+    // is above.
+    if let Some(served_under) = &served_under {
+        if *served_under != digest {
+            return Err(expired(
+                "This cursor was served to another user, under other permissions, or before a restore",
+            ));
+        }
+        if pruned {
+            return Err(expired(
+                "The changes after this cursor were pruned (the till was away longer than sync.outbox_retention_days)",
+            ));
+        }
+    }
     let position = cursor.position();
-    check_not_pruned(&mut conn, position).await?;
     let reader = SyncReader {
         state,
         permissions: &caller.permissions,
@@ -551,10 +591,8 @@ pub async fn prune(
     .await?;
     if let (Some(xid), Some(id)) = (top_xid, top_id) {
         sqlx::query(
-            "INSERT INTO sync_state (singleton, pruned_xid, pruned_id, pruned_at) VALUES (true, $1::text::xid8, $2, $3) \
-             ON CONFLICT (singleton) DO UPDATE SET pruned_xid = EXCLUDED.pruned_xid, pruned_id = EXCLUDED.pruned_id, \
-               pruned_at = EXCLUDED.pruned_at \
-             WHERE (sync_state.pruned_xid, sync_state.pruned_id) < (EXCLUDED.pruned_xid, EXCLUDED.pruned_id)",
+            "UPDATE sync_state SET pruned_xid = $1::text::xid8, pruned_id = $2, pruned_at = $3 \
+             WHERE (pruned_xid, pruned_id) < ($1::text::xid8, $2)",
         )
         .bind(xid)
         .bind(id)
@@ -597,13 +635,5 @@ mod tests {
         ] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn the_digest_follows_the_permissions() {
-        let a: BTreeSet<String> = ["x.y.read".to_owned()].into();
-        let b: BTreeSet<String> = ["x.y.read".to_owned(), "x.y.cost".to_owned()].into();
-        assert_eq!(permissions_digest(&a), permissions_digest(&a.clone()));
-        assert_ne!(permissions_digest(&a), permissions_digest(&b));
     }
 }

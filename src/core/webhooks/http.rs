@@ -114,6 +114,7 @@ pub async fn create(
     headers: HeaderMap,
     ApiJson(new): ApiJson<NewWebhook>,
 ) -> Result<(StatusCode, Json<CreatedWebhook>), ApiError> {
+    caller.refuse_api_key()?;
     let (events, secret, made) = checked(&state, &new).await?;
     let now = state.clock().now();
     // The body's digest for the key, without the secret in it.
@@ -232,6 +233,7 @@ pub async fn delete(
     caller: AuthContext,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
+    caller.refuse_api_key()?;
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     let before = get_row(&mut tx, id).await?.ok_or_else(|| not_found(id))?;
@@ -310,6 +312,7 @@ pub async fn replay(
     caller: AuthContext,
     Path((id, delivery_id)): Path<(Uuid, Uuid)>,
 ) -> Result<(StatusCode, Json<Delivery>), ApiError> {
+    caller.refuse_api_key()?;
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     if get_row(&mut tx, id).await?.is_none() {

@@ -14,8 +14,10 @@
 //! setting `integrations.webhook_targets` (IP ranges such as `192.168.1.0/24`, or exact host
 //! names), empty by default, so no webhook can be made until an admin names where they may go.
 //! The host is resolved at each delivery and every address it resolves to must be allowed (a
-//! listed host name is trusted as named); the request goes to the address that was checked, and
-//! redirects are not followed.
+//! listed host name is trusted as named, but never to this machine, link-local addresses or
+//! multicast unless a listed range holds them); the request goes to the address that was checked,
+//! through no proxy, and redirects are not followed. Ports are not limited: within the allowed
+//! ranges, an admin's webhook may reach any port.
 
 pub mod http;
 
@@ -154,9 +156,7 @@ fn url_refusal(url: &str, allowed: &[Target]) -> Option<String> {
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let allowed_here = match host.parse::<IpAddr>() {
-        Ok(ip) => allowed
-            .iter()
-            .any(|t| matches!(t, Target::Range(net) if net.contains(&ip))),
+        Ok(ip) => in_ranges(ip, allowed),
         Err(_) => allowed.iter().any(|t| match t {
             Target::Host(name) => name.eq_ignore_ascii_case(host),
             // A name's addresses are checked when it is resolved, at each delivery.
@@ -165,6 +165,33 @@ fn url_refusal(url: &str, allowed: &[Target]) -> Option<String> {
     };
     (!allowed_here)
         .then(|| format!("`{host}` is not among the allowed targets (setting {TARGETS})"))
+}
+
+/// Is `ip` (IPv4-mapped addresses as IPv4) in one of the allowed ranges?
+fn in_ranges(ip: IpAddr, allowed: &[Target]) -> bool {
+    let ip = ip.to_canonical();
+    allowed
+        .iter()
+        .any(|t| matches!(t, Target::Range(net) if net.contains(&ip)))
+}
+
+/// This machine, the link-local network, no address, multicast.
+fn is_special(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
 }
 
 /// The address to send to: the URL's host resolved, every address allowed (a listed host name
@@ -176,6 +203,10 @@ async fn resolve(url: &reqwest::Url, allowed: &[Target]) -> anyhow::Result<Socke
     let named = allowed
         .iter()
         .any(|t| matches!(t, Target::Host(name) if name.eq_ignore_ascii_case(host)));
+    // A listed name is trusted as named, but never to this machine or the link-local network
+    // (cloud metadata) unless a listed range says so.
+    let reachable =
+        |ip: IpAddr| in_ranges(ip, allowed) || (named && !is_special(ip.to_canonical()));
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .with_context(|| format!("cannot resolve {host}"))?
@@ -183,13 +214,7 @@ async fn resolve(url: &reqwest::Url, allowed: &[Target]) -> anyhow::Result<Socke
     let first = *addresses
         .first()
         .with_context(|| format!("{host} has no address"))?;
-    if !named
-        && let Some(outside) = addresses.iter().find(|a| {
-            !allowed
-                .iter()
-                .any(|t| matches!(t, Target::Range(net) if net.contains(&a.ip())))
-        })
-    {
+    if let Some(outside) = addresses.iter().find(|a| !reachable(a.ip())) {
         bail!(
             "{host} resolves to {}, which is not among the allowed targets (setting {TARGETS})",
             outside.ip()
@@ -420,6 +445,8 @@ async fn send(
     let client = reqwest::Client::builder()
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy would resolve the name itself, past the check above.
+        .no_proxy()
         .resolve(&host, address)
         .build()
         .map_err(|e| fail(e.into()))?;

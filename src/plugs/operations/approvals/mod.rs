@@ -23,13 +23,18 @@ use crate::core::state::AppState;
 pub(crate) const MODULE: &str = "operations.approvals";
 
 /// The actions an approval may be given for (each is also the permission its approver needs).
-pub const ACTIONS: &[&str] = &[
+pub const ACTIONS: &[&str] = APPROVERS.split_at(6).0;
+
+/// Every permission that lets its holder approve with their PIN: the actions, then
+/// [`WITHOUT_RECEIPT`].
+const APPROVERS: [&str; 7] = [
     "operations.returns.create",
     "operations.sales.void",
     "operations.sales.price_override",
     "operations.sales.discount",
     "operations.cash.no_sale",
     "management.customers.erase",
+    WITHOUT_RECEIPT,
 ];
 
 /// The actions among [`ACTIONS`] done in the back office, not on a till: approved for a record
@@ -62,6 +67,10 @@ pub struct Approvals;
 impl Module for Approvals {
     fn id(&self) -> &'static str {
         MODULE
+    }
+
+    fn approver_permissions(&self) -> &'static [&'static str] {
+        &APPROVERS
     }
 
     fn version(&self) -> &'static str {
