@@ -105,11 +105,34 @@ pub async fn checks(config: &Config, modules: &[Verifier]) -> anyhow::Result<Vec
     }
     out.push(server_check(config, &data_dir).await);
     out.push(service_check());
-    out.push(ok(
-        "tls",
-        "not configured (the server speaks HTTP on the shop LAN)",
-    ));
+    out.push(tls_check(config));
     Ok(out)
+}
+
+/// The HTTPS certificate, when `[http.tls]` names one: it loads, its key fits, and its fingerprint.
+fn tls_check(config: &Config) -> Check {
+    let Some((cert, key)) = config.http.tls.files(&config.data_dir) else {
+        return ok(
+            "tls",
+            "not configured (the server speaks HTTP; `plugpos tls self-signed` makes a certificate)",
+        );
+    };
+    match crate::core::http::tls::Certificates::open(cert.clone(), key) {
+        Ok(certificates) => ok(
+            "tls",
+            format!(
+                "{} loads with its key, SHA-256 fingerprint {}",
+                cert.display(),
+                certificates.fingerprint().unwrap_or_default()
+            ),
+        ),
+        Err(e) => bad(
+            "tls",
+            Level::Fail,
+            format!("{e:#}"),
+            "fix [http.tls] or make a new pair: plugpos tls self-signed --force",
+        ),
+    }
 }
 
 fn finding(name: &'static str, fine: bool, line: String, remedy: &str) -> Check {

@@ -74,6 +74,53 @@ async fn the_cli_makes_a_pair_and_prints_the_fingerprint_to_pin() {
         cert,
         "unchanged"
     );
+
+    // The doctor checks the configured pair: it loads and fits, or it is a failure.
+    let doctor_tls = |config: &str| {
+        let file = dir.path().join("plugpos.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut command = plugpos();
+        command
+            .arg("--config")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["doctor", "--json"]);
+        command
+    };
+    let report = |output: std::process::Output| -> serde_json::Value {
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "tls")
+            .unwrap()
+            .clone()
+    };
+    let fine = report(
+        run(doctor_tls(
+            "[http.tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n",
+        ))
+        .await,
+    );
+    assert_eq!(fine["level"], "ok", "{fine}");
+    assert!(
+        fine["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&tls::fingerprint(&der)),
+        "{fine}"
+    );
+    let (_, other_key) = tls::self_signed(&["x.local".to_owned()], chrono::Utc::now(), 1).unwrap();
+    std::fs::write(dir.path().join("other-key.pem"), other_key).unwrap();
+    let broken = report(
+        run(doctor_tls(
+            "[http.tls]\ncert = \"tls/cert.pem\"\nkey = \"other-key.pem\"\n",
+        ))
+        .await,
+    );
+    assert_eq!(broken["level"], "fail", "{broken}");
 }
 
 /// `GET /health/live` over TLS with `config`, HTTP/1.1; the answer's text.
