@@ -7,4 +7,5 @@ pub mod fonts;
 pub mod ids;
 pub mod money;
 pub mod pdf;
+pub mod secret;
 pub mod text;

@@ -6,12 +6,9 @@
 use std::path::Path;
 
 use anyhow::Context;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::core::data_dir::write_private_file;
@@ -123,21 +120,19 @@ impl SigningKey {
 
 /// A new refresh token (256 random bits, base64url) and the hash that is stored.
 pub fn new_refresh_token() -> (String, [u8; 32]) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = URL_SAFE_NO_PAD.encode(bytes);
-    let hash = hash_refresh_token(&token);
-    (token, hash)
+    crate::shared::secret::new("")
 }
 
 /// The stored form of a refresh token.
 pub fn hash_refresh_token(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    crate::shared::secret::digest(token)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn now() -> u64 {
         jsonwebtoken::get_current_timestamp()

@@ -8,7 +8,7 @@
 pub mod http;
 
 use chrono::{DateTime, Duration, Utc};
-use rand::{Rng, RngCore};
+use rand::Rng;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
@@ -68,20 +68,12 @@ pub struct DeviceAuth {
 
 /// A new credential and its stored hash.
 pub fn new_token() -> (String, [u8; 32]) {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let token = format!(
-        "{TOKEN_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
-    let hash = token_hash(&token);
-    (token, hash)
+    crate::shared::secret::new(TOKEN_PREFIX)
 }
 
 /// The stored form of a credential.
 pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.trim().as_bytes()).into()
+    crate::shared::secret::digest(token.trim())
 }
 
 /// A new enrolment code (`XXXXX-XXXXX`) and the hash it is stored as.

@@ -10,11 +10,8 @@ pub mod http;
 
 use std::sync::Arc;
 
-use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -33,19 +30,12 @@ const KEY_CACHE: usize = 1_000;
 
 /// A new key and its stored hash.
 pub fn new_key() -> (String, [u8; 32]) {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let key = format!(
-        "{KEY_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    );
-    let hash = key_hash(&key);
-    (key, hash)
+    crate::shared::secret::new(KEY_PREFIX)
 }
 
 /// The stored form of a key.
 pub fn key_hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.trim().as_bytes()).into()
+    crate::shared::secret::digest(key.trim())
 }
 
 /// What a key is shown by: `pk_` and its next eight characters.
