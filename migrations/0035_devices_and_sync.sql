@@ -2,8 +2,9 @@
 
 -- core.devices: a till an admin enrolled. Its credential is a random secret shown once at
 -- enrolment; only its SHA-256 is kept. A register is bound to at most one device that is not
--- revoked. `sync_xid`/`sync_id` is the feed position the device last confirmed (the cursor it
--- sent), so the outbox is pruned only behind every device.
+-- revoked, and the server caches that binding (every sale checks it): the trigger below forgets it
+-- at every change, so what a device does all day (its last request, its feed position) is kept in
+-- `device_activity`, which is not watched.
 CREATE TABLE devices (
     id           uuid        PRIMARY KEY,
     name         text        NOT NULL CHECK (length(btrim(name)) BETWEEN 1 AND 100),
@@ -12,16 +13,24 @@ CREATE TABLE devices (
     created_by   uuid        NOT NULL REFERENCES users (id),
     created_at   timestamptz NOT NULL,
     enrolled_at  timestamptz,
-    last_seen_at timestamptz,
-    app_version  text        CHECK (length(app_version) <= 64),
     revoked_at   timestamptz,
     revoked_by   uuid        REFERENCES users (id),
-    sync_xid     xid8,
-    sync_id      bigint,
-    sync_at      timestamptz,
     CHECK ((enrolled_at IS NULL) = (token_hash IS NULL))
 );
 CREATE UNIQUE INDEX devices_one_per_register ON devices (register_id) WHERE revoked_at IS NULL;
+CREATE TRIGGER devices_notify_cached_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON devices
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_cached_change();
+
+-- A device's last request (to the minute), the application version it named, and the feed
+-- position it last confirmed (the cursor it sent), so the outbox is pruned only behind it.
+CREATE TABLE device_activity (
+    device_id    uuid        PRIMARY KEY REFERENCES devices (id),
+    last_seen_at timestamptz,
+    app_version  text        CHECK (length(app_version) <= 64),
+    sync_xid     xid8,
+    sync_id      bigint,
+    sync_at      timestamptz
+);
 
 -- The one-time enrolment codes: only a hash is kept; used once, before it expires.
 CREATE TABLE device_enrolments (

@@ -62,6 +62,7 @@ pub const TABLES: &[&str] = &[
     "modules",
     "devices",
     "device_enrolments",
+    "device_activity",
     "sync_outbox",
     "sync_state",
     "api_keys",

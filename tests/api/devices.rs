@@ -224,6 +224,30 @@ async fn a_till_is_enrolled_once_its_sessions_are_its_own_and_revoking_ends_them
     .unwrap();
     assert_eq!(workstation.as_deref(), Some(device.as_str()));
 
+    // The register is the till's: the same cashier cannot sell on it from another machine, and
+    // the till works on no other register.
+    let tea = shop.product("TEA", "3.00", &shop.standard, false).await;
+    let elsewhere = shop
+        .sell(
+            &shop.cashier,
+            "off-till",
+            &shop.cash_sale(&tea, "1", "5.00"),
+        )
+        .await;
+    problem(elsewhere, 403, "device.register_bound").await;
+    let on_till = till
+        .post("/api/v1/sales", &shop.cash_sale(&tea, "1", "5.00"))
+        .await;
+    assert_eq!(on_till.status(), 201, "{}", on_till.text().await.unwrap());
+    let other_register = second_register(&shop).await;
+    let wrong = till
+        .post(
+            "/api/v1/cash-sessions",
+            &json!({"register_id": other_register, "opening_float": "10.00"}),
+        )
+        .await;
+    problem(wrong, 403, "device.register_bound").await;
+
     let listed: Value = app
         .get_as("/api/v1/devices", &shop.admin)
         .await

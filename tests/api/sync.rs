@@ -579,10 +579,11 @@ async fn the_outbox_is_pruned_behind_the_tills_and_a_till_away_too_long_takes_a_
         .get(&format!("/api/v1/sync/changes?cursor={fresh_cursor}"))
         .await;
     problem(before_restore, 410, "sync.cursor_expired").await;
-    let positions: Option<String> = sqlx::query_scalar("SELECT sync_xid::text FROM devices")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let positions: Option<String> =
+        sqlx::query_scalar("SELECT sync_xid::text FROM device_activity")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(
         positions, None,
         "no till holds back the pruning of the new timeline"

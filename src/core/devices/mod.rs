@@ -7,6 +7,8 @@
 
 pub mod http;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 use serde::Serialize;
@@ -16,6 +18,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::core::http::ApiError;
+use crate::core::state::AppState;
 
 pub const READ: &str = "administration.devices.read";
 pub const MANAGE: &str = "administration.devices.manage";
@@ -55,9 +58,11 @@ pub struct Device {
     pub sync_at: Option<DateTime<Utc>>,
 }
 
-const DEVICE_COLUMNS: &str = "id, name, register_id, \
-     CASE WHEN revoked_at IS NOT NULL THEN 'revoked' WHEN enrolled_at IS NOT NULL THEN 'enrolled' ELSE 'pending' END AS status, \
-     created_at, enrolled_at, last_seen_at, app_version, revoked_at, sync_at";
+/// A device's columns over `devices d LEFT JOIN device_activity a ON a.device_id = d.id`.
+const DEVICE_COLUMNS: &str = "d.id, d.name, d.register_id, \
+     CASE WHEN d.revoked_at IS NOT NULL THEN 'revoked' WHEN d.enrolled_at IS NOT NULL THEN 'enrolled' ELSE 'pending' END AS status, \
+     d.created_at, d.enrolled_at, a.last_seen_at, a.app_version, d.revoked_at, a.sync_at";
+const DEVICE_FROM: &str = "devices d LEFT JOIN device_activity a ON a.device_id = d.id";
 
 /// The device a credential names, as authentication needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,11 +214,16 @@ pub async fn enrol(
         .bind(now)
         .execute(&mut *conn)
         .await?;
+    sqlx::query("UPDATE devices SET token_hash = $2, enrolled_at = $3 WHERE id = $1")
+        .bind(device)
+        .bind(&token_hash[..])
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
-        "UPDATE devices SET token_hash = $2, enrolled_at = $3, last_seen_at = $3, app_version = $4 WHERE id = $1",
+        "INSERT INTO device_activity (device_id, last_seen_at, app_version) VALUES ($1, $2, $3)",
     )
     .bind(device)
-    .bind(&token_hash[..])
     .bind(now)
     .bind(app_version)
     .execute(conn)
@@ -233,6 +243,55 @@ pub async fn by_token(
     .fetch_optional(conn)
     .await?;
     Ok(row.map(|(id, register_id)| DeviceAuth { id, register_id }))
+}
+
+/// The key of the cache of register bindings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct BoundRegister(Uuid);
+
+/// Registers whose binding is kept in memory at most.
+const BINDING_CACHE: usize = 1_000;
+
+/// The device (not revoked) register `register` is bound to, if any; cached until devices change.
+pub async fn bound_to(state: &AppState, register: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+    let found = state
+        .cache::<BoundRegister, Arc<Option<Uuid>>>(BINDING_CACHE)
+        .get_or_read(BoundRegister(register), || async {
+            let device: Option<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM devices WHERE register_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(register)
+            .fetch_optional(state.pool())
+            .await?;
+            Ok::<_, sqlx::Error>(Some(Arc::new(device)))
+        })
+        .await?;
+    Ok(found.and_then(|bound| *bound))
+}
+
+/// A register with a till enrolled for it takes its sales, returns and the opening of its cash
+/// session from that till only, and an enrolled till does those on its own register only: else
+/// 403 `device.register_bound`. Back-office work (voids, cash movements and closes, reports) is
+/// not bound. `device` is the caller's session's device.
+pub async fn check_register(
+    state: &AppState,
+    device: Option<Uuid>,
+    register: Uuid,
+) -> Result<(), ApiError> {
+    let refused = |detail: &str| ApiError::Denied {
+        code: "device.register_bound",
+        detail: detail.to_owned(),
+    };
+    match (bound_to(state, register).await?, device) {
+        (None, None) => Ok(()),
+        (Some(bound), Some(device)) if bound == device => Ok(()),
+        (Some(_), _) => Err(refused(
+            "This register has an enrolled till: its sales, returns and cash session are worked from that till.",
+        )),
+        (None, Some(_)) => Err(refused(
+            "This till is enrolled for another register: it works on its own register only.",
+        )),
+    }
 }
 
 /// Marks device `id` revoked (`false` when it already was, or is unknown).
@@ -257,7 +316,7 @@ pub async fn revoke(
 /// Device `id`.
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Device>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"
+        "SELECT {DEVICE_COLUMNS} FROM {DEVICE_FROM} WHERE d.id = $1"
     )))
     .bind(id)
     .fetch_optional(conn)
@@ -267,7 +326,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<Option<Device>, sq
 /// Every device, by id (ids are v7: by creation). A shop has a handful.
 pub async fn list(conn: &mut PgConnection) -> Result<Vec<Device>, sqlx::Error> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY id"
+        "SELECT {DEVICE_COLUMNS} FROM {DEVICE_FROM} ORDER BY d.id"
     )))
     .fetch_all(conn)
     .await
@@ -282,9 +341,10 @@ pub async fn seen(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE devices SET last_seen_at = $2, app_version = COALESCE($3, app_version) \
-         WHERE id = $1 AND (last_seen_at IS NULL OR last_seen_at <= $4 \
-                            OR ($3::text IS NOT NULL AND app_version IS DISTINCT FROM $3))",
+        "INSERT INTO device_activity AS a (device_id, last_seen_at, app_version) VALUES ($1, $2, $3) \
+         ON CONFLICT (device_id) DO UPDATE SET last_seen_at = $2, app_version = COALESCE($3, a.app_version) \
+         WHERE a.last_seen_at IS NULL OR a.last_seen_at <= $4 \
+               OR ($3::text IS NOT NULL AND a.app_version IS DISTINCT FROM $3)",
     )
     .bind(id)
     .bind(now)

@@ -305,7 +305,7 @@ pub async fn new_epoch(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE sync_state SET epoch = gen_random_uuid()")
         .execute(&mut *conn)
         .await?;
-    sqlx::query("UPDATE devices SET sync_xid = NULL, sync_id = NULL")
+    sqlx::query("UPDATE device_activity SET sync_xid = NULL, sync_id = NULL")
         .execute(conn)
         .await
         .map(drop)
@@ -543,7 +543,8 @@ pub async fn confirm(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE devices SET sync_xid = $2::text::xid8, sync_id = $3, sync_at = $4 WHERE id = $1",
+        "INSERT INTO device_activity AS a (device_id, sync_xid, sync_id, sync_at) VALUES ($1, $2::text::xid8, $3, $4) \
+         ON CONFLICT (device_id) DO UPDATE SET sync_xid = EXCLUDED.sync_xid, sync_id = EXCLUDED.sync_id, sync_at = EXCLUDED.sync_at",
     )
     .bind(device)
     .bind(xid.to_string())
@@ -568,8 +569,8 @@ pub async fn prune(
 ) -> Result<u64, sqlx::Error> {
     let horizon = (horizon(&mut *conn).await?, 0);
     let slowest: Option<(String, i64)> = sqlx::query_as(
-        "SELECT sync_xid::text, sync_id FROM devices WHERE revoked_at IS NULL AND sync_xid IS NOT NULL \
-         ORDER BY sync_xid, sync_id LIMIT 1",
+        "SELECT a.sync_xid::text, a.sync_id FROM device_activity a JOIN devices d ON d.id = a.device_id \
+         WHERE d.revoked_at IS NULL AND a.sync_xid IS NOT NULL ORDER BY a.sync_xid, a.sync_id LIMIT 1",
     )
     .fetch_optional(&mut *conn)
     .await?;

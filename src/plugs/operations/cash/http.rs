@@ -128,6 +128,7 @@ pub async fn open(
     caller: AuthContext,
     ApiJson(new): ApiJson<NewSession>,
 ) -> Result<(StatusCode, Json<CashSession>), ApiError> {
+    crate::core::devices::check_register(&state, caller.origin.device_id, new.register_id).await?;
     let now = state.clock().now();
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
     let business = business(&mut tx).await?;

@@ -318,6 +318,7 @@ async fn check_return(
         ));
     }
     let refunds = check_refunds(&new.refunds, scale, &mut errors);
+    crate::core::devices::check_register(state, caller.origin.device_id, new.register_id).await?;
     let register = places::register_for_sale(state, new.register_id).await?;
     if register.is_none() {
         errors.push(FieldError::new("register_id", "is not a register"));

@@ -243,6 +243,7 @@ async fn check(
         .await?
         .ok_or(ApiError::SetupRequired)?;
     let scale = business.currency_scale;
+    crate::core::devices::check_register(state, caller.origin.device_id, new.register_id).await?;
     let register = register_for_sale(state, new.register_id).await?;
 
     // Validate the shape before anything else.
