@@ -202,12 +202,12 @@ async fn device_of(state: &AppState, headers: &HeaderMap) -> Result<Option<Uuid>
         .ok_or_else(devices::invalid)?;
     devices::seen(
         &mut conn,
-        device.id,
+        device,
         devices::app_version(headers).as_deref(),
         state.clock().now(),
     )
     .await?;
-    Ok(Some(device.id))
+    Ok(Some(device))
 }
 
 /// End this session.

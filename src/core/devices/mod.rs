@@ -64,13 +64,6 @@ const DEVICE_COLUMNS: &str = "d.id, d.name, d.register_id, \
      d.created_at, d.enrolled_at, a.last_seen_at, a.app_version, d.revoked_at, a.sync_at";
 const DEVICE_FROM: &str = "devices d LEFT JOIN device_activity a ON a.device_id = d.id";
 
-/// The device a credential names, as authentication needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceAuth {
-    pub id: Uuid,
-    pub register_id: Uuid,
-}
-
 /// A new credential and its stored hash.
 pub fn new_token() -> (String, [u8; 32]) {
     crate::shared::secret::new(TOKEN_PREFIX)
@@ -232,17 +225,11 @@ pub async fn enrol(
 }
 
 /// The enrolled, unrevoked device whose credential is `token`.
-pub async fn by_token(
-    conn: &mut PgConnection,
-    token: &str,
-) -> Result<Option<DeviceAuth>, sqlx::Error> {
-    let row: Option<(Uuid, Uuid)> = sqlx::query_as(
-        "SELECT id, register_id FROM devices WHERE token_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(&token_hash(token)[..])
-    .fetch_optional(conn)
-    .await?;
-    Ok(row.map(|(id, register_id)| DeviceAuth { id, register_id }))
+pub async fn by_token(conn: &mut PgConnection, token: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar("SELECT id FROM devices WHERE token_hash = $1 AND revoked_at IS NULL")
+        .bind(&token_hash(token)[..])
+        .fetch_optional(conn)
+        .await
 }
 
 /// The key of the cache of register bindings.

@@ -134,13 +134,20 @@ pub async fn create(
         ));
     }
     let id = new_id();
-    if key.claim(&mut tx, id, caller.user_id, now).await?.is_some() {
-        return Err(ApiError::Conflict {
-            code: "idempotency.in_progress",
-            detail:
-                "A request with this Idempotency-Key was just recorded; send it again to read it."
-                    .to_owned(),
-        });
+    if let Some(earlier) = key.claim(&mut tx, id, caller.user_id, now).await? {
+        // A retry with the same key committed first: answer what it made.
+        drop(tx);
+        let mut conn = state.pool().acquire().await?;
+        let webhook = get_row(&mut conn, earlier)
+            .await?
+            .ok_or_else(|| not_found(earlier))?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(CreatedWebhook {
+                webhook,
+                secret: None,
+            }),
+        ));
     }
     let sealed = state.sealing().seal(secret.as_bytes(), id.as_bytes())?;
     sqlx::query(
