@@ -65,6 +65,8 @@ pub const TABLES: &[&str] = &[
     "device_activity",
     "sync_outbox",
     "sync_state",
+    "sync_pushed",
+    "sync_conflicts",
     "api_keys",
     "api_key_usage",
     "webhooks",

@@ -34,6 +34,7 @@ mod migrations;
 mod modules;
 mod openapi;
 mod purchasing;
+mod push;
 mod rbac;
 mod receipts;
 mod releases;

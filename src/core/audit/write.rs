@@ -146,6 +146,17 @@ impl AuditedTx {
         })
     }
 
+    /// The transaction's time (what its records are stamped with).
+    pub fn at(&self) -> DateTime<Utc> {
+        self.at
+    }
+
+    /// Counts `n` records that a statement run in this transaction appended itself (an
+    /// [`AuditedStatement`] run on it): they let it commit as [`AuditedTx::record`]'s do.
+    pub fn recorded_by_statement(&mut self, n: usize) {
+        self.recorded += n;
+    }
+
     /// Appends an audit record in this transaction.
     pub async fn record(&mut self, change: Change) -> Result<Uuid, AuditError> {
         let actor = self.actor.clone();

@@ -107,6 +107,10 @@ pub const CORE: &[Permission] = &[
         description: "Work on an enrolled till while it is offline (the change feed ships the user, with their PIN's offline verifier, to tills)",
     },
     Permission {
+        name: "administration.devices.conflicts",
+        description: "See the offline conflict log (what tills did offline that the server would have refused) and resolve its entries",
+    },
+    Permission {
         name: "administration.integrations.read",
         description: "List API keys (never the keys themselves)",
     },
@@ -183,6 +187,7 @@ fn core_template(role: &str) -> Vec<&'static str> {
             "administration.settings.read",
             "administration.devices.read",
             "administration.devices.offline_use",
+            "administration.devices.conflicts",
         ],
         "cashier" => vec!["administration.devices.offline_use"],
         "accountant" => vec![

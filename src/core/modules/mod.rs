@@ -156,6 +156,11 @@ pub trait Module: Send + Sync + 'static {
         &[]
     }
 
+    /// The documents tills push after working offline (`POST /api/v1/sync/push`) that it records.
+    fn push_kinds(&self) -> &'static [crate::core::sync::push::PushKind] {
+        &[]
+    }
+
     /// The consistency checks it adds to `plugpos doctor` (and the support bundle's
     /// `doctor.json`): each runs over the database with no arguments; a problem is a FAIL.
     fn doctor_checks(&self) -> &'static [Verifier] {

@@ -61,6 +61,7 @@ pub fn assemble(shared: AppParts, capabilities: Capabilities) -> AppState {
         crate::core::jobs::TOPICS
             .iter()
             .chain(crate::core::settings::TOPICS)
+            .chain(crate::core::sync::conflicts::TOPICS)
             .copied()
             .chain(
                 capabilities

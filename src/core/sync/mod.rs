@@ -25,8 +25,10 @@
 //! `sync.cursor_expired`). A cursor is also bound to the permissions it was served under (what
 //! fields and entities it holds): when they changed, the same 410 asks for a new snapshot.
 
+pub mod conflicts;
 pub mod entities;
 pub mod http;
+pub mod push;
 
 use std::collections::{BTreeSet, HashMap};
 

@@ -42,6 +42,19 @@ pub async fn products_for_sale(
     Ok(found)
 }
 
+/// The products with these ids, archived ones too, each with whether it is archived (what an
+/// offline till sold may have been archived since; read from the database, not cached).
+pub async fn products_for_push(
+    conn: &mut sqlx::PgConnection,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, (SaleProduct, bool)>, sqlx::Error> {
+    Ok(products::for_push(conn, ids)
+        .await?
+        .into_iter()
+        .map(|(p, archived)| (p.id, (p, archived)))
+        .collect())
+}
+
 /// Does live product `id` track stock? `None` when there is no such product (archived ones are not).
 pub async fn tracks_stock(
     conn: &mut sqlx::PgConnection,

@@ -54,7 +54,7 @@ pub struct CashSession {
     pub version: i64,
 }
 
-fn present(row: SessionRow, scale: u32) -> CashSession {
+pub(super) fn present(row: SessionRow, scale: u32) -> CashSession {
     CashSession {
         id: row.id,
         register_id: row.register_id,

@@ -2,6 +2,7 @@
 //! the counted amount: expected vs counted), and the X report.
 
 pub mod http;
+pub mod offline;
 pub mod report;
 pub mod reports;
 pub mod rules;
@@ -127,6 +128,10 @@ impl Module for Cash {
 
     fn settings(&self) -> &'static [Setting] {
         SETTINGS
+    }
+
+    fn push_kinds(&self) -> &'static [crate::core::sync::push::PushKind] {
+        offline::KINDS
     }
 
     fn tables(&self) -> &'static [&'static str] {

@@ -91,6 +91,8 @@ pub struct PreparedReturn {
     pub key: String,
     pub hash: Vec<u8>,
     pub business: Business,
+    /// A return an offline till pushed: where it came from, for its audit record.
+    pub offline: Option<Value>,
 }
 
 /// What became of one return.
@@ -516,7 +518,8 @@ async fn write(
     }
     replay_refused(pool, batch, &mut outcomes).await?;
     if !accepted.is_empty() {
-        for (index, doc) in write_documents(pool, batch, &accepted, assumed, now).await? {
+        let mut conn = pool.acquire().await?;
+        for (index, doc) in write_documents(&mut conn, batch, &accepted, assumed, now).await? {
             outcomes[index] = Some(Ok(Recorded::New(Box::new(doc))));
         }
     }
@@ -870,9 +873,10 @@ impl<'a> WriteColumns<'a> {
             let r = batch[a.index];
             w.docs.push(r, a);
             w.audit.id.push(new_id());
-            w.audit
-                .base
-                .push(parts::open_object(&audit_base(doc, r.approval.as_ref())));
+            w.audit.base.push(parts::open_object(&with_origin(
+                audit_base(doc, r.approval.as_ref()),
+                r,
+            )));
             w.audit.user_id.push(r.actor.user_id);
             w.audit.username.push(r.actor.username.clone());
             w.audit.role.push(r.actor.role.clone());
@@ -970,8 +974,8 @@ impl<'a> DocColumns<'a> {
 
 /// Writes the accepted returns with their audit records, computed against `assumed`; answers
 /// each document as the API shows it, with its index in the batch.
-async fn write_documents(
-    pool: &PgPool,
+pub(super) async fn write_documents(
+    conn: &mut PgConnection,
     batch: &[&PreparedReturn],
     accepted: &[Accepted],
     assumed: &Books,
@@ -1012,7 +1016,7 @@ async fn write_documents(
         })
         .collect();
     let w = WriteColumns::new(batch, accepted, &shown, now);
-    let answer = run_write(pool, &w, assumed, now).await?;
+    let answer = run_write(conn, &w, assumed, now).await?;
     WRITE.committed();
     let numbers = numbers(&answer)?;
     for (k, doc) in shown.iter_mut().enumerate() {
@@ -1065,7 +1069,7 @@ impl Totals {
 
 /// Runs the `WRITE` statement with `w`'s parameters; its answer (JSON text).
 async fn run_write(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     w: &WriteColumns<'_>,
     assumed: &Books,
     now: DateTime<Utc>,
@@ -1149,7 +1153,7 @@ async fn run_write(
         .bind(&audit.role)
         .bind(&audit.workstation_id)
         .bind(&audit.request_id)
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
 }
 
@@ -1178,6 +1182,14 @@ pub fn audit_after(
     after["number"] = json!(doc.number);
     after["stock"] = json!(stock);
     after
+}
+
+/// A pushed return's audit record also says where it came from.
+fn with_origin(mut base: Value, r: &PreparedReturn) -> Value {
+    if let Some(offline) = &r.offline {
+        base["offline"] = offline.clone();
+    }
+    base
 }
 
 /// What a return's or void's audit record says of it, but for its number and stock.

@@ -232,6 +232,7 @@ async fn prepare(
         key,
         hash,
         business,
+        offline: None,
     };
     if let Some(approval_ref) = &new.approval_ref {
         // Priced against the books as they are now (the writer prices again, and refuses a
@@ -452,7 +453,7 @@ async fn use_approval(
 }
 
 /// Each refund's method and amount (more than zero).
-fn check_refunds(
+pub(super) fn check_refunds(
     new: &[NewRefund],
     scale: u32,
     errors: &mut Vec<FieldError>,
@@ -497,7 +498,7 @@ fn line_quantity(i: usize, text: &str, errors: &mut Vec<FieldError>) -> Option<D
 
 /// The lines of a return with a receipt: each names a line of `sale` once, by its number, and
 /// gives back at most what it sold.
-fn check_sale_lines(
+pub(super) fn check_sale_lines(
     new: &[NewReturnLine],
     sale: &SoldSale,
     errors: &mut Vec<FieldError>,
@@ -552,7 +553,7 @@ fn check_sale_lines(
 
 /// The lines of a return without a receipt: each names a product and, optionally, the price
 /// refunded per unit (default: the catalog's).
-async fn check_product_lines(
+pub(super) async fn check_product_lines(
     state: &AppState,
     new: &[NewReturnLine],
     scale: u32,

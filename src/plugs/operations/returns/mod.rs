@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod http;
+pub mod offline;
 pub mod reports;
 pub mod rules;
 pub mod store;
@@ -112,6 +113,10 @@ impl Module for Returns {
 
     fn topics(&self) -> &'static [Topic] {
         TOPICS
+    }
+
+    fn push_kinds(&self) -> &'static [crate::core::sync::push::PushKind] {
+        offline::KINDS
     }
 
     fn tables(&self) -> &'static [&'static str] {

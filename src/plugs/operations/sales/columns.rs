@@ -95,7 +95,12 @@ impl SaleColumns {
         for &i in candidates {
             let prepared = sales[i];
             let sale = prepared.to_sale(Uuid::nil(), String::new(), now);
-            let year = now.with_timezone(&prepared.business.timezone).year();
+            // Online, the year the sale is recorded in; pushed, the till's (its number is in it).
+            let year = prepared
+                .till_created_at
+                .unwrap_or(now)
+                .with_timezone(&prepared.business.timezone)
+                .year();
             let priced = &prepared.priced;
             c.id.push(sale.id);
             c.register_id.push(sale.register_id);

@@ -5,6 +5,7 @@
 mod columns;
 pub mod discounts;
 pub mod http;
+pub mod offline;
 pub mod prepare;
 pub mod pricing;
 pub mod record;
@@ -232,6 +233,10 @@ impl Module for Sales {
 
     fn reports(&self) -> &'static [crate::core::reports::Report] {
         reports::REPORTS
+    }
+
+    fn push_kinds(&self) -> &'static [crate::core::sync::push::PushKind] {
+        offline::KINDS
     }
 
     fn kpis(&self) -> &'static [crate::core::reports::Kpi] {

@@ -184,6 +184,11 @@ pub struct PreparedSale {
     pub discounts: DiscountRecord,
     /// The approvals used (comma-separated), for the sale and its audit record.
     pub approval_ref: Option<String>,
+    /// A sale an offline till pushed: where it came from (device, the till's time, who pushed),
+    /// for its audit record.
+    pub offline: Option<Value>,
+    /// A pushed sale's time on the till: its receipt number is in that year's series.
+    pub till_created_at: Option<DateTime<Utc>>,
 }
 
 /// What preparing found.
@@ -196,7 +201,12 @@ pub enum Prepared {
 }
 
 /// A money field of the request (the currency's scale), or its error in `errors`.
-fn money(field: String, text: &str, scale: u32, errors: &mut Vec<FieldError>) -> Option<Decimal> {
+pub(super) fn money(
+    field: String,
+    text: &str,
+    scale: u32,
+    errors: &mut Vec<FieldError>,
+) -> Option<Decimal> {
     FieldError::gather(errors, field, Money::parse_in(text, scale)).map(Money::value)
 }
 
@@ -232,6 +242,8 @@ pub async fn prepare(
     }
 }
 
+/// Stays whole: the checks in the order a refused request must meet them (register, shape, products
+/// and prices, discounts, approvals, pricing, session), each using what the one before found.
 async fn check(
     state: &AppState,
     caller: &AuthContext,
@@ -330,6 +342,8 @@ async fn check(
         overridden,
         discounts,
         approval_ref,
+        offline: None,
+        till_created_at: None,
     })))
 }
 
@@ -500,7 +514,7 @@ fn check_lines(
 
 /// A discount field (`field`), or its errors: a known kind, a value (a percent above 0 and at
 /// most 100, or an amount above 0 at the currency's scale) and a reason from the closed list.
-fn discount(
+pub(super) fn discount(
     field: &str,
     input: &DiscountInput,
     scale: u32,
@@ -566,7 +580,7 @@ fn discount(
 
 /// Sets each line's discount (its own, then its share of the sale's, see
 /// [`discounts`](super::discounts)) and says what each took off.
-fn apply_discounts(
+pub(super) fn apply_discounts(
     lines: &mut [(SaleProduct, LineInput)],
     own: &[Option<Discount>],
     sale: Option<Discount>,
@@ -723,7 +737,7 @@ async fn use_approvals(
 }
 
 /// Line `i`'s quantity: more than zero, below a million, three decimals at most.
-fn line_quantity(i: usize, text: &str, errors: &mut Vec<FieldError>) -> Option<Decimal> {
+pub(super) fn line_quantity(i: usize, text: &str, errors: &mut Vec<FieldError>) -> Option<Decimal> {
     let field = format!("lines[{i}].quantity");
     let quantity = FieldError::gather(errors, &field, Quantity::parse(text))?.value();
     let refused = if quantity.is_zero() {
@@ -738,7 +752,7 @@ fn line_quantity(i: usize, text: &str, errors: &mut Vec<FieldError>) -> Option<D
 }
 
 /// Each payment's method and amount (more than zero), as recorded and as pricing needs them.
-fn check_payments(
+pub(super) fn check_payments(
     new: &[NewPayment],
     scale: u32,
     errors: &mut Vec<FieldError>,
@@ -773,7 +787,7 @@ fn check_payments(
     (payments, inputs)
 }
 
-fn pricing_error(e: PricingError, scale: u32) -> ApiError {
+pub(super) fn pricing_error(e: PricingError, scale: u32) -> ApiError {
     match e {
         PricingError::DiscountTooLarge { index } => ApiError::invalid(
             format!("lines[{index}].discount"),
@@ -929,6 +943,9 @@ impl PreparedSale {
             "discount": sale.discount, "discount_total": sale.discount_total,
             "line_discounts": self.discounts.lines, "price_reasons": self.discounts.price_reasons,
         });
+        if let Some(offline) = &self.offline {
+            base["offline"] = offline.clone();
+        }
         // Only a sale naming a customer says so (other sales' records read as they always did).
         if let Some(customer) = self.customer_id {
             base["customer_id"] = json!(customer);

@@ -343,11 +343,11 @@ fn finish(
 
 /// Runs [`WRITE`] over the batch's columns: binds the record time, then each part's parameters
 /// in the order of the parts. Per candidate: (order, session, receipt number, id taken, by the same request).
-async fn run(
-    pool: &PgPool,
+async fn run<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
     c: &SaleColumns,
     now: DateTime<Utc>,
-) -> Result<Vec<(i64, Option<Uuid>, Option<String>, bool, bool)>, sqlx::Error> {
+) -> Result<Vec<Row>, sqlx::Error> {
     sqlx::query_as(WRITE.sql())
         .bind(now)
         // CANDIDATES
@@ -412,8 +412,25 @@ async fn run(
         .bind(&c.l_tax_rate)
         .bind(&c.l_price_rule)
         .bind(&c.l_unit_cost)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await
+}
+
+/// Per candidate: (order, session, receipt number, id taken, by the same request).
+pub(super) type Row = (i64, Option<Uuid>, Option<String>, bool, bool);
+
+/// Records `sales` (all candidates, client-made ids) in the caller's transaction `conn` at `now`
+/// (the offline push, which checked their numbers under the counters' locks): the statement's
+/// row per sale, in order, and each sale as it will be answered but for its session and number.
+pub(super) async fn record_in(
+    conn: &mut sqlx::PgConnection,
+    sales: &[&PreparedSale],
+    now: DateTime<Utc>,
+) -> Result<(Vec<Row>, Vec<Option<Sale>>), sqlx::Error> {
+    let candidates: Vec<usize> = (0..sales.len()).collect();
+    let (c, provisional) = SaleColumns::new(sales, &candidates, now);
+    let rows = run(&mut *conn, &c, now).await?;
+    Ok((rows, provisional))
 }
 
 #[cfg(test)]

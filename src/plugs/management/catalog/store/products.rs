@@ -283,6 +283,29 @@ pub struct SaleProduct {
     pub cost_price: Option<Decimal>,
 }
 
+/// The products with these ids as a sale needs them, archived ones too (an offline till sold
+/// them before it learnt): (product, archived).
+pub async fn for_push(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<(SaleProduct, bool)>, sqlx::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        product: SaleProduct,
+        archived: bool,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT p.id, p.sku, p.name, p.price, p.tax_class_id, t.rate AS tax_rate, p.track_stock, p.active, p.category_id, \
+         p.cost_price, p.archived_at IS NOT NULL AS archived FROM products p JOIN tax_classes t ON t.id = p.tax_class_id \
+         WHERE p.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.product, r.archived)).collect())
+}
+
 /// The live products with these ids as a sale needs them.
 pub async fn for_sale(
     conn: &mut PgConnection,
