@@ -85,3 +85,11 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Built-in roles of an instance set up before get the new permission (a new instance gets it at
+-- setup from the declarations): managers see and resolve the conflict log.
+INSERT INTO role_permissions (role_id, permission)
+SELECT r.id, 'administration.devices.conflicts'
+  FROM roles r
+ WHERE r.builtin AND r.name IN ('super_admin', 'manager')
+ON CONFLICT DO NOTHING;

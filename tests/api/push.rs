@@ -480,6 +480,67 @@ async fn a_till_pushes_what_it_sold_offline_once_in_its_series_with_conflicts_lo
         ["product_archived", "stock_negative", "user_not_allowed"],
         "{open}"
     );
+
+    // A manager closes the till's drawer from the back office while it is offline. Its sales then
+    // wait for an open session (409), and go into the one the till opens, logged.
+    let closed = app
+        .post_as(
+            &format!("/api/v1/cash-sessions/{new_session}/close"),
+            &shop.manager,
+            &json!({"counted_cash": "53.50", "variance_reason": "closed for the night"}),
+        )
+        .await;
+    assert_eq!(closed.status(), 200, "{}", closed.text().await.unwrap());
+    let late_sale = uuid::Uuid::now_v7().to_string();
+    let late = json!([
+        {"type": "sale", "id": late_sale, "created_at": "2026-01-16T19:00:00Z", "user_id": carla,
+         "receipt_number": after(&last, 6), "cash_session_id": new_session,
+         "lines": [{"product_id": tea, "quantity": "1", "unit_price": "3.50"}],
+         "payments": [{"method": "cash", "amount": "3.50"}], "total": "3.50"},
+        {"type": "cash_session_close", "id": uuid::Uuid::now_v7(), "created_at": "2026-01-16T20:00:00Z", "user_id": carla,
+         "cash_session_id": new_session, "counted_cash": "57.00"},
+    ]);
+    let body = problem(
+        push(&till, &device, late.clone()).await,
+        409,
+        "cash.no_open_session",
+    )
+    .await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("documents[0]"),
+        "{body}"
+    );
+    let reopened = till
+        .post(
+            "/api/v1/cash-sessions",
+            &json!({"register_id": shop.register, "opening_float": "20.00"}),
+        )
+        .await;
+    assert_eq!(reopened.status(), 201);
+    let today = reopened.json::<Value>().await.unwrap()["id"].clone();
+    let pushed = push(&till, &device, late).await;
+    assert_eq!(pushed.status(), 200, "{}", pushed.text().await.unwrap());
+    let pushed: Value = pushed.json().await.unwrap();
+    assert_eq!(pushed["results"][0]["cash_session_id"], today, "{pushed}");
+    assert_eq!(
+        pushed["results"][0]["conflicts"][0]["kind"],
+        "session_closed"
+    );
+    assert_eq!(pushed["results"][1]["already_closed"], true, "{pushed}");
+    assert_eq!(
+        pushed["results"][1]["conflicts"][0]["kind"],
+        "session_closed"
+    );
+    let kept: Value = app
+        .get_as(
+            &format!("/api/v1/cash-sessions/{new_session}"),
+            &shop.manager,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["counted_cash"], "53.50", "the manager's close stands");
 }
 
 #[tokio::test]

@@ -256,6 +256,29 @@ pub async fn bound_to(state: &AppState, register: Uuid) -> Result<Option<Uuid>, 
     Ok(found.and_then(|bound| *bound))
 }
 
+/// The offline pushes in progress (`core::sync::push`): one lock per till.
+#[derive(Default)]
+struct PushLocks(
+    std::sync::Mutex<std::collections::HashMap<Uuid, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+);
+
+/// The lock that keeps till `device`'s pushes one at a time.
+pub fn push_lock(state: &AppState, device: Uuid) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    let locks = state.service(|_| PushLocks::default());
+    let mut map = locks.0.lock().unwrap_or_else(|e| e.into_inner());
+    map.entry(device).or_default().clone()
+}
+
+/// Is till `device` pushing now? Its online sales, returns and session opens wait for the push to
+/// answer (`409 sync.push_in_progress`): the documents it made offline hold the numbers before
+/// theirs, and a number taken between two of the push's transactions would stop the push for good.
+pub fn pushing(state: &AppState, device: Uuid) -> bool {
+    let locks = state.service(|_| PushLocks::default());
+    let map = locks.0.lock().unwrap_or_else(|e| e.into_inner());
+    map.get(&device)
+        .is_some_and(|lock| lock.try_lock().is_err())
+}
+
 /// A register with a till enrolled for it takes its sales, returns and the opening of its cash
 /// session from that till only, and an enrolled till does those on its own register only: else
 /// 403 `device.register_bound`. Back-office work (voids, cash movements and closes, reports) is
@@ -271,7 +294,15 @@ pub async fn check_register(
     };
     match (bound_to(state, register).await?, device) {
         (None, None) => Ok(()),
-        (Some(bound), Some(device)) if bound == device => Ok(()),
+        (Some(bound), Some(device)) if bound == device => {
+            if pushing(state, device) {
+                return Err(ApiError::Conflict {
+                    code: "sync.push_in_progress",
+                    detail: "This till is pushing what it did offline: its documents hold the numbers before this one. Send it again once the push has answered.".to_owned(),
+                });
+            }
+            Ok(())
+        }
         (Some(_), _) => Err(refused(
             "This register has an enrolled till: its sales, returns and cash session are worked from that till.",
         )),

@@ -36,7 +36,7 @@ pub struct Conflict {
     pub document_id: Uuid,
     /// `price_changed`, `product_archived`, `stock_negative`, `tax_rate_changed`,
     /// `discount_unapproved`, `approval_missing`, `user_not_allowed`, `customer_unknown`,
-    /// `variance_unexplained`.
+    /// `session_closed`, `variance_unexplained`.
     pub kind: String,
     /// What the till did and what the server knew (by kind: line, product, prices, quantities).
     #[schema(value_type = Object)]

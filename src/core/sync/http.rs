@@ -93,7 +93,7 @@ const PUSH_BODY_LIMIT: usize = 32 * 1024 * 1024;
         (status = 200, description = "Every document recorded (now or by an earlier push)", body = PushAnswer),
         (status = 401, description = "Not a session on an enrolled till (`device.required`, `device.invalid`)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Missing permission (`rbac.forbidden`), or `device_id` is not the till's own (`device.mismatch`)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A receipt number out of sequence (`sync.sequence_gap`, naming the missing number), a document id pushed before with other content (`sync.document_conflict`), a closed day (`period.closed`), or what the document's type refuses (`cash.no_open_session`...); the documents before it were recorded", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A receipt number out of sequence (`sync.sequence_gap`, naming the missing number), a document id pushed before with other content (`sync.document_conflict`), a closed day (`period.closed`), or what the document's type refuses (`cash.no_open_session`, `cash.session_already_open`, `return.exceeds_returnable`, `return.contention`...); the documents before it were recorded", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Bad documents (`validation.failed`, naming `documents[i].field`), or a till's total its lines do not give (`sync.total_mismatch`)", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn push(

@@ -18,7 +18,6 @@
 //! zero whatever `sales.allow_negative_stock` says (migration 0038).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -263,10 +262,6 @@ pub struct PushAnswer {
     pub already_recorded: usize,
 }
 
-/// The pushes in progress, one per till at a time.
-#[derive(Default)]
-struct DeviceLocks(std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>);
-
 /// Records `documents` pushed by `pusher` from `device`.
 pub async fn push(
     state: &AppState,
@@ -274,11 +269,7 @@ pub async fn push(
     device: &PushingDevice,
     documents: Vec<PushDocument>,
 ) -> Result<PushAnswer, ApiError> {
-    let lock = {
-        let locks = state.service(|_| DeviceLocks::default());
-        let mut map = locks.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(device.id).or_default().clone()
-    };
+    let lock = crate::core::devices::push_lock(state, device.id);
     let _one_at_a_time = lock.lock().await;
     let kinds = kinds(state);
     let mut conn = state.pool().acquire().await?;

@@ -22,6 +22,7 @@ struct OpenSessionOf(Option<OpenSession>);
 
 pub use crate::plugs::operations::cash::MANAGE_ANY;
 pub use crate::plugs::operations::cash::http::{no_open_session, not_your_session, refuse_others};
+pub use crate::plugs::operations::cash::offline::session_for_push;
 pub use crate::plugs::operations::cash::store::OpenSession;
 
 /// The open cash session of `register_id`, kept in memory until a cash session changes (see

@@ -180,7 +180,9 @@ fn movement<'a>(
         let scale = business.currency_scale;
         let valid = rules::movement(&new.kind, &new.amount, &new.reason, scale)
             .map_err(ApiError::Validation)?;
-        let row = session_of_register(tx, run, new.cash_session_id, Lock::Share).await?;
+        let (session, conflict) =
+            session_for_push(tx, run.device.register_id, new.cash_session_id).await?;
+        let row = session_of_register(tx, run, session, Lock::Share).await?;
         store::insert_movement(
             tx,
             doc.id,
@@ -206,7 +208,7 @@ fn movement<'a>(
         result.insert("amount".into(), json!(amount));
         Ok(Pushed {
             result,
-            conflicts: Vec::new(),
+            conflicts: conflict.into_iter().collect(),
             events: vec![(
                 "cash",
                 "cash_session.movement",
@@ -240,6 +242,22 @@ fn close<'a>(
         else {
             return Err(ApiError::Validation(errors));
         };
+        // Closed on the server meanwhile: that close stands; the till's count is logged.
+        if let Some(closed) = closed_already(tx, run, new.cash_session_id).await? {
+            let mut result = Map::new();
+            result.insert("cash_session_id".into(), json!(closed.id));
+            result.insert("already_closed".into(), json!(true));
+            return Ok(Pushed {
+                result,
+                conflicts: vec![ConflictNote {
+                    kind: "session_closed",
+                    detail: json!({"till_session_id": closed.id, "closed_at": closed.closed_at,
+                                   "till_counted_cash": crate::shared::money::show(counted, scale),
+                                   "server_counted_cash": closed.counted_cash.map(|c| crate::shared::money::show(c, scale))}),
+                }],
+                events: Vec::new(),
+            });
+        }
         // Waits for what is in flight on the session, then blocks new writes to it.
         let before = session_of_register(tx, run, new.cash_session_id, Lock::Update).await?;
         let expected = store::cash_flows(state, tx, before.id).await?.0.expected();
@@ -306,10 +324,61 @@ fn event_data(session: &super::http::CashSession) -> Value {
     })
 }
 
+/// Session `id` of the till's register if the server closed it already.
+async fn closed_already(
+    tx: &mut AuditedTx,
+    run: &PushRun<'_>,
+    id: Uuid,
+) -> Result<Option<store::SessionRow>, ApiError> {
+    Ok(store::session(tx, id, Lock::None)
+        .await?
+        .filter(|row| row.register_id == run.device.register_id && row.status != "open"))
+}
+
 async fn fetch(tx: &mut AuditedTx, id: Uuid) -> Result<store::SessionRow, ApiError> {
     store::session(tx, id, Lock::None)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("session {id} not read back")))
+}
+
+/// The session a pushed document named, or the one it goes into: `session` if it is an open
+/// session of the till's register; if the server closed it meanwhile (a manager closed the drawer
+/// while the till was offline), the register's open session, with a `session_closed` conflict (the
+/// document stands, in the drawer that is open now); refused when the register has none (open one
+/// and push again) or the session is not the register's.
+pub async fn session_for_push(
+    conn: &mut sqlx::PgConnection,
+    register: Uuid,
+    session: Uuid,
+) -> Result<(Uuid, Option<ConflictNote>), ApiError> {
+    match store::session(conn, session, Lock::None).await? {
+        Some(row) if row.register_id != register => {
+            Err(ApiError::Validation(vec![FieldError::new(
+                "cash_session_id",
+                "is not a session of the till's register",
+            )]))
+        }
+        Some(row) if row.status == "open" => Ok((row.id, None)),
+        Some(row) => match store::open_session(conn, register).await? {
+            Some(open) => Ok((
+                open.id,
+                Some(ConflictNote {
+                    kind: "session_closed",
+                    detail: json!({"till_session_id": row.id, "closed_at": row.closed_at, "recorded_in": open.id}),
+                }),
+            )),
+            None => Err(ApiError::Conflict {
+                code: "cash.no_open_session",
+                detail: format!(
+                    "its cash session {session} was closed on the server and the register has no open session: open one on the till and push again (the documents go into it, each logged as a conflict)."
+                ),
+            }),
+        },
+        None => Err(ApiError::Validation(vec![FieldError::new(
+            "cash_session_id",
+            "is not a cash session (push its cash_session_open first)",
+        )])),
+    }
 }
 
 /// Session `id`, locked, if it is an open session of the till's register.

@@ -413,7 +413,7 @@ async fn finish(
 
 /// The customer a return names: the one asked for (a live customer; with a sale that names a
 /// customer, that one only), else the sale's.
-async fn return_customer(
+pub(super) async fn return_customer(
     state: &AppState,
     asked: Option<Uuid>,
     sale: Option<&SoldSale>,

@@ -11,7 +11,9 @@ use serde_json::{Map, json};
 use uuid::Uuid;
 
 use super::batch::{Books, PreparedReturn, correction_number, judge, write_documents};
-use super::http::{NewRefund, NewReturnLine, check_product_lines, check_refunds, check_sale_lines};
+use super::http::{
+    NewRefund, NewReturnLine, check_product_lines, check_refunds, check_sale_lines, return_customer,
+};
 use super::rules::RETURN_REASONS;
 use super::{CREATE, WITHOUT_RECEIPT};
 use crate::core::audit::AuditedTx;
@@ -24,7 +26,7 @@ use crate::core::sync::push::{
     pushed_document, sequence_gap,
 };
 use crate::plugs::administration::api::places;
-use crate::plugs::operations::api::sales;
+use crate::plugs::operations::api::{cash, sales};
 
 /// The document type.
 pub const KINDS: &[PushKind] = &[PushKind {
@@ -127,9 +129,7 @@ async fn check(
             detail: json!({"action": WITHOUT_RECEIPT, "why": "a return without a receipt needs a manager's approval online"}),
         });
     }
-    let customer_id = new
-        .customer_id
-        .or(sale.as_ref().and_then(|s| s.customer_id));
+    let customer_id = return_customer(state, new.customer_id, sale.as_ref()).await?;
     let prepared = PreparedReturn {
         id: doc.id,
         actor: run.actor(doc),
@@ -160,7 +160,11 @@ async fn record(
     at: usize,
 ) -> Result<Pushed, ApiError> {
     let doc = &run.documents[at];
-    let (prepared, conflicts) = check(state, run, doc).await?;
+    let (mut prepared, mut conflicts) = check(state, run, doc).await?;
+    let (session, moved) =
+        cash::session_for_push(tx, run.device.register_id, prepared.session_id).await?;
+    prepared.session_id = session;
+    conflicts.extend(moved);
     let business = &prepared.business;
     let register_code = &prepared.register_code;
     let sales: Vec<Uuid> = prepared.sale.iter().map(|s| s.id).collect();
@@ -189,6 +193,16 @@ async fn record(
                     prepared.session_id
                 ),
             },
+            Some("return_books_changed" | "returned_not_above_sold") => ApiError::Conflict {
+                code: "return.contention",
+                detail: "other returns or a void of its sale were recorded meanwhile; nothing of it was recorded: push again.".to_owned(),
+            },
+            _ if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("40P01") => {
+                ApiError::Conflict {
+                    code: "return.contention",
+                    detail: "it met another write of its sale; nothing of it was recorded: push again.".to_owned(),
+                }
+            }
             Some("returns_pkey") => ApiError::Conflict {
                 code: "return.id_conflict",
                 detail: format!("a return with id {} exists already.", doc.id),
@@ -202,12 +216,10 @@ async fn record(
             doc.id
         )));
     };
+    // Another return took the number meanwhile (the counter had no row to lock): nothing of it
+    // is kept, and the till hears which number is next.
     if shown.number != expected {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "pushed return {} was numbered {}, not {expected}",
-            doc.id,
-            shown.number
-        )));
+        return Err(sequence_gap(doc, &shown.number));
     }
     let mut result = Map::new();
     result.insert("receipt_number".into(), json!(shown.number));

@@ -39,6 +39,7 @@ use crate::core::sync::push::{
 use crate::plugs::administration::api::places;
 use crate::plugs::management::api::catalog::{self, SaleProduct};
 use crate::plugs::management::api::customers;
+use crate::plugs::operations::api::cash;
 use crate::shared::money::{round_half_up, show};
 
 /// The document type.
@@ -142,8 +143,17 @@ async fn prepare_all(
     let products = catalog::products_for_push(tx, &product_ids).await?;
     let mut prepared = Vec::with_capacity(parsed.len());
     let mut conflicts = Vec::with_capacity(parsed.len());
+    // The session each named session's sales go into (itself while open), read once per run.
+    let mut sessions = HashMap::new();
     for (at, (doc, sale)) in run.documents.iter().zip(parsed).enumerate() {
-        let (p, mut c) = prepare(
+        let named = sale.cash_session_id;
+        if let std::collections::hash_map::Entry::Vacant(entry) = sessions.entry(named) {
+            let into = cash::session_for_push(tx, run.device.register_id, named)
+                .await
+                .map_err(|e| Refusal::new(at, e))?;
+            entry.insert(into);
+        }
+        let (mut p, mut c) = prepare(
             state,
             run,
             doc,
@@ -155,6 +165,10 @@ async fn prepare_all(
         .await
         .map_err(|e| Refusal::new(at, e))?;
         c.extend(discount_beyond_limit(&p, run, doc, &business));
+        if let Some((into, moved)) = sessions.get(&named) {
+            p.session_id = *into;
+            c.extend(moved.clone());
+        }
         prepared.push(p);
         conflicts.push(c);
     }
@@ -208,12 +222,10 @@ fn answer(
             },
         });
     };
+    // Another sale took the number meanwhile (the counter had no row to lock): nothing of this
+    // run is kept, and the till hears which number is next.
     if doc.receipt_number.as_deref() != Some(number.as_str()) {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "pushed sale {} was numbered {number}, not {:?}",
-            doc.id,
-            doc.receipt_number
-        )));
+        return Err(sequence_gap(doc, &number));
     }
     sale.cash_session_id = session;
     sale.receipt_number = number;
@@ -474,11 +486,16 @@ fn lines(
             errors,
         );
         let rate = match &line.tax_rate {
-            Some(text) => FieldError::gather(
-                errors,
-                format!("lines[{i}].tax_rate"),
-                crate::shared::money::parse_amount(text, 6),
-            ),
+            Some(text) => match crate::shared::money::parse_amount(text, 6) {
+                Ok(rate) if rate < Decimal::ONE => Some(rate),
+                _ => {
+                    errors.push(FieldError::new(
+                        format!("lines[{i}].tax_rate"),
+                        "must be the rate as a fraction below 1, as sales show it (\"0.19\" for 19 %)",
+                    ));
+                    None
+                }
+            },
             None => None,
         };
         let own_discount = match &line.discount {
