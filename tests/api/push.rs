@@ -563,4 +563,25 @@ async fn only_the_tills_own_session_pushes_for_it() {
     problem(response, 403, "device.mismatch").await;
     let response = push(&till, &device, json!([])).await;
     problem(response, 422, "validation.failed").await;
+
+    // While the till pushes, its online documents wait: their numbers come after the pushed ones.
+    let opened = till
+        .post(
+            "/api/v1/cash-sessions",
+            &json!({"register_id": shop.register, "opening_float": "10.00"}),
+        )
+        .await;
+    assert_eq!(opened.status(), 201, "{}", opened.text().await.unwrap());
+    let bread = shop.product("BREAD", "1.99", &shop.reduced, false).await;
+    let lock = plugpos::core::devices::push_lock(&shop.app.state, device.parse().unwrap());
+    let pushing = lock.lock().await;
+    let refused = till
+        .post("/api/v1/sales", &shop.cash_sale(&bread, "1", "1.99"))
+        .await;
+    problem(refused, 409, "sync.push_in_progress").await;
+    drop(pushing);
+    let sold = till
+        .post("/api/v1/sales", &shop.cash_sale(&bread, "1", "1.99"))
+        .await;
+    assert_eq!(sold.status(), 201, "{}", sold.text().await.unwrap());
 }
