@@ -105,26 +105,31 @@ pub async fn checks(config: &Config, modules: &[Verifier]) -> anyhow::Result<Vec
     }
     out.push(server_check(config, &data_dir).await);
     out.push(service_check());
-    out.push(tls_check(config));
+    out.push(tls_check(config, clock.now()));
     Ok(out)
 }
 
-/// The HTTPS certificate, when `[http.tls]` names one: it loads, its key fits, and its fingerprint.
-fn tls_check(config: &Config) -> Check {
+/// The HTTPS certificate, when `[http.tls]` names one: it loads, its key fits, its fingerprint,
+/// and how long it stays valid (a warning in its last 30 days, a failure once expired: tills then
+/// refuse the server).
+fn tls_check(config: &Config, now: chrono::DateTime<chrono::Utc>) -> Check {
     let Some((cert, key)) = config.http.tls.files(&config.data_dir) else {
         return ok(
             "tls",
             "not configured (the server speaks HTTP; `plugpos tls self-signed` makes a certificate)",
         );
     };
-    match crate::core::http::tls::Certificates::open(cert.clone(), key) {
-        Ok(certificates) => ok(
-            "tls",
+    let loaded = crate::core::http::tls::Certificates::open(cert.clone(), key)
+        .and_then(|c| Ok((c, crate::core::http::tls::not_after(&cert)?)));
+    match loaded {
+        Ok((certificates, not_after)) => tls_expiry(
             format!(
                 "{} loads with its key, SHA-256 fingerprint {}",
                 cert.display(),
                 certificates.fingerprint().unwrap_or_default()
             ),
+            not_after,
+            now,
         ),
         Err(e) => bad(
             "tls",
@@ -132,6 +137,34 @@ fn tls_check(config: &Config) -> Check {
             format!("{e:#}"),
             "fix [http.tls] or make a new pair: plugpos tls self-signed --force",
         ),
+    }
+}
+
+/// The `tls` finding for a certificate described by `line` that is valid until `not_after`.
+fn tls_expiry(
+    line: String,
+    not_after: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Check {
+    let until = not_after.format("%Y-%m-%d %H:%M UTC");
+    let days = (not_after - now).num_days();
+    let renew = "renew it (a self-signed one: plugpos tls self-signed --force, then re-pin the tills); the server picks a new file up without a restart";
+    if not_after <= now {
+        bad(
+            "tls",
+            Level::Fail,
+            format!("{line}; EXPIRED on {until}: tills and browsers refuse it"),
+            renew,
+        )
+    } else if days < 30 {
+        bad(
+            "tls",
+            Level::Warn,
+            format!("{line}; expires on {until}, in {days} day(s)"),
+            renew,
+        )
+    } else {
+        ok("tls", format!("{line}; valid until {until}"))
     }
 }
 
@@ -698,4 +731,43 @@ fn target_findings(config: &Config, backups: &Backups) -> Vec<(bool, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+
+    #[test]
+    fn a_certificate_is_fine_then_due_for_renewal_then_expired() {
+        let made = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let (cert, _key) =
+            crate::core::http::tls::self_signed(&["shop.lan".to_owned()], made, 90).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pem");
+        std::fs::write(&path, cert).unwrap();
+        let not_after = crate::core::http::tls::not_after(&path).unwrap();
+        assert_eq!(
+            not_after.date_naive(),
+            (made + Duration::days(90)).date_naive()
+        );
+        let check = |now| tls_expiry("cert.pem loads".to_owned(), not_after, now);
+        let fine = check(made + Duration::days(10));
+        assert!(matches!(fine.level, Level::Ok), "{}", fine.detail);
+        assert!(
+            fine.detail.contains("valid until 2026-05-30"),
+            "{}",
+            fine.detail
+        );
+        let due = check(made + Duration::days(80));
+        assert!(matches!(due.level, Level::Warn), "{}", due.detail);
+        assert!(due.detail.contains("in 9 day(s)"), "{}", due.detail);
+        let gone = check(made + Duration::days(91));
+        assert!(matches!(gone.level, Level::Fail), "{}", gone.detail);
+        assert!(
+            gone.detail.contains("EXPIRED on 2026-05-30"),
+            "{}",
+            gone.detail
+        );
+    }
 }

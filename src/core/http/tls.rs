@@ -164,6 +164,19 @@ pub fn leaf(cert: &Path) -> anyhow::Result<CertificateDer<'static>> {
         .with_context(|| format!("{} is not a PEM certificate", cert.display()))
 }
 
+/// When the leaf certificate of the PEM chain in `cert` stops being valid.
+pub fn not_after(cert: &Path) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let der = leaf(cert)?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&der).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a readable X.509 certificate: {e}",
+            cert.display()
+        )
+    })?;
+    chrono::DateTime::from_timestamp(parsed.validity().not_after.timestamp(), 0)
+        .with_context(|| format!("{} has an impossible expiry date", cert.display()))
+}
+
 /// Accepts the one pinned certificate (its signatures checked as usual), whatever the name.
 #[derive(Debug)]
 struct Pinned {

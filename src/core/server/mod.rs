@@ -233,6 +233,13 @@ async fn run(
             config.http.bind
         );
     }
+    if let Some((cert, _)) = &tls
+        && let Ok(not_after) = crate::core::http::tls::not_after(cert)
+        && not_after - state.clock().now() < chrono::Duration::days(30)
+    {
+        // Tills refuse an expired certificate: the admin hears it while there is time.
+        tracing::warn!(cert = %cert.display(), %not_after, "the HTTPS certificate expires within 30 days (or has): renew it");
+    }
     let address = SocketAddr::new(config.http.bind, config.http.port);
     let listener = TcpListener::bind(address)
         .await
