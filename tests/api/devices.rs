@@ -239,6 +239,19 @@ async fn a_till_is_enrolled_once_its_sessions_are_its_own_and_revoking_ends_them
         .post("/api/v1/sales", &shop.cash_sale(&tea, "1", "5.00"))
         .await;
     assert_eq!(on_till.status(), 201, "{}", on_till.text().await.unwrap());
+    // Its drawer too: a no-sale from another machine is refused.
+    let session = opened.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let drawer = app
+        .post_as(
+            &format!("/api/v1/cash-sessions/{session}/no-sale"),
+            &shop.cashier,
+            &json!({"reason": "change for the parking meter"}),
+        )
+        .await;
+    problem(drawer, 403, "device.register_bound").await;
     let other_register = second_register(&shop).await;
     let wrong = till
         .post(

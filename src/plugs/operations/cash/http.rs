@@ -525,6 +525,8 @@ pub async fn no_sale(
         ));
     }
     let row = fetch_row(&mut tx, id, Lock::Share).await?;
+    // The drawer is the till's: opened from its register's enrolled till only.
+    crate::core::devices::check_register(&state, caller.origin.device_id, row.register_id).await?;
     refuse_others(&state, &caller, row.opened_by).await?;
     refuse_closed(&row)?;
     let wanted = approvals::Wanted {
