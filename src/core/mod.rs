@@ -5,6 +5,7 @@ pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod data_dir;
 pub mod db;
 pub mod devices;
@@ -71,4 +72,5 @@ pub const TABLES: &[&str] = &[
     "api_key_usage",
     "webhooks",
     "webhook_deliveries",
+    "console_sessions",
 ];

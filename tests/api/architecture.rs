@@ -757,7 +757,7 @@ fn the_cycle_check_finds_a_cycle_between_capabilities() {
 }
 
 /// Core's capabilities form no cycle: each capability's own code, and its HTTP handlers above it,
-/// are nodes; `http` (the primitives) is at the bottom; `server` and `cli` are the top, which
+/// are nodes; `http` (the primitives) is at the bottom; `server`, `cli` and `console` are the top, which
 /// assemble the rest.
 #[test]
 fn core_has_no_cycle_between_capabilities() {
@@ -782,7 +782,9 @@ fn core_has_no_cycle_between_capabilities() {
         .filter(|((from, to), _)| {
             to.ends_with("::http")
                 && !from.ends_with("::http")
-                && !["server", "cli"].contains(&from.as_str())
+                // The admin console is, like the server and the CLI, a front over the
+                // capabilities: its actions call the API's own handlers (issue 36).
+                && !["server", "cli", "console"].contains(&from.as_str())
         })
         .map(|((from, to), files)| format!("{from} -> {to} {files:?}"))
         .collect();

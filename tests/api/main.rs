@@ -18,6 +18,7 @@ mod cash;
 mod catalog;
 mod cli;
 mod closings;
+mod console;
 mod counts;
 mod customers;
 mod devices;

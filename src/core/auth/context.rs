@@ -242,6 +242,41 @@ pub async fn session_permissions(
     Ok(current.then(|| row.permissions.iter().cloned().collect()))
 }
 
+/// The caller of session `session` when it is not presented as a bearer token (the admin console's
+/// cookie): the same checks as a token's (ended, expired, password or roles reset, user disabled).
+/// A till's session never is: it goes with its device's credential. `SessionEnded` otherwise.
+pub async fn session_caller(
+    state: &AppState,
+    session: Uuid,
+    mut origin: Origin,
+) -> Result<Authenticated, ApiError> {
+    let now = state.clock().now();
+    let Some(row) = session_row(state, session).await? else {
+        return Err(ApiError::SessionEnded);
+    };
+    if row.ended_at.is_some()
+        || row.expires_at <= now
+        || !row.stamp_current
+        || row.disabled_at.is_some()
+        || row.device_id.is_some()
+    {
+        return Err(ApiError::SessionEnded);
+    }
+    origin.workstation_id = row.workstation_id.clone();
+    Ok(Authenticated {
+        user_id: row.user_id,
+        username: row.username.clone(),
+        display_name: row.display_name.clone(),
+        session_id: session,
+        roles: row.roles.clone(),
+        permissions: row.permissions.iter().cloned().collect(),
+        password_change_required: row.password_change_required,
+        mfa_enrollment_required: row.mfa_enrollment_required,
+        origin,
+        api_key: None,
+    })
+}
+
 /// The session's row, from the cache or the database.
 async fn session_row(state: &AppState, session: Uuid) -> Result<Option<Arc<SessionRow>>, ApiError> {
     let row = state

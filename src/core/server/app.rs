@@ -35,6 +35,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(http.body_limit_bytes));
     let app = routes
         .merge(openapi::docs())
+        .merge(crate::core::console::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

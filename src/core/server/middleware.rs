@@ -98,12 +98,16 @@ fn problem_for_bare_errors(response: Response) -> Response {
     }
     // A handler that answers an error status with JSON on purpose (readiness's 503 lists its
     // checks) keeps its body; only bodies that are not JSON (empty, plain text) are replaced.
+    // The admin console's refusals are pages (HTML) saying why; a server error never keeps its
+    // body, whatever it is.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| {
             let v = v.as_bytes();
-            v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+            v.starts_with(PROBLEM_JSON.as_bytes())
+                || v.starts_with(b"application/json")
+                || (status.is_client_error() && v.starts_with(b"text/html"))
         });
     if is_json {
         return response;

@@ -1,0 +1,419 @@
+//! The admin console (`/admin`): server-rendered pages for the people who are not at a till.
+//!
+//! **Sessions.** Signing in runs the API's own login (`core::auth::login`: the same passwords,
+//! second factor, throttling and security events) and opens an ordinary session; the browser gets
+//! a cookie (`plugpos_console`: `HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` over TLS)
+//! holding a random secret whose SHA-256 binds it to that session (`console_sessions`). Every
+//! request checks the session as a bearer token's is checked (ended, expired, password or roles
+//! reset, user disabled), so logging out, revoking or disabling takes effect at once.
+//!
+//! **Forms.** Every form carries the session's CSRF token (made at sign-in, compared in constant
+//! time); the sign-in form carries a token of its own, doubled in a short-lived cookie. Both
+//! cookies are `SameSite=Strict`, so another site's page cannot send them along either.
+//!
+//! **Actions** call the API's handlers themselves (the same permissions, checks and audit records):
+//! the console is another way to make the same requests, never a second path to the database.
+//!
+//! **Headers.** Every page is sent with a strict Content-Security-Policy (no script, styles from
+//! `/admin/static/` only), `X-Frame-Options: DENY`, `nosniff`, no referrer and no caching.
+
+mod pages;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use secrecy::SecretString;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::core::auth::context::{AuthContext, Authenticated, RequestOrigin, session_caller};
+use crate::core::auth::login;
+use crate::core::http::ApiError;
+use crate::core::state::AppState;
+use crate::shared::secret;
+
+/// The session cookie.
+const COOKIE: &str = "plugpos_console";
+/// The sign-in form's CSRF cookie.
+const LOGIN_COOKIE: &str = "plugpos_login";
+
+/// The console's routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin", get(home))
+        .route("/admin/login", get(login_page).post(sign_in))
+        .route("/admin/logout", axum::routing::post(sign_out))
+        .route("/admin/backups", get(backups).post(back_up_now))
+        .route("/admin/static/admin.css", get(stylesheet))
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        headers,
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(headers, "x-frame-options", "DENY");
+    set(headers, "x-content-type-options", "nosniff");
+    set(headers, "referrer-policy", "no-referrer");
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        set(headers, "cache-control", "no-store");
+    }
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("admin.css"),
+    )
+        .into_response()
+}
+
+/// A signed-in console user: who they are and their session's CSRF token.
+pub struct Console {
+    pub caller: Authenticated,
+    csrf: String,
+    secret_hash: [u8; 32],
+}
+
+impl Console {
+    /// Refuses a form whose CSRF token is not the session's (403).
+    fn check(&self, sent: &str) -> Result<(), Forbidden> {
+        match bool::from(sent.as_bytes().ct_eq(self.csrf.as_bytes())) {
+            true => Ok(()),
+            false => Err(Forbidden(
+                "This form is out of date or did not come from this console. Open the page again and resend it.",
+            )),
+        }
+    }
+}
+
+/// A 403 page saying why.
+struct Forbidden(&'static str);
+
+impl IntoResponse for Forbidden {
+    fn into_response(self) -> Response {
+        pages::refused(StatusCode::FORBIDDEN, self.0)
+    }
+}
+
+/// The value of cookie `name` in the request.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A `Set-Cookie` value for cookie `name` on `path`: `HttpOnly`, `SameSite=Strict`, `Secure` when
+/// the server speaks TLS; an empty `value` clears it.
+fn set_cookie(state: &AppState, name: &str, value: &str, path: &str) -> HeaderValue {
+    let secure = match state.config().http.tls.cert.is_some() {
+        true => "; Secure",
+        false => "",
+    };
+    let age = match value.is_empty() {
+        true => "; Max-Age=0",
+        false => "",
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict{secure}{age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+impl FromRequestParts<AppState> for Console {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let to_login = || Redirect::to("/admin/login").into_response();
+        let Some(secret) = cookie(&parts.headers, COOKIE) else {
+            return Err(to_login());
+        };
+        let secret_hash = secret::digest(secret.trim());
+        let found: Option<(Uuid, String)> = async {
+            let mut conn = state.pool().acquire().await?;
+            sqlx::query_as(
+                "SELECT session_id, csrf_token FROM console_sessions WHERE secret_hash = $1",
+            )
+            .bind(secret_hash.as_slice())
+            .fetch_optional(&mut *conn)
+            .await
+        }
+        .await
+        .map_err(|e| failed(ApiError::from(e)))?;
+        let Some((session, csrf)) = found else {
+            return Err(to_login());
+        };
+        let RequestOrigin(origin) = RequestOrigin::from_request_parts(parts, state)
+            .await
+            .unwrap_or_default();
+        let caller = match session_caller(state, session, origin).await {
+            Ok(caller) => caller,
+            Err(ApiError::SessionEnded) => return Err(to_login()),
+            Err(e) => return Err(failed(e)),
+        };
+        Ok(Console {
+            caller,
+            csrf,
+            secret_hash,
+        })
+    }
+}
+
+/// The console's start page: the screens the user may open.
+async fn home(console: Console) -> Response {
+    pages::home(&console).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SignIn {
+    username: String,
+    password: String,
+    #[serde(default)]
+    code: String,
+    csrf: String,
+}
+
+/// The sign-in page, with a fresh CSRF token doubled in a cookie for the sign-in form.
+async fn login_page(State(state): State<AppState>) -> Response {
+    let (token, _) = secret::new("");
+    let mut response = pages::login(&token, None).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state, LOGIN_COOKIE, &token, "/admin/login"),
+    );
+    response
+}
+
+/// Signs in through the API's login; on success the browser gets the session cookie.
+async fn sign_in(
+    State(state): State<AppState>,
+    RequestOrigin(origin): RequestOrigin,
+    headers: HeaderMap,
+    axum::Form(form): axum::Form<SignIn>,
+) -> Response {
+    let doubled = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if doubled.is_empty() || !bool::from(doubled.as_bytes().ct_eq(form.csrf.as_bytes())) {
+        return pages::refused(
+            StatusCode::FORBIDDEN,
+            "This sign-in form is out of date. Open the sign-in page again.",
+        );
+    }
+    let again = |message: &str| {
+        let (token, _) = secret::new("");
+        let mut response = pages::login(&token, Some(message)).into_response();
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(&state, LOGIN_COOKIE, &token, "/admin/login"),
+        );
+        response
+    };
+    let code = form.code.trim();
+    let second = login::SecondFactor {
+        totp_code: (!code.is_empty() && code.len() <= 8).then_some(code),
+        recovery_code: (code.len() > 8).then_some(code),
+    };
+    let password = SecretString::from(form.password);
+    let issued = match login::login(&state, form.username.trim(), password, second, &origin).await {
+        Ok(issued) => issued,
+        Err(ApiError::InvalidCredentials) => return again("Wrong username or password."),
+        Err(ApiError::MfaRequired) => {
+            return again("Enter the code from your authenticator app as well.");
+        }
+        Err(ApiError::MfaInvalid) => return again("That code is not right; try the next one."),
+        Err(ApiError::Throttled { retry_after_secs } | ApiError::Locked { retry_after_secs }) => {
+            return again(&format!(
+                "Too many failed sign-ins: try again in {retry_after_secs} seconds."
+            ));
+        }
+        Err(e) => return failed(e),
+    };
+    match open_console_session(&state, &issued).await {
+        Ok(secret) => {
+            let mut response = Redirect::to("/admin").into_response();
+            let headers = response.headers_mut();
+            headers.append(
+                header::SET_COOKIE,
+                set_cookie(&state, COOKIE, &secret, "/admin"),
+            );
+            headers.append(
+                header::SET_COOKIE,
+                set_cookie(&state, LOGIN_COOKIE, "", "/admin/login"),
+            );
+            response
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// Binds a new cookie secret (and CSRF token) to the session `issued` opened.
+async fn open_console_session(
+    state: &AppState,
+    issued: &login::Issued,
+) -> Result<String, ApiError> {
+    let now = state.clock().now();
+    let claims = state
+        .signing_key()
+        .verify(
+            &issued.access_token,
+            u64::try_from(now.timestamp()).unwrap_or(0),
+        )
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("a fresh token does not verify: {e}")))?;
+    let (secret, hash) = secret::new("pcs_");
+    let (csrf, _) = secret::new("");
+    let mut conn = state.pool().acquire().await?;
+    sqlx::query(
+        "INSERT INTO console_sessions (secret_hash, session_id, csrf_token, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(hash.as_slice())
+    .bind(claims.sid)
+    .bind(&csrf)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(secret)
+}
+
+/// An API error as a console page: what went wrong for a refusal; for a server error only that
+/// it happened (the log has the rest, under the request id).
+fn failed(e: ApiError) -> Response {
+    let message = e.to_string();
+    let status = e.into_response().status();
+    match status.is_server_error() {
+        true => pages::refused(
+            status,
+            "Something went wrong on the server; its log has the details. Try again in a moment.",
+        ),
+        false => pages::refused(status, &message),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Csrf {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Signs out: the session ends (as `POST /api/v1/auth/logout`) and the cookie goes.
+async fn sign_out(
+    State(state): State<AppState>,
+    console: Console,
+    axum::Form(form): axum::Form<Csrf>,
+) -> Response {
+    if let Err(refused) = console.check(&form.csrf) {
+        return refused.into_response();
+    }
+    if let Err(e) = login::logout(&state, &console.caller).await {
+        return failed(e);
+    }
+    let forgotten = async {
+        let mut conn = state.pool().acquire().await?;
+        sqlx::query("DELETE FROM console_sessions WHERE secret_hash = $1")
+            .bind(console.secret_hash.as_slice())
+            .execute(&mut *conn)
+            .await
+    };
+    if let Err(e) = forgotten.await {
+        tracing::warn!(error = %e, "cannot forget a console session (it has ended anyway)");
+    }
+    let mut response = Redirect::to("/admin/login").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&state, COOKIE, "", "/admin"));
+    response
+}
+
+/// The console user as the API's handlers take them, if they may use it: a user who must change
+/// their password or enrol a second factor first is sent to do that.
+fn api_caller(console: &Console) -> Result<AuthContext, Forbidden> {
+    if console.caller.password_change_required || console.caller.mfa_enrollment_required {
+        return Err(Forbidden(
+            "Your account must change its password or set up its second factor before it can use the console (POST /api/v1/auth/password, /api/v1/auth/mfa/enroll).",
+        ));
+    }
+    Ok(AuthContext(console.caller.clone()))
+}
+
+/// Refuses a screen that needs `permission` the user lacks (403, as the API would).
+fn require(console: &Console, permission: &str) -> Result<(), Forbidden> {
+    match console.caller.permissions.contains(permission) {
+        true => Ok(()),
+        false => Err(Forbidden("Your account may not open this screen.")),
+    }
+}
+
+/// The backups: newest first, with their status, and "Back up now".
+#[derive(Debug, Deserialize)]
+struct BackupsQuery {
+    queued: Option<String>,
+}
+
+async fn backups(
+    State(state): State<AppState>,
+    console: Console,
+    axum::extract::Query(shown): axum::extract::Query<BackupsQuery>,
+) -> Response {
+    if let Err(refused) = require(&console, crate::core::backup::http::READ) {
+        return refused.into_response();
+    }
+    let caller = match api_caller(&console) {
+        Ok(c) => c,
+        Err(refused) => return refused.into_response(),
+    };
+    let query = axum::extract::Query(crate::core::http::PageQuery {
+        limit: Some(50),
+        cursor: None,
+    });
+    match crate::core::backup::http::list(State(state), caller, query).await {
+        Ok(axum::Json(page)) => {
+            let notice = shown.queued.is_some().then_some(
+                "A backup was queued: it appears below, and turns valid once it was restored and checked.",
+            );
+            pages::backups(&console, &page.items, notice).into_response()
+        }
+        Err(e) => failed(e),
+    }
+}
+
+/// "Back up now": the same request as `POST /api/v1/backups`.
+async fn back_up_now(
+    State(state): State<AppState>,
+    console: Console,
+    axum::Form(form): axum::Form<Csrf>,
+) -> Response {
+    if let Err(refused) = console.check(&form.csrf) {
+        return refused.into_response();
+    }
+    if let Err(refused) = require(&console, crate::core::backup::http::MANAGE) {
+        return refused.into_response();
+    }
+    let caller = match api_caller(&console) {
+        Ok(c) => c,
+        Err(refused) => return refused.into_response(),
+    };
+    match crate::core::backup::http::create(State(state), caller).await {
+        Ok(_) => Redirect::to("/admin/backups?queued=1").into_response(),
+        Err(e) => failed(e),
+    }
+}
