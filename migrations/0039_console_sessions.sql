@@ -4,7 +4,7 @@
 -- session's CSRF token, which every form of the console carries.
 CREATE TABLE console_sessions (
     secret_hash bytea       PRIMARY KEY,
-    session_id  uuid        NOT NULL REFERENCES sessions (id),
+    session_id  uuid        NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
     csrf_token  text        NOT NULL,
     created_at  timestamptz NOT NULL
 );

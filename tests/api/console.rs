@@ -169,6 +169,26 @@ async fn an_admin_signs_in_takes_a_backup_and_signs_out_and_a_cashier_sees_nothi
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // A form from another site is refused before its token is even read.
+    let csrf = browser
+        .client
+        .find(Locator::Css("form.card input[name=csrf]"))
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let cross = plain
+        .post(app.url("/admin/backups"))
+        .header("Cookie", &cookie)
+        .header("Sec-Fetch-Site", "cross-site")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
     for body in ["", "csrf=forged"] {
         let forged = plain
             .post(app.url("/admin/backups"))

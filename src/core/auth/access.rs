@@ -81,7 +81,9 @@ fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .flatten()
 }
 
-async fn limit_public_writes(req: Request, next: Next) -> Response {
+/// Limits requests that change something and need no login (login, refresh, setup, the console's
+/// sign-in) per client address.
+pub async fn limit_public_writes(req: Request, next: Next) -> Response {
     let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let client = req
         .extensions()

@@ -30,8 +30,10 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use crate::core::auth::access::limit_public_writes;
 use crate::core::auth::context::{AuthContext, Authenticated, RequestOrigin, session_caller};
 use crate::core::auth::login;
+use crate::core::db::changes::KeepsCaches;
 use crate::core::http::ApiError;
 use crate::core::state::AppState;
 use crate::shared::secret;
@@ -45,11 +47,36 @@ const LOGIN_COOKIE: &str = "plugpos_login";
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin", get(home))
-        .route("/admin/login", get(login_page).post(sign_in))
+        .route(
+            "/admin/login",
+            get(login_page)
+                .post(sign_in)
+                .route_layer(axum::middleware::from_fn(limit_public_writes)),
+        )
         .route("/admin/logout", axum::routing::post(sign_out))
         .route("/admin/backups", get(backups).post(back_up_now))
         .route("/admin/static/admin.css", get(stylesheet))
+        .layer(axum::middleware::from_fn(refuse_cross_site))
         .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// Marks a console page answered with an error status: the server keeps its HTML body (other
+/// error bodies become problem documents).
+#[derive(Debug, Clone, Copy)]
+pub struct ConsolePage;
+
+/// Refuses a form posted from another site (the browser says so in `Sec-Fetch-Site`), before
+/// anything else: the session's CSRF token is the main guard, this one needs no state.
+async fn refuse_cross_site(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let cross = req.method() != axum::http::Method::GET
+        && req
+            .headers()
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() != b"same-origin");
+    if cross {
+        return Forbidden("This form did not come from this console.").into_response();
+    }
+    next.run(req).await
 }
 
 async fn secure_headers(mut response: Response) -> Response {
@@ -146,7 +173,14 @@ impl FromRequestParts<AppState> for Console {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let to_login = || Redirect::to("/admin/login").into_response();
+        // A cookie that opens nothing (any more) is cleared on the way to the sign-in page.
+        let to_login = || {
+            let mut response = Redirect::to("/admin/login").into_response();
+            response
+                .headers_mut()
+                .append(header::SET_COOKIE, set_cookie(state, COOKIE, "", "/admin"));
+            response
+        };
         let Some(secret) = cookie(&parts.headers, COOKIE) else {
             return Err(to_login());
         };
@@ -213,53 +247,87 @@ async fn sign_in(
     headers: HeaderMap,
     axum::Form(form): axum::Form<SignIn>,
 ) -> Response {
-    let doubled = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    let mut response = signed_in(&state, &origin, &headers, form).await;
+    // A sign-in changes no cached table (sessions are cached by id): a flood of them must not
+    // empty the caches that sales read.
+    response.extensions_mut().insert(KeepsCaches);
+    response.extensions_mut().insert(ConsolePage);
+    response
+}
+
+async fn signed_in(
+    state: &AppState,
+    origin: &crate::core::security::events::Origin,
+    headers: &HeaderMap,
+    form: SignIn,
+) -> Response {
+    let doubled = cookie(headers, LOGIN_COOKIE).unwrap_or_default();
     if doubled.is_empty() || !bool::from(doubled.as_bytes().ct_eq(form.csrf.as_bytes())) {
         return pages::refused(
             StatusCode::FORBIDDEN,
             "This sign-in form is out of date. Open the sign-in page again.",
         );
     }
-    let again = |message: &str| {
+    let again = |status: StatusCode, message: &str| {
         let (token, _) = secret::new("");
-        let mut response = pages::login(&token, Some(message)).into_response();
+        let mut response = (status, pages::login(&token, Some(message))).into_response();
         response.headers_mut().append(
             header::SET_COOKIE,
-            set_cookie(&state, LOGIN_COOKIE, &token, "/admin/login"),
+            set_cookie(state, LOGIN_COOKIE, &token, "/admin/login"),
         );
         response
     };
+    let username = form.username.trim();
+    if username.is_empty() || username.chars().count() > 128 {
+        return again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Enter your username (at most 128 characters).",
+        );
+    }
     let code = form.code.trim();
     let second = login::SecondFactor {
         totp_code: (!code.is_empty() && code.len() <= 8).then_some(code),
         recovery_code: (code.len() > 8).then_some(code),
     };
     let password = SecretString::from(form.password);
-    let issued = match login::login(&state, form.username.trim(), password, second, &origin).await {
+    let unauthorized = StatusCode::UNAUTHORIZED;
+    let issued = match login::login(state, username, password, second, origin).await {
         Ok(issued) => issued,
-        Err(ApiError::InvalidCredentials) => return again("Wrong username or password."),
-        Err(ApiError::MfaRequired) => {
-            return again("Enter the code from your authenticator app as well.");
+        Err(ApiError::InvalidCredentials) => {
+            return again(unauthorized, "Wrong username or password.");
         }
-        Err(ApiError::MfaInvalid) => return again("That code is not right; try the next one."),
+        Err(ApiError::MfaRequired) => {
+            return again(
+                unauthorized,
+                "Enter the code from your authenticator app as well.",
+            );
+        }
+        Err(ApiError::MfaInvalid) => {
+            return again(unauthorized, "That code is not right; try the next one.");
+        }
         Err(ApiError::Throttled { retry_after_secs } | ApiError::Locked { retry_after_secs }) => {
-            return again(&format!(
-                "Too many failed sign-ins: try again in {retry_after_secs} seconds."
-            ));
+            let mut response = again(
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many failed sign-ins: try again in {retry_after_secs} seconds."),
+            );
+            if let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return response;
         }
         Err(e) => return failed(e),
     };
-    match open_console_session(&state, &issued).await {
+    match open_console_session(state, &issued).await {
         Ok(secret) => {
             let mut response = Redirect::to("/admin").into_response();
             let headers = response.headers_mut();
             headers.append(
                 header::SET_COOKIE,
-                set_cookie(&state, COOKIE, &secret, "/admin"),
+                set_cookie(state, COOKIE, &secret, "/admin"),
             );
             headers.append(
                 header::SET_COOKIE,
-                set_cookie(&state, LOGIN_COOKIE, "", "/admin/login"),
+                set_cookie(state, LOGIN_COOKIE, "", "/admin/login"),
             );
             response
         }
@@ -355,11 +423,12 @@ fn api_caller(console: &Console) -> Result<AuthContext, Forbidden> {
     Ok(AuthContext(console.caller.clone()))
 }
 
-/// Refuses a screen that needs `permission` the user lacks (403, as the API would).
-fn require(console: &Console, permission: &str) -> Result<(), Forbidden> {
-    match console.caller.permissions.contains(permission) {
-        true => Ok(()),
-        false => Err(Forbidden("Your account may not open this screen.")),
+/// Refuses a screen that needs `permission` the user lacks (403, recorded as a denial, as the
+/// API's route guard does).
+async fn require(state: &AppState, console: &Console, permission: &str) -> Result<(), Forbidden> {
+    match console.caller.require(state, permission).await {
+        Ok(()) => Ok(()),
+        Err(_) => Err(Forbidden("Your account may not open this screen.")),
     }
 }
 
@@ -374,7 +443,7 @@ async fn backups(
     console: Console,
     axum::extract::Query(shown): axum::extract::Query<BackupsQuery>,
 ) -> Response {
-    if let Err(refused) = require(&console, crate::core::backup::http::READ) {
+    if let Err(refused) = require(&state, &console, crate::core::backup::http::READ).await {
         return refused.into_response();
     }
     let caller = match api_caller(&console) {
@@ -405,7 +474,7 @@ async fn back_up_now(
     if let Err(refused) = console.check(&form.csrf) {
         return refused.into_response();
     }
-    if let Err(refused) = require(&console, crate::core::backup::http::MANAGE) {
+    if let Err(refused) = require(&state, &console, crate::core::backup::http::MANAGE).await {
         return refused.into_response();
     }
     let caller = match api_caller(&console) {

@@ -197,5 +197,7 @@ pub fn refused_for(console: Option<&Console>, status: StatusCode, why: &str) -> 
             }
         },
     );
-    (status, body).into_response()
+    let mut response = (status, body).into_response();
+    response.extensions_mut().insert(super::ConsolePage);
+    response
 }

@@ -98,17 +98,20 @@ fn problem_for_bare_errors(response: Response) -> Response {
     }
     // A handler that answers an error status with JSON on purpose (readiness's 503 lists its
     // checks) keeps its body; only bodies that are not JSON (empty, plain text) are replaced.
-    // The admin console's refusals are pages (HTML) saying why; a server error never keeps its
-    // body, whatever it is.
+    // The admin console's refusals are pages (HTML) saying why (marked `ConsolePage`); a server
+    // error never keeps its body, whatever it is.
     let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| {
             let v = v.as_bytes();
-            v.starts_with(PROBLEM_JSON.as_bytes())
-                || v.starts_with(b"application/json")
-                || (status.is_client_error() && v.starts_with(b"text/html"))
-        });
+            v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+        })
+        || (status.is_client_error()
+            && response
+                .extensions()
+                .get::<crate::core::console::ConsolePage>()
+                .is_some());
     if is_json {
         return response;
     }
@@ -184,7 +187,9 @@ pub async fn maintenance_gate(State(state): State<AppState>, req: Request, next:
     if let Some(reason) = state.maintenance().reason() {
         let exempt = req.extensions().get::<MatchedPath>().is_none_or(|p| {
             let p = p.as_str();
-            !p.starts_with("/api/v1/")
+            // The admin console writes too (sign-ins, "back up now"): closed as the API is.
+            let console = p.starts_with("/admin") && !p.starts_with("/admin/static/");
+            (!p.starts_with("/api/v1/") && !console)
                 || p == "/api/v1/openapi.json"
                 || (req.method() == axum::http::Method::GET && p.starts_with("/api/v1/jobs"))
         });
