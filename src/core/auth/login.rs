@@ -426,6 +426,9 @@ pub async fn refresh(
         )
         .await?;
         tx.commit().await?;
+        // Answered as a refusal, so the request's end forgets no cache: the session's cached row
+        // must go now, or its access token would work until PostgreSQL's notification arrives.
+        state.changes().forget_all();
         return Err(ApiError::RefreshReused);
     }
     if ended_at.is_some() || expires_at <= now || !stamp_current || disabled_at.is_some() {
@@ -517,6 +520,8 @@ pub async fn check_current_password(
         .await?;
         if locked {
             sessions::end(&mut conn, caller.session_id, EndReason::Locked, now).await?;
+            // A refusal: the session's cached row goes now (see `refresh`).
+            state.changes().forget_all();
         }
         return Err(ApiError::invalid(
             "current_password",
