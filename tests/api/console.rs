@@ -7,13 +7,15 @@ use std::process::Stdio;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::ADMIN_PASSWORD;
+use crate::helpers::{ADMIN_PASSWORD, TestApp};
 use crate::shop::Shop;
 
 /// A headless Chromium session, with its chromedriver (both end when it is dropped).
 struct Browser {
     client: Client,
     _driver: tokio::process::Child,
+    /// Chromium's profile, removed with the browser (left in /tmp otherwise).
+    _profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -30,11 +32,13 @@ impl Browser {
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver (Debian's chromium-driver; .ci/run installs it)");
+        let profile = tempfile::tempdir().unwrap();
         let caps = json!({"browserName": "chrome", "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--window-size=1366,768"]}});
+                     "--no-first-run", "--window-size=1366,768",
+                     format!("--user-data-dir={}", profile.path().display())]}});
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             let mut builder =
@@ -44,6 +48,7 @@ impl Browser {
                 return Browser {
                     client,
                     _driver: driver,
+                    _profile: profile,
                 };
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -98,9 +103,27 @@ impl Browser {
         assert_eq!(self.path().await, path);
     }
 
-    /// Saves the page as `target/screenshots/console-<name>.png`.
+    /// Saves the whole page (the window made as tall as it) as
+    /// `target/screenshots/console-<name>.png`.
     async fn screenshot(&self, name: &str) {
+        let (width, height) = self.client.get_window_size().await.unwrap();
+        let tall = self
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .ok()
+            .and_then(|h| h.as_u64())
+            .unwrap_or(u64::from(height as u32));
+        let tall = u32::try_from(tall.clamp(u64::from(height as u32), 6000)).unwrap_or(768);
+        self.client
+            .set_window_size(width as u32, tall + 120)
+            .await
+            .unwrap();
         let png = self.client.screenshot().await.unwrap();
+        self.client
+            .set_window_size(width as u32, height as u32)
+            .await
+            .unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("console-{name}.png")), png).unwrap();
@@ -124,10 +147,173 @@ impl Browser {
         assert_eq!(cookie.http_only(), Some(true));
         format!("plugpos_console={}", cookie.value())
     }
+    /// The value of attribute `name` of the first element matching `css`.
+    async fn attr(&self, css: &str, name: &str) -> String {
+        self.client
+            .wait()
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap()
+            .attr(name)
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    /// Clicks the submit button of the form named `form` (`data-form`), and waits (up to 10 s)
+    /// until the answer replaced the page.
+    async fn submit(&self, form: &str) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        self.click(&format!("form[data-form='{form}'] button[type=submit]"))
+            .await;
+        for _ in 0..200 {
+            if old.tag_name().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the form {form} was sent, but no page came back");
+    }
+
+    /// Every field of the form named `form` as the browser would send it (to post it from a
+    /// plain client: a download the browser would save).
+    async fn form_fields(&self, form: &str) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        let inputs = self
+            .client
+            .find_all(Locator::Css(&format!("form[data-form='{form}'] input")))
+            .await
+            .unwrap();
+        for input in inputs {
+            let name = input.attr("name").await.unwrap().unwrap_or_default();
+            let value = input.attr("value").await.unwrap().unwrap_or_default();
+            fields.push((name, value));
+        }
+        fields
+    }
+
+    /// Waits (up to `secs`) until the text at `css` is no longer `old`; the new text.
+    async fn changed(&self, css: &str, old: &str, secs: u64) -> Option<String> {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while std::time::Instant::now() < until {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
+                && text != old
+            {
+                return Some(text);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
+    }
+}
+
+/// A form's fields, encoded as a browser sends them.
+fn encoded(fields: &[(String, String)]) -> String {
+    let encode = |s: &str| {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect::<String>()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A client that sends the browser's cookie, for what a browser saves rather than shows.
+fn plain() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
-async fn an_admin_signs_in_takes_a_backup_and_signs_out_and_a_cashier_sees_nothing() {
+async fn the_setup_wizard_sets_up_the_shop_and_its_admin_signs_in_to_the_checklist() {
+    let app = TestApp::spawn().await;
+    let browser = Browser::start().await;
+    // Not set up: the console leads to the wizard.
+    browser.goto(&app.url("/admin")).await;
+    browser.wait_path("/admin/setup").await;
+    assert_eq!(browser.text("h1").await, "Set up the shop");
+    browser.fill("#setup_token", "not the token").await;
+    browser.fill("#business-name", "Corner Shop").await;
+    browser
+        .fill("#admin-password", "correct horse battery")
+        .await;
+    browser.click("button[type=submit]").await;
+    assert_eq!(
+        browser.text("#setup_token-error").await,
+        "This is not the token in the setup-token file."
+    );
+    browser.screenshot("setup-refused").await;
+    // What was typed stays; the secrets are typed again.
+    assert_eq!(browser.attr("#business-name", "value").await, "Corner Shop");
+    browser.fill("#setup_token", &app.setup_token()).await;
+    browser
+        .fill("#admin-password", "correct horse battery")
+        .await;
+    browser.click("button[type=submit]").await;
+    browser.wait_path("/admin/login").await;
+    assert!(
+        browser
+            .text("p.notice")
+            .await
+            .contains("The shop is set up")
+    );
+    let status: serde_json::Value = app.get("/api/v1/setup/status").await.json().await.unwrap();
+    assert_eq!(status["initialized"], true);
+    // The wizard is gone once the shop is set up.
+    browser.goto(&app.url("/admin/setup")).await;
+    browser.wait_path("/admin/login").await;
+
+    browser.fill("#username", "admin").await;
+    browser.fill("#password", "correct horse battery").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_path("/admin").await;
+    let checklist = browser.text("ul.checklist").await;
+    assert!(
+        checklist.contains("A register to sell from: done."),
+        "{checklist}"
+    );
+    assert!(checklist.contains("First products"), "{checklist}");
+    assert!(checklist.contains("A first valid backup"), "{checklist}");
+    browser.screenshot("checklist").await;
+    // The checklist's tax classes are added in the browser too, and then show as done.
+    browser
+        .click("ul.checklist a[href='/admin/settings#tax-classes']")
+        .await;
+    browser.fill("#tax-class-name", "Standard").await;
+    browser.fill("#tax-class-rate", "19 %").await;
+    browser.submit("tax-class").await;
+    assert!(browser.text("#tax-class-rate-error").await.contains("0.19"));
+    browser.fill("#tax-class-rate", "0.19").await;
+    browser.submit("tax-class").await;
+    assert!(
+        browser
+            .text("#tax-classes table")
+            .await
+            .contains("Standard")
+    );
+    browser.goto(&app.url("/admin")).await;
+    assert!(
+        browser
+            .text("ul.checklist")
+            .await
+            .contains("Tax classes: done.")
+    );
+    browser.client.clone().close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
     let shop = Shop::open().await;
     let app = &shop.app;
     let browser = Browser::start().await;
@@ -142,12 +328,81 @@ async fn an_admin_signs_in_takes_a_backup_and_signs_out_and_a_cashier_sees_nothi
     assert!(browser.text("main").await.contains("Backups"));
     browser.screenshot("home").await;
 
+    // Users: a password too short is refused next to its field; then a cashier is created.
+    browser.click("nav a[href='/admin/users']").await;
+    browser.wait_path("/admin/users").await;
+    browser.fill("#create-user-username", "dora").await;
+    browser.fill("#create-user-password", "short").await;
+    browser.submit("create-user").await;
+    let error = browser.text("#create-user-password-error").await;
+    assert!(error.contains("10"), "{error}");
+    assert_eq!(browser.attr("#create-user-username", "value").await, "dora");
+    browser.screenshot("users-refused").await;
+    browser
+        .fill("#create-user-password", "shelf stock 2026")
+        .await;
+    browser.submit("create-user").await;
+    assert!(
+        browser
+            .text("p.notice")
+            .await
+            .contains("The user was created")
+    );
+    let users = browser.text("main table").await;
+    assert!(users.contains("dora"), "{users}");
+    let dora = app.login("dora", "shelf stock 2026").await;
+    assert_eq!(dora.status(), 200, "the new cashier can sign in at a till");
+    browser.screenshot("users").await;
+
+    // The dashboard's sales today follow a sale made through the API within 2 s.
+    let (pen, _) = shop.pen_and_bread().await;
+    let session = shop.open_session("50.00").await;
+    browser.click("nav a[href='/admin/dashboard']").await;
+    browser.wait_path("/admin/dashboard").await;
+    assert_eq!(
+        browser.attr("#live[data-live=yes]", "data-live").await,
+        "yes"
+    );
+    let today = "div.kpi[data-kpi='sales.today'] .kpi-value";
+    let before = browser.text(today).await;
+    let sold = shop
+        .sell(
+            &shop.cashier,
+            "console-sale",
+            &shop.cash_sale(&pen, "2", "10.00"),
+        )
+        .await;
+    assert_eq!(sold.status(), 201);
+    let after = browser.changed(today, &before, 2).await;
+    assert_eq!(after.as_deref(), Some("5.00"), "was {before}");
+    browser.screenshot("dashboard").await;
+
+    // Closings: close the day, see it listed, open its Z report.
+    shop.close_session(&session, "55.00").await;
+    browser.click("nav a[href='/admin/closings']").await;
+    browser.wait_path("/admin/closings").await;
+    browser.submit("close").await;
+    assert!(browser.text("p.notice").await.contains("Closed"));
+    let pdf = browser
+        .attr("main table a[href$='format=pdf']", "href")
+        .await;
+    let cookie = browser.session_cookie().await;
+    let report = plain()
+        .get(app.url(&pdf.replace(&app.url(""), "")))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    assert_eq!(report.headers()["content-type"], "application/pdf");
+    assert!(report.bytes().await.unwrap().starts_with(b"%PDF"));
+    browser.screenshot("closings").await;
+
     // "Back up now": queued, then valid once the jobs ran (restored and checked).
     browser.click("nav a[href='/admin/backups']").await;
     browser.wait_path("/admin/backups").await;
-    assert_eq!(browser.text("h1").await, "Backups");
     assert!(browser.text("main").await.contains("No backup yet."));
-    browser.click("form.card button[type=submit]").await;
+    browser.submit("back-up").await;
     assert!(
         browser
             .text("p.notice")
@@ -158,62 +413,206 @@ async fn an_admin_signs_in_takes_a_backup_and_signs_out_and_a_cashier_sees_nothi
     browser.goto(&app.url("/admin/backups")).await;
     assert_eq!(browser.text("td.status-valid").await, "Valid: restorable");
     browser.screenshot("backups").await;
-    // A tablet held upright: nothing is cut off (the version column gives way).
+    // A tablet held upright: nothing is cut off.
     browser.client.set_window_size(768, 1024).await.unwrap();
     browser.screenshot("backups-768").await;
     browser.client.set_window_size(1366, 768).await.unwrap();
+    // The encrypted file downloads.
+    let file = browser.attr("td.actions a[download]", "href").await;
+    let file = plain()
+        .get(app.url(&file.replace(&app.url(""), "")))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert!(
+        file.bytes()
+            .await
+            .unwrap()
+            .starts_with(b"age-encryption.org/v1")
+    );
 
-    // A form without the session's CSRF token is refused, even with the cookie.
+    // A change after the backup, then the restore: a wrong name is refused next to its field.
+    browser.goto(&app.url("/admin/users")).await;
+    browser.fill("#create-user-username", "temp").await;
+    browser
+        .fill("#create-user-password", "shelf count 7777")
+        .await;
+    browser.submit("create-user").await;
+    assert!(browser.text("main table").await.contains("temp"));
+    browser.goto(&app.url("/admin/backups")).await;
+    browser.click("td.actions a[href$='/restore']").await;
+    browser.fill("#restore-confirm", "corner shop").await;
+    browser.submit("restore").await;
+    let refused = browser.text("p.error[role=alert]").await;
+    assert!(refused.contains("business name"), "{refused}");
+    browser.screenshot("restore-refused").await;
+    browser.fill("#restore-confirm", "Corner Shop").await;
+    browser.submit("restore").await;
+    browser.wait_path("/admin/backups").await;
+    assert!(
+        browser
+            .text("p.notice")
+            .await
+            .contains("The restore is running")
+    );
+    // While a restore switches databases the console shows why it is closed.
+    {
+        let _closed = app
+            .state
+            .maintenance()
+            .enter("A backup is being restored.".to_owned());
+        browser.goto(&app.url("/admin/backups")).await;
+        assert_eq!(browser.text("h1").await, "Closed for a moment");
+        browser.screenshot("maintenance").await;
+    }
+    let jobs = app.run_jobs().await;
+    assert!(
+        jobs.iter()
+            .any(|j| j.kind == "backup.restore" && j.status == "succeeded"),
+        "{jobs:?}"
+    );
+    // The user made after the backup is gone; the one made before it is there.
+    browser.goto(&app.url("/admin/users")).await;
+    let users = browser.text("main table").await;
+    assert!(users.contains("dora") && !users.contains("temp"), "{users}");
+
+    // Audit: the chain verifies after the restore.
+    browser.click("nav a[href='/admin/audit']").await;
+    browser.wait_path("/admin/audit").await;
+    browser.click("a[href='/admin/audit?verify=1']").await;
+    assert!(
+        browser
+            .text("p.notice")
+            .await
+            .contains("The chain is intact")
+    );
+    browser.screenshot("audit").await;
+
+    // Reports: a table and its chart.
+    browser.click("nav a[href='/admin/reports']").await;
+    browser
+        .click("a[href='/admin/reports/management.sales_by_hour']")
+        .await;
+    browser
+        .wait_path("/admin/reports/management.sales_by_hour")
+        .await;
+    assert!(browser.text("main table").await.contains("5.00"));
+    browser.attr("svg.chart rect.bar", "height").await;
+    browser.screenshot("report").await;
+
+    // Settings: a value out of range is named next to its field.
+    browser.click("nav a[href='/admin/settings']").await;
+    browser
+        .fill("#settings-values-numbering-receipt_digits", "99")
+        .await;
+    browser.submit("settings").await;
+    let error = browser
+        .text("#settings-values-numbering-receipt_digits-error")
+        .await;
+    assert!(error.contains("1 to 12"), "{error}");
+    assert!(
+        browser
+            .text("#settings-reason-error")
+            .await
+            .contains("numbering.receipt_digits")
+    );
+    browser
+        .fill("#settings-values-numbering-receipt_digits", "8")
+        .await;
+    browser
+        .fill("#settings-reason", "longer receipt numbers")
+        .await;
+    browser.submit("settings").await;
+    assert!(browser.text("p.notice").await.contains("Saved"));
+    assert_eq!(
+        browser
+            .attr("#settings-values-numbering-receipt_digits", "value")
+            .await,
+        "8"
+    );
+    browser.screenshot("settings").await;
+
+    // Devices: a till is added and its one-time code shown.
+    browser.goto(&app.url("/admin/devices")).await;
+    browser.fill("#create-device-name", "Till 2").await;
+    browser.submit("create-device").await;
+    let code = browser.text("p.notice").await;
+    assert!(code.contains("enrolment code"), "{code}");
+    assert!(browser.text("main table").await.contains("Till 2"));
+
+    // Closings verify; audit checkpoints download signed.
+    browser.goto(&app.url("/admin/closings?verify=1")).await;
+    let verified = browser.text("section p[role=status]").await;
+    assert!(verified.contains('1'), "{verified}");
+
+    for (screen, name) in [
+        ("/admin/devices", "devices"),
+        ("/admin/security", "security"),
+        ("/admin/closings?verify=1", "closings-verified"),
+    ] {
+        browser.goto(&app.url(screen)).await;
+        browser.text("h1").await;
+        browser.screenshot(name).await;
+    }
+
+    // Support: the checks, and the bundle (what the browser would save).
+    browser.goto(&app.url("/admin/support")).await;
+    browser.screenshot("support").await;
+    let checks = browser.text("main table").await;
+    assert!(checks.contains("data_directory"), "{checks}");
     let cookie = browser.session_cookie().await;
-    let plain = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    // A form from another site is refused before its token is even read.
-    let csrf = browser
-        .client
-        .find(Locator::Css("form.card input[name=csrf]"))
+    let bundle = plain()
+        .post(app.url("/admin/act"))
+        .header("Cookie", &cookie)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(encoded(&browser.form_fields("bundle").await))
+        .send()
         .await
-        .unwrap()
-        .attr("value")
-        .await
-        .unwrap()
         .unwrap();
-    let cross = plain
-        .post(app.url("/admin/backups"))
+    assert_eq!(bundle.status(), 200);
+    assert_eq!(bundle.headers()["content-type"], "application/zstd");
+    assert!(
+        bundle
+            .bytes()
+            .await
+            .unwrap()
+            .starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+    );
+
+    // A form without the session's CSRF token is refused, even with the cookie; one from
+    // another site is refused before its token is even read.
+    let mut fields = browser.form_fields("bundle").await;
+    let cross = plain()
+        .post(app.url("/admin/act"))
         .header("Cookie", &cookie)
         .header("Sec-Fetch-Site", "cross-site")
         .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("csrf={csrf}"))
+        .body(encoded(&fields))
         .send()
         .await
         .unwrap();
     assert_eq!(cross.status(), 403);
-    for body in ["", "csrf=forged"] {
-        let forged = plain
-            .post(app.url("/admin/backups"))
+    fields.retain(|(k, _)| k != "csrf");
+    for forged in [None, Some("forged")] {
+        let mut sent = fields.clone();
+        if let Some(token) = forged {
+            sent.push(("csrf".to_owned(), token.to_owned()));
+        }
+        let refused = plain()
+            .post(app.url("/admin/act"))
             .header("Cookie", &cookie)
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(body)
+            .body(encoded(&sent))
             .send()
             .await
             .unwrap();
-        assert_eq!(forged.status(), 403, "{body}");
+        assert_eq!(refused.status(), 403, "{forged:?}");
     }
-    let backups: serde_json::Value = app
-        .get_as("/api/v1/backups", &shop.admin)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        backups["items"].as_array().unwrap().len(),
-        1,
-        "nothing more was queued"
-    );
 
     // The pages are served with a strict policy.
-    let page = plain
+    let page = plain()
         .get(app.url("/admin/backups"))
         .header("Cookie", &cookie)
         .send()
@@ -222,7 +621,9 @@ async fn an_admin_signs_in_takes_a_backup_and_signs_out_and_a_cashier_sees_nothi
     assert_eq!(page.status(), 200);
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(
-        csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+        csp.contains("default-src 'none'")
+            && csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'"),
         "{csp}"
     );
     assert_eq!(page.headers()["x-frame-options"], "DENY");
@@ -230,7 +631,7 @@ async fn an_admin_signs_in_takes_a_backup_and_signs_out_and_a_cashier_sees_nothi
     // Signing out ends the session: the old cookie opens nothing.
     browser.click("header button[type=submit]").await;
     browser.wait_path("/admin/login").await;
-    let after = plain
+    let after = plain()
         .get(app.url("/admin/backups"))
         .header("Cookie", &cookie)
         .send()
@@ -238,20 +639,39 @@ async fn an_admin_signs_in_takes_a_backup_and_signs_out_and_a_cashier_sees_nothi
         .unwrap();
     assert_eq!(after.status(), 303, "to the sign-in page");
 
-    // A cashier has no console screens, and the backups' URL answers 403.
+    // A cashier has no console screens, and the screens' URLs answer 403.
     browser.sign_in(&shop, "carla", "cashier pass 123").await;
     browser.wait_path("/admin").await;
     assert!(browser.text("p.error").await.contains("no console screens"));
+    assert!(
+        browser
+            .client
+            .find_all(Locator::Css("nav a"))
+            .await
+            .unwrap()
+            .len()
+            == 1
+    );
     browser.screenshot("cashier").await;
     browser.goto(&app.url("/admin/backups")).await;
     assert_eq!(browser.text("h1").await, "Not allowed");
     let cashier = browser.session_cookie().await;
-    let refused = plain
-        .get(app.url("/admin/backups"))
-        .header("Cookie", &cashier)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 403);
+    for screen in [
+        "/admin/backups",
+        "/admin/users",
+        "/admin/audit",
+        "/admin/settings",
+        "/admin/support",
+        "/admin/dashboard",
+        "/admin/closings",
+    ] {
+        let refused = plain()
+            .get(app.url(screen))
+            .header("Cookie", &cashier)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{screen}");
+    }
     browser.client.clone().close().await.unwrap();
 }

@@ -252,6 +252,16 @@ async fn bad_changes_are_refused_whole_naming_each_key() {
     let after = settings(&shop, &shop.admin).await;
     assert_eq!(after["version"], version);
     assert_eq!(setting(&after, "numbering.receipt_digits")["value"], 6);
+    // A value that needs a reason to change needs none when sent unchanged (a form sends them
+    // all), and changes nothing.
+    let same = patch(
+        &shop,
+        &shop.admin,
+        json!({"values": {"numbering.receipt_digits": 6}, "version": version}),
+    )
+    .await;
+    assert_eq!(same.status(), 200);
+    assert_eq!(settings(&shop, &shop.admin).await["version"], version);
 
     // A stale version is refused; an unchanged value changes nothing (no new version).
     let ok = patch(

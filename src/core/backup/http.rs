@@ -108,6 +108,75 @@ pub async fn get(
     Ok(Json(BackupView::from(&state.backups().load(id)?)))
 }
 
+/// Download a backup's file as it is stored: encrypted to the instance's backup key (age), so
+/// it is no use without that key (`docs/operations.md`, "Restoring by hand"). Audited
+/// (`backup.download`) and recorded as a `sensitive_export` security event.
+#[utoipa::path(get, path = "/api/v1/backups/{id}/file", tag = "backups", security(("bearer" = [])),
+    params(("id" = Uuid, Path, description = "Backup id")),
+    responses(
+        (status = 200, description = "The encrypted backup file (`application/octet-stream`)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such backup (`backup.not_found`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The backup failed and has no file (`backup.not_restorable`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn download(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    Path(id): Path<Uuid>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let manifest = state.backups().load(id)?;
+    let path = state.backups().file_path(id);
+    let file = match (manifest.status, tokio::fs::File::open(&path).await) {
+        (Status::Valid | Status::Invalid | Status::Pending, Ok(file)) => file,
+        _ => {
+            return Err(ApiError::Conflict {
+                code: "backup.not_restorable",
+                detail: format!("Backup {id} has no file to download (it failed)."),
+            });
+        }
+    };
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let now = state.clock().now();
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), now).await?;
+    tx.record(
+        Change::new("core.backup", "backup", id, "backup.download")
+            .after(json!({"bytes": size, "sha256": manifest.sha256})),
+    )
+    .await?;
+    crate::core::security::events::record(
+        &mut tx,
+        crate::core::security::events::SecurityEvent {
+            kind: crate::core::security::events::EventKind::SensitiveExport,
+            user_id: Some(caller.user_id),
+            username: Some(&caller.username),
+            origin: &caller.origin,
+            details: json!({"what": "backup", "backup_id": id}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("{id}.age"));
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_owned(),
+            ),
+            (axum::http::header::CONTENT_LENGTH, size.to_string()),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"plugpos-backup-{name}\""),
+            ),
+        ],
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+    )
+        .into_response())
+}
+
 /// Verify a backup again (restore into a scratch database and check it).
 #[utoipa::path(post, path = "/api/v1/backups/{id}/verify", tag = "backups", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Backup id")),
@@ -337,6 +406,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<crate::core::state::AppSta
         .routes(declare(Permission(MANAGE), routes!(create)))
         .routes(declare(Permission(READ), routes!(get)))
         .routes(declare(Permission(MANAGE), routes!(verify)))
+        .routes(declare(Permission(MANAGE), routes!(download)))
         .routes(declare(Permission(RESTORE_PERMISSION), routes!(restore)))
         .routes(declare(Permission(READ), routes!(list_targets)))
         .routes(declare(Permission(READ), routes!(list_at_target)))

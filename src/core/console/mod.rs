@@ -17,7 +17,10 @@
 //! **Headers.** Every page is sent with a strict Content-Security-Policy (no script, styles from
 //! `/admin/static/` only), `X-Frame-Options: DENY`, `nosniff`, no referrer and no caching.
 
+mod api;
 mod pages;
+mod screens;
+mod setup;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
@@ -43,21 +46,48 @@ const COOKIE: &str = "plugpos_console";
 /// The sign-in form's CSRF cookie.
 const LOGIN_COOKIE: &str = "plugpos_login";
 
-/// The console's routes.
-pub fn routes() -> Router<AppState> {
+pub use api::ApiRouter;
+
+/// The console's routes; `api` is the API's router, which the console's requests go through.
+pub fn routes(api: ApiRouter) -> Router<AppState> {
+    use axum::routing::post;
     Router::new()
-        .route("/admin", get(home))
+        .route("/admin", get(screens::home))
         .route(
             "/admin/login",
             get(login_page)
                 .post(sign_in)
                 .route_layer(axum::middleware::from_fn(limit_public_writes)),
         )
-        .route("/admin/logout", axum::routing::post(sign_out))
-        .route("/admin/backups", get(backups).post(back_up_now))
+        .route(
+            "/admin/setup",
+            get(setup::wizard)
+                .post(setup::run)
+                .route_layer(axum::middleware::from_fn(limit_public_writes)),
+        )
+        .route("/admin/logout", post(sign_out))
+        .route("/admin/act", post(api::act))
+        .route("/admin/file/{*path}", get(api::file))
+        .route("/admin/ws", get(live_socket))
+        .route("/admin/dashboard", get(screens::dashboard))
+        .route("/admin/dashboard/live", get(screens::dashboard_live))
+        .route("/admin/users", get(screens::users))
+        .route("/admin/users/{id}", get(screens::user))
+        .route("/admin/devices", get(screens::devices))
+        .route("/admin/backups", get(screens::backups))
+        .route("/admin/backups/{id}/restore", get(screens::restore))
+        .route("/admin/audit", get(screens::audit))
+        .route("/admin/closings", get(screens::closings))
+        .route("/admin/reports", get(screens::reports))
+        .route("/admin/reports/{id}", get(screens::report))
+        .route("/admin/security", get(screens::security))
+        .route("/admin/support", get(screens::support))
+        .route("/admin/settings", get(screens::settings))
         .route("/admin/static/admin.css", get(stylesheet))
+        .route("/admin/static/live.js", get(live_script))
         .layer(axum::middleware::from_fn(refuse_cross_site))
         .layer(axum::middleware::map_response(secure_headers))
+        .layer(axum::Extension(api))
 }
 
 /// Marks a console page answered with an error status: the server keeps its HTML body (other
@@ -87,7 +117,7 @@ async fn secure_headers(mut response: Response) -> Response {
     set(
         headers,
         "content-security-policy",
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(headers, "x-frame-options", "DENY");
     set(headers, "x-content-type-options", "nosniff");
@@ -215,9 +245,9 @@ impl FromRequestParts<AppState> for Console {
     }
 }
 
-/// The console's start page: the screens the user may open.
-async fn home(console: Console) -> Response {
-    pages::home(&console).into_response()
+#[derive(Debug, Deserialize)]
+struct LoginQuery {
+    setup: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,9 +260,19 @@ struct SignIn {
 }
 
 /// The sign-in page, with a fresh CSRF token doubled in a cookie for the sign-in form.
-async fn login_page(State(state): State<AppState>) -> Response {
+async fn login_page(
+    State(state): State<AppState>,
+    axum::extract::Query(shown): axum::extract::Query<LoginQuery>,
+) -> Response {
+    if !state.is_initialized().await {
+        return Redirect::to("/admin/setup").into_response();
+    }
     let (token, _) = secret::new("");
-    let mut response = pages::login(&token, None).into_response();
+    let notice = shown
+        .setup
+        .is_some()
+        .then_some("The shop is set up. Sign in as its administrator.");
+    let mut response = pages::login(&token, None, notice).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&state, LOGIN_COOKIE, &token, "/admin/login"),
@@ -270,7 +310,7 @@ async fn signed_in(
     }
     let again = |status: StatusCode, message: &str| {
         let (token, _) = secret::new("");
-        let mut response = (status, pages::login(&token, Some(message))).into_response();
+        let mut response = (status, pages::login(&token, Some(message), None)).into_response();
         response.headers_mut().append(
             header::SET_COOKIE,
             set_cookie(state, LOGIN_COOKIE, &token, "/admin/login"),
@@ -432,57 +472,77 @@ async fn require(state: &AppState, console: &Console, permission: &str) -> Resul
     }
 }
 
-/// The backups: newest first, with their status, and "Back up now".
-#[derive(Debug, Deserialize)]
-struct BackupsQuery {
-    queued: Option<String>,
+/// A page for a bare error status.
+fn failed_page(status: StatusCode) -> Response {
+    pages::refused(
+        status,
+        "Something went wrong on the server; its log has the details. Try again in a moment.",
+    )
 }
 
-async fn backups(
+/// The page every console address answers while a restore switches databases: it reloads
+/// itself every five seconds until the console is back.
+pub fn maintenance_page(reason: &str) -> Response {
+    let body = pages::page(
+        "Closed for a moment",
+        None,
+        maud::html! {
+            meta http-equiv="refresh" content="5";
+            h1 { "Closed for a moment" }
+            div.card {
+                p { (reason) }
+                p { "This page reloads itself every five seconds; the console opens again when the work is done." }
+            }
+        },
+    );
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response.extensions_mut().insert(ConsolePage);
+    response
+}
+
+/// `/admin/ws`: the API's WebSocket (`GET /api/v1/ws`, the same protocol and permissions) for a
+/// console page, signed in by its cookie; only from this server's own pages.
+async fn live_socket(
     State(state): State<AppState>,
     console: Console,
-    axum::extract::Query(shown): axum::extract::Query<BackupsQuery>,
+    headers: HeaderMap,
+    upgrade: Result<
+        axum::extract::WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
 ) -> Response {
-    if let Err(refused) = require(&state, &console, crate::core::backup::http::READ).await {
-        return refused.into_response();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let same_origin = headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| {
+            host.is_some_and(|host| {
+                origin == format!("http://{host}") || origin == format!("https://{host}")
+            })
+        });
+    if !same_origin {
+        return Forbidden("The console's live updates are for its own pages.").into_response();
     }
     let caller = match api_caller(&console) {
-        Ok(c) => c,
+        Ok(caller) => caller,
         Err(refused) => return refused.into_response(),
     };
-    let query = axum::extract::Query(crate::core::http::PageQuery {
-        limit: Some(50),
-        cursor: None,
-    });
-    match crate::core::backup::http::list(State(state), caller, query).await {
-        Ok(axum::Json(page)) => {
-            let notice = shown.queued.is_some().then_some(
-                "A backup was queued: it appears below, and turns valid once it was restored and checked.",
-            );
-            pages::backups(&console, &page.items, notice).into_response()
-        }
+    match crate::core::live::ws::connect(State(state), caller, upgrade).await {
+        Ok(response) => response,
         Err(e) => failed(e),
     }
 }
 
-/// "Back up now": the same request as `POST /api/v1/backups`.
-async fn back_up_now(
-    State(state): State<AppState>,
-    console: Console,
-    axum::Form(form): axum::Form<Csrf>,
-) -> Response {
-    if let Err(refused) = console.check(&form.csrf) {
-        return refused.into_response();
-    }
-    if let Err(refused) = require(&state, &console, crate::core::backup::http::MANAGE).await {
-        return refused.into_response();
-    }
-    let caller = match api_caller(&console) {
-        Ok(c) => c,
-        Err(refused) => return refused.into_response(),
-    };
-    match crate::core::backup::http::create(State(state), caller).await {
-        Ok(_) => Redirect::to("/admin/backups?queued=1").into_response(),
-        Err(e) => failed(e),
-    }
+async fn live_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("live.js"),
+    )
+        .into_response()
 }

@@ -20,11 +20,14 @@ pub struct UserRow {
     pub phone: Option<String>,
     pub created_at: DateTime<Utc>,
     pub version: i64,
+    /// A confirmed second factor.
+    pub mfa_enabled: bool,
 }
 
 const SELECT_USERS: &str = "SELECT u.id, u.username, u.display_name, \
     COALESCE(array_agg(r.name ORDER BY r.name) FILTER (WHERE r.name IS NOT NULL), '{}') AS roles, \
-    u.disabled_at IS NOT NULL AS disabled, u.password_change_required, u.email, u.phone, u.created_at, u.version \
+    u.disabled_at IS NOT NULL AS disabled, u.password_change_required, u.email, u.phone, u.created_at, u.version, \
+    EXISTS (SELECT 1 FROM user_mfa m WHERE m.user_id = u.id AND m.confirmed_at IS NOT NULL) AS mfa_enabled \
     FROM users u LEFT JOIN user_roles ur ON ur.user_id = u.id LEFT JOIN roles r ON r.id = ur.role_id";
 
 /// User `id`.

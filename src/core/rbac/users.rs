@@ -55,6 +55,8 @@ pub struct User {
     pub phone: Option<Option<String>>,
     pub created_at: DateTime<Utc>,
     pub version: i64,
+    /// Whether the user has a confirmed second factor (authenticator app).
+    pub mfa_enabled: bool,
 }
 
 /// A page of users.
@@ -138,6 +140,7 @@ fn present(row: UserRow, caller: &Authenticated) -> User {
         phone: contact.then_some(row.phone),
         created_at: row.created_at,
         version: row.version,
+        mfa_enabled: row.mfa_enabled,
     }
 }
 

@@ -20,6 +20,13 @@ pub fn app(state: AppState) -> Router {
     // Installed before the first request, so no request goes uncounted.
     crate::core::metrics::handle();
     let (routes, _api) = openapi::full_router(state.registry()).split_for_parts();
+    // The admin console's requests go through the API's own routes (their guards and handlers).
+    let console_api = crate::core::console::ApiRouter(
+        routes
+            .clone()
+            .layer(axum::Extension(state.clone()))
+            .with_state(state.clone()),
+    );
     let http = &state.config().http;
     let layers = ServiceBuilder::new()
         .layer(axum::middleware::from_fn(middleware::request_context))
@@ -35,7 +42,7 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(http.body_limit_bytes));
     let app = routes
         .merge(openapi::docs())
-        .merge(crate::core::console::routes())
+        .merge(crate::core::console::routes(console_api))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

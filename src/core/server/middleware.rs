@@ -98,7 +98,8 @@ fn problem_for_bare_errors(response: Response) -> Response {
     }
     // A handler that answers an error status with JSON on purpose (readiness's 503 lists its
     // checks) keeps its body; only bodies that are not JSON (empty, plain text) are replaced.
-    // The admin console's refusals are pages (HTML) saying why (marked `ConsolePage`); a server
+    // The admin console's refusals are pages (HTML) saying why (marked `ConsolePage`; its
+    // server-error and maintenance pages say only that, never the cause); any other server
     // error never keeps its body, whatever it is.
     let is_json = response
         .headers()
@@ -107,11 +108,10 @@ fn problem_for_bare_errors(response: Response) -> Response {
             let v = v.as_bytes();
             v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
         })
-        || (status.is_client_error()
-            && response
-                .extensions()
-                .get::<crate::core::console::ConsolePage>()
-                .is_some());
+        || response
+            .extensions()
+            .get::<crate::core::console::ConsolePage>()
+            .is_some();
     if is_json {
         return response;
     }
@@ -194,6 +194,10 @@ pub async fn maintenance_gate(State(state): State<AppState>, req: Request, next:
                 || (req.method() == axum::http::Method::GET && p.starts_with("/api/v1/jobs"))
         });
         if !exempt {
+            // A console page says so in a page that reloads itself.
+            if req.uri().path().starts_with("/admin") {
+                return crate::core::console::maintenance_page(&reason.to_string());
+            }
             return ApiError::Maintenance(reason).into_response();
         }
     }

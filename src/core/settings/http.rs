@@ -157,6 +157,7 @@ fn checked(
     caller: &AuthContext,
     change: &SettingsChange,
     scale: u32,
+    in_force: &dyn Fn(&str) -> Option<Value>,
 ) -> Result<BTreeMap<String, Value>, ApiError> {
     let mut errors = Vec::new();
     let mut values = BTreeMap::new();
@@ -184,14 +185,19 @@ fn checked(
             forbidden.get_or_insert(write);
             continue;
         }
-        match setting.check(value, scale) {
+        let checked = setting.check(value, scale);
+        // A value equal to the one in force changes nothing, and needs no reason.
+        let unchanged = checked
+            .as_ref()
+            .is_ok_and(|stored| in_force(key).as_ref() == Some(stored));
+        if setting.needs_reason && !unchanged {
+            need_reason.push(key.as_str());
+        }
+        match checked {
             Ok(stored) => {
                 values.insert(key.clone(), stored);
             }
             Err(why) => errors.push(FieldError::new(field, why)),
-        }
-        if setting.needs_reason {
-            need_reason.push(key.as_str());
         }
     }
     let reason = change.reason.as_deref().map(str::trim).unwrap_or_default();
@@ -240,8 +246,6 @@ pub async fn patch(
 ) -> Result<Json<Settings>, ApiError> {
     let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
     let stored = store::load(&mut tx).await?;
-    let values = checked(&state, &caller, &change, currency_scale(&stored))?;
-    ApiError::check_version("settings", stored.version, change.version)?;
     let scale = currency_scale(&stored);
     let in_force = |key: &str| {
         stored.values.get(key).cloned().or_else(|| {
@@ -251,6 +255,8 @@ pub async fn patch(
                 .map(|(_, s)| s.default.value(scale))
         })
     };
+    let values = checked(&state, &caller, &change, scale, &in_force)?;
+    ApiError::check_version("settings", stored.version, change.version)?;
     let changed: BTreeMap<String, Value> = values
         .into_iter()
         .filter(|(key, value)| in_force(key).as_ref() != Some(value))

@@ -135,6 +135,32 @@ pub async fn export(
 
 use std::os::unix::fs::OpenOptionsExt;
 
+/// What `plugpos doctor` finds.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct DoctorReport {
+    /// Each check: `name`, `level` (`ok`, `warn`, `fail`), `detail`, `remedy` (what to do; none
+    /// when OK), in the order an admin reads them.
+    #[schema(value_type = Vec<Object>)]
+    pub checks: Vec<crate::core::doctor::Check>,
+}
+
+/// The checks of `plugpos doctor`, run by the server: data directory, disk, database,
+/// migrations, the audit chain, the clock, each module's own check (closings, ...), backups.
+#[utoipa::path(get, path = "/api/v1/doctor", tag = "system", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every check with its result", body = DoctorReport),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn doctor(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+) -> Result<axum::Json<DoctorReport>, ApiError> {
+    let checks = crate::core::doctor::checks(state.config(), &state.registry().doctor_checks())
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(axum::Json(DoctorReport { checks }))
+}
+
 /// `support.log_days`, or the default when unset or unreadable.
 async fn setting_log_days(state: &AppState) -> u32 {
     sqlx::query_scalar::<_, serde_json::Value>(
@@ -154,5 +180,7 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use crate::core::auth::access::Access::Permission;
     use crate::core::auth::access::declare;
     use utoipa_axum::routes;
-    utoipa_axum::router::OpenApiRouter::new().routes(declare(Permission(EXPORT), routes!(export)))
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(declare(Permission(EXPORT), routes!(export)))
+        .routes(declare(Permission(EXPORT), routes!(doctor)))
 }

@@ -484,6 +484,39 @@ pub struct ClosingQuery {
     pub cursor: Option<String>,
 }
 
+/// What checking every closing found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClosingsVerified {
+    /// Nothing wrong.
+    pub ok: bool,
+    /// How many closings were checked.
+    pub checked: usize,
+    /// Each problem, naming the closing by its number, kind and date.
+    pub problems: Vec<String>,
+}
+
+/// Checks every closing as `plugpos closing verify` does: its hash and signature, its place in
+/// the chain, what its report says about itself, its figures against the documents now, and its
+/// grand totals against the day closing before it.
+#[utoipa::path(get, path = "/api/v1/closings/verify", tag = "closings", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What the check found (`ok` false names each problem)", body = ClosingsVerified),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify_all(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+) -> Result<Json<ClosingsVerified>, ApiError> {
+    let found = super::verify::verify(state.pool(), &state.data_dir().keys())
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(Json(ClosingsVerified {
+        ok: found.ok,
+        checked: found.checked,
+        problems: found.problems,
+    }))
+}
+
 /// The closings, newest first.
 #[utoipa::path(get, path = "/api/v1/closings", tag = "closings", security(("bearer" = [])), params(ClosingQuery),
     responses(

@@ -146,6 +146,7 @@ impl Module for Closings {
         OpenApiRouter::new()
             .routes(declare(Access::Permission(CREATE), routes!(http::create)))
             .routes(declare(Access::Permission(READ), routes!(http::list)))
+            .routes(declare(Access::Permission(READ), routes!(http::verify_all)))
             .routes(declare(Access::Permission(READ), routes!(http::get)))
             .routes(declare(Access::Permission(READ), routes!(http::report_of)))
     }
