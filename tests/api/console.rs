@@ -76,15 +76,21 @@ impl Browser {
             .unwrap();
     }
 
+    /// The text of the first element matching `css`, once there is one (a page that reloads
+    /// itself may replace the element between finding and reading it: read again then).
     async fn text(&self, css: &str) -> String {
-        self.client
-            .wait()
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        for _ in 0..3 {
+            let element = self
+                .client
+                .wait()
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap();
+            if let Ok(text) = element.text().await {
+                return text;
+            }
+        }
+        panic!("{css} kept being replaced");
     }
 
     async fn path(&self) -> String {
@@ -409,6 +415,18 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
             .await
             .contains("A backup was queued")
     );
+    // The work shows while it waits, and the page follows it by itself.
+    assert!(
+        browser
+            .text("section[aria-labelledby=working] ul")
+            .await
+            .contains("Taking a backup: waiting to start")
+    );
+    assert_eq!(
+        browser.attr("meta[http-equiv=refresh]", "content").await,
+        "5"
+    );
+    browser.screenshot("backup-queued").await;
     app.run_jobs().await;
     browser.goto(&app.url("/admin/backups")).await;
     assert_eq!(browser.text("td.status-valid").await, "Valid: restorable");
@@ -445,7 +463,7 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
     browser.click("td.actions a[href$='/restore']").await;
     browser.fill("#restore-confirm", "corner shop").await;
     browser.submit("restore").await;
-    let refused = browser.text("p.error[role=alert]").await;
+    let refused = browser.text(".error[role=alert]").await;
     assert!(refused.contains("business name"), "{refused}");
     browser.screenshot("restore-refused").await;
     browser.fill("#restore-confirm", "Corner Shop").await;
@@ -547,6 +565,17 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
     let verified = browser.text("section p[role=status]").await;
     assert!(verified.contains('1'), "{verified}");
 
+    browser.client.set_window_size(768, 1024).await.unwrap();
+    for (screen, name) in [
+        ("/admin/users", "users-768"),
+        ("/admin/dashboard", "dashboard-768"),
+        ("/admin/audit", "audit-768"),
+    ] {
+        browser.goto(&app.url(screen)).await;
+        browser.text("h1").await;
+        browser.screenshot(name).await;
+    }
+    browser.client.set_window_size(1366, 768).await.unwrap();
     for (screen, name) in [
         ("/admin/devices", "devices"),
         ("/admin/security", "security"),
@@ -559,6 +588,7 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
 
     // Support: the checks, and the bundle (what the browser would save).
     browser.goto(&app.url("/admin/support")).await;
+    browser.click("a[href='/admin/support?checks=1']").await;
     browser.screenshot("support").await;
     let checks = browser.text("main table").await;
     assert!(checks.contains("data_directory"), "{checks}");
@@ -638,6 +668,41 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
         .await
         .unwrap();
     assert_eq!(after.status(), 303, "to the sign-in page");
+
+    // A new user signs in with the first password they were given: the console asks for a new
+    // one first, then they sign in again with it.
+    browser.sign_in(&shop, "dora", "shelf stock 2026").await;
+    browser.wait_path("/admin/account").await;
+    assert!(
+        browser
+            .text("p.error")
+            .await
+            .contains("Choose a new password")
+    );
+    browser.goto(&app.url("/admin/users")).await;
+    browser.wait_path("/admin/account").await;
+    browser
+        .fill("#password-current_password", "shelf stock 2026")
+        .await;
+    browser
+        .fill("#password-new_password", "a better one 2027")
+        .await;
+    browser.screenshot("account").await;
+    browser.submit("password").await;
+    browser.wait_path("/admin/login").await;
+    assert!(
+        browser
+            .text("p.notice")
+            .await
+            .contains("password was changed")
+    );
+    browser.fill("#username", "dora").await;
+    browser.fill("#password", "a better one 2027").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_path("/admin").await;
+    assert!(browser.text("p.error").await.contains("no console screens"));
+    browser.click("header button[type=submit]").await;
+    browser.wait_path("/admin/login").await;
 
     // A cashier has no console screens, and the screens' URLs answer 403.
     browser.sign_in(&shop, "carla", "cashier pass 123").await;

@@ -79,6 +79,8 @@ pub struct Me {
     pub password_change_required: bool,
     /// When true, every endpoint but the self-service ones answers 403 until MFA is enrolled.
     pub mfa_enrollment_required: bool,
+    /// Whether the caller has a confirmed second factor (authenticator app).
+    pub mfa_enabled: bool,
     pub session_id: Uuid,
 }
 
@@ -240,8 +242,18 @@ pub async fn logout_handler(
         (status = 401, description = "Not authenticated", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn me_handler(caller: Authenticated) -> Json<Me> {
-    Json(Me {
+pub async fn me_handler(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<Json<Me>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    let mfa_enabled: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM user_mfa WHERE user_id = $1 AND confirmed_at IS NOT NULL)",
+    )
+    .bind(caller.user_id)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Json(Me {
         id: caller.user_id,
         username: caller.username,
         display_name: caller.display_name,
@@ -249,8 +261,9 @@ pub async fn me_handler(caller: Authenticated) -> Json<Me> {
         permissions: caller.permissions.into_iter().collect(),
         password_change_required: caller.password_change_required,
         mfa_enrollment_required: caller.mfa_enrollment_required,
+        mfa_enabled,
         session_id: caller.session_id,
-    })
+    }))
 }
 
 /// Change one's own password. Every session of the user ends; log in again with the new password.

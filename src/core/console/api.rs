@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use tower::ServiceExt;
 
 use super::{Console, Forbidden, api_caller, failed_page};
+use crate::core::db::changes::KeepsCaches;
 use crate::core::state::AppState;
 use crate::shared::secret;
 
@@ -55,7 +56,12 @@ impl FromRequestParts<AppState> for Ui {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let console = Console::from_request_parts(parts, state).await?;
-        api_caller(&console).map_err(IntoResponse::into_response)?;
+        // An account that must change its password or set up its second factor does that first
+        // (on its account page; the API refuses it everything else anyway).
+        let path = parts.uri.path();
+        if api_caller(&console).is_err() && path != "/admin/account" && path != "/admin/act" {
+            return Err(Redirect::to("/admin/account").into_response());
+        }
         let Some(ApiRouter(api)) = parts.extensions.get::<ApiRouter>().cloned() else {
             return Err(failed_page(StatusCode::INTERNAL_SERVER_ERROR));
         };
@@ -168,8 +174,13 @@ impl Ui {
         }
     }
 
-    /// `GET path` as JSON, or `None` when the user may not read it (or it failed).
-    pub async fn get_if_allowed(&self, path: &str) -> Option<Value> {
+    /// `GET path` as JSON when the user holds `permission` (so a screen that shows a part
+    /// only to some users does not record a denial for the others), `None` otherwise or when
+    /// it failed.
+    pub async fn read_if(&self, permission: &str, path: &str) -> Option<Value> {
+        if !permission.is_empty() && !self.may(permission) {
+            return None;
+        }
         let answer = self.call(Method::GET, path, None).await;
         answer.status.is_success().then(|| answer.json())
     }
@@ -220,11 +231,41 @@ pub struct Flash {
 type Store = HashMap<String, (Instant, [u8; 32], Flash)>;
 static FLASHES: LazyLock<Mutex<Store>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 const FLASH_LIFETIME: Duration = Duration::from_secs(300);
+/// Flashes kept per session and in all (the oldest go first), and the longest value kept to
+/// fill a form again: a flood of forms costs bounded memory.
+const FLASHES_PER_SESSION: usize = 16;
+const FLASHES_IN_ALL: usize = 4096;
+const FLASH_VALUE_CHARS: usize = 4000;
 
-fn put_flash(session: [u8; 32], flash: Flash) -> String {
+fn put_flash(session: [u8; 32], mut flash: Flash) -> String {
     let (key, _) = secret::new("");
+    flash
+        .values
+        .retain(|_, v| v.chars().count() <= FLASH_VALUE_CHARS);
     let mut store = FLASHES.lock().unwrap_or_else(|e| e.into_inner());
     store.retain(|_, (made, _, _)| made.elapsed() < FLASH_LIFETIME);
+    let oldest = |store: &Store, mine: bool| {
+        store
+            .iter()
+            .filter(|(_, (_, owner, _))| !mine || *owner == session)
+            .min_by_key(|(_, (made, _, _))| *made)
+            .map(|(k, _)| k.clone())
+    };
+    while store
+        .values()
+        .filter(|(_, owner, _)| *owner == session)
+        .count()
+        >= FLASHES_PER_SESSION
+    {
+        let Some(k) = oldest(&store, true) else { break };
+        store.remove(&k);
+    }
+    while store.len() >= FLASHES_IN_ALL {
+        let Some(k) = oldest(&store, false) else {
+            break;
+        };
+        store.remove(&k);
+    }
     store.insert(key.clone(), (Instant::now(), session, flash));
     key
 }
@@ -241,6 +282,10 @@ fn take_flash(key: &str, session: &[u8; 32]) -> Option<Flash> {
 
 /// `path` with `?flash=key` (or `&flash=key`) added.
 fn with_flash(path: &str, key: &str) -> String {
+    let (path, fragment) = match path.split_once('#') {
+        Some((p, f)) => (p, format!("#{f}")),
+        None => (path, String::new()),
+    };
     let base: String = match path.split_once('?') {
         Some((p, q)) => {
             let kept: Vec<&str> = q.split('&').filter(|p| !p.starts_with("flash=")).collect();
@@ -252,7 +297,7 @@ fn with_flash(path: &str, key: &str) -> String {
         None => path.to_owned(),
     };
     let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}flash={key}")
+    format!("{base}{sep}flash={key}{fragment}")
 }
 
 /// A console address to go back to: only `/admin...` on this server.
@@ -262,7 +307,11 @@ fn local(path: &str) -> Option<&str> {
 
 /// An API path a form may name: `/api/v1/...`, no way out of it.
 fn api_path(path: &str) -> Option<&str> {
-    (path.starts_with("/api/v1/") && !path.contains("..") && !path.contains("//")).then_some(path)
+    let clean = !path.contains("..")
+        && !path.contains("//")
+        && !path.to_ascii_lowercase().contains("%00")
+        && !path.chars().any(char::is_control);
+    (path.starts_with("/api/v1/") && clean).then_some(path)
 }
 
 /// The JSON body a form's fields stand for (see the module's documentation), and an error
@@ -285,7 +334,7 @@ pub fn body_of(fields: &[(String, String)]) -> Result<Value, (String, String)> {
             "int" => match value.trim() {
                 "" => None,
                 v => Some(Value::from(v.parse::<i64>().map_err(|_| {
-                    (path.to_owned(), "must be a whole number".to_owned())
+                    (api_name(path), "must be a whole number".to_owned())
                 })?)),
             },
             "bool" => Some(Value::Bool(matches!(value.as_str(), "true" | "on" | "1"))),
@@ -301,7 +350,7 @@ pub fn body_of(fields: &[(String, String)]) -> Result<Value, (String, String)> {
                 "" => None,
                 v => Some(
                     serde_json::from_str(v)
-                        .map_err(|e| (path.to_owned(), format!("is not JSON: {e}")))?,
+                        .map_err(|e| (api_name(path), format!("is not JSON: {e}")))?,
                 ),
             },
             "list" => {
@@ -311,7 +360,7 @@ pub fn body_of(fields: &[(String, String)]) -> Result<Value, (String, String)> {
                     .extend((!value.is_empty()).then(|| Value::String(value.clone())));
                 continue;
             }
-            other => return Err((path.to_owned(), format!("unknown field type `{other}`"))),
+            other => return Err((api_name(path), format!("unknown field type `{other}`"))),
         };
         if let Some(value) = value {
             set(&mut root, path, value);
@@ -389,9 +438,13 @@ pub async fn act(ui: Ui, axum::Form(fields): axum::Form<Vec<(String, String)>>) 
         .filter(|(k, _)| !k.starts_with('_') && k != "csrf" && !k.contains("password"))
         .map(|(k, v)| (api_name(k), v.clone()))
         .collect();
+    // A refusal changed nothing: the caches the tills read stay (the layer that forgets them
+    // after a write would otherwise see a redirect and empty them).
     let again = |flash: Flash| {
         let key = put_flash(ui.console.secret_hash, flash);
-        Redirect::to(&with_flash(back, &key)).into_response()
+        let mut response = Redirect::to(&with_flash(back, &key)).into_response();
+        response.extensions_mut().insert(KeepsCaches);
+        response
     };
     let body = match body_of(&fields) {
         Ok(body) => body,
@@ -419,9 +472,9 @@ pub async fn act(ui: Ui, axum::Form(fields): axum::Form<Vec<(String, String)>>) 
         // A file (the support bundle, an export): handed to the browser as it comes.
         return Response::from_parts(parts, stream);
     }
-    let body = axum::body::to_bytes(stream, MAX_ANSWER)
-        .await
-        .unwrap_or_default();
+    let Ok(body) = axum::body::to_bytes(stream, MAX_ANSWER).await else {
+        return failed_page(StatusCode::BAD_GATEWAY);
+    };
     let answer = Answer {
         status,
         headers: parts.headers,
@@ -511,6 +564,7 @@ fn succeeded<'a>(
     let then = local(field("_then")).unwrap_or(back);
     let then = match json.get("id").and_then(Value::as_str) {
         Some(id) => then.replace("{id}", id),
+        None if then.contains("{id}") => back.to_owned(),
         None => then.to_owned(),
     };
     let key = put_flash(
@@ -577,7 +631,7 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     let kept: Vec<String> = pairs
         .iter()
         .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", urlencoding(v)))
+        .map(|(k, v)| format!("{}={}", urlencoding(k), urlencoding(v)))
         .collect();
     match kept.is_empty() {
         true => String::new(),
@@ -657,6 +711,8 @@ mod tests {
         assert_eq!(local("https://evil.example"), None);
         assert_eq!(api_path("/api/v1/users/../../admin"), None);
         assert_eq!(api_path("/health/ready"), None);
+        assert_eq!(api_path("/api/v1/products?q=%00"), None);
+        assert_eq!(with_flash("/admin/s#tax", "k"), "/admin/s?flash=k#tax");
         assert_eq!(
             with_flash("/admin/x?a=1&flash=old", "k"),
             "/admin/x?a=1&flash=k"

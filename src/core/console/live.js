@@ -19,7 +19,8 @@
       return;
     }
     fetching = true;
-    fetch(live.getAttribute("data-source"), { credentials: "same-origin" })
+    // A redirect means the session ended (to the sign-in page): never put that page here.
+    fetch(live.getAttribute("data-source"), { credentials: "same-origin", redirect: "error" })
       .then(function (answer) {
         if (!answer.ok) {
           throw new Error("status " + answer.status);
@@ -30,7 +31,7 @@
         live.innerHTML = html;
       })
       .catch(function () {
-        state.textContent = "The figures could not be fetched; reload the page.";
+        state.textContent = "The figures could not be fetched (has your session ended?): reload the page.";
       })
       .then(function () {
         fetching = false;

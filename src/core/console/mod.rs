@@ -69,6 +69,7 @@ pub fn routes(api: ApiRouter) -> Router<AppState> {
         .route("/admin/act", post(api::act))
         .route("/admin/file/{*path}", get(api::file))
         .route("/admin/ws", get(live_socket))
+        .route("/admin/account", get(screens::account))
         .route("/admin/dashboard", get(screens::dashboard))
         .route("/admin/dashboard/live", get(screens::dashboard_live))
         .route("/admin/users", get(screens::users))
@@ -248,6 +249,7 @@ impl FromRequestParts<AppState> for Console {
 #[derive(Debug, Deserialize)]
 struct LoginQuery {
     setup: Option<String>,
+    changed: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,10 +270,11 @@ async fn login_page(
         return Redirect::to("/admin/setup").into_response();
     }
     let (token, _) = secret::new("");
-    let notice = shown
-        .setup
-        .is_some()
-        .then_some("The shop is set up. Sign in as its administrator.");
+    let notice = match (shown.setup.is_some(), shown.changed.is_some()) {
+        (true, _) => Some("The shop is set up. Sign in as its administrator."),
+        (false, true) => Some("Your password was changed. Sign in with the new one."),
+        (false, false) => None,
+    };
     let mut response = pages::login(&token, None, notice).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,

@@ -113,7 +113,7 @@ pub fn page_at(
                                 a href=(screen.path) aria-current=[(current == screen.path).then_some("page")] { (screen.title) }
                             }
                         }
-                        span { "Signed in as " strong { (console.caller.username) } }
+                        span { "Signed in as " a href="/admin/account" { strong { (console.caller.username) } } }
                         form method="post" action="/admin/logout" {
                             input type="hidden" name="csrf" value=(console.csrf);
                             button.link type="submit" { "Sign out" }
@@ -162,11 +162,19 @@ pub fn refused(status: StatusCode, why: &str) -> Response {
 
 /// [`refused`], with the header of a signed-in user (so they can sign out).
 pub fn refused_for(console: Option<&Console>, status: StatusCode, why: &str) -> Response {
+    let title = match status.as_u16() {
+        401 | 403 => "Not allowed",
+        404 => "Not found",
+        409 | 422 => "Refused",
+        429 => "Too many attempts",
+        s if s >= 500 => "Something went wrong",
+        _ => "Refused",
+    };
     let body = page(
-        "Not allowed",
+        title,
         console,
         html! {
-            h1 { "Not allowed" }
+            h1 { (title) }
             div.card {
                 p.error { (why) }
                 p { a href="/admin" { "Back to the console" } }
@@ -218,7 +226,7 @@ pub fn table(
         @if items.is_empty() {
             p.muted { "Nothing here yet." }
         } @else {
-            div.table-wrap tabindex="0" {
+            div.table-wrap role="region" aria-label="Table (scrolls sideways)" tabindex="0" {
                 table {
                     thead { tr {
                         @for (heading, _) in columns { th scope="col" { (heading) } }
@@ -257,6 +265,9 @@ pub struct Form<'a> {
     pub download: Option<&'a str>,
     /// Drawn small, in a table row.
     pub inline: bool,
+    /// What the button does, for a screen reader, when its text alone does not say (a row's
+    /// "Disable": whom).
+    pub aria: Option<String>,
 }
 
 impl<'a> Form<'a> {
@@ -278,6 +289,7 @@ impl<'a> Form<'a> {
             idempotent: false,
             download: None,
             inline: false,
+            aria: None,
         }
     }
     pub fn done(mut self, done: &'a str) -> Self {
@@ -298,6 +310,10 @@ impl<'a> Form<'a> {
     }
     pub fn inline(mut self) -> Self {
         self.inline = true;
+        self
+    }
+    pub fn aria(mut self, label: impl Into<String>) -> Self {
+        self.aria = Some(label.into());
         self
     }
 }
@@ -352,17 +368,26 @@ impl Field {
         self
     }
     /// The name the API gives the field in its errors.
-    fn base(&self) -> String {
+    pub fn base(&self) -> String {
         super::api::api_name(&self.name)
     }
 }
 
-/// The notice or error a form's last sending came to.
-pub fn outcome(ui: &Ui, form: &str) -> Markup {
+/// The notice or error the last sending of a form whose id starts with `form` came to, with
+/// the field errors that no field of `shown` displays.
+pub fn outcome(ui: &Ui, form: &str, shown: &[String]) -> Markup {
     html! {
-        @if let Some(flash) = ui.flash.as_ref().filter(|f| f.form == form) {
+        @if let Some(flash) = ui.flash.as_ref().filter(|f| f.form.starts_with(form)) {
             @if let Some(notice) = &flash.notice { p.notice role="status" { (notice) } }
-            @if let Some(error) = &flash.error { p.error role="alert" { (error) } }
+            @if let Some(error) = &flash.error {
+                div.error role="alert" {
+                    p { (error) }
+                    @let others: Vec<_> = flash.fields.iter().filter(|(k, _)| !shown.contains(k)).collect();
+                    @if !others.is_empty() {
+                        ul { @for (field, message) in others { li { (field) ": " (message) } } }
+                    }
+                }
+            }
         }
     }
 }
@@ -381,16 +406,21 @@ pub fn form(ui: &Ui, form: &Form, fields: &[Field]) -> Markup {
             @if let Some(then) = form.then { input type="hidden" name="_then" value=(then); }
             @if form.idempotent { input type="hidden" name="_idem" value=(super::api::idempotency_key()); }
             @if let Some(name) = form.download { input type="hidden" name="_download" value=(name); }
-            @if !form.inline { (outcome(ui, form.id)) }
+            @if !form.inline { (outcome(ui, form.id, &fields.iter().map(Field::base).collect::<Vec<_>>())) }
             @for field in fields {
                 @let base = field.base();
                 @let id = format!("{}-{}", form.id, base.replace('.', "-"));
                 @let error = flash.and_then(|f| f.fields.get(&base));
                 @let value = flash.and_then(|f| f.values.get(&base)).map_or(field.value.as_str(), String::as_str);
-                @let described = error.map(|_| format!("{id}-error"));
+                @let described = match (error.is_some(), field.hint.is_some()) {
+                    (true, true) => Some(format!("{id}-hint {id}-error")),
+                    (true, false) => Some(format!("{id}-error")),
+                    (false, true) => Some(format!("{id}-hint")),
+                    (false, false) => None,
+                };
                 @match &field.kind {
                     Kind::Hidden => { input type="hidden" name=(field.name) value=(field.value); }
-                    Kind::Heading => { h3 { (field.label) } }
+                    Kind::Heading => { h2.group { (field.label) } }
                     Kind::Checks(options) => {
                         fieldset {
                             legend { (field.label) }
@@ -424,10 +454,10 @@ pub fn form(ui: &Ui, form: &Form, fields: &[Field]) -> Markup {
                         }
                     }
                 }
-                @if let Some(hint) = &field.hint { p.hint { (hint) } }
+                @if let Some(hint) = &field.hint { p.hint id=(format!("{id}-hint")) { (hint) } }
                 @if let Some(error) = error { p.field-error id=(format!("{id}-error")) { (error) } }
             }
-            button type="submit" { (form.submit) }
+            button type="submit" aria-label=[form.aria.as_deref()] { (form.submit) }
         }
     }
 }

@@ -26,10 +26,16 @@ fn screen(ui: &Ui, title: &str, current: &str, body: Markup) -> Response {
 
 /// Pages of a list: a link to the next one when there is one.
 fn more(list: &Value, path: &str, params: &HashMap<String, String>) -> Markup {
+    let mut kept: Vec<(&str, &str)> = params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "cursor" | "flash" | "verify"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    kept.sort();
     html! {
         @if let Some(cursor) = list["next_cursor"].as_str() {
-            @let pairs: Vec<(&str, &str)> = params.iter().filter(|(k, _)| *k != "cursor" && *k != "flash").map(|(k, v)| (k.as_str(), v.as_str())).chain([("cursor", cursor)]).collect();
-            p { a href=(format!("{path}{}", query(&pairs))) { "Older entries →" } }
+            @let pairs: Vec<(&str, &str)> = kept.iter().copied().chain([("cursor", cursor)]).collect();
+            p { a href=(format!("{path}{}", query(&pairs))) { "More entries →" } }
         }
     }
 }
@@ -47,11 +53,21 @@ pub async fn home(ui: Ui) -> Response {
         );
     }
     let count = |list: &Option<Value>| list.as_ref().map(|l| items(l).len());
-    let registers = ui.get_if_allowed("/api/v1/registers?limit=100").await;
-    let taxes = ui.get_if_allowed("/api/v1/tax-classes?limit=100").await;
-    let products = ui.get_if_allowed("/api/v1/products?limit=1").await;
-    let backups = ui.get_if_allowed("/api/v1/backups?limit=50").await;
-    let users = ui.get_if_allowed("/api/v1/users?limit=200").await;
+    let registers = ui
+        .read_if("administration.places.read", "/api/v1/registers?limit=100")
+        .await;
+    let taxes = ui
+        .read_if("management.catalog.read", "/api/v1/tax-classes?limit=100")
+        .await;
+    let products = ui
+        .read_if("management.catalog.read", "/api/v1/products?limit=1")
+        .await;
+    let backups = ui
+        .read_if(crate::core::backup::http::READ, "/api/v1/backups?limit=50")
+        .await;
+    let users = ui
+        .read_if("administration.users.read", "/api/v1/users?limit=200")
+        .await;
     let valid_backup = backups
         .as_ref()
         .map(|b| items(b).iter().any(|b| b["status"] == "valid"));
@@ -122,6 +138,51 @@ pub async fn home(ui: Ui) -> Response {
     )
 }
 
+// ---------------------------------------------------------------- account
+
+/// One's own account: the password, and the second factor. An account that must change its
+/// password or set up its second factor is sent here first.
+pub async fn account(ui: Ui) -> Response {
+    let caller = &ui.console.caller;
+    let me = ui
+        .read_if("", "/api/v1/auth/me")
+        .await
+        .unwrap_or(Value::Null);
+    let back = "/admin/account";
+    screen(
+        &ui,
+        "Your account",
+        back,
+        html! {
+            h1 { "Your account" }
+            @if caller.password_change_required {
+                p.error role="alert" { "Choose a new password before you use the console." }
+            } @else if caller.mfa_enrollment_required {
+                p.error role="alert" { "Your role needs a second factor: set it up before you use the console." }
+            }
+            section.card aria-labelledby="password" {
+                h2 #password { "Change your password" }
+                p { "Every session of yours ends (the tills' too); sign in again with the new password." }
+                (form(&ui, &Form::new("password", "POST", "/api/v1/auth/password", back, "Change password").then("/admin/login?changed=1"), &[
+                    Field::new("current_password", "Current password", Kind::Password).required(),
+                    Field::new("new_password", "New password (at least 10 characters, not a common one, not your username)", Kind::Password).required(),
+                ]))
+            }
+            @if me["mfa_enabled"] != true {
+                section.card aria-labelledby="mfa" {
+                    h2 #mfa { "Second factor (authenticator app)" }
+                    p { "1. Get a key for your authenticator app (any TOTP app)." }
+                    (form(&ui, &Form::new("mfa-enroll", "POST", "/api/v1/auth/mfa/enroll", back, "Get a key").done("Add this key to your authenticator app: {secret} (or open {otpauth_uri}). Then enter the code it shows below."), &[]))
+                    p { "2. Enter the code the app shows." }
+                    (form(&ui, &Form::new("mfa-verify", "POST", "/api/v1/auth/mfa/verify", back, "Confirm").done("Your second factor is set up. Keep these recovery codes somewhere safe; each works once if you lose the app: {recovery_codes}"), &[
+                        Field::new("code", "Code from the app", Kind::Text).required(),
+                    ]))
+                }
+            }
+        },
+    )
+}
+
 // ---------------------------------------------------------------- dashboard
 
 /// The dashboard: today's KPIs and sales per hour, kept current by `live.js` over the
@@ -184,6 +245,10 @@ async fn live_part(ui: &Ui) -> Result<Markup, Response> {
                     Some("compare"),
                 ))
                 p.muted { "Dark bars: today. Light bars: the same weekday last week." }
+                details {
+                    summary { "The figures" }
+                    (table(per_hour["value"].as_array().map(Vec::as_slice).unwrap_or_default(), &[("Hour", "hour"), ("Today", "value"), ("Same weekday last week", "compare")], None))
+                }
             }
         }
         @if let Some(top) = top {
@@ -258,7 +323,9 @@ pub async fn users(ui: Ui) -> Response {
         Ok(list) => list,
         Err(refused) => return refused,
     };
-    let roles = ui.get_if_allowed("/api/v1/roles?limit=200").await;
+    let roles = ui
+        .read_if("administration.roles.read", "/api/v1/roles?limit=200")
+        .await;
     let role_names: Vec<String> = roles
         .as_ref()
         .map(items)
@@ -268,17 +335,45 @@ pub async fn users(ui: Ui) -> Response {
         .collect();
     let manage = ui.may("administration.users.manage");
     let back = "/admin/users";
+    let mut new_user_fields = vec![
+        Field::new("username", "Username", Kind::Text).required(),
+        Field::new(
+            "display_name:opt",
+            "Name shown on receipts and screens",
+            Kind::Text,
+        ),
+        Field::new(
+            "password",
+            "First password (at least 10 characters)",
+            Kind::Password,
+        )
+        .required(),
+    ];
+    // Roles are given by those who may manage roles (the API refuses the others).
+    if ui.may("administration.roles.manage") {
+        new_user_fields.push(Field::new("roles:list", "", Kind::Hidden));
+        new_user_fields.push(Field::new(
+            "roles:list",
+            "Roles",
+            Kind::Checks(
+                role_names
+                    .iter()
+                    .map(|r| (r.clone(), r.replace('_', " "), r == "cashier"))
+                    .collect(),
+            ),
+        ));
+    }
     let actions = |user: &Value| {
         let id = user["id"].as_str().unwrap_or_default();
         let name = user["username"].as_str().unwrap_or_default();
         html! {
             @if manage {
                 @if user["disabled"] == true {
-                    (form(&ui, &Form::new("enable", "POST", format!("/api/v1/users/{id}/enable"), back, "Enable").done("Enabled.").inline(), &[]))
+                    (form(&ui, &Form::new(&format!("row-enable-{id}"), "POST", format!("/api/v1/users/{id}/enable"), back, "Enable").done("Enabled.").inline().aria(format!("Enable {name}")), &[]))
                 } @else {
-                    (form(&ui, &Form::new("disable", "POST", format!("/api/v1/users/{id}/disable"), back, "Disable").done("Disabled; their sessions ended.").inline(), &[]))
+                    (form(&ui, &Form::new(&format!("row-disable-{id}"), "POST", format!("/api/v1/users/{id}/disable"), back, "Disable").done("Disabled; their sessions ended.").inline().aria(format!("Disable {name}")), &[]))
                 }
-                (form(&ui, &Form::new("unlock", "POST", format!("/api/v1/users/{id}/unlock"), back, "Unlock").done("Unlocked.").inline(), &[]))
+                (form(&ui, &Form::new(&format!("row-unlock-{id}"), "POST", format!("/api/v1/users/{id}/unlock"), back, "Unlock").done("Unlocked.").inline().aria(format!("Unlock {name}")), &[]))
                 a href=(format!("/admin/users/{id}")) aria-label=(format!("Edit {name}")) { "Edit" }
             }
         }
@@ -289,17 +384,12 @@ pub async fn users(ui: Ui) -> Response {
         back,
         html! {
             h1 { "Users" }
-            @for id in ["enable", "disable", "unlock"] { (outcome(&ui, id)) }
+            (outcome(&ui, "row-", &[]))
             (table(&items(&list), &[("Username", "username"), ("Name", "display_name"), ("Roles", "roles"), ("Second factor", "mfa_enabled"), ("Disabled", "disabled"), ("Must change password", "password_change_required")], Some(&actions)))
             @if manage {
                 section.card aria-labelledby="new-user" {
                     h2 #new-user { "New user" }
-                    (form(&ui, &Form::new("create-user", "POST", "/api/v1/users", back, "Create user").done("The user was created: give them their password; they change it when they first sign in.").idempotent(), &[
-                        Field::new("username", "Username", Kind::Text).required(),
-                        Field::new("display_name:opt", "Name shown on receipts and screens", Kind::Text),
-                        Field::new("password", "First password (at least 10 characters)", Kind::Password).required(),
-                        Field::new("roles:list", "Roles", Kind::Checks(role_names.iter().map(|r| (r.clone(), r.replace('_', " "), r == "cashier")).collect())),
-                    ]))
+                    (form(&ui, &Form::new("create-user", "POST", "/api/v1/users", back, "Create user").done("The user was created: give them their password; they change it when they first sign in.").idempotent(), &new_user_fields))
                 }
             }
             @if let Some(roles) = &roles {
@@ -320,7 +410,9 @@ pub async fn user(ui: Ui, Path(id): Path<uuid::Uuid>) -> Response {
         Ok(user) => user,
         Err(refused) => return refused,
     };
-    let roles = ui.get_if_allowed("/api/v1/roles?limit=200").await;
+    let roles = ui
+        .read_if("administration.roles.read", "/api/v1/roles?limit=200")
+        .await;
     let held: Vec<&str> = user["roles"]
         .as_array()
         .into_iter()
@@ -335,6 +427,13 @@ pub async fn user(ui: Ui, Path(id): Path<uuid::Uuid>) -> Response {
         .filter_map(|r| r["name"].as_str())
         .map(|r| (r.to_owned(), r.replace('_', " "), held.contains(&r)))
         .collect();
+    let mut edit_fields =
+        vec![Field::new("display_name", "Name", Kind::Text).value(text(&user["display_name"]))];
+    // Without a ticked box the list is sent empty (all roles taken away), not left out.
+    if ui.may("administration.roles.manage") {
+        edit_fields.push(Field::new("roles:list", "", Kind::Hidden));
+        edit_fields.push(Field::new("roles:list", "Roles", Kind::Checks(options)));
+    }
     let back = format!("/admin/users/{id}");
     let back = back.as_str();
     screen(
@@ -346,10 +445,7 @@ pub async fn user(ui: Ui, Path(id): Path<uuid::Uuid>) -> Response {
             p { a href="/admin/users" { "← All users" } }
             section.card aria-labelledby="details" {
                 h2 #details { "Name and roles" }
-                (form(&ui, &Form::new("edit-user", "PATCH", format!("/api/v1/users/{id}"), back, "Save").done("Saved."), &[
-                    Field::new("display_name", "Name", Kind::Text).value(text(&user["display_name"])),
-                    Field::new("roles:list", "Roles", Kind::Checks(options)),
-                ]))
+                (form(&ui, &Form::new("edit-user", "PATCH", format!("/api/v1/users/{id}"), back, "Save").done("Saved."), &edit_fields))
             }
             section.card aria-labelledby="reset" {
                 h2 #reset { "Reset the password" }
@@ -364,6 +460,7 @@ pub async fn user(ui: Ui, Path(id): Path<uuid::Uuid>) -> Response {
 
 // ---------------------------------------------------------------- devices and registers
 
+/// Stays whole: one screen, read from its request to its markup as the page shows it.
 pub async fn devices(ui: Ui) -> Response {
     if let Err(refused) = ui.require("administration.devices.read").await {
         return refused;
@@ -372,10 +469,17 @@ pub async fn devices(ui: Ui) -> Response {
         Ok(list) => list,
         Err(refused) => return refused,
     };
-    let registers = ui.get_if_allowed("/api/v1/registers?limit=200").await;
-    let locations = ui.get_if_allowed("/api/v1/locations?limit=200").await;
+    let registers = ui
+        .read_if("administration.places.read", "/api/v1/registers?limit=200")
+        .await;
+    let locations = ui
+        .read_if("administration.places.read", "/api/v1/locations?limit=200")
+        .await;
     let conflicts = ui
-        .get_if_allowed("/api/v1/sync/conflicts?status=open&limit=100")
+        .read_if(
+            "administration.devices.conflicts",
+            "/api/v1/sync/conflicts?status=open&limit=100",
+        )
         .await;
     let manage = ui.may("administration.devices.manage");
     let back = "/admin/devices";
@@ -407,8 +511,8 @@ pub async fn devices(ui: Ui) -> Response {
         let id = device["id"].as_str().unwrap_or_default();
         html! {
             @if manage && device["status"] != "revoked" {
-                (form(&ui, &Form::new("code", "POST", format!("/api/v1/devices/{id}/enrolment-code"), back, "New enrolment code").done(ENROLMENT).inline(), &[]))
-                (form(&ui, &Form::new("revoke", "POST", format!("/api/v1/devices/{id}/revoke"), back, "Revoke").done("Revoked: the till can no longer connect.").inline(), &[]))
+                (form(&ui, &Form::new(&format!("row-code-{id}"), "POST", format!("/api/v1/devices/{id}/enrolment-code"), back, "New enrolment code").done(ENROLMENT).inline().aria(format!("New enrolment code for {}", text(&device["name"]))), &[]))
+                (form(&ui, &Form::new(&format!("row-revoke-{id}"), "POST", format!("/api/v1/devices/{id}/revoke"), back, "Revoke").done("Revoked: the till can no longer connect.").inline().aria(format!("Revoke {}", text(&device["name"]))), &[]))
             }
         }
     };
@@ -416,7 +520,7 @@ pub async fn devices(ui: Ui) -> Response {
         let id = conflict["id"].as_str().unwrap_or_default();
         html! {
             @if ui.may("administration.devices.conflicts") {
-                (form(&ui, &Form::new("resolve", "POST", format!("/api/v1/sync/conflicts/{id}/resolve"), back, "Mark resolved").done("Resolved.").inline(), &[
+                (form(&ui, &Form::new(&format!("row-resolve-{id}"), "POST", format!("/api/v1/sync/conflicts/{id}/resolve"), back, "Mark resolved").done("Resolved.").inline(), &[
                     Field::new("note", "Note", Kind::Text).required(),
                 ]))
             }
@@ -428,7 +532,7 @@ pub async fn devices(ui: Ui) -> Response {
         back,
         html! {
             h1 { "Devices and registers" }
-            @for id in ["code", "revoke", "resolve"] { (outcome(&ui, id)) }
+            (outcome(&ui, "row-", &[]))
             section.card aria-labelledby="tills" {
                 h2 #tills { "Enrolled tills" }
                 (table(&tills, &[("Name", "name"), ("Status", "status"), ("Register", "register"), ("Enrolled", "enrolled_at"), ("Last seen", "last_seen_at"), ("Version", "app_version")], Some(&actions)))
@@ -503,16 +607,46 @@ pub async fn backups(ui: Ui) -> Response {
         Err(refused) => return refused,
     };
     let manage = ui.may(crate::core::backup::http::MANAGE);
-    let restore = ui.console.caller.roles.iter().any(|r| r == "super_admin");
+    // The API restores for super admins holding the permission (both are checked there).
+    let restore = ui.may(crate::core::backup::http::RESTORE_PERMISSION)
+        && ui.console.caller.roles.iter().any(|r| r == "super_admin");
     let back = "/admin/backups";
     let rows = items(&list);
+    // The backup jobs queued or running, with their progress; while there are any (or a backup
+    // is still being checked) the page reloads itself every 5 s.
+    let working: Vec<Value> = ui
+        .read_if("administration.jobs.read", "/api/v1/jobs?limit=50")
+        .await
+        .as_ref()
+        .map(items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|j| {
+            j["kind"].as_str().is_some_and(|k| k.starts_with("backup."))
+                && matches!(j["status"].as_str(), Some("queued" | "running" | "failed"))
+        })
+        .collect();
+    let busy = !working.is_empty() || rows.iter().any(|b| b["status"] == "pending");
     screen(
         &ui,
         "Backups",
         back,
         html! {
+            @if busy { meta http-equiv="refresh" content="5"; }
             h1 { "Backups" }
-            @for id in ["verify", "restore"] { (outcome(&ui, id)) }
+            (outcome(&ui, "row-", &[]))
+            (outcome(&ui, "restore", &[]))
+            @if !working.is_empty() {
+                section.card aria-labelledby="working" {
+                    h2 #working { "In progress" }
+                    ul {
+                        @for job in &working {
+                            li { (job_line(job)) }
+                        }
+                    }
+                    p.muted { "This page reloads itself every 5 seconds until the work is done." }
+                }
+            }
             @if manage {
                 section.card {
                     p { "A backup is encrypted, then restored into a scratch database and checked before it counts as valid." }
@@ -541,7 +675,7 @@ pub async fn backups(ui: Ui) -> Response {
                                         @if b["status"] == "valid" || b["status"] == "invalid" {
                                             @if manage {
                                                 a href=(format!("/admin/file/api/v1/backups/{id}/file")) download { "Download" }
-                                                (form(&ui, &Form::new("verify", "POST", format!("/api/v1/backups/{id}/verify"), back, "Verify again").done("A verification was queued.").inline(), &[]))
+                                                (form(&ui, &Form::new(&format!("row-verify-{id}"), "POST", format!("/api/v1/backups/{id}/verify"), back, "Verify again").done("A verification was queued.").inline().aria(format!("Verify the backup of {} again", text(&b["created_at"]))), &[]))
                                             }
                                         }
                                         @if restore && b["status"] == "valid" {
@@ -586,6 +720,35 @@ pub async fn restore(ui: Ui, Path(id): Path<uuid::Uuid>) -> Response {
             }
         },
     )
+}
+
+/// A backup job as a line: what it does, and how far it got.
+fn job_line(job: &Value) -> String {
+    let what = match job["kind"].as_str().unwrap_or_default() {
+        "backup.create" => "Taking a backup",
+        "backup.verify" => "Checking a backup (restoring it into a scratch database)",
+        "backup.restore" => "Restoring a backup",
+        "backup.copy" => "Copying a backup to a backup target",
+        other => other,
+    };
+    let mut line = what.to_owned();
+    match job["status"].as_str() {
+        Some("queued") => line.push_str(": waiting to start"),
+        Some("failed") => line.push_str(&format!(
+            ": failed, will try again ({})",
+            text(&job["last_error"])
+        )),
+        _ => {
+            let progress = &job["progress"];
+            if let Some(step) = progress["step"].as_str() {
+                line.push_str(&format!(": {}", step.replace('_', " ")));
+            }
+            if let Some(bytes) = progress["dumped_bytes"].as_u64() {
+                line.push_str(&format!(", {} so far", size(bytes)));
+            }
+        }
+    }
+    line
 }
 
 fn status(status: &Value) -> (&'static str, &'static str) {
@@ -655,7 +818,10 @@ pub async fn audit(ui: Ui, Query(params): Params) -> Response {
         false => None,
     };
     let checkpoints = ui
-        .get_if_allowed("/api/v1/audit/checkpoints?limit=500")
+        .read_if(
+            "administration.audit.read",
+            "/api/v1/audit/checkpoints?limit=500",
+        )
         .await;
     let back = "/admin/audit";
     let export = |format: &str| {
@@ -933,8 +1099,15 @@ pub async fn security(ui: Ui, Query(params): Params) -> Response {
         Ok(list) => list,
         Err(refused) => return refused,
     };
-    let flags = ui.get_if_allowed("/api/v1/flags?limit=100").await;
-    let notes = ui.get_if_allowed("/api/v1/incidents?limit=100").await;
+    let flags = ui
+        .read_if("administration.incidents.read", "/api/v1/flags?limit=100")
+        .await;
+    let notes = ui
+        .read_if(
+            "administration.incidents.read",
+            "/api/v1/incidents?limit=100",
+        )
+        .await;
     let back = "/admin/security";
     screen(
         &ui,
@@ -978,16 +1151,19 @@ pub async fn security(ui: Ui, Query(params): Params) -> Response {
 
 // ---------------------------------------------------------------- support
 
-pub async fn support(ui: Ui) -> Response {
+pub async fn support(ui: Ui, Query(params): Params) -> Response {
     if let Err(refused) = ui.require("administration.diagnostics.export").await {
         return refused;
     }
-    let doctor = match ui.get("/api/v1/doctor").await {
-        Ok(d) => d,
-        Err(refused) => return refused,
+    // The checks take a few seconds (the audit chain, each module's): run when asked.
+    let checks = match params.contains_key("checks") {
+        true => match ui.get("/api/v1/doctor").await {
+            Ok(d) => Some(d["checks"].as_array().cloned().unwrap_or_default()),
+            Err(refused) => return refused,
+        },
+        false => None,
     };
-    let checks = doctor["checks"].as_array().cloned().unwrap_or_default();
-    let version = ui.get_if_allowed("/api/v1/version").await;
+    let version = ui.read_if("", "/api/v1/version").await;
     screen(
         &ui,
         "Support",
@@ -1004,23 +1180,28 @@ pub async fn support(ui: Ui) -> Response {
             }
             section.card aria-labelledby="checks" {
                 h2 #checks { "Checks (plugpos doctor)" }
-                div.table-wrap tabindex="0" {
-                    table {
-                        thead { tr { th scope="col" { "Check" } th scope="col" { "Result" } th scope="col" { "Detail" } th scope="col" { "What to do" } } }
-                        tbody {
-                            @for check in &checks {
-                                @let level = check["level"].as_str().unwrap_or_default();
-                                tr {
-                                    td { (text(&check["name"])) }
-                                    td class=(match level { "ok" => "status-valid", "warn" => "status-pending", _ => "status-failed" }) {
-                                        (match level { "ok" => "OK", "warn" => "Warning", _ => "Failed" })
+                @if let Some(checks) = &checks {
+                    div.table-wrap tabindex="0" {
+                        table {
+                            thead { tr { th scope="col" { "Check" } th scope="col" { "Result" } th scope="col" { "Detail" } th scope="col" { "What to do" } } }
+                            tbody {
+                                @for check in checks {
+                                    @let level = check["level"].as_str().unwrap_or_default();
+                                    tr {
+                                        td { (text(&check["name"])) }
+                                        td class=(match level { "ok" => "status-valid", "warn" => "status-pending", _ => "status-failed" }) {
+                                            (match level { "ok" => "OK", "warn" => "Warning", _ => "Failed" })
+                                        }
+                                        td { (text(&check["detail"])) }
+                                        td { @if let Some(r) = check["remedy"].as_str() { (r) } }
                                     }
-                                    td { (text(&check["detail"])) }
-                                    td { @if let Some(r) = check["remedy"].as_str() { (r) } }
                                 }
                             }
                         }
                     }
+                } @else {
+                    p { "The checks of the data directory, disk, database, migrations, audit chain, clock, each module's records and the backups take a few seconds." }
+                    p { a href="/admin/support?checks=1" { "Run the checks" } }
                 }
             }
         },
@@ -1092,7 +1273,9 @@ pub async fn settings(ui: Ui) -> Response {
         );
     }
     let writable = fields.len() > 1;
-    let taxes = ui.get_if_allowed("/api/v1/tax-classes?limit=200").await;
+    let taxes = ui
+        .read_if("management.catalog.read", "/api/v1/tax-classes?limit=200")
+        .await;
     fields.push(Field::new(
         "reason:opt",
         "Why (needed for some settings; kept in the audit log)",

@@ -59,7 +59,6 @@ fn draw(
     fields: &HashMap<String, String>,
 ) -> Response {
     let (token, _) = secret::new("");
-    let data_dir = state.data_dir().root().join("setup-token");
     let field = |name: &str, label: &str, kind: &str, value: &str, hint: Option<&str>| {
         let id = name.replace('.', "-");
         let error = fields.get(name);
@@ -93,7 +92,7 @@ fn draw(
                     input type="hidden" name="csrf" value=(token);
                     fieldset {
                         legend { "1. Prove you installed it" }
-                        (field("setup_token", "Setup token", "password", "", Some(&format!("The contents of {} on the server (also printed by the installer).", data_dir.display()))))
+                        (field("setup_token", "Setup token", "password", "", Some("The contents of the file setup-token in the server's data directory (the installer printed it too).")))
                     }
                     fieldset {
                         legend { "2. The business" }
@@ -124,6 +123,7 @@ fn draw(
 pub async fn run(
     State(state): State<AppState>,
     axum::Extension(ApiRouter(api)): axum::Extension<ApiRouter>,
+    extensions: axum::http::Extensions,
     headers: HeaderMap,
     axum::Form(form): axum::Form<SetupForm>,
 ) -> Response {
@@ -151,6 +151,14 @@ pub async fn run(
         return super::failed_page(StatusCode::BAD_REQUEST);
     };
     request.extensions_mut().insert(state.clone());
+    if let Some(peer) = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        request.extensions_mut().insert(*peer);
+    }
+    if let Some(agent) = headers.get(header::USER_AGENT) {
+        request
+            .headers_mut()
+            .insert(header::USER_AGENT, agent.clone());
+    }
     let response = match api.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

@@ -24,6 +24,7 @@ pub fn app(state: AppState) -> Router {
     let console_api = crate::core::console::ApiRouter(
         routes
             .clone()
+            .layer(DefaultBodyLimit::max(state.config().http.body_limit_bytes))
             .layer(axum::Extension(state.clone()))
             .with_state(state.clone()),
     );

@@ -155,9 +155,17 @@ pub async fn doctor(
     State(state): State<AppState>,
     _caller: AuthContext,
 ) -> Result<axum::Json<DoctorReport>, ApiError> {
-    let checks = crate::core::doctor::checks(state.config(), &state.registry().doctor_checks())
-        .await
-        .map_err(ApiError::Internal)?;
+    // The checks read files and run programs (blocking calls): on a thread of their own, so a
+    // slow disk or database does not hold the runtime's workers.
+    let config = state.config().clone();
+    let modules = state.registry().doctor_checks();
+    let runtime = tokio::runtime::Handle::current();
+    let checks = tokio::task::spawn_blocking(move || {
+        runtime.block_on(crate::core::doctor::checks(&config, &modules))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(anyhow::anyhow!("the checks stopped: {e}")))?
+    .map_err(ApiError::Internal)?;
     Ok(axum::Json(DoctorReport { checks }))
 }
 
