@@ -315,6 +315,25 @@ async fn the_setup_wizard_sets_up_the_shop_and_its_admin_signs_in_to_the_checkli
             .await
             .contains("Tax classes: done.")
     );
+    // And the first product, on the home page.
+    browser.fill("#product-sku", "COFFEE").await;
+    browser.fill("#product-name", "Coffee beans").await;
+    browser.fill("#product-price", "8.90").await;
+    browser.submit("product").await;
+    assert!(
+        browser
+            .text("ul.checklist")
+            .await
+            .contains("First products: done.")
+    );
+    let admin = app.token("admin", "correct horse battery").await;
+    let products: serde_json::Value = app
+        .get_as("/api/v1/products", &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(products["items"][0]["price"], "8.90");
     browser.client.clone().close().await.unwrap();
 }
 

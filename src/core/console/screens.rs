@@ -43,6 +43,7 @@ fn more(list: &Value, path: &str, params: &HashMap<String, String>) -> Markup {
 // ---------------------------------------------------------------- home
 
 /// The start page: the first-run checklist (until it is done) and the screens the user may open.
+/// Stays whole: one screen, read from its requests to its markup as the page shows it.
 pub async fn home(ui: Ui) -> Response {
     let mine: Vec<_> = screens(&ui.console).collect();
     if mine.is_empty() {
@@ -87,8 +88,8 @@ pub async fn home(ui: Ui) -> Response {
         (
             "First products",
             count(&products).map(|n| n > 0),
-            "/docs",
-            "Add them from the desktop client's catalog (or POST /api/v1/products; the API reference is at /docs).",
+            "/admin#first-product",
+            "Add the first one below; the rest from the desktop client's catalog.",
         ),
         (
             "A cashier account",
@@ -104,6 +105,18 @@ pub async fn home(ui: Ui) -> Response {
         ),
     ];
     let pending = checklist.iter().any(|(_, done, _, _)| *done == Some(false));
+    let tax_options: Vec<(String, String)> = taxes
+        .as_ref()
+        .map(items)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            (
+                text(&t["id"]),
+                format!("{} ({})", text(&t["name"]), text(&t["rate"])),
+            )
+        })
+        .collect();
     screen(
         &ui,
         "Home",
@@ -124,6 +137,18 @@ pub async fn home(ui: Ui) -> Response {
                             }
                         }
                     }
+                }
+            }
+            @if count(&products) == Some(0) && ui.may("management.catalog.write") && !tax_options.is_empty() {
+                section.card #first-product aria-labelledby="product-heading" {
+                    h2 #product-heading { "Add a first product" }
+                    (form(&ui, &Form::new("product", "POST", "/api/v1/products", "/admin", "Add product").done("The product was added: it is on the tills now.").idempotent(), &[
+                        Field::new("sku", "Article number (SKU)", Kind::Text).required(),
+                        Field::new("name", "Name", Kind::Text).required(),
+                        Field::new("price", "Price (as printed on the shelf)", Kind::Text).required(),
+                        Field::new("tax_class_id", "Tax class", Kind::Select(tax_options.clone())).required(),
+                        Field::new("barcodes:lines", "Barcodes (one per line, optional)", Kind::Area),
+                    ]))
                 }
             }
             section.card aria-labelledby="screens" {
@@ -1034,6 +1059,7 @@ pub async fn report(ui: Ui, Path(id): Path<String>, Query(params): Params) -> Re
             urlencoding(&id)
         )
     };
+    let choices = parameter_choices(&ui, &names).await;
     let applied = &result["parameters"];
     let value = |n: &str| {
         params
@@ -1051,9 +1077,19 @@ pub async fn report(ui: Ui, Path(id): Path<String>, Query(params): Params) -> Re
             form.card.filters method="get" action=(format!("/admin/reports/{id}")) {
                 @for name in &names {
                     div {
-                        label for=(name) { (name.replace('_', " ")) }
-                        @let kind = if name == "from" || name == "to" { "date" } else { "text" };
-                        input #(name) type=(kind) name=(name) value=(value(name));
+                        label for=(name) { (parameter_label(name)) }
+                        @let current = value(name);
+                        @if let Some(options) = choices.get(name.as_str()) {
+                            select #(name) name=(name) {
+                                option value="" { "All" }
+                                @for (option, label) in options {
+                                    option value=(option) selected[*option == current] { (label) }
+                                }
+                            }
+                        } @else {
+                            @let kind = if name == "from" || name == "to" { "date" } else { "text" };
+                            input #(name) type=(kind) name=(name) value=(current);
+                        }
                     }
                 }
                 button type="submit" { "Run" }
@@ -1072,13 +1108,115 @@ pub async fn report(ui: Ui, Path(id): Path<String>, Query(params): Params) -> Re
                     @let label = label.strip_suffix("_id").map_or(label.clone(), str::to_owned);
                     section.card { (bars(&rows, &label, chart["value"].as_str().unwrap_or_default(), None)) }
                 }
-                (table(&rows, &cols, None))
-                @if result["totals"].as_object().is_some_and(|t| !t.is_empty()) {
-                    p { strong { "Totals: " } @for (k, v) in result["totals"].as_object().into_iter().flatten() { (k.replace('_', " ")) " " (text(v)) "; " } }
-                }
+                (table(&with_totals(&rows, &result["totals"], &cols), &cols, None))
             }
         },
     )
+}
+
+/// A report's rows with its totals as a last row (`Total` in the first column; columns that
+/// are not summed left empty).
+fn with_totals(rows: &[Value], totals: &Value, columns: &[(&str, &str)]) -> Vec<Value> {
+    let mut all = rows.to_vec();
+    if let (Some(sums), Some((_, first))) = (
+        totals.as_object().filter(|t| !t.is_empty()),
+        columns.first(),
+    ) {
+        let mut total = serde_json::Map::new();
+        for (_, key) in columns {
+            total.insert(
+                (*key).to_owned(),
+                sums.get(*key)
+                    .cloned()
+                    .unwrap_or(Value::String(String::new())),
+            );
+        }
+        total.insert((*first).to_owned(), Value::String("Total".to_owned()));
+        all.push(Value::Object(total));
+    }
+    all
+}
+
+/// What a report's parameter is called on its form.
+fn parameter_label(name: &str) -> String {
+    match name {
+        "from" => "From (day)".to_owned(),
+        "to" => "To (day, included)".to_owned(),
+        "branch_id" => "Branch".to_owned(),
+        "register_id" => "Register".to_owned(),
+        "cashier_id" => "Cashier".to_owned(),
+        "location_id" => "Location".to_owned(),
+        "category_id" => "Category".to_owned(),
+        "product_id" => "Product id".to_owned(),
+        "customer_id" => "Customer id".to_owned(),
+        "method" => "Payment method".to_owned(),
+        "limit" => "Rows (1 to 1000)".to_owned(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// The choices of the report parameters that name something the user may list (branches,
+/// registers, cashiers, ...): picked by name rather than typed as ids.
+async fn parameter_choices(
+    ui: &Ui,
+    names: &[String],
+) -> HashMap<&'static str, Vec<(String, String)>> {
+    let lists: [(&'static str, &str, &str, &str); 5] = [
+        (
+            "branch_id",
+            "administration.places.read",
+            "/api/v1/branches?limit=200",
+            "name",
+        ),
+        (
+            "register_id",
+            "administration.places.read",
+            "/api/v1/registers?limit=200",
+            "name",
+        ),
+        (
+            "location_id",
+            "administration.places.read",
+            "/api/v1/locations?limit=200",
+            "name",
+        ),
+        (
+            "cashier_id",
+            "administration.users.read",
+            "/api/v1/users?limit=200",
+            "username",
+        ),
+        (
+            "category_id",
+            "management.catalog.read",
+            "/api/v1/categories?limit=200",
+            "name",
+        ),
+    ];
+    let mut choices = HashMap::new();
+    for (name, permission, path, label) in lists {
+        if !names.iter().any(|n| n == name) {
+            continue;
+        }
+        if let Some(list) = ui.read_if(permission, path).await {
+            let options = items(&list)
+                .iter()
+                .map(|item| (text(&item["id"]), text(&item[label])))
+                .collect();
+            choices.insert(name, options);
+        }
+    }
+    if names.iter().any(|n| n == "method") {
+        let methods = ["cash", "card", "voucher", "other"];
+        choices.insert(
+            "method",
+            methods
+                .iter()
+                .map(|m| ((*m).to_owned(), (*m).to_owned()))
+                .collect(),
+        );
+    }
+    choices
 }
 
 // ---------------------------------------------------------------- security
@@ -1102,6 +1240,22 @@ pub async fn security(ui: Ui, Query(params): Params) -> Response {
     let flags = ui
         .read_if("administration.incidents.read", "/api/v1/flags?limit=100")
         .await;
+    let users = ui
+        .read_if("administration.users.read", "/api/v1/users?limit=200")
+        .await;
+    let usernames: HashMap<String, String> = users
+        .as_ref()
+        .map(items)
+        .unwrap_or_default()
+        .iter()
+        .map(|u| (text(&u["id"]), text(&u["username"])))
+        .collect();
+    let flag_rows = named(
+        flags.as_ref().map(items).unwrap_or_default(),
+        "user_id",
+        "cashier",
+        &usernames,
+    );
     let notes = ui
         .read_if(
             "administration.incidents.read",
@@ -1115,10 +1269,10 @@ pub async fn security(ui: Ui, Query(params): Params) -> Response {
         back,
         html! {
             h1 { "Security" }
-            @if let Some(flags) = &flags {
+            @if flags.is_some() {
                 section.card aria-labelledby="flags" {
                     h2 #flags { "Flags raised by the rules" }
-                    (table(&items(flags), &[("Raised", "created_at"), ("Rule", "rule"), ("Cashier", "user_id"), ("Business day", "business_date"), ("Details", "details"), ("Id", "id")], None))
+                    (table(&flag_rows, &[("Raised", "created_at"), ("Rule", "rule"), ("Cashier", "cashier"), ("Business day", "business_date"), ("Details", "details"), ("Id", "id")], None))
                 }
             }
             @if let Some(notes) = &notes {
