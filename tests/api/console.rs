@@ -7,7 +7,7 @@ use std::process::Stdio;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{ADMIN_PASSWORD, TestApp};
+use crate::helpers::{ADMIN_PASSWORD, create_database, database_url, plugpos};
 use crate::shop::Shop;
 
 /// A headless Chromium session, with its chromedriver (both end when it is dropped).
@@ -214,6 +214,82 @@ impl Browser {
     }
 }
 
+/// A real `plugpos serve` (the binary, with its job runner and schedules) on a fresh database
+/// and data directory, not set up; stopped when dropped.
+struct Served {
+    port: u16,
+    data_dir: tempfile::TempDir,
+    _config_dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Served {
+    async fn start() -> Served {
+        let database = create_database(true).await;
+        let data_dir = tempfile::Builder::new()
+            .prefix("plugpos-served-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let config_dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = config_dir.path().join("plugpos.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = \"{}\"\n[http]\nport = {port}\n[database]\nurl = \"{}\"\n",
+                data_dir.path().display(),
+                database_url(&database)
+            ),
+        )
+        .unwrap();
+        let child = plugpos()
+            .env("PLUGPOS_CONFIG", &config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let served = Served {
+            port,
+            data_dir,
+            _config_dir: config_dir,
+            child,
+        };
+        for _ in 0..240 {
+            let live = reqwest::get(served.url("/health/live")).await;
+            if live.is_ok_and(|r| r.status() == 200)
+                && served.data_dir.path().join("setup-token").exists()
+            {
+                return served;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        panic!("plugpos serve never answered on port {port}");
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn setup_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.path().join("setup-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A form's fields, encoded as a browser sends them.
 fn encoded(fields: &[(String, String)]) -> String {
     let encode = |s: &str| {
@@ -242,8 +318,9 @@ fn plain() -> reqwest::Client {
 }
 
 #[tokio::test]
-async fn the_setup_wizard_sets_up_the_shop_and_its_admin_signs_in_to_the_checklist() {
-    let app = TestApp::spawn().await;
+async fn a_new_install_is_set_up_and_backed_up_from_the_browser_alone() {
+    // The binary as installed: `plugpos serve`, its own job runner, nothing set up.
+    let app = Served::start().await;
     let browser = Browser::start().await;
     // Not set up: the console leads to the wizard.
     browser.goto(&app.url("/admin")).await;
@@ -274,7 +351,12 @@ async fn the_setup_wizard_sets_up_the_shop_and_its_admin_signs_in_to_the_checkli
             .await
             .contains("The shop is set up")
     );
-    let status: serde_json::Value = app.get("/api/v1/setup/status").await.json().await.unwrap();
+    let status: serde_json::Value = reqwest::get(app.url("/api/v1/setup/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(status["initialized"], true);
     // The wizard is gone once the shop is set up.
     browser.goto(&app.url("/admin/setup")).await;
@@ -326,14 +408,42 @@ async fn the_setup_wizard_sets_up_the_shop_and_its_admin_signs_in_to_the_checkli
             .await
             .contains("First products: done.")
     );
-    let admin = app.token("admin", "correct horse battery").await;
-    let products: serde_json::Value = app
-        .get_as("/api/v1/products", &admin)
+    let cookie = browser.session_cookie().await;
+    let products: serde_json::Value = plain()
+        .get(app.url("/admin/file/api/v1/products"))
+        .header("Cookie", &cookie)
+        .send()
         .await
+        .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(products["items"][0]["price"], "8.90");
+
+    // The first backup: the server's own job runner takes and checks it, and the page follows
+    // it by reloading itself until it is valid.
+    browser.click("nav a[href='/admin/backups']").await;
+    browser.submit("back-up").await;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status = browser.text("main").await;
+        if status.contains("Valid: restorable") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the backup did not turn valid: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    browser.screenshot("first-backup").await;
+    browser.goto(&app.url("/admin")).await;
+    assert!(
+        browser
+            .text("ul.checklist")
+            .await
+            .contains("A first valid backup: done.")
+    );
     browser.client.clone().close().await.unwrap();
 }
 
@@ -377,7 +487,63 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
     assert!(users.contains("dora"), "{users}");
     let dora = app.login("dora", "shelf stock 2026").await;
     assert_eq!(dora.status(), 200, "the new cashier can sign in at a till");
+    let dora: serde_json::Value = dora.json().await.unwrap();
+    let me: serde_json::Value = app
+        .get_as("/api/v1/auth/me", dora["access_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], serde_json::json!(["cashier"]));
     browser.screenshot("users").await;
+
+    // Roles: a new one with a permission, then that permission taken away again.
+    browser.fill("#create-role-name", "closer").await;
+    browser
+        .fill("#create-role-description", "Closes the day")
+        .await;
+    let closings_read = "form[data-form='create-role'] input[value='administration.closings.read']";
+    browser.click(closings_read).await;
+    browser.submit("create-role").await;
+    assert!(browser.text("main").await.contains("The role was created"));
+    let role_of = |roles: &serde_json::Value| {
+        roles["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "closer")
+            .cloned()
+            .unwrap()
+    };
+    let roles: serde_json::Value = app
+        .get_as("/api/v1/roles", &shop.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        role_of(&roles)["permissions"],
+        serde_json::json!(["administration.closings.read"])
+    );
+    browser
+        .click(&format!(
+            "a[href='/admin/roles/{}']",
+            role_of(&roles)["id"].as_str().unwrap()
+        ))
+        .await;
+    browser
+        .click("input[value='administration.closings.read']")
+        .await;
+    browser.submit("role-permissions").await;
+    assert!(browser.text("p.notice").await.contains("Saved"));
+    browser.screenshot("role").await;
+    let roles: serde_json::Value = app
+        .get_as("/api/v1/roles", &shop.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(role_of(&roles)["permissions"], serde_json::json!([]));
 
     // The dashboard's sales today follow a sale made through the API within 2 s.
     let (pen, _) = shop.pen_and_bread().await;
@@ -570,6 +736,14 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
         "8"
     );
     browser.screenshot("settings").await;
+    // The business is renamed on the same screen.
+    browser.fill("#business-name", "Corner Shop & Co").await;
+    browser.submit("business").await;
+    assert!(browser.text("p.notice").await.contains("Renamed"));
+    assert_eq!(
+        browser.attr("#business-name", "value").await,
+        "Corner Shop & Co"
+    );
 
     // Devices: a till is added and its one-time code shown.
     browser.goto(&app.url("/admin/devices")).await;
@@ -582,7 +756,10 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
     // Closings verify; audit checkpoints download signed.
     browser.goto(&app.url("/admin/closings?verify=1")).await;
     let verified = browser.text("section p[role=status]").await;
-    assert!(verified.contains('1'), "{verified}");
+    assert!(
+        verified.starts_with("Every closing verifies: 1 checked"),
+        "{verified}"
+    );
 
     browser.client.set_window_size(768, 1024).await.unwrap();
     for (screen, name) in [
@@ -748,6 +925,10 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
         "/admin/support",
         "/admin/dashboard",
         "/admin/closings",
+        "/admin/devices",
+        "/admin/reports",
+        "/admin/security",
+        "/admin/dashboard/live",
     ] {
         let refused = plain()
             .get(app.url(screen))

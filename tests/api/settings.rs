@@ -428,3 +428,59 @@ async fn with_negative_stock_switched_off_the_last_item_is_sold_once() {
     assert_eq!(sale.status(), 201);
     assert_eq!(shop.stock(&lamp).await.as_deref(), Some("-1.000"));
 }
+
+#[tokio::test]
+async fn the_business_is_renamed_once_per_version_and_the_rename_is_audited() {
+    let shop = Shop::open().await;
+    let app = &shop.app;
+    let business: Value = app
+        .get_as("/api/v1/business", &shop.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(business["name"], "Corner Shop");
+    assert_eq!(business["currency"], "EUR");
+    let version = business["version"].as_i64().unwrap();
+    let rename = |token: &str, body: Value| {
+        app.client
+            .patch(app.url("/api/v1/business"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let blank = rename(&shop.admin, json!({"name": "  ", "version": version}))
+        .await
+        .unwrap();
+    let body = problem(blank, 422, "validation.failed").await;
+    assert_eq!(body["errors"][0]["field"], "name");
+    let cashier = rename(&shop.cashier, json!({"name": "Mine", "version": version}))
+        .await
+        .unwrap();
+    problem(cashier, 403, "rbac.forbidden").await;
+    let renamed: Value = rename(
+        &shop.admin,
+        json!({"name": " Corner Shop & Co ", "version": version}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(renamed["name"], "Corner Shop & Co");
+    assert_eq!(renamed["version"], version + 1);
+    // A second rename from the same read is refused: someone renamed it meanwhile.
+    let stale = rename(&shop.admin, json!({"name": "Other", "version": version}))
+        .await
+        .unwrap();
+    problem(stale, 409, "conflict.version_mismatch").await;
+    let audit: Value = app
+        .get_as("/api/v1/audit?action=business.rename", &shop.admin)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let record = &audit["items"][0];
+    assert_eq!(record["before"]["name"], "Corner Shop");
+    assert_eq!(record["after"]["name"], "Corner Shop & Co");
+}

@@ -74,6 +74,7 @@ pub fn routes(api: ApiRouter) -> Router<AppState> {
         .route("/admin/dashboard/live", get(screens::dashboard_live))
         .route("/admin/users", get(screens::users))
         .route("/admin/users/{id}", get(screens::user))
+        .route("/admin/roles/{id}", get(screens::role))
         .route("/admin/devices", get(screens::devices))
         .route("/admin/backups", get(screens::backups))
         .route("/admin/backups/{id}/restore", get(screens::restore))
@@ -486,16 +487,20 @@ fn failed_page(status: StatusCode) -> Response {
 /// The page every console address answers while a restore switches databases: it reloads
 /// itself every five seconds until the console is back.
 pub fn maintenance_page(reason: &str) -> Response {
-    let body = pages::page(
+    let body = pages::page_at(
         "Closed for a moment",
         None,
+        "",
         maud::html! {
-            meta http-equiv="refresh" content="5";
             h1 { "Closed for a moment" }
             div.card {
                 p { (reason) }
                 p { "This page reloads itself every five seconds; the console opens again when the work is done." }
             }
+        },
+        pages::Extras {
+            live: false,
+            refresh: Some(5),
         },
     );
     let mut response = (StatusCode::SERVICE_UNAVAILABLE, body).into_response();

@@ -80,16 +80,25 @@ pub fn screens(console: &Console) -> impl Iterator<Item = &'static Screen> + '_ 
 
 /// A whole page: the header with the screens the user may open and "Sign out", then `body`.
 pub fn page(title: &str, console: Option<&Console>, body: Markup) -> Markup {
-    page_at(title, console, "", body, false)
+    page_at(title, console, "", body, Extras::default())
 }
 
-/// [`page`], with the menu marking `current` and, when `live`, the dashboard's script.
+/// What a page may have besides its body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    /// The dashboard's script.
+    pub live: bool,
+    /// Reload the page every this many seconds (work in progress, maintenance).
+    pub refresh: Option<u32>,
+}
+
+/// [`page`], with the menu marking `current`, and `extras`.
 pub fn page_at(
     title: &str,
     console: Option<&Console>,
     current: &str,
     body: Markup,
-    live: bool,
+    extras: Extras,
 ) -> Markup {
     html! {
         (DOCTYPE)
@@ -99,8 +108,11 @@ pub fn page_at(
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · 3PlugPOS" }
                 link rel="stylesheet" href="/admin/static/admin.css";
-                @if live {
+                @if extras.live {
                     script src="/admin/static/live.js" defer {}
+                }
+                @if let Some(secs) = extras.refresh {
+                    meta http-equiv="refresh" content=(secs);
                 }
             }
             body {

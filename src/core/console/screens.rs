@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 
 use super::api::{Ui, pretty, query, urlencoding};
-use super::pages::{Field, Form, Kind, at, form, outcome, page_at, screens, table, text};
+use super::pages::{Extras, Field, Form, Kind, at, form, outcome, page_at, screens, table, text};
 
 type Params = Query<HashMap<String, String>>;
 
@@ -21,7 +21,7 @@ fn items(list: &Value) -> Vec<Value> {
 }
 
 fn screen(ui: &Ui, title: &str, current: &str, body: Markup) -> Response {
-    page_at(title, Some(&ui.console), current, body, false).into_response()
+    page_at(title, Some(&ui.console), current, body, Extras::default()).into_response()
 }
 
 /// Pages of a list: a link to the next one when there is one.
@@ -229,7 +229,10 @@ pub async fn dashboard(ui: Ui) -> Response {
             p.muted #live-state role="status" { "Today's figures; they update as sales are made." }
             div #live data-source="/admin/dashboard/live" { (live) }
         },
-        true,
+        Extras {
+            live: true,
+            refresh: None,
+        },
     )
     .into_response()
 }
@@ -360,34 +363,20 @@ pub async fn users(ui: Ui) -> Response {
         .collect();
     let manage = ui.may("administration.users.manage");
     let back = "/admin/users";
-    let mut new_user_fields = vec![
-        Field::new("username", "Username", Kind::Text).required(),
-        Field::new(
-            "display_name:opt",
-            "Name shown on receipts and screens",
-            Kind::Text,
-        ),
-        Field::new(
-            "password",
-            "First password (at least 10 characters)",
-            Kind::Password,
-        )
-        .required(),
-    ];
-    // Roles are given by those who may manage roles (the API refuses the others).
-    if ui.may("administration.roles.manage") {
-        new_user_fields.push(Field::new("roles:list", "", Kind::Hidden));
-        new_user_fields.push(Field::new(
-            "roles:list",
-            "Roles",
-            Kind::Checks(
-                role_names
-                    .iter()
-                    .map(|r| (r.clone(), r.replace('_', " "), r == "cashier"))
-                    .collect(),
-            ),
-        ));
-    }
+    let new_user_fields = new_user_fields(&ui, &role_names);
+    let manage_roles = ui.may("administration.roles.manage");
+    let all_permissions = match manage_roles {
+        true => permission_names(&ui).await,
+        false => Vec::new(),
+    };
+    let role_actions = |role: &Value| {
+        let id = role["id"].as_str().unwrap_or_default();
+        html! {
+            @if manage_roles {
+                a href=(format!("/admin/roles/{id}")) aria-label=(format!("Permissions of {}", text(&role["name"]))) { "Permissions" }
+            }
+        }
+    };
     let actions = |user: &Value| {
         let id = user["id"].as_str().unwrap_or_default();
         let name = user["username"].as_str().unwrap_or_default();
@@ -420,7 +409,11 @@ pub async fn users(ui: Ui) -> Response {
             @if let Some(roles) = &roles {
                 section.card aria-labelledby="roles" {
                     h2 #roles { "Roles" }
-                    (table(&items(roles), &[("Role", "name"), ("What it is for", "description"), ("Built in", "builtin")], None))
+                    (table(&items(roles), &[("Role", "name"), ("What it is for", "description"), ("Built in", "builtin")], Some(&role_actions)))
+                    @if manage_roles {
+                        h3 { "New role" }
+                        (form(&ui, &Form::new("create-role", "POST", "/api/v1/roles", back, "Create role").done("The role was created.").idempotent(), &role_fields(&all_permissions, &[], true)))
+                    }
                 }
             }
         },
@@ -478,6 +471,120 @@ pub async fn user(ui: Ui, Path(id): Path<uuid::Uuid>) -> Response {
                 (form(&ui, &Form::new("reset-password", "POST", format!("/api/v1/users/{id}/reset-password"), back, "Reset password").done("The password was reset."), &[
                     Field::new("password", "New password (at least 10 characters)", Kind::Password).required(),
                 ]))
+            }
+        },
+    )
+}
+
+/// The new-user form's fields: roles only for those who may give them (the API refuses the
+/// others), `cashier` ticked.
+fn new_user_fields(ui: &Ui, role_names: &[String]) -> Vec<Field> {
+    let mut fields = vec![
+        Field::new("username", "Username", Kind::Text).required(),
+        Field::new(
+            "display_name:opt",
+            "Name shown on receipts and screens",
+            Kind::Text,
+        ),
+        Field::new(
+            "password",
+            "First password (at least 10 characters)",
+            Kind::Password,
+        )
+        .required(),
+    ];
+    if ui.may("administration.roles.manage") {
+        fields.push(Field::new("roles:list", "", Kind::Hidden));
+        fields.push(Field::new(
+            "roles:list",
+            "Roles",
+            Kind::Checks(
+                role_names
+                    .iter()
+                    .map(|r| (r.clone(), r.replace('_', " "), r == "cashier"))
+                    .collect(),
+            ),
+        ));
+    }
+    fields
+}
+
+/// Every permission's name, from the API.
+async fn permission_names(ui: &Ui) -> Vec<String> {
+    ui.read_if("", "/api/v1/permissions?limit=500")
+        .await
+        .as_ref()
+        .map(items)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// A role's form fields: name and purpose (for a `new` role) and its permissions, grouped by
+/// their area (the part before the first dot), `held` ticked.
+fn role_fields(all: &[String], held: &[&str], new: bool) -> Vec<Field> {
+    let mut fields = Vec::new();
+    if new {
+        fields.push(Field::new("name", "Name (lowercase, like shift_lead)", Kind::Text).required());
+        fields.push(Field::new("description", "What it is for", Kind::Text).required());
+    }
+    // Without a ticked box the list is sent empty, not left out.
+    fields.push(Field::new("permissions:list", "", Kind::Hidden));
+    let mut areas: Vec<&str> = all.iter().filter_map(|p| p.split('.').next()).collect();
+    areas.dedup();
+    for area in areas {
+        let options = all
+            .iter()
+            .filter(|p| p.split('.').next() == Some(area))
+            .map(|p| (p.clone(), p.clone(), held.contains(&p.as_str())))
+            .collect();
+        fields.push(Field::new(
+            "permissions:list",
+            heading(area),
+            Kind::Checks(options),
+        ));
+    }
+    fields
+}
+
+/// One role's permissions, to change (the API refuses granting what the caller lacks, and
+/// leaving nobody able to administer).
+pub async fn role(ui: Ui, Path(id): Path<uuid::Uuid>) -> Response {
+    if let Err(refused) = ui.require("administration.roles.manage").await {
+        return refused;
+    }
+    let roles = match ui.get("/api/v1/roles?limit=200").await {
+        Ok(list) => list,
+        Err(refused) => return refused,
+    };
+    let Some(role) = items(&roles)
+        .into_iter()
+        .find(|r| r["id"] == id.to_string().as_str())
+    else {
+        return super::pages::refused_for(
+            Some(&ui.console),
+            StatusCode::NOT_FOUND,
+            "There is no such role.",
+        );
+    };
+    let held: Vec<&str> = role["permissions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let all = permission_names(&ui).await;
+    let back = format!("/admin/roles/{id}");
+    screen(
+        &ui,
+        "Role",
+        "/admin/users",
+        html! {
+            h1 { "Role " (text(&role["name"])) }
+            p { a href="/admin/users#roles" { "← Users and roles" } " · " (text(&role["description"])) }
+            section.card {
+                (form(&ui, &Form::new("role-permissions", "PUT", format!("/api/v1/roles/{id}/permissions"), &back, "Save permissions").done("Saved: the role's users have these permissions from their next request."), &role_fields(&all, &held, false)))
             }
         },
     )
@@ -579,7 +686,7 @@ pub async fn devices(ui: Ui) -> Response {
                         (form(&ui, &Form::new("create-register", "POST", "/api/v1/registers", back, "Add register").done("The register was added.").idempotent(), &[
                             Field::new("name", "Name", Kind::Text).required(),
                             Field::new("code:opt", "Code (printed in receipt numbers)", Kind::Text),
-                            Field::new("location_id:opt", "Sells from", Kind::Select(locations.as_ref().map(items).unwrap_or_default().iter().map(|l| (text(&l["id"]), text(&l["name"]))).collect())),
+                            Field::new("location_id:opt", "Sells from", Kind::Select(std::iter::once((String::new(), "The branch's first location".to_owned())).chain(locations.as_ref().map(items).unwrap_or_default().iter().map(|l| (text(&l["id"]), text(&l["name"])))).collect())),
                         ]))
                     }
                 }
@@ -652,12 +759,11 @@ pub async fn backups(ui: Ui) -> Response {
         })
         .collect();
     let busy = !working.is_empty() || rows.iter().any(|b| b["status"] == "pending");
-    screen(
-        &ui,
+    page_at(
         "Backups",
+        Some(&ui.console),
         back,
         html! {
-            @if busy { meta http-equiv="refresh" content="5"; }
             h1 { "Backups" }
             (outcome(&ui, "row-", &[]))
             (outcome(&ui, "restore", &[]))
@@ -714,7 +820,12 @@ pub async fn backups(ui: Ui) -> Response {
                 }
             }
         },
+        Extras {
+            live: false,
+            refresh: busy.then_some(5),
+        },
     )
+    .into_response()
 }
 
 /// Asks for the business's name before a restore, and says what a restore does.
@@ -1430,6 +1541,9 @@ pub async fn settings(ui: Ui) -> Response {
     let taxes = ui
         .read_if("management.catalog.read", "/api/v1/tax-classes?limit=200")
         .await;
+    let business = ui
+        .read_if("administration.settings.read", "/api/v1/business")
+        .await;
     fields.push(Field::new(
         "reason:opt",
         "Why (needed for some settings; kept in the audit log)",
@@ -1441,6 +1555,20 @@ pub async fn settings(ui: Ui) -> Response {
         "/admin/settings",
         html! {
             h1 { "Settings" }
+            @if let Some(business) = &business {
+                section.card aria-labelledby="business" {
+                    h2 #business { "Business" }
+                    p { "Currency " strong { (text(&business["currency"])) } " and time zone " strong { (text(&business["timezone"])) } " were fixed at setup: money and business days are counted in them." }
+                    @if ui.may("administration.settings.manage") {
+                        (form(&ui, &Form::new("business", "PATCH", "/api/v1/business", "/admin/settings", "Rename").done("Renamed: receipts and reports print the new name from now on."), &[
+                            Field::new("version:int", "", Kind::Hidden).value(text(&business["version"])),
+                            Field::new("name", "Business name (printed on receipts; a restore asks for it)", Kind::Text).value(text(&business["name"])).required(),
+                        ]))
+                    } @else {
+                        p { "Name: " strong { (text(&business["name"])) } }
+                    }
+                }
+            }
             @if writable {
                 section.card.settings {
                     (form(&ui, &Form::new("settings", "PATCH", "/api/v1/settings", "/admin/settings", "Save settings").done("Saved: in force from the next request."), &fields))

@@ -64,9 +64,11 @@ fn draw(
         let error = fields.get(name);
         html! {
             label for=(id) { (label) }
+            @let described = [hint.map(|_| format!("{id}-hint")), error.map(|_| format!("{id}-error"))]
+                .into_iter().flatten().collect::<Vec<_>>().join(" ");
             input #(id) type=(kind) name=(name) value=(value) required
-                aria-describedby=[error.map(|_| format!("{id}-error"))];
-            @if let Some(hint) = hint { p.hint { (hint) } }
+                aria-describedby=[(!described.is_empty()).then_some(described.as_str())];
+            @if let Some(hint) = hint { p.hint id=(format!("{id}-hint")) { (hint) } }
             @if let Some(error) = error { p.field-error id=(format!("{id}-error")) { (error) } }
         }
     };

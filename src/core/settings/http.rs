@@ -318,6 +318,105 @@ pub fn routes() -> utoipa_axum::router::OpenApiRouter<AppState> {
     use utoipa_axum::routes;
     utoipa_axum::router::OpenApiRouter::new()
         .routes(declare(Permission(registry::READ), routes!(get, patch)))
+        .routes(declare(Permission(registry::READ), routes!(business)))
+        .routes(declare(
+            Permission(registry::MANAGE),
+            routes!(rename_business),
+        ))
+}
+
+/// The business as set up: its name (which may change), currency and time zone (fixed at
+/// setup: money and business days are counted in them).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BusinessView {
+    pub name: String,
+    pub currency: String,
+    pub timezone: String,
+    /// Moves on with each rename.
+    pub version: i64,
+}
+
+/// A new name for the business.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessRename {
+    /// 1 to 200 characters, not only spaces (printed on receipts and Z reports from now on).
+    pub name: String,
+    /// The version read (`409 conflict.version_mismatch` when it changed since).
+    pub version: i64,
+}
+
+async fn business_view(conn: &mut sqlx::PgConnection) -> Result<BusinessView, ApiError> {
+    let row: Option<(String, String, String, i64)> =
+        sqlx::query_as("SELECT name, currency::text, timezone, version FROM business")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let (name, currency, timezone, version) = row.ok_or(ApiError::SetupRequired)?;
+    Ok(BusinessView {
+        name,
+        currency,
+        timezone,
+        version,
+    })
+}
+
+/// The business: name, currency, time zone.
+#[utoipa::path(get, path = "/api/v1/business", tag = "settings", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The business", body = BusinessView),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn business(
+    State(state): State<AppState>,
+    _caller: AuthContext,
+) -> Result<Json<BusinessView>, ApiError> {
+    let mut conn = state.pool().acquire().await?;
+    Ok(Json(business_view(&mut conn).await?))
+}
+
+/// Rename the business (receipts, reports and Z reports print the new name from now on; what
+/// was already printed or signed keeps the old one). Audited (`business.rename`). A restore
+/// asks for the name the business has then.
+#[utoipa::path(patch, path = "/api/v1/business", tag = "settings", security(("bearer" = [])),
+    request_body = BusinessRename,
+    responses(
+        (status = 200, description = "Renamed", body = BusinessView),
+        (status = 403, description = "Missing permission (`rbac.forbidden`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Changed since `version` was read (`conflict.version_mismatch`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A blank or too long name (`validation.failed`)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn rename_business(
+    State(state): State<AppState>,
+    caller: AuthContext,
+    ApiJson(change): ApiJson<BusinessRename>,
+) -> Result<Json<BusinessView>, ApiError> {
+    let name = change.name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "name",
+            "must be 1 to 200 characters, not only spaces, without control characters",
+        ));
+    }
+    let mut tx = AuditedTx::begin(state.pool(), Actor::user(&caller), state.clock().now()).await?;
+    let before = business_view(&mut tx).await?;
+    ApiError::check_version("business", before.version, change.version)?;
+    if before.name == name {
+        tx.rollback().await?;
+        return Ok(Json(before));
+    }
+    sqlx::query("UPDATE business SET name = $1, version = version + 1, updated_at = now()")
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+    tx.record(
+        Change::new(MODULE, "business", before.version + 1, "business.rename")
+            .before(json!({"name": before.name}))
+            .after(json!({"name": name})),
+    )
+    .await?;
+    let after = business_view(&mut tx).await?;
+    tx.commit().await?;
+    Ok(Json(after))
 }
 
 /// Describes every declared setting in the served document: `SettingsValues` gets one property
