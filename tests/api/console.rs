@@ -33,12 +33,19 @@ impl Browser {
             .spawn()
             .expect("chromedriver (Debian's chromium-driver; .ci/run installs it)");
         let profile = tempfile::tempdir().unwrap();
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir(&downloads).unwrap();
+        // Files are saved without asking, PDFs too (not shown in a viewer), so a test can read
+        // what the browser got.
         let caps = json!({"browserName": "chrome", "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--no-first-run", "--window-size=1366,768",
-                     format!("--user-data-dir={}", profile.path().display())]}});
+                     format!("--user-data-dir={}", profile.path().display())],
+            "prefs": {"download.default_directory": downloads.display().to_string(),
+                      "download.prompt_for_download": false,
+                      "plugins.always_open_pdf_externally": true}}});
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             let mut builder =
@@ -107,6 +114,28 @@ impl Browser {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         assert_eq!(self.path().await, path);
+    }
+
+    /// Clicks `css` (a link or a button that answers with a file) and waits (up to 30 s) for
+    /// the browser to have saved the file: its name and bytes.
+    async fn download(&self, css: &str) -> (String, Vec<u8>) {
+        let dir = self._profile.path().join("downloads");
+        let listed =
+            || -> Vec<std::fs::DirEntry> { std::fs::read_dir(&dir).unwrap().flatten().collect() };
+        let before: Vec<_> = listed().iter().map(|e| e.file_name()).collect();
+        self.click(css).await;
+        for _ in 0..300 {
+            let done = listed().into_iter().find(|e| {
+                let name = e.file_name();
+                !before.contains(&name) && !name.to_string_lossy().ends_with(".crdownload")
+            });
+            if let Some(entry) = done {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                return (name, std::fs::read(entry.path()).unwrap());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("clicking {css} saved no file");
     }
 
     /// Saves the whole page (the window made as tall as it) as
@@ -574,19 +603,9 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
     browser.wait_path("/admin/closings").await;
     browser.submit("close").await;
     assert!(browser.text("p.notice").await.contains("Closed"));
-    let pdf = browser
-        .attr("main table a[href$='format=pdf']", "href")
-        .await;
-    let cookie = browser.session_cookie().await;
-    let report = plain()
-        .get(app.url(&pdf.replace(&app.url(""), "")))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(report.status(), 200);
-    assert_eq!(report.headers()["content-type"], "application/pdf");
-    assert!(report.bytes().await.unwrap().starts_with(b"%PDF"));
+    // The Z report: the browser saves the PDF it opens.
+    let (name, pdf) = browser.download("main table a[href$='format=pdf']").await;
+    assert!(pdf.starts_with(b"%PDF"), "{name}");
     browser.screenshot("closings").await;
 
     // "Back up now": queued, then valid once the jobs ran (restored and checked).
@@ -621,20 +640,9 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
     browser.screenshot("backups-768").await;
     browser.client.set_window_size(1366, 768).await.unwrap();
     // The encrypted file downloads.
-    let file = browser.attr("td.actions a[download]", "href").await;
-    let file = plain()
-        .get(app.url(&file.replace(&app.url(""), "")))
-        .header("Cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(file.status(), 200);
-    assert!(
-        file.bytes()
-            .await
-            .unwrap()
-            .starts_with(b"age-encryption.org/v1")
-    );
+    let (name, file) = browser.download("td.actions a[download]").await;
+    assert!(name.starts_with("plugpos-backup-"), "{name}");
+    assert!(file.starts_with(b"age-encryption.org/v1"));
 
     // A change after the backup, then the restore: a wrong name is refused next to its field.
     browser.goto(&app.url("/admin/users")).await;
@@ -789,23 +797,14 @@ async fn an_admin_runs_the_shop_from_the_console_and_a_cashier_sees_nothing() {
     let checks = browser.text("main table").await;
     assert!(checks.contains("data_directory"), "{checks}");
     let cookie = browser.session_cookie().await;
-    let bundle = plain()
-        .post(app.url("/admin/act"))
-        .header("Cookie", &cookie)
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(encoded(&browser.form_fields("bundle").await))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bundle.status(), 200);
-    assert_eq!(bundle.headers()["content-type"], "application/zstd");
+    let (name, bundle) = browser
+        .download("form[data-form='bundle'] button[type=submit]")
+        .await;
     assert!(
-        bundle
-            .bytes()
-            .await
-            .unwrap()
-            .starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        name.starts_with("plugpos-support-") && name.ends_with(".tar.zst"),
+        "{name}"
     );
+    assert!(bundle.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), "zstd");
 
     // A form without the session's CSRF token is refused, even with the cookie; one from
     // another site is refused before its token is even read.
