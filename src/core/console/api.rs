@@ -487,17 +487,7 @@ pub async fn act(ui: Ui, axum::Form(fields): axum::Form<Vec<(String, String)>>) 
         return ui.refusal(&answer);
     }
     let problem = answer.json();
-    let fields = problem["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            Some((
-                e["field"].as_str()?.to_owned(),
-                e["message"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
+    let fields = field_errors(&problem);
     again(Flash {
         form,
         error: Some(
@@ -510,6 +500,21 @@ pub async fn act(ui: Ui, axum::Form(fields): axum::Form<Vec<(String, String)>>) 
         values,
         ..Flash::default()
     })
+}
+
+/// A problem document's field errors, by field.
+pub fn field_errors(problem: &Value) -> HashMap<String, String> {
+    problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["field"].as_str()?.to_owned(),
+                e["message"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
 }
 
 /// `template` with each `{field}` replaced by that field of the answer (a text or number at its

@@ -182,18 +182,7 @@ pub async fn run(
     if status.is_server_error() {
         return super::failed_page(status);
     }
-    let fields: HashMap<String, String> = problem["errors"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            Some((
-                e["field"].as_str()?.to_owned(),
-                e["message"].as_str()?.to_owned(),
-            ))
-        })
-        .collect();
-    let mut fields = fields;
+    let mut fields = super::api::field_errors(&problem);
     if problem["code"] == "setup.invalid_token" {
         fields.insert(
             "setup_token".to_owned(),
