@@ -126,8 +126,11 @@ impl Browser {
         self.click(css).await;
         for _ in 0..300 {
             let done = listed().into_iter().find(|e| {
+                // Chromium writes into a hidden temporary file, then `*.crdownload`, then
+                // renames it to its name once it is whole.
                 let name = e.file_name();
-                !before.contains(&name) && !name.to_string_lossy().ends_with(".crdownload")
+                let text = name.to_string_lossy();
+                !before.contains(&name) && !text.starts_with('.') && !text.ends_with(".crdownload")
             });
             if let Some(entry) = done {
                 let name = entry.file_name().to_string_lossy().into_owned();
